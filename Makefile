@@ -1,0 +1,42 @@
+# Set-up, tests and the demo. `make test` is the test command; CI calls it through .ci/run.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ANVIL = $(firstword $(wildcard node_modules/@foundry-rs/anvil-*/bin/anvil))
+
+.PHONY: install test unit integration demo bench contracts clean
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: setup.cfg setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	test -n "$(ANVIL)" || { echo "anvil binary missing under node_modules/@foundry-rs"; exit 1; }
+	touch $@
+
+test: install
+	$(PY) -m pytest
+
+unit: install
+	$(PY) -m pytest tests/unit
+
+integration: install
+	$(PY) -m pytest tests/integration
+
+demo: install
+	$(PY) -m devnet.demo
+
+bench: install
+	$(PY) -m bench.throughput
+
+# Rebuild the test double's ABI and bytecode (committed under contracts/build).
+contracts: node_modules/.installed
+	node contracts/compile.mjs
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache build *.egg-info

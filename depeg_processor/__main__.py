@@ -1,0 +1,180 @@
+"""Entry point: `python -m depeg_processor [run|check-config|dead-letters|requeue]`.
+
+The only place with side effects at start: it reads the environment (then `.env` in the working
+directory), configures logging, builds the Redis and node clients, installs the signal handlers
+and starts the threads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Optional, Sequence
+
+import redis
+from decouple import AutoConfig
+from eth_account import Account
+
+from . import errors
+from .chain import Chain
+from .config import DERIVATION_PATH, Settings, load_settings
+from .logs import configure_logging
+from .queue import StreamQueue
+from .service import Service, StartupError
+
+log = logging.getLogger("depeg_processor")
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_STARTUP = 0, 1, 2, 3
+
+
+def build_redis(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url, decode_responses=True,
+                                socket_timeout=max(10.0, settings.rpc_timeout),
+                                socket_connect_timeout=5.0, health_check_interval=30)
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """First SIGTERM/SIGINT: set the stop flag. Second: exit at once."""
+
+    def handle(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            os._exit(128 + signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def command_run(settings: Settings) -> int:
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)
+    service = Service(settings=settings, redis_client=build_redis(settings),
+                      chain=Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout),
+                      account=account, stop=stop)
+    try:
+        service.serve_monitor()
+        if service.prepare():
+            service.run()
+    except StartupError as error:
+        log.critical("cannot start: %s", error)
+        return EXIT_STARTUP
+    finally:
+        service.shutdown()
+    log.info("stopped")
+    return EXIT_OK
+
+
+def command_check_config(settings: Settings) -> int:
+    """Validate the settings and reach Redis and the node; say what is wrong."""
+    account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)
+    print(f"configuration ok; processor wallet {account.address}")
+    problems = 0
+    try:
+        build_redis(settings).ping()
+        print(f"redis ok ({settings.redis_url.split('@')[-1]})")
+    except redis.RedisError as error:
+        print(f"redis FAILED: {error}")
+        problems += 1
+    chain = Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout)
+    try:
+        chain_id = chain.chain_id()
+        balance = chain.balance(account.address)
+        has_code = bool(chain.code(settings.product_address))
+        print(f"node ok (chain id {chain_id}); wallet balance {balance} wei")
+        if not has_code:
+            print(f"product FAILED: no contract at {settings.product_address}")
+            problems += 1
+        if balance < settings.min_balance:
+            print(f"balance WARNING: below PROCESSOR_MIN_BALANCE {settings.min_balance} wei")
+    except errors.ProcessorError as error:
+        print(f"node FAILED: {error}")
+        problems += 1
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+def command_dead_letters(settings: Settings, *, count: int, as_json: bool) -> int:
+    queue = _queue(settings)
+    letters = queue.dead_letters(count)
+    if as_json:
+        print(json.dumps([{"id": i, **{k: v for k, v in f.items() if k != "application"}}
+                          for i, f in letters], indent=2))
+        return EXIT_OK
+    if not letters:
+        print(f"no dead letters in {settings.dead_letter_key}")
+    for dead_id, fields in letters:
+        print(f"{dead_id}  {fields.get('entityId') or '-':<26}  {fields.get('reason')}")
+    return EXIT_OK
+
+
+def command_requeue(settings: Settings, *, ids: Sequence[str], all_: bool) -> int:
+    queue = _queue(settings)
+    targets = [i for i, _ in queue.dead_letters(10_000)] if all_ else list(ids)
+    failed = 0
+    for done, dead_id in enumerate(targets, 1):
+        try:
+            entry_id = queue.requeue(dead_id)
+            print(f"[{done}/{len(targets)}] requeued dead letter {dead_id} as stream entry {entry_id}")
+        except (KeyError, ValueError) as error:
+            print(f"[{done}/{len(targets)}] {error.args[0]}")
+            failed += 1
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _queue(settings: Settings) -> StreamQueue:
+    return StreamQueue(build_redis(settings), stream=settings.stream_key, group=settings.group,
+                       consumer=settings.consumer, dead_letter_key=settings.dead_letter_key)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m depeg_processor",
+        description="Relays gasless depeg applications from the web app's Redis stream to the "
+                    "depeg product. Configured by environment variables (and .env).")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="run the processor (the default)",
+                        description="Run the processor until SIGTERM/SIGINT.")
+    commands.add_parser("check-config", help="validate the configuration and connectivity",
+                        description="Validate the environment, reach Redis and the node; "
+                                    "exit non-zero with the reason if something is wrong.")
+    dead = commands.add_parser("dead-letters", help="list the dead-lettered applications",
+                               description="List the applications set aside, with their reasons.")
+    dead.add_argument("--count", type=int, default=100, help="at most this many (default 100)")
+    dead.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    requeue = commands.add_parser("requeue", help="put dead-lettered applications back",
+                                  description="Put dead-lettered applications back on the queue "
+                                              "after their cause was fixed.")
+    requeue.add_argument("ids", nargs="*", help="dead-letter stream ids (see dead-letters)")
+    requeue.add_argument("--all", action="store_true", dest="all_", help="requeue all of them")
+    return top
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings(AutoConfig(search_path=os.getcwd()))
+    except errors.ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(level=settings.log_level, production=settings.production)
+    command = args.command or "run"
+    if command == "run":
+        return command_run(settings)
+    if command == "check-config":
+        return command_check_config(settings)
+    if command == "dead-letters":
+        return command_dead_letters(settings, count=args.count, as_json=args.json)
+    if command == "requeue":
+        if not args.ids and not args.all_:
+            print("requeue: name dead-letter ids or use --all", file=sys.stderr)
+            return EXIT_CONFIG
+        return command_requeue(settings, ids=args.ids, all_=args.all_)
+    raise AssertionError(command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""A pending application as the web app writes it, validated and turned into contract arguments.
+
+The web app stores `PendingApplication:<entityId>` as a plain hash of strings
+(shared wire format); nothing here touches Redis or the chain.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Mapping, Optional
+
+from eth_account import Account
+from eth_account.messages import encode_typed_data
+from eth_utils import is_address, to_checksum_address
+
+from .errors import PermanentError
+
+KEY_PREFIX = "PendingApplication:"
+UINT256_MAX = 2**256 - 1
+_DECIMAL = re.compile(r"^[0-9]{1,78}$")
+_SIGNATURE = re.compile(r"^0x[0-9a-fA-F]{130}$")
+_TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_ENTITY_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+REQUIRED_FIELDS = ("policyHolder", "protectedWallet", "protectedBalance", "duration", "bundleId",
+                   "signatureId", "signature")
+
+POLICY_TYPES = {
+    "Policy": [
+        {"name": "wallet", "type": "address"},
+        {"name": "protectedBalance", "type": "uint256"},
+        {"name": "duration", "type": "uint256"},
+        {"name": "bundleId", "type": "uint256"},
+        {"name": "signatureId", "type": "bytes32"},
+    ]
+}
+
+
+def application_key(entity_id: str) -> str:
+    return KEY_PREFIX + entity_id
+
+
+def check_entity_id(entity_id: Optional[str]) -> str:
+    """The stream entry's `entityId`: a ULID in practice; anything key-safe is accepted."""
+    if not entity_id:
+        raise PermanentError("stream entry has no entityId")
+    if not _ENTITY_ID.match(entity_id):
+        raise PermanentError(f"entityId {entity_id!r} is not a valid id")
+    return entity_id
+
+
+def signature_id_bytes32(signature_id: str) -> bytes:
+    """The nanoid as the contract's bytes32: UTF-8, right-padded with zeros (ethers'
+    formatBytes32String), so at most 31 bytes."""
+    raw = signature_id.encode("utf-8")
+    if not raw or len(raw) > 31:
+        raise ValueError("must be 1 to 31 bytes of UTF-8")
+    return raw.ljust(32, b"\0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Application:
+    """One validated application, ready to be sent."""
+
+    entity_id: str
+    policy_holder: str
+    protected_wallet: str
+    protected_balance: int
+    duration: int
+    bundle_id: int
+    signature_id: str
+    signature: bytes = dataclasses.field(repr=False)
+    timestamp: Optional[float] = None
+    transaction_hash: Optional[str] = None
+
+    def contract_args(self) -> tuple:
+        """Arguments of `applyForPolicyWithBundleAndSignature`, in order."""
+        return (self.policy_holder, self.protected_wallet, self.protected_balance, self.duration,
+                self.bundle_id, signature_id_bytes32(self.signature_id), self.signature)
+
+    def recover_signer(self, *, chain_id: int, verifying_contract: str) -> str:
+        """The address that signed this application's EIP-712 `Policy` message."""
+        message = encode_typed_data(
+            domain_data={"name": "EtheriscDepeg", "version": "1", "chainId": chain_id,
+                         "verifyingContract": verifying_contract},
+            message_types=POLICY_TYPES,
+            message_data={"wallet": self.protected_wallet,
+                          "protectedBalance": self.protected_balance,
+                          "duration": self.duration, "bundleId": self.bundle_id,
+                          "signatureId": signature_id_bytes32(self.signature_id)},
+        )
+        return Account.recover_message(message, signature=self.signature)
+
+    def check_signature(self, *, chain_id: int, verifying_contract: str) -> None:
+        """Refuse, without a chain call, a signature the product's helper would reject."""
+        try:
+            signer = self.recover_signer(chain_id=chain_id, verifying_contract=verifying_contract)
+        except Exception:  # malformed r/s/v cannot be recovered at all
+            raise PermanentError("signature invalid: cannot recover a signer") from None
+        if signer != self.policy_holder:
+            raise PermanentError(
+                f"signature invalid: signed by {signer}, not by policyHolder {self.policy_holder}")
+
+
+def parse_application(entity_id: str, fields: Mapping[str, str]) -> Application:
+    """Validate every field of a `PendingApplication` hash; a bad one is a permanent error
+    naming the field."""
+    if not fields:
+        raise PermanentError(f"application {application_key(entity_id)} not found")
+    missing = [name for name in REQUIRED_FIELDS if not fields.get(name)]
+    if missing:
+        raise PermanentError(f"application is missing field(s): {', '.join(missing)}")
+
+    def address(name: str) -> str:
+        value = fields[name].strip()
+        if not is_address(value):
+            raise PermanentError(f"field {name}: {value!r} is not a valid address")
+        return to_checksum_address(value)
+
+    def uint(name: str, *, positive: bool = False) -> int:
+        value = fields[name].strip()
+        if not _DECIMAL.match(value) or int(value) > UINT256_MAX:
+            raise PermanentError(f"field {name}: {value!r} is not a uint256 decimal string")
+        if positive and int(value) == 0:
+            raise PermanentError(f"field {name}: must be above zero")
+        return int(value)
+
+    signature_id = fields["signatureId"]
+    try:
+        signature_id_bytes32(signature_id)
+    except ValueError as error:
+        raise PermanentError(f"field signatureId: {error}") from None
+
+    signature = fields["signature"].strip()
+    if not _SIGNATURE.match(signature):
+        raise PermanentError("field signature: not a 65-byte 0x-hex signature")
+
+    timestamp = None
+    if fields.get("timestamp"):
+        try:
+            timestamp = float(fields["timestamp"])
+        except ValueError:
+            raise PermanentError(f"field timestamp: {fields['timestamp']!r} is not a number") from None
+
+    transaction_hash = fields.get("transactionHash") or None
+    if transaction_hash is not None and not _TX_HASH.match(transaction_hash):
+        raise PermanentError(f"field transactionHash: {transaction_hash!r} is not a transaction hash")
+
+    return Application(
+        entity_id=entity_id,
+        policy_holder=address("policyHolder"),
+        protected_wallet=address("protectedWallet"),
+        protected_balance=uint("protectedBalance"),
+        duration=uint("duration"),
+        bundle_id=uint("bundleId"),
+        signature_id=signature_id,
+        signature=bytes.fromhex(signature[2:]),
+        timestamp=timestamp,
+        transaction_hash=transaction_hash,
+    )

@@ -1,0 +1,128 @@
+"""The monitor: a WSGI app that judges the shared state's snapshot. No I/O on a request.
+
+`/api/monitor` (balance, processor, nonAckPendingTx), `/api/monitor/liveness` (processor,
+nonAckPendingTx) and `/api/monitor/readiness` (balance, node, redis) answer 200 when every
+check says "ok" and 500 otherwise, with a JSON body naming each check. `/metrics` serves the
+Prometheus registry when one is given.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Callable, Iterable, Optional
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from .state import SharedState, Snapshot
+
+OK = "ok"
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """The thresholds the checks compare against (from the settings)."""
+
+    alert_balance: int
+    loop_max_age: float
+    watcher_max_age: float
+    max_non_ack_pending: int
+
+
+def check_balance(snap: Snapshot, limits: Limits) -> str:
+    if snap.balance is None:
+        return "balance unknown: the node has not been asked yet"
+    if snap.balance < limits.alert_balance:
+        return f"balance {snap.balance} wei is below the alert balance {limits.alert_balance} wei"
+    return OK
+
+
+def check_processor(snap: Snapshot, limits: Limits, now: float) -> str:
+    if snap.processor_beat is None:
+        return "the processor loop has not run yet"
+    age = now - snap.processor_beat
+    if age > limits.loop_max_age:
+        return f"the processor loop last ran {age:.0f}s ago (limit {limits.loop_max_age:.0f}s)"
+    if snap.watcher_beat is not None and now - snap.watcher_beat > limits.watcher_max_age:
+        return f"the receipt watcher last ran {now - snap.watcher_beat:.0f}s ago"
+    return OK
+
+
+def check_non_ack(snap: Snapshot, limits: Limits) -> str:
+    if snap.non_ack_pending is None:
+        return "unknown: the stream has not been read yet"
+    if snap.non_ack_pending > limits.max_non_ack_pending:
+        return (f"{snap.non_ack_pending} stream entries delivered but not acknowledged "
+                f"(limit {limits.max_non_ack_pending})")
+    return OK
+
+
+def check_node(snap: Snapshot) -> str:
+    return f"node unavailable: {snap.node_error}" if snap.node_error else OK
+
+
+def check_redis(snap: Snapshot) -> str:
+    return f"redis unavailable: {snap.redis_error}" if snap.redis_error else OK
+
+
+def monitor_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, str]:
+    return {"balance": check_balance(snap, limits),
+            "processor": check_processor(snap, limits, now),
+            "nonAckPendingTx": check_non_ack(snap, limits)}
+
+
+def liveness_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, str]:
+    return {"processor": check_processor(snap, limits, now),
+            "nonAckPendingTx": check_non_ack(snap, limits)}
+
+
+def readiness_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, str]:
+    checks = {"balance": check_balance(snap, limits),
+              "node": check_node(snap),
+              "redis": check_redis(snap)}
+    if snap.holding:
+        checks["sending"] = f"on hold: {snap.holding}"
+    return checks
+
+
+ROUTES: dict[str, Callable[[Snapshot, Limits, float], dict[str, str]]] = {
+    "/api/monitor": monitor_checks,
+    "/api/monitor/liveness": liveness_checks,
+    "/api/monitor/readiness": readiness_checks,
+}
+
+
+def make_monitor_app(state: SharedState, limits: Limits,
+                     registry: Optional[CollectorRegistry] = None) -> Callable:
+    """The WSGI app over `state`; `registry` adds `/metrics`."""
+    metrics_app = make_wsgi_app(registry) if registry is not None else None
+
+    def respond(start_response: Callable, status: str, body: dict,
+                extra: Iterable[tuple[str, str]] = ()) -> list[bytes]:
+        payload = json.dumps(body).encode()
+        start_response(status, [("Content-Type", "application/json"),
+                                ("Content-Length", str(len(payload))),
+                                ("Cache-Control", "no-store"), *extra])
+        return [payload]
+
+    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "") or "/"
+        if len(path) > 1:
+            path = path.rstrip("/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == "/metrics" and metrics_app is not None:
+            if method not in ("GET", "HEAD"):
+                return respond(start_response, "405 Method Not Allowed",
+                               {"error": "method not allowed"}, [("Allow", "GET, HEAD")])
+            return metrics_app(environ, start_response)
+        checks_for = ROUTES.get(path)
+        if checks_for is None:
+            return respond(start_response, "404 Not Found", {"error": f"no such path: {path}"})
+        if method not in ("GET", "HEAD"):
+            return respond(start_response, "405 Method Not Allowed",
+                           {"error": "method not allowed"}, [("Allow", "GET, HEAD")])
+        checks = checks_for(state.snapshot(), limits, state.now())
+        healthy = all(value == OK for value in checks.values())
+        status = "200 OK" if healthy else "500 Internal Server Error"
+        return respond(start_response, status, checks)
+
+    return app

@@ -1,0 +1,58 @@
+"""The wallet's next nonce, owned locally so several transactions can be in flight at once.
+
+It starts from the larger of the chain's pending count and one past the highest nonce of the
+stored records, advances locally, and is resynchronised the same way whenever the node says a
+nonce is wrong or a send failed halfway.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Optional
+
+log = logging.getLogger(__name__)
+
+
+class NonceManager:
+    def __init__(self, *, chain_pending: Callable[[], int],
+                 highest_recorded: Callable[[], Optional[int]]) -> None:
+        self._chain_pending = chain_pending
+        self._highest_recorded = highest_recorded
+        self._lock = threading.Lock()
+        self._next: Optional[int] = None
+
+    def sync(self) -> int:
+        """Set the next nonce from the chain and the records; returns it."""
+        chain = self._chain_pending()
+        recorded = self._highest_recorded()
+        candidate = max(chain, recorded + 1 if recorded is not None else 0)
+        with self._lock:
+            if self._next is not None and self._next != candidate:
+                log.info("nonce resynchronised from %s to %s (chain pending %s, highest record %s)",
+                         self._next, candidate, chain, recorded)
+            self._next = candidate
+        return candidate
+
+    def take(self) -> int:
+        """The next nonce, reserved for one transaction."""
+        with self._lock:
+            if self._next is None:
+                raise RuntimeError("NonceManager.sync() must run before take()")
+            nonce = self._next
+            self._next += 1
+            return nonce
+
+    def give_back(self, nonce: int) -> None:
+        """Return a reserved nonce whose transaction was never recorded nor sent, if it is the
+        last one handed out; otherwise resynchronise on the next take."""
+        with self._lock:
+            if self._next == nonce + 1:
+                self._next = nonce
+                return
+            self._next = None
+        self.sync()
+
+    @property
+    def next(self) -> Optional[int]:
+        with self._lock:
+            return self._next

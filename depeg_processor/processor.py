@@ -1,0 +1,178 @@
+"""The main loop: read the stream, hand each application to the sender, settle its entry.
+
+`run_once()` is one iteration (tests drive it directly); `run()` repeats it until the stop event
+is set. Every wait is `stop.wait(...)`, so a stop request is honoured within a second.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Optional
+
+import redis
+
+from . import errors
+from .chain import NodeUnavailable
+from .application import Application, application_key, check_entity_id, parse_application
+from .queue import Entry, StreamQueue
+from .records import TxRecords
+from .sender import Sender
+from .state import SharedState
+
+log = logging.getLogger(__name__)
+
+STOP_CHECK_INTERVAL = 1.0  # the longest a blocking read may delay a stop request (seconds)
+
+
+class Processor:
+    def __init__(self, *, redis_client: redis.Redis, queue: StreamQueue, records: TxRecords,
+                 sender: Sender, state: SharedState, stop: threading.Event,
+                 balance: Callable[[], int], min_balance: int, balance_ttl: float = 5.0, chain_id: int,
+                 message_helper: str, read_count: int, read_block: float,
+                 balance_too_low_timeout: float, error_timeout: float,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._redis = redis_client
+        self._queue = queue
+        self._records = records
+        self._sender = sender
+        self._state = state
+        self._stop = stop
+        self._balance = balance
+        self._min_balance = min_balance
+        self._balance_ttl = balance_ttl
+        self._known_balance: Optional[int] = None
+        self._balance_read_at = 0.0
+        self._holding_for_balance = False
+        self._chain_id = chain_id
+        self._message_helper = message_helper
+        self._read_count = read_count
+        self._read_block = read_block
+        self._balance_too_low_timeout = balance_too_low_timeout
+        self._error_timeout = error_timeout
+        self._monotonic = monotonic
+
+    def run(self) -> None:
+        log.info("processor loop started (stream %s, group %s, consumer %s)",
+                 self._queue.stream, self._queue.group, self._queue.consumer)
+        while not self._stop.is_set():
+            self.run_once()
+        log.info("processor loop stopped")
+
+    def run_once(self) -> int:
+        """One iteration; returns how many stream entries were settled."""
+        self._state.processor_beat()
+        try:
+            if not self._balance_sufficient():
+                return 0
+            entries = self._queue.read(count=self._read_count, block_ms=self._block_ms())
+            self._state.redis_ok()
+            settled = 0
+            for entry in entries:
+                if self._stop.is_set():
+                    break
+                self.handle(entry)
+                settled += 1
+                self._state.processor_beat()
+            if settled:
+                self._state.set_holding(None)
+            return settled
+        except errors.ProductInactive as error:
+            self._hold(f"product not active ({error}); retrying in {self._error_timeout:.0f}s")
+        except NodeUnavailable as error:
+            self._state.node_failed(str(error))
+            self._retry_later(str(error))
+        except errors.TransientError as error:
+            self._retry_later(f"{error}")
+        except redis.RedisError as error:
+            self._state.redis_failed(f"{type(error).__name__}: {error}")
+            self._retry_later(f"redis: {type(error).__name__}: {error}")
+        except Exception:  # a bug must not kill the loop: log it, keep the entry, retry later
+            log.exception("unexpected error; retrying in %.0fs", self._error_timeout)
+            self._queue.rewind()
+            self._pause(self._error_timeout)
+        return 0
+
+    def handle(self, entry: Entry) -> None:
+        """Submit one entry's application, or set it aside if it can never succeed."""
+        try:
+            entity_id = check_entity_id(entry.entity_id)
+        except errors.PermanentError as error:
+            if not entry.fields:  # deleted from the stream while pending: nothing to keep
+                log.info("stream entry %s no longer exists; acknowledged", entry.entry_id)
+                self._queue.ack(entry.entry_id)
+                return
+            self._queue.dead_letter(entity_id=entry.entity_id, reason=error.reason,
+                                    application={}, entry_id=entry.entry_id,
+                                    entry_fields=entry.fields)
+            return
+
+        record = self._records.get(entity_id)
+        if record is not None:  # already signed: resume it instead of signing again
+            log.info("application %s already has tx %s (nonce %s); resuming",
+                     entity_id, record.tx_hash, record.nonce)
+            self._queue.mark_submitted(entry.entry_id, entity_id, record.tx_hash)
+            return
+
+        fields = self._redis.hgetall(application_key(entity_id))
+        try:
+            app = parse_application(entity_id, fields)
+            app.check_signature(chain_id=self._chain_id, verifying_contract=self._message_helper)
+            record = self._sender.submit(app, stream_entry_id=entry.entry_id)
+        except errors.PermanentError as error:
+            self._queue.dead_letter(entity_id=entity_id, reason=error.reason, application=fields,
+                                    entry_id=entry.entry_id, entry_fields=entry.fields)
+            return
+        self._queue.mark_submitted(entry.entry_id, entity_id, record.tx_hash)
+        if self._known_balance is not None:  # the most this transaction can cost
+            self._known_balance -= record.gas * record.max_fee_per_gas
+
+    def _current_balance(self) -> int:
+        """The wallet balance, read from the node at most every `balance_ttl` seconds and
+        lowered locally by what each transaction sent since may cost."""
+        now = self._monotonic()
+        if self._known_balance is None or now - self._balance_read_at >= self._balance_ttl:
+            self._known_balance = self._balance()
+            self._balance_read_at = now
+            self._state.set_balance(self._known_balance)
+            self._state.node_ok()
+        return self._known_balance
+
+    def _balance_sufficient(self) -> bool:
+        balance = self._current_balance()
+        if balance >= self._min_balance:
+            if self._holding_for_balance:
+                log.info("balance %s wei is sufficient again; resuming", balance)
+                self._holding_for_balance = False
+                self._state.set_holding(None)
+            return True
+        self._holding_for_balance = True
+        self._hold(f"balance {balance} wei is below PROCESSOR_MIN_BALANCE {self._min_balance} "
+                   f"wei; nothing is sent, re-checking in {self._balance_too_low_timeout:.0f}s",
+                   self._balance_too_low_timeout)
+        self._known_balance = None  # read it afresh after the wait
+        return False
+
+    def _hold(self, reason: str, timeout: Optional[float] = None) -> None:
+        log.warning("holding: %s", reason)
+        self._state.set_holding(reason)
+        self._queue.rewind()
+        self._pause(self._error_timeout if timeout is None else timeout)
+
+    def _retry_later(self, reason: str) -> None:
+        log.error("transient failure, retrying in %.0fs: %s", self._error_timeout, reason)
+        self._queue.rewind()
+        self._pause(self._error_timeout)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait without going silent: the heartbeat shows the loop is alive while it holds."""
+        deadline = self._monotonic() + seconds
+        while not self._stop.is_set():
+            remaining = deadline - self._monotonic()
+            if remaining <= 0:
+                return
+            self._state.processor_beat()
+            self._stop.wait(min(remaining, STOP_CHECK_INTERVAL))
+
+    def _block_ms(self) -> int:
+        return max(1, int(min(self._read_block, STOP_CHECK_INTERVAL) * 1000))

@@ -1,0 +1,170 @@
+"""The web app's stream, read through a consumer group, and the dead-letter stream beside it.
+
+Reading follows the consumer-group recipe: this consumer's own delivered-but-unacknowledged
+entries first (id `0`), then new ones (id `>`). After a transient failure the reader rewinds, so
+the entry in hand is delivered again rather than skipped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from typing import Callable, Mapping, Optional
+
+import redis
+
+from .application import application_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One stream entry: its id and its fields (empty if the entry was deleted meanwhile)."""
+
+    entry_id: str
+    fields: Mapping[str, str]
+
+    @property
+    def entity_id(self) -> Optional[str]:
+        return self.fields.get("entityId")
+
+
+class StreamQueue:
+    """The applications stream as this consumer sees it."""
+
+    def __init__(self, client: redis.Redis, *, stream: str, group: str, consumer: str,
+                 dead_letter_key: str, clock: Callable[[], float] = time.time) -> None:
+        self._redis = client
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.dead_letter_key = dead_letter_key
+        self._clock = clock
+        self._own_backlog = True
+
+    def ensure_group(self) -> None:
+        """Create the consumer group (and the stream) if missing; entries already in the stream
+        are delivered, none skipped."""
+        try:
+            self._redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            log.info("created consumer group %s on %s", self.group, self.stream)
+        except redis.ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    def read(self, *, count: int, block_ms: int) -> list[Entry]:
+        """Own unacknowledged entries first; once none are left, block for new ones."""
+        if self._own_backlog:
+            entries = self._xread("0", count=count, block_ms=None)
+            if entries:
+                return entries
+            self._own_backlog = False
+        return self._xread(">", count=count, block_ms=block_ms)
+
+    def rewind(self) -> None:
+        """Deliver this consumer's unacknowledged entries again on the next read."""
+        self._own_backlog = True
+
+    def _xread(self, start: str, *, count: int, block_ms: Optional[int]) -> list[Entry]:
+        try:
+            reply = self._redis.xreadgroup(self.group, self.consumer, {self.stream: start},
+                                           count=count, block=block_ms)
+        except redis.ResponseError as error:
+            if "NOGROUP" not in str(error):
+                raise
+            log.warning("consumer group %s vanished; creating it again", self.group)
+            self.ensure_group()
+            return []
+        entries: list[Entry] = []
+        for _stream, items in reply or []:
+            for entry_id, fields in items:
+                entries.append(Entry(entry_id, dict(fields or {})))
+        return entries
+
+    def ack(self, entry_id: str) -> None:
+        self._redis.xack(self.stream, self.group, entry_id)
+
+    def mark_submitted(self, entry_id: str, entity_id: str, tx_hash: str) -> None:
+        """Write `transactionHash` into the application (only if it still exists, so a purge
+        never leaves a hash of one field behind) and acknowledge the entry, atomically."""
+        key = application_key(entity_id)
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            exists = pipe.exists(key)
+            pipe.multi()
+            if exists:
+                pipe.hset(key, "transactionHash", tx_hash)
+            pipe.xack(self.stream, self.group, entry_id)
+
+        self._redis.transaction(write, key)
+
+    def dead_letter(self, *, entity_id: Optional[str], reason: str,
+                    application: Mapping[str, str], entry_id: Optional[str] = None,
+                    entry_fields: Optional[Mapping[str, str]] = None) -> str:
+        """Set an application aside for good: append it with its reason to the dead-letter
+        stream, acknowledge its entry and remove the pending hash, in one transaction."""
+        record = {
+            "entityId": entity_id or "",
+            "reason": reason,
+            "streamEntryId": entry_id or "",
+            "application": json.dumps(dict(application), sort_keys=True),
+            "failedAt": f"{self._clock():.3f}",
+        }
+        if entry_fields is not None and entry_fields.keys() != {"entityId"}:
+            record["streamEntry"] = json.dumps(dict(entry_fields), sort_keys=True)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.xadd(self.dead_letter_key, record)
+        if entry_id is not None:
+            pipe.xack(self.stream, self.group, entry_id)
+        if entity_id:
+            pipe.delete(application_key(entity_id))
+        dead_id = pipe.execute()[0]
+        log.warning("dead-lettered application %s (entry %s) as %s: %s",
+                    entity_id, entry_id, dead_id, reason)
+        return dead_id
+
+    def reissue(self, entity_id: str, *, forget: str, inflight_key: str) -> str:
+        """Enqueue an application again whose transaction can never be mined: drop its record
+        (`forget`) and its `transactionHash`, and add its id to the stream as the web app does."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(forget)
+        pipe.zrem(inflight_key, entity_id)
+        pipe.hdel(application_key(entity_id), "transactionHash")
+        pipe.xadd(self.stream, {"entityId": entity_id})
+        return pipe.execute()[-1]
+
+    def pending_count(self) -> int:
+        """Entries delivered to the group and not yet acknowledged."""
+        try:
+            summary = self._redis.xpending(self.stream, self.group)
+        except redis.ResponseError as error:
+            if "NOGROUP" in str(error):
+                return 0
+            raise
+        return int(summary["pending"])
+
+    def dead_letters(self, count: int = 100) -> list[tuple[str, dict]]:
+        return [(entry_id, dict(fields))
+                for entry_id, fields in self._redis.xrange(self.dead_letter_key, count=count)]
+
+    def requeue(self, dead_id: str) -> str:
+        """Put a dead-lettered application back: restore its hash, enqueue its id again as the
+        web app does, and remove the dead letter, in one transaction."""
+        found = self._redis.xrange(self.dead_letter_key, min=dead_id, max=dead_id)
+        if not found:
+            raise KeyError(f"no dead letter {dead_id} in {self.dead_letter_key}")
+        fields = found[0][1]
+        entity_id = fields.get("entityId")
+        application = json.loads(fields.get("application") or "{}")
+        if not entity_id or not application:
+            raise ValueError(f"dead letter {dead_id} has no application to requeue")
+        application.pop("transactionHash", None)
+        key = application_key(entity_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping=application)
+        pipe.xadd(self.stream, {"entityId": entity_id})
+        pipe.xdel(self.dead_letter_key, dead_id)
+        return pipe.execute()[2]

@@ -1,0 +1,114 @@
+"""Write-ahead records of the transactions this processor signed.
+
+A record is stored before its transaction is broadcast, so after a crash the very same signed
+bytes can be sent again instead of a second, different transaction. The sorted set of in-flight
+entity ids (scored by nonce) is the receipt watcher's work list: no key scans.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import redis
+
+from .application import application_key
+
+
+@dataclasses.dataclass(frozen=True)
+class TxRecord:
+    """One application's transaction as signed (and perhaps broadcast)."""
+
+    entity_id: str
+    tx_hash: str
+    nonce: int
+    raw: str = dataclasses.field(repr=False)
+    gas: int = 0
+    max_fee_per_gas: int = 0
+    max_priority_fee_per_gas: int = 0
+    stream_entry_id: str = ""
+    signed_at: float = 0.0
+    enqueued_at: Optional[float] = None
+
+    def to_fields(self) -> dict[str, str]:
+        fields = {
+            "entityId": self.entity_id, "txHash": self.tx_hash, "nonce": str(self.nonce),
+            "raw": self.raw, "gas": str(self.gas), "maxFeePerGas": str(self.max_fee_per_gas),
+            "maxPriorityFeePerGas": str(self.max_priority_fee_per_gas),
+            "streamEntryId": self.stream_entry_id, "signedAt": f"{self.signed_at:.3f}",
+        }
+        if self.enqueued_at is not None:
+            fields["enqueuedAt"] = f"{self.enqueued_at:.3f}"
+        return fields
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> "TxRecord":
+        return cls(
+            entity_id=fields["entityId"], tx_hash=fields["txHash"], nonce=int(fields["nonce"]),
+            raw=fields.get("raw", ""), gas=int(fields.get("gas", 0)),
+            max_fee_per_gas=int(fields.get("maxFeePerGas", 0)),
+            max_priority_fee_per_gas=int(fields.get("maxPriorityFeePerGas", 0)),
+            stream_entry_id=fields.get("streamEntryId", ""),
+            signed_at=float(fields.get("signedAt", 0)),
+            enqueued_at=float(fields["enqueuedAt"]) if fields.get("enqueuedAt") else None,
+        )
+
+
+class TxRecords:
+    """The records, under `<prefix>:tx:<entityId>`, and the in-flight set `<prefix>:inflight`."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self.inflight_key = f"{prefix}:inflight"
+
+    def key(self, entity_id: str) -> str:
+        return f"{self._prefix}:tx:{entity_id}"
+
+    def put(self, record: TxRecord) -> None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self.key(record.entity_id))
+        pipe.hset(self.key(record.entity_id), mapping=record.to_fields())
+        pipe.zadd(self.inflight_key, {record.entity_id: record.nonce})
+        pipe.execute()
+
+    def get(self, entity_id: str) -> Optional[TxRecord]:
+        fields = self._redis.hgetall(self.key(entity_id))
+        return TxRecord.from_fields(fields) if fields else None
+
+    def all(self) -> list[TxRecord]:
+        """Every in-flight record, lowest nonce first."""
+        entity_ids = self._redis.zrange(self.inflight_key, 0, -1)
+        if not entity_ids:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for entity_id in entity_ids:
+            pipe.hgetall(self.key(entity_id))
+        records = []
+        for entity_id, fields in zip(entity_ids, pipe.execute()):
+            if fields:
+                records.append(TxRecord.from_fields(fields))
+            else:  # a set member whose record is gone: drop it from the work list
+                self._redis.zrem(self.inflight_key, entity_id)
+        return records
+
+    def count(self) -> int:
+        return int(self._redis.zcard(self.inflight_key))
+
+    def highest_nonce(self) -> Optional[int]:
+        top = self._redis.zrange(self.inflight_key, -1, -1, withscores=True)
+        return int(top[0][1]) if top else None
+
+    def forget(self, entity_id: str) -> None:
+        """Drop a record whose transaction the node refused (never broadcast)."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(self.key(entity_id))
+        pipe.zrem(self.inflight_key, entity_id)
+        pipe.execute()
+
+    def complete(self, entity_id: str) -> None:
+        """The transaction is confirmed: remove the application and its record together."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(application_key(entity_id))
+        pipe.delete(self.key(entity_id))
+        pipe.zrem(self.inflight_key, entity_id)
+        pipe.execute()

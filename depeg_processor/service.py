@@ -1,0 +1,179 @@
+"""Wiring: build the parts from the settings and clients handed in, then run them.
+
+The entry point creates the clients and the stop event; this module only connects them. The
+main thread runs the processor loop, a named thread the receipt watcher, another the monitor.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Optional
+
+import redis
+from eth_account.signers.local import LocalAccount
+from eth_utils import to_checksum_address
+from prometheus_client import CollectorRegistry
+from waitress.server import create_server
+from web3 import Web3
+
+from . import errors
+from .application import Application
+from .chain import Chain, NodeUnavailable, load_product_abi
+from .config import Settings
+from .fees import FeePolicy
+from .monitor import Limits, make_monitor_app
+from .nonce import NonceManager
+from .processor import Processor
+from .queue import StreamQueue
+from .records import TxRecords
+from .sender import Sender
+from .state import SharedState
+from .watcher import ReceiptWatcher
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(errors.ProcessorError):
+    """The node or the product is not what the configuration says; retrying will not help."""
+
+
+def product_calls(chain: Chain, product: str) -> tuple[Callable[[Application], str], Callable[[], str]]:
+    """Encoders for the product's two functions this service uses."""
+    contract = Web3().eth.contract(address=product, abi=load_product_abi())
+
+    def encode_apply(app: Application) -> str:
+        return contract.encode_abi("applyForPolicyWithBundleAndSignature", args=app.contract_args())
+
+    def message_helper() -> str:
+        result = chain.call({"to": product, "data": contract.encode_abi("getMessageHelperAddress")})
+        if not result or len(result) < 66:
+            raise StartupError(f"DEPEG_PRODUCT_ADDRESS {product}: getMessageHelperAddress() "
+                               "returned nothing; is this the depeg product?")
+        return to_checksum_address("0x" + result[-40:])
+
+    return encode_apply, message_helper
+
+
+class Service:
+    """The processor with its watcher thread and monitor server."""
+
+    def __init__(self, *, settings: Settings, redis_client: redis.Redis, chain: Chain,
+                 account: LocalAccount, stop: threading.Event,
+                 registry: Optional[CollectorRegistry] = None,
+                 clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.stop_event = stop
+        self._redis = redis_client
+        self._chain = chain
+        self.account = account
+        self._clock = clock
+        self._monotonic = monotonic
+        self.state = SharedState(monotonic=monotonic)
+        self.queue = StreamQueue(redis_client, stream=settings.stream_key, group=settings.group,
+                                 consumer=settings.consumer,
+                                 dead_letter_key=settings.dead_letter_key, clock=clock)
+        self.records = TxRecords(redis_client, prefix=settings.stream_key)
+        self.nonces = NonceManager(chain_pending=lambda: chain.nonce(account.address, "pending"),
+                                   highest_recorded=self.records.highest_nonce)
+        self.fees = FeePolicy(base_fee=chain.base_fee, suggested_tip=chain.max_priority_fee,
+                              cap=settings.max_fee_per_gas, tip=settings.max_priority_fee_per_gas,
+                              monotonic=monotonic)
+        self.limits = Limits(alert_balance=settings.alert_balance,
+                             loop_max_age=settings.loop_max_timeout,
+                             watcher_max_age=max(settings.loop_max_timeout,
+                                                 10 * settings.receipt_poll_interval),
+                             max_non_ack_pending=settings.max_non_ack_pending)
+        self.app = make_monitor_app(self.state, self.limits, registry)
+        self.processor: Optional[Processor] = None
+        self.watcher: Optional[ReceiptWatcher] = None
+        self._threads: list[threading.Thread] = []
+        self._server = None
+
+    # -- start-up ------------------------------------------------------------------------------
+    def serve_monitor(self) -> int:
+        """Start the monitor server in its own thread; returns the bound port."""
+        self._server = create_server(self.app, host=self.settings.host, port=self.settings.port,
+                                     threads=2, ident="depeg-backend-processor",
+                                     clear_untrusted_proxy_headers=True)
+        port = self._server.effective_port
+        self._start_thread("monitor", self._server.run)
+        log.info("monitor listening on %s:%s", self.settings.host, port)
+        return port
+
+    def prepare(self) -> bool:
+        """Check the node and the product, create the consumer group and sync the nonce,
+        retrying while a dependency is down. False if stopped before it succeeded."""
+        delay = 1.0
+        while not self.stop_event.is_set():
+            try:
+                self._prepare_once()
+                return True
+            except NodeUnavailable as error:
+                self.state.node_failed(str(error))
+                log.error("start-up: %s; retrying in %.0fs", error, delay)
+            except redis.RedisError as error:
+                self.state.redis_failed(f"{type(error).__name__}: {error}")
+                log.error("start-up: redis: %s; retrying in %.0fs", error, delay)
+            except errors.TransientError as error:
+                log.error("start-up: %s; retrying in %.0fs", error, delay)
+            self.stop_event.wait(delay)
+            delay = min(delay * 2, self.settings.error_timeout or 1.0)
+        return False
+
+    def _prepare_once(self) -> None:
+        settings, chain = self.settings, self._chain
+        chain_id = chain.chain_id()
+        if not chain.code(settings.product_address):
+            raise StartupError(f"DEPEG_PRODUCT_ADDRESS {settings.product_address} has no contract "
+                               f"code on chain {chain_id}")
+        encode_apply, message_helper = product_calls(chain, settings.product_address)
+        helper = message_helper()
+        self.state.node_ok()
+        self.queue.ensure_group()
+        self.state.redis_ok()
+        self.nonces.sync()
+        log.info("processor wallet %s on chain %s, product %s (message helper %s), next nonce %s, "
+                 "%s transaction(s) in flight", self.account.address, chain_id,
+                 settings.product_address, helper, self.nonces.next, self.records.count())
+        sender = Sender(chain=chain, account=self.account, chain_id=chain_id,
+                        product=settings.product_address, encode_call=encode_apply,
+                        nonces=self.nonces, fees=self.fees, records=self.records, clock=self._clock)
+        self.processor = Processor(
+            redis_client=self._redis, queue=self.queue, records=self.records, sender=sender,
+            state=self.state, stop=self.stop_event,
+            balance=lambda: chain.balance(self.account.address),
+            min_balance=settings.min_balance, chain_id=chain_id, message_helper=helper,
+            read_count=settings.read_count, read_block=settings.read_block_timeout,
+            balance_too_low_timeout=settings.balance_too_low_timeout,
+            error_timeout=settings.error_timeout, monotonic=self._monotonic)
+        self.watcher = ReceiptWatcher(
+            chain=chain, records=self.records, queue=self.queue, redis_client=self._redis,
+            state=self.state, stop=self.stop_event, address=self.account.address,
+            min_confirmations=settings.min_confirmations,
+            poll_interval=settings.receipt_poll_interval, clock=self._clock,
+            monotonic=self._monotonic)
+
+    # -- running -------------------------------------------------------------------------------
+    def run(self) -> None:
+        """Start the watcher thread and run the processor loop in this thread until stopped."""
+        assert self.processor is not None and self.watcher is not None, "prepare() first"
+        self._start_thread("receipt-watcher", self.watcher.run)
+        self.processor.run()
+
+    def _start_thread(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop the threads and the server, each against one deadline."""
+        self.stop_event.set()
+        if self._server is not None:
+            self._server.close()
+        deadline = self._monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - self._monotonic()))
+            if thread.is_alive():
+                log.warning("thread %s did not stop within %.0fs", thread.name, timeout)

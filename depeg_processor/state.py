@@ -1,0 +1,77 @@
+"""Health facts the threads record and the monitor reads.
+
+The lock lives here, beside the data; writers call one short method, readers take a frozen
+snapshot. Nothing in here does I/O.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Callable, Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What the threads last saw, as of one instant."""
+
+    processor_beat: Optional[float] = None
+    watcher_beat: Optional[float] = None
+    balance: Optional[int] = None
+    non_ack_pending: Optional[int] = None
+    node_error: Optional[str] = None
+    redis_error: Optional[str] = None
+    holding: Optional[str] = None
+    in_flight: int = 0
+    head: Optional[int] = None
+
+
+class SharedState:
+    """Thread-safe store of the latest health facts."""
+
+    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._monotonic = monotonic
+        self._data = Snapshot()
+
+    def _update(self, **changes: object) -> None:
+        with self._lock:
+            self._data = dataclasses.replace(self._data, **changes)
+
+    def processor_beat(self) -> None:
+        self._update(processor_beat=self._monotonic())
+
+    def watcher_beat(self) -> None:
+        self._update(watcher_beat=self._monotonic())
+
+    def set_balance(self, wei: int) -> None:
+        self._update(balance=wei)
+
+    def set_non_ack_pending(self, count: int) -> None:
+        self._update(non_ack_pending=count)
+
+    def set_in_flight(self, count: int, head: Optional[int] = None) -> None:
+        self._update(in_flight=count, head=head)
+
+    def node_ok(self) -> None:
+        self._update(node_error=None)
+
+    def node_failed(self, reason: str) -> None:
+        self._update(node_error=reason)
+
+    def redis_ok(self) -> None:
+        self._update(redis_error=None)
+
+    def redis_failed(self, reason: str) -> None:
+        self._update(redis_error=reason)
+
+    def set_holding(self, reason: Optional[str]) -> None:
+        """Why the processor is deliberately not sending (low balance, product inactive)."""
+        self._update(holding=reason)
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            return self._data
+
+    def now(self) -> float:
+        return self._monotonic()
