@@ -1,0 +1,175 @@
+"""Start and stop a real redis-server and a real anvil on free loopback ports."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_MNEMONIC = "test test test test test test test test test test test junk"  # anvil's default
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def anvil_binary() -> str:
+    found = sorted(glob.glob(str(ROOT / "node_modules/@foundry-rs/anvil-*/bin/anvil")))
+    if not found:
+        raise RuntimeError("anvil not found under node_modules/@foundry-rs: run `make install`")
+    return found[0]
+
+
+def redis_binary() -> str:
+    path = shutil.which("redis-server")
+    if not path:
+        raise RuntimeError("redis-server not found: apt-get install redis-server")
+    return path
+
+
+def _wait_until(ready, what: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} while starting")
+        if ready():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not become ready within {timeout}s")
+
+
+class RedisServer:
+    """A redis-server with no persistence in a temporary directory."""
+
+    def __init__(self, port: Optional[int] = None) -> None:
+        self.port = port or free_port()
+        self._dir = tempfile.mkdtemp(prefix="devnet-redis-")
+        self.process: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> "RedisServer":
+        self.process = subprocess.Popen(
+            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self._dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_until(self._answers, "redis-server", self.process)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Anvil:
+    """An anvil node; `block_time` None means automine (a block per transaction)."""
+
+    def __init__(self, *, port: Optional[int] = None, block_time: Optional[float] = None,
+                 extra_args: tuple[str, ...] = (), mnemonic: str = TEST_MNEMONIC) -> None:
+        self.port = port or free_port()
+        self.block_time = block_time
+        self.extra_args = extra_args
+        self.mnemonic = mnemonic
+        self.process: Optional[subprocess.Popen] = None
+        self._next_id = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Anvil":
+        args = [anvil_binary(), "--port", str(self.port), "--host", "127.0.0.1", "--silent",
+                "--mnemonic", self.mnemonic]
+        if self.block_time is not None:
+            args += ["--block-time", str(self.block_time)]
+        self.process = subprocess.Popen([*args, *self.extra_args],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_until(self._answers, "anvil", self.process)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            self.rpc("eth_chainId")
+            return True
+        except OSError:
+            return False
+
+    def rpc(self, method: str, *params: Any) -> Any:
+        """One JSON-RPC call; raises RuntimeError on an RPC error."""
+        self._next_id += 1
+        body = json.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": method,
+                           "params": list(params)}).encode()
+        request = urllib.request.Request(self.url, data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            reply = json.loads(response.read())
+        if "error" in reply:
+            raise RuntimeError(f"{method}: {reply['error']}")
+        return reply["result"]
+
+    def mine(self, blocks: int = 1) -> None:
+        self.rpc("anvil_mine", hex(blocks))
+
+    def block_number(self) -> int:
+        return int(self.rpc("eth_blockNumber"), 16)
+
+    def set_balance(self, address: str, wei: int) -> None:
+        self.rpc("anvil_setBalance", address, hex(wei))
+
+    def balance(self, address: str) -> int:
+        return int(self.rpc("eth_getBalance", address, "latest"), 16)
+
+    def set_automine(self, enabled: bool) -> None:
+        self.rpc("evm_setAutomine", enabled)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> "Anvil":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def clean_env() -> dict[str, str]:
+    """The current environment without any of the processor's own variables."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
+
+
+_OWN_PREFIXES = ("REDIS_", "CHAIN_", "PROCESSOR_", "DEPEG_", "MAX_", "BALANCE_", "ERROR_",
+                 "NODE_ENV", "LOG_LEVEL", "PORT", "HOST", "RECEIPT_")
