@@ -130,8 +130,10 @@ class Service:
                                f"code on chain {chain_id}")
         encode_apply, message_helper = product_calls(chain, settings.product_address)
         helper = message_helper()
+        self.state.set_balance(chain.balance(self.account.address))
         self.state.node_ok()
         self.queue.ensure_group()
+        self.state.set_non_ack_pending(self.queue.pending_count())
         self.state.redis_ok()
         self.nonces.sync()
         log.info("processor wallet %s on chain %s, product %s (message helper %s), next nonce %s, "

@@ -115,17 +115,34 @@ class ReceiptWatcher:
                          record.entity_id, record.tx_hash, confirmations,
                          int(receipt["blockNumber"], 16))
             else:
-                self._dead_letter_reverted(record, receipt)
+                self._settle_reverted(record, receipt)
             settled += 1
         self._resend_dropped(unmined, head)
         return settled
 
-    def _dead_letter_reverted(self, record: TxRecord, receipt: dict) -> None:
+    def _settle_reverted(self, record: TxRecord, receipt: dict) -> None:
+        """A mined transaction that reverted: the receipt has no reason, so simulate the same
+        call now to learn it. A paused product (DP-010) sends the application back to the queue,
+        where it waits for reactivation; anything else sets it aside with the reason."""
+        block = int(receipt["blockNumber"], 16)
+        try:
+            tx = self._chain.transaction(record.tx_hash) or {}
+            self._chain.call({"from": tx.get("from"), "to": tx.get("to"), "data": tx.get("input")})
+            now = "it would succeed now"
+        except errors.ProductInactive as error:
+            log.warning("application %s tx %s reverted in block %s because the product is not "
+                        "active (%s); enqueued again", record.entity_id, record.tx_hash, block,
+                        error)
+            self._queue.reissue(record.entity_id, forget=self._records.key(record.entity_id),
+                                inflight_key=self._records.inflight_key)
+            return
+        except errors.PermanentError as error:
+            now = error.reason
         fields = self._redis.hgetall(application_key(record.entity_id))
         self._queue.dead_letter(
             entity_id=record.entity_id, application=fields,
-            reason=(f"transaction {record.tx_hash} reverted on chain in block "
-                    f"{int(receipt['blockNumber'], 16)} (gas used {int(receipt['gasUsed'], 16)})"),
+            reason=(f"transaction {record.tx_hash} reverted on chain in block {block} "
+                    f"(gas used {int(receipt['gasUsed'], 16)}); simulated again: {now}"),
             entry_id=record.stream_entry_id or None, entry_fields={"entityId": record.entity_id})
         self._records.forget(record.entity_id)
 

@@ -45,14 +45,26 @@ class Product:
             raise RuntimeError(f"transaction {tx_hash.hex()} reverted")
         return receipt
 
-    def _owner_call(self, fn) -> dict:
-        tx = fn.build_transaction({
+    def _owner_tx(self, fn, **fees: int) -> dict:
+        return fn.build_transaction({
             "from": self.owner.address, "chainId": self.w3.eth.chain_id,
-            "nonce": self.w3.eth.get_transaction_count(self.owner.address, "pending")})
-        return self._send(self.w3, self.owner, tx)
+            "nonce": self.w3.eth.get_transaction_count(self.owner.address, "pending"), **fees})
+
+    def _owner_call(self, fn) -> dict:
+        return self._send(self.w3, self.owner, self._owner_tx(fn))
+
+    def send_first(self, fn) -> str:
+        """Send an owner transaction without waiting, with a tip high enough to be ordered
+        before the processor's transactions in the next block; returns its hash."""
+        tx = self._owner_tx(fn, maxPriorityFeePerGas=100 * 10**9, maxFeePerGas=200 * 10**9)
+        return self.w3.eth.send_raw_transaction(
+            self.owner.sign_transaction(tx).raw_transaction).to_0x_hex()
 
     def set_active(self, active: bool) -> None:
         self._owner_call(self.contract.functions.setActive(active))
+
+    def close_bundle(self, bundle_id: int) -> None:
+        self._owner_call(self.contract.functions.closeBundle(bundle_id))
 
     def message_helper(self) -> str:
         return self.contract.functions.getMessageHelperAddress().call()

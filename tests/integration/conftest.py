@@ -1,0 +1,135 @@
+"""Fixtures that start a real redis-server and a real anvil on free ports, deploy the product
+test double, and run the processor service in-process (threads) or as a subprocess."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import urllib.error
+import urllib.request
+from typing import Iterator, Optional
+
+import pytest
+import redis
+from eth_account import Account
+
+from depeg_processor.chain import Chain
+from depeg_processor.config import DERIVATION_PATH, Settings
+from depeg_processor.service import Service
+from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
+from devnet.product import Product
+from devnet.webapp import WebApp
+
+pytestmark = pytest.mark.integration
+Account.enable_unaudited_hdwallet_features()
+
+PROCESSOR = Account.from_mnemonic(TEST_MNEMONIC, account_path=DERIVATION_PATH)
+OWNER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/1")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def anvil_args() -> dict:
+    """Override in a test module (or with indirect parametrisation) to change the node."""
+    return {}
+
+
+@pytest.fixture
+def anvil(anvil_args: dict) -> Iterator[Anvil]:
+    with Anvil(**anvil_args) as node:
+        yield node
+
+
+@pytest.fixture
+def product(anvil: Anvil) -> Product:
+    return Product.deploy(anvil.url, OWNER)
+
+
+@pytest.fixture
+def webapp(redis_client: redis.Redis, anvil: Anvil, product: Product) -> WebApp:
+    return WebApp(redis_client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
+
+
+def base_settings(redis_url: str, rpc_url: str, product: str, **overrides: object) -> Settings:
+    values = dict(redis_url=redis_url, chain_rpc_url=rpc_url, product_address=product,
+                  mnemonic=TEST_MNEMONIC, min_confirmations=1, host="127.0.0.1", port=0,
+                  balance_too_low_timeout=0.2, error_timeout=0.2, read_block_timeout=0.2,
+                  receipt_poll_interval=0.05, min_balance=10**17, alert_balance=10**18)
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclasses.dataclass
+class Running:
+    """A service running in this process: processor loop in a thread, watcher, monitor."""
+
+    service: Service
+    thread: threading.Thread
+    port: int
+
+    def get(self, path: str) -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def stop(self) -> None:
+        self.service.shutdown()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "processor loop did not stop"
+
+
+@pytest.fixture
+def start_service(redis_server: RedisServer, anvil: Anvil, product: Product):
+    started: list[Running] = []
+
+    def start(**overrides: object) -> Running:
+        settings = base_settings(redis_server.url, anvil.url, product.address, **overrides)
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True,
+                                      socket_timeout=10)
+        service = Service(settings=settings, redis_client=client,
+                          chain=Chain.from_url(settings.chain_rpc_url, timeout=10),
+                          account=PROCESSOR, stop=threading.Event())
+        port = service.serve_monitor()
+        assert service.prepare()
+        thread = threading.Thread(target=service.run, name="processor-under-test", daemon=True)
+        thread.start()
+        running = Running(service, thread, port)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+def application(client: redis.Redis, entity_id: str) -> dict:
+    return client.hgetall(f"PendingApplication:{entity_id}")
+
+
+def dead_letters(client: redis.Redis) -> dict[str, dict]:
+    """Dead letters by entity id (or by stream entry id when there is none)."""
+    return {fields["entityId"] or fields["streamEntryId"]: fields
+            for _id, fields in client.xrange("application:signatures:dead")}
+
+
+def wallet_nonce(anvil: Anvil, address: str = PROCESSOR.address, block: str = "latest") -> int:
+    return int(anvil.rpc("eth_getTransactionCount", address, block), 16)
+
+
+def receipt(anvil: Anvil, tx_hash: str) -> Optional[dict]:
+    return anvil.rpc("eth_getTransactionReceipt", tx_hash)
