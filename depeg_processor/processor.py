@@ -95,6 +95,7 @@ class Processor:
 
     def handle(self, entry: Entry) -> None:
         """Submit one entry's application, or set it aside if it can never succeed."""
+        log.debug("stream entry %s: application %s", entry.entry_id, entry.entity_id)
         try:
             entity_id = check_entity_id(entry.entity_id)
         except errors.PermanentError as error:

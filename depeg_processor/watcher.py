@@ -95,6 +95,9 @@ class ReceiptWatcher:
         head, balance = int(results[0], 16), int(results[1], 16)
         self._state.set_balance(balance)
         self._state.set_in_flight(len(records), head)
+        if records:
+            log.debug("head %s, balance %s wei, %s transaction(s) in flight", head, balance,
+                      len(records))
 
         settled = 0
         unmined: list[TxRecord] = []

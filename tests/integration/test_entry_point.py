@@ -1,0 +1,123 @@
+"""`python -m depeg_processor` as operators run it: configuration errors, signals, logs."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from devnet.nodes import TEST_MNEMONIC, clean_env, free_port
+from tests.conftest import wait_until
+from tests.integration.conftest import application
+
+pytestmark = pytest.mark.integration
+
+
+def run_cli(env: dict, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "depeg_processor", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def service_env(redis_server, anvil, product, **extra: str) -> dict:
+    return clean_env() | {
+        "REDIS_URL": redis_server.url, "CHAIN_RPC_URL": anvil.url,
+        "DEPEG_PRODUCT_ADDRESS": product.address, "PROCESSOR_MNEMONIC": TEST_MNEMONIC,
+        "PROCESSOR_MIN_BALANCE": "1", "PROCESSOR_ALERT_BALANCE": "1",
+        "CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS": "1", "RECEIPT_POLL_INTERVAL": "100",
+        "PORT": str(free_port()), **extra}
+
+
+def monitor(port: int, path: str = "/api/monitor"):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+    except OSError:
+        return None
+
+
+@pytest.mark.parametrize("change, variable", [
+    ({"CHAIN_RPC_URL": None}, "CHAIN_RPC_URL"),
+    ({"DEPEG_PRODUCT_ADDRESS": "0x1234"}, "DEPEG_PRODUCT_ADDRESS"),
+    ({"PROCESSOR_ALERT_BALANCE": "1", "PROCESSOR_MIN_BALANCE": "2"}, "PROCESSOR_ALERT_BALANCE"),
+    ({"PROCESSOR_MNEMONIC": "test test test test test test test test test test test test"},
+     "PROCESSOR_MNEMONIC"),
+    ({"MAX_FEE_PER_GAS": "lots"}, "MAX_FEE_PER_GAS"),
+])
+def test_bad_configuration_stops_with_one_line_naming_the_variable(tmp_path, change, variable):
+    env = clean_env() | {"CHAIN_RPC_URL": "http://127.0.0.1:1",
+                         "DEPEG_PRODUCT_ADDRESS": "0x" + "11" * 20,
+                         "PROCESSOR_MNEMONIC": TEST_MNEMONIC}
+    for name, value in change.items():
+        if value is None:
+            env.pop(name)
+        else:
+            env[name] = value
+    result = subprocess.run([sys.executable, "-m", "depeg_processor"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0], result.stderr
+    assert "junk" not in result.stderr and "test test" not in result.stderr
+
+
+def test_dot_env_file_is_read_from_the_working_directory(tmp_path):
+    (tmp_path / ".env").write_text("CHAIN_RPC_URL=http://127.0.0.1:1\n"
+                                   "DEPEG_PRODUCT_ADDRESS=0x1234\n"
+                                   f"PROCESSOR_MNEMONIC={TEST_MNEMONIC}\n")
+    result = subprocess.run([sys.executable, "-m", "depeg_processor"], env=clean_env(),
+                            cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "DEPEG_PRODUCT_ADDRESS" in result.stderr
+
+
+def test_sigterm_finishes_and_exits_zero_with_json_logs(redis_server, anvil, product, webapp,
+                                                         redis_client):
+    env = service_env(redis_server, anvil, product, NODE_ENV="production")
+    process = subprocess.Popen([sys.executable, "-m", "depeg_processor"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(env["PORT"])
+        wait_until(lambda: monitor(port) == (200, {"balance": "ok", "processor": "ok",
+                                                   "nonAckPendingTx": "ok"}),
+                   what="healthy monitor")
+        entity_id = webapp.apply()
+        wait_until(lambda: not application(redis_client, entity_id), what="processed")
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5
+    finally:
+        if process.poll() is None:
+            process.kill()
+    _out, err = process.communicate()
+    records = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert records, "the service logged nothing"
+    assert {"time", "level", "thread", "logger", "message"} <= set(records[0])
+    assert any(entity_id in r["message"] and "confirmed" in r["message"] for r in records)
+    assert TEST_MNEMONIC not in err and "junk" not in err
+
+
+def test_readable_logs_outside_production_never_contain_secrets(redis_server, anvil, product,
+                                                                  webapp, redis_client):
+    env = service_env(redis_server, anvil, product, NODE_ENV="development")
+    process = subprocess.Popen([sys.executable, "-m", "depeg_processor"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    fields = webapp.application()
+    try:
+        entity_id = webapp.submit(fields)
+        wait_until(lambda: not application(redis_client, entity_id), what="processed")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    _out, err = process.communicate()
+    assert "DEBUG" in err and entity_id in err
+    assert fields["signature"][2:] not in err, "the user's signature must not be logged"
+    assert "junk" not in err
