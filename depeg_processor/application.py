@@ -11,7 +11,8 @@ from typing import Mapping, Optional
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
-from eth_utils import is_address, to_checksum_address
+from eth_utils import (is_checksum_address, is_checksum_formatted_address, is_hex_address,
+                       to_checksum_address)
 
 from .errors import PermanentError
 
@@ -33,6 +34,12 @@ POLICY_TYPES = {
         {"name": "signatureId", "type": "bytes32"},
     ]
 }
+
+
+def is_valid_address(value: str) -> bool:
+    """0x and 40 hex digits; a mixed-case address must carry a correct EIP-55 checksum."""
+    return is_hex_address(value) and (not is_checksum_formatted_address(value)
+                                      or is_checksum_address(value))
 
 
 def application_key(entity_id: str) -> str:
@@ -112,7 +119,7 @@ def parse_application(entity_id: str, fields: Mapping[str, str]) -> Application:
 
     def address(name: str) -> str:
         value = fields[name].strip()
-        if not is_address(value):
+        if not is_valid_address(value):
             raise PermanentError(f"field {name}: {value!r} is not a valid address")
         return to_checksum_address(value)
 

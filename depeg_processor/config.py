@@ -13,8 +13,9 @@ from typing import Callable, Optional
 
 from decouple import UndefinedValueError
 from eth_account import Account
-from eth_utils import is_address, to_checksum_address
+from eth_utils import to_checksum_address
 
+from .application import is_valid_address
 from .errors import ConfigError
 
 Account.enable_unaudited_hdwallet_features()
@@ -96,7 +97,7 @@ def parse_port(text: str) -> int:
 
 
 def parse_address(text: str) -> str:
-    if not is_address(text.strip()):
+    if not is_valid_address(text.strip()):
         raise ValueError("not a valid address (0x and 40 hex digits, correct checksum if mixed case)")
     return to_checksum_address(text.strip())
 

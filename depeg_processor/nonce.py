@@ -34,10 +34,10 @@ class NonceManager:
         return candidate
 
     def take(self) -> int:
-        """The next nonce, reserved for one transaction."""
+        """The next nonce, reserved for one transaction (synchronised first if unknown)."""
+        if self.next is None:
+            self.sync()
         with self._lock:
-            if self._next is None:
-                raise RuntimeError("NonceManager.sync() must run before take()")
             nonce = self._next
             self._next += 1
             return nonce
@@ -46,11 +46,7 @@ class NonceManager:
         """Return a reserved nonce whose transaction was never recorded nor sent, if it is the
         last one handed out; otherwise resynchronise on the next take."""
         with self._lock:
-            if self._next == nonce + 1:
-                self._next = nonce
-                return
-            self._next = None
-        self.sync()
+            self._next = nonce if self._next == nonce + 1 else None
 
     @property
     def next(self) -> Optional[int]:

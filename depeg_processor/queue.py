@@ -104,7 +104,7 @@ class StreamQueue:
                     application: Mapping[str, str], entry_id: Optional[str] = None,
                     entry_fields: Optional[Mapping[str, str]] = None) -> str:
         """Set an application aside for good: append it with its reason to the dead-letter
-        stream, acknowledge its entry and remove the pending hash, in one transaction."""
+        stream, then acknowledge its entry and remove the pending hash together."""
         record = {
             "entityId": entity_id or "",
             "reason": reason,
@@ -114,13 +114,15 @@ class StreamQueue:
         }
         if entry_fields is not None and entry_fields.keys() != {"entityId"}:
             record["streamEntry"] = json.dumps(dict(entry_fields), sort_keys=True)
+        # The dead letter is written first and on its own: MULTI does not roll back, so the
+        # entry is acknowledged and the hash removed only once the letter is safely stored.
+        dead_id = self._redis.xadd(self.dead_letter_key, record)
         pipe = self._redis.pipeline(transaction=True)
-        pipe.xadd(self.dead_letter_key, record)
         if entry_id is not None:
             pipe.xack(self.stream, self.group, entry_id)
         if entity_id:
             pipe.delete(application_key(entity_id))
-        dead_id = pipe.execute()[0]
+        pipe.execute()
         log.warning("dead-lettered application %s (entry %s) as %s: %s",
                     entity_id, entry_id, dead_id, reason)
         return dead_id

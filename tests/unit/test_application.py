@@ -1,0 +1,126 @@
+"""application: the web app's PendingApplication hash, validated, and its EIP-712 signature."""
+from __future__ import annotations
+
+import pytest
+
+from depeg_processor.application import (Application, check_entity_id, parse_application,
+                                         signature_id_bytes32)
+from depeg_processor.errors import PermanentError
+
+from .helpers import (CHAIN_ID, ENTITY_ID, HOLDER, MESSAGE_HELPER, OTHER, SIGNATURE_ID, WALLET,
+                      signed_fields)
+
+
+def test_parses_what_the_web_app_writes(webapp) -> None:
+    fields = webapp.application(HOLDER)
+    app = parse_application(ENTITY_ID, fields)
+    assert app.entity_id == ENTITY_ID
+    assert app.policy_holder == HOLDER.address
+    assert app.protected_wallet == fields["protectedWallet"]
+    assert (app.protected_balance, app.duration, app.bundle_id) == (1199000000, 2592000, 2)
+    assert app.signature_id == fields["signatureId"]
+    assert app.signature == bytes.fromhex(fields["signature"][2:]) and len(app.signature) == 65
+    assert app.timestamp == float(fields["timestamp"])
+    assert app.transaction_hash is None
+    app.check_signature(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
+
+
+def test_contract_args_are_in_abi_order() -> None:
+    app = parse_application(ENTITY_ID, signed_fields())
+    assert app.contract_args() == (
+        HOLDER.address, WALLET, 1199000000, 2592000, 2,
+        SIGNATURE_ID.encode() + b"\0" * 11, app.signature)
+
+
+def test_lower_case_addresses_are_checksummed() -> None:
+    fields = signed_fields(policyHolder=HOLDER.address.lower(), protectedWallet=WALLET.lower())
+    app = parse_application(ENTITY_ID, fields)
+    assert (app.policy_holder, app.protected_wallet) == (HOLDER.address, WALLET)
+
+
+def test_missing_hash_is_not_found() -> None:
+    with pytest.raises(PermanentError, match=f"PendingApplication:{ENTITY_ID} not found"):
+        parse_application(ENTITY_ID, {})
+
+
+@pytest.mark.parametrize("field, value", [
+    ("policyHolder", "0x1234"),
+    ("protectedWallet", "not-an-address"),
+    ("protectedBalance", "-1"),
+    ("protectedBalance", "1.5"),
+    ("protectedBalance", str(2**256)),
+    ("duration", "30 days"),
+    ("bundleId", "0x02"),
+    ("signatureId", "x" * 32),
+    ("signature", "0x1234"),
+    ("signature", "0x" + "zz" * 65),
+    ("timestamp", "yesterday"),
+    ("transactionHash", "0xabc"),
+])
+def test_malformed_field_is_permanent_and_named(field: str, value: str) -> None:
+    with pytest.raises(PermanentError) as caught:
+        parse_application(ENTITY_ID, signed_fields(**{field: value}))
+    assert f"field {field}" in caught.value.reason
+
+
+def test_missing_fields_are_all_named() -> None:
+    fields = signed_fields()
+    del fields["bundleId"], fields["signature"]
+    with pytest.raises(PermanentError) as caught:
+        parse_application(ENTITY_ID, fields)
+    assert "bundleId" in caught.value.reason and "signature" in caught.value.reason
+
+
+def test_uint256_max_is_accepted() -> None:
+    app = parse_application(ENTITY_ID, signed_fields(protectedBalance=str(2**256 - 1)))
+    assert app.protected_balance == 2**256 - 1
+
+
+def test_signature_id_is_right_padded_utf8() -> None:
+    assert signature_id_bytes32("abc") == b"abc" + b"\0" * 29
+    assert signature_id_bytes32("é" * 15) == "é".encode() * 15 + b"\0" * 2  # 30 bytes
+    assert len(signature_id_bytes32("x" * 31)) == 32
+
+
+@pytest.mark.parametrize("value", ["", "x" * 32, "é" * 16])
+def test_signature_id_over_31_bytes_or_empty_is_rejected(value: str) -> None:
+    with pytest.raises(ValueError):
+        signature_id_bytes32(value)
+
+
+@pytest.mark.parametrize("entity_id", [None, "", "a b", "x" * 65, "PendingApplication:*"])
+def test_bad_entity_id_is_permanent(entity_id) -> None:
+    with pytest.raises(PermanentError):
+        check_entity_id(entity_id)
+
+
+def test_ulid_entity_id_is_accepted() -> None:
+    assert check_entity_id(ENTITY_ID) == ENTITY_ID
+
+
+def app_from(**kwargs) -> Application:
+    return parse_application(ENTITY_ID, signed_fields(**kwargs))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"signer": OTHER},
+    {"chain_id": 1},
+    {"message_helper": "0x5FbDB2315678afecb367f032d93F642f64180aa3"},
+])
+def test_signature_for_another_key_chain_or_contract_is_rejected(kwargs) -> None:
+    app = app_from(**kwargs)
+    with pytest.raises(PermanentError, match="signature invalid"):
+        app.check_signature(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
+
+
+def test_signature_over_other_data_is_rejected() -> None:
+    app = app_from(protectedBalance="1199000001")  # changed after signing
+    with pytest.raises(PermanentError, match="not by policyHolder"):
+        app.check_signature(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
+
+
+def test_unrecoverable_signature_is_rejected() -> None:
+    app = app_from(signature="0x" + "00" * 65)
+    with pytest.raises(PermanentError, match="cannot recover"):
+        app.check_signature(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
+

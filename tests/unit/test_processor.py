@@ -1,0 +1,241 @@
+"""processor.Processor.run_once over an in-memory Redis with a stub sender and balance."""
+from __future__ import annotations
+
+import json
+import threading
+from typing import Optional
+
+import pytest
+
+from depeg_processor import errors
+from depeg_processor.chain import NodeUnavailable
+from depeg_processor.processor import Processor
+from depeg_processor.queue import StreamQueue
+from depeg_processor.records import TxRecord, TxRecords
+from depeg_processor.state import SharedState
+
+from .helpers import CHAIN_ID, ENTITY_ID, MESSAGE_HELPER, OTHER, signed_fields
+
+STREAM = "application:signatures"
+KEY = f"PendingApplication:{ENTITY_ID}"
+TX = "0x" + "ab" * 32
+ETHER = 10**18
+
+
+class StubSender:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.error: Optional[Exception] = None
+
+    def submit(self, app, *, stream_entry_id: str) -> TxRecord:
+        self.calls.append((app.entity_id, stream_entry_id))
+        if self.error is not None:
+            raise self.error
+        return TxRecord(entity_id=app.entity_id, tx_hash=TX, nonce=len(self.calls), raw="0x00",
+                        gas=100_000, max_fee_per_gas=10**9)
+
+
+class StubBalance:
+    def __init__(self, wei: int = 2 * ETHER) -> None:
+        self.wei, self.calls, self.error = wei, 0, None
+
+    def __call__(self) -> int:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return self.wei
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 500.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Harness:
+    def __init__(self, client) -> None:
+        self.redis = client
+        self.clock = Clock()
+        self.sender = StubSender()
+        self.balance = StubBalance()
+        self.state = SharedState(monotonic=self.clock)
+        self.stop = threading.Event()
+        self.queue = StreamQueue(client, stream=STREAM, group="g", consumer="c",
+                                 dead_letter_key=STREAM + ":dead", clock=lambda: 1795830700.0)
+        self.queue.ensure_group()
+        self.records = TxRecords(client, prefix=STREAM)
+        self.processor = Processor(
+            redis_client=client, queue=self.queue, records=self.records, sender=self.sender,
+            state=self.state, stop=self.stop, balance=self.balance, min_balance=ETHER,
+            balance_ttl=5.0, chain_id=CHAIN_ID, message_helper=MESSAGE_HELPER, read_count=20,
+            read_block=0.001, balance_too_low_timeout=0, error_timeout=0, monotonic=self.clock)
+
+    def enqueue(self, fields: Optional[dict] = None, entity_id: str = ENTITY_ID) -> str:
+        if fields is not None:
+            self.redis.hset(f"PendingApplication:{entity_id}", mapping=fields)
+        return self.redis.xadd(STREAM, {"entityId": entity_id})
+
+    def dead_letters(self) -> list[dict]:
+        return [fields for _, fields in self.queue.dead_letters()]
+
+
+@pytest.fixture
+def h(fake_redis) -> Harness:
+    return Harness(fake_redis)
+
+
+def test_good_entry_is_sent_marked_and_acked(h) -> None:
+    entry_id = h.enqueue(signed_fields())
+    assert h.processor.run_once() == 1
+    assert h.sender.calls == [(ENTITY_ID, entry_id)]
+    assert h.redis.hget(KEY, "transactionHash") == TX
+    assert h.queue.pending_count() == 0
+    assert h.dead_letters() == []
+    snap = h.state.snapshot()
+    assert snap.processor_beat == h.clock.now and snap.balance == 2 * ETHER
+    assert snap.holding is None
+
+
+def test_several_entries_in_one_run(h) -> None:
+    for entity in ("E1", "E2", "E3"):
+        h.enqueue(signed_fields(), entity_id=entity)
+    assert h.processor.run_once() == 3
+    assert [entity for entity, _ in h.sender.calls] == ["E1", "E2", "E3"]
+    assert h.queue.pending_count() == 0
+
+
+def test_entry_without_entity_id_is_dead_lettered(h) -> None:
+    h.redis.xadd(STREAM, {"foo": "bar"})
+    h.processor.run_once()
+    [dead] = h.dead_letters()
+    assert "no entityId" in dead["reason"]
+    assert json.loads(dead["streamEntry"]) == {"foo": "bar"}
+    assert h.queue.pending_count() == 0 and h.sender.calls == []
+
+
+def test_entry_deleted_from_the_stream_while_pending_is_just_acked(h) -> None:
+    entry_id = h.enqueue(signed_fields())
+    h.sender.error = errors.TransientError("node busy")
+    h.processor.run_once()
+    h.redis.xdel(STREAM, entry_id)
+    h.sender.error = None
+    h.processor.run_once()
+    assert h.queue.pending_count() == 0
+    assert h.dead_letters() == []
+
+
+def test_missing_application_is_dead_lettered(h) -> None:
+    h.enqueue(None)
+    h.processor.run_once()
+    [dead] = h.dead_letters()
+    assert dead["entityId"] == ENTITY_ID and "not found" in dead["reason"]
+    assert h.queue.pending_count() == 0 and h.sender.calls == []
+
+
+def test_malformed_field_is_dead_lettered_naming_it(h) -> None:
+    fields = signed_fields(duration="thirty days")
+    h.enqueue(fields)
+    h.processor.run_once()
+    [dead] = h.dead_letters()
+    assert "field duration" in dead["reason"]
+    assert json.loads(dead["application"]) == fields
+    assert not h.redis.exists(KEY)
+    assert h.queue.pending_count() == 0 and h.sender.calls == []
+
+
+def test_invalid_signature_is_dead_lettered_without_sending(h) -> None:
+    h.enqueue(signed_fields(signer=OTHER))
+    h.processor.run_once()
+    [dead] = h.dead_letters()
+    assert "signature invalid" in dead["reason"]
+    assert h.sender.calls == []
+    assert h.queue.pending_count() == 0
+
+
+def test_permanent_send_failure_is_dead_lettered(h) -> None:
+    h.enqueue(signed_fields())
+    h.sender.error = errors.PermanentError("reverted: ERROR:DMH-001:SIGNATURE_USED")
+    h.processor.run_once()
+    [dead] = h.dead_letters()
+    assert "DMH-001" in dead["reason"]
+    assert h.queue.pending_count() == 0 and not h.redis.exists(KEY)
+
+
+def test_product_inactive_holds_the_entry_and_retries_it(h) -> None:
+    entry_id = h.enqueue(signed_fields())
+    h.sender.error = errors.ProductInactive("ERROR:DP-010:PRODUCT_NOT_ACTIVE")
+    assert h.processor.run_once() == 0
+    assert h.queue.pending_count() == 1
+    assert not h.redis.hexists(KEY, "transactionHash")
+    assert "product not active" in h.state.snapshot().holding
+    assert h.dead_letters() == []
+
+    h.sender.error = None
+    assert h.processor.run_once() == 1
+    assert h.sender.calls == [(ENTITY_ID, entry_id)] * 2
+    assert h.queue.pending_count() == 0
+    assert h.state.snapshot().holding is None
+
+
+@pytest.mark.parametrize("error", [errors.TransientError("node error -32000: busy"),
+                                   NodeUnavailable("node unreachable (eth_estimateGas)"),
+                                   RuntimeError("a bug")])
+def test_transient_or_unexpected_failure_keeps_the_entry_for_the_next_run(h, error) -> None:
+    entry_id = h.enqueue(signed_fields())
+    h.sender.error = error
+    assert h.processor.run_once() == 0
+    assert h.queue.pending_count() == 1 and h.dead_letters() == []
+
+    h.sender.error = None
+    assert h.processor.run_once() == 1
+    assert h.sender.calls == [(ENTITY_ID, entry_id)] * 2
+    assert h.redis.hget(KEY, "transactionHash") == TX
+
+
+def test_node_unavailable_is_reported_to_the_monitor(h) -> None:
+    h.balance.error = NodeUnavailable("node unreachable (eth_getBalance)")
+    h.enqueue(signed_fields())
+    h.processor.run_once()
+    assert "unreachable" in h.state.snapshot().node_error
+    assert h.sender.calls == []
+
+
+def test_balance_below_minimum_reads_nothing_and_holds(h) -> None:
+    h.balance.wei = ETHER - 1
+    h.enqueue(signed_fields())
+    assert h.processor.run_once() == 0
+    assert h.queue.pending_count() == 0  # not even delivered
+    assert h.sender.calls == []
+    assert "PROCESSOR_MIN_BALANCE" in h.state.snapshot().holding
+
+    h.balance.wei = ETHER
+    assert h.processor.run_once() == 1  # re-read at once after the hold, not cached
+    assert h.state.snapshot().holding is None
+
+
+def test_balance_is_lowered_locally_by_what_a_send_may_cost(h) -> None:
+    h.balance.wei = ETHER + 50_000 * 10**9  # covers half of one transaction's worst case
+    h.enqueue(signed_fields(), entity_id="E1")
+    assert h.processor.run_once() == 1
+    h.enqueue(signed_fields(), entity_id="E2")
+    assert h.processor.run_once() == 0
+    assert h.balance.calls == 1  # within the ttl: the node was not asked again
+    assert [entity for entity, _ in h.sender.calls] == ["E1"]
+
+
+def test_existing_record_is_resumed_without_sending_again(h) -> None:
+    h.records.put(TxRecord(entity_id=ENTITY_ID, tx_hash="0x" + "cd" * 32, nonce=4, raw="0x00"))
+    h.enqueue(signed_fields())
+    assert h.processor.run_once() == 1
+    assert h.sender.calls == []
+    assert h.redis.hget(KEY, "transactionHash") == "0x" + "cd" * 32
+    assert h.queue.pending_count() == 0
+
+
+def test_stop_request_leaves_entries_unsettled(h) -> None:
+    h.enqueue(signed_fields())
+    h.stop.set()
+    assert h.processor.run_once() == 0
+    assert h.sender.calls == []

@@ -1,0 +1,76 @@
+"""records.TxRecords: the write-ahead transaction records and the in-flight work list."""
+from __future__ import annotations
+
+import pytest
+
+from depeg_processor.records import TxRecord, TxRecords
+
+
+@pytest.fixture
+def records(fake_redis) -> TxRecords:
+    return TxRecords(fake_redis, prefix="application:signatures")
+
+
+def record(entity_id: str, nonce: int, **kwargs) -> TxRecord:
+    return TxRecord(entity_id=entity_id, tx_hash="0x" + f"{nonce:064x}", nonce=nonce,
+                    raw="0x02f8" + "00" * 10, **kwargs)
+
+
+def test_put_then_get_round_trips(records) -> None:
+    original = record("A", 7, gas=120000, max_fee_per_gas=30 * 10**9,
+                      max_priority_fee_per_gas=10**9, stream_entry_id="1-0",
+                      signed_at=1795830700.25, enqueued_at=1795830693.764)
+    records.put(original)
+    assert records.get("A") == original
+    assert records.get("B") is None
+
+
+def test_record_without_enqueue_time_round_trips(records) -> None:
+    records.put(record("A", 1))
+    assert records.get("A").enqueued_at is None
+
+
+def test_put_replaces_an_older_record(records) -> None:
+    records.put(record("A", 3))
+    records.put(record("A", 5))
+    assert records.get("A").nonce == 5
+    assert [r.nonce for r in records.all()] == [5]
+
+
+def test_all_is_ordered_by_nonce_and_highest_nonce(records) -> None:
+    assert records.all() == [] and records.highest_nonce() is None
+    for entity, nonce in (("B", 12), ("A", 10), ("C", 11)):
+        records.put(record(entity, nonce))
+    assert [r.entity_id for r in records.all()] == ["A", "C", "B"]
+    assert records.highest_nonce() == 12
+    assert records.count() == 3
+
+
+def test_forget_drops_record_and_work_item_but_not_the_application(fake_redis, records) -> None:
+    fake_redis.hset("PendingApplication:A", "bundleId", "2")
+    records.put(record("A", 1))
+    records.put(record("B", 2))
+    records.forget("B")
+    assert records.get("B") is None
+    assert [r.entity_id for r in records.all()] == ["A"]
+    assert records.highest_nonce() == 1
+    assert fake_redis.exists("PendingApplication:A")
+
+
+def test_complete_removes_the_application_too(fake_redis, records) -> None:
+    fake_redis.hset("PendingApplication:A", "bundleId", "2")
+    fake_redis.hset("PendingApplication:B", "bundleId", "2")
+    records.put(record("A", 1))
+    records.put(record("B", 2))
+    records.complete("A")
+    assert records.get("A") is None and not fake_redis.exists("PendingApplication:A")
+    assert fake_redis.exists("PendingApplication:B")
+    assert [r.entity_id for r in records.all()] == ["B"]
+
+
+def test_all_drops_members_whose_record_is_gone(fake_redis, records) -> None:
+    records.put(record("A", 1))
+    records.put(record("B", 2))
+    fake_redis.delete(records.key("A"))
+    assert [r.entity_id for r in records.all()] == ["B"]
+    assert fake_redis.zrange(records.inflight_key, 0, -1) == ["B"]
