@@ -22,6 +22,7 @@ from eth_account import Account
 from . import errors
 from .chain import Chain
 from .config import DERIVATION_PATH, Settings, load_settings
+from .faults import Faults
 from .logs import configure_logging
 from .queue import StreamQueue
 from .service import Service, StartupError
@@ -55,7 +56,8 @@ def command_run(settings: Settings) -> int:
     account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)
     service = Service(settings=settings, redis_client=build_redis(settings),
                       chain=Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout),
-                      account=account, stop=stop)
+                      account=account, stop=stop,
+                      faults=Faults(os.environ.get("DEPEG_PROCESSOR_FAULT") or None))
     try:
         service.serve_monitor()
         if service.prepare():

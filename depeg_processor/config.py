@@ -54,6 +54,10 @@ class Settings:
     read_count: int = 20
     receipt_poll_interval: float = 2.0
     rpc_timeout: float = 10.0
+    max_deliveries: int = 10
+    lease_ttl: float = 15.0
+    stuck_blocks: int = 3
+    stuck_timeout: float = 120.0
 
     @property
     def production(self) -> bool:
@@ -190,6 +194,10 @@ def load_settings(config: Callable[..., object]) -> Settings:
         read_count=get("REDIS_READ_COUNT", parse_count, "20"),
         receipt_poll_interval=get("RECEIPT_POLL_INTERVAL", parse_millis, "2000"),
         rpc_timeout=get("CHAIN_RPC_TIMEOUT", parse_millis, "10000"),
+        max_deliveries=get("REDIS_QUEUE_MAX_DELIVERIES", parse_count, "10"),
+        lease_ttl=get("PROCESSOR_LEASE_TTL", parse_millis, "15000"),
+        stuck_blocks=get("TX_STUCK_BLOCKS", parse_count, "3"),
+        stuck_timeout=get("TX_STUCK_TIMEOUT", parse_millis, "120000"),
     )
     _check_consistency(settings)
     return settings
@@ -209,6 +217,12 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("REDIS_READ_COUNT", "must be at least 1")
     if settings.receipt_poll_interval <= 0:
         raise ConfigError("RECEIPT_POLL_INTERVAL", "must be above zero")
+    if settings.lease_ttl < 1.0:
+        raise ConfigError("PROCESSOR_LEASE_TTL", "must be at least 1000 ms")
+    if settings.stuck_blocks < 1:
+        raise ConfigError("TX_STUCK_BLOCKS", "must be at least 1")
+    if settings.max_deliveries < 1:
+        raise ConfigError("REDIS_QUEUE_MAX_DELIVERIES", "must be at least 1")
     if settings.dead_letter_key == settings.stream_key:
         raise ConfigError("REDIS_QUEUE_DEAD_LETTER_KEY", "must differ from REDIS_QUEUE_STREAM_KEY")
     if not settings.chain_rpc_url.startswith(("http://", "https://")):

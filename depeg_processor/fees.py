@@ -22,6 +22,15 @@ class Fees:
         return self.max_fee_per_gas < self.base_fee
 
 
+REPLACEMENT_BUMP = (9, 8)  # 12.5%: above the 10% nodes require for a same-nonce replacement
+
+
+def raised(fee: int) -> int:
+    """`fee` raised by 12.5%, rounded up (so a 1-wei fee still rises)."""
+    numerator, denominator = REPLACEMENT_BUMP
+    return max(fee + 1, -(-fee * numerator // denominator))
+
+
 class FeePolicy:
     def __init__(self, *, base_fee: Callable[[], int], suggested_tip: Callable[[], int],
                  cap: int, tip: Optional[int] = None, ttl: float = 2.0,
@@ -45,6 +54,18 @@ class FeePolicy:
         with self._lock:
             self._cached = (self._monotonic(), fees)
         return fees
+
+    def bump(self, old: Fees, market: Fees) -> Optional[Fees]:
+        """Fees for a replacement: both fields at least 12.5% above the old ones and at least
+        what the market asks now, never above the cap. None when the cap leaves no room."""
+        min_max, min_tip = raised(old.max_fee_per_gas), raised(old.max_priority_fee_per_gas)
+        tip = max(min_tip, market.max_priority_fee_per_gas)
+        max_fee = min(self.cap, max(min_max, 2 * market.base_fee + tip))
+        tip = min(tip, max_fee)
+        if max_fee < min_max or tip < min_tip:
+            return None
+        return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip,
+                    base_fee=market.base_fee)
 
     def compute(self, base_fee: int, tip: int) -> Fees:
         """Offer twice the base fee plus the tip (room for six full blocks of rising base fee),

@@ -36,7 +36,10 @@ def check_balance(snap: Snapshot, limits: Limits) -> str:
     return OK
 
 
-def check_processor(snap: Snapshot, limits: Limits, now: float) -> str:
+def check_processor(snap: Snapshot, limits: Limits, now: float, *,
+                    dependencies: bool = True) -> str:
+    """The loops run; with `dependencies`, also that they are not stalled on Redis or the node
+    (liveness leaves that out: a restart would not bring a dependency back)."""
     if snap.processor_beat is None:
         return "the processor loop has not run yet"
     age = now - snap.processor_beat
@@ -44,6 +47,10 @@ def check_processor(snap: Snapshot, limits: Limits, now: float) -> str:
         return f"the processor loop last ran {age:.0f}s ago (limit {limits.loop_max_age:.0f}s)"
     if snap.watcher_beat is not None and now - snap.watcher_beat > limits.watcher_max_age:
         return f"the receipt watcher last ran {now - snap.watcher_beat:.0f}s ago"
+    if dependencies and snap.redis_error:
+        return f"waiting for redis: {snap.redis_error}"
+    if dependencies and snap.node_error:
+        return f"waiting for the node: {snap.node_error}"
     return OK
 
 
@@ -71,7 +78,7 @@ def monitor_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, str]
 
 
 def liveness_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, str]:
-    return {"processor": check_processor(snap, limits, now),
+    return {"processor": check_processor(snap, limits, now, dependencies=False),
             "nonAckPendingTx": check_non_ack(snap, limits)}
 
 
@@ -81,6 +88,8 @@ def readiness_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, st
               "redis": check_redis(snap)}
     if snap.holding:
         checks["sending"] = f"on hold: {snap.holding}"
+    if snap.stuck:
+        checks["transactions"] = snap.stuck
     return checks
 
 

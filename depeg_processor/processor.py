@@ -2,6 +2,11 @@
 
 `run_once()` is one iteration (tests drive it directly); `run()` repeats it until the stop event
 is set. Every wait is `stop.wait(...)`, so a stop request is honoured within a second.
+
+Entries that fail for a transient reason stay in memory and are retried in order after a
+pause, without being read again: a stream entry's delivery count then grows only when a
+processor restarts or takes over, which is what `max_deliveries` guards against (an entry
+that kills the process every time it is handled).
 """
 from __future__ import annotations
 
@@ -13,85 +18,142 @@ from typing import Callable, Optional
 import redis
 
 from . import errors
+from .application import application_key, check_entity_id, parse_application
 from .chain import NodeUnavailable
-from .application import Application, application_key, check_entity_id, parse_application
+from .faults import NO_FAULTS, Faults
+from .lease import Lease
+from .nonce import NonceManager
 from .queue import Entry, StreamQueue
 from .records import TxRecords
-from .sender import Sender
+from .sender import LeaseLost, Sender
 from .state import SharedState
 
 log = logging.getLogger(__name__)
 
 STOP_CHECK_INTERVAL = 1.0  # the longest a blocking read may delay a stop request (seconds)
+FIRST_BACKOFF = 0.5  # seconds; doubled per consecutive failure up to ERROR_TIMEOUT
 
 
 class Processor:
     def __init__(self, *, redis_client: redis.Redis, queue: StreamQueue, records: TxRecords,
-                 sender: Sender, state: SharedState, stop: threading.Event,
-                 balance: Callable[[], int], min_balance: int, balance_ttl: float = 5.0, chain_id: int,
-                 message_helper: str, read_count: int, read_block: float,
-                 balance_too_low_timeout: float, error_timeout: float,
+                 sender: Sender, nonces: NonceManager, lease: Lease, state: SharedState,
+                 stop: threading.Event, balance: Callable[[], int], min_balance: int,
+                 chain_id: int, message_helper: str, read_count: int, read_block: float,
+                 balance_too_low_timeout: float, error_timeout: float, max_deliveries: int,
+                 balance_ttl: float = 5.0, faults: Faults = NO_FAULTS,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._redis = redis_client
         self._queue = queue
         self._records = records
         self._sender = sender
+        self._nonces = nonces
+        self._lease = lease
         self._state = state
         self._stop = stop
         self._balance = balance
         self._min_balance = min_balance
-        self._balance_ttl = balance_ttl
-        self._known_balance: Optional[int] = None
-        self._balance_read_at = 0.0
-        self._holding_for_balance = False
         self._chain_id = chain_id
         self._message_helper = message_helper
         self._read_count = read_count
         self._read_block = read_block
         self._balance_too_low_timeout = balance_too_low_timeout
         self._error_timeout = error_timeout
+        self._max_deliveries = max_deliveries
+        self._balance_ttl = balance_ttl
+        self._faults = faults
         self._monotonic = monotonic
+        self._known_balance: Optional[int] = None
+        self._balance_read_at = 0.0
+        self._holding_for_balance = False
+        self._active = False
+        self._failures = 0
+        self._unsettled: list[Entry] = []
 
     def run(self) -> None:
         log.info("processor loop started (stream %s, group %s, consumer %s)",
                  self._queue.stream, self._queue.group, self._queue.consumer)
         while not self._stop.is_set():
             self.run_once()
+        if self._active:
+            self._lease.release()
         log.info("processor loop stopped")
 
     def run_once(self) -> int:
         """One iteration; returns how many stream entries were settled."""
         self._state.processor_beat()
+        entries = self._unsettled
         try:
-            if not self._balance_sufficient():
+            if not self._hold_lease() or not self._balance_sufficient():
                 return 0
-            entries = self._queue.read(count=self._read_count, block_ms=self._block_ms())
+            entries = self._unsettled or self._read()
             self._state.redis_ok()
             settled = 0
-            for entry in entries:
-                if self._stop.is_set():
+            while entries and not self._stop.is_set():
+                if self._lease.renew_due() and not self._hold_lease():
                     break
-                self.handle(entry)
+                self.handle(entries[0])
+                entries = entries[1:]
+                self._unsettled = entries
                 settled += 1
                 self._state.processor_beat()
+            self._unsettled = entries
             if settled:
                 self._state.set_holding(None)
+            self._failures = 0
             return settled
         except errors.ProductInactive as error:
+            self._remember(entries)
             self._hold(f"product not active ({error}); retrying in {self._error_timeout:.0f}s")
+        except LeaseLost as error:
+            self._remember(entries)
+            self._active = False
+            log.warning("%s", error)
         except NodeUnavailable as error:
+            self._remember(entries)
             self._state.node_failed(str(error))
             self._retry_later(str(error))
         except errors.TransientError as error:
-            self._retry_later(f"{error}")
+            self._remember(entries)
+            self._retry_later(str(error))
         except redis.RedisError as error:
+            self._remember(entries)
             self._state.redis_failed(f"{type(error).__name__}: {error}")
             self._retry_later(f"redis: {type(error).__name__}: {error}")
         except Exception:  # a bug must not kill the loop: log it, keep the entry, retry later
+            self._remember(entries)
             log.exception("unexpected error; retrying in %.0fs", self._error_timeout)
-            self._queue.rewind()
             self._pause(self._error_timeout)
         return 0
+
+    def _remember(self, entries: list[Entry]) -> None:
+        """Keep the entries not yet settled, to retry them in order without reading again."""
+        self._unsettled = entries
+
+    def _read(self) -> list[Entry]:
+        backlog = self._queue.reading_backlog
+        entries = self._queue.read(count=self._read_count, block_ms=self._block_ms())
+        if backlog and entries:
+            entries = self._drop_poisonous(entries)
+        return entries
+
+    def _drop_poisonous(self, entries: list[Entry]) -> list[Entry]:
+        """Entries delivered too often (each delivery a process that died or gave up while
+        handling them) are set aside rather than tried forever."""
+        counts = self._queue.delivery_counts([e.entry_id for e in entries])
+        keep = []
+        for entry in entries:
+            delivered = counts.get(entry.entry_id, 0)
+            if delivered > self._max_deliveries and entry.entity_id and \
+                    self._records.get(entry.entity_id) is None:
+                self._queue.dead_letter(
+                    entity_id=entry.entity_id,
+                    reason=f"delivered {delivered} times without being settled "
+                           f"(more than REDIS_QUEUE_MAX_DELIVERIES {self._max_deliveries})",
+                    application=self._redis.hgetall(application_key(entry.entity_id)),
+                    entry_id=entry.entry_id, entry_fields=entry.fields)
+            else:
+                keep.append(entry)
+        return keep
 
     def handle(self, entry: Entry) -> None:
         """Submit one entry's application, or set it aside if it can never succeed."""
@@ -125,8 +187,32 @@ class Processor:
                                     entry_id=entry.entry_id, entry_fields=entry.fields)
             return
         self._queue.mark_submitted(entry.entry_id, entity_id, record.tx_hash)
+        self._faults.hit("after-ack")
         if self._known_balance is not None:  # the most this transaction can cost
             self._known_balance -= record.gas * record.max_fee_per_gas
+
+    def _hold_lease(self) -> bool:
+        """Hold (or renew) the wallet's lease; on taking it over, adopt what the previous
+        holder left: its unacknowledged entries and the nonce after its records."""
+        if self._lease.acquire():
+            if not self._active:
+                self._active = True
+                self._nonces.sync()
+                self._queue.claim_abandoned()
+                self._queue.rewind()
+                self._unsettled = []
+                log.info("holding the wallet's lease %s; sending (next nonce %s)",
+                         self._lease.key, self._nonces.next)
+                self._state.set_holding(None)
+            return True
+        if self._active:
+            log.warning("lost the wallet's lease %s to %s; standing by", self._lease.key,
+                        self._lease.holder())
+        self._active = False
+        self._state.set_holding(f"standby: another processor ({self._lease.holder()}) holds "
+                                f"the wallet's lease")
+        self._pause(min(self._lease.ttl / 3, 5.0))
+        return False
 
     def _current_balance(self) -> int:
         """The wallet balance, read from the node at most every `balance_ttl` seconds and
@@ -157,13 +243,14 @@ class Processor:
     def _hold(self, reason: str, timeout: Optional[float] = None) -> None:
         log.warning("holding: %s", reason)
         self._state.set_holding(reason)
-        self._queue.rewind()
         self._pause(self._error_timeout if timeout is None else timeout)
 
     def _retry_later(self, reason: str) -> None:
-        log.error("transient failure, retrying in %.0fs: %s", self._error_timeout, reason)
-        self._queue.rewind()
-        self._pause(self._error_timeout)
+        """Capped exponential backoff over consecutive failures, at most ERROR_TIMEOUT."""
+        self._failures += 1
+        delay = min(self._error_timeout, FIRST_BACKOFF * 2 ** (self._failures - 1))
+        log.error("transient failure, retrying in %.1fs: %s", delay, reason)
+        self._pause(delay)
 
     def _pause(self, seconds: float) -> None:
         """Wait without going silent: the heartbeat shows the loop is alive while it holds."""

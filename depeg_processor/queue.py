@@ -19,6 +19,11 @@ from .application import application_key
 log = logging.getLogger(__name__)
 
 
+def _id_key(entry_id: str) -> tuple[int, int]:
+    millis, _, sequence = entry_id.partition("-")
+    return int(millis), int(sequence or 0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Entry:
     """One stream entry: its id and its fields (empty if the entry was deleted meanwhile)."""
@@ -66,6 +71,50 @@ class StreamQueue:
     def rewind(self) -> None:
         """Deliver this consumer's unacknowledged entries again on the next read."""
         self._own_backlog = True
+
+    @property
+    def reading_backlog(self) -> bool:
+        """Whether the next read returns entries delivered before (to this consumer)."""
+        return self._own_backlog
+
+    def claim_abandoned(self, *, min_idle_ms: int = 0) -> int:
+        """Take over the unacknowledged entries of other consumers of the group (a processor
+        that died); they are then read as this consumer's own backlog."""
+        claimed, start = 0, "0-0"
+        while True:
+            reply = self._redis.xautoclaim(self.stream, self.group, self.consumer,
+                                           min_idle_time=min_idle_ms, start_id=start, count=100)
+            start, entries = reply[0], reply[1]
+            claimed += len(entries)
+            if start in ("0-0", "0"):
+                break
+        if claimed:
+            log.warning("claimed %s unacknowledged entries from other consumers", claimed)
+            self.rewind()
+        return claimed
+
+    def delivery_counts(self, entry_ids: list[str]) -> dict[str, int]:
+        """How many times each (pending) entry has been delivered."""
+        if not entry_ids:
+            return {}
+        rows = self._redis.xpending_range(self.stream, self.group, min=min(entry_ids, key=_id_key),
+                                          max=max(entry_ids, key=_id_key),
+                                          count=len(entry_ids) * 2 + 10)
+        wanted = set(entry_ids)
+        return {row["message_id"]: int(row["times_delivered"]) for row in rows
+                if row["message_id"] in wanted}
+
+    def set_transaction_hash(self, entity_id: str, tx_hash: str) -> None:
+        """Point the application at the transaction now current (after a replacement)."""
+        key = application_key(entity_id)
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            exists = pipe.exists(key)
+            pipe.multi()
+            if exists:
+                pipe.hset(key, "transactionHash", tx_hash)
+
+        self._redis.transaction(write, key)
 
     def _xread(self, start: str, *, count: int, block_ms: Optional[int]) -> list[Entry]:
         try:

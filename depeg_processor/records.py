@@ -28,6 +28,13 @@ class TxRecord:
     stream_entry_id: str = ""
     signed_at: float = 0.0
     enqueued_at: Optional[float] = None
+    data: str = dataclasses.field(default="", repr=False)
+    previous_hashes: tuple[str, ...] = ()
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        """Every hash signed for this nonce, the current one last: any of them may be mined."""
+        return (*self.previous_hashes, self.tx_hash)
 
     def to_fields(self) -> dict[str, str]:
         fields = {
@@ -35,6 +42,7 @@ class TxRecord:
             "raw": self.raw, "gas": str(self.gas), "maxFeePerGas": str(self.max_fee_per_gas),
             "maxPriorityFeePerGas": str(self.max_priority_fee_per_gas),
             "streamEntryId": self.stream_entry_id, "signedAt": f"{self.signed_at:.3f}",
+            "data": self.data, "previousHashes": ",".join(self.previous_hashes),
         }
         if self.enqueued_at is not None:
             fields["enqueuedAt"] = f"{self.enqueued_at:.3f}"
@@ -50,6 +58,8 @@ class TxRecord:
             stream_entry_id=fields.get("streamEntryId", ""),
             signed_at=float(fields.get("signedAt", 0)),
             enqueued_at=float(fields["enqueuedAt"]) if fields.get("enqueuedAt") else None,
+            data=fields.get("data", ""),
+            previous_hashes=tuple(h for h in fields.get("previousHashes", "").split(",") if h),
         )
 
 

@@ -21,7 +21,9 @@ from . import errors
 from .application import Application
 from .chain import Chain, NodeUnavailable, load_product_abi
 from .config import Settings
+from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy
+from .lease import Lease, owner_id
 from .monitor import Limits, make_monitor_app
 from .nonce import NonceManager
 from .processor import Processor
@@ -60,7 +62,7 @@ class Service:
 
     def __init__(self, *, settings: Settings, redis_client: redis.Redis, chain: Chain,
                  account: LocalAccount, stop: threading.Event,
-                 registry: Optional[CollectorRegistry] = None,
+                 registry: Optional[CollectorRegistry] = None, faults: Faults = NO_FAULTS,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
@@ -70,11 +72,15 @@ class Service:
         self.account = account
         self._clock = clock
         self._monotonic = monotonic
+        self._faults = faults
         self.state = SharedState(monotonic=monotonic)
         self.queue = StreamQueue(redis_client, stream=settings.stream_key, group=settings.group,
                                  consumer=settings.consumer,
                                  dead_letter_key=settings.dead_letter_key, clock=clock)
         self.records = TxRecords(redis_client, prefix=settings.stream_key)
+        self.lease = Lease(redis_client, key=f"{settings.stream_key}:lease:{account.address}",
+                           owner=owner_id(settings.consumer), ttl=settings.lease_ttl,
+                           monotonic=monotonic)
         self.nonces = NonceManager(chain_pending=lambda: chain.nonce(account.address, "pending"),
                                    highest_recorded=self.records.highest_nonce)
         self.fees = FeePolicy(base_fee=chain.base_fee, suggested_tip=chain.max_priority_fee,
@@ -135,26 +141,28 @@ class Service:
         self.queue.ensure_group()
         self.state.set_non_ack_pending(self.queue.pending_count())
         self.state.redis_ok()
-        self.nonces.sync()
-        log.info("processor wallet %s on chain %s, product %s (message helper %s), next nonce %s, "
+        log.info("processor wallet %s on chain %s, product %s (message helper %s), "
                  "%s transaction(s) in flight", self.account.address, chain_id,
-                 settings.product_address, helper, self.nonces.next, self.records.count())
+                 settings.product_address, helper, self.records.count())
         sender = Sender(chain=chain, account=self.account, chain_id=chain_id,
                         product=settings.product_address, encode_call=encode_apply,
-                        nonces=self.nonces, fees=self.fees, records=self.records, clock=self._clock)
+                        nonces=self.nonces, fees=self.fees, records=self.records,
+                        may_send=self.lease.held, faults=self._faults, clock=self._clock)
         self.processor = Processor(
             redis_client=self._redis, queue=self.queue, records=self.records, sender=sender,
-            state=self.state, stop=self.stop_event,
+            nonces=self.nonces, lease=self.lease, state=self.state, stop=self.stop_event,
+            max_deliveries=settings.max_deliveries, faults=self._faults,
             balance=lambda: chain.balance(self.account.address),
             min_balance=settings.min_balance, chain_id=chain_id, message_helper=helper,
             read_count=settings.read_count, read_block=settings.read_block_timeout,
             balance_too_low_timeout=settings.balance_too_low_timeout,
             error_timeout=settings.error_timeout, monotonic=self._monotonic)
         self.watcher = ReceiptWatcher(
-            chain=chain, records=self.records, queue=self.queue, redis_client=self._redis,
-            state=self.state, stop=self.stop_event, address=self.account.address,
-            min_confirmations=settings.min_confirmations,
-            poll_interval=settings.receipt_poll_interval, clock=self._clock,
+            chain=chain, records=self.records, queue=self.queue, sender=sender,
+            redis_client=self._redis, state=self.state, stop=self.stop_event,
+            address=self.account.address, min_confirmations=settings.min_confirmations,
+            poll_interval=settings.receipt_poll_interval, stuck_blocks=settings.stuck_blocks,
+            stuck_seconds=settings.stuck_timeout, may_send=self.lease.held, clock=self._clock,
             monotonic=self._monotonic)
 
     # -- running -------------------------------------------------------------------------------

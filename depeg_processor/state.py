@@ -24,6 +24,7 @@ class Snapshot:
     holding: Optional[str] = None
     in_flight: int = 0
     head: Optional[int] = None
+    stuck: Optional[str] = None
 
 
 class SharedState:
@@ -68,6 +69,10 @@ class SharedState:
     def set_holding(self, reason: Optional[str]) -> None:
         """Why the processor is deliberately not sending (low balance, product inactive)."""
         self._update(holding=reason)
+
+    def set_stuck(self, reason: Optional[str]) -> None:
+        """Why transactions cannot be mined (the fee cap is reached), or None."""
+        self._update(stuck=reason)
 
     def snapshot(self) -> Snapshot:
         with self._lock:

@@ -1,15 +1,22 @@
 """The receipt watcher: a background thread that settles the transactions in flight.
 
-Each round reads the in-flight records (the work list kept by the sender, no key scans), asks
-the node in one batch for the head, the wallet balance and every receipt, then:
-- purges an application whose transaction has the required confirmations,
-- dead-letters one whose transaction reverted,
-- resends the stored signed bytes of a transaction the node no longer knows.
-Receipts are fetched afresh each round, so a reorganised block simply puts the application back
-to waiting. It also records the health facts the monitor serves.
+Each round reads the in-flight records (the work list the sender keeps; no key scans) and asks
+the node, in batches, for the head, the wallet balance and - when a block arrived - the receipts
+of every hash a record's replacement chain produced. Then it:
+- purges an application whose transaction has the required confirmations, after checking that
+  the receipt's block is still the canonical one at its height (a reorganised block puts the
+  application back to waiting);
+- settles a reverted transaction (re-simulated for its reason: dead letter, or back to the
+  queue if the product was paused);
+- resends the stored signed bytes of a transaction the node no longer knows;
+- replaces a transaction stuck for `stuck_blocks` blocks or `stuck_seconds` seconds with the
+  same nonce and higher fees, up to the cap, and says so in the shared state when the cap is
+  reached.
+Only the holder of the wallet's lease sends or replaces.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -22,33 +29,59 @@ from .application import application_key
 from .chain import Chain, NodeUnavailable
 from .queue import StreamQueue
 from .records import TxRecord, TxRecords
+from .sender import LeaseLost, Sender
 from .state import SharedState
 
 log = logging.getLogger(__name__)
 
-RESEND_AFTER_BLOCKS = 2  # an unmined transaction is looked up at the node after this many blocks
-RESEND_AFTER_SECONDS = 15.0  # ... or after this long, for chains that mine no blocks meanwhile
+
+@dataclasses.dataclass(frozen=True)
+class Mined:
+    """Where a transaction of a record was mined, as its receipt said."""
+
+    tx_hash: str
+    block: int
+    block_hash: str
+    status: int
+    gas_used: int
+
+
+@dataclasses.dataclass
+class Waiting:
+    """When a record was first seen unmined (or last looked up at the node)."""
+
+    head: int
+    since: float
+    checked: bool = False
 
 
 class ReceiptWatcher:
-    def __init__(self, *, chain: Chain, records: TxRecords, queue: StreamQueue,
+    def __init__(self, *, chain: Chain, records: TxRecords, queue: StreamQueue, sender: Sender,
                  redis_client: redis.Redis, state: SharedState, stop: threading.Event,
-                 address: str, min_confirmations: int, poll_interval: float,
+                 address: str, min_confirmations: int, poll_interval: float, stuck_blocks: int,
+                 stuck_seconds: float, may_send: Callable[[], bool] = lambda: True,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._chain = chain
         self._records = records
         self._queue = queue
+        self._sender = sender
         self._redis = redis_client
         self._state = state
         self._stop = stop
         self._address = address
         self._min_confirmations = min_confirmations
         self._poll_interval = poll_interval
+        self._stuck_blocks = stuck_blocks
+        self._stuck_seconds = stuck_seconds
+        self._may_send = may_send
         self._clock = clock
         self._monotonic = monotonic
         self._started_at = clock()
-        self._first_seen_unmined: dict[str, tuple[int, float]] = {}
+        self._mined: dict[str, Mined] = {}
+        self._waiting: dict[str, Waiting] = {}
+        self._stuck: dict[str, str] = {}
+        self._polled_head: Optional[int] = None
 
     def run(self) -> None:
         log.info("receipt watcher started (%s confirmations)", self._min_confirmations)
@@ -61,7 +94,7 @@ class ReceiptWatcher:
         log.info("receipt watcher stopped")
 
     def run_once(self) -> int:
-        """One round; returns how many applications it settled (purged or dead-lettered)."""
+        """One round; returns how many applications it settled (purged or set aside)."""
         self._state.watcher_beat()
         try:
             records = self._records.all()
@@ -78,6 +111,8 @@ class ReceiptWatcher:
         except NodeUnavailable as error:
             self._state.node_failed(str(error))
             log.error("receipt watcher cannot reach the node: %s", error)
+        except LeaseLost:
+            pass
         except errors.TransientError as error:
             log.error("receipt watcher: %s", error)
         except redis.RedisError as error:
@@ -85,57 +120,116 @@ class ReceiptWatcher:
             log.error("receipt watcher cannot write redis: %s", error)
         return 0
 
+    # -- one round -----------------------------------------------------------------------------
     def _check(self, records: list[TxRecord]) -> int:
-        calls = [("eth_blockNumber", []), ("eth_getBalance", [self._address, "latest"])]
-        calls += [("eth_getTransactionReceipt", [record.tx_hash]) for record in records]
-        results = self._chain.batch(calls)
-        for result in results[:2]:
-            if isinstance(result, Exception):
-                raise result
-        head, balance = int(results[0], 16), int(results[1], 16)
+        head, balance = self._head_and_balance()
         self._state.set_balance(balance)
         self._state.set_in_flight(len(records), head)
+        self._forget_gone(records)
         if records:
             log.debug("head %s, balance %s wei, %s transaction(s) in flight", head, balance,
                       len(records))
+        self._poll_receipts(records, head)
+        self._verify_canonical(records, head)
 
         settled = 0
-        unmined: list[TxRecord] = []
-        for record, receipt in zip(records, results[2:]):
-            if isinstance(receipt, Exception):
-                log.warning("application %s tx %s: receipt lookup failed: %s",
-                            record.entity_id, record.tx_hash, receipt)
-                continue
-            if receipt is None or receipt.get("blockNumber") is None:
+        unmined = []
+        for record in records:
+            mined = self._mined.get(record.entity_id)
+            if mined is None:
                 unmined.append(record)
-                continue
-            confirmations = head - int(receipt["blockNumber"], 16) + 1
-            if confirmations < self._min_confirmations:
-                continue
-            if int(receipt.get("status", "0x1"), 16) == 1:
-                self._records.complete(record.entity_id)
-                log.info("application %s tx %s confirmed (%s confirmations, block %s); purged",
-                         record.entity_id, record.tx_hash, confirmations,
-                         int(receipt["blockNumber"], 16))
-            else:
-                self._settle_reverted(record, receipt)
-            settled += 1
-        self._resend_dropped(unmined, head)
+            elif head - mined.block + 1 >= self._min_confirmations:
+                self._settle(record, mined, head)
+                settled += 1
+        if self._may_send():
+            self._look_after_unmined(unmined, head)
+        self._state.set_stuck("; ".join(sorted(set(self._stuck.values()))) or None)
         return settled
 
-    def _settle_reverted(self, record: TxRecord, receipt: dict) -> None:
+    def _head_and_balance(self) -> tuple[int, int]:
+        head, balance = self._chain.batch([("eth_blockNumber", []),
+                                           ("eth_getBalance", [self._address, "latest"])])
+        for result in (head, balance):
+            if isinstance(result, Exception):
+                raise result
+        return int(head, 16), int(balance, 16)
+
+    def _forget_gone(self, records: list[TxRecord]) -> None:
+        """Keep memory flat: drop what belongs to records no longer in flight."""
+        current = {record.entity_id for record in records}
+        for table in (self._mined, self._waiting, self._stuck):
+            for entity_id in [e for e in table if e not in current]:
+                del table[entity_id]
+
+    def _poll_receipts(self, records: list[TxRecord], head: int) -> None:
+        """Ask for receipts only when a block arrived (or for records not yet asked about)."""
+        new_block = head != self._polled_head
+        wanted = [(record, tx_hash) for record in records
+                  if record.entity_id not in self._mined
+                  and (new_block or record.entity_id not in self._waiting)
+                  for tx_hash in record.hashes]
+        self._polled_head = head
+        if not wanted:
+            return
+        results = self._chain.batch([("eth_getTransactionReceipt", [tx]) for _r, tx in wanted])
+        for (record, tx_hash), receipt in zip(wanted, results):
+            if isinstance(receipt, Exception):
+                log.warning("application %s tx %s: receipt lookup failed: %s",
+                            record.entity_id, tx_hash, receipt)
+            elif receipt and receipt.get("blockNumber") and receipt.get("blockHash"):
+                self._mined[record.entity_id] = Mined(
+                    tx_hash=tx_hash, block=int(receipt["blockNumber"], 16),
+                    block_hash=receipt["blockHash"], status=int(receipt.get("status", "0x1"), 16),
+                    gas_used=int(receipt.get("gasUsed", "0x0"), 16))
+                self._waiting.pop(record.entity_id, None)
+                self._stuck.pop(record.entity_id, None)
+
+    def _verify_canonical(self, records: list[TxRecord], head: int) -> None:
+        """Before a purge, check that each receipt's block is still the chain's block at that
+        height; one lookup per block, shared by the transactions in it."""
+        due = {self._mined[r.entity_id].block for r in records
+               if r.entity_id in self._mined
+               and head - self._mined[r.entity_id].block + 1 >= self._min_confirmations}
+        if not due:
+            return
+        blocks = sorted(due)
+        results = self._chain.batch([("eth_getBlockByNumber", [hex(b), False]) for b in blocks])
+        canonical = {}
+        for number, block in zip(blocks, results):
+            if isinstance(block, Exception):
+                raise block
+            canonical[number] = block.get("hash") if block else None
+        for record in records:
+            mined = self._mined.get(record.entity_id)
+            if mined is not None and mined.block in canonical and \
+                    canonical[mined.block] != mined.block_hash:
+                log.warning("application %s tx %s: block %s (%s) was reorganised away; "
+                            "waiting again", record.entity_id, mined.tx_hash, mined.block,
+                            mined.block_hash)
+                del self._mined[record.entity_id]
+
+    # -- settling ------------------------------------------------------------------------------
+    def _settle(self, record: TxRecord, mined: Mined, head: int) -> None:
+        if mined.status == 1:
+            self._records.complete(record.entity_id)
+            log.info("application %s tx %s confirmed (%s confirmations, block %s); purged",
+                     record.entity_id, mined.tx_hash, head - mined.block + 1, mined.block)
+        else:
+            self._settle_reverted(record, mined)
+        self._mined.pop(record.entity_id, None)
+
+    def _settle_reverted(self, record: TxRecord, mined: Mined) -> None:
         """A mined transaction that reverted: the receipt has no reason, so simulate the same
         call now to learn it. A paused product (DP-010) sends the application back to the queue,
         where it waits for reactivation; anything else sets it aside with the reason."""
-        block = int(receipt["blockNumber"], 16)
         try:
-            tx = self._chain.transaction(record.tx_hash) or {}
-            self._chain.call({"from": tx.get("from"), "to": tx.get("to"), "data": tx.get("input")})
+            self._chain.call({"from": self._address, "to": self._sender.product,
+                              "data": record.data})
             now = "it would succeed now"
         except errors.ProductInactive as error:
             log.warning("application %s tx %s reverted in block %s because the product is not "
-                        "active (%s); enqueued again", record.entity_id, record.tx_hash, block,
-                        error)
+                        "active (%s); enqueued again", record.entity_id, mined.tx_hash,
+                        mined.block, error)
             self._queue.reissue(record.entity_id, forget=self._records.key(record.entity_id),
                                 inflight_key=self._records.inflight_key)
             return
@@ -144,30 +238,37 @@ class ReceiptWatcher:
         fields = self._redis.hgetall(application_key(record.entity_id))
         self._queue.dead_letter(
             entity_id=record.entity_id, application=fields,
-            reason=(f"transaction {record.tx_hash} reverted on chain in block {block} "
-                    f"(gas used {int(receipt['gasUsed'], 16)}); simulated again: {now}"),
+            reason=(f"transaction {mined.tx_hash} reverted on chain in block {mined.block} "
+                    f"(gas used {mined.gas_used}); simulated again: {now}"),
             entry_id=record.stream_entry_id or None, entry_fields={"entityId": record.entity_id})
         self._records.forget(record.entity_id)
 
-    def _resend_dropped(self, unmined: list[TxRecord], head: int) -> None:
-        """Resend, from the stored signed bytes, what the node no longer knows."""
+    # -- unmined: dropped or stuck -------------------------------------------------------------
+    def _look_after_unmined(self, unmined: list[TxRecord], head: int) -> None:
         now = self._monotonic()
-        seen = {record.tx_hash: self._first_seen_unmined.get(record.tx_hash) for record in unmined}
-        self._first_seen_unmined = {tx: first or (head, now) for tx, first in seen.items()}
         due = []
         for record in unmined:
-            first_block, first_time = self._first_seen_unmined[record.tx_hash]
-            from_before_start = seen[record.tx_hash] is None and record.signed_at < self._started_at
-            if (from_before_start or head - first_block >= RESEND_AFTER_BLOCKS
-                    or now - first_time >= RESEND_AFTER_SECONDS):
+            waiting = self._waiting.get(record.entity_id)
+            if waiting is None:
+                waiting = self._waiting[record.entity_id] = Waiting(head, now)
+                if record.signed_at < self._started_at:  # from before a restart: look now
+                    due.append(record)
+                    continue
+            if head - waiting.head >= self._stuck_blocks or now - waiting.since >= self._stuck_seconds:
                 due.append(record)
         if not due:
             return
         known = self._chain.batch([("eth_getTransactionByHash", [r.tx_hash]) for r in due])
         for record, tx in zip(due, known):
-            self._first_seen_unmined[record.tx_hash] = (head, now)  # look again later
+            if isinstance(tx, Exception):
+                continue
+            waiting = self._waiting[record.entity_id]
             if tx is None:
                 self._resend(record)
+            elif waiting.checked or head - waiting.head >= self._stuck_blocks \
+                    or now - waiting.since >= self._stuck_seconds:
+                self._replace(record)
+            waiting.head, waiting.since, waiting.checked = head, now, True
 
     def _resend(self, record: TxRecord) -> None:
         try:
@@ -177,12 +278,33 @@ class ReceiptWatcher:
         except errors.AlreadyKnown:
             pass
         except errors.NonceConflict as error:
-            # Its nonce went to another transaction and this one was never mined: the
-            # application goes back on the queue to be sent afresh.
-            log.warning("application %s tx %s: nonce %s was taken by another transaction (%s); "
-                        "enqueued again", record.entity_id, record.tx_hash, record.nonce, error)
-            self._queue.reissue(record.entity_id, forget=self._records.key(record.entity_id),
-                                inflight_key=self._records.inflight_key)
+            self._nonce_taken(record, error)
         except errors.ProcessorError as error:
             log.error("application %s tx %s: resend refused: %s",
                       record.entity_id, record.tx_hash, error)
+
+    def _nonce_taken(self, record: TxRecord, error: Exception) -> None:
+        """The node says the nonce is used. If none of the record's own hashes was mined, the
+        nonce went to another transaction and the application goes back on the queue."""
+        receipts = self._chain.batch([("eth_getTransactionReceipt", [h]) for h in record.hashes])
+        if any(r and not isinstance(r, Exception) for r in receipts):
+            return  # one of ours was mined: the next round counts its confirmations
+        log.warning("application %s tx %s: nonce %s was taken by another transaction (%s); "
+                    "enqueued again", record.entity_id, record.tx_hash, record.nonce, error)
+        self._queue.reissue(record.entity_id, forget=self._records.key(record.entity_id),
+                            inflight_key=self._records.inflight_key)
+
+    def _replace(self, record: TxRecord) -> None:
+        replacement = self._sender.replace(record)
+        if replacement is None:
+            fees = self._sender.fees.current()
+            self._stuck[record.entity_id] = (
+                f"transactions cannot be mined: max fee per gas at the MAX_FEE_PER_GAS cap "
+                f"{self._sender.fees.cap} wei (base fee now {fees.base_fee} wei)")
+            log.error("application %s tx %s (nonce %s) is stuck: the fee cap %s wei leaves no "
+                      "room for a replacement (base fee %s wei)", record.entity_id,
+                      record.tx_hash, record.nonce, self._sender.fees.cap, fees.base_fee)
+            return
+        self._stuck.pop(record.entity_id, None)
+        if replacement.tx_hash != record.tx_hash:
+            self._queue.set_transaction_hash(record.entity_id, replacement.tx_hash)

@@ -16,8 +16,10 @@ def test_low_balance_holds_sending_then_top_up_resumes(
                               and "below the alert balance" in r[1]["balance"] and r,
                               what="monitor failing balance")
     assert body["processor"] == "ok"
-    ready_status, ready = running.get("/api/monitor/readiness")
-    assert ready_status == 500 and "PROCESSOR_MIN_BALANCE" in ready["sending"]
+    ready_status, ready = wait_until(
+        lambda: (r := running.get("/api/monitor/readiness"))[0] == 500 and "sending" in r[1] and r,
+        what="readiness naming the hold")
+    assert "PROCESSOR_MIN_BALANCE" in ready["sending"]
     assert wallet_nonce(anvil, block="pending") == 0, "nothing sent while the balance is low"
     assert "transactionHash" not in application(redis_client, entity_id)
 

@@ -9,6 +9,8 @@ import pytest
 
 from depeg_processor import errors
 from depeg_processor.chain import NodeUnavailable
+from depeg_processor.lease import Lease
+from depeg_processor.nonce import NonceManager
 from depeg_processor.processor import Processor
 from depeg_processor.queue import StreamQueue
 from depeg_processor.records import TxRecord, TxRecords
@@ -66,8 +68,13 @@ class Harness:
                                  dead_letter_key=STREAM + ":dead", clock=lambda: 1795830700.0)
         self.queue.ensure_group()
         self.records = TxRecords(client, prefix=STREAM)
+        self.nonces = NonceManager(chain_pending=lambda: 0,
+                                   highest_recorded=self.records.highest_nonce)
+        self.lease = Lease(client, key=STREAM + ":lease:w", owner="me", ttl=15.0,
+                           monotonic=self.clock)
         self.processor = Processor(
             redis_client=client, queue=self.queue, records=self.records, sender=self.sender,
+            nonces=self.nonces, lease=self.lease, max_deliveries=3,
             state=self.state, stop=self.stop, balance=self.balance, min_balance=ETHER,
             balance_ttl=5.0, chain_id=CHAIN_ID, message_helper=MESSAGE_HELPER, read_count=20,
             read_block=0.001, balance_too_low_timeout=0, error_timeout=0, monotonic=self.clock)
