@@ -56,6 +56,9 @@ def classify(error: dict) -> errors.ProcessorError:
         return errors.PermanentError(f"reverted: {reason}")
     if "nonce too low" in lowered or "nonce too high" in lowered or "invalid nonce" in lowered:
         return errors.NonceConflict(message)
+    if "less than block base fee" in lowered or "fee cap less than block base fee" in lowered \
+            or "max fee per gas less than" in lowered:
+        return errors.FeeTooLow(message)
     if "underpriced" in lowered:
         return errors.ReplacementUnderpriced(message)
     if "already known" in lowered or "known transaction" in lowered:

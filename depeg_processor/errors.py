@@ -48,5 +48,17 @@ class AlreadyKnown(TransientError):
     """The node already has this exact transaction."""
 
 
+class FeeTooLow(TransientError):
+    """The offered max fee is below the base fee: the node will not keep the transaction."""
+
+
+class FeeCapReached(TransientError):
+    """A stuck transaction cannot be re-priced: MAX_FEE_PER_GAS leaves no room."""
+
+    def __init__(self, message: str, current: object) -> None:
+        super().__init__(message)
+        self.current = current
+
+
 class InsufficientFunds(TransientError):
     """The wallet cannot pay for the transaction at the offered fee."""

@@ -44,10 +44,11 @@ class FeePolicy:
         self._lock = threading.Lock()
         self._cached: Optional[tuple[float, Fees]] = None
 
-    def current(self) -> Fees:
+    def current(self, *, fresh: bool = False) -> Fees:
+        """The fees to offer now; `fresh` asks the node instead of using the cached data."""
         with self._lock:
             cached = self._cached
-        if cached is not None and self._monotonic() - cached[0] < self._ttl:
+        if not fresh and cached is not None and self._monotonic() - cached[0] < self._ttl:
             return cached[1]
         fees = self.compute(self._base_fee(), self._tip if self._tip is not None
                             else self._suggested_tip())

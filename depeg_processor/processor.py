@@ -178,6 +178,13 @@ class Processor:
             return
 
         fields = self._redis.hgetall(application_key(entity_id))
+        if not fields:
+            done = self._records.completed_as(entity_id)
+            if done:
+                log.info("application %s was already confirmed as tx %s; entry %s acknowledged",
+                         entity_id, done, entry.entry_id)
+                self._queue.ack(entry.entry_id)
+                return
         try:
             app = parse_application(entity_id, fields)
             app.check_signature(chain_id=self._chain_id, verifying_contract=self._message_helper)

@@ -14,6 +14,9 @@ import redis
 from .application import application_key
 
 
+DONE_TTL = 7 * 24 * 3600  # seconds a completed application is remembered
+
+
 @dataclasses.dataclass(frozen=True)
 class TxRecord:
     """One application's transaction as signed (and perhaps broadcast)."""
@@ -115,10 +118,19 @@ class TxRecords:
         pipe.zrem(self.inflight_key, entity_id)
         pipe.execute()
 
-    def complete(self, entity_id: str) -> None:
-        """The transaction is confirmed: remove the application and its record together."""
+    def done_key(self, entity_id: str) -> str:
+        return f"{self._prefix}:done:{entity_id}"
+
+    def complete(self, entity_id: str, tx_hash: str) -> None:
+        """The transaction is confirmed: remove the application and its record together, and
+        leave a marker (kept for DONE_TTL) so a late redelivery of its entry is recognised."""
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(application_key(entity_id))
         pipe.delete(self.key(entity_id))
         pipe.zrem(self.inflight_key, entity_id)
+        pipe.set(self.done_key(entity_id), tx_hash, ex=DONE_TTL)
         pipe.execute()
+
+    def completed_as(self, entity_id: str) -> Optional[str]:
+        """The confirmed transaction's hash, if this application was completed recently."""
+        return self._redis.get(self.done_key(entity_id))

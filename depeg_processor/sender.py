@@ -118,25 +118,28 @@ class Sender:
             return record
         raise errors.NonceConflict(f"nonce still refused after {MAX_NONCE_RETRIES} attempts")
 
-    def replace(self, record: TxRecord) -> Optional[TxRecord]:
+    def replace(self, record: TxRecord) -> TxRecord:
         """Replace a stuck transaction: same nonce and call, both fees raised (at least 12.5%
-        and to the market), never above the cap. Returns the record now current, or None when
-        the cap leaves no room for a replacement the node would take."""
+        and to the market now), never above the cap; returns the record now current. Raises
+        FeeCapReached (carrying the record now current) when the cap leaves no room for a
+        transaction the node would take."""
         self._check_lease()
-        market = self.fees.current()
-        current = record
-        old = Fees(record.max_fee_per_gas, record.max_priority_fee_per_gas, market.base_fee)
+        market = self.fees.current(fresh=True)
+        current = record  # the record stored now: the transaction the node should have
+        floor = Fees(record.max_fee_per_gas, record.max_priority_fee_per_gas, market.base_fee)
         for _bump in range(MAX_REPLACEMENT_BUMPS):
-            fees = self.fees.bump(old, market)
+            fees = self.fees.bump(floor, market)
             if fees is None:
-                return None
+                raise errors.FeeCapReached(
+                    f"nonce {record.nonce}: max fee {current.max_fee_per_gas} wei cannot rise "
+                    f"under the cap {self.fees.cap} wei (base fee {market.base_fee} wei)", current)
             tx_hash, raw = self._sign(nonce=record.nonce, data=record.data, gas=record.gas,
                                       fees=fees)
             replacement = dataclasses.replace(
                 current, tx_hash=tx_hash, raw=raw, max_fee_per_gas=fees.max_fee_per_gas,
                 max_priority_fee_per_gas=fees.max_priority_fee_per_gas, signed_at=self._clock(),
                 previous_hashes=current.hashes)
-            self._records.put(replacement)
+            self._records.put(replacement)  # write-ahead, as for the first transaction
             try:
                 self._chain.send_raw(bytes.fromhex(raw[2:]))
             except errors.ReplacementUnderpriced:
@@ -144,16 +147,24 @@ class Sender:
                             "underpriced; bumping further", record.entity_id, record.nonce,
                             fees.max_fee_per_gas)
                 self._records.put(current)
-                old = fees
+                floor = fees
                 continue
-            except errors.NonceConflict:  # the old one was mined meanwhile
+            except errors.FeeTooLow:
+                # Neither this nor the older one is in the pool: keep the higher one, go on.
+                log.warning("application %s: max fee %s is below the base fee; bumping further",
+                            record.entity_id, fees.max_fee_per_gas)
+                current, floor = replacement, fees
+                market = self.fees.current(fresh=True)
+                continue
+            except errors.NonceConflict:  # one of the earlier ones was mined meanwhile
                 self._records.put(current)
                 return current
             except (errors.AlreadyKnown, NodeUnavailable):
                 pass
             log.warning("application %s tx %s replaced by %s (nonce %s, max fee %s -> %s, tip "
-                        "%s -> %s)", record.entity_id, current.tx_hash, tx_hash, record.nonce,
-                        current.max_fee_per_gas, fees.max_fee_per_gas,
-                        current.max_priority_fee_per_gas, fees.max_priority_fee_per_gas)
+                        "%s -> %s)", record.entity_id, record.tx_hash, tx_hash, record.nonce,
+                        record.max_fee_per_gas, fees.max_fee_per_gas,
+                        record.max_priority_fee_per_gas, fees.max_priority_fee_per_gas)
             return replacement
-        return None
+        raise errors.FeeCapReached(f"nonce {record.nonce}: still refused after "
+                                   f"{MAX_REPLACEMENT_BUMPS} bumps", current)

@@ -211,7 +211,9 @@ class ReceiptWatcher:
     # -- settling ------------------------------------------------------------------------------
     def _settle(self, record: TxRecord, mined: Mined, head: int) -> None:
         if mined.status == 1:
-            self._records.complete(record.entity_id)
+            self._records.complete(record.entity_id, mined.tx_hash)
+            if record.stream_entry_id:
+                self._queue.ack(record.stream_entry_id)
             log.info("application %s tx %s confirmed (%s confirmations, block %s); purged",
                      record.entity_id, mined.tx_hash, head - mined.block + 1, mined.block)
         else:
@@ -277,6 +279,10 @@ class ReceiptWatcher:
                         record.entity_id, record.tx_hash, record.nonce)
         except errors.AlreadyKnown:
             pass
+        except errors.FeeTooLow:
+            log.warning("application %s tx %s: the node refuses it below the base fee; "
+                        "replacing it at a higher fee", record.entity_id, record.tx_hash)
+            self._replace(record)
         except errors.NonceConflict as error:
             self._nonce_taken(record, error)
         except errors.ProcessorError as error:
@@ -295,16 +301,16 @@ class ReceiptWatcher:
                             inflight_key=self._records.inflight_key)
 
     def _replace(self, record: TxRecord) -> None:
-        replacement = self._sender.replace(record)
-        if replacement is None:
-            fees = self._sender.fees.current()
+        try:
+            current = self._sender.replace(record)
+        except errors.FeeCapReached as error:
+            current = error.current
             self._stuck[record.entity_id] = (
-                f"transactions cannot be mined: max fee per gas at the MAX_FEE_PER_GAS cap "
-                f"{self._sender.fees.cap} wei (base fee now {fees.base_fee} wei)")
-            log.error("application %s tx %s (nonce %s) is stuck: the fee cap %s wei leaves no "
-                      "room for a replacement (base fee %s wei)", record.entity_id,
-                      record.tx_hash, record.nonce, self._sender.fees.cap, fees.base_fee)
-            return
-        self._stuck.pop(record.entity_id, None)
-        if replacement.tx_hash != record.tx_hash:
-            self._queue.set_transaction_hash(record.entity_id, replacement.tx_hash)
+                f"transactions cannot be mined: max fee per gas is at the MAX_FEE_PER_GAS cap "
+                f"{self._sender.fees.cap} wei")
+            log.error("application %s tx %s is stuck: %s", record.entity_id, current.tx_hash,
+                      error)
+        else:
+            self._stuck.pop(record.entity_id, None)
+        if current.tx_hash != record.tx_hash:
+            self._queue.set_transaction_hash(record.entity_id, current.tx_hash)

@@ -51,8 +51,9 @@ def _wait_until(ready, what: str, process: subprocess.Popen, timeout: float = 20
 class RedisServer:
     """A redis-server with no persistence in a temporary directory."""
 
-    def __init__(self, port: Optional[int] = None) -> None:
+    def __init__(self, port: Optional[int] = None, *, persistent: bool = False) -> None:
         self.port = port or free_port()
+        self.persistent = persistent
         self._dir = tempfile.mkdtemp(prefix="devnet-redis-")
         self.process: Optional[subprocess.Popen] = None
 
@@ -61,9 +62,11 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisServer":
+        durability = (["--appendonly", "yes", "--appendfsync", "always"] if self.persistent
+                      else ["--appendonly", "no"])
         self.process = subprocess.Popen(
             [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self._dir],
+             *durability, "--dir", self._dir],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_until(self._answers, "redis-server", self.process)
         return self
@@ -76,10 +79,18 @@ class RedisServer:
         except OSError:
             return False
 
-    def stop(self) -> None:
+    def restart(self) -> None:
+        """Stop and start again on the same port and data directory (data kept if persistent)."""
+        self._halt()
+        self.start()
+
+    def _halt(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+    def stop(self) -> None:
+        self._halt()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> "RedisServer":

@@ -133,3 +133,45 @@ def wallet_nonce(anvil: Anvil, address: str = PROCESSOR.address, block: str = "l
 
 def receipt(anvil: Anvil, tx_hash: str) -> Optional[dict]:
     return anvil.rpc("eth_getTransactionReceipt", tx_hash)
+
+
+def service_env(redis_url: str, rpc_url: str, product: str, **extra: str) -> dict:
+    """The environment of `python -m depeg_processor` against the test parts."""
+    from devnet.nodes import clean_env, free_port
+    return clean_env() | {
+        "REDIS_URL": redis_url, "CHAIN_RPC_URL": rpc_url, "DEPEG_PRODUCT_ADDRESS": product,
+        "PROCESSOR_MNEMONIC": TEST_MNEMONIC, "PROCESSOR_MIN_BALANCE": "1",
+        "PROCESSOR_ALERT_BALANCE": "1", "CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS": "1",
+        "RECEIPT_POLL_INTERVAL": "100", "ERROR_TIMEOUT": "500", "PROCESSOR_LEASE_TTL": "2000",
+        "PORT": str(free_port()), **extra}
+
+
+@pytest.fixture
+def spawn():
+    """Start `python -m depeg_processor` processes; any still running are killed at the end."""
+    import subprocess
+    import sys
+    processes: list[subprocess.Popen] = []
+
+    def start(env: dict) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, "-m", "depeg_processor"], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
+def http_json(port: int, path: str):
+    """(status, body) of a monitor endpoint, or None while nothing listens."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+    except OSError:
+        return None

@@ -62,10 +62,12 @@ def test_complete_removes_the_application_too(fake_redis, records) -> None:
     fake_redis.hset("PendingApplication:B", "bundleId", "2")
     records.put(record("A", 1))
     records.put(record("B", 2))
-    records.complete("A")
+    records.complete("A", "0xmined")
     assert records.get("A") is None and not fake_redis.exists("PendingApplication:A")
     assert fake_redis.exists("PendingApplication:B")
     assert [r.entity_id for r in records.all()] == ["B"]
+    assert records.completed_as("A") == "0xmined" and records.completed_as("B") is None
+    assert 0 < fake_redis.ttl(records.done_key("A")) <= 7 * 24 * 3600
 
 
 def test_all_drops_members_whose_record_is_gone(fake_redis, records) -> None:
