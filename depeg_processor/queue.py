@@ -77,17 +77,24 @@ class StreamQueue:
         """Whether the next read returns entries delivered before (to this consumer)."""
         return self._own_backlog
 
-    def claim_abandoned(self, *, min_idle_ms: int = 0) -> int:
-        """Take over the unacknowledged entries of other consumers of the group (a processor
-        that died); they are then read as this consumer's own backlog."""
-        claimed, start = 0, "0-0"
-        while True:
-            reply = self._redis.xautoclaim(self.stream, self.group, self.consumer,
-                                           min_idle_time=min_idle_ms, start_id=start, count=100)
-            start, entries = reply[0], reply[1]
-            claimed += len(entries)
-            if start in ("0-0", "0"):
-                break
+    def claim_abandoned(self) -> int:
+        """Take over the unacknowledged entries of the group's other consumers (a processor
+        that died); they are then read as this consumer's own backlog. Only the lease holder
+        calls this, so no live sender loses entries it is working on."""
+        claimed = 0
+        for consumer in self._redis.xinfo_consumers(self.stream, self.group):
+            name = consumer["name"]
+            if name == self.consumer or not int(consumer.get("pending", 0)):
+                continue
+            while True:
+                rows = self._redis.xpending_range(self.stream, self.group, min="-", max="+",
+                                                  count=100, consumername=name)
+                if not rows:
+                    break
+                ids = [row["message_id"] for row in rows]
+                self._redis.xclaim(self.stream, self.group, self.consumer, min_idle_time=0,
+                                   message_ids=ids, justid=True)
+                claimed += len(ids)
         if claimed:
             log.warning("claimed %s unacknowledged entries from other consumers", claimed)
             self.rewind()

@@ -181,7 +181,9 @@ class Service:
         """Stop the threads and the server, each against one deadline."""
         self.stop_event.set()
         if self._server is not None:
-            self._server.close()
+            # Closed from its own loop thread (a trigger thunk): closing its sockets from here
+            # would race the select() in that thread.
+            self._server.trigger.pull_trigger(self._server.close)
         deadline = self._monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - self._monotonic()))

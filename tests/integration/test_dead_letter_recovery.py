@@ -1,0 +1,60 @@
+"""Dead letters are recoverable: list them, fix the cause, requeue; and an entry delivered too
+many times (a processor dying on it) is set aside instead of killing every restart."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import wait_until
+from tests.integration.conftest import application, dead_letters, service_env
+
+
+def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "depeg_processor", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_list_fix_and_requeue(start_service, webapp, product, redis_client, redis_server, anvil):
+    product.close_bundle(2)
+    entity_id = webapp.apply()
+    start_service()
+    wait_until(lambda: entity_id in dead_letters(redis_client), what="dead-lettered")
+    assert not application(redis_client, entity_id)
+
+    env = service_env(redis_server.url, anvil.url, product.address)
+    listing = cli(env, "dead-letters")
+    assert listing.returncode == 0 and entity_id in listing.stdout
+    assert "ERROR:DP-013:BUNDLE_NOT_ACTIVE" in listing.stdout
+    as_json = json.loads(cli(env, "dead-letters", "--json").stdout)
+    [letter] = as_json
+    assert letter["entityId"] == entity_id and "signature" not in json.dumps(letter)
+
+    product._owner_call(product.contract.functions.openBundle(2))  # the operator fixes it
+    result = cli(env, "requeue", letter["id"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "requeued" in result.stdout
+    wait_until(lambda: entity_id not in dead_letters(redis_client)
+               and not application(redis_client, entity_id)
+               and product.application_count() == 1, what="requeued application landed")
+    assert redis_client.xlen("application:signatures:dead") == 0
+
+    missing = cli(env, "requeue", "1-1")
+    assert missing.returncode == 1 and "no dead letter" in missing.stdout
+
+
+def test_entry_delivered_too_often_is_set_aside(start_service, webapp, product, redis_client):
+    poison = webapp.apply()
+    good = webapp.apply()
+    stream, group = "application:signatures", "depeg-backend-processor"
+    redis_client.xgroup_create(stream, group, id="0")
+    consumer = "depeg-backend-processor-consumer"
+    redis_client.xreadgroup(group, consumer, {stream: ">"}, count=1)  # delivered once ...
+    for _ in range(3):  # ... and again by three processors that each died on it
+        redis_client.xreadgroup(group, consumer, {stream: "0"}, count=1)
+
+    start_service(max_deliveries=3)
+    wait_until(lambda: poison in dead_letters(redis_client), what="poison set aside")
+    assert "delivered 5 times" in dead_letters(redis_client)[poison]["reason"]
+    wait_until(lambda: not application(redis_client, good), what="the good one landed")
+    assert product.application_count() == 1

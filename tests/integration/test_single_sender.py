@@ -1,0 +1,58 @@
+"""Two processors on one wallet and one stream, the node answering slowly: one sends, the other
+waits as a hot standby and takes over when the first is killed; nothing is paid for twice."""
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from devnet.proxy import RpcProxy
+from tests.conftest import wait_until
+from tests.integration.conftest import (PROCESSOR, application, dead_letters, http_json,
+                                        service_env, wallet_nonce)
+
+LEASE_KEY = f"application:signatures:lease:{PROCESSOR.address}"
+
+
+def holder_pid(redis_client) -> int:
+    holder = redis_client.get(LEASE_KEY)
+    return int(holder.rsplit(":", 2)[1]) if holder else 0
+
+
+@pytest.mark.parametrize("consumers", [("same", "same"), ("first", "second")],
+                         ids=["one-consumer-name", "two-consumer-names"])
+def test_one_sends_the_other_takes_over_after_a_kill(consumers, redis_server, anvil, product,
+                                                     webapp, redis_client, spawn):
+    with RpcProxy(anvil.url, delay=0.05) as slow_node:
+        envs = [service_env(redis_server.url, slow_node.url, product.address,
+                            REDIS_QUEUE_CONSUMER_ID=name) for name in consumers]
+        processes = {p.pid: (p, int(env["PORT"])) for p, env in
+                     ((spawn(env), env) for env in envs)}
+
+        pid = wait_until(lambda: holder_pid(redis_client) in processes and
+                         holder_pid(redis_client), what="one processor holding the lease")
+        active, active_port = processes[pid]
+        (standby, standby_port), = [v for k, v in processes.items() if k != pid]
+        ready = wait_until(lambda: (r := http_json(standby_port, "/api/monitor/readiness"))
+                           and "sending" in r[1] and r, what="standby readiness")
+        assert ready[0] == 500 and "standby" in ready[1]["sending"]
+        assert http_json(standby_port, "/api/monitor/liveness")[0] == 200
+
+        entity_ids = [webapp.apply() for _ in range(8)]
+        wait_until(lambda: sum(1 for e in entity_ids
+                               if application(redis_client, e).get("transactionHash")
+                               or not application(redis_client, e)) >= 2,
+                   what="the active processor sending")
+        os.kill(active.pid, signal.SIGKILL)
+        active.wait(10)
+
+        wait_until(lambda: holder_pid(redis_client) == standby.pid, what="standby took over")
+        wait_until(lambda: not any(application(redis_client, e) for e in entity_ids),
+                   timeout=60, what="every application confirmed and purged")
+        assert product.application_count() == 8
+        assert wallet_nonce(anvil) == 8, "no application was paid for twice"
+        assert dead_letters(redis_client) == {}
+        wait_until(lambda: http_json(standby_port, "/api/monitor") == (
+            200, {"balance": "ok", "processor": "ok", "nonAckPendingTx": "ok"}),
+            what="the new sender healthy")
