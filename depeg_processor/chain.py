@@ -6,9 +6,7 @@ own retry policy, so the provider's is switched off. Every RPC error is turned b
 """
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import requests
@@ -21,14 +19,6 @@ log = logging.getLogger(__name__)
 
 ERROR_SELECTOR = "0x08c379a0"  # Error(string)
 PRODUCT_NOT_ACTIVE = "ERROR:DP-010:PRODUCT_NOT_ACTIVE"
-ABI_PATH = Path(__file__).with_name("product_abi.json")
-
-
-def load_product_abi() -> list:
-    """The two product functions this service calls (a subset of the deployed product's ABI)."""
-    return json.loads(ABI_PATH.read_text())
-
-
 def revert_reason(data: Any, message: str) -> str:
     """The Error(string) of a revert, from the error's data, else from its message."""
     if isinstance(data, dict):  # some nodes nest the data one level deeper

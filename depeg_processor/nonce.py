@@ -42,6 +42,11 @@ class NonceManager:
             self._next += 1
             return nonce
 
+    def sync_later(self) -> None:
+        """Forget the local nonce (a batch was signed but not recorded); the next take syncs."""
+        with self._lock:
+            self._next = None
+
     def give_back(self, nonce: int) -> None:
         """Return a reserved nonce whose transaction was never recorded nor sent, if it is the
         last one handed out; otherwise resynchronise on the next take."""

@@ -18,13 +18,13 @@ from typing import Callable, Optional
 import redis
 
 from . import errors
-from .application import application_key, check_entity_id, parse_application
+from .application import Application, application_key, check_entity_id, parse_application
 from .chain import NodeUnavailable
 from .faults import NO_FAULTS, Faults
 from .lease import Lease
 from .nonce import NonceManager
 from .queue import Entry, StreamQueue
-from .records import TxRecords
+from .records import TxRecord, TxRecords
 from .sender import LeaseLost, Sender
 from .state import SharedState
 
@@ -79,7 +79,7 @@ class Processor:
         log.info("processor loop stopped")
 
     def run_once(self) -> int:
-        """One iteration; returns how many stream entries were settled."""
+        """One iteration over a batch of entries; returns how many were settled."""
         self._state.processor_beat()
         entries = self._unsettled
         try:
@@ -87,22 +87,17 @@ class Processor:
                 return 0
             entries = self._unsettled or self._read()
             self._state.redis_ok()
-            settled = 0
-            while entries and not self._stop.is_set():
-                if self._lease.renew_due() and not self._hold_lease():
-                    break
-                self.handle(entries[0])
-                entries = entries[1:]
-                self._unsettled = entries
-                settled += 1
-                self._state.processor_beat()
-            self._unsettled = entries
-            if settled:
-                self._state.set_holding(None)
+            if not entries or self._stop.is_set():
+                return 0
+            retry, problem = self.handle_batch(entries)
+            self._unsettled = retry
+            self._faults.hit("after-ack")
+            if problem is not None:
+                raise problem
+            self._state.set_holding(None)
             self._failures = 0
-            return settled
+            return len(entries) - len(retry)
         except errors.ProductInactive as error:
-            self._remember(entries)
             self._hold(f"product not active ({error}); retrying in {self._error_timeout:.0f}s")
         except LeaseLost as error:
             self._remember(entries)
@@ -119,15 +114,17 @@ class Processor:
             self._remember(entries)
             self._state.redis_failed(f"{type(error).__name__}: {error}")
             self._retry_later(f"redis: {type(error).__name__}: {error}")
-        except Exception:  # a bug must not kill the loop: log it, keep the entry, retry later
+        except Exception:  # a bug must not kill the loop: log it, keep the entries, retry later
             self._remember(entries)
             log.exception("unexpected error; retrying in %.0fs", self._error_timeout)
             self._pause(self._error_timeout)
         return 0
 
     def _remember(self, entries: list[Entry]) -> None:
-        """Keep the entries not yet settled, to retry them in order without reading again."""
-        self._unsettled = entries
+        """Keep the entries not yet settled, to retry them in order without reading again
+        (entries settled before the failure are not retried: a retry finds them settled)."""
+        if not self._unsettled:
+            self._unsettled = entries
 
     def _read(self) -> list[Entry]:
         backlog = self._queue.reading_backlog
@@ -155,48 +152,100 @@ class Processor:
                 keep.append(entry)
         return keep
 
-    def handle(self, entry: Entry) -> None:
-        """Submit one entry's application, or set it aside if it can never succeed."""
-        log.debug("stream entry %s: application %s", entry.entry_id, entry.entity_id)
-        try:
-            entity_id = check_entity_id(entry.entity_id)
-        except errors.PermanentError as error:
-            if not entry.fields:  # deleted from the stream while pending: nothing to keep
-                log.info("stream entry %s no longer exists; acknowledged", entry.entry_id)
-                self._queue.ack(entry.entry_id)
-                return
-            self._queue.dead_letter(entity_id=entry.entity_id, reason=error.reason,
-                                    application={}, entry_id=entry.entry_id,
-                                    entry_fields=entry.fields)
-            return
+    def handle_batch(self, entries: list[Entry]) -> tuple[list[Entry], Optional[Exception]]:
+        """Settle a batch: submit the good applications together, set aside the hopeless ones.
+        Returns the entries to retry (a transient failure of theirs) and that failure."""
+        candidates: list[tuple[Entry, str]] = []
+        retry: list[Entry] = []
+        seen: set[str] = set()
+        for entry in entries:
+            log.debug("stream entry %s: application %s", entry.entry_id, entry.entity_id)
+            try:
+                entity_id = check_entity_id(entry.entity_id)
+            except errors.PermanentError as error:
+                self._set_aside_entry(entry, error)
+                continue
+            if entity_id in seen:  # the same application twice: after the first is recorded
+                retry.append(entry)
+            else:
+                seen.add(entity_id)
+                candidates.append((entry, entity_id))
 
-        record = self._records.get(entity_id)
-        if record is not None:  # already signed: resume it instead of signing again
-            log.info("application %s already has tx %s (nonce %s); resuming",
-                     entity_id, record.tx_hash, record.nonce)
-            self._queue.mark_submitted(entry.entry_id, entity_id, record.tx_hash)
-            return
-
-        fields = self._redis.hgetall(application_key(entity_id))
-        if not fields:
-            done = self._records.completed_as(entity_id)
-            if done:
-                log.info("application %s was already confirmed as tx %s; entry %s acknowledged",
-                         entity_id, done, entry.entry_id)
+        to_send: list[tuple[Entry, Application, dict]] = []
+        signatures: set[bytes] = set()
+        for (entry, entity_id), (record, fields, done) in zip(
+                candidates, self._load([entity_id for _entry, entity_id in candidates])):
+            if record is not None:  # already signed: resume it instead of signing again
+                log.info("application %s already has tx %s (nonce %s); resuming",
+                         entity_id, record.tx_hash, record.nonce)
+                self._queue.mark_submitted(entry.entry_id, entity_id, record.tx_hash)
+            elif not fields and done:
+                log.info("application %s was already confirmed as tx %s; entry %s "
+                         "acknowledged", entity_id, done, entry.entry_id)
                 self._queue.ack(entry.entry_id)
-                return
-        try:
-            app = parse_application(entity_id, fields)
-            app.check_signature(chain_id=self._chain_id, verifying_contract=self._message_helper)
-            record = self._sender.submit(app, stream_entry_id=entry.entry_id)
-        except errors.PermanentError as error:
-            self._queue.dead_letter(entity_id=entity_id, reason=error.reason, application=fields,
-                                    entry_id=entry.entry_id, entry_fields=entry.fields)
+            else:
+                try:
+                    app = parse_application(entity_id, fields)
+                    app.check_signature(chain_id=self._chain_id,
+                                        verifying_contract=self._message_helper)
+                except errors.PermanentError as error:
+                    self._set_aside(entry, entity_id, fields, error)
+                    continue
+                if app.signature in signatures:  # one signature succeeds once: simulate it
+                    retry.append(entry)          # again after the first one is sent
+                    continue
+                signatures.add(app.signature)
+                to_send.append((entry, app, fields))
+        if not to_send:
+            return retry, None
+
+        outcomes = self._sender.submit([app for _e, app, _f in to_send],
+                                       entry_ids=[entry.entry_id for entry, _a, _f in to_send],
+                                       commit=self._commit)
+        problem: Optional[Exception] = None
+        for (entry, app, fields), outcome in zip(to_send, outcomes):
+            if isinstance(outcome, TxRecord):
+                if self._known_balance is not None:  # the most this transaction can cost
+                    self._known_balance -= outcome.gas * outcome.max_fee_per_gas
+            elif isinstance(outcome, errors.PermanentError):
+                self._set_aside(entry, app.entity_id, fields, outcome)
+            else:
+                retry.append(entry)
+                problem = problem or outcome
+        retry.sort(key=lambda e: entries.index(e))
+        return retry, problem
+
+    def _load(self, entity_ids: list[str]) -> list[tuple[Optional[TxRecord], dict, Optional[str]]]:
+        """Each application's record, hash and done marker, in one round trip."""
+        if not entity_ids:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for entity_id in entity_ids:
+            pipe.hgetall(self._records.key(entity_id))
+            pipe.hgetall(application_key(entity_id))
+            pipe.get(self._records.done_key(entity_id))
+        replies = pipe.execute()
+        return [(TxRecord.from_fields(replies[i]) if replies[i] else None, replies[i + 1],
+                 replies[i + 2]) for i in range(0, len(replies), 3)]
+
+    def _commit(self, records: list[TxRecord]) -> None:
+        """Write-ahead: the records, each application's transactionHash and the entries'
+        acknowledgements, in one transaction, before anything is broadcast."""
+        self._records.put_many(records, also=lambda pipe: self._queue.stage_submitted(
+            pipe, [(r.entity_id, r.stream_entry_id, r.tx_hash) for r in records]))
+
+    def _set_aside_entry(self, entry: Entry, error: errors.PermanentError) -> None:
+        if not entry.fields:  # deleted from the stream while pending: nothing to keep
+            log.info("stream entry %s no longer exists; acknowledged", entry.entry_id)
+            self._queue.ack(entry.entry_id)
             return
-        self._queue.mark_submitted(entry.entry_id, entity_id, record.tx_hash)
-        self._faults.hit("after-ack")
-        if self._known_balance is not None:  # the most this transaction can cost
-            self._known_balance -= record.gas * record.max_fee_per_gas
+        self._queue.dead_letter(entity_id=entry.entity_id, reason=error.reason, application={},
+                                entry_id=entry.entry_id, entry_fields=entry.fields)
+
+    def _set_aside(self, entry: Entry, entity_id: str, fields: dict,
+                   error: errors.PermanentError) -> None:
+        self._queue.dead_letter(entity_id=entity_id, reason=error.reason, application=fields,
+                                entry_id=entry.entry_id, entry_fields=entry.fields)
 
     def _hold_lease(self) -> bool:
         """Hold (or renew) the wallet's lease; on taking it over, adopt what the previous

@@ -142,6 +142,15 @@ class StreamQueue:
     def ack(self, entry_id: str) -> None:
         self._redis.xack(self.stream, self.group, entry_id)
 
+    def stage_submitted(self, pipe: redis.client.Pipeline,
+                        submitted: list[tuple[str, str, str]]) -> None:
+        """Add to `pipe` (inside the write-ahead MULTI): `transactionHash` for each
+        (entity id, entry id, hash) and the entry's acknowledgement. The application exists:
+        it was just read, and only this processor removes it once a record is confirmed."""
+        for entity_id, entry_id, tx_hash in submitted:
+            pipe.hset(application_key(entity_id), "transactionHash", tx_hash)
+            pipe.xack(self.stream, self.group, entry_id)
+
     def mark_submitted(self, entry_id: str, entity_id: str, tx_hash: str) -> None:
         """Write `transactionHash` into the application (only if it still exists, so a purge
         never leaves a hash of one field behind) and acknowledge the entry, atomically."""

@@ -7,7 +7,7 @@ entity ids (scored by nonce) is the receipt watcher's work list: no key scans.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Optional
 
 import redis
 
@@ -78,10 +78,18 @@ class TxRecords:
         return f"{self._prefix}:tx:{entity_id}"
 
     def put(self, record: TxRecord) -> None:
+        self.put_many([record])
+
+    def put_many(self, records: list[TxRecord],
+                 also: Optional[Callable[[redis.client.Pipeline], None]] = None) -> None:
+        """Store records in one transaction, with `also`'s commands in the same MULTI."""
         pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(self.key(record.entity_id))
-        pipe.hset(self.key(record.entity_id), mapping=record.to_fields())
-        pipe.zadd(self.inflight_key, {record.entity_id: record.nonce})
+        for record in records:
+            pipe.delete(self.key(record.entity_id))
+            pipe.hset(self.key(record.entity_id), mapping=record.to_fields())
+            pipe.zadd(self.inflight_key, {record.entity_id: record.nonce})
+        if also is not None:
+            also(pipe)
         pipe.execute()
 
     def get(self, entity_id: str) -> Optional[TxRecord]:
@@ -104,6 +112,21 @@ class TxRecords:
                 self._redis.zrem(self.inflight_key, entity_id)
         return records
 
+    def inflight_nonces(self) -> dict[str, int]:
+        """Entity id -> nonce of every record in flight (one round trip)."""
+        return {entity_id: int(score) for entity_id, score in
+                self._redis.zrange(self.inflight_key, 0, -1, withscores=True)}
+
+    def get_many(self, entity_ids: list[str]) -> dict[str, TxRecord]:
+        """The records of these entities that exist (one round trip)."""
+        if not entity_ids:
+            return {}
+        pipe = self._redis.pipeline(transaction=False)
+        for entity_id in entity_ids:
+            pipe.hgetall(self.key(entity_id))
+        return {entity_id: TxRecord.from_fields(fields)
+                for entity_id, fields in zip(entity_ids, pipe.execute()) if fields}
+
     def count(self) -> int:
         return int(self._redis.zcard(self.inflight_key))
 
@@ -122,13 +145,17 @@ class TxRecords:
         return f"{self._prefix}:done:{entity_id}"
 
     def complete(self, entity_id: str, tx_hash: str) -> None:
-        """The transaction is confirmed: remove the application and its record together, and
-        leave a marker (kept for DONE_TTL) so a late redelivery of its entry is recognised."""
+        self.complete_many([(entity_id, tx_hash)])
+
+    def complete_many(self, confirmed: list[tuple[str, str]]) -> None:
+        """These transactions are confirmed: remove each application and its record together,
+        and leave a marker (kept for DONE_TTL) so a late redelivery of its entry is recognised."""
         pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(application_key(entity_id))
-        pipe.delete(self.key(entity_id))
-        pipe.zrem(self.inflight_key, entity_id)
-        pipe.set(self.done_key(entity_id), tx_hash, ex=DONE_TTL)
+        for entity_id, tx_hash in confirmed:
+            pipe.delete(application_key(entity_id))
+            pipe.delete(self.key(entity_id))
+            pipe.zrem(self.inflight_key, entity_id)
+            pipe.set(self.done_key(entity_id), tx_hash, ex=DONE_TTL)
         pipe.execute()
 
     def completed_as(self, entity_id: str) -> Optional[str]:

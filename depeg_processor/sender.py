@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Callable, Optional
+from typing import Callable, Sequence, Union
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -26,7 +26,6 @@ from .records import TxRecord, TxRecords
 log = logging.getLogger(__name__)
 
 GAS_HEADROOM = 1.2  # state can change between simulation and inclusion
-MAX_NONCE_RETRIES = 3
 MAX_REPLACEMENT_BUMPS = 3
 
 
@@ -37,7 +36,8 @@ class LeaseLost(errors.TransientError):
 class Sender:
     def __init__(self, *, chain: Chain, account: LocalAccount, chain_id: int, product: str,
                  encode_call: Callable[[Application], str], nonces: NonceManager,
-                 fees: FeePolicy, records: TxRecords, may_send: Callable[[], bool] = lambda: True,
+                 fees: FeePolicy, records: TxRecords, requeue: Callable[[TxRecord], None],
+                 may_send: Callable[[], bool] = lambda: True,
                  faults: Faults = NO_FAULTS, clock: Callable[[], float] = time.time) -> None:
         self._chain = chain
         self._account = account
@@ -47,16 +47,23 @@ class Sender:
         self._nonces = nonces
         self.fees = fees
         self._records = records
+        self._requeue = requeue
         self._may_send = may_send
         self._faults = faults
         self._clock = clock
 
-    def simulate(self, app: Application) -> tuple[str, int]:
-        """Calldata and gas limit; a revert raises PermanentError or ProductInactive."""
-        data = self._encode_call(app)
-        gas = self._chain.estimate_gas({"from": self._account.address, "to": self.product,
-                                        "data": data})
-        return data, int(gas * GAS_HEADROOM)
+    def simulate(self, apps: Sequence[Application]) -> list[Union[tuple[str, int], errors.ProcessorError]]:
+        """Calldata and gas limit per application, simulated in one JSON-RPC batch against the
+        pending state (so a signature used by a transaction still in the pool is seen as used);
+        a revert gives PermanentError or ProductInactive in that application's place."""
+        calldata = [self._encode_call(app) for app in apps]
+        results = self._chain.batch([("eth_estimateGas", [{"from": self._account.address,
+                                                            "to": self.product, "data": data},
+                                                           "pending"])
+                                     for data in calldata])
+        return [result if isinstance(result, errors.ProcessorError)
+                else (data, int(int(result, 16) * GAS_HEADROOM))
+                for data, result in zip(calldata, results)]
 
     def _sign(self, *, nonce: int, data: str, gas: int, fees: Fees) -> tuple[str, str]:
         signed = self._account.sign_transaction({
@@ -69,54 +76,79 @@ class Sender:
         if not self._may_send():
             raise LeaseLost("the wallet's lease is not held; not sending")
 
-    def submit(self, app: Application, *, stream_entry_id: str) -> TxRecord:
-        data, gas = self.simulate(app)
+    def submit(self, apps: Sequence[Application], *, entry_ids: Sequence[str],
+               commit: Callable[[list[TxRecord]], None]) -> list[Union[TxRecord, errors.ProcessorError]]:
+        """Simulate, sign, record and broadcast a batch of applications; one outcome each: the
+        record of its transaction, or the error that stopped it before anything was written.
+
+        `commit` stores the records (write-ahead) together with whatever must happen with them
+        atomically (the caller's acknowledgements); broadcasting starts only after it.
+        """
+        outcomes: list[Union[TxRecord, errors.ProcessorError]] = list(self.simulate(apps))
         self._faults.hit("after-simulate")
+        ready = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, tuple)]
+        if not ready:
+            return outcomes
+        self._check_lease()
         fees = self.fees.current()
-        for _attempt in range(MAX_NONCE_RETRIES):
-            self._check_lease()
+        records = []
+        for i in ready:
+            data, gas = outcomes[i]
             nonce = self._nonces.take()
             tx_hash, raw = self._sign(nonce=nonce, data=data, gas=gas, fees=fees)
-            self._faults.hit("after-sign")
-            record = TxRecord(
-                entity_id=app.entity_id, tx_hash=tx_hash, nonce=nonce, raw=raw, gas=gas,
+            records.append(TxRecord(
+                entity_id=apps[i].entity_id, tx_hash=tx_hash, nonce=nonce, raw=raw, gas=gas,
                 max_fee_per_gas=fees.max_fee_per_gas,
                 max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
-                stream_entry_id=stream_entry_id, signed_at=self._clock(),
-                enqueued_at=app.timestamp, data=data)
-            try:
-                self._records.put(record)
-            except Exception:
-                self._nonces.give_back(nonce)
-                raise
-            self._faults.hit("after-record")
-            try:
-                self._check_lease()
-                self._chain.send_raw(bytes.fromhex(raw[2:]))
-            except (errors.AlreadyKnown, NodeUnavailable, LeaseLost) as error:
-                # Recorded and possibly in the node's pool: the watcher of whoever holds the
-                # lease confirms it or resends the very same bytes.
-                log.warning("application %s tx %s: send outcome unknown (%s); the watcher "
-                            "will resend it if the node does not have it",
-                            app.entity_id, tx_hash, error)
-                if isinstance(error, LeaseLost):
-                    raise
-            except errors.NonceConflict as error:
-                log.warning("application %s: nonce %s refused (%s); resynchronising",
-                            app.entity_id, nonce, error)
-                self._records.forget(app.entity_id)
-                self._nonces.sync()
-                continue
-            except errors.ProcessorError:
-                self._records.forget(app.entity_id)
-                self._nonces.give_back(nonce)
-                raise
-            self._faults.hit("after-broadcast")
-            log.info("application %s sent as tx %s (nonce %s, max fee %s, tip %s, gas %s)",
-                     app.entity_id, tx_hash, nonce, fees.max_fee_per_gas,
-                     fees.max_priority_fee_per_gas, gas)
-            return record
-        raise errors.NonceConflict(f"nonce still refused after {MAX_NONCE_RETRIES} attempts")
+                stream_entry_id=entry_ids[i], signed_at=self._clock(),
+                enqueued_at=apps[i].timestamp, data=data))
+        self._faults.hit("after-sign")
+        try:
+            self._check_lease()
+            commit(records)
+        except Exception:
+            self._nonces.sync_later()
+            raise
+        self._faults.hit("after-record")
+        for i, record in zip(ready, records):
+            outcomes[i] = record
+        self._broadcast(records)
+        self._faults.hit("after-broadcast")
+        return outcomes
+
+    def _broadcast(self, records: list[TxRecord]) -> None:
+        """Send the recorded transactions in one batch. They are recorded and acknowledged
+        already, so a refusal never loses one: the receipt watcher resends or re-prices what the
+        node did not take, and a nonce the chain has used already sends the application back to
+        the queue."""
+        if not self._may_send():
+            log.warning("lease lost before broadcasting %s recorded transaction(s); the next "
+                        "holder sends them", len(records))
+            return
+        try:
+            results = self._chain.batch([("eth_sendRawTransaction", [r.raw]) for r in records])
+        except NodeUnavailable as error:
+            log.warning("%s recorded transaction(s) not broadcast (%s); the watcher resends "
+                        "them", len(records), error)
+            return
+        conflicts = []
+        for record, result in zip(records, results):
+            if isinstance(result, errors.NonceConflict):
+                conflicts.append(record)
+            elif isinstance(result, errors.ProcessorError) \
+                    and not isinstance(result, errors.AlreadyKnown):
+                log.warning("application %s tx %s: the node refused it for now (%s); the "
+                            "watcher retries", record.entity_id, record.tx_hash, result)
+            else:
+                log.info("application %s sent as tx %s (nonce %s, max fee %s, tip %s, gas %s)",
+                         record.entity_id, record.tx_hash, record.nonce, record.max_fee_per_gas,
+                         record.max_priority_fee_per_gas, record.gas)
+        if conflicts:
+            for record in conflicts:
+                log.warning("application %s tx %s: nonce %s already used on chain; enqueued "
+                            "again", record.entity_id, record.tx_hash, record.nonce)
+                self._requeue(record)
+            self._nonces.sync()
 
     def replace(self, record: TxRecord) -> TxRecord:
         """Replace a stuck transaction: same nonce and call, both fees raised (at least 12.5%

@@ -12,14 +12,11 @@ from typing import Callable, Optional
 
 import redis
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
 from prometheus_client import CollectorRegistry
 from waitress.server import create_server
-from web3 import Web3
 
 from . import errors
-from .application import Application
-from .chain import Chain, NodeUnavailable, load_product_abi
+from .chain import Chain, NodeUnavailable
 from .config import Settings
 from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy
@@ -28,7 +25,8 @@ from .monitor import Limits, make_monitor_app
 from .nonce import NonceManager
 from .processor import Processor
 from .queue import StreamQueue
-from .records import TxRecords
+from .product import ProductCalls
+from .records import TxRecord, TxRecords
 from .sender import Sender
 from .state import SharedState
 from .watcher import ReceiptWatcher
@@ -38,23 +36,6 @@ log = logging.getLogger(__name__)
 
 class StartupError(errors.ProcessorError):
     """The node or the product is not what the configuration says; retrying will not help."""
-
-
-def product_calls(chain: Chain, product: str) -> tuple[Callable[[Application], str], Callable[[], str]]:
-    """Encoders for the product's two functions this service uses."""
-    contract = Web3().eth.contract(address=product, abi=load_product_abi())
-
-    def encode_apply(app: Application) -> str:
-        return contract.encode_abi("applyForPolicyWithBundleAndSignature", args=app.contract_args())
-
-    def message_helper() -> str:
-        result = chain.call({"to": product, "data": contract.encode_abi("getMessageHelperAddress")})
-        if not result or len(result) < 66:
-            raise StartupError(f"DEPEG_PRODUCT_ADDRESS {product}: getMessageHelperAddress() "
-                               "returned nothing; is this the depeg product?")
-        return to_checksum_address("0x" + result[-40:])
-
-    return encode_apply, message_helper
 
 
 class Service:
@@ -134,8 +115,12 @@ class Service:
         if not chain.code(settings.product_address):
             raise StartupError(f"DEPEG_PRODUCT_ADDRESS {settings.product_address} has no contract "
                                f"code on chain {chain_id}")
-        encode_apply, message_helper = product_calls(chain, settings.product_address)
-        helper = message_helper()
+        calls = ProductCalls()
+        result = chain.call({"to": settings.product_address, "data": calls.message_helper_call()})
+        if not result or len(result) < 66:
+            raise StartupError(f"DEPEG_PRODUCT_ADDRESS {settings.product_address}: "
+                               "getMessageHelperAddress() returned nothing; is this the product?")
+        helper = calls.message_helper_result(result)
         self.state.set_balance(chain.balance(self.account.address))
         self.state.node_ok()
         self.queue.ensure_group()
@@ -145,8 +130,10 @@ class Service:
                  "%s transaction(s) in flight", self.account.address, chain_id,
                  settings.product_address, helper, self.records.count())
         sender = Sender(chain=chain, account=self.account, chain_id=chain_id,
-                        product=settings.product_address, encode_call=encode_apply,
+                        product=settings.product_address,
+                        encode_call=lambda app: calls.apply(app.contract_args()),
                         nonces=self.nonces, fees=self.fees, records=self.records,
+                        requeue=self._requeue,
                         may_send=self.lease.held, faults=self._faults, clock=self._clock)
         self.processor = Processor(
             redis_client=self._redis, queue=self.queue, records=self.records, sender=sender,
@@ -164,6 +151,10 @@ class Service:
             poll_interval=settings.receipt_poll_interval, stuck_blocks=settings.stuck_blocks,
             stuck_seconds=settings.stuck_timeout, may_send=self.lease.held, clock=self._clock,
             monotonic=self._monotonic)
+
+    def _requeue(self, record: TxRecord) -> None:
+        self.queue.reissue(record.entity_id, forget=self.records.key(record.entity_id),
+                           inflight_key=self.records.inflight_key)
 
     # -- running -------------------------------------------------------------------------------
     def run(self) -> None:

@@ -44,6 +44,7 @@ class Mined:
     block_hash: str
     status: int
     gas_used: int
+    seen_at_head: int
 
 
 @dataclasses.dataclass
@@ -82,6 +83,8 @@ class ReceiptWatcher:
         self._waiting: dict[str, Waiting] = {}
         self._stuck: dict[str, str] = {}
         self._polled_head: Optional[int] = None
+        self._cache: dict[str, TxRecord] = {}
+        self._was_sending = False
 
     def run(self) -> None:
         log.info("receipt watcher started (%s confirmations)", self._min_confirmations)
@@ -97,7 +100,7 @@ class ReceiptWatcher:
         """One round; returns how many applications it settled (purged or set aside)."""
         self._state.watcher_beat()
         try:
-            records = self._records.all()
+            records = self._in_flight()
             self._state.set_non_ack_pending(self._queue.pending_count())
             self._state.redis_ok()
         except redis.RedisError as error:
@@ -120,6 +123,22 @@ class ReceiptWatcher:
             log.error("receipt watcher cannot write redis: %s", error)
         return 0
 
+    def _in_flight(self) -> list[TxRecord]:
+        """The records in flight, lowest nonce first. Records are cached: only ids that are new
+        (or whose nonce changed, i.e. recorded afresh) are read again; after this process
+        (re)gains the lease the cache starts over, since another sender may have replaced."""
+        sending = self._may_send()
+        if sending and not self._was_sending:
+            self._cache.clear()
+        self._was_sending = sending
+        nonces = self._records.inflight_nonces()
+        stale = [e for e, nonce in nonces.items()
+                 if e not in self._cache or self._cache[e].nonce != nonce]
+        fresh = self._records.get_many(stale)
+        self._cache = {e: self._cache.get(e) if e not in fresh else fresh[e] for e in nonces}
+        self._cache = {e: r for e, r in self._cache.items() if r is not None}
+        return sorted(self._cache.values(), key=lambda record: record.nonce)
+
     # -- one round -----------------------------------------------------------------------------
     def _check(self, records: list[TxRecord]) -> int:
         head, balance = self._head_and_balance()
@@ -132,15 +151,24 @@ class ReceiptWatcher:
         self._poll_receipts(records, head)
         self._verify_canonical(records, head)
 
-        settled = 0
-        unmined = []
+        unmined, confirmed, reverted = [], [], []
         for record in records:
             mined = self._mined.get(record.entity_id)
             if mined is None:
                 unmined.append(record)
             elif head - mined.block + 1 >= self._min_confirmations:
-                self._settle(record, mined, head)
-                settled += 1
+                (confirmed if mined.status == 1 else reverted).append((record, mined))
+        if confirmed:
+            self._records.complete_many([(r.entity_id, m.tx_hash) for r, m in confirmed])
+            for record, mined in confirmed:
+                log.info("application %s tx %s confirmed (%s confirmations, block %s); purged",
+                         record.entity_id, mined.tx_hash, head - mined.block + 1, mined.block)
+        for record, mined in reverted:
+            self._settle_reverted(record, mined)
+        for record, _mined in confirmed + reverted:
+            self._mined.pop(record.entity_id, None)
+            self._cache.pop(record.entity_id, None)
+        settled = len(confirmed) + len(reverted)
         if self._may_send():
             self._look_after_unmined(unmined, head)
         self._state.set_stuck("; ".join(sorted(set(self._stuck.values()))) or None)
@@ -180,16 +208,17 @@ class ReceiptWatcher:
                 self._mined[record.entity_id] = Mined(
                     tx_hash=tx_hash, block=int(receipt["blockNumber"], 16),
                     block_hash=receipt["blockHash"], status=int(receipt.get("status", "0x1"), 16),
-                    gas_used=int(receipt.get("gasUsed", "0x0"), 16))
+                    gas_used=int(receipt.get("gasUsed", "0x0"), 16), seen_at_head=head)
                 self._waiting.pop(record.entity_id, None)
                 self._stuck.pop(record.entity_id, None)
 
     def _verify_canonical(self, records: list[TxRecord], head: int) -> None:
         """Before a purge, check that each receipt's block is still the chain's block at that
-        height; one lookup per block, shared by the transactions in it."""
-        due = {self._mined[r.entity_id].block for r in records
-               if r.entity_id in self._mined
-               and head - self._mined[r.entity_id].block + 1 >= self._min_confirmations}
+        height; one lookup per block, shared by the transactions in it. A receipt fetched at
+        the current head needs none: it came from the canonical chain just now."""
+        due = {mined.block for r in records if (mined := self._mined.get(r.entity_id))
+               and mined.seen_at_head != head
+               and head - mined.block + 1 >= self._min_confirmations}
         if not due:
             return
         blocks = sorted(due)
@@ -209,17 +238,6 @@ class ReceiptWatcher:
                 del self._mined[record.entity_id]
 
     # -- settling ------------------------------------------------------------------------------
-    def _settle(self, record: TxRecord, mined: Mined, head: int) -> None:
-        if mined.status == 1:
-            self._records.complete(record.entity_id, mined.tx_hash)
-            if record.stream_entry_id:
-                self._queue.ack(record.stream_entry_id)
-            log.info("application %s tx %s confirmed (%s confirmations, block %s); purged",
-                     record.entity_id, mined.tx_hash, head - mined.block + 1, mined.block)
-        else:
-            self._settle_reverted(record, mined)
-        self._mined.pop(record.entity_id, None)
-
     def _settle_reverted(self, record: TxRecord, mined: Mined) -> None:
         """A mined transaction that reverted: the receipt has no reason, so simulate the same
         call now to learn it. A paused product (DP-010) sends the application back to the queue,
@@ -312,5 +330,6 @@ class ReceiptWatcher:
                       error)
         else:
             self._stuck.pop(record.entity_id, None)
+        self._cache[record.entity_id] = current
         if current.tx_hash != record.tx_hash:
             self._queue.set_transaction_hash(record.entity_id, current.tx_hash)

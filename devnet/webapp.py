@@ -9,7 +9,6 @@ import secrets
 import time
 from typing import Optional
 
-import redis
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 

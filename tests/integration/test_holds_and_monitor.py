@@ -13,9 +13,10 @@ def test_low_balance_holds_sending_then_top_up_resumes(
     running = start_service()
 
     status, body = wait_until(lambda: (r := running.get("/api/monitor"))[0] == 500
-                              and "below the alert balance" in r[1]["balance"] and r,
-                              what="monitor failing balance")
-    assert body["processor"] == "ok"
+                              and "below the alert balance" in r[1]["balance"]
+                              and r[1]["processor"] == "ok" and r,
+                              what="monitor failing balance only")
+    assert body["nonAckPendingTx"] == "ok"
     ready_status, ready = wait_until(
         lambda: (r := running.get("/api/monitor/readiness"))[0] == 500 and "sending" in r[1] and r,
         what="readiness naming the hold")

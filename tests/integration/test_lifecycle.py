@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import wait_until
-from tests.integration.conftest import PROCESSOR, application, receipt, wallet_nonce
+from tests.integration.conftest import application, receipt, wallet_nonce
 
 
 def test_transaction_hash_is_written_and_purge_waits_for_confirmations(

@@ -20,15 +20,15 @@ ENTITY_ID = "01HZX3K8Q4M7N2P5R8T1V4W7Y0"
 
 def signed_fields(holder: LocalAccount = HOLDER, *, chain_id: int = CHAIN_ID,
                   message_helper: str = MESSAGE_HELPER, signer: Optional[LocalAccount] = None,
-                  **overrides: str) -> dict[str, str]:
+                  signature_id: str = SIGNATURE_ID, **overrides: str) -> dict[str, str]:
     """A PendingApplication hash as the web app writes it. `signer` signs in place of the
     holder; `overrides` replace fields after signing."""
     webapp = WebApp(redis=None, chain_id=chain_id, message_helper=message_helper)
     fields = {"policyHolder": holder.address, "protectedWallet": WALLET,
               "protectedBalance": "1199000000", "duration": "2592000", "bundleId": "2",
-              "signatureId": SIGNATURE_ID, "timestamp": "1795830693.764"}
+              "signatureId": signature_id, "timestamp": "1795830693.764"}
     fields["signature"] = webapp.sign(
         signer or holder, wallet=WALLET, protected_balance=1199000000, duration=2592000,
-        bundle_id=2, signature_id=SIGNATURE_ID)
+        bundle_id=2, signature_id=signature_id)
     fields.update(overrides)
     return fields

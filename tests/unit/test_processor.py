@@ -29,12 +29,26 @@ class StubSender:
         self.calls: list[tuple[str, str]] = []
         self.error: Optional[Exception] = None
 
-    def submit(self, app, *, stream_entry_id: str) -> TxRecord:
-        self.calls.append((app.entity_id, stream_entry_id))
-        if self.error is not None:
-            raise self.error
-        return TxRecord(entity_id=app.entity_id, tx_hash=TX, nonce=len(self.calls), raw="0x00",
-                        gas=100_000, max_fee_per_gas=10**9)
+    def submit(self, apps, *, entry_ids, commit) -> list:
+        """Like Sender.submit: a simulation result (error) per application, a whole-batch
+        failure (node unreachable, a bug) raised, the records committed before returning."""
+        outcomes, records = [], []
+        for app, entry_id in zip(apps, entry_ids):
+            self.calls.append((app.entity_id, entry_id))
+            if isinstance(self.error, NodeUnavailable) or \
+                    (self.error is not None and not isinstance(self.error, errors.ProcessorError)):
+                raise self.error
+            if self.error is not None:
+                outcomes.append(self.error)
+                continue
+            record = TxRecord(entity_id=app.entity_id, tx_hash=TX, nonce=len(self.calls),
+                              raw="0x00", gas=100_000, max_fee_per_gas=10**9,
+                              stream_entry_id=entry_id)
+            records.append(record)
+            outcomes.append(record)
+        if records:
+            commit(records)
+        return outcomes
 
 
 class StubBalance:
@@ -107,10 +121,22 @@ def test_good_entry_is_sent_marked_and_acked(h) -> None:
 
 def test_several_entries_in_one_run(h) -> None:
     for entity in ("E1", "E2", "E3"):
-        h.enqueue(signed_fields(), entity_id=entity)
+        h.enqueue(signed_fields(signature_id=f"sig-{entity}"), entity_id=entity)
     assert h.processor.run_once() == 3
     assert [entity for entity, _ in h.sender.calls] == ["E1", "E2", "E3"]
     assert h.queue.pending_count() == 0
+
+
+def test_one_signature_twice_in_a_batch_is_sent_once_and_the_other_simulated_after(h) -> None:
+    h.enqueue(signed_fields(), entity_id="E1")
+    h.enqueue(signed_fields(), entity_id="E2")  # the same signed message under another id
+    assert h.processor.run_once() == 1
+    assert [entity for entity, _ in h.sender.calls] == ["E1"]
+    h.sender.error = errors.PermanentError("reverted: ERROR:DMH-001:SIGNATURE_USED")
+    assert h.processor.run_once() == 1  # the deferred one, not read again from the stream
+    assert [entity for entity, _ in h.sender.calls] == ["E1", "E2"]
+    [dead] = h.dead_letters()
+    assert dead["entityId"] == "E2" and "DMH-001" in dead["reason"]
 
 
 def test_entry_without_entity_id_is_dead_lettered(h) -> None:
@@ -224,9 +250,9 @@ def test_balance_below_minimum_reads_nothing_and_holds(h) -> None:
 
 def test_balance_is_lowered_locally_by_what_a_send_may_cost(h) -> None:
     h.balance.wei = ETHER + 50_000 * 10**9  # covers half of one transaction's worst case
-    h.enqueue(signed_fields(), entity_id="E1")
+    h.enqueue(signed_fields(signature_id="one"), entity_id="E1")
     assert h.processor.run_once() == 1
-    h.enqueue(signed_fields(), entity_id="E2")
+    h.enqueue(signed_fields(signature_id="two"), entity_id="E2")
     assert h.processor.run_once() == 0
     assert h.balance.calls == 1  # within the ttl: the node was not asked again
     assert [entity for entity, _ in h.sender.calls] == ["E1"]

@@ -1,0 +1,54 @@
+"""The processor under benchmark, in a fresh interpreter: counts its own Redis round trips
+(one per `send_packed_command`: a pipeline is one) and reports its peak RSS."""
+from __future__ import annotations
+
+import threading
+from multiprocessing.connection import Connection
+
+import redis
+
+ROUND_TRIPS = [0]
+
+
+class CountingConnection(redis.Connection):
+    def send_packed_command(self, command, check_health=True):  # noqa: ANN001
+        ROUND_TRIPS[0] += 1
+        return super().send_packed_command(command, check_health)
+
+
+def peak_rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def run(settings_fields: dict, pipe: Connection) -> None:
+    from eth_account import Account
+
+    from depeg_processor.chain import Chain
+    from depeg_processor.config import DERIVATION_PATH, Settings
+    from depeg_processor.service import Service
+
+    settings = Settings(**settings_fields)
+    account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)
+    pool = redis.ConnectionPool.from_url(settings.redis_url, decode_responses=True,
+                                         connection_class=CountingConnection)
+    service = Service(settings=settings, redis_client=redis.Redis(connection_pool=pool),
+                      chain=Chain.from_url(settings.chain_rpc_url, timeout=30),
+                      account=account, stop=threading.Event())
+    assert service.prepare()
+    ROUND_TRIPS[0] = 0
+    pipe.send("ready")
+    thread = threading.Thread(target=service.run, name="processor", daemon=True)
+    thread.start()
+    while True:
+        message = pipe.recv()
+        if message == "rss":
+            pipe.send(peak_rss_kib())
+        elif message == "stop":
+            break
+    service.shutdown()
+    thread.join(10)
+    pipe.send({"redis_round_trips": ROUND_TRIPS[0], "peak_rss_kib": peak_rss_kib()})

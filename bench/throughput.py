@@ -1,0 +1,170 @@
+"""Throughput of the processor against the node's own limit, in one run per N.
+
+For each N: a fresh redis-server and anvil (automine) behind a counting JSON-RPC proxy; N
+applications written the web app's way (EIP-712 signed, HSET + XADD) as a backlog; then
+1. the limit: N application transactions from another wallet, signed before the clock starts,
+   sent back to back with eth_sendRawTransaction;
+2. the processor (its own process): time from its start until all N are mined, applications per
+   second, JSON-RPC calls and Redis round trips per application (until all are purged), peak RSS;
+3. the ratio processor / limit.
+
+    python -m bench.throughput            # N = 100, 1000, 10000
+    python -m bench.throughput 1000       # one N
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import redis
+import requests
+from eth_account import Account
+
+from bench import child
+from depeg_processor.application import parse_application
+from depeg_processor.config import DERIVATION_PATH
+from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
+from devnet.product import Product
+from devnet.proxy import RpcProxy
+from devnet.webapp import WebApp
+
+Account.enable_unaudited_hdwallet_features()
+PROCESSOR = Account.from_mnemonic(TEST_MNEMONIC, account_path=DERIVATION_PATH)
+OWNER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/1")
+LIMIT_SENDER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/2")
+GWEI = 10**9
+
+
+def wait(predicate, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def enqueue(client: redis.Redis, applications: list[dict]) -> list[str]:
+    from devnet.webapp import ulid
+    ids = []
+    pipe = client.pipeline(transaction=False)
+    for fields in applications:
+        entity_id = ulid()
+        pipe.hset(f"PendingApplication:{entity_id}", mapping=fields)
+        pipe.xadd("application:signatures", {"entityId": entity_id})
+        ids.append(entity_id)
+        if len(pipe) >= 2000:
+            pipe.execute()
+    pipe.execute()
+    return ids
+
+
+def measure_limit(anvil: Anvil, product: Product, applications: list[dict]) -> float:
+    """Seconds to get N pre-signed application transactions mined, sent back to back."""
+    chain_id = int(anvil.rpc("eth_chainId"), 16)
+    nonce = int(anvil.rpc("eth_getTransactionCount", LIMIT_SENDER.address, "pending"), 16)
+    raws = []
+    for offset, fields in enumerate(applications):
+        app = parse_application("limit", fields)
+        data = product.contract.encode_abi("applyForPolicyWithBundleAndSignature",
+                                           args=app.contract_args())
+        signed = LIMIT_SENDER.sign_transaction({
+            "type": 2, "chainId": chain_id, "nonce": nonce + offset, "to": product.address,
+            "value": 0, "data": data, "gas": 200_000, "maxFeePerGas": 20 * GWEI,
+            "maxPriorityFeePerGas": GWEI})
+        raws.append("0x" + signed.raw_transaction.hex())
+    session = requests.Session()
+    started = time.perf_counter()
+    last = None
+    for index, raw in enumerate(raws):
+        reply = session.post(anvil.url, json={"jsonrpc": "2.0", "id": index,
+                                              "method": "eth_sendRawTransaction",
+                                              "params": [raw]}).json()
+        if "error" in reply:
+            raise SystemExit(f"bench: limit transaction refused: {reply['error']}")
+        last = reply["result"]
+    wait(lambda: anvil.rpc("eth_getTransactionReceipt", last) is not None, 600, "limit mined",
+         interval=0.001)
+    return time.perf_counter() - started
+
+
+def measure_processor(redis_server: RedisServer, proxy: RpcProxy, anvil: Anvil,
+                      product: Product, client: redis.Redis, n: int) -> dict:
+    from depeg_processor.config import Settings
+    settings = Settings(redis_url=redis_server.url, chain_rpc_url=proxy.url,
+                        product_address=product.address, mnemonic=TEST_MNEMONIC,
+                        min_confirmations=1, node_env="production", log_level="WARNING",
+                        port=0, host="127.0.0.1", min_balance=10**17, alert_balance=10**17,
+                        max_fee_per_gas=100 * GWEI, max_non_ack_pending=10**9)
+    fields = {f.name: getattr(settings, f.name) for f in settings.__dataclass_fields__.values()}
+    context = multiprocessing.get_context("spawn")
+    parent, child_end = context.Pipe()
+    process = context.Process(target=child.run, args=(fields, child_end), name="processor")
+    before = product.application_count()
+    process.start()
+    if parent.recv() != "ready":
+        raise SystemExit("bench: the processor did not start")
+    proxy.reset_counts()
+    started = time.perf_counter()
+    wait(lambda: product.application_count() - before >= n, 3600, "all mined", interval=0.02)
+    mined = time.perf_counter() - started
+    wait(lambda: client.zcard("application:signatures:inflight") == 0
+         and client.xlen("application:signatures") > 0
+         and not client.exists(*[k for k in client.scan_iter("PendingApplication:*", count=1000)][:1] or ["-"]),
+         3600, "all purged", interval=0.1)
+    rpc_calls = proxy.total_calls()
+    rpc_by_method = dict(proxy.calls)
+    parent.send("stop")
+    report = parent.recv()
+    process.join(30)
+    return {"seconds": mined, "per_second": n / mined, "rpc_per_app": rpc_calls / n,
+            "rpc_by_method": {k: round(v / n, 3) for k, v in sorted(rpc_by_method.items())},
+            "redis_round_trips_per_app": report["redis_round_trips"] / n,
+            "peak_rss_mib": report["peak_rss_kib"] / 1024}
+
+
+def run(n: int) -> dict:
+    with RedisServer() as redis_server, Anvil() as anvil, RpcProxy(anvil.url) as proxy:
+        product = Product.deploy(anvil.url, OWNER)
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        webapp = WebApp(client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
+        print(f"N={n}: signing {2 * n} applications as the web app does ...", flush=True)
+        limit_apps = [webapp.application() for _ in range(n)]
+        processor_apps = [webapp.application() for _ in range(n)]
+
+        limit = measure_limit(anvil, product, limit_apps)
+        print(f"N={n}: limit {limit:.2f}s ({n / limit:.0f} tx/s)", flush=True)
+        enqueue(client, processor_apps)
+        result = measure_processor(redis_server, proxy, anvil, product, client, n)
+        result.update(n=n, limit_seconds=limit, limit_per_second=n / limit,
+                      ratio=result["per_second"] / (n / limit))
+        print(f"N={n}: processor {result['seconds']:.2f}s ({result['per_second']:.0f}/s), "
+              f"ratio {result['ratio']:.2f}, {result['rpc_per_app']:.2f} RPC/app "
+              f"{result['rpc_by_method']}, {result['redis_round_trips_per_app']:.2f} Redis round "
+              f"trips/app, peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
+        return result
+
+
+def main(argv: list[str]) -> int:
+    sizes = [int(a) for a in argv] or [100, 1000, 10000]
+    results = [run(n) for n in sizes]
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    print(f"\nmachine: {machine}; anvil automine; processor and node on one host\n")
+    print("| N | limit (tx/s) | processor (apps/s) | processor / limit | JSON-RPC calls / app "
+          "| Redis round trips / app | peak RSS |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['n']:,} | {r['limit_per_second']:.0f} | {r['per_second']:.0f} | "
+              f"{r['ratio']:.0%} | {r['rpc_per_app']:.2f} | {r['redis_round_trips_per_app']:.2f} "
+              f"| {r['peak_rss_mib']:.0f} MiB |")
+    Path("bench/last-run.json").write_text(json.dumps({"machine": machine, "results": results},
+                                                      indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,57 @@
+"""The depeg product's two functions this service calls, encoded straight from the ABI.
+
+eth_abi encodes the arguments with the selector computed once; going through a web3 contract
+object looks the function up on every call and costs about 20 times as much.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from eth_abi import decode, encode
+from eth_utils import keccak, to_checksum_address
+
+ABI_PATH = Path(__file__).with_name("product_abi.json")
+APPLY = "applyForPolicyWithBundleAndSignature"
+MESSAGE_HELPER = "getMessageHelperAddress"
+
+
+class Function:
+    """One ABI function: its selector and argument types."""
+
+    def __init__(self, entry: dict) -> None:
+        self.name = entry["name"]
+        self.types = [item["type"] for item in entry["inputs"]]
+        self.output_types = [item["type"] for item in entry.get("outputs", [])]
+        self.signature = f"{self.name}({','.join(self.types)})"
+        self.selector = keccak(text=self.signature)[:4]
+
+    def encode(self, args: Sequence[Any] = ()) -> str:
+        return "0x" + (self.selector + encode(self.types, list(args))).hex()
+
+    def decode_result(self, data: str) -> tuple:
+        return decode(self.output_types, bytes.fromhex(data[2:]))
+
+
+def load_functions(path: Path = ABI_PATH) -> dict[str, Function]:
+    return {entry["name"]: Function(entry) for entry in json.loads(path.read_text())
+            if entry.get("type") == "function"}
+
+
+class ProductCalls:
+    """Calldata for the product and the decoding of its answers."""
+
+    def __init__(self) -> None:
+        functions = load_functions()
+        self._apply = functions[APPLY]
+        self._helper = functions[MESSAGE_HELPER]
+
+    def apply(self, contract_args: Sequence[Any]) -> str:
+        return self._apply.encode(contract_args)
+
+    def message_helper_call(self) -> str:
+        return self._helper.encode()
+
+    def message_helper_result(self, data: str) -> str:
+        return to_checksum_address(self._helper.decode_result(data)[0])
