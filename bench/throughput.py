@@ -113,8 +113,7 @@ def measure_processor(redis_server: RedisServer, proxy: RpcProxy, anvil: Anvil,
     wait(lambda: product.application_count() - before >= n, 3600, "all mined", interval=0.02)
     mined = time.perf_counter() - started
     wait(lambda: client.zcard("application:signatures:inflight") == 0
-         and client.xlen("application:signatures") > 0
-         and not client.exists(*[k for k in client.scan_iter("PendingApplication:*", count=1000)][:1] or ["-"]),
+         and client.xpending("application:signatures", "depeg-backend-processor")["pending"] == 0,
          3600, "all purged", interval=0.1)
     rpc_calls = proxy.total_calls()
     rpc_by_method = dict(proxy.calls)

@@ -12,8 +12,6 @@ import logging
 import time
 from typing import Callable, Sequence, Union
 
-from eth_account.signers.local import LocalAccount
-from web3 import Web3
 
 from . import errors
 from .application import Application
@@ -22,6 +20,7 @@ from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy, Fees
 from .nonce import NonceManager
 from .records import TxRecord, TxRecords
+from .signing import TransactionSigner
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +33,13 @@ class LeaseLost(errors.TransientError):
 
 
 class Sender:
-    def __init__(self, *, chain: Chain, account: LocalAccount, chain_id: int, product: str,
+    def __init__(self, *, chain: Chain, signer: TransactionSigner, chain_id: int, product: str,
                  encode_call: Callable[[Application], str], nonces: NonceManager,
                  fees: FeePolicy, records: TxRecords, requeue: Callable[[TxRecord], None],
                  may_send: Callable[[], bool] = lambda: True,
                  faults: Faults = NO_FAULTS, clock: Callable[[], float] = time.time) -> None:
         self._chain = chain
-        self._account = account
+        self._signer = signer
         self._chain_id = chain_id
         self.product = product
         self._encode_call = encode_call
@@ -57,7 +56,7 @@ class Sender:
         pending state (so a signature used by a transaction still in the pool is seen as used);
         a revert gives PermanentError or ProductInactive in that application's place."""
         calldata = [self._encode_call(app) for app in apps]
-        results = self._chain.batch([("eth_estimateGas", [{"from": self._account.address,
+        results = self._chain.batch([("eth_estimateGas", [{"from": self._signer.address,
                                                             "to": self.product, "data": data},
                                                            "pending"])
                                      for data in calldata])
@@ -66,11 +65,9 @@ class Sender:
                 for data, result in zip(calldata, results)]
 
     def _sign(self, *, nonce: int, data: str, gas: int, fees: Fees) -> tuple[str, str]:
-        signed = self._account.sign_transaction({
-            "type": 2, "chainId": self._chain_id, "nonce": nonce, "to": self.product,
-            "value": 0, "data": data, "gas": gas, "maxFeePerGas": fees.max_fee_per_gas,
-            "maxPriorityFeePerGas": fees.max_priority_fee_per_gas})
-        return Web3.to_hex(signed.hash), Web3.to_hex(signed.raw_transaction)
+        return self._signer.sign(chain_id=self._chain_id, nonce=nonce, to=self.product,
+                                 data=data, gas=gas, max_fee_per_gas=fees.max_fee_per_gas,
+                                 max_priority_fee_per_gas=fees.max_priority_fee_per_gas)
 
     def _check_lease(self) -> None:
         if not self._may_send():

@@ -28,6 +28,7 @@ from .queue import StreamQueue
 from .product import ProductCalls
 from .records import TxRecord, TxRecords
 from .sender import Sender
+from .signing import TransactionSigner
 from .state import SharedState
 from .watcher import ReceiptWatcher
 
@@ -129,7 +130,8 @@ class Service:
         log.info("processor wallet %s on chain %s, product %s (message helper %s), "
                  "%s transaction(s) in flight", self.account.address, chain_id,
                  settings.product_address, helper, self.records.count())
-        sender = Sender(chain=chain, account=self.account, chain_id=chain_id,
+        sender = Sender(chain=chain, signer=TransactionSigner(self.account.key),
+                        chain_id=chain_id,
                         product=settings.product_address,
                         encode_call=lambda app: calls.apply(app.contract_args()),
                         nonces=self.nonces, fees=self.fees, records=self.records,
