@@ -19,8 +19,12 @@ node_modules/.installed: package.json package-lock.json
 		|| { echo "anvil binary missing under node_modules/@foundry-rs"; exit 1; }
 	touch $@
 
+# The full run's log (every logger at DEBUG) is then searched for the processor's secrets:
+# the test mnemonic and the private key it derives must appear nowhere.
 test: install
-	$(PY) -m pytest
+	mkdir -p build
+	$(PY) -m pytest --log-file=build/test.log --log-file-level=DEBUG
+	$(PY) -m devnet.secrets_check build/test.log
 
 unit: install
 	$(PY) -m pytest tests/unit

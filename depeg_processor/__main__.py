@@ -13,10 +13,12 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Optional, Sequence
 
 import redis
 from decouple import AutoConfig
+from prometheus_client import CollectorRegistry
 from eth_account import Account
 
 from . import errors
@@ -24,8 +26,11 @@ from .chain import Chain
 from .config import DERIVATION_PATH, Settings, load_settings
 from .faults import Faults
 from .logs import configure_logging
+from .metrics import Metrics
 from .queue import StreamQueue
+from .records import TxRecords
 from .service import Service, StartupError
+from .systemd import Notifier
 
 log = logging.getLogger("depeg_processor")
 
@@ -54,9 +59,12 @@ def command_run(settings: Settings) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
     account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)
+    metrics = Metrics(CollectorRegistry())
     service = Service(settings=settings, redis_client=build_redis(settings),
-                      chain=Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout),
-                      account=account, stop=stop,
+                      chain=Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout,
+                                           on_error=metrics.rpc_error),
+                      account=account, stop=stop, metrics=metrics,
+                      notifier=Notifier.from_environ(os.environ),
                       faults=Faults(os.environ.get("DEPEG_PROCESSOR_FAULT") or None))
     try:
         service.serve_monitor()
@@ -99,6 +107,57 @@ def command_check_config(settings: Settings) -> int:
     return EXIT_FAILURE if problems else EXIT_OK
 
 
+def gather_status(settings: Settings) -> dict:
+    """What an operator asks first: the wallet, the queue, what is in flight, what was set
+    aside. Each part that cannot be reached says why instead of failing the whole report."""
+    account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)
+    report: dict = {"wallet": account.address, "stream": settings.stream_key,
+                    "group": settings.group}
+    chain = Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout)
+    try:
+        report["chain_id"] = chain.chain_id()
+        report["balance_wei"] = chain.balance(account.address)
+        report["nonce_latest"] = chain.nonce(account.address, "latest")
+        report["nonce_pending"] = chain.nonce(account.address, "pending")
+    except errors.ProcessorError as error:
+        report["node_error"] = str(error)
+    client = build_redis(settings)
+    try:
+        queue = _queue(settings, client)
+        records = TxRecords(client, prefix=settings.stream_key)
+        pending, lag = queue.group_info()
+        in_flight = records.get_many(list(records.inflight_nonces()))
+        now = time.time()
+        report.update(
+            stream_length=client.xlen(settings.stream_key), unacknowledged=pending,
+            not_yet_delivered=lag, dead_letters=client.xlen(settings.dead_letter_key),
+            lease_holder=client.get(f"{settings.stream_key}:lease:{account.address}"),
+            in_flight=[{"entityId": r.entity_id, "nonce": r.nonce, "txHash": r.tx_hash,
+                        "maxFeePerGas": r.max_fee_per_gas, "ageSeconds": round(now - r.signed_at)}
+                       for r in sorted(in_flight.values(), key=lambda r: r.nonce)])
+    except redis.RedisError as error:
+        report["redis_error"] = f"{type(error).__name__}: {error}"
+    return report
+
+
+def command_status(settings: Settings, *, as_json: bool) -> int:
+    report = gather_status(settings)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        rows = [(key.replace("_", " "), value) for key, value in report.items()
+                if key != "in_flight"]
+        width = max(len(key) for key, _value in rows)
+        for key, value in rows:
+            print(f"{key:<{width}}  {value if value is not None else '-'}")
+        flights = report.get("in_flight", [])
+        print(f"{'in flight':<{width}}  {len(flights)}")
+        for item in flights:
+            print(f"  nonce {item['nonce']:<6} {item['entityId']:<26} {item['txHash']}  "
+                  f"{item['ageSeconds']}s")
+    return EXIT_FAILURE if "node_error" in report or "redis_error" in report else EXIT_OK
+
+
 def command_dead_letters(settings: Settings, *, count: int, as_json: bool) -> int:
     queue = _queue(settings)
     letters = queue.dead_letters(count)
@@ -127,9 +186,10 @@ def command_requeue(settings: Settings, *, ids: Sequence[str], all_: bool) -> in
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-def _queue(settings: Settings) -> StreamQueue:
-    return StreamQueue(build_redis(settings), stream=settings.stream_key, group=settings.group,
-                       consumer=settings.consumer, dead_letter_key=settings.dead_letter_key)
+def _queue(settings: Settings, client: Optional[redis.Redis] = None) -> StreamQueue:
+    return StreamQueue(client or build_redis(settings), stream=settings.stream_key,
+                       group=settings.group, consumer=settings.consumer,
+                       dead_letter_key=settings.dead_letter_key)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -143,6 +203,11 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("check-config", help="validate the configuration and connectivity",
                         description="Validate the environment, reach Redis and the node; "
                                     "exit non-zero with the reason if something is wrong.")
+    status = commands.add_parser("status", help="wallet, queue, in-flight transactions",
+                                 description="Show the wallet's address, balance and nonce, the "
+                                             "queue's depth, the transactions in flight and the "
+                                             "number of dead letters.")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     dead = commands.add_parser("dead-letters", help="list the dead-lettered applications",
                                description="List the applications set aside, with their reasons.")
     dead.add_argument("--count", type=int, default=100, help="at most this many (default 100)")
@@ -168,6 +233,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return command_run(settings)
     if command == "check-config":
         return command_check_config(settings)
+    if command == "status":
+        return command_status(settings, as_json=args.json)
     if command == "dead-letters":
         return command_dead_letters(settings, count=args.count, as_json=args.json)
     if command == "requeue":

@@ -7,7 +7,7 @@ own retry policy, so the provider's is switched off. Every RPC error is turned b
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import requests
 from eth_abi import decode as abi_decode
@@ -65,22 +65,30 @@ class NodeUnavailable(errors.TransientError):
 class Chain:
     """JSON-RPC calls the processor makes, each returning plain Python values."""
 
-    def __init__(self, provider: HTTPProvider) -> None:
+    def __init__(self, provider: HTTPProvider, *,
+                 on_error: Callable[[Exception], None] = lambda error: None) -> None:
         self._provider = provider
+        self._on_error = on_error
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float) -> "Chain":
+    def from_url(cls, url: str, *, timeout: float,
+                 on_error: Callable[[Exception], None] = lambda error: None) -> "Chain":
         provider = HTTPProvider(url, request_kwargs={"timeout": timeout},
                                 exception_retry_configuration=None)
-        return cls(provider)
+        return cls(provider, on_error=on_error)
+
+    def _failed(self, error: errors.ProcessorError) -> errors.ProcessorError:
+        self._on_error(error)
+        return error
 
     def request(self, method: str, params: Sequence[Any]) -> Any:
         try:
             response = self._provider.make_request(method, list(params))
         except (requests.RequestException, OSError, ValueError) as error:
-            raise NodeUnavailable(f"node unreachable ({method}): {type(error).__name__}") from None
+            raise self._failed(NodeUnavailable(
+                f"node unreachable ({method}): {type(error).__name__}")) from None
         if "error" in response:
-            raise classify(response["error"])
+            raise self._failed(classify(response["error"]))
         return response.get("result")
 
     def batch(self, calls: Iterable[tuple[str, Sequence[Any]]]) -> list[Any]:
@@ -98,10 +106,12 @@ class Chain:
         try:
             responses = self._provider.make_batch_request([(m, list(p)) for m, p in calls])
         except (requests.RequestException, OSError, ValueError) as error:
-            raise NodeUnavailable(f"node unreachable (batch): {type(error).__name__}") from None
+            raise self._failed(NodeUnavailable(
+                f"node unreachable (batch): {type(error).__name__}")) from None
         if not isinstance(responses, list):
-            raise classify(responses.get("error", {"message": "batch refused"}))
-        return [classify(r["error"]) if "error" in r else r.get("result") for r in responses]
+            raise self._failed(classify(responses.get("error", {"message": "batch refused"})))
+        return [self._failed(classify(r["error"])) if "error" in r else r.get("result")
+                for r in responses]
 
     # -- typed helpers -------------------------------------------------------------------------
     def chain_id(self) -> int:

@@ -58,6 +58,7 @@ class Settings:
     lease_ttl: float = 15.0
     stuck_blocks: int = 3
     stuck_timeout: float = 120.0
+    max_gas_spend_per_hour: Optional[int] = None
 
     @property
     def production(self) -> bool:
@@ -198,6 +199,8 @@ def load_settings(config: Callable[..., object]) -> Settings:
         lease_ttl=get("PROCESSOR_LEASE_TTL", parse_millis, "15000"),
         stuck_blocks=get("TX_STUCK_BLOCKS", parse_count, "3"),
         stuck_timeout=get("TX_STUCK_TIMEOUT", parse_millis, "120000"),
+        max_gas_spend_per_hour=(get("MAX_GAS_SPEND_PER_HOUR", parse_wei)
+                                if optional("MAX_GAS_SPEND_PER_HOUR") is not None else None),
     )
     _check_consistency(settings)
     return settings

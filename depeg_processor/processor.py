@@ -22,6 +22,7 @@ from .application import Application, application_key, check_entity_id, parse_ap
 from .chain import NodeUnavailable
 from .faults import NO_FAULTS, Faults
 from .lease import Lease
+from .metrics import Metrics, null_metrics
 from .nonce import NonceManager
 from .queue import Entry, StreamQueue
 from .records import TxRecord, TxRecords
@@ -41,6 +42,9 @@ class Processor:
                  chain_id: int, message_helper: str, read_count: int, read_block: float,
                  balance_too_low_timeout: float, error_timeout: float, max_deliveries: int,
                  balance_ttl: float = 5.0, faults: Faults = NO_FAULTS,
+                 max_spend_per_hour: Optional[int] = None, metrics: Optional[Metrics] = None,
+                 on_beat: Callable[[], None] = lambda: None,
+                 clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._redis = redis_client
         self._queue = queue
@@ -61,10 +65,15 @@ class Processor:
         self._max_deliveries = max_deliveries
         self._balance_ttl = balance_ttl
         self._faults = faults
+        self._max_spend_per_hour = max_spend_per_hour
+        self._metrics = metrics or null_metrics()
+        self._on_beat = on_beat
+        self._clock = clock
         self._monotonic = monotonic
         self._known_balance: Optional[int] = None
         self._balance_read_at = 0.0
         self._holding_for_balance = False
+        self._holding_for_spend = False
         self._active = False
         self._failures = 0
         self._unsettled: list[Entry] = []
@@ -78,12 +87,17 @@ class Processor:
             self._lease.release()
         log.info("processor loop stopped")
 
+    def _beat(self) -> None:
+        self._state.processor_beat()
+        self._on_beat()
+
     def run_once(self) -> int:
         """One iteration over a batch of entries; returns how many were settled."""
-        self._state.processor_beat()
+        self._beat()
         entries = self._unsettled
         try:
-            if not self._hold_lease() or not self._balance_sufficient():
+            if not self._hold_lease() or not self._balance_sufficient() \
+                    or not self._within_spending_limit():
                 return 0
             entries = self._unsettled or self._read()
             self._state.redis_ok()
@@ -112,6 +126,7 @@ class Processor:
             self._retry_later(str(error))
         except redis.RedisError as error:
             self._remember(entries)
+            self._metrics.redis_error(error)
             self._state.redis_failed(f"{type(error).__name__}: {error}")
             self._retry_later(f"redis: {type(error).__name__}: {error}")
         except Exception:  # a bug must not kill the loop: log it, keep the entries, retry later
@@ -205,8 +220,14 @@ class Processor:
         problem: Optional[Exception] = None
         for (entry, app, fields), outcome in zip(to_send, outcomes):
             if isinstance(outcome, TxRecord):
-                if self._known_balance is not None:  # the most this transaction can cost
-                    self._known_balance -= outcome.gas * outcome.max_fee_per_gas
+                self._metrics.submitted.inc()
+                if app.timestamp is not None:
+                    self._metrics.submit_latency.observe(max(0.0, self._clock() - app.timestamp))
+                worst_case = outcome.gas * outcome.max_fee_per_gas
+                if self._known_balance is not None:
+                    self._known_balance -= worst_case
+                if self._max_spend_per_hour is not None:
+                    self._state.add_spent(worst_case)
             elif isinstance(outcome, errors.PermanentError):
                 self._set_aside(entry, app.entity_id, fields, outcome)
             else:
@@ -296,6 +317,27 @@ class Processor:
         self._known_balance = None  # read it afresh after the wait
         return False
 
+    def _within_spending_limit(self) -> bool:
+        """The spending guard: with MAX_GAS_SPEND_PER_HOUR set, hold while the last hour's
+        spend has reached the ceiling: what confirmed transactions paid plus the most the ones
+        in flight can cost (counted by the receipt watcher each round, and raised here at once
+        by each transaction sent). It is checked per batch of stream entries."""
+        if self._max_spend_per_hour is None:
+            return True
+        spent = self._state.snapshot().spent_last_hour
+        if spent is None or spent < self._max_spend_per_hour:
+            if self._holding_for_spend:
+                log.info("spending guard: %s wei in the last hour, below the ceiling again; "
+                         "resuming", spent)
+                self._holding_for_spend = False
+                self._state.set_holding(None)
+            return True
+        self._holding_for_spend = True
+        self._hold(f"spending guard: {spent} wei spent in the last hour (confirmed and in "
+                   f"flight) reached MAX_GAS_SPEND_PER_HOUR {self._max_spend_per_hour} wei",
+                   self._balance_too_low_timeout)
+        return False
+
     def _hold(self, reason: str, timeout: Optional[float] = None) -> None:
         log.warning("holding: %s", reason)
         self._state.set_holding(reason)
@@ -315,7 +357,7 @@ class Processor:
             remaining = deadline - self._monotonic()
             if remaining <= 0:
                 return
-            self._state.processor_beat()
+            self._beat()
             self._stop.wait(min(remaining, STOP_CHECK_INTERVAL))
 
     def _block_ms(self) -> int:

@@ -40,13 +40,15 @@ class StreamQueue:
     """The applications stream as this consumer sees it."""
 
     def __init__(self, client: redis.Redis, *, stream: str, group: str, consumer: str,
-                 dead_letter_key: str, clock: Callable[[], float] = time.time) -> None:
+                 dead_letter_key: str, clock: Callable[[], float] = time.time,
+                 on_dead_letter: Callable[[str], None] = lambda reason: None) -> None:
         self._redis = client
         self.stream = stream
         self.group = group
         self.consumer = consumer
         self.dead_letter_key = dead_letter_key
         self._clock = clock
+        self._on_dead_letter = on_dead_letter
         self._own_backlog = True
 
     def ensure_group(self) -> None:
@@ -188,6 +190,7 @@ class StreamQueue:
         if entity_id:
             pipe.delete(application_key(entity_id))
         pipe.execute()
+        self._on_dead_letter(reason)
         log.warning("dead-lettered application %s (entry %s) as %s: %s",
                     entity_id, entry_id, dead_id, reason)
         return dead_id
@@ -201,6 +204,20 @@ class StreamQueue:
         pipe.hdel(application_key(entity_id), "transactionHash")
         pipe.xadd(self.stream, {"entityId": entity_id})
         return pipe.execute()[-1]
+
+    def group_info(self) -> tuple[int, Optional[int]]:
+        """(entries delivered but not acknowledged, entries not yet delivered) of the group."""
+        try:
+            groups = self._redis.xinfo_groups(self.stream)
+        except redis.ResponseError as error:
+            if "no such key" in str(error).lower():
+                return 0, None
+            raise
+        for group in groups:
+            if group["name"] == self.group:
+                lag = group.get("lag")
+                return int(group["pending"]), int(lag) if lag is not None else None
+        return 0, None
 
     def pending_count(self) -> int:
         """Entries delivered to the group and not yet acknowledged."""

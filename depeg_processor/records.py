@@ -161,3 +161,25 @@ class TxRecords:
     def completed_as(self, entity_id: str) -> Optional[str]:
         """The confirmed transaction's hash, if this application was completed recently."""
         return self._redis.get(self.done_key(entity_id))
+
+
+class SpendLedger:
+    """Wei paid by confirmed transactions, by time, for the hourly spending guard
+    (`<prefix>:spent`, a sorted set of "<tx hash>:<wei>" scored by confirmation time)."""
+
+    WINDOW = 3600.0
+
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self._redis = client
+        self.key = f"{prefix}:spent"
+
+    def add_many(self, spends: list[tuple[str, int]], now: float) -> None:
+        if spends:
+            self._redis.zadd(self.key, {f"{tx_hash}:{wei}": now for tx_hash, wei in spends})
+
+    def last_hour(self, now: float) -> int:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zremrangebyscore(self.key, "-inf", now - self.WINDOW)
+        pipe.zrangebyscore(self.key, now - self.WINDOW, "+inf")
+        members = pipe.execute()[1]
+        return sum(int(member.rsplit(":", 1)[1]) for member in members)

@@ -37,6 +37,7 @@ class Sender:
                  encode_call: Callable[[Application], str], nonces: NonceManager,
                  fees: FeePolicy, records: TxRecords, requeue: Callable[[TxRecord], None],
                  may_send: Callable[[], bool] = lambda: True,
+                 on_fee_bump: Callable[[], None] = lambda: None,
                  faults: Faults = NO_FAULTS, clock: Callable[[], float] = time.time) -> None:
         self._chain = chain
         self._signer = signer
@@ -48,6 +49,7 @@ class Sender:
         self._records = records
         self._requeue = requeue
         self._may_send = may_send
+        self._on_fee_bump = on_fee_bump
         self._faults = faults
         self._clock = clock
 
@@ -190,6 +192,7 @@ class Sender:
                 return current
             except (errors.AlreadyKnown, NodeUnavailable):
                 pass
+            self._on_fee_bump()
             log.warning("application %s tx %s replaced by %s (nonce %s, max fee %s -> %s, tip "
                         "%s -> %s)", record.entity_id, record.tx_hash, tx_hash, record.nonce,
                         record.max_fee_per_gas, fees.max_fee_per_gas,

@@ -12,7 +12,6 @@ from typing import Callable, Optional
 
 import redis
 from eth_account.signers.local import LocalAccount
-from prometheus_client import CollectorRegistry
 from waitress.server import create_server
 
 from . import errors
@@ -26,7 +25,9 @@ from .nonce import NonceManager
 from .processor import Processor
 from .queue import StreamQueue
 from .product import ProductCalls
-from .records import TxRecord, TxRecords
+from .metrics import Metrics, null_metrics
+from .records import SpendLedger, TxRecord, TxRecords
+from .systemd import Notifier
 from .sender import Sender
 from .signing import TransactionSigner
 from .state import SharedState
@@ -44,7 +45,8 @@ class Service:
 
     def __init__(self, *, settings: Settings, redis_client: redis.Redis, chain: Chain,
                  account: LocalAccount, stop: threading.Event,
-                 registry: Optional[CollectorRegistry] = None, faults: Faults = NO_FAULTS,
+                 metrics: Optional[Metrics] = None, notifier: Optional[Notifier] = None,
+                 faults: Faults = NO_FAULTS,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
@@ -55,10 +57,13 @@ class Service:
         self._clock = clock
         self._monotonic = monotonic
         self._faults = faults
+        self.metrics = metrics or null_metrics()
+        self.notifier = notifier or Notifier(None)
         self.state = SharedState(monotonic=monotonic)
         self.queue = StreamQueue(redis_client, stream=settings.stream_key, group=settings.group,
                                  consumer=settings.consumer,
-                                 dead_letter_key=settings.dead_letter_key, clock=clock)
+                                 dead_letter_key=settings.dead_letter_key, clock=clock,
+                                 on_dead_letter=self.metrics.dead_letter)
         self.records = TxRecords(redis_client, prefix=settings.stream_key)
         self.lease = Lease(redis_client, key=f"{settings.stream_key}:lease:{account.address}",
                            owner=owner_id(settings.consumer), ttl=settings.lease_ttl,
@@ -73,7 +78,8 @@ class Service:
                              watcher_max_age=max(settings.loop_max_timeout,
                                                  10 * settings.receipt_poll_interval),
                              max_non_ack_pending=settings.max_non_ack_pending)
-        self.app = make_monitor_app(self.state, self.limits, registry)
+        self.metrics.nonce.labels(source="local").set_function(lambda: self.nonces.next or 0)
+        self.app = make_monitor_app(self.state, self.limits, self.metrics.registry)
         self.processor: Optional[Processor] = None
         self.watcher: Optional[ReceiptWatcher] = None
         self._threads: list[threading.Thread] = []
@@ -135,12 +141,14 @@ class Service:
                         product=settings.product_address,
                         encode_call=lambda app: calls.apply(app.contract_args()),
                         nonces=self.nonces, fees=self.fees, records=self.records,
-                        requeue=self._requeue,
+                        requeue=self._requeue, on_fee_bump=self.metrics.fee_bumps.inc,
                         may_send=self.lease.held, faults=self._faults, clock=self._clock)
         self.processor = Processor(
             redis_client=self._redis, queue=self.queue, records=self.records, sender=sender,
             nonces=self.nonces, lease=self.lease, state=self.state, stop=self.stop_event,
             max_deliveries=settings.max_deliveries, faults=self._faults,
+            max_spend_per_hour=settings.max_gas_spend_per_hour, metrics=self.metrics,
+            on_beat=self.notifier.watchdog, clock=self._clock,
             balance=lambda: chain.balance(self.account.address),
             min_balance=settings.min_balance, chain_id=chain_id, message_helper=helper,
             read_count=settings.read_count, read_block=settings.read_block_timeout,
@@ -151,7 +159,10 @@ class Service:
             redis_client=self._redis, state=self.state, stop=self.stop_event,
             address=self.account.address, min_confirmations=settings.min_confirmations,
             poll_interval=settings.receipt_poll_interval, stuck_blocks=settings.stuck_blocks,
-            stuck_seconds=settings.stuck_timeout, may_send=self.lease.held, clock=self._clock,
+            stuck_seconds=settings.stuck_timeout, may_send=self.lease.held, metrics=self.metrics,
+            spend=(SpendLedger(self._redis, prefix=settings.stream_key)
+                   if settings.max_gas_spend_per_hour is not None else None),
+            clock=self._clock,
             monotonic=self._monotonic)
 
     def _requeue(self, record: TxRecord) -> None:
@@ -163,6 +174,7 @@ class Service:
         """Start the watcher thread and run the processor loop in this thread until stopped."""
         assert self.processor is not None and self.watcher is not None, "prepare() first"
         self._start_thread("receipt-watcher", self.watcher.run)
+        self.notifier.ready(f"processing {self.settings.stream_key} as {self.account.address}")
         self.processor.run()
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
@@ -173,6 +185,7 @@ class Service:
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop the threads and the server, each against one deadline."""
         self.stop_event.set()
+        self.notifier.stopping()
         if self._server is not None:
             # Closed from its own loop thread (a trigger thunk): closing its sockets from here
             # would race the select() in that thread.

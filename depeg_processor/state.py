@@ -25,6 +25,7 @@ class Snapshot:
     in_flight: int = 0
     head: Optional[int] = None
     stuck: Optional[str] = None
+    spent_last_hour: Optional[int] = None
 
 
 class SharedState:
@@ -73,6 +74,16 @@ class SharedState:
     def set_stuck(self, reason: Optional[str]) -> None:
         """Why transactions cannot be mined (the fee cap is reached), or None."""
         self._update(stuck=reason)
+
+    def set_spent_last_hour(self, wei: int) -> None:
+        self._update(spent_last_hour=wei)
+
+    def add_spent(self, wei: int) -> None:
+        """Count a transaction just sent (at its worst-case cost) until the receipt watcher
+        next publishes the authoritative figure."""
+        with self._lock:
+            spent = (self._data.spent_last_hour or 0) + wei
+            self._data = dataclasses.replace(self._data, spent_last_hour=spent)
 
     def snapshot(self) -> Snapshot:
         with self._lock:

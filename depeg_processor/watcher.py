@@ -28,7 +28,8 @@ from . import errors
 from .application import application_key
 from .chain import Chain, NodeUnavailable
 from .queue import StreamQueue
-from .records import TxRecord, TxRecords
+from .metrics import Metrics, null_metrics
+from .records import SpendLedger, TxRecord, TxRecords
 from .sender import LeaseLost, Sender
 from .state import SharedState
 
@@ -45,6 +46,11 @@ class Mined:
     status: int
     gas_used: int
     seen_at_head: int
+    gas_price: int = 0
+
+    @property
+    def cost(self) -> int:
+        return self.gas_used * self.gas_price
 
 
 @dataclasses.dataclass
@@ -61,6 +67,7 @@ class ReceiptWatcher:
                  redis_client: redis.Redis, state: SharedState, stop: threading.Event,
                  address: str, min_confirmations: int, poll_interval: float, stuck_blocks: int,
                  stuck_seconds: float, may_send: Callable[[], bool] = lambda: True,
+                 metrics: Optional[Metrics] = None, spend: Optional[SpendLedger] = None,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._chain = chain
@@ -76,9 +83,11 @@ class ReceiptWatcher:
         self._stuck_blocks = stuck_blocks
         self._stuck_seconds = stuck_seconds
         self._may_send = may_send
+        self._metrics = metrics or null_metrics()
+        self._spend = spend
         self._clock = clock
         self._monotonic = monotonic
-        self._started_at = clock()
+        self._sending_since = clock()
         self._mined: dict[str, Mined] = {}
         self._waiting: dict[str, Waiting] = {}
         self._stuck: dict[str, str] = {}
@@ -101,9 +110,14 @@ class ReceiptWatcher:
         self._state.watcher_beat()
         try:
             records = self._in_flight()
-            self._state.set_non_ack_pending(self._queue.pending_count())
+            pending, lag = self._queue.group_info()
+            self._state.set_non_ack_pending(pending)
+            self._metrics.unacknowledged.set(pending)
+            if lag is not None:
+                self._metrics.stream_lag.set(lag)
             self._state.redis_ok()
         except redis.RedisError as error:
+            self._metrics.redis_error(error)
             self._state.redis_failed(f"{type(error).__name__}: {error}")
             log.error("receipt watcher cannot read redis: %s", error)
             return 0
@@ -119,6 +133,7 @@ class ReceiptWatcher:
         except errors.TransientError as error:
             log.error("receipt watcher: %s", error)
         except redis.RedisError as error:
+            self._metrics.redis_error(error)
             self._state.redis_failed(f"{type(error).__name__}: {error}")
             log.error("receipt watcher cannot write redis: %s", error)
         return 0
@@ -130,6 +145,8 @@ class ReceiptWatcher:
         sending = self._may_send()
         if sending and not self._was_sending:
             self._cache.clear()
+            self._waiting.clear()
+            self._sending_since = self._clock()
         self._was_sending = sending
         nonces = self._records.inflight_nonces()
         stale = [e for e, nonce in nonces.items()
@@ -141,9 +158,14 @@ class ReceiptWatcher:
 
     # -- one round -----------------------------------------------------------------------------
     def _check(self, records: list[TxRecord]) -> int:
-        head, balance = self._head_and_balance()
+        head, balance, chain_nonce = self._head_balance_nonce()
         self._state.set_balance(balance)
         self._state.set_in_flight(len(records), head)
+        self._metrics.balance.set(balance)
+        self._metrics.nonce.labels(source="chain").set(chain_nonce)
+        self._metrics.in_flight.set(len(records))
+        self._metrics.oldest_in_flight.set(
+            max(0.0, self._clock() - min(r.signed_at for r in records)) if records else 0)
         self._forget_gone(records)
         if records:
             log.debug("head %s, balance %s wei, %s transaction(s) in flight", head, balance,
@@ -160,9 +182,15 @@ class ReceiptWatcher:
                 (confirmed if mined.status == 1 else reverted).append((record, mined))
         if confirmed:
             self._records.complete_many([(r.entity_id, m.tx_hash) for r, m in confirmed])
+            now = self._clock()
             for record, mined in confirmed:
                 log.info("application %s tx %s confirmed (%s confirmations, block %s); purged",
                          record.entity_id, mined.tx_hash, head - mined.block + 1, mined.block)
+                self._metrics.confirmed.inc()
+                self._metrics.gas_spent.inc(mined.cost)
+                if record.enqueued_at is not None:
+                    self._metrics.confirm_latency.observe(max(0.0, now - record.enqueued_at))
+        self._count_spend(confirmed + reverted, records)
         for record, mined in reverted:
             self._settle_reverted(record, mined)
         for record, _mined in confirmed + reverted:
@@ -174,13 +202,15 @@ class ReceiptWatcher:
         self._state.set_stuck("; ".join(sorted(set(self._stuck.values()))) or None)
         return settled
 
-    def _head_and_balance(self) -> tuple[int, int]:
-        head, balance = self._chain.batch([("eth_blockNumber", []),
-                                           ("eth_getBalance", [self._address, "latest"])])
-        for result in (head, balance):
+    def _head_balance_nonce(self) -> tuple[int, int, int]:
+        results = self._chain.batch([("eth_blockNumber", []),
+                                     ("eth_getBalance", [self._address, "latest"]),
+                                     ("eth_getTransactionCount", [self._address, "latest"])])
+        for result in results:
             if isinstance(result, Exception):
                 raise result
-        return int(head, 16), int(balance, 16)
+        head, balance, nonce = (int(result, 16) for result in results)
+        return head, balance, nonce
 
     def _forget_gone(self, records: list[TxRecord]) -> None:
         """Keep memory flat: drop what belongs to records no longer in flight."""
@@ -208,9 +238,21 @@ class ReceiptWatcher:
                 self._mined[record.entity_id] = Mined(
                     tx_hash=tx_hash, block=int(receipt["blockNumber"], 16),
                     block_hash=receipt["blockHash"], status=int(receipt.get("status", "0x1"), 16),
-                    gas_used=int(receipt.get("gasUsed", "0x0"), 16), seen_at_head=head)
+                    gas_used=int(receipt.get("gasUsed", "0x0"), 16), seen_at_head=head,
+                    gas_price=int(receipt.get("effectiveGasPrice") or "0x0", 16))
                 self._waiting.pop(record.entity_id, None)
                 self._stuck.pop(record.entity_id, None)
+
+    def _count_spend(self, mined: list[tuple[TxRecord, Mined]], records: list[TxRecord]) -> None:
+        """For the spending guard: log what was paid, and publish the last hour's spend plus
+        the most the transactions still in flight can cost."""
+        if self._spend is None:
+            return
+        now = self._clock()
+        self._spend.add_many([(m.tx_hash, m.cost) for _r, m in mined], now)
+        settled = {r.entity_id for r, _m in mined}
+        in_flight = sum(r.gas * r.max_fee_per_gas for r in records if r.entity_id not in settled)
+        self._state.set_spent_last_hour(self._spend.last_hour(now) + in_flight)
 
     def _verify_canonical(self, records: list[TxRecord], head: int) -> None:
         """Before a purge, check that each receipt's block is still the chain's block at that
@@ -271,8 +313,8 @@ class ReceiptWatcher:
             waiting = self._waiting.get(record.entity_id)
             if waiting is None:
                 waiting = self._waiting[record.entity_id] = Waiting(head, now)
-                if record.signed_at < self._started_at:  # from before a restart: look now
-                    due.append(record)
+                if record.signed_at < self._sending_since:  # from before this process held
+                    due.append(record)                     # the lease: look at the node now
                     continue
             if head - waiting.head >= self._stuck_blocks or now - waiting.since >= self._stuck_seconds:
                 due.append(record)

@@ -12,9 +12,12 @@ from typing import Iterator, Optional
 import pytest
 import redis
 from eth_account import Account
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from depeg_processor.chain import Chain
 from depeg_processor.config import DERIVATION_PATH, Settings
+from depeg_processor.metrics import Metrics
 from depeg_processor.service import Service
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
 from devnet.product import Product
@@ -87,6 +90,13 @@ class Running:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
+    def metrics(self) -> dict[tuple[str, tuple], float]:
+        """A scrape of /metrics: (sample name, sorted labels) -> value."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(text) for sample in family.samples}
+
     def stop(self) -> None:
         self.service.shutdown()
         self.thread.join(10)
@@ -101,9 +111,11 @@ def start_service(redis_server: RedisServer, anvil: Anvil, product: Product):
         settings = base_settings(redis_server.url, anvil.url, product.address, **overrides)
         client = redis.Redis.from_url(settings.redis_url, decode_responses=True,
                                       socket_timeout=10)
+        metrics = Metrics(CollectorRegistry())
         service = Service(settings=settings, redis_client=client,
-                          chain=Chain.from_url(settings.chain_rpc_url, timeout=10),
-                          account=PROCESSOR, stop=threading.Event())
+                          chain=Chain.from_url(settings.chain_rpc_url, timeout=10,
+                                               on_error=metrics.rpc_error),
+                          account=PROCESSOR, stop=threading.Event(), metrics=metrics)
         port = service.serve_monitor()
         assert service.prepare()
         thread = threading.Thread(target=service.run, name="processor-under-test", daemon=True)

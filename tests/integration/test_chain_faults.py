@@ -36,7 +36,8 @@ def test_base_fee_spike_replaces_the_transactions_and_all_land(
         start_service, webapp, anvil, product, redis_client):
     anvil.set_automine(False)
     entity_ids = [webapp.apply() for _ in range(2)]
-    start_service(stuck_blocks=2, max_fee_per_gas=50 * GWEI, max_priority_fee_per_gas=GWEI)
+    running = start_service(stuck_blocks=2, max_fee_per_gas=50 * GWEI,
+                            max_priority_fee_per_gas=GWEI)
     first = wait_until(lambda: all(application(redis_client, e).get("transactionHash")
                                    for e in entity_ids)
                        and {e: application(redis_client, e)["transactionHash"]
@@ -66,6 +67,7 @@ def test_base_fee_spike_replaces_the_transactions_and_all_land(
     assert product.application_count() == 2
     assert wallet_nonce(anvil) == 2, "the replacements took the original nonces"
     assert all(receipt(anvil, h) is None for h in first.values())
+    assert running.metrics()[("depeg_processor_fee_bumps_total", ())] >= 2
 
 
 def test_fee_cap_too_low_is_reported_by_readiness(start_service, webapp, anvil, product,

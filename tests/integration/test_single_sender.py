@@ -56,3 +56,20 @@ def test_one_sends_the_other_takes_over_after_a_kill(consumers, redis_server, an
         wait_until(lambda: http_json(standby_port, "/api/monitor") == (
             200, {"balance": "ok", "processor": "ok", "nonAckPendingTx": "ok"}),
             what="the new sender healthy")
+
+
+def test_standby_resends_what_the_dead_sender_recorded_but_never_broadcast(
+        redis_server, anvil, product, webapp, redis_client, spawn):
+    env = service_env(redis_server.url, anvil.url, product.address)
+    active = spawn(env | {"DEPEG_PROCESSOR_FAULT": "after-record"})
+    wait_until(lambda: holder_pid(redis_client) == active.pid, what="first one holding the lease")
+    standby = spawn(service_env(redis_server.url, anvil.url, product.address))
+    entity_ids = [webapp.apply() for _ in range(4)]
+    assert active.wait(30) == -9, "killed between the write-ahead record and the broadcast"
+    assert wallet_nonce(anvil, block="pending") == 0
+
+    wait_until(lambda: holder_pid(redis_client) == standby.pid, what="standby took over")
+    wait_until(lambda: not any(application(redis_client, e) for e in entity_ids),
+               timeout=60, what="every application confirmed and purged")
+    assert product.application_count() == 4 and wallet_nonce(anvil) == 4
+    assert dead_letters(redis_client) == {}

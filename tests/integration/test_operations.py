@@ -1,0 +1,124 @@
+"""What operators use: /metrics moving with real events, the spending guard, the `status` and
+`check-config` commands, sd_notify under a fake systemd socket."""
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+
+from tests.conftest import wait_until
+from tests.integration.conftest import (PROCESSOR, application, dead_letters, http_json,
+                                        service_env)
+
+P = "depeg_processor_"
+
+
+def value(scrape: dict, name: str, **labels: str) -> float:
+    return scrape.get((P + name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_follow_submissions_dead_letters_and_confirmations(
+        start_service, webapp, anvil, product, redis_client):
+    product.close_bundle(3)
+    anvil.set_automine(False)
+    good = [webapp.apply(), webapp.apply()]
+    bad = webapp.apply(bundleId="3")  # signed for bundle 2: the local signature check fails
+    running = start_service()
+    wait_until(lambda: all(application(redis_client, e).get("transactionHash") for e in good)
+               and bad in dead_letters(redis_client), what="sent and set aside")
+
+    scrape = wait_until(lambda: (m := running.metrics())
+                        and value(m, "transactions_in_flight") == 2 and m, what="in flight")
+    assert value(scrape, "applications_submitted_total") == 2
+    assert value(scrape, "applications_dead_lettered_total", reason="signature_invalid") == 1
+    assert value(scrape, "applications_confirmed_total") == 0
+    assert value(scrape, "nonce", source="local") == 2
+    assert value(scrape, "wallet_balance_wei") > 0
+    assert value(scrape, "enqueue_to_submit_seconds_count") == 2
+
+    anvil.mine(1)
+    wait_until(lambda: not any(application(redis_client, e) for e in good), what="purged")
+    scrape = wait_until(lambda: (m := running.metrics())
+                        and value(m, "transactions_in_flight") == 0 and m, what="settled")
+    assert value(scrape, "applications_confirmed_total") == 2
+    assert value(scrape, "enqueue_to_confirmation_seconds_count") == 2
+    assert value(scrape, "nonce", source="chain") == 2
+    assert value(scrape, "gas_spent_wei_total") > 0
+    assert value(scrape, "stream_unacknowledged") == 0
+    assert running.get("/api/monitor")[0] == 200  # the JSON monitor answers beside it
+
+
+def test_spending_guard_pauses_sending_and_says_why(start_service, webapp, anvil, product,
+                                                    redis_client):
+    first = webapp.apply()
+    # one application costs roughly 100k gas at ~2 gwei: a ceiling of 0.0001 ether is one
+    running = start_service(max_gas_spend_per_hour=10**14)
+    wait_until(lambda: not application(redis_client, first), what="first one sent")
+    second = webapp.apply()
+    ready = wait_until(lambda: (r := running.get("/api/monitor/readiness"))[0] == 500
+                       and "spending guard" in r[1].get("sending", "") and r[1],
+                       what="readiness naming the spending guard")
+    assert "MAX_GAS_SPEND_PER_HOUR" in ready["sending"]
+    assert "transactionHash" not in application(redis_client, second)
+    assert product.application_count() == 1
+
+
+def test_status_and_check_config_commands(redis_server, anvil, product, webapp, redis_client,
+                                          spawn):
+    env = service_env(redis_server.url, anvil.url, product.address)
+    anvil.set_automine(False)
+    process = spawn(env)
+    entity_id = webapp.apply()
+    tx_hash = wait_until(lambda: application(redis_client, entity_id).get("transactionHash"),
+                         what="sent")
+    result = subprocess.run([sys.executable, "-m", "depeg_processor", "status", "--json"],
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["wallet"] == PROCESSOR.address and report["balance_wei"] > 0
+    assert report["nonce_pending"] == 1 and report["nonce_latest"] == 0
+    assert [f["txHash"] for f in report["in_flight"]] == [tx_hash]
+    assert report["dead_letters"] == 0 and str(process.pid) in report["lease_holder"]
+    table = subprocess.run([sys.executable, "-m", "depeg_processor", "status"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0 and tx_hash in table.stdout and "balance wei" in table.stdout
+
+    ok = subprocess.run([sys.executable, "-m", "depeg_processor", "check-config"], env=env,
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and PROCESSOR.address in ok.stdout, ok.stdout
+    down = subprocess.run([sys.executable, "-m", "depeg_processor", "check-config"],
+                          env=env | {"CHAIN_RPC_URL": "http://127.0.0.1:9"},
+                          capture_output=True, text=True, timeout=60)
+    assert down.returncode == 1 and "node FAILED" in down.stdout
+    nothing = subprocess.run([sys.executable, "-m", "depeg_processor", "check-config"],
+                             env=env | {"DEPEG_PRODUCT_ADDRESS": PROCESSOR.address},
+                             capture_output=True, text=True, timeout=60)
+    assert nothing.returncode == 1 and "no contract" in nothing.stdout
+
+
+def test_systemd_notify_ready_watchdog_and_stopping(redis_server, anvil, product, tmp_path,
+                                                    spawn):
+    path = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(path)
+        sock.settimeout(30)
+        env = service_env(redis_server.url, anvil.url, product.address,
+                          NOTIFY_SOCKET=path, WATCHDOG_USEC="400000")
+        process = spawn(env)
+        received: list[str] = []
+
+        def got(word: str) -> bool:
+            while not any(word in message for message in received):
+                received.append(sock.recv(4096).decode())
+            return True
+
+        assert got("READY=1")
+        assert http_json(int(env["PORT"]), "/api/monitor") is not None, "ready means serving"
+        for _ in range(2):  # pinged again and again from the loop's heartbeat
+            received.clear()
+            assert got("WATCHDOG=1")
+        process.send_signal(signal.SIGTERM)
+        assert got("STOPPING=1")
+        assert process.wait(10) == 0
