@@ -124,3 +124,35 @@ def test_unrecoverable_signature_is_rejected() -> None:
     with pytest.raises(PermanentError, match="cannot recover"):
         app.check_signature(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
 
+
+
+@pytest.mark.parametrize("chain_id, helper", [
+    (CHAIN_ID, MESSAGE_HELPER), (1, "0x" + "ab" * 20), (137, "0x0000000000000000000000000000000000000001")])
+def test_policy_digest_matches_eth_accounts_eip712(chain_id, helper) -> None:
+    from eth_account.messages import encode_typed_data
+    from eth_utils import keccak, to_checksum_address
+
+    from depeg_processor.application import POLICY_TYPES, signature_id_bytes32
+    app = parse_application(ENTITY_ID, signed_fields())
+    helper = to_checksum_address(helper)
+    message = encode_typed_data(
+        domain_data={"name": "EtheriscDepeg", "version": "1", "chainId": chain_id,
+                     "verifyingContract": helper},
+        message_types=POLICY_TYPES,
+        message_data={"wallet": app.protected_wallet, "protectedBalance": app.protected_balance,
+                      "duration": app.duration, "bundleId": app.bundle_id,
+                      "signatureId": signature_id_bytes32(app.signature_id)})
+    expected = keccak(b"\x19" + message.version + message.header + message.body)
+    assert app.policy_digest(chain_id=chain_id, verifying_contract=helper) == expected
+
+
+def test_signature_with_v_0_or_1_is_recovered_like_27_or_28() -> None:
+    fields = signed_fields()
+    signature = bytes.fromhex(fields["signature"][2:])
+    low_v = "0x" + (signature[:64] + bytes([signature[64] - 27])).hex()
+    app = parse_application(ENTITY_ID, {**fields, "signature": low_v})
+    app.check_signature(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
+    bad_v = "0x" + (signature[:64] + bytes([29])).hex()
+    with pytest.raises(PermanentError, match="cannot recover"):
+        parse_application(ENTITY_ID, {**fields, "signature": bad_v}).check_signature(
+            chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
