@@ -44,7 +44,9 @@ def classify(error: dict) -> errors.ProcessorError:
         if PRODUCT_NOT_ACTIVE in reason:
             return errors.ProductInactive(reason)
         return errors.PermanentError(f"reverted: {reason}")
-    if "nonce too low" in lowered or "nonce too high" in lowered or "invalid nonce" in lowered:
+    if "nonce too high" in lowered:
+        return errors.NonceTooHigh(message)
+    if "nonce too low" in lowered or "invalid nonce" in lowered:
         return errors.NonceConflict(message)
     if "less than block base fee" in lowered or "fee cap less than block base fee" in lowered \
             or "max fee per gas less than" in lowered:

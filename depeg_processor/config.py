@@ -51,7 +51,7 @@ class Settings:
     group: str = "depeg-backend-processor"
     consumer: str = "depeg-backend-processor-consumer"
     dead_letter_key: str = "application:signatures:dead"
-    read_count: int = 20
+    read_count: int = 10
     receipt_poll_interval: float = 2.0
     rpc_timeout: float = 10.0
     max_deliveries: int = 10
@@ -192,7 +192,7 @@ def load_settings(config: Callable[..., object]) -> Settings:
         group=get("REDIS_QUEUE_APPLICATION_ID", str, "depeg-backend-processor"),
         consumer=get("REDIS_QUEUE_CONSUMER_ID", str, "depeg-backend-processor-consumer"),
         dead_letter_key=get("REDIS_QUEUE_DEAD_LETTER_KEY", str, "application:signatures:dead"),
-        read_count=get("REDIS_READ_COUNT", parse_count, "20"),
+        read_count=get("REDIS_READ_COUNT", parse_count, "10"),
         receipt_poll_interval=get("RECEIPT_POLL_INTERVAL", parse_millis, "2000"),
         rpc_timeout=get("CHAIN_RPC_TIMEOUT", parse_millis, "10000"),
         max_deliveries=get("REDIS_QUEUE_MAX_DELIVERIES", parse_count, "10"),

@@ -37,7 +37,11 @@ class ProductInactive(TransientError):
 
 
 class NonceConflict(TransientError):
-    """The node rejected a transaction's nonce; the nonce must be resynchronised."""
+    """The nonce is used on chain already ("nonce too low"); the nonce must be resynchronised."""
+
+
+class NonceTooHigh(TransientError):
+    """The node will not queue a nonce above the next one (a gap below it must fill first)."""
 
 
 class ReplacementUnderpriced(TransientError):

@@ -77,6 +77,7 @@ class Processor:
         self._active = False
         self._failures = 0
         self._unsettled: list[Entry] = []
+        self._attempts: dict[str, int] = {}
 
     def run(self) -> None:
         log.info("processor loop started (stream %s, group %s, consumer %s)",
@@ -94,17 +95,20 @@ class Processor:
     def run_once(self) -> int:
         """One iteration over a batch of entries; returns how many were settled."""
         self._beat()
-        entries = self._unsettled
         try:
             if not self._hold_lease() or not self._balance_sufficient() \
                     or not self._within_spending_limit():
                 return 0
-            entries = self._unsettled or self._read()
-            self._state.redis_ok()
+            if not self._unsettled:
+                self._unsettled = self._read()
+            self._state.redis_ok("processor")
+            entries = self._unsettled
             if not entries or self._stop.is_set():
                 return 0
             retry, problem = self.handle_batch(entries)
             self._unsettled = retry
+            if problem is None:
+                self._state.node_ok("processor")
             self._faults.hit("after-ack")
             if problem is not None:
                 raise problem
@@ -114,32 +118,26 @@ class Processor:
         except errors.ProductInactive as error:
             self._hold(f"product not active ({error}); retrying in {self._error_timeout:.0f}s")
         except LeaseLost as error:
-            self._remember(entries)
             self._active = False
             log.warning("%s", error)
         except NodeUnavailable as error:
-            self._remember(entries)
-            self._state.node_failed(str(error))
+            self._state.node_failed(str(error), "processor")
             self._retry_later(str(error))
         except errors.TransientError as error:
-            self._remember(entries)
             self._retry_later(str(error))
         except redis.RedisError as error:
-            self._remember(entries)
             self._metrics.redis_error(error)
-            self._state.redis_failed(f"{type(error).__name__}: {error}")
+            self._state.redis_failed(f"{type(error).__name__}: {error}", "processor")
             self._retry_later(f"redis: {type(error).__name__}: {error}")
         except Exception:  # a bug must not kill the loop: log it, keep the entries, retry later
-            self._remember(entries)
             log.exception("unexpected error; retrying in %.0fs", self._error_timeout)
             self._pause(self._error_timeout)
         return 0
 
-    def _remember(self, entries: list[Entry]) -> None:
-        """Keep the entries not yet settled, to retry them in order without reading again
-        (entries settled before the failure are not retried: a retry finds them settled)."""
-        if not self._unsettled:
-            self._unsettled = entries
+    def _settled(self, entry: Entry) -> None:
+        """`entry` needs no retry, whatever happens to the rest of its batch."""
+        self._unsettled = [e for e in self._unsettled if e is not entry]
+        self._attempts.pop(entry.entry_id, None)
 
     def _read(self) -> list[Entry]:
         backlog = self._queue.reading_backlog
@@ -179,6 +177,7 @@ class Processor:
                 entity_id = check_entity_id(entry.entity_id)
             except errors.PermanentError as error:
                 self._set_aside_entry(entry, error)
+                self._settled(entry)
                 continue
             if entity_id in seen:  # the same application twice: after the first is recorded
                 retry.append(entry)
@@ -194,10 +193,12 @@ class Processor:
                 log.info("application %s already has tx %s (nonce %s); resuming",
                          entity_id, record.tx_hash, record.nonce)
                 self._queue.mark_submitted(entry.entry_id, entity_id, record.tx_hash)
+                self._settled(entry)
             elif not fields and done:
                 log.info("application %s was already confirmed as tx %s; entry %s "
                          "acknowledged", entity_id, done, entry.entry_id)
                 self._queue.ack(entry.entry_id)
+                self._settled(entry)
             else:
                 try:
                     app = parse_application(entity_id, fields)
@@ -205,6 +206,7 @@ class Processor:
                                         verifying_contract=self._message_helper)
                 except errors.PermanentError as error:
                     self._set_aside(entry, entity_id, fields, error)
+                    self._settled(entry)
                     continue
                 if app.signature in signatures:  # one signature succeeds once: simulate it
                     retry.append(entry)          # again after the first one is sent
@@ -230,11 +232,24 @@ class Processor:
                     self._state.add_spent(worst_case)
             elif isinstance(outcome, errors.PermanentError):
                 self._set_aside(entry, app.entity_id, fields, outcome)
+            elif self._too_many_attempts(entry, outcome):
+                self._set_aside(entry, app.entity_id, fields, errors.PermanentError(
+                    f"simulation failed {self._max_deliveries} times in a row: {outcome}"))
             else:
                 retry.append(entry)
                 problem = problem or outcome
         retry.sort(key=lambda e: entries.index(e))
         return retry, problem
+
+    def _too_many_attempts(self, entry: Entry, error: Exception) -> bool:
+        """An error of this application's own simulation (not the node's, not a paused
+        product) that keeps coming back would block the queue: after REDIS_QUEUE_MAX_DELIVERIES
+        attempts in a row the application is set aside with it."""
+        if isinstance(error, (errors.ProductInactive, NodeUnavailable)):
+            return False
+        attempts = self._attempts.get(entry.entry_id, 0) + 1
+        self._attempts[entry.entry_id] = attempts
+        return attempts >= self._max_deliveries
 
     def _load(self, entity_ids: list[str]) -> list[tuple[Optional[TxRecord], dict, Optional[str]]]:
         """Each application's record, hash and done marker, in one round trip."""
@@ -252,8 +267,10 @@ class Processor:
     def _commit(self, records: list[TxRecord]) -> None:
         """Write-ahead: the records, each application's transactionHash and the entries'
         acknowledgements, in one transaction, before anything is broadcast."""
-        self._records.put_many(records, also=lambda pipe: self._queue.stage_submitted(
-            pipe, [(r.entity_id, r.stream_entry_id, r.tx_hash) for r in records]))
+        self._records.put_many(
+            records, fence=(self._lease.key, self._lease.owner),
+            also=lambda pipe: self._queue.stage_submitted(
+                pipe, [(r.entity_id, r.stream_entry_id, r.tx_hash) for r in records]))
 
     def _set_aside_entry(self, entry: Entry, error: errors.PermanentError) -> None:
         if not entry.fields:  # deleted from the stream while pending: nothing to keep
@@ -271,13 +288,15 @@ class Processor:
     def _hold_lease(self) -> bool:
         """Hold (or renew) the wallet's lease; on taking it over, adopt what the previous
         holder left: its unacknowledged entries and the nonce after its records."""
+        was_held = self._lease.held()
         if self._lease.acquire():
-            if not self._active:
-                self._active = True
+            if not self._active or not was_held:
+                # Taking over (or back): another sender may have used nonces and left entries.
+                # This process's own unsettled entries stay in memory; a redelivery of one
+                # that the other sender settled is recognised by its record or done marker.
                 self._nonces.sync()
                 self._queue.claim_abandoned()
-                self._queue.rewind()
-                self._unsettled = []
+                self._active = True
                 log.info("holding the wallet's lease %s; sending (next nonce %s)",
                          self._lease.key, self._nonces.next)
                 self._state.set_holding(None)
@@ -291,6 +310,15 @@ class Processor:
         self._pause(min(self._lease.ttl / 3, 5.0))
         return False
 
+    def _renew_lease(self) -> None:
+        """Keep the lease while holding for a while (low balance, paused product, backoff)."""
+        if self._active and self._lease.renew_due():
+            try:
+                if not self._lease.acquire():
+                    self._active = False
+            except redis.RedisError:
+                pass  # the loop sees Redis fail on its own; the lease simply runs out
+
     def _current_balance(self) -> int:
         """The wallet balance, read from the node at most every `balance_ttl` seconds and
         lowered locally by what each transaction sent since may cost."""
@@ -299,7 +327,7 @@ class Processor:
             self._known_balance = self._balance()
             self._balance_read_at = now
             self._state.set_balance(self._known_balance)
-            self._state.node_ok()
+            self._state.node_ok("processor")
         return self._known_balance
 
     def _balance_sufficient(self) -> bool:
@@ -358,6 +386,7 @@ class Processor:
             if remaining <= 0:
                 return
             self._beat()
+            self._renew_lease()
             self._stop.wait(min(remaining, STOP_CHECK_INTERVAL))
 
     def _block_ms(self) -> int:

@@ -108,7 +108,8 @@ class StreamQueue:
             return {}
         rows = self._redis.xpending_range(self.stream, self.group, min=min(entry_ids, key=_id_key),
                                           max=max(entry_ids, key=_id_key),
-                                          count=len(entry_ids) * 2 + 10)
+                                          count=len(entry_ids) * 2 + 10,
+                                          consumername=self.consumer)
         wanted = set(entry_ids)
         return {row["message_id"]: int(row["times_delivered"]) for row in rows
                 if row["message_id"] in wanted}
@@ -218,6 +219,14 @@ class StreamQueue:
                 lag = group.get("lag")
                 return int(group["pending"]), int(lag) if lag is not None else None
         return 0, None
+
+    def count_reissue(self, entity_id: str) -> int:
+        """How often this application was sent back after an on-chain revert (kept a day)."""
+        key = f"{self.stream}:reissued:{entity_id}"
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, 24 * 3600)
+        return int(pipe.execute()[0])
 
     def pending_count(self) -> int:
         """Entries delivered to the group and not yet acknowledged."""

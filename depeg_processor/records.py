@@ -12,9 +12,14 @@ from typing import Callable, Optional
 import redis
 
 from .application import application_key
+from .errors import TransientError
 
 
 DONE_TTL = 7 * 24 * 3600  # seconds a completed application is remembered
+
+
+class FenceLost(TransientError):
+    """The write was refused: this process no longer holds the lease it was fenced by."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,16 +86,24 @@ class TxRecords:
         self.put_many([record])
 
     def put_many(self, records: list[TxRecord],
-                 also: Optional[Callable[[redis.client.Pipeline], None]] = None) -> None:
-        """Store records in one transaction, with `also`'s commands in the same MULTI."""
-        pipe = self._redis.pipeline(transaction=True)
-        for record in records:
-            pipe.delete(self.key(record.entity_id))
-            pipe.hset(self.key(record.entity_id), mapping=record.to_fields())
-            pipe.zadd(self.inflight_key, {record.entity_id: record.nonce})
-        if also is not None:
-            also(pipe)
-        pipe.execute()
+                 also: Optional[Callable[[redis.client.Pipeline], None]] = None,
+                 fence: Optional[tuple[str, str]] = None) -> None:
+        """Store records in one transaction, with `also`'s commands in the same MULTI. With
+        `fence` (lease key, owner) the transaction commits only while that owner holds the
+        lease (WATCH): a sender that lost it cannot overwrite the next holder's records."""
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            if fence is not None and pipe.get(fence[0]) != fence[1]:
+                raise FenceLost(f"the lease {fence[0]} is not held by this process")
+            pipe.multi()
+            for record in records:
+                pipe.delete(self.key(record.entity_id))
+                pipe.hset(self.key(record.entity_id), mapping=record.to_fields())
+                pipe.zadd(self.inflight_key, {record.entity_id: record.nonce})
+            if also is not None:
+                also(pipe)
+
+        self._redis.transaction(write, *([fence[0]] if fence else []))
 
     def get(self, entity_id: str) -> Optional[TxRecord]:
         fields = self._redis.hgetall(self.key(entity_id))

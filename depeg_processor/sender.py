@@ -19,7 +19,7 @@ from .chain import Chain, NodeUnavailable
 from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy, Fees
 from .nonce import NonceManager
-from .records import TxRecord, TxRecords
+from .records import FenceLost, TxRecord, TxRecords
 from .signing import TransactionSigner
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,9 @@ class Sender:
         try:
             self._check_lease()
             commit(records)
+        except FenceLost as error:
+            self._nonces.sync_later()
+            raise LeaseLost(str(error)) from None
         except Exception:
             self._nonces.sync_later()
             raise
@@ -132,7 +135,7 @@ class Sender:
             return
         conflicts = []
         for record, result in zip(records, results):
-            if isinstance(result, errors.NonceConflict):
+            if isinstance(result, errors.NonceConflict):  # "nonce too low"
                 conflicts.append(record)
             elif isinstance(result, errors.ProcessorError) \
                     and not isinstance(result, errors.AlreadyKnown):
@@ -190,8 +193,12 @@ class Sender:
             except errors.NonceConflict:  # one of the earlier ones was mined meanwhile
                 self._records.put(current)
                 return current
-            except (errors.AlreadyKnown, NodeUnavailable):
-                pass
+            except errors.InsufficientFunds:
+                self._records.put(current)
+                raise
+            except errors.TransientError as error:  # outcome unknown: keep it, it may be out
+                log.warning("application %s: replacement %s sent with an unknown outcome (%s)",
+                            record.entity_id, tx_hash, error)
             self._on_fee_bump()
             log.warning("application %s tx %s replaced by %s (nonce %s, max fee %s -> %s, tip "
                         "%s -> %s)", record.entity_id, record.tx_hash, tx_hash, record.nonce,

@@ -105,12 +105,15 @@ class Service:
                 self._prepare_once()
                 return True
             except NodeUnavailable as error:
+                self.state.processor_beat()  # alive, waiting: liveness stays 200
                 self.state.node_failed(str(error))
                 log.error("start-up: %s; retrying in %.0fs", error, delay)
             except redis.RedisError as error:
+                self.state.processor_beat()
                 self.state.redis_failed(f"{type(error).__name__}: {error}")
                 log.error("start-up: redis: %s; retrying in %.0fs", error, delay)
             except errors.TransientError as error:
+                self.state.processor_beat()
                 log.error("start-up: %s; retrying in %.0fs", error, delay)
             self.stop_event.wait(delay)
             delay = min(delay * 2, self.settings.error_timeout or 1.0)

@@ -35,6 +35,7 @@ class SharedState:
         self._lock = threading.Lock()
         self._monotonic = monotonic
         self._data = Snapshot()
+        self._errors: dict[tuple[str, str], str] = {}  # (dependency, reporting thread) -> why
 
     def _update(self, **changes: object) -> None:
         with self._lock:
@@ -55,17 +56,29 @@ class SharedState:
     def set_in_flight(self, count: int, head: Optional[int] = None) -> None:
         self._update(in_flight=count, head=head)
 
-    def node_ok(self) -> None:
-        self._update(node_error=None)
+    def _dependency(self, dependency: str, source: str, reason: Optional[str]) -> None:
+        """Each thread reports what it saw; the dependency is down while any thread's last
+        call failed (one thread's success does not hide another's failure)."""
+        with self._lock:
+            if reason is None:
+                self._errors.pop((dependency, source), None)
+            else:
+                self._errors[(dependency, source)] = reason
+            failing = {dep: why for (dep, _src), why in sorted(self._errors.items())}
+            self._data = dataclasses.replace(self._data, node_error=failing.get("node"),
+                                             redis_error=failing.get("redis"))
 
-    def node_failed(self, reason: str) -> None:
-        self._update(node_error=reason)
+    def node_ok(self, source: str = "main") -> None:
+        self._dependency("node", source, None)
 
-    def redis_ok(self) -> None:
-        self._update(redis_error=None)
+    def node_failed(self, reason: str, source: str = "main") -> None:
+        self._dependency("node", source, reason)
 
-    def redis_failed(self, reason: str) -> None:
-        self._update(redis_error=reason)
+    def redis_ok(self, source: str = "main") -> None:
+        self._dependency("redis", source, None)
+
+    def redis_failed(self, reason: str, source: str = "main") -> None:
+        self._dependency("redis", source, reason)
 
     def set_holding(self, reason: Optional[str]) -> None:
         """Why the processor is deliberately not sending (low balance, product inactive)."""

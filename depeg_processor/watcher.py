@@ -35,6 +35,8 @@ from .state import SharedState
 
 log = logging.getLogger(__name__)
 
+MAX_REISSUES = 3  # an application whose transactions revert on chain but simulate fine
+
 
 @dataclasses.dataclass(frozen=True)
 class Mined:
@@ -115,18 +117,18 @@ class ReceiptWatcher:
             self._metrics.unacknowledged.set(pending)
             if lag is not None:
                 self._metrics.stream_lag.set(lag)
-            self._state.redis_ok()
+            self._state.redis_ok("watcher")
         except redis.RedisError as error:
             self._metrics.redis_error(error)
-            self._state.redis_failed(f"{type(error).__name__}: {error}")
+            self._state.redis_failed(f"{type(error).__name__}: {error}", "watcher")
             log.error("receipt watcher cannot read redis: %s", error)
             return 0
         try:
             settled = self._check(records)
-            self._state.node_ok()
+            self._state.node_ok("watcher")
             return settled
         except NodeUnavailable as error:
-            self._state.node_failed(str(error))
+            self._state.node_failed(str(error), "watcher")
             log.error("receipt watcher cannot reach the node: %s", error)
         except LeaseLost:
             pass
@@ -134,7 +136,7 @@ class ReceiptWatcher:
             log.error("receipt watcher: %s", error)
         except redis.RedisError as error:
             self._metrics.redis_error(error)
-            self._state.redis_failed(f"{type(error).__name__}: {error}")
+            self._state.redis_failed(f"{type(error).__name__}: {error}", "watcher")
             log.error("receipt watcher cannot write redis: %s", error)
         return 0
 
@@ -170,6 +172,8 @@ class ReceiptWatcher:
         if records:
             log.debug("head %s, balance %s wei, %s transaction(s) in flight", head, balance,
                       len(records))
+        if not self._may_send():  # a standby watches health only: the lease holder settles
+            return 0
         self._poll_receipts(records, head)
         self._verify_canonical(records, head)
 
@@ -197,8 +201,7 @@ class ReceiptWatcher:
             self._mined.pop(record.entity_id, None)
             self._cache.pop(record.entity_id, None)
         settled = len(confirmed) + len(reverted)
-        if self._may_send():
-            self._look_after_unmined(unmined, head)
+        self._look_after_unmined(unmined, head)
         self._state.set_stuck("; ".join(sorted(set(self._stuck.values()))) or None)
         return settled
 
@@ -287,7 +290,14 @@ class ReceiptWatcher:
         try:
             self._chain.call({"from": self._address, "to": self._sender.product,
                               "data": record.data})
-            now = "it would succeed now"
+            if self._queue.count_reissue(record.entity_id) <= MAX_REISSUES:
+                log.warning("application %s tx %s reverted in block %s but would succeed now "
+                            "(state changed since); enqueued again", record.entity_id,
+                            mined.tx_hash, mined.block)
+                self._queue.reissue(record.entity_id, forget=self._records.key(record.entity_id),
+                                    inflight_key=self._records.inflight_key)
+                return
+            now = f"it would succeed now, but it reverted on chain {MAX_REISSUES + 1} times"
         except errors.ProductInactive as error:
             log.warning("application %s tx %s reverted in block %s because the product is not "
                         "active (%s); enqueued again", record.entity_id, mined.tx_hash,
@@ -327,9 +337,10 @@ class ReceiptWatcher:
             waiting = self._waiting[record.entity_id]
             if tx is None:
                 self._resend(record)
-            elif waiting.checked or head - waiting.head >= self._stuck_blocks \
-                    or now - waiting.since >= self._stuck_seconds:
-                self._replace(record)
+            elif tx.get("blockNumber") is None and (
+                    waiting.checked or head - waiting.head >= self._stuck_blocks
+                    or now - waiting.since >= self._stuck_seconds):
+                self._replace(record)  # still pending: re-price it (a mined one needs nothing)
             waiting.head, waiting.since, waiting.checked = head, now, True
 
     def _resend(self, record: TxRecord) -> None:
@@ -337,8 +348,8 @@ class ReceiptWatcher:
             self._chain.send_raw(bytes.fromhex(record.raw[2:]))
             log.warning("application %s tx %s was unknown to the node; resent (nonce %s)",
                         record.entity_id, record.tx_hash, record.nonce)
-        except errors.AlreadyKnown:
-            pass
+        except (errors.AlreadyKnown, errors.NonceTooHigh):
+            pass  # a lower nonce is being resent too: it fills the gap
         except errors.FeeTooLow:
             log.warning("application %s tx %s: the node refuses it below the base fee; "
                         "replacing it at a higher fee", record.entity_id, record.tx_hash)
@@ -352,9 +363,12 @@ class ReceiptWatcher:
     def _nonce_taken(self, record: TxRecord, error: Exception) -> None:
         """The node says the nonce is used. If none of the record's own hashes was mined, the
         nonce went to another transaction and the application goes back on the queue."""
-        receipts = self._chain.batch([("eth_getTransactionReceipt", [h]) for h in record.hashes])
-        if any(r and not isinstance(r, Exception) for r in receipts):
-            return  # one of ours was mined: the next round counts its confirmations
+        receipts = self._chain.batch([("eth_getTransactionReceipt", [h]) for h in record.hashes]
+                                     + [("eth_getTransactionCount", [self._address, "latest"])])
+        *receipts, mined_count = receipts
+        if any(r is not None for r in receipts) or isinstance(mined_count, Exception) \
+                or int(mined_count, 16) <= record.nonce:
+            return  # one of ours was mined, a lookup failed, or the nonce is not used: wait
         log.warning("application %s tx %s: nonce %s was taken by another transaction (%s); "
                     "enqueued again", record.entity_id, record.tx_hash, record.nonce, error)
         self._queue.reissue(record.entity_id, forget=self._records.key(record.entity_id),
@@ -370,6 +384,9 @@ class ReceiptWatcher:
                 f"{self._sender.fees.cap} wei")
             log.error("application %s tx %s is stuck: %s", record.entity_id, current.tx_hash,
                       error)
+        except Exception:
+            self._cache.pop(record.entity_id, None)  # read the stored record again next round
+            raise
         else:
             self._stuck.pop(record.entity_id, None)
         self._cache[record.entity_id] = current

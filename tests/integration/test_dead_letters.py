@@ -119,3 +119,23 @@ def test_revert_because_product_paused_waits_and_lands_after_reactivation(
 
 def receipt_status(anvil, tx_hash):
     return int(anvil.rpc("eth_getTransactionReceipt", tx_hash)["status"], 16)
+
+
+def test_revert_that_would_succeed_now_is_sent_again(start_service, webapp, anvil, product,
+                                                     redis_client):
+    """The bundle closes between simulation and mining and opens again before the revert is
+    settled: the application goes back on the queue and lands, instead of being set aside."""
+    from tests.integration.test_chain_faults import mining_until
+    anvil.set_automine(False)
+    entity_id = webapp.apply()
+    start_service(min_confirmations=3)
+    first = wait_until(lambda: application(redis_client, entity_id).get("transactionHash"),
+                       what="sent")
+    product.send_first(product.contract.functions.closeBundle(2))
+    anvil.mine(1)
+    assert receipt_status(anvil, first) == 0
+    product.send_first(product.contract.functions.openBundle(2))
+    wait_until(mining_until(anvil, lambda: not application(redis_client, entity_id)),
+               what="sent again, mined and purged")
+    assert product.application_count() == 1
+    assert entity_id not in dead_letters(redis_client)

@@ -153,3 +153,16 @@ def test_metrics_only_with_a_registry(state) -> None:
     status, _, body = call(make_monitor_app(state, LIMITS, registry), "/metrics")
     assert status.startswith("200")
     assert b"depeg_unit_test_total 1.0" in body
+
+
+def test_one_threads_success_does_not_hide_anothers_failure() -> None:
+    from depeg_processor.state import SharedState
+    state = SharedState()
+    state.redis_failed("ConnectionError: refused", "processor")
+    state.redis_ok("watcher")
+    assert state.snapshot().redis_error == "ConnectionError: refused"
+    state.redis_ok("processor")
+    assert state.snapshot().redis_error is None
+    state.node_failed("node unreachable", "watcher")
+    state.node_ok("processor")
+    assert state.snapshot().node_error == "node unreachable"

@@ -272,3 +272,33 @@ def test_stop_request_leaves_entries_unsettled(h) -> None:
     h.stop.set()
     assert h.processor.run_once() == 0
     assert h.sender.calls == []
+
+
+def test_a_simulation_error_that_keeps_coming_back_is_set_aside_not_retried_forever(h) -> None:
+    h.enqueue(signed_fields())
+    h.sender.error = errors.TransientError("node error -32000: gas required exceeds allowance")
+    for _ in range(2):  # max_deliveries=3 in this harness
+        assert h.processor.run_once() == 0
+        assert h.dead_letters() == []
+    h.processor.run_once()
+    [dead] = h.dead_letters()
+    assert "simulation failed 3 times" in dead["reason"] and "gas required" in dead["reason"]
+    assert h.queue.pending_count() == 0
+
+
+def test_a_paused_product_is_held_without_limit(h) -> None:
+    h.enqueue(signed_fields())
+    h.sender.error = errors.ProductInactive("ERROR:DP-010:PRODUCT_NOT_ACTIVE")
+    for _ in range(6):
+        assert h.processor.run_once() == 0
+    assert h.dead_letters() == [] and h.queue.pending_count() == 1
+
+
+def test_entries_settled_before_a_batch_failure_are_not_retried(h) -> None:
+    h.redis.xadd(STREAM, {"foo": "bar"})  # dead-lettered at once
+    h.enqueue(signed_fields())
+    h.sender.error = NodeUnavailable("node unreachable (batch)")
+    assert h.processor.run_once() == 0
+    h.sender.error = None
+    assert h.processor.run_once() == 1
+    assert len(h.dead_letters()) == 1, "the odd entry was set aside once, not twice"

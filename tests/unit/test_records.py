@@ -76,3 +76,14 @@ def test_all_drops_members_whose_record_is_gone(fake_redis, records) -> None:
     fake_redis.delete(records.key("A"))
     assert [r.entity_id for r in records.all()] == ["B"]
     assert fake_redis.zrange(records.inflight_key, 0, -1) == ["B"]
+
+
+def test_a_fenced_write_needs_the_lease(fake_redis, records) -> None:
+    from depeg_processor.records import FenceLost
+    fake_redis.set("lease", "someone-else")
+    with pytest.raises(FenceLost):
+        records.put_many([record("A", 1)], fence=("lease", "me"))
+    assert records.get("A") is None and records.count() == 0
+    fake_redis.set("lease", "me")
+    records.put_many([record("A", 1)], fence=("lease", "me"))
+    assert records.get("A").nonce == 1
