@@ -13,6 +13,7 @@ applications written the web app's way (EIP-712 signed, HSET + XADD) as a backlo
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -100,8 +101,9 @@ def measure_processor(redis_server: RedisServer, proxy: RpcProxy, anvil: Anvil,
                         product_address=product.address, mnemonic=TEST_MNEMONIC,
                         min_confirmations=1, node_env="production", log_level="WARNING",
                         port=0, host="127.0.0.1", min_balance=10**17, alert_balance=10**17,
-                        max_fee_per_gas=100 * GWEI, max_non_ack_pending=10**9,
-                        read_count=int(os.environ.get("BENCH_READ_COUNT", "20")))
+                        max_fee_per_gas=100 * GWEI, max_non_ack_pending=10**9)
+    if os.environ.get("BENCH_READ_COUNT"):  # the batch size; the default is the service's
+        settings = dataclasses.replace(settings, read_count=int(os.environ["BENCH_READ_COUNT"]))
     fields = {f.name: getattr(settings, f.name) for f in settings.__dataclass_fields__.values()}
     context = multiprocessing.get_context("spawn")
     parent, child_end = context.Pipe()
