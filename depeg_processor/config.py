@@ -57,7 +57,7 @@ class Settings:
     max_deliveries: int = 10
     lease_ttl: float = 15.0
     stuck_blocks: int = 3
-    stuck_timeout: float = 120.0
+    stuck_timeout: float = 30.0
     max_gas_spend_per_hour: Optional[int] = None
 
     @property
@@ -198,7 +198,7 @@ def load_settings(config: Callable[..., object]) -> Settings:
         max_deliveries=get("REDIS_QUEUE_MAX_DELIVERIES", parse_count, "10"),
         lease_ttl=get("PROCESSOR_LEASE_TTL", parse_millis, "15000"),
         stuck_blocks=get("TX_STUCK_BLOCKS", parse_count, "3"),
-        stuck_timeout=get("TX_STUCK_TIMEOUT", parse_millis, "120000"),
+        stuck_timeout=get("TX_STUCK_TIMEOUT", parse_millis, "30000"),
         max_gas_spend_per_hour=(get("MAX_GAS_SPEND_PER_HOUR", parse_wei)
                                 if optional("MAX_GAS_SPEND_PER_HOUR") is not None else None),
     )
