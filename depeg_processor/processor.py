@@ -78,12 +78,14 @@ class Processor:
         self._failures = 0
         self._unsettled: list[Entry] = []
         self._attempts: dict[str, int] = {}
+        self._last_signatures: set[bytes] = set()
 
     def run(self) -> None:
         log.info("processor loop started (stream %s, group %s, consumer %s)",
                  self._queue.stream, self._queue.group, self._queue.consumer)
         while not self._stop.is_set():
             self.run_once()
+        self._sender.finish_broadcast()  # the batch in hand goes out before the lease does
         if self._active:
             self._lease.release()
         log.info("processor loop stopped")
@@ -187,6 +189,7 @@ class Processor:
 
         to_send: list[tuple[Entry, Application, dict]] = []
         signatures: set[bytes] = set()
+        waits_for_broadcast = False
         for (entry, entity_id), (record, fields, done) in zip(
                 candidates, self._load([entity_id for _entry, entity_id in candidates])):
             if record is not None:  # already signed: resume it instead of signing again
@@ -208,11 +211,15 @@ class Processor:
                     self._set_aside(entry, entity_id, fields, error)
                     self._settled(entry)
                     continue
-                if app.signature in signatures:  # one signature succeeds once: simulate it
-                    retry.append(entry)          # again after the first one is sent
-                    continue
+                if app.signature in signatures or app.signature in self._last_signatures:
+                    retry.append(entry)  # one signature succeeds once: simulate this again
+                    waits_for_broadcast |= app.signature in self._last_signatures
+                    continue             # once the first one is out
                 signatures.add(app.signature)
                 to_send.append((entry, app, fields))
+        if waits_for_broadcast:
+            self._sender.finish_broadcast()  # its next simulation must see the first one
+        self._last_signatures = set()
         if not to_send:
             return retry, None
 
@@ -222,6 +229,7 @@ class Processor:
         problem: Optional[Exception] = None
         for (entry, app, fields), outcome in zip(to_send, outcomes):
             if isinstance(outcome, TxRecord):
+                self._last_signatures.add(app.signature)
                 self._metrics.submitted.inc()
                 if app.timestamp is not None:
                     self._metrics.submit_latency.observe(max(0.0, self._clock() - app.timestamp))

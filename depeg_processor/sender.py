@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Callable, Sequence, Union
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Optional, Sequence, Union
 
 
 from . import errors
@@ -50,21 +51,54 @@ class Sender:
         self._requeue = requeue
         self._may_send = may_send
         self._on_fee_bump = on_fee_bump
+        self._gas_limit: Optional[int] = None  # learned from eth_estimateGas, see simulate()
+        self._broadcaster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broadcast")
+        self._broadcasting: Optional[Future] = None
         self._faults = faults
         self._clock = clock
 
     def simulate(self, apps: Sequence[Application]) -> list[Union[tuple[str, int], errors.ProcessorError]]:
         """Calldata and gas limit per application, simulated in one JSON-RPC batch against the
         pending state (so a signature used by a transaction still in the pool is seen as used);
-        a revert gives PermanentError or ProductInactive in that application's place."""
+        a revert gives PermanentError or ProductInactive in that application's place.
+
+        Once a gas limit is known, each application is simulated with `eth_call` at that limit
+        (one EVM run; success there means the transaction succeeds with it). `eth_estimateGas`
+        (a search over many runs, five times the cost on anvil) sets the limit on the first
+        batch and takes over for any application that does not fit it.
+        """
         calldata = [self._encode_call(app) for app in apps]
-        results = self._chain.batch([("eth_estimateGas", [{"from": self._signer.address,
-                                                            "to": self.product, "data": data},
-                                                           "pending"])
-                                     for data in calldata])
-        return [result if isinstance(result, errors.ProcessorError)
-                else (data, int(int(result, 16) * GAS_HEADROOM))
-                for data, result in zip(calldata, results)]
+        outcomes: list = [None] * len(apps)
+        estimate = list(range(len(apps)))
+        if self._gas_limit is not None:
+            results = self._chain.batch([("eth_call", [self._call(data, self._gas_limit),
+                                                       "pending"]) for data in calldata])
+            estimate = []
+            for i, result in enumerate(results):
+                if not isinstance(result, errors.ProcessorError):
+                    outcomes[i] = (calldata[i], self._gas_limit)
+                elif isinstance(result, (errors.ProductInactive, NodeUnavailable)) or (
+                        isinstance(result, errors.PermanentError) and "ERROR:" in result.reason):
+                    outcomes[i] = result  # a reasoned revert: the same at any gas limit
+                else:
+                    estimate.append(i)  # out of gas at the limit, or unclear: estimate it
+        if estimate:
+            results = self._chain.batch([("eth_estimateGas", [self._call(calldata[i]), "pending"])
+                                         for i in estimate])
+            for i, result in zip(estimate, results):
+                if isinstance(result, errors.ProcessorError):
+                    outcomes[i] = result
+                else:
+                    gas = int(int(result, 16) * GAS_HEADROOM)
+                    self._gas_limit = max(self._gas_limit or 0, gas)
+                    outcomes[i] = (calldata[i], gas)
+        return outcomes
+
+    def _call(self, data: str, gas: Optional[int] = None) -> dict:
+        call = {"from": self._signer.address, "to": self.product, "data": data}
+        if gas is not None:
+            call["gas"] = hex(gas)
+        return call
 
     def _sign(self, *, nonce: int, data: str, gas: int, fees: Fees) -> tuple[str, str]:
         return self._signer.sign(chain_id=self._chain_id, nonce=nonce, to=self.product,
@@ -88,6 +122,7 @@ class Sender:
         ready = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, tuple)]
         if not ready:
             return outcomes
+        self.finish_broadcast()  # the previous batch is out (and its nonce answers known)
         self._check_lease()
         fees = self.fees.current()
         records = []
@@ -114,9 +149,24 @@ class Sender:
         self._faults.hit("after-record")
         for i, record in zip(ready, records):
             outcomes[i] = record
-        self._broadcast(records)
-        self._faults.hit("after-broadcast")
+        # The batch is recorded and acknowledged: it is broadcast from a worker thread while
+        # the loop reads, validates and simulates the next batch (whose signing waits for it).
+        self._broadcasting = self._broadcaster.submit(self._broadcast_in_background, records)
         return outcomes
+
+    def finish_broadcast(self) -> None:
+        """Wait until the batch being broadcast is out."""
+        if self._broadcasting is not None:
+            self._broadcasting.result()
+            self._broadcasting = None
+
+    def _broadcast_in_background(self, records: list[TxRecord]) -> None:
+        try:
+            self._broadcast(records)
+        except Exception:  # recorded already: the receipt watcher resends what did not go out
+            log.exception("broadcasting %s recorded transaction(s) failed; the watcher resends "
+                          "them", len(records))
+        self._faults.hit("after-broadcast")
 
     def _broadcast(self, records: list[TxRecord]) -> None:
         """Send the recorded transactions in one batch. They are recorded and acknowledged

@@ -25,6 +25,9 @@ ETHER = 10**18
 
 
 class StubSender:
+    def finish_broadcast(self) -> None:
+        self.finished = getattr(self, "finished", 0) + 1
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
         self.error: Optional[Exception] = None
@@ -133,7 +136,9 @@ def test_one_signature_twice_in_a_batch_is_sent_once_and_the_other_simulated_aft
     assert h.processor.run_once() == 1
     assert [entity for entity, _ in h.sender.calls] == ["E1"]
     h.sender.error = errors.PermanentError("reverted: ERROR:DMH-001:SIGNATURE_USED")
-    assert h.processor.run_once() == 1  # the deferred one, not read again from the stream
+    assert h.processor.run_once() == 0  # waits until the first one's batch is broadcast ...
+    assert h.sender.finished == 1
+    assert h.processor.run_once() == 1  # ... then the deferred one, not read again
     assert [entity for entity, _ in h.sender.calls] == ["E1", "E2"]
     [dead] = h.dead_letters()
     assert dead["entityId"] == "E2" and "DMH-001" in dead["reason"]
