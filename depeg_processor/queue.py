@@ -114,8 +114,11 @@ class StreamQueue:
         return {row["message_id"]: int(row["times_delivered"]) for row in rows
                 if row["message_id"] in wanted}
 
-    def set_transaction_hash(self, entity_id: str, tx_hash: str) -> None:
-        """Point the application at the transaction now current (after a replacement)."""
+    def set_transaction_hash(self, entity_id: str, tx_hash: str, *,
+                             ack: Optional[str] = None) -> None:
+        """Point the application at its transaction (after a replacement, or when resuming a
+        recorded one) only if the hash still exists, so a purge never leaves a hash of one
+        field behind; with `ack`, acknowledge that stream entry in the same transaction."""
         key = application_key(entity_id)
 
         def write(pipe: redis.client.Pipeline) -> None:
@@ -123,6 +126,8 @@ class StreamQueue:
             pipe.multi()
             if exists:
                 pipe.hset(key, "transactionHash", tx_hash)
+            if ack is not None:
+                pipe.xack(self.stream, self.group, ack)
 
         self._redis.transaction(write, key)
 
@@ -155,18 +160,8 @@ class StreamQueue:
             pipe.xack(self.stream, self.group, entry_id)
 
     def mark_submitted(self, entry_id: str, entity_id: str, tx_hash: str) -> None:
-        """Write `transactionHash` into the application (only if it still exists, so a purge
-        never leaves a hash of one field behind) and acknowledge the entry, atomically."""
-        key = application_key(entity_id)
-
-        def write(pipe: redis.client.Pipeline) -> None:
-            exists = pipe.exists(key)
-            pipe.multi()
-            if exists:
-                pipe.hset(key, "transactionHash", tx_hash)
-            pipe.xack(self.stream, self.group, entry_id)
-
-        self._redis.transaction(write, key)
+        """`transactionHash` (if the application still exists) and the acknowledgement."""
+        self.set_transaction_hash(entity_id, tx_hash, ack=entry_id)
 
     def dead_letter(self, *, entity_id: Optional[str], reason: str,
                     application: Mapping[str, str], entry_id: Optional[str] = None,

@@ -6,40 +6,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
-from devnet.nodes import TEST_MNEMONIC, clean_env, free_port
+from devnet.nodes import TEST_MNEMONIC, clean_env
 from tests.conftest import wait_until
-from tests.integration.conftest import application
+from tests.integration.conftest import application, http_json, service_env
 
 pytestmark = pytest.mark.integration
-
-
-def run_cli(env: dict, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "depeg_processor", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def service_env(redis_server, anvil, product, **extra: str) -> dict:
-    return clean_env() | {
-        "REDIS_URL": redis_server.url, "CHAIN_RPC_URL": anvil.url,
-        "DEPEG_PRODUCT_ADDRESS": product.address, "PROCESSOR_MNEMONIC": TEST_MNEMONIC,
-        "PROCESSOR_MIN_BALANCE": "1", "PROCESSOR_ALERT_BALANCE": "1",
-        "CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS": "1", "RECEIPT_POLL_INTERVAL": "100",
-        "PORT": str(free_port()), **extra}
-
-
-def monitor(port: int, path: str = "/api/monitor"):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-    except OSError:
-        return None
 
 
 @pytest.mark.parametrize("change, variable", [
@@ -78,12 +52,12 @@ def test_dot_env_file_is_read_from_the_working_directory(tmp_path):
 
 def test_sigterm_finishes_and_exits_zero_with_json_logs(redis_server, anvil, product, webapp,
                                                          redis_client):
-    env = service_env(redis_server, anvil, product, NODE_ENV="production")
+    env = service_env(redis_server.url, anvil.url, product.address, NODE_ENV="production")
     process = subprocess.Popen([sys.executable, "-m", "depeg_processor"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = int(env["PORT"])
-        wait_until(lambda: monitor(port) == (200, {"balance": "ok", "processor": "ok",
+        wait_until(lambda: http_json(port, "/api/monitor") == (200, {"balance": "ok", "processor": "ok",
                                                    "nonAckPendingTx": "ok"}),
                    what="healthy monitor")
         entity_id = webapp.apply()
@@ -105,7 +79,8 @@ def test_sigterm_finishes_and_exits_zero_with_json_logs(redis_server, anvil, pro
 
 def test_readable_logs_outside_production_never_contain_secrets(redis_server, anvil, product,
                                                                   webapp, redis_client):
-    env = service_env(redis_server, anvil, product, NODE_ENV="development")
+    env = service_env(redis_server.url, anvil.url, product.address,
+                      NODE_ENV="development")
     process = subprocess.Popen([sys.executable, "-m", "depeg_processor"], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     fields = webapp.application()
