@@ -72,8 +72,7 @@ class Processor:
         self._monotonic = monotonic
         self._known_balance: Optional[int] = None
         self._balance_read_at = 0.0
-        self._holding_for_balance = False
-        self._holding_for_spend = False
+        self._holding_for: set[str] = set()  # guards holding now: "balance", "spend"
         self._active = False
         self._failures = 0
         self._unsettled: list[Entry] = []
@@ -340,16 +339,11 @@ class Processor:
 
     def _balance_sufficient(self) -> bool:
         balance = self._current_balance()
-        if balance >= self._min_balance:
-            if self._holding_for_balance:
-                log.info("balance %s wei is sufficient again; resuming", balance)
-                self._holding_for_balance = False
-                self._state.set_holding(None)
+        if self._guard("balance", None if balance >= self._min_balance else (
+                f"balance {balance} wei is below PROCESSOR_MIN_BALANCE {self._min_balance} wei; "
+                f"nothing is sent, re-checking in {self._balance_too_low_timeout:.0f}s"),
+                resumed=f"balance {balance} wei is sufficient again; resuming"):
             return True
-        self._holding_for_balance = True
-        self._hold(f"balance {balance} wei is below PROCESSOR_MIN_BALANCE {self._min_balance} "
-                   f"wei; nothing is sent, re-checking in {self._balance_too_low_timeout:.0f}s",
-                   self._balance_too_low_timeout)
         self._known_balance = None  # read it afresh after the wait
         return False
 
@@ -361,17 +355,24 @@ class Processor:
         if self._max_spend_per_hour is None:
             return True
         spent = self._state.snapshot().spent_last_hour
-        if spent is None or spent < self._max_spend_per_hour:
-            if self._holding_for_spend:
-                log.info("spending guard: %s wei in the last hour, below the ceiling again; "
-                         "resuming", spent)
-                self._holding_for_spend = False
+        over = spent is not None and spent >= self._max_spend_per_hour
+        return self._guard("spend", (
+            f"spending guard: {spent} wei spent in the last hour (confirmed and in flight) "
+            f"reached MAX_GAS_SPEND_PER_HOUR {self._max_spend_per_hour} wei") if over else None,
+            resumed=f"spending guard: {spent} wei in the last hour, below the ceiling again; "
+                    "resuming")
+
+    def _guard(self, kind: str, blocked: Optional[str], *, resumed: str) -> bool:
+        """Hold for BALANCE_TOO_LOW_TIMEOUT while `blocked` says why; once it no longer does,
+        say so once and clear the hold. True when sending may go on."""
+        if blocked is None:
+            if kind in self._holding_for:
+                log.info("%s", resumed)
+                self._holding_for.discard(kind)
                 self._state.set_holding(None)
             return True
-        self._holding_for_spend = True
-        self._hold(f"spending guard: {spent} wei spent in the last hour (confirmed and in "
-                   f"flight) reached MAX_GAS_SPEND_PER_HOUR {self._max_spend_per_hour} wei",
-                   self._balance_too_low_timeout)
+        self._holding_for.add(kind)
+        self._hold(blocked, self._balance_too_low_timeout)
         return False
 
     def _hold(self, reason: str, timeout: Optional[float] = None) -> None:
