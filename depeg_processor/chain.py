@@ -7,7 +7,7 @@ own retry policy, so the provider's is switched off. Every RPC error is turned b
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import requests
 from eth_abi import decode as abi_decode
@@ -119,9 +119,6 @@ class Chain:
     def chain_id(self) -> int:
         return int(self.request("eth_chainId", []), 16)
 
-    def block_number(self) -> int:
-        return int(self.request("eth_blockNumber", []), 16)
-
     def base_fee(self) -> int:
         block = self.request("eth_getBlockByNumber", ["latest", False])
         return int(block.get("baseFeePerGas") or "0x0", 16)
@@ -141,15 +138,5 @@ class Chain:
     def call(self, tx: dict) -> str:
         return self.request("eth_call", [tx, "latest"])
 
-    def estimate_gas(self, tx: dict) -> int:
-        """Simulate `tx` and return its gas; a revert raises a classified error."""
-        return int(self.request("eth_estimateGas", [tx]), 16)
-
     def send_raw(self, raw: bytes) -> str:
         return self.request("eth_sendRawTransaction", [Web3.to_hex(raw)])
-
-    def receipt(self, tx_hash: str) -> Optional[dict]:
-        return self.request("eth_getTransactionReceipt", [tx_hash])
-
-    def transaction(self, tx_hash: str) -> Optional[dict]:
-        return self.request("eth_getTransactionByHash", [tx_hash])

@@ -43,15 +43,10 @@ class NonceManager:
             return nonce
 
     def sync_later(self) -> None:
-        """Forget the local nonce (a batch was signed but not recorded); the next take syncs."""
+        """Forget the local nonce (a batch was signed but not recorded, so its nonces are free
+        again); the next take synchronises, without I/O here."""
         with self._lock:
             self._next = None
-
-    def give_back(self, nonce: int) -> None:
-        """Return a reserved nonce whose transaction was never recorded nor sent, if it is the
-        last one handed out; otherwise resynchronise on the next take."""
-        with self._lock:
-            self._next = nonce if self._next == nonce + 1 else None
 
     @property
     def next(self) -> Optional[int]:

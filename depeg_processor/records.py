@@ -109,22 +109,6 @@ class TxRecords:
         fields = self._redis.hgetall(self.key(entity_id))
         return TxRecord.from_fields(fields) if fields else None
 
-    def all(self) -> list[TxRecord]:
-        """Every in-flight record, lowest nonce first."""
-        entity_ids = self._redis.zrange(self.inflight_key, 0, -1)
-        if not entity_ids:
-            return []
-        pipe = self._redis.pipeline(transaction=False)
-        for entity_id in entity_ids:
-            pipe.hgetall(self.key(entity_id))
-        records = []
-        for entity_id, fields in zip(entity_ids, pipe.execute()):
-            if fields:
-                records.append(TxRecord.from_fields(fields))
-            else:  # a set member whose record is gone: drop it from the work list
-                self._redis.zrem(self.inflight_key, entity_id)
-        return records
-
     def inflight_nonces(self) -> dict[str, int]:
         """Entity id -> nonce of every record in flight (one round trip)."""
         return {entity_id: int(score) for entity_id, score in
@@ -156,9 +140,6 @@ class TxRecords:
 
     def done_key(self, entity_id: str) -> str:
         return f"{self._prefix}:done:{entity_id}"
-
-    def complete(self, entity_id: str, tx_hash: str) -> None:
-        self.complete_many([(entity_id, tx_hash)])
 
     def complete_many(self, confirmed: list[tuple[str, str]]) -> None:
         """These transactions are confirmed: remove each application and its record together,

@@ -1,7 +1,7 @@
 """Turn a validated application into a transaction on chain: simulate, sign, record, broadcast.
 
-The simulation (`eth_estimateGas`) runs first, so an application the contract would reject costs
-no gas. The signed transaction is recorded before it is broadcast (write-ahead); from then on the
+The simulation (`eth_call` at a learned gas limit, `eth_estimateGas` where that does not fit)
+runs first, so an application the contract would reject costs no gas. The signed transaction is recorded before it is broadcast (write-ahead); from then on the
 receipt watcher owns its delivery, so a send whose outcome is unknown is not an error here.
 A stuck transaction is replaced the same way: same nonce, higher fees, recorded first.
 """

@@ -110,20 +110,20 @@ def test_request_returns_the_result(node, chain) -> None:
 def test_connection_error_is_node_unavailable(node, chain) -> None:
     node.add(responses.POST, URL, body=requests.ConnectionError("refused"))
     with pytest.raises(NodeUnavailable):
-        chain.block_number()
+        chain.request("eth_blockNumber", [])
 
 
 def test_http_error_status_is_node_unavailable(node, chain) -> None:
     node.add(responses.POST, URL, status=502, body="bad gateway")
     with pytest.raises(NodeUnavailable):
-        chain.block_number()
+        chain.request("eth_blockNumber", [])
 
 
 def test_json_rpc_error_is_raised_classified(node, chain) -> None:
     node.add_callback(responses.POST, URL, callback=rpc_reply(
         lambda m, p: ("error", reverted("ERROR:DP-010:PRODUCT_NOT_ACTIVE"))))
     with pytest.raises(errors.ProductInactive):
-        chain.estimate_gas({"to": "0x" + "00" * 20, "data": "0x"})
+        chain.request("eth_estimateGas", [{"to": "0x" + "00" * 20, "data": "0x"}])
 
 
 def test_batch_returns_values_and_errors_in_call_order(node, chain) -> None:

@@ -46,25 +46,15 @@ def test_take_hands_out_consecutive_nonces() -> None:
     assert nonces.next == 8
 
 
-def test_give_back_of_the_last_nonce_reuses_it() -> None:
+def test_sync_later_resyncs_on_the_next_take() -> None:
     sources = Sources(5, None)
     nonces = sources.manager()
     nonces.sync()
     nonces.take()
-    last = nonces.take()
-    sources.chain = 0  # proves no resync happens
-    nonces.give_back(last)
-    assert nonces.take() == last == 6
-
-
-def test_give_back_of_an_older_nonce_resyncs() -> None:
-    sources = Sources(5, None)
-    nonces = sources.manager()
-    nonces.sync()
-    first = nonces.take()
     nonces.take()
     sources.chain, sources.recorded = 6, 6  # nonce 6 was recorded meanwhile
-    nonces.give_back(first)
+    nonces.sync_later()
+    assert nonces.next is None
     assert nonces.take() == 7
 
 
@@ -77,16 +67,15 @@ def test_resync_moves_forward_after_a_conflict() -> None:
     assert nonces.sync() == 9 and nonces.take() == 9
 
 
-def test_give_back_while_the_node_is_down_recovers_on_the_next_take() -> None:
+def test_sync_later_while_the_node_is_down_recovers_on_the_next_take() -> None:
     sources = Sources(5, None)
     nonces = sources.manager()
     nonces.sync()
-    first = nonces.take()
+    nonces.take()
     nonces.take()
     sources.chain_down = True
-    try:
-        nonces.give_back(first)
-    except NodeUnavailable:
-        pass  # may report the outage, but must not wedge the manager
+    nonces.sync_later()  # no I/O: cannot fail with the node down
+    with pytest.raises(NodeUnavailable):
+        nonces.take()  # reports the outage, but does not wedge the manager
     sources.chain_down = False
     assert nonces.take() == 5
