@@ -296,6 +296,8 @@ class Processor:
         """Hold (or renew) the wallet's lease; on taking it over, adopt what the previous
         holder left: its unacknowledged entries and the nonce after its records."""
         was_held = self._lease.held()
+        if self._active and was_held and not self._lease.renew_due():
+            return True  # renewed recently: no Redis round trip per batch
         if self._lease.acquire():
             if not self._active or not was_held:
                 # Taking over (or back): another sender may have used nonces and left entries.
