@@ -24,6 +24,14 @@ def peak_rss_kib() -> int:
     return 0
 
 
+def rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def run(settings_fields: dict, pipe: Connection) -> None:
     from eth_account import Account
 
@@ -47,6 +55,8 @@ def run(settings_fields: dict, pipe: Connection) -> None:
         message = pipe.recv()
         if message == "rss":
             pipe.send(peak_rss_kib())
+        elif message == "rss_now":
+            pipe.send(rss_kib())
         elif message == "stop":
             break
     service.shutdown()
