@@ -8,6 +8,14 @@ applications written the web app's way (EIP-712 signed, HSET + XADD) as a backlo
    second, JSON-RPC calls and Redis round trips per application (until all are purged), peak RSS;
 3. the ratio processor / limit.
 
+Then, once, the idle cost and the latency: the processor with an empty queue for a minute
+(JSON-RPC calls counted), then 30 applications that arrive one by one, each timed from its
+XADD to its `transactionHash` in the application hash (median and worst).
+
+The node mines a block every BENCH_BLOCK_TIME seconds (default 0.25, a fast chain: blocks hold
+many transactions, as on a real chain under load); BENCH_BLOCK_TIME=0 uses automine, one block
+per transaction.
+
     python -m bench.throughput            # N = 100, 1000, 10000
     python -m bench.throughput 1000       # one N
 """
@@ -40,6 +48,9 @@ OWNER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/1")
 LIMIT_SENDER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/2")
 GWEI = 10**9
 ANVIL_ARGS = ("--prune-history", "128")
+BLOCK_TIME = float(os.environ.get("BENCH_BLOCK_TIME", "0.25")) or None
+IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
+LATENCY_SAMPLES = 30
 
 
 def wait(predicate, timeout: float, what: str, interval: float = 0.05) -> None:
@@ -94,8 +105,7 @@ def measure_limit(anvil: Anvil, product: Product, applications: list[dict]) -> f
     return time.perf_counter() - started
 
 
-def measure_processor(redis_server: RedisServer, proxy: RpcProxy, anvil: Anvil,
-                      product: Product, client: redis.Redis, n: int) -> dict:
+def bench_settings(redis_server: RedisServer, proxy: RpcProxy, product: Product):
     from depeg_processor.config import Settings
     settings = Settings(redis_url=redis_server.url, chain_rpc_url=proxy.url,
                         product_address=product.address, mnemonic=TEST_MNEMONIC,
@@ -104,14 +114,25 @@ def measure_processor(redis_server: RedisServer, proxy: RpcProxy, anvil: Anvil,
                         max_fee_per_gas=100 * GWEI, max_non_ack_pending=10**9)
     if os.environ.get("BENCH_READ_COUNT"):  # the batch size; the default is the service's
         settings = dataclasses.replace(settings, read_count=int(os.environ["BENCH_READ_COUNT"]))
-    fields = {f.name: getattr(settings, f.name) for f in settings.__dataclass_fields__.values()}
+    return settings
+
+
+def start_processor(settings) -> tuple:
+    """The processor in a fresh interpreter; returns (process, pipe) once it is ready."""
+    fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
     context = multiprocessing.get_context("spawn")
     parent, child_end = context.Pipe()
     process = context.Process(target=child.run, args=(fields, child_end), name="processor")
-    before = product.application_count()
     process.start()
     if parent.recv() != "ready":
         raise SystemExit("bench: the processor did not start")
+    return process, parent
+
+
+def measure_processor(redis_server: RedisServer, proxy: RpcProxy, anvil: Anvil,
+                      product: Product, client: redis.Redis, n: int) -> dict:
+    before = product.application_count()
+    process, parent = start_processor(bench_settings(redis_server, proxy, product))
     proxy.reset_counts()
     started = time.perf_counter()
     wait(lambda: product.application_count() - before >= n, 3600, "all mined", interval=0.1)
@@ -130,10 +151,51 @@ def measure_processor(redis_server: RedisServer, proxy: RpcProxy, anvil: Anvil,
             "peak_rss_mib": report["peak_rss_kib"] / 1024}
 
 
+def measure_idle_and_latency() -> dict:
+    """JSON-RPC calls in an idle minute, then enqueue-to-transactionHash of applications that
+    arrive one by one at an idle processor."""
+    with RedisServer() as redis_server, Anvil(block_time=BLOCK_TIME, extra_args=ANVIL_ARGS) \
+            as anvil, RpcProxy(anvil.url) as proxy:
+        product = Product.deploy(anvil.url, OWNER)
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        webapp = WebApp(client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
+        applications = [webapp.application() for _ in range(LATENCY_SAMPLES)]
+        process, parent = start_processor(bench_settings(redis_server, proxy, product))
+        time.sleep(5)  # past start-up's own calls
+        proxy.reset_counts()
+        print(f"idle: counting JSON-RPC calls for {IDLE_SECONDS:.0f}s ...", flush=True)
+        time.sleep(IDLE_SECONDS)
+        idle_calls = proxy.total_calls() * 60 / IDLE_SECONDS
+        idle_by_method = dict(proxy.calls)
+        latencies = []
+        for fields in applications:
+            time.sleep(1.0)  # one by one, each to an idle processor
+            started = time.perf_counter()
+            entity_id = webapp.submit(fields)
+            key = f"PendingApplication:{entity_id}"
+            while not client.hget(key, "transactionHash"):
+                if time.perf_counter() - started > 60:
+                    raise SystemExit("bench: no transactionHash within 60 s")
+                time.sleep(0.001)
+            latencies.append(time.perf_counter() - started)
+        parent.send("stop")
+        parent.recv()
+        process.join(30)
+    latencies.sort()
+    result = {"idle_calls_per_minute": idle_calls, "idle_by_method": idle_by_method,
+              "latency_median_ms": 1000 * latencies[len(latencies) // 2],
+              "latency_worst_ms": 1000 * latencies[-1]}
+    print(f"idle: {idle_calls:.1f} JSON-RPC calls a minute {idle_by_method}; enqueue to "
+          f"transactionHash: median {result['latency_median_ms']:.0f} ms, worst "
+          f"{result['latency_worst_ms']:.0f} ms over {len(latencies)}", flush=True)
+    return result
+
+
 def run(n: int) -> dict:
     # anvil keeps every block's state in memory by default and slows down block after block
     # (at N=10,000 it passed 6 GB); the benchmark keeps the last states only, for both runs.
-    with RedisServer() as redis_server, Anvil(extra_args=ANVIL_ARGS) as anvil, \
+    with RedisServer() as redis_server, \
+            Anvil(block_time=BLOCK_TIME, extra_args=ANVIL_ARGS) as anvil, \
             RpcProxy(anvil.url) as proxy:
         product = Product.deploy(anvil.url, OWNER)
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
@@ -158,9 +220,11 @@ def run(n: int) -> dict:
 def main(argv: list[str]) -> int:
     sizes = [int(a) for a in argv] or [100, 1000, 10000]
     results = [run(n) for n in sizes]
+    idle = measure_idle_and_latency()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    print(f"\nmachine: {machine}; anvil automine ({' '.join(ANVIL_ARGS)}); processor, node and "
-          f"Redis on one host\n")
+    mining = f"a block every {BLOCK_TIME} s" if BLOCK_TIME else "automine"
+    print(f"\nmachine: {machine}; anvil {mining} ({' '.join(ANVIL_ARGS)}); processor, node "
+          f"and Redis on one host\n")
     print("| N | limit (tx/s) | processor (apps/s) | processor / limit | JSON-RPC calls / app "
           "| Redis round trips / app | peak RSS |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
@@ -168,8 +232,13 @@ def main(argv: list[str]) -> int:
         print(f"| {r['n']:,} | {r['limit_per_second']:.0f} | {r['per_second']:.0f} | "
               f"{r['ratio']:.0%} | {r['rpc_per_app']:.2f} | {r['redis_round_trips_per_app']:.2f} "
               f"| {r['peak_rss_mib']:.0f} MiB |")
-    Path("bench/last-run.json").write_text(json.dumps({"machine": machine, "results": results},
-                                                      indent=2) + "\n")
+    print(f"\n| idle JSON-RPC calls / minute | enqueue → transactionHash, median | worst |")
+    print("|---:|---:|---:|")
+    print(f"| {idle['idle_calls_per_minute']:.1f} | {idle['latency_median_ms']:.0f} ms | "
+          f"{idle['latency_worst_ms']:.0f} ms |")
+    Path("bench/last-run.json").write_text(json.dumps(
+        {"machine": machine, "mining": mining, "results": results, "idle": idle},
+        indent=2) + "\n")
     return 0
 
 
