@@ -97,14 +97,17 @@ class Processor:
         """One iteration over a batch of entries; returns how many were settled."""
         self._beat()
         try:
-            if not self._hold_lease() or not self._balance_sufficient() \
-                    or not self._within_spending_limit():
+            if not self._hold_lease() or not self._within_spending_limit():
                 return 0
             if not self._unsettled:
+                if not self._balance_sufficient(working=False):
+                    return 0
                 self._unsettled = self._read()
             self._state.redis_ok("processor")
             entries = self._unsettled
             if not entries or self._stop.is_set():
+                return 0
+            if not self._balance_sufficient(working=True):
                 return 0
             retry, problem = self.handle_batch(entries)
             self._unsettled = retry
@@ -328,19 +331,26 @@ class Processor:
             except redis.RedisError:
                 pass  # the loop sees Redis fail on its own; the lease simply runs out
 
-    def _current_balance(self) -> int:
-        """The wallet balance, read from the node at most every `balance_ttl` seconds and
-        lowered locally by what each transaction sent since may cost."""
+    def _current_balance(self, *, working: bool) -> int:
+        """The wallet balance as far as it matters now. It is read from the node only with
+        entries in hand (at most every `balance_ttl` seconds) or while holding for a low
+        balance; an idle processor asks the node nothing and keeps the last figure (the
+        receipt watcher refreshes the monitor's). Each transaction sent lowers it locally by
+        what it may cost."""
         now = self._monotonic()
-        if self._known_balance is None or now - self._balance_read_at >= self._balance_ttl:
+        holding = "balance" in self._holding_for  # a hold's pause is over: look again
+        if self._known_balance is None and not working and not holding:
+            self._known_balance = self._state.snapshot().balance  # the watcher's last figure
+        stale = now - self._balance_read_at >= self._balance_ttl
+        if self._known_balance is None or holding or (working and stale):
             self._known_balance = self._balance()
             self._balance_read_at = now
             self._state.set_balance(self._known_balance)
             self._state.node_ok("processor")
         return self._known_balance
 
-    def _balance_sufficient(self) -> bool:
-        balance = self._current_balance()
+    def _balance_sufficient(self, *, working: bool) -> bool:
+        balance = self._current_balance(working=working)
         if self._guard("balance", None if balance >= self._min_balance else (
                 f"balance {balance} wei is below PROCESSOR_MIN_BALANCE {self._min_balance} wei; "
                 f"nothing is sent, re-checking in {self._balance_too_low_timeout:.0f}s"),

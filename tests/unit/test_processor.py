@@ -307,3 +307,17 @@ def test_entries_settled_before_a_batch_failure_are_not_retried(h) -> None:
     h.sender.error = None
     assert h.processor.run_once() == 1
     assert len(h.dead_letters()) == 1, "the odd entry was set aside once, not twice"
+
+
+def test_an_idle_processor_asks_the_node_nothing(h) -> None:
+    h.balance.wei = ETHER
+    h.processor.run_once()  # nothing known yet: one read
+    assert h.balance.calls == 1
+    for _ in range(5):
+        h.clock.now += 10.0  # past the balance's time to live, but no work in hand
+        assert h.processor.run_once() == 0
+    assert h.balance.calls == 1
+
+    h.enqueue(signed_fields())
+    assert h.processor.run_once() == 1  # work in hand and a stale figure: read again
+    assert h.balance.calls == 2
