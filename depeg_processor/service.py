@@ -1,7 +1,8 @@
 """Wiring: build the parts from the settings and clients handed in, then run them.
 
 The entry point creates the clients and the stop event; this module only connects them. The
-main thread runs the processor loop, a named thread the receipt watcher, another the monitor.
+main thread runs the processor loop, a named thread the receipt watcher, another the monitor,
+and a housekeeping thread trims the stream now and then.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from .queue import StreamQueue
 from .product import ProductCalls
 from .metrics import Metrics, null_metrics
 from .records import SpendLedger, TxRecord, TxRecords
+from .retention import StreamRetention
 from .systemd import Notifier
 from .sender import Sender
 from .signing import TransactionSigner
@@ -65,6 +67,8 @@ class Service:
                                  dead_letter_key=settings.dead_letter_key, clock=clock,
                                  on_dead_letter=self.metrics.dead_letter)
         self.records = TxRecords(redis_client, prefix=settings.stream_key)
+        self.retention = StreamRetention(redis_client, stream=settings.stream_key,
+                                         retention=settings.stream_retention, clock=clock)
         self.lease = Lease(redis_client, key=f"{settings.stream_key}:lease:{account.address}",
                            owner=owner_id(settings.consumer), ttl=settings.lease_ttl,
                            monotonic=monotonic)
@@ -177,6 +181,7 @@ class Service:
         """Start the watcher thread and run the processor loop in this thread until stopped."""
         assert self.processor is not None and self.watcher is not None, "prepare() first"
         self._start_thread("receipt-watcher", self.watcher.run)
+        self._start_thread("housekeeping", lambda: self.retention.run(self.stop_event))
         self.notifier.ready(f"processing {self.settings.stream_key} as {self.account.address}")
         self.processor.run()
 
