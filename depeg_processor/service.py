@@ -15,9 +15,10 @@ import redis
 from eth_account.signers.local import LocalAccount
 from waitress.server import create_server
 
-from . import errors
+from . import errors, redis_server
 from .chain import Chain, NodeUnavailable
 from .config import Settings
+from .errors import StartupError
 from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy
 from .lease import Lease, owner_id
@@ -36,10 +37,6 @@ from .state import SharedState
 from .watcher import ReceiptWatcher
 
 log = logging.getLogger(__name__)
-
-
-class StartupError(errors.ProcessorError):
-    """The node or the product is not what the configuration says; retrying will not help."""
 
 
 class Service:
@@ -137,6 +134,7 @@ class Service:
         helper = calls.message_helper_result(result)
         self.state.set_balance(chain.balance(self.account.address))
         self.state.node_ok()
+        self._check_redis_server()
         self.queue.ensure_group()
         self.state.set_non_ack_pending(self.queue.pending_count())
         self.state.redis_ok()
@@ -171,6 +169,16 @@ class Service:
                    if settings.max_gas_spend_per_hour is not None else None),
             clock=self._clock,
             monotonic=self._monotonic)
+
+    def _check_redis_server(self) -> None:
+        """Refuse a Redis too old for the stream commands; warn about settings that can lose
+        data (see README, "Redis requirements")."""
+        server = redis_server.inspect(self._redis)
+        log.info("%s", server.summary())
+        for warning in server.warnings:
+            log.warning("redis: %s", warning)
+        for item in server.unchecked:
+            log.warning("redis: could not check %s", item)
 
     def _requeue(self, record: TxRecord) -> None:
         self.queue.reissue(record.entity_id, forget=self.records.key(record.entity_id),
