@@ -125,7 +125,7 @@ def make_monitor_app(state: SharedState, limits: Limits,
             return metrics_app(environ, start_response)
         checks_for = ROUTES.get(path)
         if checks_for is None:
-            return respond(start_response, "404 Not Found", {"error": f"no such path: {path}"})
+            return respond(start_response, "404 Not Found", {"error": "no such path"})
         if method not in ("GET", "HEAD"):
             return respond(start_response, "405 Method Not Allowed",
                            {"error": "method not allowed"}, [("Allow", "GET, HEAD")])

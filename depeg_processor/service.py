@@ -38,6 +38,16 @@ from .watcher import ReceiptWatcher
 
 log = logging.getLogger(__name__)
 
+# The monitor's sockets. Health probes must get through however many idle connections are open
+# (keep-alives of a load balancer or scraper, a port scanner). Waitress stops accepting once
+# `connection_limit` connections are open (new ones then wait in the listen backlog, probes
+# included) and closes connections idle for `channel_timeout` seconds, looking every
+# `cleanup_interval` seconds. So: room for many connections, idle ones dropped after seconds,
+# and poll() instead of select(), which fails beyond 1024 descriptors.
+MONITOR_CONNECTION_LIMIT = 500
+MONITOR_CHANNEL_TIMEOUT = 10
+MONITOR_CLEANUP_INTERVAL = 2
+
 
 class Service:
     """The processor with its watcher thread and monitor server."""
@@ -91,7 +101,11 @@ class Service:
         """Start the monitor server in its own thread; returns the bound port."""
         self._server = create_server(self.app, host=self.settings.host, port=self.settings.port,
                                      threads=2, ident="depeg-backend-processor",
-                                     clear_untrusted_proxy_headers=True)
+                                     clear_untrusted_proxy_headers=True,
+                                     connection_limit=MONITOR_CONNECTION_LIMIT,
+                                     channel_timeout=MONITOR_CHANNEL_TIMEOUT,
+                                     cleanup_interval=MONITOR_CLEANUP_INTERVAL,
+                                     asyncore_use_poll=True)
         port = self._server.effective_port
         self._start_thread("monitor", self._server.run)
         log.info("monitor listening on %s:%s", self.settings.host, port)
