@@ -7,9 +7,10 @@ removes only entries below all of:
 - the oldest pending (delivered, unacknowledged) entry of every consumer group on the stream;
 - the entry after every group's last-delivered-id, so entries not yet delivered to a group
   are kept.
-A stream no group reads is left alone. Entries only move out of these bounds (acknowledged, delivered), never back in, so a bound read
-a moment before the trim is still safe when the trim runs. The dead-letter stream is never
-trimmed: its entries are cleared by `requeue` or by an operator.
+A stream no group reads is left alone. Entries only move out of these bounds (acknowledged,
+delivered), never back in, so a bound read a moment before the trim is still safe when the trim
+runs. The dead-letter stream is never trimmed: its entries are cleared by `requeue` or by an
+operator.
 """
 from __future__ import annotations
 
