@@ -65,7 +65,7 @@ class RedisServer:
                  extra_args: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
         self.persistent = persistent
-        self.extra_args = extra_args  # more configuration, e.g. ("--maxmemory-policy", "allkeys-lru")
+        self.extra_args = extra_args  # more settings: ("--maxmemory-policy", "allkeys-lru")
         self._dir = tempfile.mkdtemp(prefix="devnet-redis-")
         self.process: Optional[subprocess.Popen] = None
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,9 @@ def test_new_process_takes_over_on_sigterm_while_applications_flow(
 
         old.send_signal(signal.SIGTERM)
         terminated.set()
+        signalled = time.monotonic()
         assert old.wait(15) == 0, "the old process stops cleanly on SIGTERM"
+        stopping = time.monotonic() - signalled
         wait_until(lambda: holder_pid(redis_client) == new.pid, what="the new process sending")
         web.join(60)
         assert not web.is_alive()
@@ -112,5 +115,6 @@ def test_new_process_takes_over_on_sigterm_while_applications_flow(
     assert old_sent and new_sent
     gap = min(new_sent) - max(old_sent)
     print(f"\nhandover: the old process sent {len(old_sent)}, the new one {len(new_sent)} of "
-          f"{count}; sending paused for {gap * 1000:.0f} ms (lease TTL {LEASE_TTL_MS} ms)")
+          f"{count}; sending paused for {gap * 1000:.0f} ms (lease TTL {LEASE_TTL_MS} ms); "
+          f"the old one exited {stopping:.1f} s after SIGTERM")
     assert 0 < gap <= LEASE_TTL_MS / 1000, "no overlap, and a pause of at most one lease TTL"
