@@ -15,22 +15,25 @@ import redis
 from depeg_processor import service as service_module
 from depeg_processor.chain import Chain
 from depeg_processor.service import Service
-from tests.conftest import wait_until
 from tests.integration.conftest import PROCESSOR, base_settings
 
 IDLE_CONNECTIONS = 200
 PROBE_BOUND = 0.100  # seconds: a probe must not wait behind idle sockets
 
 
+def monitor_only() -> Service:
+    """A service of which only the monitor runs; Redis and the node are never called (the
+    monitor answers from shared state)."""
+    settings = base_settings("redis://127.0.0.1:9/0", "http://127.0.0.1:9", PROCESSOR.address)
+    return Service(settings=settings, redis_client=redis.Redis(port=9),
+                   chain=Chain.from_url(settings.chain_rpc_url, timeout=1),
+                   account=PROCESSOR, stop=threading.Event())
+
+
 @pytest.fixture
 def monitor() -> Iterator[Service]:
-    """Only the monitor of a service that looks healthy; Redis and the node are never called
-    (the monitor answers from shared state)."""
-    settings = base_settings("redis://127.0.0.1:9/0", "http://127.0.0.1:9",
-                             PROCESSOR.address)
-    service = Service(settings=settings, redis_client=redis.Redis(port=9),
-                      chain=Chain.from_url(settings.chain_rpc_url, timeout=1),
-                      account=PROCESSOR, stop=threading.Event())
+    """The monitor of a service that looks healthy."""
+    service = monitor_only()
     service.port = service.serve_monitor()
     service.state.processor_beat()
     service.state.set_non_ack_pending(0)
@@ -75,10 +78,7 @@ def test_liveness_answers_within_100ms_while_200_idle_connections_are_held(monit
 def test_idle_connections_are_closed_by_the_server(monkeypatch) -> None:
     monkeypatch.setattr(service_module, "MONITOR_CHANNEL_TIMEOUT", 1)
     monkeypatch.setattr(service_module, "MONITOR_CLEANUP_INTERVAL", 1)
-    settings = base_settings("redis://127.0.0.1:9/0", "http://127.0.0.1:9", PROCESSOR.address)
-    service = Service(settings=settings, redis_client=redis.Redis(port=9),
-                      chain=Chain.from_url(settings.chain_rpc_url, timeout=1),
-                      account=PROCESSOR, stop=threading.Event())
+    service = monitor_only()
     port = service.serve_monitor()
     try:
         with socket.create_connection(("127.0.0.1", port)) as idle:
