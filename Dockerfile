@@ -14,6 +14,7 @@ COPY contracts/build ./contracts/build
 
 FROM base AS runtime
 ENV NODE_ENV=production PORT=3000
+COPY app.json ./
 RUN useradd --system --uid 10001 --no-create-home processor
 USER processor
 EXPOSE 3000

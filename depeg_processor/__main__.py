@@ -21,7 +21,7 @@ from decouple import AutoConfig
 from prometheus_client import CollectorRegistry
 from eth_account import Account
 
-from . import errors
+from . import errors, redis_server
 from .chain import Chain
 from .config import DERIVATION_PATH, Settings, load_settings
 from .faults import Faults
@@ -85,9 +85,13 @@ def command_check_config(settings: Settings) -> int:
     print(f"configuration ok; processor wallet {account.address}")
     problems = 0
     try:
-        build_redis(settings).ping()
-        print(f"redis ok ({settings.redis_url.split('@')[-1]})")
-    except redis.RedisError as error:
+        server = redis_server.inspect(build_redis(settings))
+        print(f"redis ok ({settings.redis_url.split('@')[-1]}): {server.summary()}")
+        for warning in server.warnings:
+            print(f"redis WARNING: {warning}")
+        for item in server.unchecked:
+            print(f"redis NOT CHECKED: {item}")
+    except (StartupError, redis.RedisError) as error:
         print(f"redis FAILED: {error}")
         problems += 1
     chain = Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout)

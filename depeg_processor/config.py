@@ -59,6 +59,7 @@ class Settings:
     stuck_blocks: int = 3
     stuck_timeout: float = 30.0
     max_gas_spend_per_hour: Optional[int] = None
+    stream_retention: float = 7 * 24 * 3600.0
 
     @property
     def production(self) -> bool:
@@ -201,6 +202,7 @@ def load_settings(config: Callable[..., object]) -> Settings:
         stuck_timeout=get("TX_STUCK_TIMEOUT", parse_millis, "30000"),
         max_gas_spend_per_hour=(get("MAX_GAS_SPEND_PER_HOUR", parse_wei)
                                 if optional("MAX_GAS_SPEND_PER_HOUR") is not None else None),
+        stream_retention=get("REDIS_STREAM_RETENTION", parse_millis, "604800000"),
     )
     _check_consistency(settings)
     return settings

@@ -20,6 +20,10 @@ class ConfigError(ProcessorError):
         self.problem = problem
 
 
+class StartupError(ProcessorError):
+    """Redis, the node or the product is not what the processor needs; retrying will not help."""
+
+
 class PermanentError(ProcessorError):
     """This application can never succeed as it is; `reason` says why."""
 

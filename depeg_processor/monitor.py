@@ -2,7 +2,8 @@
 
 `/api/monitor` (balance, processor, nonAckPendingTx), `/api/monitor/liveness` (processor,
 nonAckPendingTx) and `/api/monitor/readiness` (balance, node, redis) answer 200 when every
-check says "ok" and 500 otherwise, with a JSON body naming each check. `/metrics` serves the
+check says "ok" and 500 otherwise, with a JSON body naming each check (readiness adds an
+informational `role` for a hot standby). `/metrics` serves the
 Prometheus registry when one is given.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from .state import SharedState, Snapshot
 
 OK = "ok"
+INFORMATIONAL = frozenset({"role"})  # reported, never a failure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,10 +85,14 @@ def liveness_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, str
 
 
 def readiness_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, str]:
+    """A hot standby is ready: it can take over the moment the sender's lease ends, which is
+    what a deploy waits for before stopping the old process. Its `role` says so."""
     checks = {"balance": check_balance(snap, limits),
               "node": check_node(snap),
               "redis": check_redis(snap)}
-    if snap.holding:
+    if snap.standby:
+        checks["role"] = snap.holding
+    elif snap.holding:
         checks["sending"] = f"on hold: {snap.holding}"
     if snap.stuck:
         checks["transactions"] = snap.stuck
@@ -125,12 +131,12 @@ def make_monitor_app(state: SharedState, limits: Limits,
             return metrics_app(environ, start_response)
         checks_for = ROUTES.get(path)
         if checks_for is None:
-            return respond(start_response, "404 Not Found", {"error": f"no such path: {path}"})
+            return respond(start_response, "404 Not Found", {"error": "no such path"})
         if method not in ("GET", "HEAD"):
             return respond(start_response, "405 Method Not Allowed",
                            {"error": "method not allowed"}, [("Allow", "GET, HEAD")])
         checks = checks_for(state.snapshot(), limits, state.now())
-        healthy = all(value == OK for value in checks.values())
+        healthy = all(value == OK for key, value in checks.items() if key not in INFORMATIONAL)
         status = "200 OK" if healthy else "500 Internal Server Error"
         return respond(start_response, status, checks)
 

@@ -1,7 +1,8 @@
 """Wiring: build the parts from the settings and clients handed in, then run them.
 
 The entry point creates the clients and the stop event; this module only connects them. The
-main thread runs the processor loop, a named thread the receipt watcher, another the monitor.
+main thread runs the processor loop, a named thread the receipt watcher, another the monitor,
+and a housekeeping thread trims the stream now and then.
 """
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ import redis
 from eth_account.signers.local import LocalAccount
 from waitress.server import create_server
 
-from . import errors
+from . import errors, redis_server
 from .chain import Chain, NodeUnavailable
 from .config import Settings
+from .errors import StartupError
 from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy
 from .lease import Lease, owner_id
@@ -27,6 +29,7 @@ from .queue import StreamQueue
 from .product import ProductCalls
 from .metrics import Metrics, null_metrics
 from .records import SpendLedger, TxRecord, TxRecords
+from .retention import StreamRetention
 from .systemd import Notifier
 from .sender import Sender
 from .signing import TransactionSigner
@@ -35,9 +38,15 @@ from .watcher import ReceiptWatcher
 
 log = logging.getLogger(__name__)
 
-
-class StartupError(errors.ProcessorError):
-    """The node or the product is not what the configuration says; retrying will not help."""
+# The monitor's sockets. Health probes must get through however many idle connections are open
+# (keep-alives of a load balancer or scraper, a port scanner). Waitress stops accepting once
+# `connection_limit` connections are open (new ones then wait in the listen backlog, probes
+# included) and closes connections idle for `channel_timeout` seconds, looking every
+# `cleanup_interval` seconds. So: room for many connections, idle ones dropped after seconds,
+# and poll() instead of select(), which fails beyond 1024 descriptors.
+MONITOR_CONNECTION_LIMIT = 500
+MONITOR_CHANNEL_TIMEOUT = 10
+MONITOR_CLEANUP_INTERVAL = 2
 
 
 class Service:
@@ -65,6 +74,8 @@ class Service:
                                  dead_letter_key=settings.dead_letter_key, clock=clock,
                                  on_dead_letter=self.metrics.dead_letter)
         self.records = TxRecords(redis_client, prefix=settings.stream_key)
+        self.retention = StreamRetention(redis_client, stream=settings.stream_key,
+                                         retention=settings.stream_retention, clock=clock)
         self.lease = Lease(redis_client, key=f"{settings.stream_key}:lease:{account.address}",
                            owner=owner_id(settings.consumer), ttl=settings.lease_ttl,
                            monotonic=monotonic)
@@ -90,7 +101,11 @@ class Service:
         """Start the monitor server in its own thread; returns the bound port."""
         self._server = create_server(self.app, host=self.settings.host, port=self.settings.port,
                                      threads=2, ident="depeg-backend-processor",
-                                     clear_untrusted_proxy_headers=True)
+                                     clear_untrusted_proxy_headers=True,
+                                     connection_limit=MONITOR_CONNECTION_LIMIT,
+                                     channel_timeout=MONITOR_CHANNEL_TIMEOUT,
+                                     cleanup_interval=MONITOR_CLEANUP_INTERVAL,
+                                     asyncore_use_poll=True)
         port = self._server.effective_port
         self._start_thread("monitor", self._server.run)
         log.info("monitor listening on %s:%s", self.settings.host, port)
@@ -133,6 +148,7 @@ class Service:
         helper = calls.message_helper_result(result)
         self.state.set_balance(chain.balance(self.account.address))
         self.state.node_ok()
+        self._check_redis_server()
         self.queue.ensure_group()
         self.state.set_non_ack_pending(self.queue.pending_count())
         self.state.redis_ok()
@@ -168,6 +184,16 @@ class Service:
             clock=self._clock,
             monotonic=self._monotonic)
 
+    def _check_redis_server(self) -> None:
+        """Refuse a Redis too old for the stream commands; warn about settings that can lose
+        data (see README, "Redis requirements")."""
+        server = redis_server.inspect(self._redis)
+        log.info("%s", server.summary())
+        for warning in server.warnings:
+            log.warning("redis: %s", warning)
+        for item in server.unchecked:
+            log.warning("redis: could not check %s", item)
+
     def _requeue(self, record: TxRecord) -> None:
         self.queue.reissue(record.entity_id, forget=self.records.key(record.entity_id),
                            inflight_key=self.records.inflight_key)
@@ -177,6 +203,7 @@ class Service:
         """Start the watcher thread and run the processor loop in this thread until stopped."""
         assert self.processor is not None and self.watcher is not None, "prepare() first"
         self._start_thread("receipt-watcher", self.watcher.run)
+        self._start_thread("housekeeping", lambda: self.retention.run(self.stop_event))
         self.notifier.ready(f"processing {self.settings.stream_key} as {self.account.address}")
         self.processor.run()
 

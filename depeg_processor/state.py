@@ -10,6 +10,8 @@ import threading
 import time
 from typing import Callable, Optional
 
+STANDBY = "standby"
+
 
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
@@ -26,6 +28,12 @@ class Snapshot:
     head: Optional[int] = None
     stuck: Optional[str] = None
     spent_last_hour: Optional[int] = None
+
+    @property
+    def standby(self) -> bool:
+        """Waiting because another processor holds the wallet's lease: the processor records
+        this as a hold whose reason starts with STANDBY."""
+        return self.holding is not None and self.holding.startswith(STANDBY)
 
 
 class SharedState:

@@ -61,9 +61,11 @@ def _wait_until(ready, what: str, process: subprocess.Popen, timeout: float = 20
 class RedisServer:
     """A redis-server with no persistence in a temporary directory."""
 
-    def __init__(self, port: Optional[int] = None, *, persistent: bool = False) -> None:
+    def __init__(self, port: Optional[int] = None, *, persistent: bool = False,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
         self.persistent = persistent
+        self.extra_args = extra_args  # more settings: ("--maxmemory-policy", "allkeys-lru")
         self._dir = tempfile.mkdtemp(prefix="devnet-redis-")
         self.process: Optional[subprocess.Popen] = None
 
@@ -76,7 +78,7 @@ class RedisServer:
                       else ["--appendonly", "no"])
         self.process = subprocess.Popen(
             [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             *durability, "--dir", self._dir],
+             *durability, "--dir", self._dir, *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_until(self._answers, "redis-server", self.process)
         return self

@@ -35,8 +35,9 @@ def test_one_sends_the_other_takes_over_after_a_kill(consumers, redis_server, an
         active, active_port = processes[pid]
         (standby, standby_port), = [v for k, v in processes.items() if k != pid]
         ready = wait_until(lambda: (r := http_json(standby_port, "/api/monitor/readiness"))
-                           and "sending" in r[1] and r, what="standby readiness")
-        assert ready[0] == 500 and "standby" in ready[1]["sending"]
+                           and "role" in r[1] and r, what="standby readiness")
+        assert ready[0] == 200 and ready[1]["role"].startswith("standby")
+        assert "sending" not in ready[1], "a standby is ready: it can take over at once"
         assert http_json(standby_port, "/api/monitor/liveness")[0] == 200
 
         entity_ids = [webapp.apply() for _ in range(8)]

@@ -1,7 +1,9 @@
-"""The deployment files operators copy: the systemd unit, the compose file, the Dockerfile."""
+"""The deployment files operators copy: the systemd unit, the compose file, the Dockerfile,
+Dokku's app.json."""
 from __future__ import annotations
 
 import configparser
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -62,3 +64,14 @@ def test_dockerfile_runs_as_non_root_with_a_liveness_healthcheck() -> None:
     assert "USER processor" in runtime and "EXPOSE 3000" in runtime
     assert "HEALTHCHECK" in runtime and "/api/monitor/liveness" in runtime
     assert text.rstrip().endswith('CMD ["run"]'), "the runtime stage is the default target"
+
+
+def test_app_json_gates_a_dokku_deploy_on_readiness() -> None:
+    checks = json.loads((ROOT / "app.json").read_text())["healthchecks"]["web"]
+    (check,) = checks
+    assert check["type"] == "startup" and check["path"] == "/api/monitor/readiness"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"EXPOSE {check['port']}" in dockerfile and f"PORT={check['port']}" in dockerfile
+    assert check["attempts"] * check["wait"] >= 30, "time for the start-up checks to pass"
+    assert "COPY app.json" in dockerfile[dockerfile.index("AS runtime"):], \
+        "also in the image's working directory, where Dokku looks for it in image deploys"

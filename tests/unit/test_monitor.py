@@ -136,8 +136,24 @@ def test_readiness_recovers_when_the_error_clears(state) -> None:
     assert get(state, "/api/monitor/readiness")[0] == 200
 
 
-def test_unknown_path_is_404(state) -> None:
-    assert get(state, "/api/other")[0] == 404
+def test_a_standby_is_ready_and_says_so(state) -> None:
+    state.set_holding("standby: another processor (p@host:1:ab) holds the wallet's lease")
+    status, body = get(state, "/api/monitor/readiness")
+    assert status == 200 and "sending" not in body
+    assert body["role"].startswith("standby") and "p@host:1:ab" in body["role"]
+    state.node_failed("refused")
+    assert get(state, "/api/monitor/readiness")[0] == 500, "a standby needs its dependencies"
+
+
+def test_other_holds_fail_readiness(state) -> None:
+    state.set_holding("balance 5 wei is below PROCESSOR_MIN_BALANCE")
+    status, body = get(state, "/api/monitor/readiness")
+    assert status == 500 and "role" not in body
+    assert body["sending"].startswith("on hold: balance")
+
+
+def test_unknown_path_is_404_without_echoing_it(state) -> None:
+    assert get(state, "/api/other<script>") == (404, {"error": "no such path"})
 
 
 @pytest.mark.parametrize("path", ["/api/monitor", "/api/monitor/readiness"])

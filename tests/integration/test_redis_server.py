@@ -1,0 +1,88 @@
+"""The Redis requirements checked against real redis-servers configured each way: the start-up
+log, `check-config`'s output and exit code, and the refusal of a server below the minimum."""
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+
+import pytest
+import redis
+
+from depeg_processor import redis_server as server_check
+from depeg_processor.__main__ import command_check_config
+from depeg_processor.chain import Chain
+from depeg_processor.errors import StartupError
+from depeg_processor.service import Service
+from devnet.nodes import RedisServer
+from tests.integration.conftest import PROCESSOR, base_settings, service_env
+
+SAFE = ("--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction")
+EVICTING = ("--maxmemory-policy", "allkeys-lru", "--appendonly", "no")
+NO_CONFIG = ("--rename-command", "CONFIG", "")  # as many hosted Redis services do
+
+
+@pytest.fixture
+def server(request):
+    with RedisServer(extra_args=request.param) as started:
+        yield started
+
+
+def check_config(redis_url: str, anvil, product) -> subprocess.CompletedProcess:
+    env = service_env(redis_url, anvil.url, product.address)
+    return subprocess.run([sys.executable, "-m", "depeg_processor", "check-config"], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("server", [SAFE], indirect=True)
+def test_a_server_as_the_readme_asks_passes_without_warnings(server, anvil, product) -> None:
+    result = check_config(server.url, anvil, product)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "redis ok" in result.stdout and "maxmemory-policy noeviction" in result.stdout
+    assert "WARNING" not in result.stdout and "NOT CHECKED" not in result.stdout
+
+
+@pytest.mark.parametrize("server", [EVICTING], indirect=True)
+def test_eviction_and_no_aof_are_warned_about_at_start_and_by_check_config(
+        server, anvil, product, caplog) -> None:
+    result = check_config(server.url, anvil, product)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "redis WARNING: maxmemory-policy is 'allkeys-lru'" in result.stdout
+    assert "redis WARNING: appendonly is 'no'" in result.stdout
+
+    settings = base_settings(server.url, anvil.url, product.address)
+    service = Service(settings=settings,
+                      redis_client=redis.Redis.from_url(server.url, decode_responses=True),
+                      chain=Chain.from_url(anvil.url, timeout=10), account=PROCESSOR,
+                      stop=threading.Event())
+    with caplog.at_level(logging.WARNING, logger="depeg_processor.service"):
+        assert service.prepare()
+    warned = [r.getMessage() for r in caplog.records if r.name == "depeg_processor.service"]
+    assert any("maxmemory-policy is 'allkeys-lru'" in m for m in warned), warned
+    assert any("appendonly is 'no'" in m for m in warned), warned
+
+
+@pytest.mark.parametrize("server", [NO_CONFIG], indirect=True)
+def test_config_disabled_is_reported_as_not_checked_and_does_not_fail(
+        server, anvil, product) -> None:
+    result = check_config(server.url, anvil, product)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "redis NOT CHECKED: maxmemory-policy, appendonly, appendfsync: CONFIG GET refused" \
+        in result.stdout
+    assert "WARNING: maxmemory" not in result.stdout
+
+
+def test_a_server_below_the_minimum_refuses_to_start_and_fails_check_config(
+        redis_server, anvil, product, monkeypatch, capsys) -> None:
+    # No older redis-server is at hand: raise the floor above the real server's version.
+    monkeypatch.setattr(server_check, "MIN_VERSION", (99, 0, 0))
+    settings = base_settings(redis_server.url, anvil.url, product.address)
+    service = Service(settings=settings,
+                      redis_client=redis.Redis.from_url(redis_server.url, decode_responses=True),
+                      chain=Chain.from_url(anvil.url, timeout=10), account=PROCESSOR,
+                      stop=threading.Event())
+    with pytest.raises(StartupError, match=r"Redis 6\.\d+\.\d+ is too old.*99\.0\.0 or later"):
+        service.prepare()
+    assert command_check_config(settings) == 1
+    assert "redis FAILED: Redis" in capsys.readouterr().out
