@@ -4,6 +4,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
+from depeg_processor.untrusted import REDIS_DECODING
 from devnet.webapp import WebApp
 
 from .helpers import CHAIN_ID, MESSAGE_HELPER
@@ -11,7 +12,7 @@ from .helpers import CHAIN_ID, MESSAGE_HELPER
 
 @pytest.fixture
 def fake_redis() -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis(decode_responses=True)
+    return fakeredis.FakeRedis(**REDIS_DECODING)
 
 
 @pytest.fixture
