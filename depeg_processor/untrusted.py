@@ -66,9 +66,10 @@ def is_utf8(value: str) -> bool:
 
 
 def escaped(value: str, limit: int = KEPT_CHARS) -> str:
-    """`value` as printable text for a dead letter: bytes that are not UTF-8 as `\\xNN`, at most
-    `limit` characters, and the original size when it was cut."""
-    text = value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """`value` as one line of printable text for a dead letter, escaped as repr() does (bytes
+    that are not UTF-8 as `\\udcNN`, as in JSON; newlines as `\\n`), at most `limit`
+    characters, with the original size when it was cut."""
+    text = repr(value)[1:-1]
     if len(text) <= limit:
         return text
     return f"{text[:limit]}…[{byte_size(value)} bytes]"
@@ -150,6 +151,6 @@ class HashGuard:
         _kind, count, total, oversized = reply
         return HashContent({}, {
             "fields": int(count), "bytes": int(total) if int(total) >= 0 else None,
-            "oversized": [{"name": escaped(name, NAME_PREFIX_BYTES * 4),
+            "oversized": [{"name": escaped(name, NAME_PREFIX_BYTES * 6),
                            "nameBytes": int(name_bytes), "valueBytes": int(value_bytes)}
                           for name, name_bytes, value_bytes in oversized]})

@@ -18,3 +18,11 @@ def fake_redis() -> fakeredis.FakeRedis:
 @pytest.fixture
 def webapp(fake_redis: fakeredis.FakeRedis) -> WebApp:
     return WebApp(redis=fake_redis, chain_id=CHAIN_ID, message_helper=MESSAGE_HELPER)
+
+
+@pytest.fixture
+def raw_redis(fake_redis: fakeredis.FakeRedis) -> fakeredis.FakeRedis:
+    """The same in-memory Redis, as bytes: what users may write, as it is stored."""
+    kwargs = fake_redis.connection_pool.connection_kwargs
+    return fakeredis.FakeRedis(server=kwargs["server"], host=kwargs["host"], port=kwargs["port"],
+                               db=kwargs["db"])
