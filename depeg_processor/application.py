@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 from typing import Mapping, Optional
 
@@ -201,6 +202,8 @@ def parse_application(entity_id: str, fields: Mapping[str, str]) -> Application:
     if fields.get("timestamp"):
         try:
             timestamp = float(fields["timestamp"])
+            if not math.isfinite(timestamp):
+                raise ValueError(timestamp)
         except ValueError:
             raise PermanentError(f"field timestamp: {shown(fields['timestamp'])} is not a "
                                  "number", kind="invalid_field") from None

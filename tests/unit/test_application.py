@@ -55,6 +55,8 @@ def test_missing_hash_is_not_found() -> None:
     ("signature", "0x1234"),
     ("signature", "0x" + "zz" * 65),
     ("timestamp", "yesterday"),
+    ("timestamp", "-inf"),
+    ("timestamp", "nan"),
     ("transactionHash", "0xabc"),
 ])
 def test_malformed_field_is_permanent_and_named(field: str, value: str) -> None:

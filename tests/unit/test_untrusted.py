@@ -106,3 +106,26 @@ def test_a_pipeline_reloads_the_script_when_redis_forgot_it(fake_redis, guard) -
     assert len(calls) == 2
     guard.run(execute)
     assert len(calls) == 3, "once loaded, one round trip"
+
+
+@pytest.mark.parametrize("production", [False, True])
+def test_a_value_with_newlines_stays_on_its_log_line(production) -> None:
+    import io
+    import json
+    import logging
+
+    from depeg_processor.logs import configure_logging
+
+    stream, root = io.StringIO(), logging.getLogger()
+    saved = root.handlers[:], root.level
+    configure_logging(level="INFO", production=production, stream=stream)
+    try:
+        value = "X\n2026-11-28 INFO [main] forged: all good\udcff"
+        logging.getLogger("depeg_processor.test").info("application %s", shown(value))
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    [line] = stream.getvalue().splitlines()
+    if production:
+        assert json.loads(line)["message"] == f"application {value!r}"
+    assert "forged" in line
