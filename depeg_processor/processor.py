@@ -99,10 +99,12 @@ class Processor:
     def run_once(self) -> int:
         """One iteration over a batch of entries; returns how many were settled."""
         self._beat()
+        reading = False  # from here on an unforeseen error is the entries' (or the read's)
         try:
             if not self._hold_lease() or not self._balance_sufficient() \
                     or not self._within_spending_limit():
                 return 0
+            reading = True
             if not self._unsettled:
                 self._unsettled = self._read()
             self._state.redis_ok("processor")
@@ -137,7 +139,8 @@ class Processor:
             self._retry_later(f"redis: {type(error).__name__}: {error}")
         except Exception as error:  # a bug must not kill the loop nor hold its entries forever
             log.exception("unexpected error; retrying in %.0fs", self._error_timeout)
-            self._count_unexpected(error)
+            if reading:
+                self._count_unexpected(error)
             self._pause(self._error_timeout)
         return 0
 

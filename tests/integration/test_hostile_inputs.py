@@ -123,7 +123,7 @@ def test_hashes_too_large_are_set_aside_by_their_sizes(start_service, webapp, re
 
 
 INVALID_IDS = [b"01HZX:K8Q4M7N2P5R8T1V4W7Y0", b"01HZX K8Q4M7N2P5R8T1V4W7Y0",
-               b"01HZX3K8Q4M7N2P5R8T1V4W7Y0\n", b"x" * 10_000]
+               b"01HZX3K8Q4M7N2P5R8T1V4W7Y0\n", b"x" * 10_000, b"y" * 2_000_000]
 
 
 def test_invalid_entity_ids_whose_hash_exists(start_service, webapp, redis_client, raw):
@@ -137,6 +137,7 @@ def test_invalid_entity_ids_whose_hash_exists(start_service, webapp, redis_clien
         assert json.loads(letter["application"]) == kept[entry_id], "the hash is kept"
         assert "\n" not in letter["entityId"] + letter["reason"]
         assert len(letter["entityId"]) < 1100 and len(letter["reason"]) < 1000
+        assert len(letter["streamEntry"]) < 1200, "megabytes are cut, not copied"
         assert not raw.exists(b"PendingApplication:" + entity_id)
 
 

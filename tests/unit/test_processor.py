@@ -427,3 +427,16 @@ def test_attempts_are_forgotten_once_their_entries_are_out_of_hand(h) -> None:
     h.sender.error = None
     assert h.processor.run_once() == 1
     assert h.processor._attempts == {}
+
+
+def test_an_unforeseen_error_before_reading_holds_the_entries_without_counting(h) -> None:
+    h.enqueue(signed_fields())
+    h.sender.error = errors.TransientError("node busy")
+    h.processor.run_once()  # the entry is in hand, one attempt counted
+    h.balance.error = RuntimeError("a bug in the balance check")
+    h.processor._known_balance = None
+    for _ in range(5):
+        assert h.processor.run_once() == 0
+    assert h.dead_letters() == [] and h.queue.pending_count() == 1
+    h.balance.error = h.sender.error = None
+    assert h.processor.run_once() == 1
