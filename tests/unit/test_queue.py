@@ -197,7 +197,8 @@ def test_failed_dead_letter_write_loses_nothing(fake_redis, queue) -> None:
 
 def test_a_dead_letter_keeps_bytes_that_are_not_utf8_escaped_and_requeue_restores_them(
         fake_redis, raw_redis, queue) -> None:
-    raw_redis.hset(KEY.encode(), mapping={k.encode(): v.encode() for k, v in signed_fields().items()})
+    raw_redis.hset(KEY.encode(), mapping={k.encode(): v.encode()
+                                          for k, v in signed_fields().items()})
     raw_redis.hset(KEY.encode(), b"duration", b"25\xff92000")
     raw_redis.hset(KEY.encode(), b"n\xfe", b"1")
     original = raw_redis.hgetall(KEY.encode())
