@@ -38,10 +38,11 @@ def run(settings_fields: dict, pipe: Connection) -> None:
     from depeg_processor.chain import Chain
     from depeg_processor.config import DERIVATION_PATH, Settings
     from depeg_processor.service import Service
+    from depeg_processor.untrusted import REDIS_DECODING
 
     settings = Settings(**settings_fields)
     account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)
-    pool = redis.ConnectionPool.from_url(settings.redis_url, decode_responses=True,
+    pool = redis.ConnectionPool.from_url(settings.redis_url, **REDIS_DECODING,
                                          connection_class=CountingConnection)
     service = Service(settings=settings, redis_client=redis.Redis(connection_pool=pool),
                       chain=Chain.from_url(settings.chain_rpc_url, timeout=30),

@@ -31,6 +31,7 @@ from .queue import StreamQueue
 from .records import TxRecords
 from .service import Service, StartupError
 from .systemd import Notifier
+from .untrusted import REDIS_DECODING
 
 log = logging.getLogger("depeg_processor")
 
@@ -38,7 +39,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_STARTUP = 0, 1, 2, 3
 
 
 def build_redis(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url, decode_responses=True,
+    return redis.Redis.from_url(settings.redis_url, **REDIS_DECODING,
                                 socket_timeout=max(10.0, settings.rpc_timeout),
                                 socket_connect_timeout=5.0, health_check_interval=30)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import re
 from typing import Mapping, Optional
 
@@ -15,13 +16,15 @@ from eth_keys import keys
 from eth_utils import is_hex_address, keccak, to_checksum_address
 
 from .errors import PermanentError
+from .untrusted import is_utf8, shown
 
 KEY_PREFIX = "PendingApplication:"
 UINT256_MAX = 2**256 - 1
-_DECIMAL = re.compile(r"^[0-9]{1,78}$")
-_SIGNATURE = re.compile(r"^0x[0-9a-fA-F]{130}$")
-_TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
-_ENTITY_ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
+# Used with fullmatch: `$` would also accept a trailing newline.
+_DECIMAL = re.compile(r"[0-9]{1,78}")
+_SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
+_TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
+_ENTITY_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 REQUIRED_FIELDS = ("policyHolder", "protectedWallet", "protectedBalance", "duration", "bundleId",
                    "signatureId", "signature")
 
@@ -76,10 +79,22 @@ def application_key(entity_id: str) -> str:
 def check_entity_id(entity_id: Optional[str]) -> str:
     """The stream entry's `entityId`: a ULID in practice; anything key-safe is accepted."""
     if not entity_id:
-        raise PermanentError("stream entry has no entityId")
-    if not _ENTITY_ID.match(entity_id):
-        raise PermanentError(f"entityId {entity_id!r} is not a valid id")
+        raise PermanentError("stream entry has no entityId", kind="invalid_entry")
+    if not is_utf8(entity_id):
+        raise PermanentError(f"entityId {shown(entity_id)} is not UTF-8", kind="not_utf8")
+    if not _ENTITY_ID.fullmatch(entity_id):
+        raise PermanentError(f"entityId {shown(entity_id)} is not a valid id",
+                             kind="invalid_entry")
     return entity_id
+
+
+def check_entry(fields: Mapping[str, str]) -> str:
+    """A stream entry as the web app writes it (`entityId` and perhaps more): its entity id."""
+    for name, value in fields.items():
+        if not is_utf8(name) or not is_utf8(value):
+            raise PermanentError(f"stream entry field {shown(name)} is not UTF-8",
+                                 kind="not_utf8")
+    return check_entity_id(fields.get("entityId"))
 
 
 def signature_id_bytes32(signature_id: str) -> bytes:
@@ -133,56 +148,70 @@ class Application:
         try:
             signer = self.recover_signer(chain_id=chain_id, verifying_contract=verifying_contract)
         except Exception:  # malformed r/s/v cannot be recovered at all
-            raise PermanentError("signature invalid: cannot recover a signer") from None
+            raise PermanentError("signature invalid: cannot recover a signer",
+                                 kind="signature_invalid") from None
         if signer != self.policy_holder:
             raise PermanentError(
-                f"signature invalid: signed by {signer}, not by policyHolder {self.policy_holder}")
+                f"signature invalid: signed by {signer}, not by policyHolder {self.policy_holder}",
+                kind="signature_invalid")
 
 
 def parse_application(entity_id: str, fields: Mapping[str, str]) -> Application:
     """Validate every field of a `PendingApplication` hash; a bad one is a permanent error
     naming the field."""
     if not fields:
-        raise PermanentError(f"application {application_key(entity_id)} not found")
+        raise PermanentError(f"application {application_key(entity_id)} not found",
+                             kind="not_found")
+    for name, value in fields.items():
+        if not is_utf8(name) or not is_utf8(value):
+            raise PermanentError(f"field {shown(name)}: not UTF-8", kind="not_utf8")
     missing = [name for name in REQUIRED_FIELDS if not fields.get(name)]
     if missing:
-        raise PermanentError(f"application is missing field(s): {', '.join(missing)}")
+        raise PermanentError(f"application is missing field(s): {', '.join(missing)}",
+                             kind="invalid_field")
 
     def address(name: str) -> str:
         value = fields[name].strip()
         checksummed = checked_address(value)
         if checksummed is None:
-            raise PermanentError(f"field {name}: {value!r} is not a valid address")
+            raise PermanentError(f"field {name}: {shown(value)} is not a valid address",
+                                 kind="invalid_field")
         return checksummed
 
     def uint(name: str, *, positive: bool = False) -> int:
         value = fields[name].strip()
-        if not _DECIMAL.match(value) or int(value) > UINT256_MAX:
-            raise PermanentError(f"field {name}: {value!r} is not a uint256 decimal string")
+        if not _DECIMAL.fullmatch(value) or int(value) > UINT256_MAX:
+            raise PermanentError(f"field {name}: {shown(value)} is not a uint256 decimal string",
+                                 kind="invalid_field")
         if positive and int(value) == 0:
-            raise PermanentError(f"field {name}: must be above zero")
+            raise PermanentError(f"field {name}: must be above zero", kind="invalid_field")
         return int(value)
 
     signature_id = fields["signatureId"]
     try:
         signature_id_bytes32(signature_id)
     except ValueError as error:
-        raise PermanentError(f"field signatureId: {error}") from None
+        raise PermanentError(f"field signatureId: {error}", kind="invalid_field") from None
 
     signature = fields["signature"].strip()
-    if not _SIGNATURE.match(signature):
-        raise PermanentError("field signature: not a 65-byte 0x-hex signature")
+    if not _SIGNATURE.fullmatch(signature):
+        raise PermanentError("field signature: not a 65-byte 0x-hex signature",
+                             kind="invalid_field")
 
     timestamp = None
     if fields.get("timestamp"):
         try:
             timestamp = float(fields["timestamp"])
+            if not math.isfinite(timestamp):
+                raise ValueError(timestamp)
         except ValueError:
-            raise PermanentError(f"field timestamp: {fields['timestamp']!r} is not a number") from None
+            raise PermanentError(f"field timestamp: {shown(fields['timestamp'])} is not a "
+                                 "number", kind="invalid_field") from None
 
     transaction_hash = fields.get("transactionHash") or None
-    if transaction_hash is not None and not _TX_HASH.match(transaction_hash):
-        raise PermanentError(f"field transactionHash: {transaction_hash!r} is not a transaction hash")
+    if transaction_hash is not None and not _TX_HASH.fullmatch(transaction_hash):
+        raise PermanentError(f"field transactionHash: {shown(transaction_hash)} is not a "
+                             "transaction hash", kind="invalid_field")
 
     return Application(
         entity_id=entity_id,

@@ -43,7 +43,7 @@ def classify(error: dict) -> errors.ProcessorError:
         reason = revert_reason(error.get("data"), message) or "reverted without a reason"
         if PRODUCT_NOT_ACTIVE in reason:
             return errors.ProductInactive(reason)
-        return errors.PermanentError(f"reverted: {reason}")
+        return errors.PermanentError(f"reverted: {reason}", kind=errors.revert_kind(reason))
     if "nonce too high" in lowered:
         return errors.NonceTooHigh(message)
     if "nonce too low" in lowered or "invalid nonce" in lowered:

@@ -6,6 +6,24 @@ Chain errors are sorted into these in exactly one place, :func:`depeg_processor.
 """
 from __future__ import annotations
 
+import re
+
+# What a dead letter is counted as (the metric's label): a small fixed set, never free text.
+KINDS = frozenset({
+    "invalid_entry", "invalid_field", "not_utf8", "too_large", "not_found", "signature_invalid",
+    "revert_other", "reverted_on_chain", "too_many_deliveries", "other"})
+# The product's revert codes (wire format) that are counted under their own name.
+REVERT_CODES = frozenset({"DMH-001", "DMH-002", "DMH-003", "SMH-001",
+                          *(f"DP-{n:03d}" for n in range(1, 100))})
+_REVERT_CODE = re.compile(r"ERROR:([A-Z]+-[0-9]{3}):")
+
+
+def revert_kind(revert: str) -> str:
+    """The kind of a revert string from the product: its code (`ERROR:DP-012:…`) if it is a
+    known one, else `revert_other`."""
+    code = _REVERT_CODE.match(revert)
+    return code.group(1) if code and code.group(1) in REVERT_CODES else "revert_other"
+
 
 class ProcessorError(Exception):
     """Base class of the processor's own errors."""
@@ -25,11 +43,13 @@ class StartupError(ProcessorError):
 
 
 class PermanentError(ProcessorError):
-    """This application can never succeed as it is; `reason` says why."""
+    """This application can never succeed as it is; `reason` says why, `kind` in one word
+    (one of KINDS or REVERT_CODES)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, kind: str = "other") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 class TransientError(ProcessorError):

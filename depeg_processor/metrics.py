@@ -1,33 +1,17 @@
 """Prometheus metrics (prometheus-client), on a registry handed in so tests get their own.
 
 The threads update them where the events happen; `/metrics` on the monitor's port serves the
-registry. Labels are kept to small fixed sets (a dead letter's reason becomes a kind such as
-`DMH-001` or `invalid_field`, never free text).
+registry. Labels are kept to small fixed sets: a dead letter is counted by the kind its caller
+names (`errors.KINDS`, or a known revert code such as `DMH-001`), never by its free-text reason,
+which may carry what users sent.
 """
 from __future__ import annotations
 
-import re
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-_ERROR_CODE = re.compile(r"ERROR:([A-Z]+-\d+)")
+from .errors import KINDS, REVERT_CODES
+
 LATENCY_BUCKETS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
-
-
-def reason_kind(reason: str) -> str:
-    """A dead letter's reason as a label value."""
-    if "reverted on chain" in reason:
-        return "reverted_on_chain"
-    code = _ERROR_CODE.search(reason)
-    if code:
-        return code.group(1)
-    for fragment, kind in (("signature invalid", "signature_invalid"), ("field ", "invalid_field"),
-                           ("missing field", "invalid_field"), ("not found", "not_found"),
-                           ("entityId", "bad_entry"), ("delivered", "too_many_deliveries"),
-                           ("reverted", "reverted")):
-        if fragment in reason:
-            return kind
-    return "other"
 
 
 class Metrics:
@@ -69,8 +53,9 @@ class Metrics:
                                          "app's timestamp to the purge after confirmation",
                                          buckets=LATENCY_BUCKETS, registry=registry)
 
-    def dead_letter(self, reason: str) -> None:
-        self.dead_lettered.labels(reason=reason_kind(reason)).inc()
+    def dead_letter(self, kind: str) -> None:
+        known = kind in KINDS or kind in REVERT_CODES
+        self.dead_lettered.labels(reason=kind if known else "other").inc()
 
     def redis_error(self, error: Exception) -> None:
         self.redis_errors.labels(kind=type(error).__name__).inc()

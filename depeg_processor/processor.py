@@ -6,7 +6,9 @@ is set. Every wait is `stop.wait(...)`, so a stop request is honoured within a s
 Entries that fail for a transient reason stay in memory and are retried in order after a
 pause, without being read again: a stream entry's delivery count then grows only when a
 processor restarts or takes over, which is what `max_deliveries` guards against (an entry
-that kills the process every time it is handled).
+that kills the process every time it is handled). An error nobody foresaw counts as an attempt
+of the entries in hand: after `max_deliveries` in a row they are set aside too, so no entry is
+held forever.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Callable, Optional
 import redis
 
 from . import errors
-from .application import Application, application_key, check_entity_id, parse_application
+from .application import Application, application_key, check_entry, parse_application
 from .chain import NodeUnavailable
 from .faults import NO_FAULTS, Faults
 from .lease import Lease
@@ -28,6 +30,7 @@ from .queue import Entry, StreamQueue
 from .records import TxRecord, TxRecords
 from .sender import LeaseLost, Sender
 from .state import SharedState
+from .untrusted import HashContent, HashGuard, shown
 
 log = logging.getLogger(__name__)
 
@@ -96,21 +99,26 @@ class Processor:
     def run_once(self) -> int:
         """One iteration over a batch of entries; returns how many were settled."""
         self._beat()
+        reading = False  # from here on an unforeseen error is the entries' (or the read's)
         try:
             if not self._hold_lease() or not self._within_spending_limit():
                 return 0
             if not self._unsettled:
                 if not self._balance_sufficient(working=False):
                     return 0
+                reading = True
                 self._unsettled = self._read()
+                reading = False
             self._state.redis_ok("processor")
             entries = self._unsettled
-            if not entries or self._stop.is_set():
+            if not entries or self._stop.is_set() \
+                    or not self._balance_sufficient(working=True):
                 return 0
-            if not self._balance_sufficient(working=True):
-                return 0
+            reading = True
             retry, problem = self.handle_batch(entries)
             self._unsettled = retry
+            in_hand = {entry.entry_id for entry in retry}
+            self._attempts = {i: n for i, n in self._attempts.items() if i in in_hand}
             if problem is None:
                 self._state.node_ok("processor")
             self._faults.hit("after-ack")
@@ -133,10 +141,25 @@ class Processor:
             self._metrics.redis_error(error)
             self._state.redis_failed(f"{type(error).__name__}: {error}", "processor")
             self._retry_later(f"redis: {type(error).__name__}: {error}")
-        except Exception:  # a bug must not kill the loop: log it, keep the entries, retry later
+        except Exception as error:  # a bug must not kill the loop nor hold its entries forever
             log.exception("unexpected error; retrying in %.0fs", self._error_timeout)
+            if reading:
+                self._count_unexpected(error)
             self._pause(self._error_timeout)
         return 0
+
+    def _count_unexpected(self, error: Exception) -> None:
+        """An unclassified error is an attempt of every entry in hand (each is set aside after
+        REDIS_QUEUE_MAX_DELIVERIES in a row). With none in hand the read itself failed: the
+        entries it delivered are read again from this consumer's backlog, which raises their
+        delivery counts (see _drop_poisonous)."""
+        try:
+            if not self._unsettled:
+                self._queue.rewind()
+            for entry in list(self._unsettled):
+                self._attempt_failed(entry, error)
+        except Exception:
+            log.exception("could not count the failed attempt; retrying")
 
     def _settled(self, entry: Entry) -> None:
         """`entry` needs no retry, whatever happens to the rest of its batch."""
@@ -160,10 +183,10 @@ class Processor:
             if delivered > self._max_deliveries and entry.entity_id and \
                     self._records.get(entry.entity_id) is None:
                 self._queue.dead_letter(
-                    entity_id=entry.entity_id,
+                    entity_id=entry.entity_id, kind="too_many_deliveries",
                     reason=f"delivered {delivered} times without being settled "
                            f"(more than REDIS_QUEUE_MAX_DELIVERIES {self._max_deliveries})",
-                    application=self._redis.hgetall(application_key(entry.entity_id)),
+                    application=self._queue.load_application(entry.entity_id),
                     entry_id=entry.entry_id, entry_fields=entry.fields)
             else:
                 keep.append(entry)
@@ -174,11 +197,13 @@ class Processor:
         Returns the entries to retry (a transient failure of theirs) and that failure."""
         candidates: list[tuple[Entry, str]] = []
         retry: list[Entry] = []
+        problem: Optional[Exception] = None
+        unforeseen: Optional[Exception] = None
         seen: set[str] = set()
         for entry in entries:
-            log.debug("stream entry %s: application %s", entry.entry_id, entry.entity_id)
+            log.debug("stream entry %s: application %s", entry.entry_id, shown(entry.entity_id))
             try:
-                entity_id = check_entity_id(entry.entity_id)
+                entity_id = check_entry(entry.fields)
             except errors.PermanentError as error:
                 self._set_aside_entry(entry, error)
                 self._settled(entry)
@@ -189,47 +214,54 @@ class Processor:
                 seen.add(entity_id)
                 candidates.append((entry, entity_id))
 
-        to_send: list[tuple[Entry, Application, dict]] = []
+        to_send: list[tuple[Entry, Application, HashContent]] = []
         signatures: set[bytes] = set()
         waits_for_broadcast = False
-        for (entry, entity_id), (record, fields, done) in zip(
+        for (entry, entity_id), (record, content, done) in zip(
                 candidates, self._load([entity_id for _entry, entity_id in candidates])):
             if record is not None:  # already signed: resume it instead of signing again
                 log.info("application %s already has tx %s (nonce %s); resuming",
                          entity_id, record.tx_hash, record.nonce)
                 self._queue.mark_submitted(entry.entry_id, entity_id, record.tx_hash)
                 self._settled(entry)
-            elif not fields and done:
+            elif not content.fields and content.sizes is None and done:
                 log.info("application %s was already confirmed as tx %s; entry %s "
                          "acknowledged", entity_id, done, entry.entry_id)
                 self._queue.ack(entry.entry_id)
                 self._settled(entry)
             else:
                 try:
-                    app = parse_application(entity_id, fields)
+                    content.check(application_key(entity_id))
+                    app = parse_application(entity_id, content.fields)
                     app.check_signature(chain_id=self._chain_id,
                                         verifying_contract=self._message_helper)
                 except errors.PermanentError as error:
-                    self._set_aside(entry, entity_id, fields, error)
+                    self._set_aside(entry, entity_id, content, error)
                     self._settled(entry)
+                    continue
+                except Exception as error:  # unforeseen, with this application alone
+                    log.exception("application %s: unexpected error", entity_id)
+                    if not self._attempt_failed(entry, error):
+                        retry.append(entry)
+                        unforeseen = unforeseen or errors.TransientError(
+                            f"application {entity_id}: unexpected {type(error).__name__}")
                     continue
                 if app.signature in signatures or app.signature in self._last_signatures:
                     retry.append(entry)  # one signature succeeds once: simulate this again
                     waits_for_broadcast |= app.signature in self._last_signatures
                     continue             # once the first one is out
                 signatures.add(app.signature)
-                to_send.append((entry, app, fields))
+                to_send.append((entry, app, content))
         if waits_for_broadcast:
             self._sender.finish_broadcast()  # its next simulation must see the first one
         self._last_signatures = set()
         if not to_send:
-            return retry, None
+            return retry, unforeseen
 
         outcomes = self._sender.submit([app for _e, app, _f in to_send],
                                        entry_ids=[entry.entry_id for entry, _a, _f in to_send],
                                        commit=self._commit)
-        problem: Optional[Exception] = None
-        for (entry, app, fields), outcome in zip(to_send, outcomes):
+        for (entry, app, content), outcome in zip(to_send, outcomes):
             if isinstance(outcome, TxRecord):
                 self._last_signatures.add(app.signature)
                 self._metrics.submitted.inc()
@@ -241,15 +273,16 @@ class Processor:
                 if self._max_spend_per_hour is not None:
                     self._state.add_spent(worst_case)
             elif isinstance(outcome, errors.PermanentError):
-                self._set_aside(entry, app.entity_id, fields, outcome)
+                self._set_aside(entry, app.entity_id, content, outcome)
             elif self._too_many_attempts(entry, outcome):
-                self._set_aside(entry, app.entity_id, fields, errors.PermanentError(
-                    f"simulation failed {self._max_deliveries} times in a row: {outcome}"))
+                self._set_aside(entry, app.entity_id, content, errors.PermanentError(
+                    f"simulation failed {self._max_deliveries} times in a row: {outcome}",
+                    kind="too_many_deliveries"))
             else:
                 retry.append(entry)
                 problem = problem or outcome
         retry.sort(key=lambda e: entries.index(e))
-        return retry, problem
+        return retry, problem or unforeseen
 
     def _too_many_attempts(self, entry: Entry, error: Exception) -> bool:
         """An error of this application's own simulation (not the node's, not a paused
@@ -257,22 +290,55 @@ class Processor:
         attempts in a row the application is set aside with it."""
         if isinstance(error, (errors.ProductInactive, NodeUnavailable)):
             return False
+        return self._attempt(entry) >= self._max_deliveries
+
+    def _attempt(self, entry: Entry) -> int:
+        """Count one more failed attempt at `entry`; how many in a row so far."""
         attempts = self._attempts.get(entry.entry_id, 0) + 1
         self._attempts[entry.entry_id] = attempts
-        return attempts >= self._max_deliveries
+        return attempts
 
-    def _load(self, entity_ids: list[str]) -> list[tuple[Optional[TxRecord], dict, Optional[str]]]:
-        """Each application's record, hash and done marker, in one round trip."""
+    def _attempt_failed(self, entry: Entry, error: Exception) -> bool:
+        """An unforeseen error with `entry`: after REDIS_QUEUE_MAX_DELIVERIES in a row it is
+        set aside (True), or only acknowledged if its transaction is already recorded (the
+        receipt watcher owns it then)."""
+        attempts = self._attempt(entry)
+        if attempts < self._max_deliveries:
+            return False
+        entity_id = entry.entity_id
+        if entity_id and self._records.get(entity_id) is not None:
+            log.warning("application %s: entry %s failed %s times but its transaction is "
+                        "recorded; acknowledged", shown(entity_id), entry.entry_id, attempts)
+            self._queue.ack(entry.entry_id)
+        else:
+            self._queue.dead_letter(
+                entity_id=entity_id, kind="other", entry_id=entry.entry_id,
+                entry_fields=entry.fields,
+                reason=f"unexpected error {attempts} times in a row: {type(error).__name__}: "
+                       f"{shown(str(error))}",
+                application=self._queue.load_application(entity_id) if entity_id else {})
+        self._settled(entry)
+        return True
+
+    def _load(self, entity_ids: list[str]
+              ) -> list[tuple[Optional[TxRecord], HashContent, Optional[str]]]:
+        """Each application's record, hash (guarded by size) and done marker, in one round
+        trip."""
         if not entity_ids:
             return []
-        pipe = self._redis.pipeline(transaction=False)
-        for entity_id in entity_ids:
-            pipe.hgetall(self._records.key(entity_id))
-            pipe.hgetall(application_key(entity_id))
-            pipe.get(self._records.done_key(entity_id))
-        replies = pipe.execute()
-        return [(TxRecord.from_fields(replies[i]) if replies[i] else None, replies[i + 1],
-                 replies[i + 2]) for i in range(0, len(replies), 3)]
+
+        def read() -> list:
+            pipe = self._redis.pipeline(transaction=False)
+            for entity_id in entity_ids:
+                pipe.hgetall(self._records.key(entity_id))
+                self._queue.hashes.stage(pipe, application_key(entity_id))
+                pipe.get(self._records.done_key(entity_id))
+            return pipe.execute()
+
+        replies = self._queue.hashes.run(read)
+        return [(TxRecord.from_fields(replies[i]) if replies[i] else None,
+                 HashGuard.parse(replies[i + 1]), replies[i + 2])
+                for i in range(0, len(replies), 3)]
 
     def _commit(self, records: list[TxRecord]) -> None:
         """Write-ahead: the records, each application's transactionHash and the entries'
@@ -287,13 +353,18 @@ class Processor:
             log.info("stream entry %s no longer exists; acknowledged", entry.entry_id)
             self._queue.ack(entry.entry_id)
             return
-        self._queue.dead_letter(entity_id=entry.entity_id, reason=error.reason, application={},
-                                entry_id=entry.entry_id, entry_fields=entry.fields)
+        # Whatever the id, a hash under it goes into the letter (by size) before it is removed.
+        application = (self._queue.load_application(entry.entity_id) if entry.entity_id
+                       else HashContent({}))
+        self._queue.dead_letter(entity_id=entry.entity_id, reason=error.reason, kind=error.kind,
+                                application=application, entry_id=entry.entry_id,
+                                entry_fields=entry.fields)
 
-    def _set_aside(self, entry: Entry, entity_id: str, fields: dict,
+    def _set_aside(self, entry: Entry, entity_id: str, content: HashContent,
                    error: errors.PermanentError) -> None:
-        self._queue.dead_letter(entity_id=entity_id, reason=error.reason, application=fields,
-                                entry_id=entry.entry_id, entry_fields=entry.fields)
+        self._queue.dead_letter(entity_id=entity_id, reason=error.reason, kind=error.kind,
+                                application=content, entry_id=entry.entry_id,
+                                entry_fields=entry.fields)
 
     def _hold_lease(self) -> bool:
         """Hold (or renew) the wallet's lease; on taking it over, adopt what the previous

@@ -10,11 +10,13 @@ import dataclasses
 import json
 import logging
 import time
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Union
 
 import redis
 
-from .application import application_key
+from .application import application_key, check_entity_id
+from .errors import PermanentError
+from .untrusted import KEPT_CHARS, HashContent, HashGuard, escaped, shown
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ class StreamQueue:
 
     def __init__(self, client: redis.Redis, *, stream: str, group: str, consumer: str,
                  dead_letter_key: str, clock: Callable[[], float] = time.time,
-                 on_dead_letter: Callable[[str], None] = lambda reason: None) -> None:
+                 on_dead_letter: Callable[[str], None] = lambda kind: None) -> None:
         self._redis = client
         self.stream = stream
         self.group = group
@@ -50,6 +52,7 @@ class StreamQueue:
         self._clock = clock
         self._on_dead_letter = on_dead_letter
         self._own_backlog = True
+        self.hashes = HashGuard(client)
 
     def ensure_group(self) -> None:
         """Create the consumer group (and the stream) if missing; entries already in the stream
@@ -163,20 +166,38 @@ class StreamQueue:
         """`transactionHash` (if the application still exists) and the acknowledgement."""
         self.set_transaction_hash(entity_id, tx_hash, ack=entry_id)
 
+    def load_application(self, entity_id: str) -> HashContent:
+        """The application hash, guarded by size (see untrusted.HashGuard)."""
+        return self.hashes.load(application_key(entity_id))
+
     def dead_letter(self, *, entity_id: Optional[str], reason: str,
-                    application: Mapping[str, str], entry_id: Optional[str] = None,
+                    application: Union[HashContent, Mapping[str, str]], kind: str = "other",
+                    entry_id: Optional[str] = None,
                     entry_fields: Optional[Mapping[str, str]] = None) -> str:
         """Set an application aside for good: append it with its reason to the dead-letter
-        stream, then acknowledge its entry and remove the pending hash together."""
+        stream, then acknowledge its entry and remove the pending hash together.
+
+        What users sent is kept escaped: `application` as JSON (bytes that are not UTF-8 as
+        \\udcNN escapes, which `requeue` turns back into the same bytes), or only its `sizes`
+        when it was too large to load; an entity id that is not a valid id, and the stream
+        entry's values, as text cut to KEPT_CHARS with their original size."""
+        if not isinstance(application, HashContent):
+            application = HashContent(dict(application))
+        valid_id = _valid_entity_id(entity_id)
         record = {
-            "entityId": entity_id or "",
-            "reason": reason,
+            "entityId": entity_id if valid_id else escaped(entity_id or ""),
+            "reason": escaped(reason, 4 * KEPT_CHARS),
+            "kind": kind,
             "streamEntryId": entry_id or "",
-            "application": json.dumps(dict(application), sort_keys=True),
+            "application": json.dumps(application.fields, sort_keys=True),
             "failedAt": f"{self._clock():.3f}",
         }
-        if entry_fields is not None and entry_fields.keys() != {"entityId"}:
-            record["streamEntry"] = json.dumps(dict(entry_fields), sort_keys=True)
+        if application.sizes is not None:
+            record["sizes"] = json.dumps(application.sizes, sort_keys=True)
+        if entry_fields is not None and (entry_fields.keys() != {"entityId"} or not valid_id):
+            record["streamEntry"] = json.dumps(
+                {escaped(name): escaped(value) for name, value in entry_fields.items()},
+                sort_keys=True)
         # The dead letter is written first and on its own: MULTI does not roll back, so the
         # entry is acknowledged and the hash removed only once the letter is safely stored.
         dead_id = self._redis.xadd(self.dead_letter_key, record)
@@ -186,9 +207,9 @@ class StreamQueue:
         if entity_id:
             pipe.delete(application_key(entity_id))
         pipe.execute()
-        self._on_dead_letter(reason)
-        log.warning("dead-lettered application %s (entry %s) as %s: %s",
-                    entity_id, entry_id, dead_id, reason)
+        self._on_dead_letter(kind)
+        log.warning("dead-lettered application %s (entry %s) as %s (%s): %r",
+                    shown(entity_id), entry_id, dead_id, kind, reason)
         return dead_id
 
     def reissue(self, entity_id: str, *, forget: str, inflight_key: str) -> str:
@@ -245,8 +266,12 @@ class StreamQueue:
             raise KeyError(f"no dead letter {dead_id} in {self.dead_letter_key}")
         fields = found[0][1]
         entity_id = fields.get("entityId")
-        application = json.loads(fields.get("application") or "{}")
-        if not entity_id or not application:
+        try:
+            application = json.loads(fields.get("application") or "{}")
+        except ValueError:
+            application = None
+        if not _valid_entity_id(entity_id) or not isinstance(application, dict) or \
+                not application or not all(isinstance(v, str) for v in application.values()):
             raise ValueError(f"dead letter {dead_id} has no application to requeue")
         application.pop("transactionHash", None)
         key = application_key(entity_id)
@@ -256,3 +281,11 @@ class StreamQueue:
         pipe.xadd(self.stream, {"entityId": entity_id})
         pipe.xdel(self.dead_letter_key, dead_id)
         return pipe.execute()[2]
+
+
+def _valid_entity_id(entity_id: Optional[str]) -> bool:
+    try:
+        check_entity_id(entity_id)
+    except PermanentError:
+        return False
+    return True

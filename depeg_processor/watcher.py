@@ -307,9 +307,9 @@ class ReceiptWatcher:
             return
         except errors.PermanentError as error:
             now = error.reason
-        fields = self._redis.hgetall(application_key(record.entity_id))
         self._queue.dead_letter(
-            entity_id=record.entity_id, application=fields,
+            entity_id=record.entity_id, kind="reverted_on_chain",
+            application=self._queue.load_application(record.entity_id),
             reason=(f"transaction {mined.tx_hash} reverted on chain in block {mined.block} "
                     f"(gas used {mined.gas_used}); simulated again: {now}"),
             entry_id=record.stream_entry_id or None, entry_fields={"entityId": record.entity_id})

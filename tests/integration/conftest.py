@@ -19,6 +19,7 @@ from depeg_processor.chain import Chain
 from depeg_processor.config import DERIVATION_PATH, Settings
 from depeg_processor.metrics import Metrics
 from depeg_processor.service import Service
+from depeg_processor.untrusted import REDIS_DECODING
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
 from devnet.product import Product
 from devnet.webapp import WebApp
@@ -38,7 +39,7 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client = redis.Redis.from_url(redis_server.url, **REDIS_DECODING)
     client.flushall()
     yield client
     client.close()
@@ -109,8 +110,7 @@ def start_service(redis_server: RedisServer, anvil: Anvil, product: Product):
 
     def start(**overrides: object) -> Running:
         settings = base_settings(redis_server.url, anvil.url, product.address, **overrides)
-        client = redis.Redis.from_url(settings.redis_url, decode_responses=True,
-                                      socket_timeout=10)
+        client = redis.Redis.from_url(settings.redis_url, **REDIS_DECODING, socket_timeout=10)
         metrics = Metrics(CollectorRegistry())
         service = Service(settings=settings, redis_client=client,
                           chain=Chain.from_url(settings.chain_rpc_url, timeout=10,

@@ -9,6 +9,7 @@ import redis
 
 from depeg_processor.chain import Chain
 from depeg_processor.service import Service
+from depeg_processor.untrusted import REDIS_DECODING
 from devnet.nodes import RedisServer
 from devnet.proxy import RpcProxy
 from devnet.webapp import WebApp
@@ -23,7 +24,7 @@ def proxy(anvil):
 
 
 def run_service(settings) -> Running:
-    client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=5,
+    client = redis.Redis.from_url(settings.redis_url, **REDIS_DECODING, socket_timeout=5,
                                   socket_connect_timeout=2)
     service = Service(settings=settings, redis_client=client,
                       chain=Chain.from_url(settings.chain_rpc_url, timeout=2),

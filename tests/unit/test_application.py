@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from depeg_processor.application import (Application, check_entity_id, parse_application,
-                                         signature_id_bytes32)
+from depeg_processor.application import (Application, check_entity_id, check_entry,
+                                         parse_application, signature_id_bytes32)
 from depeg_processor.errors import PermanentError
 
 from .helpers import (CHAIN_ID, ENTITY_ID, HOLDER, MESSAGE_HELPER, OTHER, SIGNATURE_ID, WALLET,
@@ -55,12 +55,38 @@ def test_missing_hash_is_not_found() -> None:
     ("signature", "0x1234"),
     ("signature", "0x" + "zz" * 65),
     ("timestamp", "yesterday"),
+    ("timestamp", "-inf"),
+    ("timestamp", "nan"),
     ("transactionHash", "0xabc"),
 ])
 def test_malformed_field_is_permanent_and_named(field: str, value: str) -> None:
     with pytest.raises(PermanentError) as caught:
         parse_application(ENTITY_ID, signed_fields(**{field: value}))
     assert f"field {field}" in caught.value.reason
+    assert caught.value.kind == "invalid_field"
+
+
+def test_a_long_value_is_cut_in_the_reason_stating_its_size() -> None:
+    with pytest.raises(PermanentError) as caught:
+        parse_application(ENTITY_ID, signed_fields(duration="9" * 50_000 + "x"))
+    assert len(caught.value.reason) < 400 and "[50001 bytes]" in caught.value.reason
+
+
+def test_a_code_in_a_field_is_an_invalid_field_not_a_revert() -> None:
+    with pytest.raises(PermanentError) as caught:
+        parse_application(ENTITY_ID, signed_fields(timestamp="ERROR:AB-17"))
+    assert caught.value.kind == "invalid_field"
+
+
+@pytest.mark.parametrize("name, value", [("signatureId", "WD1ww5ymMhuW\udcffJY5HqJ_"),
+                                         ("duration", "2592000\udcfe"),
+                                         ("extra\udcff", "1")])
+def test_bytes_that_are_not_utf8_anywhere_in_the_hash_are_refused(name, value) -> None:
+    with pytest.raises(PermanentError) as caught:
+        parse_application(ENTITY_ID, signed_fields(**{name: value}))
+    assert caught.value.kind == "not_utf8"
+    assert f"field {name!r}" in caught.value.reason
+    caught.value.reason.encode("utf-8")  # escaped: no lone surrogate left in it
 
 
 def test_missing_fields_are_all_named() -> None:
@@ -88,10 +114,21 @@ def test_signature_id_over_31_bytes_or_empty_is_rejected(value: str) -> None:
         signature_id_bytes32(value)
 
 
-@pytest.mark.parametrize("entity_id", [None, "", "a b", "x" * 65, "PendingApplication:*"])
+@pytest.mark.parametrize("entity_id", [None, "", "a b", "x" * 65, "PendingApplication:*",
+                                       "a:b", ENTITY_ID + "\n", "x" * 10_000])
 def test_bad_entity_id_is_permanent(entity_id) -> None:
-    with pytest.raises(PermanentError):
+    with pytest.raises(PermanentError) as caught:
         check_entity_id(entity_id)
+    assert caught.value.kind == "invalid_entry"
+    assert "\n" not in caught.value.reason and len(caught.value.reason) < 300
+
+
+def test_a_stream_entry_with_bytes_that_are_not_utf8_is_refused() -> None:
+    for fields in ({"entityId": "01HZX\udcff"}, {"entityId": ENTITY_ID, "x\udcff": "1"}):
+        with pytest.raises(PermanentError) as caught:
+            check_entry(fields)
+        assert caught.value.kind == "not_utf8"
+    assert check_entry({"entityId": ENTITY_ID, "extra": "ok"}) == ENTITY_ID
 
 
 def test_ulid_entity_id_is_accepted() -> None:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import pytest
 
-from depeg_processor import errors
+from depeg_processor import errors, processor as processor_module
 from depeg_processor.chain import NodeUnavailable
 from depeg_processor.lease import Lease
 from depeg_processor.nonce import NonceManager
@@ -81,8 +81,10 @@ class Harness:
         self.balance = StubBalance()
         self.state = SharedState(monotonic=self.clock)
         self.stop = threading.Event()
+        self.kinds: list[str] = []  # what the metrics would count
         self.queue = StreamQueue(client, stream=STREAM, group="g", consumer="c",
-                                 dead_letter_key=STREAM + ":dead", clock=lambda: 1795830700.0)
+                                 dead_letter_key=STREAM + ":dead", clock=lambda: 1795830700.0,
+                                 on_dead_letter=self.kinds.append)
         self.queue.ensure_group()
         self.records = TxRecords(client, prefix=STREAM)
         self.nonces = NonceManager(chain_pending=lambda: 0,
@@ -321,3 +323,134 @@ def test_an_idle_processor_asks_the_node_nothing(h) -> None:
     h.enqueue(signed_fields())
     assert h.processor.run_once() == 1  # work in hand and a stale figure: read again
     assert h.balance.calls == 2
+
+
+# -- what users send is untrusted ------------------------------------------------------------
+
+def test_an_entity_id_that_is_not_utf8_is_set_aside_and_the_rest_go_on(h, raw_redis) -> None:
+    bad_entry = raw_redis.xadd(STREAM, {b"entityId": b"01HZX\xff\xfe"}).decode()
+    for entity in ("E1", "E2"):
+        h.enqueue(signed_fields(signature_id=f"sig-{entity}"), entity_id=entity)
+    assert h.processor.run_once() == 3
+    assert [entity for entity, _ in h.sender.calls] == ["E1", "E2"]
+    [dead] = h.dead_letters()
+    assert dead["streamEntryId"] == bad_entry and dead["kind"] == "not_utf8"
+    assert dead["entityId"] == "01HZX\\udcff\\udcfe"
+    assert json.loads(dead["streamEntry"]) == {"entityId": "01HZX\\udcff\\udcfe"}
+    assert h.queue.pending_count() == 0 and h.kinds == ["not_utf8"]
+
+
+@pytest.mark.parametrize("name, value", [(b"duration", b"2592\xff000"), (b"x\xc3\x28", b"1")])
+def test_a_hash_with_bytes_that_are_not_utf8_is_set_aside_with_them_escaped(
+        h, raw_redis, name, value) -> None:
+    h.enqueue(signed_fields())
+    raw_redis.hset(KEY.encode(), name, value)
+    h.enqueue(signed_fields(signature_id="good"), entity_id="E2")
+    assert h.processor.run_once() == 2
+    assert [entity for entity, _ in h.sender.calls] == ["E2"]
+    [dead] = h.dead_letters()
+    assert dead["entityId"] == ENTITY_ID and dead["kind"] == "not_utf8"
+    application = json.loads(dead["application"])  # \udcNN escapes, decoded to surrogates
+    assert application[name.decode("utf-8", "surrogateescape")] == \
+        value.decode("utf-8", "surrogateescape")
+    assert not h.redis.exists(KEY)
+
+
+def test_a_hash_too_large_is_set_aside_with_its_sizes(h) -> None:
+    h.enqueue(signed_fields(signature="0x" + "ab" * 50_000))
+    h.enqueue(signed_fields(signature_id="good"), entity_id="E2")
+    assert h.processor.run_once() == 2
+    [dead] = h.dead_letters()
+    assert dead["kind"] == "too_large" and "100002" in dead["reason"]
+    assert json.loads(dead["application"]) == {}
+    assert json.loads(dead["sizes"])["oversized"][0]["valueBytes"] == 100_002
+    assert [entity for entity, _ in h.sender.calls] == ["E2"] and not h.redis.exists(KEY)
+
+
+@pytest.mark.parametrize("entity_id", ["a:b", "a b", ENTITY_ID + "\n", "z" * 10_000])
+def test_an_invalid_entity_id_with_a_hash_is_set_aside_with_its_content(h, entity_id) -> None:
+    fields = signed_fields()
+    h.enqueue(fields, entity_id=entity_id)
+    assert h.processor.run_once() == 1
+    [dead] = h.dead_letters()
+    assert dead["kind"] == "invalid_entry" and "\n" not in dead["reason"]
+    assert json.loads(dead["application"]) == fields
+    assert not h.redis.exists(f"PendingApplication:{entity_id}")
+    assert h.sender.calls == [] and h.queue.pending_count() == 0
+
+
+def test_an_unforeseen_error_with_one_application_holds_only_that_one(h, monkeypatch) -> None:
+    real = processor_module.parse_application
+
+    def parse(entity_id, fields):
+        if entity_id == "BAD":
+            raise KeyError("a bug")
+        return real(entity_id, fields)
+
+    monkeypatch.setattr(processor_module, "parse_application", parse)
+    h.enqueue(signed_fields(signature_id="bad"), entity_id="BAD")
+    h.enqueue(signed_fields(signature_id="good"), entity_id="GOOD")
+    h.processor.run_once()
+    assert [entity for entity, _ in h.sender.calls] == ["GOOD"]  # the good one is sent at once
+    assert h.redis.hget("PendingApplication:GOOD", "transactionHash") == TX
+    assert h.processor.run_once() == 0 and h.dead_letters() == []
+    assert h.processor.run_once() == 1  # third attempt (max_deliveries=3): set aside
+    [dead] = h.dead_letters()
+    assert dead["entityId"] == "BAD" and dead["kind"] == "other"
+    assert "unexpected error 3 times in a row: KeyError" in dead["reason"]
+    assert json.loads(dead["application"]) == signed_fields(signature_id="bad")
+    assert h.queue.pending_count() == 0 and h.processor._attempts == {}
+
+
+def test_an_unforeseen_error_with_the_whole_batch_ends_in_the_dead_letters(h) -> None:
+    h.enqueue(signed_fields())
+    h.sender.error = RuntimeError("a bug")
+    for _ in range(2):
+        assert h.processor.run_once() == 0
+        assert h.dead_letters() == [] and h.queue.pending_count() == 1
+    h.processor.run_once()
+    [dead] = h.dead_letters()
+    assert "RuntimeError" in dead["reason"] and dead["kind"] == "other"
+    assert h.queue.pending_count() == 0 and h.kinds == ["other"]
+    h.enqueue(signed_fields(signature_id="next"), entity_id="E2")
+    h.sender.error = None
+    assert h.processor.run_once() == 1  # the loop goes on
+
+
+def test_an_unforeseen_error_while_reading_reads_the_delivered_entries_again(h) -> None:
+    h.enqueue(signed_fields())
+    real = h.queue._xread
+
+    def read_then_fail(start, **kwargs):
+        real(start, **kwargs)
+        raise RuntimeError("a bug after the delivery")
+
+    h.queue._xread = read_then_fail
+    assert h.processor.run_once() == 0
+    del h.queue._xread
+    assert h.processor.run_once() == 1  # from this consumer's backlog, not left pending
+    assert h.sender.calls == [(ENTITY_ID, h.redis.xrange(STREAM)[0][0])]
+    assert h.queue.pending_count() == 0
+
+
+def test_attempts_are_forgotten_once_their_entries_are_out_of_hand(h) -> None:
+    h.enqueue(signed_fields())
+    h.sender.error = errors.TransientError("node error -32000: gas required exceeds allowance")
+    h.processor.run_once()
+    assert list(h.processor._attempts.values()) == [1]
+    h.sender.error = None
+    assert h.processor.run_once() == 1
+    assert h.processor._attempts == {}
+
+
+def test_an_unforeseen_error_before_reading_holds_the_entries_without_counting(h) -> None:
+    h.enqueue(signed_fields())
+    h.sender.error = errors.TransientError("node busy")
+    h.processor.run_once()  # the entry is in hand, one attempt counted
+    h.balance.error = RuntimeError("a bug in the balance check")
+    h.processor._known_balance = None
+    for _ in range(5):
+        assert h.processor.run_once() == 0
+    assert h.dead_letters() == [] and h.queue.pending_count() == 1
+    h.balance.error = h.sender.error = None
+    assert h.processor.run_once() == 1

@@ -193,3 +193,81 @@ def test_failed_dead_letter_write_loses_nothing(fake_redis, queue) -> None:
         queue.dead_letter(entity_id=ENTITY_ID, reason="bad", application={}, entry_id=entry_id)
     assert fake_redis.exists(KEY)
     assert queue.pending_count() == 1
+
+
+def test_a_dead_letter_keeps_bytes_that_are_not_utf8_escaped_and_requeue_restores_them(
+        fake_redis, raw_redis, queue) -> None:
+    raw_redis.hset(KEY.encode(), mapping={k.encode(): v.encode()
+                                          for k, v in signed_fields().items()})
+    raw_redis.hset(KEY.encode(), b"duration", b"25\xff92000")
+    raw_redis.hset(KEY.encode(), b"n\xfe", b"1")
+    original = raw_redis.hgetall(KEY.encode())
+    raw_redis.xadd(STREAM, {b"entityId": ENTITY_ID.encode()})
+    [entry] = queue.read(count=10, block_ms=1)
+    dead_id = queue.dead_letter(entity_id=ENTITY_ID, reason="field 'duration': not UTF-8",
+                                kind="not_utf8", application=queue.load_application(ENTITY_ID),
+                                entry_id=entry.entry_id, entry_fields=entry.fields)
+    [(_, record)] = raw_redis.xrange(DEAD)
+    assert b"\\udcff" in record[b"application"] and b"\\udcfe" in record[b"application"]
+    assert all(value.decode("ascii") for value in record.values())  # nothing raw in the letter
+    assert record[b"kind"] == b"not_utf8"
+    assert not raw_redis.exists(KEY.encode())
+
+    queue.requeue(dead_id)
+    assert raw_redis.hgetall(KEY.encode()) == original
+
+
+@pytest.mark.parametrize("entity_id", ["a:b", "A B", ENTITY_ID + "\n", "x" * 10_000, "ab\udcffcd"])
+def test_a_dead_letter_under_an_invalid_id_keeps_its_hash_and_the_id_escaped(
+        fake_redis, queue, entity_id) -> None:
+    fields = signed_fields()
+    fake_redis.hset(f"PendingApplication:{entity_id}", mapping=fields)
+    entry_id = fake_redis.xadd(STREAM, {"entityId": entity_id})
+    queue.read(count=10, block_ms=1)
+    dead_id = queue.dead_letter(entity_id=entity_id, reason="entityId is not a valid id",
+                                kind="invalid_entry", entry_id=entry_id,
+                                application=queue.load_application(entity_id),
+                                entry_fields={"entityId": entity_id})
+    [(_, record)] = queue.dead_letters()
+    assert json.loads(record["application"]) == fields
+    assert "\n" not in record["entityId"] and len(record["entityId"]) < 1100
+    assert "\n" not in record["streamEntry"] and len(record["streamEntry"]) < 1200
+    if len(entity_id) > 1024:
+        assert record["entityId"].endswith("…[10000 bytes]")
+    assert not fake_redis.exists(f"PendingApplication:{entity_id}")
+    assert queue.pending_count() == 0
+    with pytest.raises(ValueError, match="no application to requeue"):
+        queue.requeue(dead_id)
+
+
+def test_a_dead_letter_never_copies_megabytes_of_a_stream_entry(fake_redis, queue) -> None:
+    huge = {"entityId": "E" * 2_000_000, "note": "n" * 3_000_000}
+    entry_id = fake_redis.xadd(STREAM, huge)
+    queue.read(count=10, block_ms=1)
+    queue.dead_letter(entity_id=huge["entityId"], reason="entityId 'EEE'… is not a valid id",
+                      kind="invalid_entry", application={}, entry_id=entry_id, entry_fields=huge)
+    [(_, record)] = queue.dead_letters()
+    assert sum(len(value) for value in record.values()) < 5000
+    assert json.loads(record["streamEntry"])["note"].endswith("…[3000000 bytes]")
+    assert record["entityId"].endswith("…[2000000 bytes]")
+
+
+def test_a_hash_too_large_to_load_is_dead_lettered_with_its_sizes(fake_redis, queue) -> None:
+    fake_redis.hset(KEY, mapping=signed_fields(signature="0x" + "ab" * 100_000))
+    entry_id = deliver_only(fake_redis, queue)
+    content = queue.load_application(ENTITY_ID)
+    dead_id = queue.dead_letter(entity_id=ENTITY_ID, reason="too large", kind="too_large",
+                                application=content, entry_id=entry_id)
+    [(_, record)] = queue.dead_letters()
+    assert json.loads(record["application"]) == {}
+    assert json.loads(record["sizes"])["oversized"] == [
+        {"name": "signature", "nameBytes": 9, "valueBytes": 200_002}]
+    assert not fake_redis.exists(KEY)
+    with pytest.raises(ValueError):
+        queue.requeue(dead_id)
+
+
+def deliver_only(fake_redis, queue) -> str:
+    fake_redis.xadd(STREAM, {"entityId": ENTITY_ID})
+    [entry] = queue.read(count=10, block_ms=1)
+    return entry.entry_id
