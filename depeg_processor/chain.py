@@ -74,8 +74,9 @@ def classify(error: dict) -> errors.ProcessorError:
 NodeUnavailable = errors.NodeUnavailable  # where the callers have always imported it from
 
 FIRST_BACKOFF = 0.25  # s, doubling per refusal of the same call when no Retry-After is given
-MAX_BACKOFF = 4.0     # s, the longest pause between two tries
-PATIENCE = 10.0       # s a call waits on rate limits in all before it raises RateLimited
+MAX_BACKOFF = 2.0     # s, the longest pause between two tries
+PATIENCE = 5.0        # s a call waits on rate limits in all before it raises RateLimited (well
+                      # within the loop's heartbeat and the lease's TTL)
 MAX_RETRY_AFTER = 60.0  # s, the most of a Retry-After that is believed
 DEFAULT_MAX_BATCH = 100
 
@@ -153,7 +154,7 @@ class Chain:
             if refused <= 2:
                 self.batches = False
             else:
-                self.max_batch = min(self.max_batch, refused // 2)
+                self.max_batch = min(self.max_batch, (refused + 1) // 2)
             now = self.max_batch if self.batches else 1
         if not self.batches and was > 1:
             log.warning("the node refuses JSON-RPC batches (%s); calls go one by one", why)

@@ -232,16 +232,16 @@ def test_429_without_retry_after_backs_off_exponentially_with_a_cap(node, limite
         node.add(responses.POST, URL, status=429)
     node.add_callback(responses.POST, URL, callback=rpc_reply(lambda m, p: ("result", "0x1")))
     assert limited.request("eth_blockNumber", []) == "0x1"
-    assert clock.waits == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0]
+    assert clock.waits == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
 
 
 def test_a_lasting_rate_limit_raises_rate_limited_within_the_patience(node, limited,
                                                                      clock) -> None:
-    node.add(responses.POST, URL, status=429, headers={"Retry-After": "3"})
+    node.add(responses.POST, URL, status=429, headers={"Retry-After": "2"})
     with pytest.raises(errors.RateLimited) as caught:
         limited.request("eth_blockNumber", [])
     assert isinstance(caught.value, NodeUnavailable)
-    assert sum(clock.waits) <= 10.0 and clock.waits == [3.0, 3.0, 3.0]
+    assert sum(clock.waits) <= chain_module.PATIENCE and clock.waits == [2.0, 2.0]
     assert limited.facts[-1] is not None, "still limited: the monitor keeps saying so"
 
 
@@ -331,12 +331,12 @@ def test_a_refused_batch_is_halved_and_the_size_remembered(node, limited, refusa
     node.add_callback(responses.POST, URL, callback=refusing_batches_over(3, refusal))
     calls = [("eth_call", [str(i)]) for i in range(10)]
     assert limited.batch(calls) == [f"eth_call:{i}" for i in range(10)]
-    assert sizes(node) == [10, 5, 2, 2, 2, 2, 2]
-    assert limited.max_batch == 2
+    assert sizes(node) == [10, 5, 3, 3, 3, 1]
+    assert limited.max_batch == 3
 
     node.calls.reset()
     assert limited.batch(calls[:4]) == [f"eth_call:{i}" for i in range(4)]
-    assert sizes(node) == [2, 2], "the smaller size is kept for later batches"
+    assert sizes(node) == [3, 1], "the smaller size is kept for later batches"
 
 
 def test_a_provider_without_batches_gets_single_calls_in_order(node, limited) -> None:
@@ -351,7 +351,7 @@ def test_a_provider_without_batches_gets_single_calls_in_order(node, limited) ->
     assert results[:2] == ["eth_sendRawTransaction:0", "eth_sendRawTransaction:1"]
     assert results[3:] == ["eth_sendRawTransaction:3", "eth_sendRawTransaction:4"]
     assert results[2] == "eth_sendRawTransaction:2"
-    assert sizes(node) == [5, 2, 1, 1, 1, 1, 1] and not limited.batches
+    assert sizes(node) == [5, 3, 2, 1, 1, 1, 1, 1] and not limited.batches
 
     node.reset()
     node.add_callback(responses.POST, URL, callback=rpc_reply(handler))
