@@ -206,28 +206,25 @@ class Chain:
                 self._pause("HTTP 429", retry_after(response), tries, deadline)
                 tries += 1
                 continue
-            if not single and response.status_code in (400, 413):
-                raise errors.BatchRefused(f"HTTP {response.status_code}")
-            if response.status_code >= 300:
-                raise self._failed(NodeUnavailable(
-                    f"node answered HTTP {response.status_code} ({what})"))
             try:
                 answer = response.json()
             except ValueError:
-                raise self._failed(NodeUnavailable(f"node answered no JSON ({what})")) from None
-            if single and isinstance(answer, dict):
+                answer = None
+            status, ok = response.status_code, response.status_code < 300
+            if ok and single and isinstance(answer, dict):
                 return [answer]
-            if isinstance(answer, list) and _answers_each(answer, len(calls)):
+            if ok and isinstance(answer, list) and _answers_each(answer, len(calls)):
                 return sorted(answer, key=lambda member: member["id"])
-            error = classify(_error_of(answer))
+            error = classify(_error_of(answer)) if answer is not None else None
             if isinstance(error, errors.RateLimited):
                 self._failed(error)
                 self._pause(str(error), retry_after(response), tries, deadline)
                 tries += 1
                 continue
-            if single:
-                raise self._failed(NodeUnavailable(f"node answered no JSON-RPC object ({what})"))
-            raise errors.BatchRefused(str(error))
+            if not single and (status in (400, 413) or (ok and answer is not None)):
+                raise errors.BatchRefused(f"HTTP {status}: {error}" if error else f"HTTP {status}")
+            raise self._failed(NodeUnavailable(
+                f"node answered HTTP {status} without a JSON-RPC answer ({what})"))
 
     def _post(self, payload: object, what: str) -> requests.Response:
         session = getattr(self._local, "session", None)

@@ -369,3 +369,22 @@ def test_singles_reuse_the_thread_s_kept_alive_session(node, limited) -> None:
     session = limited._local.session
     limited.batch([("eth_call", [str(i)]) for i in range(3)])
     assert limited._local.session is session and len(node.calls) == 4
+
+
+def test_a_rate_limit_answered_with_http_400_is_waited_out_not_taken_as_a_refusal(
+        node, limited, clock) -> None:
+    node.add(responses.POST, URL, status=400, json={
+        "jsonrpc": "2.0", "id": None, "error": {"code": -32005, "message": "limit exceeded"}})
+    node.add_callback(responses.POST, URL, callback=rpc_reply(echo))
+    assert limited.batch([("eth_call", ["a"]), ("eth_call", ["b"])]) == \
+        ["eth_call:a", "eth_call:b"]
+    assert clock.waits == [0.25] and limited.batches and limited.max_batch == 10
+
+
+@pytest.mark.parametrize("status, body", [(502, "bad gateway"), (200, "<html>oops</html>")])
+def test_a_broken_answer_to_a_batch_is_the_node_unavailable_not_a_refusal(
+        node, limited, status, body) -> None:
+    node.add(responses.POST, URL, status=status, body=body)
+    with pytest.raises(NodeUnavailable):
+        limited.batch([("eth_call", ["a"]), ("eth_call", ["b"])])
+    assert limited.batches and limited.max_batch == 10
