@@ -1,17 +1,21 @@
 """The node, over JSON-RPC: a thin client whose errors are sorted in one place.
 
-web3's HTTPProvider carries the requests (one HTTP session per thread); the processor keeps its
-own retry policy, so the provider's is switched off. Every RPC error is turned by
-:func:`classify` into a permanent or a transient error of :mod:`depeg_processor.errors`.
+Requests go over a kept-alive `requests` session per thread, so the client sees each HTTP
+status and header (a hosted provider's 429 and Retry-After, a refused batch). Every RPC error
+is turned by :func:`classify` into a permanent or a transient error of
+:mod:`depeg_processor.errors`.
 """
 from __future__ import annotations
 
+import json
 import logging
-from typing import Any, Callable, Iterable, Sequence
+import threading
+import time
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import requests
 from eth_abi import decode as abi_decode
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 
 from . import errors
 
@@ -19,6 +23,10 @@ log = logging.getLogger(__name__)
 
 ERROR_SELECTOR = "0x08c379a0"  # Error(string)
 PRODUCT_NOT_ACTIVE = "ERROR:DP-010:PRODUCT_NOT_ACTIVE"
+RATE_LIMIT_CODE = -32005  # "limit exceeded" (EIP-1474), used by hosted providers
+RATE_LIMIT_PHRASES = ("limit exceeded", "rate exceeded", "too many requests", "rate limit")
+
+
 def revert_reason(data: Any, message: str) -> str:
     """The Error(string) of a revert, from the error's data, else from its message."""
     if isinstance(data, dict):  # some nodes nest the data one level deeper
@@ -44,6 +52,9 @@ def classify(error: dict) -> errors.ProcessorError:
         if PRODUCT_NOT_ACTIVE in reason:
             return errors.ProductInactive(reason)
         return errors.PermanentError(f"reverted: {reason}", kind=errors.revert_kind(reason))
+    if error.get("code") == RATE_LIMIT_CODE or (
+            "gas" not in lowered and any(phrase in lowered for phrase in RATE_LIMIT_PHRASES)):
+        return errors.RateLimited(f"node error {error.get('code')}: {message}")
     if "nonce too high" in lowered:
         return errors.NonceTooHigh(message)
     if "nonce too low" in lowered or "invalid nonce" in lowered:
@@ -60,60 +71,210 @@ def classify(error: dict) -> errors.ProcessorError:
     return errors.TransientError(f"node error {error.get('code')}: {message}")
 
 
-class NodeUnavailable(errors.TransientError):
-    """The node did not answer (connection refused, timeout, bad HTTP status)."""
+NodeUnavailable = errors.NodeUnavailable  # where the callers have always imported it from
+
+FIRST_BACKOFF = 0.25  # s, doubling per refusal of the same call when no Retry-After is given
+MAX_BACKOFF = 2.0     # s, the longest pause between two tries
+PATIENCE = 5.0        # s a call waits on rate limits in all before it raises RateLimited (well
+                      # within the loop's heartbeat and the lease's TTL)
+MAX_RETRY_AFTER = 60.0  # s, the most of a Retry-After that is believed
+DEFAULT_MAX_BATCH = 100
 
 
 class Chain:
-    """JSON-RPC calls the processor makes, each returning plain Python values."""
+    """JSON-RPC calls the processor makes, each returning plain Python values.
 
-    def __init__(self, provider: HTTPProvider, *,
-                 on_error: Callable[[Exception], None] = lambda error: None) -> None:
-        self._provider = provider
+    One kept-alive HTTP session per thread. A hosted provider's limits are handled here, out
+    of the callers' sight: a rate limit (HTTP 429, error -32005) is waited out (Retry-After,
+    else a capped exponential backoff; at most PATIENCE seconds a call, then RateLimited); a
+    batch is cut into chunks of at most `max_batch` calls, a chunk the provider refuses is
+    halved and the smaller size kept, and a provider that refuses even two calls in a batch
+    gets every call on its own from then on.
+    """
+
+    def __init__(self, url: str, *, timeout: float, max_batch: int = DEFAULT_MAX_BATCH,
+                 on_error: Callable[[Exception], None] = lambda error: None,
+                 on_rate_limit: Callable[[Optional[str]], None] = lambda reason: None,
+                 wait: Callable[[float], Optional[bool]] = time.sleep,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._url = url
+        self._timeout = timeout
         self._on_error = on_error
+        self._on_rate_limit = on_rate_limit
+        self._wait = wait
+        self._monotonic = monotonic
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self.max_batch = max_batch  # lowered when the provider refuses a batch
+        self.batches = True         # False once the provider refused batches of two
+        self._resume_at = 0.0       # no request before this (monotonic): the last Retry-After
+        self._limited: Optional[str] = None
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float,
                  on_error: Callable[[Exception], None] = lambda error: None) -> "Chain":
-        provider = HTTPProvider(url, request_kwargs={"timeout": timeout},
-                                exception_retry_configuration=None)
-        return cls(provider, on_error=on_error)
+        return cls(url, timeout=timeout, on_error=on_error)
+
+    def attach(self, *, max_batch: int, wait: Callable[[float], Optional[bool]],
+               on_rate_limit: Callable[[Optional[str]], None]) -> None:
+        """Take what the service owns: the batch cap of its settings, its stop-aware wait
+        (True when stopping) and the shared state's rate-limit fact."""
+        self.max_batch = max_batch
+        self._wait = wait
+        self._on_rate_limit = on_rate_limit
 
     def _failed(self, error: errors.ProcessorError) -> errors.ProcessorError:
         self._on_error(error)
         return error
 
     def request(self, method: str, params: Sequence[Any]) -> Any:
-        try:
-            response = self._provider.make_request(method, list(params))
-        except (requests.RequestException, OSError, ValueError) as error:
-            raise self._failed(NodeUnavailable(
-                f"node unreachable ({method}): {type(error).__name__}")) from None
-        if "error" in response:
-            raise self._failed(classify(response["error"]))
-        return response.get("result")
+        [result] = self._call_all([(method, params)])
+        if isinstance(result, errors.ProcessorError):
+            raise result
+        return result
 
     def batch(self, calls: Iterable[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """Several calls in one HTTP request; each result is a value or an error instance."""
+        """Several calls, as few HTTP requests as the provider allows; each result, in call
+        order, is a value or an error instance. Raises NodeUnavailable (RateLimited when
+        patience ran out) if a request got no answer."""
         calls = list(calls)
-        if not calls:
-            return []
-        if len(calls) == 1:
+        results: list[Any] = []
+        while len(results) < len(calls):
+            size = self.max_batch if self.batches else 1
+            chunk = calls[len(results):len(results) + size]
             try:
-                return [self.request(*calls[0])]
-            except errors.ProcessorError as error:
-                if isinstance(error, NodeUnavailable):
-                    raise
-                return [error]
-        try:
-            responses = self._provider.make_batch_request([(m, list(p)) for m, p in calls])
-        except (requests.RequestException, OSError, ValueError) as error:
+                results += self._call_all(chunk)
+            except errors.BatchRefused as refusal:
+                self._shrink(len(chunk), refusal)
+        return results
+
+    def _shrink(self, refused: int, why: errors.BatchRefused) -> None:
+        with self._lock:
+            was = self.max_batch if self.batches else 1
+            if refused <= 2:
+                self.batches = False
+            else:
+                self.max_batch = min(self.max_batch, (refused + 1) // 2)
+            now = self.max_batch if self.batches else 1
+        if not self.batches and was > 1:
+            log.warning("the node refuses JSON-RPC batches (%s); calls go one by one", why)
+        elif now < was:
+            log.warning("the node refused a batch of %s calls (%s); batches of at most %s "
+                        "from now on", refused, why, now)
+
+    # -- one request, rate limits waited out -----------------------------------------------
+    def _call_all(self, calls: list[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """The calls in one HTTP request (a batch if more than one); members the node refuses
+        for the rate limit are asked again after a pause, until patience runs out."""
+        deadline = self._monotonic() + PATIENCE
+        results: list[Any] = [None] * len(calls)
+        todo, tries = list(range(len(calls))), 0
+        while todo:
+            members = self._post_calls([calls[i] for i in todo], deadline)
+            limited = []
+            for i, member in zip(todo, members):
+                if "error" not in member:
+                    results[i] = member.get("result")
+                    continue
+                results[i] = error = self._failed(classify(_error_of(member)))
+                if isinstance(error, errors.RateLimited):
+                    limited.append(i)
+            if not limited:
+                self._set_limited(None)
+                return results
+            try:
+                self._pause(str(results[limited[0]]), None, tries, deadline)
+            except errors.RateLimited:
+                return results  # the refused members keep their RateLimited error
+            todo, tries = limited, tries + 1
+        return results
+
+    def _post_calls(self, calls: list[tuple[str, Sequence[Any]]], deadline: float) -> list[dict]:
+        """One POST (an object for one call, an array for more); the answer's members in call
+        order. Whole-request rate limits are waited out here; a refused batch raises
+        BatchRefused."""
+        single = len(calls) == 1
+        what = calls[0][0] if single else f"batch of {len(calls)}"
+        members = [{"jsonrpc": "2.0", "id": i, "method": method, "params": list(params)}
+                   for i, (method, params) in enumerate(calls)]
+        tries = 0
+        while True:
+            self._wait_turn(deadline)
+            response = self._post(members[0] if single else members, what)
+            if response.status_code == 429:
+                self._failed(errors.RateLimited(f"HTTP 429 ({what})"))
+                self._pause("HTTP 429", retry_after(response), tries, deadline)
+                tries += 1
+                continue
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            status, ok = response.status_code, response.status_code < 300
+            if ok and single and isinstance(answer, dict):
+                return [answer]
+            if ok and isinstance(answer, list) and _answers_each(answer, len(calls)):
+                return sorted(answer, key=lambda member: member["id"])
+            error = classify(_error_of(answer)) if answer is not None else None
+            if isinstance(error, errors.RateLimited):
+                self._failed(error)
+                self._pause(str(error), retry_after(response), tries, deadline)
+                tries += 1
+                continue
+            if not single and (status in (400, 413) or (ok and answer is not None)):
+                raise errors.BatchRefused(f"HTTP {status}: {error}" if error else f"HTTP {status}")
             raise self._failed(NodeUnavailable(
-                f"node unreachable (batch): {type(error).__name__}")) from None
-        if not isinstance(responses, list):
-            raise self._failed(classify(responses.get("error", {"message": "batch refused"})))
-        return [self._failed(classify(r["error"])) if "error" in r else r.get("result")
-                for r in responses]
+                f"node answered HTTP {status} without a JSON-RPC answer ({what})"))
+
+    def _post(self, payload: object, what: str) -> requests.Response:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.headers["Content-Type"] = "application/json"
+        try:
+            return session.post(self._url, data=json.dumps(payload), timeout=self._timeout)
+        except (requests.RequestException, OSError) as error:
+            raise self._failed(NodeUnavailable(
+                f"node unreachable ({what}): {type(error).__name__}")) from None
+
+    def _pause(self, reason: str, retry_after: Optional[float], tries: int,
+               deadline: float) -> None:
+        """The node refused for its rate limit: no request (from any thread) before its
+        Retry-After, else before a backoff doubling with each try; then wait for the turn."""
+        if retry_after is None:
+            delay = min(FIRST_BACKOFF * 2 ** tries, MAX_BACKOFF)
+        else:  # one beyond PATIENCE makes the calls until then give up at once
+            delay = min(max(retry_after, FIRST_BACKOFF), MAX_RETRY_AFTER)
+        with self._lock:
+            self._resume_at = max(self._resume_at, self._monotonic() + delay)
+        self._set_limited(f"{reason}, retrying in {delay:g}s")
+        self._wait_turn(deadline)
+
+    def _wait_turn(self, deadline: float) -> None:
+        """Wait until the last rate limit has passed; RateLimited if that is past `deadline`
+        (or the service is stopping)."""
+        now = self._monotonic()
+        with self._lock:
+            delay, reason = self._resume_at - now, self._limited
+        if delay <= 0:
+            return
+        if now + delay > deadline + 1e-9:
+            raise errors.RateLimited(f"rate limited by the node ({reason}); gave up after "
+                                     f"{PATIENCE:g}s")
+        if self._wait(delay):
+            raise errors.RateLimited(f"rate limited by the node ({reason}); stopping")
+
+    def _set_limited(self, reason: Optional[str]) -> None:
+        """Tell the shared state while the node rate-limits us (and when it stopped)."""
+        with self._lock:
+            before, self._limited = self._limited, reason
+            if before is None and reason is None:
+                return
+            self._on_rate_limit(reason)
+        if before is None:
+            log.warning("rate limited by the node: %s", reason)
+        elif reason is None:
+            log.info("no longer rate limited by the node")
 
     # -- typed helpers -------------------------------------------------------------------------
     def chain_id(self) -> int:
@@ -140,3 +301,28 @@ class Chain:
 
     def send_raw(self, raw: bytes) -> str:
         return self.request("eth_sendRawTransaction", [Web3.to_hex(raw)])
+
+
+def _answers_each(answer: list, count: int) -> bool:
+    """The array answers each of `count` calls (ids 0..count-1) once."""
+    ids = [member.get("id") for member in answer if isinstance(member, dict)]
+    return len(ids) == len(answer) == count and all(type(i) is int for i in ids) \
+        and set(ids) == set(range(count))
+
+
+def _error_of(answer: Any) -> dict:
+    """The error object in an answer: its own, or the first member's of an array."""
+    for member in answer if isinstance(answer, list) else [answer]:
+        if isinstance(member, dict) and isinstance(member.get("error"), dict):
+            return member["error"]
+        if isinstance(member, dict) and member.get("error") is not None:
+            return {"message": str(member["error"])}
+    return {"message": "an answer that does not match the calls"}
+
+
+def retry_after(response: requests.Response) -> Optional[float]:
+    """The Retry-After header in seconds (its HTTP-date form is not used by providers)."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return None

@@ -54,6 +54,7 @@ class Settings:
     read_count: int = 10
     receipt_poll_interval: float = 2.0
     rpc_timeout: float = 10.0
+    chain_max_batch: int = 100
     max_deliveries: int = 10
     lease_ttl: float = 15.0
     stuck_blocks: int = 3
@@ -196,6 +197,7 @@ def load_settings(config: Callable[..., object]) -> Settings:
         read_count=get("REDIS_READ_COUNT", parse_count, "10"),
         receipt_poll_interval=get("RECEIPT_POLL_INTERVAL", parse_millis, "2000"),
         rpc_timeout=get("CHAIN_RPC_TIMEOUT", parse_millis, "10000"),
+        chain_max_batch=get("CHAIN_RPC_MAX_BATCH", parse_count, "100"),
         max_deliveries=get("REDIS_QUEUE_MAX_DELIVERIES", parse_count, "10"),
         lease_ttl=get("PROCESSOR_LEASE_TTL", parse_millis, "15000"),
         stuck_blocks=get("TX_STUCK_BLOCKS", parse_count, "3"),
@@ -220,6 +222,8 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("MAX_PRIORITY_FEE_PER_GAS", "must not exceed MAX_FEE_PER_GAS")
     if settings.read_count < 1:
         raise ConfigError("REDIS_READ_COUNT", "must be at least 1")
+    if settings.chain_max_batch < 1:
+        raise ConfigError("CHAIN_RPC_MAX_BATCH", "must be at least 1")
     if settings.receipt_poll_interval <= 0:
         raise ConfigError("RECEIPT_POLL_INTERVAL", "must be above zero")
     if settings.lease_ttl < 1.0:

@@ -56,6 +56,19 @@ class TransientError(ProcessorError):
     """A dependency failed or refused for now; retry later."""
 
 
+class NodeUnavailable(TransientError):
+    """The node did not answer (connection refused, timeout, bad HTTP status)."""
+
+
+class RateLimited(NodeUnavailable):
+    """The node (a hosted provider) refused for now: too many calls. Waited out and retried;
+    never counted against an application (as for any node that does not answer)."""
+
+
+class BatchRefused(TransientError):
+    """The node would not take a JSON-RPC batch this large; the chain client splits it."""
+
+
 class ProductInactive(TransientError):
     """The product is paused or depegged (DP-010); applications wait until it is active."""
 

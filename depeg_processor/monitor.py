@@ -66,7 +66,11 @@ def check_non_ack(snap: Snapshot, limits: Limits) -> str:
 
 
 def check_node(snap: Snapshot) -> str:
-    return f"node unavailable: {snap.node_error}" if snap.node_error else OK
+    if snap.node_error:
+        return f"node unavailable: {snap.node_error}"
+    if snap.rate_limited:
+        return f"rate limited by the node: {snap.rate_limited}"
+    return OK
 
 
 def check_redis(snap: Snapshot) -> str:

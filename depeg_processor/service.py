@@ -69,6 +69,8 @@ class Service:
         self.metrics = metrics or null_metrics()
         self.notifier = notifier or Notifier(None)
         self.state = SharedState(monotonic=monotonic)
+        chain.attach(max_batch=settings.chain_max_batch, wait=stop.wait,
+                     on_rate_limit=self.state.set_rate_limited)
         self.queue = StreamQueue(redis_client, stream=settings.stream_key, group=settings.group,
                                  consumer=settings.consumer,
                                  dead_letter_key=settings.dead_letter_key, clock=clock,

@@ -22,6 +22,7 @@ class Snapshot:
     balance: Optional[int] = None
     non_ack_pending: Optional[int] = None
     node_error: Optional[str] = None
+    rate_limited: Optional[str] = None
     redis_error: Optional[str] = None
     holding: Optional[str] = None
     in_flight: int = 0
@@ -81,6 +82,10 @@ class SharedState:
 
     def node_failed(self, reason: str, source: str = "main") -> None:
         self._dependency("node", source, reason)
+
+    def set_rate_limited(self, reason: Optional[str]) -> None:
+        """Why the node refuses calls for its rate limit now, or None once it answers again."""
+        self._update(rate_limited=reason)
 
     def redis_ok(self, source: str = "main") -> None:
         self._dependency("redis", source, None)

@@ -1,29 +1,76 @@
 """A JSON-RPC proxy in front of anvil for fault and cost tests: it counts the calls by method
 (batch members one by one), can answer slowly, and can go down (refuse connections) and come
-back on the same port."""
+back on the same port.
+
+It also plays a hosted provider's limits, deterministically: a largest batch (`max_batch`), no
+batches at all (`batches=False`), and a rate limit in calls a second (`rate_limit`, a token
+bucket holding one second's worth; each batch member is one call), answered with HTTP 429 and
+`Retry-After: 1` or, with `limit_answer="mixed"`, every other time with a JSON-RPC -32005 error
+object as other providers do. Connections are kept alive, as a provider's are."""
 from __future__ import annotations
 
 import collections
 import json
+import socket
 import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional
+from typing import Callable, Optional
 
 from devnet.nodes import free_port
 
+BATCH_TOO_LARGE = {"jsonrpc": "2.0", "id": None,
+                   "error": {"code": -32600, "message": "batch too large"}}
+NO_BATCHES = {"jsonrpc": "2.0", "id": None,
+              "error": {"code": -32600, "message": "batch requests are not supported"}}
+LIMIT_EXCEEDED = {"jsonrpc": "2.0", "id": None,
+                  "error": {"code": -32005, "message": "limit exceeded: too many requests"}}
+
+
+class TokenBucket:
+    """`rate` calls a second, up to one second's worth saved up. A request of more calls than
+    the bucket holds passes when it is full (and leaves it in debt), so none starves."""
+
+    def __init__(self, rate: float, monotonic: Callable[[], float]) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self._monotonic = monotonic
+        self._at = monotonic()
+
+    def take(self, calls: int) -> bool:
+        now = self._monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self.tokens < min(calls, self.rate):
+            return False
+        self.tokens -= calls
+        return True
+
 
 class RpcProxy:
-    def __init__(self, upstream: str, *, port: Optional[int] = None, delay: float = 0.0) -> None:
+    def __init__(self, upstream: str, *, port: Optional[int] = None, delay: float = 0.0,
+                 max_batch: Optional[int] = None, batches: bool = True,
+                 batch_refusal_status: int = 200, rate_limit: Optional[float] = None,
+                 limit_answer: str = "http",
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.upstream = upstream
         self.port = port or free_port()
         self.delay = delay
+        self.max_batch = max_batch
+        self.batches = batches
+        self.batch_refusal_status = batch_refusal_status  # 200 (error object), 400 or 413
+        self.limit_answer = limit_answer  # "http" (429) or "mixed" (429 and -32005 in turn)
+        self.bucket = TokenBucket(rate_limit, monotonic) if rate_limit else None
         self.calls: collections.Counter[str] = collections.Counter()
         self.requests = 0
+        self.refused_batches = 0   # batches answered as too large / not supported
+        self.rate_limited = 0      # requests answered with HTTP 429
+        self.rate_limited_json = 0  # requests answered with a -32005 error object
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
+        self._connections: set[socket.socket] = set()
 
     @property
     def url(self) -> str:
@@ -33,9 +80,24 @@ class RpcProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a provider
+
+            def setup(self) -> None:
+                super().setup()
+                with proxy._lock:
+                    proxy._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with proxy._lock:
+                    proxy._connections.discard(self.connection)
+                super().finish()
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                proxy._count(body)
+                refusal = proxy._refusal(body)
+                if refusal is not None:
+                    self._answer(*refusal)
+                    return
                 if proxy.delay:
                     time.sleep(proxy.delay)
                 request = urllib.request.Request(proxy.upstream, data=body,
@@ -44,11 +106,17 @@ class RpcProxy:
                     with urllib.request.urlopen(request, timeout=30) as response:
                         payload = response.read()
                 except OSError:
-                    self.send_error(502)
+                    self._answer(502, b"bad gateway")
                     return
-                self.send_response(200)
+                self._answer(200, payload)
+
+            def _answer(self, status: int, payload: bytes,
+                        headers: Optional[dict] = None) -> None:
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(payload)
 
@@ -62,16 +130,32 @@ class RpcProxy:
         self._thread.start()
         return self
 
-    def _count(self, body: bytes) -> None:
+    def _refusal(self, body: bytes) -> Optional[tuple[int, bytes, dict]]:
+        """How a provider with these limits answers instead of the node, or None to pass the
+        request on (counted)."""
         try:
             message = json.loads(body)
         except ValueError:
-            return
-        members = message if isinstance(message, list) else [message]
+            return None
+        batch = isinstance(message, list)
+        members = message if batch else [message]
         with self._lock:
+            if batch and (not self.batches or (self.max_batch and len(members) > self.max_batch)):
+                self.refused_batches += 1
+                refusal = BATCH_TOO_LARGE if self.batches else NO_BATCHES
+                return self.batch_refusal_status, json.dumps(refusal).encode(), {}
+            if self.bucket is not None and not self.bucket.take(len(members)):
+                refused = self.rate_limited + self.rate_limited_json
+                if self.limit_answer == "mixed" and refused % 2 == 1:
+                    self.rate_limited_json += 1
+                    return 200, json.dumps(LIMIT_EXCEEDED).encode(), {}
+                self.rate_limited += 1
+                return 429, json.dumps(LIMIT_EXCEEDED).encode(), {"Retry-After": "1"}
             self.requests += 1
             for member in members:
-                self.calls[member.get("method", "?")] += 1
+                method = member.get("method", "?") if isinstance(member, dict) else "?"
+                self.calls[method] += 1
+        return None
 
     def reset_counts(self) -> None:
         with self._lock:
@@ -83,11 +167,19 @@ class RpcProxy:
             return sum(self.calls.values())
 
     def stop(self) -> None:
-        """Go down: the port refuses connections until `start()` again."""
+        """Go down: the port refuses connections until `start()` again, and the connections
+        kept alive are cut."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        with self._lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> "RpcProxy":
         return self.start()

@@ -9,6 +9,7 @@ import requests
 import responses
 from eth_abi import encode as abi_encode
 
+from depeg_processor import chain as chain_module
 from depeg_processor import errors
 from depeg_processor.chain import Chain, NodeUnavailable, classify, revert_reason
 
@@ -154,3 +155,236 @@ def test_batch_connection_error_is_node_unavailable(node, chain) -> None:
     node.add(responses.POST, URL, body=requests.ConnectionError("refused"))
     with pytest.raises(NodeUnavailable):
         chain.batch([("eth_blockNumber", []), ("eth_chainId", [])])
+
+
+# -- a hosted provider's limits ------------------------------------------------------------------
+class Clock:
+    """The chain's monotonic clock and wait: waiting moves the clock on, nothing sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.now += seconds
+        return False
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def limited(clock):
+    """A chain with a fake clock; .facts lists what it told the shared state, .errors what
+    it counted."""
+    facts, counted = [], []
+    chain = Chain(URL, timeout=5, max_batch=10, wait=clock.wait, monotonic=clock,
+                  on_rate_limit=facts.append, on_error=counted.append)
+    chain.facts, chain.counted = facts, counted
+    return chain
+
+
+def echo(method, params):
+    return "result", f"{method}:{params[0] if params else ''}"
+
+
+def sizes(node) -> list[int]:
+    """How many calls each HTTP request carried (1 for a plain object)."""
+    bodies = [json.loads(call.request.body) for call in node.calls]
+    return [len(body) if isinstance(body, list) else 1 for body in bodies]
+
+
+def test_rate_limit_codes_and_messages_are_classified() -> None:
+    for error in ({"code": -32005, "message": "limit exceeded"},
+                  {"code": -32000, "message": "Too Many Requests"},
+                  {"code": 429, "message": "daily request count exceeded, request rate limited"},
+                  {"code": -32600, "message": "rate exceeded"}):
+        classified = classify(error)
+        assert isinstance(classified, errors.RateLimited), error
+        assert isinstance(classified, NodeUnavailable)  # never an application's own failure
+    assert not isinstance(classify({"code": -32000, "message": "exceeds block gas limit"}),
+                          errors.RateLimited)
+    assert not isinstance(classify({"code": -32000, "message": "gas limit exceeded"}),
+                          errors.RateLimited)
+
+
+def test_429_with_retry_after_is_waited_out_and_retried(node, limited, clock) -> None:
+    node.add(responses.POST, URL, status=429, headers={"Retry-After": "2"}, body="slow down")
+    node.add_callback(responses.POST, URL, callback=rpc_reply(lambda m, p: ("result", "0x7a69")))
+    assert limited.chain_id() == 31337
+    assert clock.waits == [2.0]
+    assert len(node.calls) == 2
+    assert [fact is None for fact in limited.facts] == [False, True]  # limited, then over
+    assert "HTTP 429" in limited.facts[0]
+    assert [type(e) for e in limited.counted] == [errors.RateLimited]
+
+
+def test_429_without_retry_after_backs_off_exponentially_with_a_cap(node, limited, clock,
+                                                                   monkeypatch) -> None:
+    monkeypatch.setattr(chain_module, "PATIENCE", 30.0)
+    for _ in range(6):
+        node.add(responses.POST, URL, status=429)
+    node.add_callback(responses.POST, URL, callback=rpc_reply(lambda m, p: ("result", "0x1")))
+    assert limited.request("eth_blockNumber", []) == "0x1"
+    assert clock.waits == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+
+
+def test_a_lasting_rate_limit_raises_rate_limited_within_the_patience(node, limited,
+                                                                     clock) -> None:
+    node.add(responses.POST, URL, status=429, headers={"Retry-After": "2"})
+    with pytest.raises(errors.RateLimited) as caught:
+        limited.request("eth_blockNumber", [])
+    assert isinstance(caught.value, NodeUnavailable)
+    assert sum(clock.waits) <= chain_module.PATIENCE and clock.waits == [2.0, 2.0]
+    assert limited.facts[-1] is not None, "still limited: the monitor keeps saying so"
+
+
+def test_a_retry_after_beyond_the_patience_gives_up_at_once_and_is_honoured_later(
+        node, limited, clock) -> None:
+    node.add(responses.POST, URL, status=429, headers={"Retry-After": "30"})
+    with pytest.raises(errors.RateLimited):
+        limited.request("eth_blockNumber", [])
+    with pytest.raises(errors.RateLimited):
+        limited.request("eth_blockNumber", [])  # not asked again before the 30 s are over
+    assert len(node.calls) == 1 and clock.waits == []
+    clock.now += 30
+    node.replace(responses.POST, URL, json={"jsonrpc": "2.0", "id": 0, "result": "0x2"})
+    assert limited.request("eth_blockNumber", []) == "0x2"
+
+
+def test_stopping_ends_the_wait(node, clock) -> None:
+    chain = Chain(URL, timeout=5, wait=lambda seconds: True, monotonic=clock)
+    node.add(responses.POST, URL, status=429, headers={"Retry-After": "1"})
+    with pytest.raises(errors.RateLimited, match="stopping"):
+        chain.request("eth_blockNumber", [])
+    assert len(node.calls) == 1
+
+
+def test_json_rpc_32005_for_a_whole_batch_is_retried(node, limited, clock) -> None:
+    node.add(responses.POST, URL, json={"jsonrpc": "2.0", "id": None,
+                                        "error": {"code": -32005, "message": "limit exceeded"}})
+    node.add_callback(responses.POST, URL, callback=rpc_reply(echo))
+    assert limited.batch([("eth_getBalance", ["a"]), ("eth_getBalance", ["b"])]) == \
+        ["eth_getBalance:a", "eth_getBalance:b"]
+    assert clock.waits == [0.25] and sizes(node) == [2, 2]
+
+
+def test_rate_limited_batch_members_alone_are_asked_again(node, limited, clock) -> None:
+    refused = {"b", "d"}
+
+    def handler(method, params):
+        if params[0] in refused:
+            refused.discard(params[0])
+            return "error", {"code": -32005, "message": "limit exceeded"}
+        return echo(method, params)
+    node.add_callback(responses.POST, URL, callback=rpc_reply(handler))
+    results = limited.batch([("eth_call", [x]) for x in "abcd"])
+    assert results == [f"eth_call:{x}" for x in "abcd"]
+    assert sizes(node) == [4, 2] and clock.waits == [0.25]
+
+
+def test_members_still_limited_after_the_patience_carry_rate_limited(node, limited) -> None:
+    def handler(method, params):
+        if params[0] == "b":
+            return "error", {"code": -32005, "message": "limit exceeded"}
+        return echo(method, params)
+    node.add_callback(responses.POST, URL, callback=rpc_reply(handler))
+    first, second = limited.batch([("eth_call", ["a"]), ("eth_call", ["b"])])
+    assert first == "eth_call:a" and isinstance(second, errors.RateLimited)
+
+
+def test_batches_are_cut_at_the_configured_size(node, limited) -> None:
+    node.add_callback(responses.POST, URL, callback=rpc_reply(echo))
+    results = limited.batch([("eth_getTransactionReceipt", [str(i)]) for i in range(25)])
+    assert results == [f"eth_getTransactionReceipt:{i}" for i in range(25)]
+    assert sizes(node) == [10, 10, 5]
+
+
+def refusing_batches_over(limit: int, refusal):
+    """A provider that answers batches over `limit` with `refusal(request)`."""
+    ok = rpc_reply(echo)
+
+    def callback(request):
+        body = json.loads(request.body)
+        if isinstance(body, list) and len(body) > limit:
+            return refusal(body)
+        return ok(request)
+    return callback
+
+
+@pytest.mark.parametrize("refusal", [
+    lambda body: (413, {}, "request entity too large"),
+    lambda body: (400, {}, json.dumps({"jsonrpc": "2.0", "id": None,
+                                       "error": {"code": -32600, "message": "batch too large"}})),
+    lambda body: (200, {}, json.dumps({"jsonrpc": "2.0", "id": None,
+                                       "error": {"code": -32600, "message": "batch too large"}})),
+    lambda body: (200, {}, json.dumps([{"jsonrpc": "2.0", "id": m["id"], "result": "0x0"}
+                                       for m in body[:3]])),  # an array of the wrong length
+], ids=["413", "400", "error object", "short array"])
+def test_a_refused_batch_is_halved_and_the_size_remembered(node, limited, refusal) -> None:
+    node.add_callback(responses.POST, URL, callback=refusing_batches_over(3, refusal))
+    calls = [("eth_call", [str(i)]) for i in range(10)]
+    assert limited.batch(calls) == [f"eth_call:{i}" for i in range(10)]
+    assert sizes(node) == [10, 5, 3, 3, 3, 1]
+    assert limited.max_batch == 3
+
+    node.calls.reset()
+    assert limited.batch(calls[:4]) == [f"eth_call:{i}" for i in range(4)]
+    assert sizes(node) == [3, 1], "the smaller size is kept for later batches"
+
+
+def test_a_provider_without_batches_gets_single_calls_in_order(node, limited) -> None:
+    def handler(method, params):
+        if params[0] == "2":
+            return "error", {"code": -32000, "message": "nonce too low"}
+        return echo(method, params)
+    node.add_callback(responses.POST, URL, callback=refusing_batches_over(
+        1, lambda body: (400, {}, "batch requests are not supported")))
+    calls = [("eth_sendRawTransaction", [str(i)]) for i in range(5)]
+    results = limited.batch(calls)
+    assert results[:2] == ["eth_sendRawTransaction:0", "eth_sendRawTransaction:1"]
+    assert results[3:] == ["eth_sendRawTransaction:3", "eth_sendRawTransaction:4"]
+    assert results[2] == "eth_sendRawTransaction:2"
+    assert sizes(node) == [5, 3, 2, 1, 1, 1, 1, 1] and not limited.batches
+
+    node.reset()
+    node.add_callback(responses.POST, URL, callback=rpc_reply(handler))
+    results = limited.batch(calls)
+    assert isinstance(results[2], errors.NonceConflict)
+    assert [r for i, r in enumerate(results) if i != 2] == [
+        f"eth_sendRawTransaction:{i}" for i in (0, 1, 3, 4)]
+    assert sizes(node) == [1] * 5, "no batch is tried again"
+
+
+def test_singles_reuse_the_thread_s_kept_alive_session(node, limited) -> None:
+    limited.batches = False
+    node.add_callback(responses.POST, URL, callback=rpc_reply(echo))
+    limited.batch([("eth_call", ["0"])])
+    session = limited._local.session
+    limited.batch([("eth_call", [str(i)]) for i in range(3)])
+    assert limited._local.session is session and len(node.calls) == 4
+
+
+def test_a_rate_limit_answered_with_http_400_is_waited_out_not_taken_as_a_refusal(
+        node, limited, clock) -> None:
+    node.add(responses.POST, URL, status=400, json={
+        "jsonrpc": "2.0", "id": None, "error": {"code": -32005, "message": "limit exceeded"}})
+    node.add_callback(responses.POST, URL, callback=rpc_reply(echo))
+    assert limited.batch([("eth_call", ["a"]), ("eth_call", ["b"])]) == \
+        ["eth_call:a", "eth_call:b"]
+    assert clock.waits == [0.25] and limited.batches and limited.max_batch == 10
+
+
+@pytest.mark.parametrize("status, body", [(502, "bad gateway"), (200, "<html>oops</html>")])
+def test_a_broken_answer_to_a_batch_is_the_node_unavailable_not_a_refusal(
+        node, limited, status, body) -> None:
+    node.add(responses.POST, URL, status=status, body=body)
+    with pytest.raises(NodeUnavailable):
+        limited.batch([("eth_call", ["a"]), ("eth_call", ["b"])])
+    assert limited.batches and limited.max_batch == 10

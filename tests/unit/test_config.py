@@ -23,7 +23,7 @@ VARIABLES = (
     "REDIS_QUEUE_STREAM_KEY", "REDIS_QUEUE_APPLICATION_ID", "REDIS_QUEUE_CONSUMER_ID",
     "REDIS_QUEUE_DEAD_LETTER_KEY", "REDIS_READ_COUNT", "RECEIPT_POLL_INTERVAL",
     "CHAIN_RPC_TIMEOUT", "REDIS_QUEUE_MAX_DELIVERIES", "PROCESSOR_LEASE_TTL", "TX_STUCK_BLOCKS",
-    "TX_STUCK_TIMEOUT", "MAX_GAS_SPEND_PER_HOUR", "REDIS_STREAM_RETENTION",
+    "TX_STUCK_TIMEOUT", "MAX_GAS_SPEND_PER_HOUR", "REDIS_STREAM_RETENTION", "CHAIN_RPC_MAX_BATCH",
 )
 
 
@@ -80,6 +80,11 @@ def test_defaults_match_the_wire_format() -> None:
     assert settings.dead_letter_key == "application:signatures:dead"
     assert settings.product_address == PRODUCT
     assert settings.mnemonic == MNEMONIC
+    assert settings.chain_max_batch == 100
+
+
+def test_batch_cap_is_read() -> None:
+    assert load(CHAIN_RPC_MAX_BATCH="10").chain_max_batch == 10
 
 
 def test_values_are_read_and_converted() -> None:
@@ -167,7 +172,9 @@ def test_priority_fee_above_max_fee_is_refused() -> None:
 
 
 @pytest.mark.parametrize("name, value", [("PORT", "70000"), ("ERROR_TIMEOUT", "-5"),
-                                         ("CHAIN_RPC_URL", "ws://node"), ("REDIS_URL", "localhost")])
+                                         ("CHAIN_RPC_URL", "ws://node"), ("REDIS_URL", "localhost"),
+                                         ("CHAIN_RPC_MAX_BATCH", "0"),
+                                         ("CHAIN_RPC_MAX_BATCH", "ten")])
 def test_other_bad_values_name_their_variable(name: str, value: str) -> None:
     assert refusal(**{name: value}).name == name
 
