@@ -89,6 +89,7 @@ class Harness:
                                    highest_recorded=self.records.highest_nonce)
         self.lease = Lease(client, key=STREAM + ":lease:w", owner="me", ttl=15.0,
                            monotonic=self.clock)
+        assert self.lease.acquire()  # what the lease keeper does in the service
         self.processor = Processor(
             redis_client=client, queue=self.queue, records=self.records, sender=self.sender,
             nonces=self.nonces, lease=self.lease, max_deliveries=3,
