@@ -318,7 +318,8 @@ class Processor:
         self._active = False
         self._state.set_holding(
             f"standby: another processor ({holder}) holds the wallet's lease"
-            if holder and holder != self._lease.owner else "standby: waiting for the wallet's lease")
+            if holder and holder != self._lease.owner
+            else "standby: waiting for the wallet's lease")
         self._pause(STANDBY_CHECK_INTERVAL)
         return False
 

@@ -209,7 +209,8 @@ class Sender:
                             "again", record.entity_id, record.tx_hash, record.nonce)
             self._nonces.sync()
 
-    def replace_many(self, records: Sequence[TxRecord]) -> list[Union[TxRecord, errors.ProcessorError]]:
+    def replace_many(self, records: Sequence[TxRecord]
+                     ) -> list[Union[TxRecord, errors.ProcessorError]]:
         """Replace stuck transactions: same nonce and call, both fees raised (at least 12.5% and
         to the market now), never above the cap. One fee lookup, one fenced write-ahead of all
         the replacements, one batch to send them; those refused as underpriced or below the base
