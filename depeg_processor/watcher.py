@@ -136,8 +136,8 @@ class ReceiptWatcher:
         except NodeUnavailable as error:
             self._state.node_failed(str(error), "watcher")
             log.error("receipt watcher cannot reach the node: %s", error)
-        except (LeaseLost, FenceLost):
-            pass  # the lease is gone: the next holder settles what is in flight
+        except (LeaseLost, FenceLost) as error:
+            log.warning("receipt watcher: %s; the next holder settles what is in flight", error)
         except errors.TransientError as error:
             log.error("receipt watcher: %s", error)
         except redis.RedisError as error:
