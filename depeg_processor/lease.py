@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SAFETY = 0.8  # trust a lease for this share of its time to live
 RENEWALS_PER_TTL = 3  # the keeper renews (or tries to take) the lease this often per ttl
+MAX_RENEWAL_INTERVAL = 5.0  # seconds; and at least this often, so a standby takes over soon
 
 Fence = tuple[str, str]  # (lease key, owner): a write commits only while that owner holds it
 
@@ -136,16 +137,17 @@ class Lease:
 
 
 class LeaseKeeper:
-    """Takes and renews the lease every ttl/RENEWALS_PER_TTL in its own thread while this
-    process wants to send (`wanted`: its processor loop is alive), so a slow node cannot let
-    it lapse. A Redis error only skips a renewal: the lease then runs out on its own."""
+    """Takes and renews the lease every ttl/RENEWALS_PER_TTL (and at least every 5 s) in its
+    own thread while this process wants to send (`wanted`: its processor loop is alive), so a
+    slow node cannot let it lapse. A Redis error only skips a renewal: the lease then runs out
+    on its own."""
 
     def __init__(self, lease: Lease, *, stop: threading.Event,
                  wanted: Callable[[], bool] = lambda: True) -> None:
         self._lease = lease
         self._stop = stop
         self._wanted = wanted
-        self.interval = lease.ttl / RENEWALS_PER_TTL
+        self.interval = min(lease.ttl / RENEWALS_PER_TTL, MAX_RENEWAL_INTERVAL)
         self._last: Optional[str] = None  # what the last round found, to log changes once
 
     def run(self) -> None:

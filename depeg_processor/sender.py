@@ -18,11 +18,11 @@ from typing import Callable, Optional, Sequence, Union
 from . import errors
 from .application import Application
 from .chain import Chain, NodeUnavailable
+from .errors import FenceLost, LeaseLost
 from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy, Fees
-from .nonce import NonceManager
-from .errors import FenceLost, LeaseLost
 from .lease import Fence
+from .nonce import NonceManager
 from .records import TxRecord, TxRecords
 from .signing import TransactionSigner
 

@@ -187,6 +187,7 @@ class Service:
         """Start the lease keeper and watcher threads and run the processor loop in this
         thread until stopped; then give the lease up so a standby takes over at once."""
         assert self.processor is not None and self.watcher is not None, "prepare() first"
+        self.keeper.run_once()  # a free lease is taken before the loop starts: no standby blip
         self._start_thread("lease-keeper", self.keeper.run)
         self._start_thread("receipt-watcher", self.watcher.run)
         self.notifier.ready(f"processing {self.settings.stream_key} as {self.account.address}")
