@@ -166,7 +166,8 @@ class Service:
             address=self.account.address, min_confirmations=settings.min_confirmations,
             poll_interval=settings.receipt_poll_interval, stuck_blocks=settings.stuck_blocks,
             stuck_seconds=settings.stuck_timeout, may_send=self.lease.held,
-            fence=self.lease.fence, metrics=self.metrics,
+            fence=self.lease.fence, lease_generation=lambda: self.lease.generation,
+            metrics=self.metrics,
             spend=(SpendLedger(self._redis, prefix=settings.stream_key)
                    if settings.max_gas_spend_per_hour is not None else None),
             clock=self._clock,

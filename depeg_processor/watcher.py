@@ -74,6 +74,7 @@ class ReceiptWatcher:
                  address: str, min_confirmations: int, poll_interval: float, stuck_blocks: int,
                  stuck_seconds: float, may_send: Callable[[], bool] = lambda: True,
                  fence: Optional[Fence] = None,
+                 lease_generation: Callable[[], int] = lambda: 0,
                  metrics: Optional[Metrics] = None, spend: Optional[SpendLedger] = None,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -91,6 +92,8 @@ class ReceiptWatcher:
         self._stuck_seconds = stuck_seconds
         self._may_send = may_send
         self._fence = fence
+        self._lease_generation = lease_generation
+        self._generation: Optional[int] = None  # the lease generation the cache belongs to
         self._metrics = metrics or null_metrics()
         self._spend = spend
         self._clock = clock
@@ -149,12 +152,14 @@ class ReceiptWatcher:
     def _in_flight(self) -> list[TxRecord]:
         """The records in flight, lowest nonce first. Records are cached: only ids that are new
         (or whose nonce changed, i.e. recorded afresh) are read again; after this process
-        (re)gains the lease the cache starts over, since another sender may have replaced."""
-        sending = self._may_send()
-        if sending and not self._was_sending:
+        (re)gains the lease the cache starts over, since another sender may have replaced -
+        also when it lapsed and was gained again between two rounds (a new generation)."""
+        sending, generation = self._may_send(), self._lease_generation()
+        if sending and (not self._was_sending or generation != self._generation):
             self._cache.clear()
             self._waiting.clear()
             self._sending_since = self._clock()
+            self._generation = generation
         self._was_sending = sending
         nonces = self._records.inflight_nonces()
         stale = [e for e, nonce in nonces.items()
