@@ -1,8 +1,7 @@
 """Wiring: build the parts from the settings and clients handed in, then run them.
 
 The entry point creates the clients and the stop event; this module only connects them. The
-main thread runs the processor loop; named threads run the lease keeper, the receipt watcher and
-the monitor.
+main thread runs the processor loop, a named thread the receipt watcher, another the monitor.
 """
 from __future__ import annotations
 
