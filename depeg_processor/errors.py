@@ -103,3 +103,11 @@ class FeeCapReached(TransientError):
 
 class InsufficientFunds(TransientError):
     """The wallet cannot pay for the transaction at the offered fee."""
+
+
+class LeaseLost(TransientError):
+    """This process no longer holds the wallet's lease: another processor may be sending."""
+
+
+class FenceLost(TransientError):
+    """A write was refused: this process no longer holds the lease it was fenced by."""

@@ -35,6 +35,7 @@ from .untrusted import HashContent, HashGuard, shown
 log = logging.getLogger(__name__)
 
 STOP_CHECK_INTERVAL = 1.0  # the longest a blocking read may delay a stop request (seconds)
+STANDBY_CHECK_INTERVAL = 0.5  # how soon a standby notices that the lease keeper gained the lease
 FIRST_BACKOFF = 0.5  # seconds; doubled per consecutive failure up to ERROR_TIMEOUT
 
 
@@ -77,6 +78,7 @@ class Processor:
         self._balance_read_at = 0.0
         self._holding_for: set[str] = set()  # guards holding now: "balance", "spend"
         self._active = False
+        self._generation = 0  # the lease generation whose take-over is done
         self._failures = 0
         self._unsettled: list[Entry] = []
         self._attempts: dict[str, int] = {}
@@ -88,8 +90,6 @@ class Processor:
         while not self._stop.is_set():
             self.run_once()
         self._sender.finish_broadcast()  # the batch in hand goes out before the lease does
-        if self._active:
-            self._lease.release()
         log.info("processor loop stopped")
 
     def _beat(self) -> None:
@@ -343,8 +343,10 @@ class Processor:
     def _commit(self, records: list[TxRecord]) -> None:
         """Write-ahead: the records, each application's transactionHash and the entries'
         acknowledgements, in one transaction, before anything is broadcast."""
+        if self._lease.generation != self._generation:  # lost and gained again meanwhile:
+            raise LeaseLost("the wallet's lease changed hands during the batch; not sending")
         self._records.put_many(
-            records, fence=(self._lease.key, self._lease.owner),
+            records, fence=self._lease.fence,
             also=lambda pipe: self._queue.stage_submitted(
                 pipe, [(r.entity_id, r.stream_entry_id, r.tx_hash) for r in records]))
 
@@ -367,40 +369,33 @@ class Processor:
                                 entry_fields=entry.fields)
 
     def _hold_lease(self) -> bool:
-        """Hold (or renew) the wallet's lease; on taking it over, adopt what the previous
-        holder left: its unacknowledged entries and the nonce after its records."""
-        was_held = self._lease.held()
-        if self._active and was_held and not self._lease.renew_due():
-            return True  # renewed recently: no Redis round trip per batch
-        if self._lease.acquire():
-            if not self._active or not was_held:
+        """Send only while the wallet's lease is held (the lease keeper takes and renews it on
+        its own schedule); on gaining it, adopt what another holder may have left: its
+        unacknowledged entries and the nonce after its records, once per gain, before sending."""
+        if self._lease.held():
+            generation = self._lease.generation
+            if generation != self._generation or not self._active:
                 # Taking over (or back): another sender may have used nonces and left entries.
                 # This process's own unsettled entries stay in memory; a redelivery of one
                 # that the other sender settled is recognised by its record or done marker.
                 self._nonces.sync()
                 self._queue.claim_abandoned()
-                self._active = True
+                self._generation, self._active = generation, True
                 log.info("holding the wallet's lease %s; sending (next nonce %s)",
                          self._lease.key, self._nonces.next)
                 self._state.set_holding(None)
             return True
+        holder = self._lease.holder()
         if self._active:
-            log.warning("lost the wallet's lease %s to %s; standing by", self._lease.key,
-                        self._lease.holder())
+            log.warning("lost the wallet's lease %s (now held by %s); standing by",
+                        self._lease.key, holder)
         self._active = False
-        self._state.set_holding(f"standby: another processor ({self._lease.holder()}) holds "
-                                f"the wallet's lease")
-        self._pause(min(self._lease.ttl / 3, 5.0))
+        self._state.set_holding(
+            f"standby: another processor ({holder}) holds the wallet's lease"
+            if holder and holder != self._lease.owner
+            else "standby: waiting for the wallet's lease")
+        self._pause(STANDBY_CHECK_INTERVAL)
         return False
-
-    def _renew_lease(self) -> None:
-        """Keep the lease while holding for a while (low balance, paused product, backoff)."""
-        if self._active and self._lease.renew_due():
-            try:
-                if not self._lease.acquire():
-                    self._active = False
-            except redis.RedisError:
-                pass  # the loop sees Redis fail on its own; the lease simply runs out
 
     def _current_balance(self, *, working: bool) -> int:
         """The wallet balance as far as it matters now. It is read from the node only with
@@ -478,7 +473,6 @@ class Processor:
             if remaining <= 0:
                 return
             self._beat()
-            self._renew_lease()
             self._stop.wait(min(remaining, STOP_CHECK_INTERVAL))
 
     def _block_ms(self) -> int:

@@ -17,6 +17,7 @@ import redis
 from .application import application_key, check_entity_id
 from .errors import PermanentError
 from .untrusted import KEPT_CHARS, HashContent, HashGuard, escaped, shown
+from .lease import Fence, check_fence
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,24 @@ class StreamQueue:
 
         self._redis.transaction(write, key)
 
+    def set_transaction_hashes(self, hashes: list[tuple[str, str]], *,
+                               fence: Optional[Fence] = None) -> None:
+        """`set_transaction_hash` for many (entity id, hash) pairs in one transaction, fenced
+        like the records the hashes come from."""
+        keys = [application_key(entity_id) for entity_id, _hash in hashes]
+        if not keys:
+            return
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            check_fence(pipe, fence)
+            exists = [pipe.exists(key) for key in keys]
+            pipe.multi()
+            for key, (_entity_id, tx_hash), present in zip(keys, hashes, exists):
+                if present:
+                    pipe.hset(key, "transactionHash", tx_hash)
+
+        self._redis.transaction(write, *keys, *([fence[0]] if fence else []))
+
     def _xread(self, start: str, *, count: int, block_ms: Optional[int]) -> list[Entry]:
         try:
             reply = self._redis.xreadgroup(self.group, self.consumer, {self.stream: start},
@@ -212,15 +231,21 @@ class StreamQueue:
                     shown(entity_id), entry_id, dead_id, kind, reason)
         return dead_id
 
-    def reissue(self, entity_id: str, *, forget: str, inflight_key: str) -> str:
+    def reissue(self, entity_id: str, *, forget: str, inflight_key: str,
+                fence: Optional[Fence] = None) -> str:
         """Enqueue an application again whose transaction can never be mined: drop its record
-        (`forget`) and its `transactionHash`, and add its id to the stream as the web app does."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(forget)
-        pipe.zrem(inflight_key, entity_id)
-        pipe.hdel(application_key(entity_id), "transactionHash")
-        pipe.xadd(self.stream, {"entityId": entity_id})
-        return pipe.execute()[-1]
+        (`forget`) and its `transactionHash`, and add its id to the stream as the web app does.
+        With `fence`, only while that owner holds the lease (else FenceLost, nothing written)."""
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            check_fence(pipe, fence)
+            pipe.multi()
+            pipe.delete(forget)
+            pipe.zrem(inflight_key, entity_id)
+            pipe.hdel(application_key(entity_id), "transactionHash")
+            pipe.xadd(self.stream, {"entityId": entity_id})
+
+        return self._redis.transaction(write, *([fence[0]] if fence else []))[-1]
 
     def group_info(self) -> tuple[int, Optional[int]]:
         """(entries delivered but not acknowledged, entries not yet delivered) of the group."""

@@ -12,14 +12,11 @@ from typing import Callable, Optional
 import redis
 
 from .application import application_key
-from .errors import TransientError
+from .errors import FenceLost  # noqa: F401 (raised by fenced writes; imported from here too)
+from .lease import Fence, check_fence
 
 
 DONE_TTL = 7 * 24 * 3600  # seconds a completed application is remembered
-
-
-class FenceLost(TransientError):
-    """The write was refused: this process no longer holds the lease it was fenced by."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,14 +84,13 @@ class TxRecords:
 
     def put_many(self, records: list[TxRecord],
                  also: Optional[Callable[[redis.client.Pipeline], None]] = None,
-                 fence: Optional[tuple[str, str]] = None) -> None:
+                 fence: Optional[Fence] = None) -> None:
         """Store records in one transaction, with `also`'s commands in the same MULTI. With
         `fence` (lease key, owner) the transaction commits only while that owner holds the
         lease (WATCH): a sender that lost it cannot overwrite the next holder's records."""
 
         def write(pipe: redis.client.Pipeline) -> None:
-            if fence is not None and pipe.get(fence[0]) != fence[1]:
-                raise FenceLost(f"the lease {fence[0]} is not held by this process")
+            check_fence(pipe, fence)
             pipe.multi()
             for record in records:
                 pipe.delete(self.key(record.entity_id))

@@ -3,7 +3,8 @@
 The simulation (`eth_call` at a learned gas limit, `eth_estimateGas` where that does not fit)
 runs first, so an application the contract would reject costs no gas. The signed transaction is recorded before it is broadcast (write-ahead); from then on the
 receipt watcher owns its delivery, so a send whose outcome is unknown is not an error here.
-A stuck transaction is replaced the same way: same nonce, higher fees, recorded first.
+Stuck transactions are replaced the same way, in batches: same nonces, higher fees, recorded
+first. Every write of records is fenced by the wallet's lease.
 """
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from typing import Callable, Optional, Sequence, Union
 from . import errors
 from .application import Application
 from .chain import Chain, NodeUnavailable
+from .errors import FenceLost, LeaseLost
 from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy, Fees
+from .lease import Fence
 from .nonce import NonceManager
-from .records import FenceLost, TxRecord, TxRecords
+from .records import TxRecord, TxRecords
 from .signing import TransactionSigner
 
 log = logging.getLogger(__name__)
@@ -29,15 +32,12 @@ GAS_HEADROOM = 1.2  # state can change between simulation and inclusion
 MAX_REPLACEMENT_BUMPS = 3
 
 
-class LeaseLost(errors.TransientError):
-    """This process no longer holds the wallet's lease: another processor may be sending."""
-
-
 class Sender:
     def __init__(self, *, chain: Chain, signer: TransactionSigner, chain_id: int, product: str,
                  encode_call: Callable[[Application], str], nonces: NonceManager,
                  fees: FeePolicy, records: TxRecords, requeue: Callable[[TxRecord], None],
                  may_send: Callable[[], bool] = lambda: True,
+                 fence: Optional[Fence] = None,
                  on_fee_bump: Callable[[], None] = lambda: None,
                  faults: Faults = NO_FAULTS, clock: Callable[[], float] = time.time) -> None:
         self._chain = chain
@@ -50,6 +50,7 @@ class Sender:
         self._records = records
         self._requeue = requeue
         self._may_send = may_send
+        self._fence = fence
         self._on_fee_bump = on_fee_bump
         self._gas_limit: Optional[int] = None  # learned from eth_estimateGas, see simulate()
         self._broadcaster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broadcast")
@@ -197,63 +198,111 @@ class Sender:
                          record.max_priority_fee_per_gas, record.gas)
         if conflicts:
             for record in conflicts:
+                try:
+                    self._requeue(record)  # fenced: only the lease holder enqueues again
+                except FenceLost:
+                    log.warning("application %s tx %s: nonce %s already used on chain; not "
+                                "enqueued again: the lease is lost, the next holder settles "
+                                "it", record.entity_id, record.tx_hash, record.nonce)
+                    continue
                 log.warning("application %s tx %s: nonce %s already used on chain; enqueued "
                             "again", record.entity_id, record.tx_hash, record.nonce)
-                self._requeue(record)
             self._nonces.sync()
 
-    def replace(self, record: TxRecord) -> TxRecord:
-        """Replace a stuck transaction: same nonce and call, both fees raised (at least 12.5%
-        and to the market now), never above the cap; returns the record now current. Raises
-        FeeCapReached (carrying the record now current) when the cap leaves no room for a
-        transaction the node would take."""
+    def replace_many(self, records: Sequence[TxRecord]
+                     ) -> list[Union[TxRecord, errors.ProcessorError]]:
+        """Replace stuck transactions: same nonce and call, both fees raised (at least 12.5% and
+        to the market now), never above the cap. One fee lookup, one fenced write-ahead of all
+        the replacements, one batch to send them; those refused as underpriced or below the base
+        fee are bumped again, at most MAX_REPLACEMENT_BUMPS times in all. One outcome per
+        record: the record now current, FeeCapReached (carrying it) when the cap leaves no room
+        for a transaction the node would take, or InsufficientFunds. Raises LeaseLost when the
+        lease is gone: then nothing more is written or sent."""
         self._check_lease()
         market = self.fees.current(fresh=True)
-        current = record  # the record stored now: the transaction the node should have
-        floor = Fees(record.max_fee_per_gas, record.max_priority_fee_per_gas, market.base_fee)
+        current = {r.entity_id: r for r in records}  # stored now: what the node should have
+        floor = {r.entity_id: Fees(r.max_fee_per_gas, r.max_priority_fee_per_gas, market.base_fee)
+                 for r in records}
+        outcomes: dict[str, Union[TxRecord, errors.ProcessorError]] = {}
+        due = list(records)
         for _bump in range(MAX_REPLACEMENT_BUMPS):
-            fees = self.fees.bump(floor, market)
-            if fees is None:
-                raise errors.FeeCapReached(
-                    f"nonce {record.nonce}: max fee {current.max_fee_per_gas} wei cannot rise "
-                    f"under the cap {self.fees.cap} wei (base fee {market.base_fee} wei)", current)
-            tx_hash, raw = self._sign(nonce=record.nonce, data=record.data, gas=record.gas,
-                                      fees=fees)
-            replacement = dataclasses.replace(
-                current, tx_hash=tx_hash, raw=raw, max_fee_per_gas=fees.max_fee_per_gas,
-                max_priority_fee_per_gas=fees.max_priority_fee_per_gas, signed_at=self._clock(),
-                previous_hashes=current.hashes)
-            self._records.put(replacement)  # write-ahead, as for the first transaction
+            signed = []
+            for record in due:
+                fees = self.fees.bump(floor[record.entity_id], market)
+                if fees is None:
+                    outcomes[record.entity_id] = errors.FeeCapReached(
+                        f"nonce {record.nonce}: max fee {current[record.entity_id].max_fee_per_gas}"
+                        f" wei cannot rise under the cap {self.fees.cap} wei (base fee "
+                        f"{market.base_fee} wei)", current[record.entity_id])
+                else:
+                    signed.append((record, fees, self._resign(current[record.entity_id], fees)))
+            due = []
+            if not signed:
+                break
+            self._check_lease()
+            self._write_fenced([replacement for _r, _f, replacement in signed])  # write-ahead
             try:
-                self._chain.send_raw(bytes.fromhex(raw[2:]))
-            except errors.ReplacementUnderpriced:
-                log.warning("application %s: replacement of nonce %s at max fee %s refused as "
-                            "underpriced; bumping further", record.entity_id, record.nonce,
-                            fees.max_fee_per_gas)
-                self._records.put(current)
-                floor = fees
-                continue
-            except errors.FeeTooLow:
-                # Neither this nor the older one is in the pool: keep the higher one, go on.
-                log.warning("application %s: max fee %s is below the base fee; bumping further",
-                            record.entity_id, fees.max_fee_per_gas)
-                current, floor = replacement, fees
+                results = self._chain.batch([("eth_sendRawTransaction", [replacement.raw])
+                                             for _r, _f, replacement in signed])
+            except NodeUnavailable as error:
+                results = [error] * len(signed)
+            restore, below_base_fee = [], False
+            for (record, fees, replacement), result in zip(signed, results):
+                entity_id = record.entity_id
+                if isinstance(result, errors.ReplacementUnderpriced):
+                    log.warning("application %s: replacement of nonce %s at max fee %s refused "
+                                "as underpriced; bumping further", entity_id, record.nonce,
+                                fees.max_fee_per_gas)
+                    restore.append(current[entity_id])
+                    floor[entity_id] = fees
+                    due.append(record)
+                elif isinstance(result, errors.FeeTooLow):
+                    # Neither this nor the older one is in the pool: keep the higher one, go on.
+                    log.warning("application %s: max fee %s is below the base fee; bumping "
+                                "further", entity_id, fees.max_fee_per_gas)
+                    current[entity_id], floor[entity_id] = replacement, fees
+                    due.append(record)
+                    below_base_fee = True
+                elif isinstance(result, (errors.NonceConflict, errors.InsufficientFunds)):
+                    # NonceConflict: one of the earlier ones was mined meanwhile.
+                    restore.append(current[entity_id])
+                    outcomes[entity_id] = (current[entity_id] if isinstance(
+                        result, errors.NonceConflict) else result)
+                else:
+                    if isinstance(result, errors.ProcessorError) \
+                            and not isinstance(result, errors.AlreadyKnown):
+                        log.warning("application %s: replacement %s sent with an unknown "
+                                    "outcome (%s)", entity_id, replacement.tx_hash, result)
+                    self._on_fee_bump()
+                    log.warning("application %s tx %s replaced by %s (nonce %s, max fee %s -> "
+                                "%s, tip %s -> %s)", entity_id, record.tx_hash,
+                                replacement.tx_hash, record.nonce, record.max_fee_per_gas,
+                                fees.max_fee_per_gas, record.max_priority_fee_per_gas,
+                                fees.max_priority_fee_per_gas)
+                    current[entity_id] = outcomes[entity_id] = replacement
+            if restore:  # the node refused these replacements: the older transactions stand
+                self._write_fenced(restore)
+            if below_base_fee and due:
                 market = self.fees.current(fresh=True)
-                continue
-            except errors.NonceConflict:  # one of the earlier ones was mined meanwhile
-                self._records.put(current)
-                return current
-            except errors.InsufficientFunds:
-                self._records.put(current)
-                raise
-            except errors.TransientError as error:  # outcome unknown: keep it, it may be out
-                log.warning("application %s: replacement %s sent with an unknown outcome (%s)",
-                            record.entity_id, tx_hash, error)
-            self._on_fee_bump()
-            log.warning("application %s tx %s replaced by %s (nonce %s, max fee %s -> %s, tip "
-                        "%s -> %s)", record.entity_id, record.tx_hash, tx_hash, record.nonce,
-                        record.max_fee_per_gas, fees.max_fee_per_gas,
-                        record.max_priority_fee_per_gas, fees.max_priority_fee_per_gas)
-            return replacement
-        raise errors.FeeCapReached(f"nonce {record.nonce}: still refused after "
-                                   f"{MAX_REPLACEMENT_BUMPS} bumps", current)
+        for record in due:
+            outcomes[record.entity_id] = errors.FeeCapReached(
+                f"nonce {record.nonce}: still refused after {MAX_REPLACEMENT_BUMPS} bumps",
+                current[record.entity_id])
+        return [outcomes[record.entity_id] for record in records]
+
+    def _resign(self, current: TxRecord, fees: Fees) -> TxRecord:
+        """`current`'s transaction signed again at `fees`; every earlier hash is kept."""
+        tx_hash, raw = self._sign(nonce=current.nonce, data=current.data, gas=current.gas,
+                                  fees=fees)
+        return dataclasses.replace(
+            current, tx_hash=tx_hash, raw=raw, max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas, signed_at=self._clock(),
+            previous_hashes=current.hashes)
+
+    def _write_fenced(self, records: list[TxRecord]) -> None:
+        """Store records only while this process holds the lease (WATCHed in the transaction):
+        one that lost it must not overwrite what the next holder wrote."""
+        try:
+            self._records.put_many(records, fence=self._fence)
+        except FenceLost as error:
+            raise LeaseLost(str(error)) from None

@@ -21,7 +21,7 @@ from .config import Settings
 from .errors import StartupError
 from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy
-from .lease import Lease, owner_id
+from .lease import Lease, LeaseKeeper, owner_id
 from .monitor import Limits, make_monitor_app
 from .nonce import NonceManager
 from .processor import Processor
@@ -91,6 +91,7 @@ class Service:
                              watcher_max_age=max(settings.loop_max_timeout,
                                                  10 * settings.receipt_poll_interval),
                              max_non_ack_pending=settings.max_non_ack_pending)
+        self.keeper = LeaseKeeper(self.lease, stop=stop, wanted=self._processor_alive)
         self.metrics.nonce.labels(source="local").set_function(lambda: self.nonces.next or 0)
         self.app = make_monitor_app(self.state, self.limits, self.metrics.registry)
         self.processor: Optional[Processor] = None
@@ -163,7 +164,8 @@ class Service:
                         encode_call=lambda app: calls.apply(app.contract_args()),
                         nonces=self.nonces, fees=self.fees, records=self.records,
                         requeue=self._requeue, on_fee_bump=self.metrics.fee_bumps.inc,
-                        may_send=self.lease.held, faults=self._faults, clock=self._clock)
+                        may_send=self.lease.held, fence=self.lease.fence, faults=self._faults,
+                        clock=self._clock)
         self.processor = Processor(
             redis_client=self._redis, queue=self.queue, records=self.records, sender=sender,
             nonces=self.nonces, lease=self.lease, state=self.state, stop=self.stop_event,
@@ -180,7 +182,9 @@ class Service:
             redis_client=self._redis, state=self.state, stop=self.stop_event,
             address=self.account.address, min_confirmations=settings.min_confirmations,
             poll_interval=settings.receipt_poll_interval, stuck_blocks=settings.stuck_blocks,
-            stuck_seconds=settings.stuck_timeout, may_send=self.lease.held, metrics=self.metrics,
+            stuck_seconds=settings.stuck_timeout, may_send=self.lease.held,
+            fence=self.lease.fence, lease_generation=lambda: self.lease.generation,
+            metrics=self.metrics,
             spend=(SpendLedger(self._redis, prefix=settings.stream_key)
                    if settings.max_gas_spend_per_hour is not None else None),
             clock=self._clock,
@@ -198,16 +202,26 @@ class Service:
 
     def _requeue(self, record: TxRecord) -> None:
         self.queue.reissue(record.entity_id, forget=self.records.key(record.entity_id),
-                           inflight_key=self.records.inflight_key)
+                           inflight_key=self.records.inflight_key, fence=self.lease.fence)
+
+    def _processor_alive(self) -> bool:
+        """Whether the processor loop is starting or beating: the lease is held only for a
+        process that can send (a hung loop lets it run out, so a standby takes over)."""
+        beat = self.state.snapshot().processor_beat
+        return beat is None or self._monotonic() - beat <= self.limits.loop_max_age
 
     # -- running -------------------------------------------------------------------------------
     def run(self) -> None:
-        """Start the watcher thread and run the processor loop in this thread until stopped."""
+        """Start the lease keeper and watcher threads and run the processor loop in this
+        thread until stopped; then give the lease up so a standby takes over at once."""
         assert self.processor is not None and self.watcher is not None, "prepare() first"
+        self.keeper.run_once()  # a free lease is taken before the loop starts: no standby blip
+        self._start_thread("lease-keeper", self.keeper.run)
         self._start_thread("receipt-watcher", self.watcher.run)
         self._start_thread("housekeeping", lambda: self.retention.run(self.stop_event))
         self.notifier.ready(f"processing {self.settings.stream_key} as {self.account.address}")
         self.processor.run()
+        self.lease.release()
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

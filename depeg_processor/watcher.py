@@ -8,11 +8,13 @@ of every hash a record's replacement chain produced. Then it:
   application back to waiting);
 - settles a reverted transaction (re-simulated for its reason: dead letter, or back to the
   queue if the product was paused);
-- resends the stored signed bytes of a transaction the node no longer knows;
-- replaces a transaction stuck for `stuck_blocks` blocks or `stuck_seconds` seconds with the
-  same nonce and higher fees, up to the cap, and says so in the shared state when the cap is
+- resends the stored signed bytes of the transactions the node no longer knows;
+- replaces the transactions stuck for `stuck_blocks` blocks or `stuck_seconds` seconds with the
+  same nonces and higher fees, up to the cap, and says so in the shared state when the cap is
   reached.
-Only the holder of the wallet's lease sends or replaces.
+Resends and replacements go out as batches, so a round stays short with hundreds in flight; the
+heartbeat is renewed between a round's phases. Only the holder of the wallet's lease sends or
+replaces, and its writes are fenced by the lease.
 """
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ import redis
 from . import errors
 from .application import application_key
 from .chain import Chain, NodeUnavailable
+from .errors import FenceLost
+from .lease import Fence
 from .queue import StreamQueue
 from .metrics import Metrics, null_metrics
 from .records import SpendLedger, TxRecord, TxRecords
@@ -69,6 +73,8 @@ class ReceiptWatcher:
                  redis_client: redis.Redis, state: SharedState, stop: threading.Event,
                  address: str, min_confirmations: int, poll_interval: float, stuck_blocks: int,
                  stuck_seconds: float, may_send: Callable[[], bool] = lambda: True,
+                 fence: Optional[Fence] = None,
+                 lease_generation: Callable[[], int] = lambda: 0,
                  metrics: Optional[Metrics] = None, spend: Optional[SpendLedger] = None,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -85,6 +91,9 @@ class ReceiptWatcher:
         self._stuck_blocks = stuck_blocks
         self._stuck_seconds = stuck_seconds
         self._may_send = may_send
+        self._fence = fence
+        self._lease_generation = lease_generation
+        self._generation: Optional[int] = None  # the lease generation the cache belongs to
         self._metrics = metrics or null_metrics()
         self._spend = spend
         self._clock = clock
@@ -130,8 +139,8 @@ class ReceiptWatcher:
         except NodeUnavailable as error:
             self._state.node_failed(str(error), "watcher")
             log.error("receipt watcher cannot reach the node: %s", error)
-        except LeaseLost:
-            pass
+        except (LeaseLost, FenceLost) as error:
+            log.warning("receipt watcher: %s; the next holder settles what is in flight", error)
         except errors.TransientError as error:
             log.error("receipt watcher: %s", error)
         except redis.RedisError as error:
@@ -143,12 +152,14 @@ class ReceiptWatcher:
     def _in_flight(self) -> list[TxRecord]:
         """The records in flight, lowest nonce first. Records are cached: only ids that are new
         (or whose nonce changed, i.e. recorded afresh) are read again; after this process
-        (re)gains the lease the cache starts over, since another sender may have replaced."""
-        sending = self._may_send()
-        if sending and not self._was_sending:
+        (re)gains the lease the cache starts over, since another sender may have replaced -
+        also when it lapsed and was gained again between two rounds (a new generation)."""
+        sending, generation = self._may_send(), self._lease_generation()
+        if sending and (not self._was_sending or generation != self._generation):
             self._cache.clear()
             self._waiting.clear()
             self._sending_since = self._clock()
+            self._generation = generation
         self._was_sending = sending
         nonces = self._records.inflight_nonces()
         stale = [e for e, nonce in nonces.items()
@@ -175,6 +186,7 @@ class ReceiptWatcher:
         if not self._may_send():  # a standby watches health only: the lease holder settles
             return 0
         self._poll_receipts(records, head)
+        self._state.watcher_beat()  # a long round shows it is alive between its phases
         self._verify_canonical(records, head)
 
         unmined, confirmed, reverted = [], [], []
@@ -197,10 +209,12 @@ class ReceiptWatcher:
         self._count_spend(confirmed + reverted, records)
         for record, mined in reverted:
             self._settle_reverted(record, mined)
+            self._state.watcher_beat()
         for record, _mined in confirmed + reverted:
             self._mined.pop(record.entity_id, None)
             self._cache.pop(record.entity_id, None)
         settled = len(confirmed) + len(reverted)
+        self._state.watcher_beat()
         self._look_after_unmined(unmined, head)
         self._state.set_stuck("; ".join(sorted(set(self._stuck.values()))) or None)
         return settled
@@ -295,7 +309,7 @@ class ReceiptWatcher:
                             "(state changed since); enqueued again", record.entity_id,
                             mined.tx_hash, mined.block)
                 self._queue.reissue(record.entity_id, forget=self._records.key(record.entity_id),
-                                    inflight_key=self._records.inflight_key)
+                                    inflight_key=self._records.inflight_key, fence=self._fence)
                 return
             now = f"it would succeed now, but it reverted on chain {MAX_REISSUES + 1} times"
         except errors.ProductInactive as error:
@@ -303,7 +317,7 @@ class ReceiptWatcher:
                         "active (%s); enqueued again", record.entity_id, mined.tx_hash,
                         mined.block, error)
             self._queue.reissue(record.entity_id, forget=self._records.key(record.entity_id),
-                                inflight_key=self._records.inflight_key)
+                                inflight_key=self._records.inflight_key, fence=self._fence)
             return
         except errors.PermanentError as error:
             now = error.reason
@@ -317,6 +331,8 @@ class ReceiptWatcher:
 
     # -- unmined: dropped or stuck -------------------------------------------------------------
     def _look_after_unmined(self, unmined: list[TxRecord], head: int) -> None:
+        """Resend what the node no longer knows and replace what is stuck, each as a batch:
+        however many transactions are due, a round costs a few requests, not one each."""
         now = self._monotonic()
         due = []
         for record in unmined:
@@ -331,34 +347,48 @@ class ReceiptWatcher:
         if not due:
             return
         known = self._chain.batch([("eth_getTransactionByHash", [r.tx_hash]) for r in due])
+        self._state.watcher_beat()
+        dropped, stuck = [], []
         for record, tx in zip(due, known):
             if isinstance(tx, Exception):
                 continue
             waiting = self._waiting[record.entity_id]
             if tx is None:
-                self._resend(record)
+                dropped.append(record)
             elif tx.get("blockNumber") is None and (
                     waiting.checked or head - waiting.head >= self._stuck_blocks
                     or now - waiting.since >= self._stuck_seconds):
-                self._replace(record)  # still pending: re-price it (a mined one needs nothing)
+                stuck.append(record)  # still pending: re-price it (a mined one needs nothing)
             waiting.head, waiting.since, waiting.checked = head, now, True
+        stuck += self._resend(dropped)
+        self._state.watcher_beat()
+        self._replace(stuck)
 
-    def _resend(self, record: TxRecord) -> None:
-        try:
-            self._chain.send_raw(bytes.fromhex(record.raw[2:]))
-            log.warning("application %s tx %s was unknown to the node; resent (nonce %s)",
-                        record.entity_id, record.tx_hash, record.nonce)
-        except (errors.AlreadyKnown, errors.NonceTooHigh):
-            pass  # a lower nonce is being resent too: it fills the gap
-        except errors.FeeTooLow:
-            log.warning("application %s tx %s: the node refuses it below the base fee; "
-                        "replacing it at a higher fee", record.entity_id, record.tx_hash)
-            self._replace(record)
-        except errors.NonceConflict as error:
-            self._nonce_taken(record, error)
-        except errors.ProcessorError as error:
-            log.error("application %s tx %s: resend refused: %s",
-                      record.entity_id, record.tx_hash, error)
+    def _resend(self, records: list[TxRecord]) -> list[TxRecord]:
+        """Send again, in one batch, the stored bytes of transactions the node no longer knows;
+        returns those it refuses below the base fee, to be replaced at a higher fee."""
+        if not records:
+            return []
+        if not self._may_send():
+            raise LeaseLost("the wallet's lease is not held; not resending")
+        results = self._chain.batch([("eth_sendRawTransaction", [r.raw]) for r in records])
+        to_replace = []
+        for record, result in zip(records, results):
+            if not isinstance(result, Exception):
+                log.warning("application %s tx %s was unknown to the node; resent (nonce %s)",
+                            record.entity_id, record.tx_hash, record.nonce)
+            elif isinstance(result, (errors.AlreadyKnown, errors.NonceTooHigh)):
+                pass  # a lower nonce is being resent too: it fills the gap
+            elif isinstance(result, errors.FeeTooLow):
+                log.warning("application %s tx %s: the node refuses it below the base fee; "
+                            "replacing it at a higher fee", record.entity_id, record.tx_hash)
+                to_replace.append(record)
+            elif isinstance(result, errors.NonceConflict):
+                self._nonce_taken(record, result)
+            else:
+                log.error("application %s tx %s: resend refused: %s",
+                          record.entity_id, record.tx_hash, result)
+        return to_replace
 
     def _nonce_taken(self, record: TxRecord, error: Exception) -> None:
         """The node says the nonce is used. If none of the record's own hashes was mined, the
@@ -372,23 +402,36 @@ class ReceiptWatcher:
         log.warning("application %s tx %s: nonce %s was taken by another transaction (%s); "
                     "enqueued again", record.entity_id, record.tx_hash, record.nonce, error)
         self._queue.reissue(record.entity_id, forget=self._records.key(record.entity_id),
-                            inflight_key=self._records.inflight_key)
+                            inflight_key=self._records.inflight_key, fence=self._fence)
 
-    def _replace(self, record: TxRecord) -> None:
+    def _replace(self, records: list[TxRecord]) -> None:
+        """Re-price stuck transactions together (see Sender.replace_many) and point their
+        applications at the new hashes."""
+        if not records:
+            return
         try:
-            current = self._sender.replace(record)
-        except errors.FeeCapReached as error:
-            current = error.current
-            self._stuck[record.entity_id] = (
-                f"transactions cannot be mined: max fee per gas is at the MAX_FEE_PER_GAS cap "
-                f"{self._sender.fees.cap} wei")
-            log.error("application %s tx %s is stuck: %s", record.entity_id, current.tx_hash,
-                      error)
+            outcomes = self._sender.replace_many(records)
         except Exception:
-            self._cache.pop(record.entity_id, None)  # read the stored record again next round
+            for record in records:  # read the stored records again next round
+                self._cache.pop(record.entity_id, None)
             raise
-        else:
-            self._stuck.pop(record.entity_id, None)
-        self._cache[record.entity_id] = current
-        if current.tx_hash != record.tx_hash:
-            self._queue.set_transaction_hash(record.entity_id, current.tx_hash)
+        moved = []
+        for record, outcome in zip(records, outcomes):
+            if isinstance(outcome, errors.FeeCapReached):
+                current = outcome.current
+                self._stuck[record.entity_id] = (
+                    f"transactions cannot be mined: max fee per gas is at the MAX_FEE_PER_GAS "
+                    f"cap {self._sender.fees.cap} wei")
+                log.error("application %s tx %s is stuck: %s", record.entity_id,
+                          current.tx_hash, outcome)
+            elif isinstance(outcome, TxRecord):
+                current = outcome
+                self._stuck.pop(record.entity_id, None)
+            else:  # InsufficientFunds: the older transaction stands
+                log.error("application %s tx %s: replacement refused: %s", record.entity_id,
+                          record.tx_hash, outcome)
+                continue
+            self._cache[record.entity_id] = current
+            if current.tx_hash != record.tx_hash:
+                moved.append((record.entity_id, current.tx_hash))
+        self._queue.set_transaction_hashes(moved, fence=self._fence)
