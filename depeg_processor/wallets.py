@@ -1,0 +1,75 @@
+"""The pool of wallets replicas send from, and where each wallet keeps its state in Redis.
+
+`PROCESSOR_WALLETS=N` makes the pool the first N accounts of the mnemonic (m/44'/60'/0'/0/i). A
+wallet is the unit of sending: its lease, nonces, write-ahead records, in-flight set and spend
+ledger live under its own prefix, so replicas on different wallets never touch each other's.
+The first wallet keeps the key names a single-wallet processor always used, so a single-wallet
+deployment upgrades without moving any data; what belongs to an application whichever wallet
+sends it (the done marker, the owner) stays under the stream's own prefix.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+Account.enable_unaudited_hdwallet_features()
+
+
+def derivation_path(index: int) -> str:
+    return f"m/44'/60'/0'/0/{index}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Wallet:
+    """One wallet of the pool and the names of what it owns."""
+
+    index: int
+    address: str
+    stream: str
+    base_consumer: str
+
+    @property
+    def prefix(self) -> str:
+        """Records (`<prefix>:tx:<entityId>`), in-flight set (`<prefix>:inflight`) and spend
+        ledger (`<prefix>:spent`) of this wallet."""
+        if self.index == 0:
+            return self.stream
+        return f"{self.stream}:wallet:{self.address}"
+
+    @property
+    def lease_key(self) -> str:
+        return f"{self.stream}:lease:{self.address}"
+
+    @property
+    def consumer(self) -> str:
+        """The consumer-group name of whoever sends from this wallet: unique per wallet, and
+        the configured name itself for the first one."""
+        if self.index == 0:
+            return self.base_consumer
+        return f"{self.base_consumer}:{self.address}"
+
+
+def owner_key(stream: str, entity_id: str) -> str:
+    """Which wallet recorded a transaction for this application first (its address)."""
+    return f"{stream}:owner:{entity_id}"
+
+
+def done_key(stream: str, entity_id: str) -> str:
+    """Set when an application's transaction is confirmed, whichever wallet sent it."""
+    return f"{stream}:done:{entity_id}"
+
+
+def derive_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
+    return [Account.from_mnemonic(mnemonic, account_path=derivation_path(i)) for i in range(count)]
+
+
+def pool(accounts: list[LocalAccount], *, stream: str, consumer: str) -> list[Wallet]:
+    return [Wallet(index=i, address=account.address, stream=stream, base_consumer=consumer)
+            for i, account in enumerate(accounts)]
+
+
+def find(wallets: list[Wallet], address: str) -> Optional[Wallet]:
+    return next((w for w in wallets if w.address == address), None)
