@@ -53,6 +53,7 @@ class Settings:
     dead_letter_key: str = "application:signatures:dead"
     read_count: int = 10
     receipt_poll_interval: float = 2.0
+    idle_poll_interval: float = 30.0
     rpc_timeout: float = 10.0
     chain_max_batch: int = 100
     max_deliveries: int = 10
@@ -196,6 +197,7 @@ def load_settings(config: Callable[..., object]) -> Settings:
         dead_letter_key=get("REDIS_QUEUE_DEAD_LETTER_KEY", str, "application:signatures:dead"),
         read_count=get("REDIS_READ_COUNT", parse_count, "10"),
         receipt_poll_interval=get("RECEIPT_POLL_INTERVAL", parse_millis, "2000"),
+        idle_poll_interval=get("CHAIN_IDLE_POLL_INTERVAL", parse_millis, "30000"),
         rpc_timeout=get("CHAIN_RPC_TIMEOUT", parse_millis, "10000"),
         chain_max_batch=get("CHAIN_RPC_MAX_BATCH", parse_count, "100"),
         max_deliveries=get("REDIS_QUEUE_MAX_DELIVERIES", parse_count, "10"),
@@ -224,6 +226,8 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("REDIS_READ_COUNT", "must be at least 1")
     if settings.chain_max_batch < 1:
         raise ConfigError("CHAIN_RPC_MAX_BATCH", "must be at least 1")
+    if settings.idle_poll_interval <= 0:
+        raise ConfigError("CHAIN_IDLE_POLL_INTERVAL", "must be above zero")
     if settings.receipt_poll_interval <= 0:
         raise ConfigError("RECEIPT_POLL_INTERVAL", "must be above zero")
     if settings.lease_ttl < 1.0:

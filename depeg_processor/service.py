@@ -184,7 +184,7 @@ class Service:
             poll_interval=settings.receipt_poll_interval, stuck_blocks=settings.stuck_blocks,
             stuck_seconds=settings.stuck_timeout, may_send=self.lease.held,
             fence=self.lease.fence, lease_generation=lambda: self.lease.generation,
-            metrics=self.metrics,
+            metrics=self.metrics, idle_interval=settings.idle_poll_interval,
             spend=(SpendLedger(self._redis, prefix=settings.stream_key)
                    if settings.max_gas_spend_per_hour is not None else None),
             clock=self._clock,

@@ -1,8 +1,14 @@
 """The receipt watcher: a background thread that settles the transactions in flight.
 
-Each round reads the in-flight records (the work list the sender keeps; no key scans) and asks
-the node, in batches, for the head, the wallet balance and - when a block arrived - the receipts
-of every hash a record's replacement chain produced. Then it:
+Each round reads the in-flight records (the work list the sender keeps; no key scans). When the
+head is due (see `head.py`: about once a block while transactions are in flight, every
+CHAIN_IDLE_POLL_INTERVAL otherwise) it first asks the node for the latest block (with the
+wallet's balance and nonce when their refresh is due) and then, when blocks arrived, for the
+receipts of the unmined transactions: every receipt of each new block in one
+`eth_getBlockReceipts` call where the node serves it and that takes fewer calls, else the
+receipts of every hash a record's replacement chain produced. The head is asked before the
+records are read, so a record not yet seen was broadcast after that head: the blocks up to it
+never need looking at again (`_scanned`). Then it:
 - purges an application whose transaction has the required confirmations, after checking that
   the receipt's block is still the canonical one at its height (a reorganised block puts the
   application back to waiting);
@@ -30,6 +36,7 @@ from . import errors
 from .application import application_key
 from .chain import Chain, NodeUnavailable
 from .errors import FenceLost
+from .head import Head, HeadSchedule
 from .lease import Fence
 from .queue import StreamQueue
 from .metrics import Metrics, null_metrics
@@ -76,6 +83,7 @@ class ReceiptWatcher:
                  fence: Optional[Fence] = None,
                  lease_generation: Callable[[], int] = lambda: 0,
                  metrics: Optional[Metrics] = None, spend: Optional[SpendLedger] = None,
+                 idle_interval: Optional[float] = None,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._chain = chain
@@ -102,7 +110,13 @@ class ReceiptWatcher:
         self._mined: dict[str, Mined] = {}
         self._waiting: dict[str, Waiting] = {}
         self._stuck: dict[str, str] = {}
-        self._polled_head: Optional[int] = None
+        self._schedule = HeadSchedule(
+            min_interval=poll_interval,
+            idle_interval=poll_interval if idle_interval is None else idle_interval,
+            monotonic=monotonic)
+        self._busy = False  # transactions of ours in flight at the last read
+        self._scanned: Optional[int] = None  # receipts of every block up to it looked at
+        self._block_receipts = True  # the node serves eth_getBlockReceipts (until it says not)
         self._cache: dict[str, TxRecord] = {}
         self._was_sending = False
 
@@ -110,15 +124,22 @@ class ReceiptWatcher:
         log.info("receipt watcher started (%s confirmations)", self._min_confirmations)
         while not self._stop.is_set():
             try:
-                self.run_once()
+                self.run_once(ask_node=self._schedule.due(busy=self._busy))
             except Exception:  # a bug must not stop the purging for good: log it, go on
                 log.exception("receipt watcher round failed")
             self._stop.wait(self._poll_interval)
         log.info("receipt watcher stopped")
 
-    def run_once(self) -> int:
-        """One round; returns how many applications it settled (purged or set aside)."""
+    def run_once(self, *, ask_node: bool = True) -> int:
+        """One round; returns how many applications it settled (purged or set aside). Without
+        `ask_node` (the loop's choice when the head is not due) it only reads Redis."""
         self._state.watcher_beat()
+        head = None
+        if ask_node:
+            try:
+                head = self._ask_head()  # before the records are read: see the docstring
+            except (NodeUnavailable, errors.TransientError) as error:
+                self._node_failed(error)
         try:
             records = self._in_flight()
             pending, lag = self._queue.group_info()
@@ -132,22 +153,32 @@ class ReceiptWatcher:
             self._state.redis_failed(f"{type(error).__name__}: {error}", "watcher")
             log.error("receipt watcher cannot read redis: %s", error)
             return 0
+        self._busy = bool(records) and self._may_send()  # a standby settles nothing
+        self._metrics.in_flight.set(len(records))
+        self._metrics.oldest_in_flight.set(
+            max(0.0, self._clock() - min(r.signed_at for r in records)) if records else 0)
+        if head is None:
+            return 0
         try:
-            settled = self._check(records)
+            settled = self._check(records, head)
             self._state.node_ok("watcher")
             return settled
-        except NodeUnavailable as error:
-            self._state.node_failed(str(error), "watcher")
-            log.error("receipt watcher cannot reach the node: %s", error)
         except (LeaseLost, FenceLost) as error:
             log.warning("receipt watcher: %s; the next holder settles what is in flight", error)
-        except errors.TransientError as error:
-            log.error("receipt watcher: %s", error)
+        except (NodeUnavailable, errors.TransientError) as error:
+            self._node_failed(error)
         except redis.RedisError as error:
             self._metrics.redis_error(error)
             self._state.redis_failed(f"{type(error).__name__}: {error}", "watcher")
             log.error("receipt watcher cannot write redis: %s", error)
         return 0
+
+    def _node_failed(self, error: Exception) -> None:
+        if isinstance(error, NodeUnavailable):
+            self._state.node_failed(str(error), "watcher")
+            log.error("receipt watcher cannot reach the node: %s", error)
+        else:
+            log.error("receipt watcher: %s", error)
 
     def _in_flight(self) -> list[TxRecord]:
         """The records in flight, lowest nonce first. Records are cached: only ids that are new
@@ -160,6 +191,7 @@ class ReceiptWatcher:
             self._waiting.clear()
             self._sending_since = self._clock()
             self._generation = generation
+            self._scanned = None  # another sender may have sent since: look at each record
         self._was_sending = sending
         nonces = self._records.inflight_nonces()
         stale = [e for e, nonce in nonces.items()
@@ -170,22 +202,14 @@ class ReceiptWatcher:
         return sorted(self._cache.values(), key=lambda record: record.nonce)
 
     # -- one round -----------------------------------------------------------------------------
-    def _check(self, records: list[TxRecord]) -> int:
-        head, balance, chain_nonce = self._head_balance_nonce()
-        self._state.set_balance(balance)
+    def _check(self, records: list[TxRecord], head: int) -> int:
         self._state.set_in_flight(len(records), head)
-        self._metrics.balance.set(balance)
-        self._metrics.nonce.labels(source="chain").set(chain_nonce)
-        self._metrics.in_flight.set(len(records))
-        self._metrics.oldest_in_flight.set(
-            max(0.0, self._clock() - min(r.signed_at for r in records)) if records else 0)
         self._forget_gone(records)
         if records:
-            log.debug("head %s, balance %s wei, %s transaction(s) in flight", head, balance,
-                      len(records))
+            log.debug("head %s, %s transaction(s) in flight", head, len(records))
         if not self._may_send():  # a standby watches health only: the lease holder settles
             return 0
-        self._poll_receipts(records, head)
+        self._find_receipts(records, head)
         self._state.watcher_beat()  # a long round shows it is alive between its phases
         self._verify_canonical(records, head)
 
@@ -214,20 +238,34 @@ class ReceiptWatcher:
             self._mined.pop(record.entity_id, None)
             self._cache.pop(record.entity_id, None)
         settled = len(confirmed) + len(reverted)
+        if settled:
+            self._schedule.refresh_soon()
         self._state.watcher_beat()
         self._look_after_unmined(unmined, head)
         self._state.set_stuck("; ".join(sorted(set(self._stuck.values()))) or None)
         return settled
 
-    def _head_balance_nonce(self) -> tuple[int, int, int]:
-        results = self._chain.batch([("eth_blockNumber", []),
-                                     ("eth_getBalance", [self._address, "latest"]),
-                                     ("eth_getTransactionCount", [self._address, "latest"])])
+    def _ask_head(self) -> int:
+        """The latest block, with the wallet's balance and nonce when their refresh is due, in
+        one batch; the schedule learns the block time from it."""
+        refresh = self._schedule.refresh_due()
+        calls = [("eth_getBlockByNumber", ["latest", False])]
+        if refresh:
+            calls += [("eth_getBalance", [self._address, "latest"]),
+                      ("eth_getTransactionCount", [self._address, "latest"])]
+        results = self._chain.batch(calls)
         for result in results:
             if isinstance(result, Exception):
                 raise result
-        head, balance, nonce = (int(result, 16) for result in results)
-        return head, balance, nonce
+        head = Head.from_block(results[0])
+        self._schedule.asked(head, busy=self._busy, refreshed=refresh)
+        if refresh:
+            balance, nonce = int(results[1], 16), int(results[2], 16)
+            self._state.set_balance(balance)
+            self._metrics.balance.set(balance)
+            self._metrics.nonce.labels(source="chain").set(nonce)
+        self._state.node_ok("watcher")
+        return head.number
 
     def _forget_gone(self, records: list[TxRecord]) -> None:
         """Keep memory flat: drop what belongs to records no longer in flight."""
@@ -236,29 +274,62 @@ class ReceiptWatcher:
             for entity_id in [e for e in table if e not in current]:
                 del table[entity_id]
 
-    def _poll_receipts(self, records: list[TxRecord], head: int) -> None:
-        """Ask for receipts only when a block arrived (or for records not yet asked about)."""
-        new_block = head != self._polled_head
-        wanted = [(record, tx_hash) for record in records
-                  if record.entity_id not in self._mined
-                  and (new_block or record.entity_id not in self._waiting)
-                  for tx_hash in record.hashes]
-        self._polled_head = head
-        if not wanted:
+    def _find_receipts(self, records: list[TxRecord], head: int) -> None:
+        """Look for the unmined records' transactions in the blocks after `_scanned` up to
+        `head`: per block (`eth_getBlockReceipts`) when that takes fewer calls than per hash,
+        else per hash. A record not seen before gets its hashes asked one by one."""
+        unmined = [r for r in records if r.entity_id not in self._mined]
+        if self._scanned is not None and self._scanned > head:
+            self._scanned = None  # the node went back (a reorg, another node behind it)
+        if not unmined:
+            self._scanned = head  # records not seen yet are sent after this head
             return
-        results = self._chain.batch([("eth_getTransactionReceipt", [tx]) for _r, tx in wanted])
-        for (record, tx_hash), receipt in zip(wanted, results):
-            if isinstance(receipt, Exception):
-                log.warning("application %s tx %s: receipt lookup failed: %s",
-                            record.entity_id, tx_hash, receipt)
-            elif receipt and receipt.get("blockNumber") and receipt.get("blockHash"):
+        if self._scanned == head:
+            return  # no block since the last look
+        first = None if self._scanned is None else self._scanned + 1
+        by_hash = {tx_hash: record for record in unmined for tx_hash in record.hashes}
+        receipts = None
+        if first is not None and self._block_receipts and head - first + 1 < len(by_hash):
+            receipts = self._receipts_of_blocks(range(first, head + 1))
+        complete = True
+        if receipts is None:
+            wanted = list(by_hash)
+            results = self._chain.batch([("eth_getTransactionReceipt", [h]) for h in wanted])
+            receipts = []
+            for tx_hash, receipt in zip(wanted, results):
+                if isinstance(receipt, Exception):
+                    complete = False
+                    log.warning("application %r tx %s: receipt lookup failed: %s",
+                                by_hash[tx_hash].entity_id, tx_hash, receipt)
+                elif receipt:
+                    receipts.append(receipt)
+        for receipt in receipts:
+            record = by_hash.get(receipt.get("transactionHash", ""))
+            if record is not None and receipt.get("blockNumber") and receipt.get("blockHash"):
                 self._mined[record.entity_id] = Mined(
-                    tx_hash=tx_hash, block=int(receipt["blockNumber"], 16),
+                    tx_hash=receipt["transactionHash"], block=int(receipt["blockNumber"], 16),
                     block_hash=receipt["blockHash"], status=int(receipt.get("status", "0x1"), 16),
                     gas_used=int(receipt.get("gasUsed", "0x0"), 16), seen_at_head=head,
                     gas_price=int(receipt.get("effectiveGasPrice") or "0x0", 16))
                 self._waiting.pop(record.entity_id, None)
                 self._stuck.pop(record.entity_id, None)
+        self._scanned = head if complete else None
+
+    def _receipts_of_blocks(self, numbers: range) -> Optional[list[dict]]:
+        """Every receipt of these blocks, or None when the node could not say (then the caller
+        asks per hash; a node without the method is not asked again)."""
+        results = self._chain.batch([("eth_getBlockReceipts", [hex(n)]) for n in numbers])
+        receipts: list[dict] = []
+        for result in results:
+            if isinstance(result, Exception) or not isinstance(result, list):
+                if isinstance(result, Exception) and not isinstance(result, NodeUnavailable) \
+                        and "method" in str(result).lower():
+                    log.info("the node does not serve eth_getBlockReceipts (%s); asking for "
+                             "receipts one by one", result)
+                    self._block_receipts = False
+                return None
+            receipts.extend(result)
+        return receipts
 
     def _count_spend(self, mined: list[tuple[TxRecord, Mined]], records: list[TxRecord]) -> None:
         """For the spending guard: log what was paid, and publish the last hour's spend plus
@@ -295,6 +366,7 @@ class ReceiptWatcher:
                             "waiting again", record.entity_id, mined.tx_hash, mined.block,
                             mined.block_hash)
                 del self._mined[record.entity_id]
+                self._scanned = None  # it may be mined again in a block already looked at
 
     # -- settling ------------------------------------------------------------------------------
     def _settle_reverted(self, record: TxRecord, mined: Mined) -> None:

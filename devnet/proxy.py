@@ -52,7 +52,7 @@ class RpcProxy:
     def __init__(self, upstream: str, *, port: Optional[int] = None, delay: float = 0.0,
                  max_batch: Optional[int] = None, batches: bool = True,
                  batch_refusal_status: int = 200, rate_limit: Optional[float] = None,
-                 limit_answer: str = "http",
+                 limit_answer: str = "http", missing_methods: tuple[str, ...] = (),
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.upstream = upstream
         self.port = port or free_port()
@@ -62,6 +62,7 @@ class RpcProxy:
         self.batch_refusal_status = batch_refusal_status  # 200 (error object), 400 or 413
         self.limit_answer = limit_answer  # "http" (429) or "mixed" (429 and -32005 in turn)
         self.bucket = TokenBucket(rate_limit, monotonic) if rate_limit else None
+        self.missing_methods = set(missing_methods)  # answered "method not found", as some nodes
         self.calls: collections.Counter[str] = collections.Counter()
         self.requests = 0
         self.refused_batches = 0   # batches answered as too large / not supported
@@ -100,11 +101,8 @@ class RpcProxy:
                     return
                 if proxy.delay:
                     time.sleep(proxy.delay)
-                request = urllib.request.Request(proxy.upstream, data=body,
-                                                 headers={"Content-Type": "application/json"})
                 try:
-                    with urllib.request.urlopen(request, timeout=30) as response:
-                        payload = response.read()
+                    payload = proxy._forward(body)
                 except OSError:
                     self._answer(502, b"bad gateway")
                     return
@@ -129,6 +127,30 @@ class RpcProxy:
                                         daemon=True)
         self._thread.start()
         return self
+
+    def _forward(self, body: bytes) -> bytes:
+        """The node's answer; calls of a missing method are answered here, the rest passed on."""
+        message = json.loads(body) if self.missing_methods else None
+        members = message if isinstance(message, list) else [message]
+        if message is None or not any(isinstance(m, dict) and m.get("method") in
+                                       self.missing_methods for m in members):
+            return self._upstream(body)
+        kept = [m for m in members if m.get("method") not in self.missing_methods]
+        answers = {}
+        if kept:
+            for answer in json.loads(self._upstream(json.dumps(kept).encode())):
+                answers[json.dumps(answer.get("id"))] = answer
+        replies = [answers.get(json.dumps(m.get("id"))) or {
+            "jsonrpc": "2.0", "id": m.get("id"),
+            "error": {"code": -32601, "message": f"the method {m.get('method')} does not "
+                                                 "exist/is not available"}} for m in members]
+        return json.dumps(replies if isinstance(message, list) else replies[0]).encode()
+
+    def _upstream(self, body: bytes) -> bytes:
+        request = urllib.request.Request(self.upstream, data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.read()
 
     def _refusal(self, body: bytes) -> Optional[tuple[int, bytes, dict]]:
         """How a provider with these limits answers instead of the node, or None to pass the

@@ -93,7 +93,10 @@ def test_two_hundred_applications_land_behind_batch_and_rate_limits(
     entity_ids = [webapp.apply() for _ in range(200)]
     with RpcProxy(anvil.url, max_batch=10, rate_limit=40, limit_answer="mixed") as provider:
         started = time.monotonic()
-        running = start_service(chain_rpc_url=provider.url, receipt_poll_interval=0.5)
+        # entries are read 50 at a time, so simulations and sends go out in batches the
+        # provider refuses until the client has learned its limit
+        running = start_service(chain_rpc_url=provider.url, receipt_poll_interval=0.5,
+                                read_count=50)
         readiness = Readiness(running)
         try:
             wait_until(lambda: not any(application(redis_client, e) for e in entity_ids),
