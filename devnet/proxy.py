@@ -85,6 +85,9 @@ class RpcProxy:
 
             def setup(self) -> None:
                 super().setup()
+                # headers and body go out in two writes: without this, a kept-alive
+                # connection waits out the client's delayed ACK (about 40 ms) on every answer
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 with proxy._lock:
                     proxy._connections.add(self.connection)
 
