@@ -54,7 +54,7 @@ class Processor:
         self._redis = redis_client
         self._wallet = wallet  # the address, named in the reasons for holding
         self._claim_interval = lease.ttl if claim_interval is None else claim_interval
-        self._claimed_at = 0.0
+        self._claimed_at: Optional[float] = None  # when abandoned entries were last claimed
         self._queue = queue
         self._records = records
         self._sender = sender
@@ -111,6 +111,7 @@ class Processor:
             if not self._unsettled:
                 if not self._balance_sufficient(working=False):
                     return 0
+                self._claim_if_due()
                 reading = True
                 self._unsettled = self._read()
                 reading = False
@@ -395,15 +396,11 @@ class Processor:
                 self._records.claim_owners()
                 self._nonces.sync()
                 self._queue.rewind()
-                self._queue.claim_abandoned()
-                self._claimed_at = self._monotonic()
+                self._claimed_at = None  # and claim what dead consumers left, before reading
                 self._generation, self._active = generation, True
                 log.info("holding the wallet's lease %s; sending (next nonce %s)",
                          self._lease.key, self._nonces.next)
                 self._state.set_holding(None)
-            elif self._monotonic() - self._claimed_at >= self._claim_interval:
-                self._claimed_at = self._monotonic()  # entries of a consumer gone meanwhile
-                self._queue.claim_abandoned()
             return True
         holder = self._lease.holder()
         if self._active:
@@ -416,6 +413,15 @@ class Processor:
             else "standby: waiting for the wallet's lease")
         self._pause(STANDBY_CHECK_INTERVAL)
         return False
+
+    def _claim_if_due(self) -> None:
+        """On taking the wallet and then every lease TTL, while this wallet can send: claim
+        the entries that consumers gone meanwhile left unacknowledged (a wallet on hold claims
+        nothing, so it does not keep entries from the others)."""
+        now = self._monotonic()
+        if self._claimed_at is None or now - self._claimed_at >= self._claim_interval:
+            self._claimed_at = now
+            self._queue.claim_abandoned()
 
     def _current_balance(self, *, working: bool) -> int:
         """The wallet balance as far as it matters now. It is read from the node only with
