@@ -40,6 +40,7 @@ from .state import SharedState
 log = logging.getLogger(__name__)
 
 MAX_REISSUES = 3  # an application whose transactions revert on chain but simulate fine
+NONCE_GAP = ""  # the key of a nonce problem among the stuck reasons (no entity id is empty)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +103,7 @@ class ReceiptWatcher:
         self._mined: dict[str, Mined] = {}
         self._waiting: dict[str, Waiting] = {}
         self._stuck: dict[str, str] = {}
+        self._gap: Optional[tuple[int, Waiting]] = None  # the chain nonce nothing in flight uses
         self._polled_head: Optional[int] = None
         self._cache: dict[str, TxRecord] = {}
         self._was_sending = False
@@ -216,8 +218,30 @@ class ReceiptWatcher:
         settled = len(confirmed) + len(reverted)
         self._state.watcher_beat()
         self._look_after_unmined(unmined, head)
+        self._check_nonce_gap(unmined, chain_nonce, head)
         self._state.set_stuck("; ".join(sorted(set(self._stuck.values()))) or None)
         return settled
+
+    def _check_nonce_gap(self, unmined: list[TxRecord], chain_nonce: int, head: int) -> None:
+        """A nonce problem: the wallet's next nonce on chain is used by no transaction in
+        flight, so none of those after it can be mined. Once that has lasted `stuck_blocks`
+        blocks or `stuck_seconds`, it is reported as stuck (which holds the wallet's reading)
+        until the gap is gone."""
+        lowest = min((record.nonce for record in unmined), default=None)
+        if lowest is None or lowest <= chain_nonce:
+            self._gap = None
+            return
+        now = self._monotonic()
+        if self._gap is None or self._gap[0] != chain_nonce:
+            self._gap = (chain_nonce, Waiting(head, now))
+        since = self._gap[1]
+        if head - since.head >= self._stuck_blocks or now - since.since >= self._stuck_seconds:
+            self._stuck[NONCE_GAP] = (
+                f"nonce problem: nonce {chain_nonce} of wallet {self._address} is used by no "
+                f"transaction in flight; the {len(unmined)} after it cannot be mined")
+            if not since.checked:  # said once per gap
+                since.checked = True
+                log.error("%s", self._stuck[NONCE_GAP])
 
     def _head_balance_nonce(self) -> tuple[int, int, int]:
         results = self._chain.batch([("eth_blockNumber", []),

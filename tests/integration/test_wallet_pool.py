@@ -195,3 +195,35 @@ def test_a_single_wallet_upgrade_lands_what_was_in_flight_once(
     assert all(receipt(anvil, h) and int(receipt(anvil, h)["status"], 16) == 1
                for h in hashes.values()), "the very transactions recorded before the upgrade"
     assert dead_letters(redis_client) == {}
+
+
+def test_a_wallet_with_a_nonce_gap_holds_and_another_carries_the_queue(
+        redis_server, anvil, product, webapp, redis_client, spawn):
+    env = pool_env(redis_server, anvil.url, product, PROCESSOR_WALLETS="2",
+                   TX_STUCK_TIMEOUT="1000")
+    anvil.set_automine(False)
+    first = spawn(env)
+    wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == first.pid, what="on wallet 0")
+    lost = webapp.apply()
+    record = wait_until(lambda: redis_client.hgetall(f"{STREAM}:tx:{lost}"), what="recorded")
+    # Its transaction and its record vanish (node and Redis both lost them): nonce 0 of
+    # wallet 0 is now used by nothing, and what wallet 0 sends next waits behind it.
+    anvil.rpc("anvil_dropTransaction", record["txHash"])
+    redis_client.delete(f"{STREAM}:tx:{lost}")
+    redis_client.zrem(f"{STREAM}:inflight", lost)
+    behind = webapp.apply()
+    wait_until(lambda: redis_client.exists(f"{STREAM}:tx:{behind}"), what="sent behind the gap")
+    port = int(env["PORT"])
+    status, body = wait_until(lambda: (r := http_json(port, "/api/monitor/readiness"))
+                              and "nonce problem" in r[1].get("sending", "") and r,
+                              what="readiness naming the nonce problem")
+    assert status == 500 and WALLETS[0].address in body["sending"], body
+
+    second = spawn(pool_env(redis_server, anvil.url, product, PROCESSOR_WALLETS="2"))
+    wait_until(lambda: holder_pid(redis_client, WALLETS[1]) == second.pid, what="on wallet 1")
+    anvil.set_automine(True)
+    anvil.mine(1)
+    later = [webapp.apply() for _ in range(5)]
+    wait_until(lambda: purged(redis_client, later), timeout=30, what="the later ones purged")
+    assert wallet_nonce(anvil, WALLETS[1].address) == 5 and wallet_nonce(anvil) == 0
+    assert dead_letters(redis_client) == {}
