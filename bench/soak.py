@@ -36,7 +36,7 @@ from devnet.product import Product
 from devnet.webapp import WebApp, ulid
 
 Account.enable_unaudited_hdwallet_features()
-OWNER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/1")
+OWNER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/9")
 GWEI = 10**9
 
 

@@ -44,8 +44,9 @@ from devnet.webapp import WebApp
 
 Account.enable_unaudited_hdwallet_features()
 PROCESSOR = Account.from_mnemonic(TEST_MNEMONIC, account_path=DERIVATION_PATH)
-OWNER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/1")
-LIMIT_SENDER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/2")
+# the product's owner (and the limit's sender) use accounts clear of a pool's first wallets
+OWNER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/9")
+LIMIT_SENDER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/8")
 GWEI = 10**9
 ANVIL_ARGS = ("--prune-history", "128")
 BLOCK_TIME = float(os.environ.get("BENCH_BLOCK_TIME", "0.25")) or None

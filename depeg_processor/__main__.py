@@ -32,6 +32,7 @@ from .records import TxRecords
 from .service import Service, StartupError
 from .systemd import Notifier
 from .untrusted import REDIS_DECODING
+from .wallets import derive_accounts
 
 log = logging.getLogger("depeg_processor")
 
@@ -59,12 +60,12 @@ def install_signal_handlers(stop: threading.Event) -> None:
 def command_run(settings: Settings) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
-    account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)
+    accounts = derive_accounts(settings.mnemonic, settings.wallets)
     metrics = Metrics(CollectorRegistry())
     service = Service(settings=settings, redis_client=build_redis(settings),
                       chain=Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout,
                                            on_error=metrics.rpc_error),
-                      account=account, stop=stop, metrics=metrics,
+                      account=accounts[0], accounts=accounts, stop=stop, metrics=metrics,
                       notifier=Notifier.from_environ(os.environ),
                       faults=Faults(os.environ.get("DEPEG_PROCESSOR_FAULT") or None))
     try:

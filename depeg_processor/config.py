@@ -62,6 +62,7 @@ class Settings:
     stuck_timeout: float = 30.0
     max_gas_spend_per_hour: Optional[int] = None
     stream_retention: float = 7 * 24 * 3600.0
+    wallets: int = 1
 
     @property
     def production(self) -> bool:
@@ -207,6 +208,7 @@ def load_settings(config: Callable[..., object]) -> Settings:
         max_gas_spend_per_hour=(get("MAX_GAS_SPEND_PER_HOUR", parse_wei)
                                 if optional("MAX_GAS_SPEND_PER_HOUR") is not None else None),
         stream_retention=get("REDIS_STREAM_RETENTION", parse_millis, "604800000"),
+        wallets=get("PROCESSOR_WALLETS", parse_count, "1"),
     )
     _check_consistency(settings)
     return settings
@@ -234,6 +236,8 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("PROCESSOR_LEASE_TTL", "must be at least 1000 ms")
     if settings.stuck_blocks < 1:
         raise ConfigError("TX_STUCK_BLOCKS", "must be at least 1")
+    if settings.wallets < 1:
+        raise ConfigError("PROCESSOR_WALLETS", "must be at least 1")
     if settings.max_deliveries < 1:
         raise ConfigError("REDIS_QUEUE_MAX_DELIVERIES", "must be at least 1")
     if settings.dead_letter_key == settings.stream_key:

@@ -111,3 +111,13 @@ class LeaseLost(TransientError):
 
 class FenceLost(TransientError):
     """A write was refused: this process no longer holds the lease it was fenced by."""
+
+
+class OwnedElsewhere(TransientError):
+    """A write-ahead refused as a whole: another wallet already recorded a transaction for
+    some of these applications (`taken`: entity id, owner address); nothing was written."""
+
+    def __init__(self, taken: list[tuple[str, str]]) -> None:
+        super().__init__("owned by another wallet: " + ", ".join(
+            f"{entity_id!r} ({owner})" for entity_id, owner in taken))
+        self.taken = taken

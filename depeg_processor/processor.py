@@ -48,9 +48,13 @@ class Processor:
                  balance_ttl: float = 5.0, faults: Faults = NO_FAULTS,
                  max_spend_per_hour: Optional[int] = None, metrics: Optional[Metrics] = None,
                  on_beat: Callable[[], None] = lambda: None,
+                 wallet: Optional[str] = None, claim_interval: Optional[float] = None,
                  clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._redis = redis_client
+        self._wallet = wallet  # the address, named in the reasons for holding
+        self._claim_interval = lease.ttl if claim_interval is None else claim_interval
+        self._claimed_at: Optional[float] = None  # when abandoned entries were last claimed
         self._queue = queue
         self._records = records
         self._sender = sender
@@ -101,11 +105,13 @@ class Processor:
         self._beat()
         reading = False  # from here on an unforeseen error is the entries' (or the read's)
         try:
-            if not self._hold_lease() or not self._within_spending_limit():
+            if not self._hold_lease() or not self._within_spending_limit() \
+                    or not self._nothing_stuck():
                 return 0
             if not self._unsettled:
                 if not self._balance_sufficient(working=False):
                     return 0
+                self._claim_if_due()
                 reading = True
                 self._unsettled = self._read()
                 reading = False
@@ -217,9 +223,16 @@ class Processor:
         to_send: list[tuple[Entry, Application, HashContent]] = []
         signatures: set[bytes] = set()
         waits_for_broadcast = False
-        for (entry, entity_id), (record, content, done) in zip(
+        for (entry, entity_id), (record, content, done, owner) in zip(
                 candidates, self._load([entity_id for _entry, entity_id in candidates])):
-            if record is not None:  # already signed: resume it instead of signing again
+            if record is None and owner is not None and owner != self._records.owner:
+                # Another wallet recorded a transaction for it (a requeue or a claim brought
+                # the application here as well): its watcher completes it.
+                log.info("application %s belongs to wallet %s; entry %s acknowledged",
+                         entity_id, owner, entry.entry_id)
+                self._queue.ack(entry.entry_id)
+                self._settled(entry)
+            elif record is not None:  # already signed: resume it instead of signing again
                 log.info("application %s already has tx %s (nonce %s); resuming",
                          entity_id, record.tx_hash, record.nonce)
                 self._queue.mark_submitted(entry.entry_id, entity_id, record.tx_hash)
@@ -306,7 +319,8 @@ class Processor:
         if attempts < self._max_deliveries:
             return False
         entity_id = entry.entity_id
-        if entity_id and self._records.get(entity_id) is not None:
+        if entity_id and (self._records.get(entity_id) is not None
+                          or self._records.owned_elsewhere(entity_id)):
             log.warning("application %s: entry %s failed %s times but its transaction is "
                         "recorded; acknowledged", shown(entity_id), entry.entry_id, attempts)
             self._queue.ack(entry.entry_id)
@@ -320,10 +334,10 @@ class Processor:
         self._settled(entry)
         return True
 
-    def _load(self, entity_ids: list[str]
-              ) -> list[tuple[Optional[TxRecord], HashContent, Optional[str]]]:
-        """Each application's record, hash (guarded by size) and done marker, in one round
-        trip."""
+    def _load(self, entity_ids: list[str]) -> list[tuple[
+            Optional[TxRecord], HashContent, Optional[str], Optional[str]]]:
+        """Each application's record (this wallet's), hash (guarded by size), done marker and
+        owning wallet, in one round trip."""
         if not entity_ids:
             return []
 
@@ -333,12 +347,13 @@ class Processor:
                 pipe.hgetall(self._records.key(entity_id))
                 self._queue.hashes.stage(pipe, application_key(entity_id))
                 pipe.get(self._records.done_key(entity_id))
+                pipe.get(self._records.owner_key(entity_id))
             return pipe.execute()
 
         replies = self._queue.hashes.run(read)
         return [(TxRecord.from_fields(replies[i]) if replies[i] else None,
-                 HashGuard.parse(replies[i + 1]), replies[i + 2])
-                for i in range(0, len(replies), 3)]
+                 HashGuard.parse(replies[i + 1]), replies[i + 2], replies[i + 3])
+                for i in range(0, len(replies), 4)]
 
     def _commit(self, records: list[TxRecord]) -> None:
         """Write-ahead: the records, each application's transactionHash and the entries'
@@ -378,8 +393,10 @@ class Processor:
                 # Taking over (or back): another sender may have used nonces and left entries.
                 # This process's own unsettled entries stay in memory; a redelivery of one
                 # that the other sender settled is recognised by its record or done marker.
+                self._records.claim_owners()
                 self._nonces.sync()
-                self._queue.claim_abandoned()
+                self._queue.rewind()
+                self._claimed_at = None  # and claim what dead consumers left, before reading
                 self._generation, self._active = generation, True
                 log.info("holding the wallet's lease %s; sending (next nonce %s)",
                          self._lease.key, self._nonces.next)
@@ -396,6 +413,15 @@ class Processor:
             else "standby: waiting for the wallet's lease")
         self._pause(STANDBY_CHECK_INTERVAL)
         return False
+
+    def _claim_if_due(self) -> None:
+        """On taking the wallet and then every lease TTL, while this wallet can send: claim
+        the entries that consumers gone meanwhile left unacknowledged (a wallet on hold claims
+        nothing, so it does not keep entries from the others)."""
+        now = self._monotonic()
+        if self._claimed_at is None or now - self._claimed_at >= self._claim_interval:
+            self._claimed_at = now
+            self._queue.claim_abandoned()
 
     def _current_balance(self, *, working: bool) -> int:
         """The wallet balance as far as it matters now. It is read from the node only with
@@ -440,6 +466,14 @@ class Processor:
             resumed=f"spending guard: {spent} wei in the last hour, below the ceiling again; "
                     "resuming")
 
+    def _nothing_stuck(self) -> bool:
+        """A transaction of this wallet that cannot be mined under the fee cap (the receipt
+        watcher says so) holds reading: new ones would queue behind it, while other wallets of
+        the pool can send them."""
+        stuck = self._state.snapshot().stuck
+        return self._guard("stuck", f"{stuck}; taking no new entries" if stuck else None,
+                           resumed="no transaction is stuck any more; resuming")
+
     def _guard(self, kind: str, blocked: Optional[str], *, resumed: str) -> bool:
         """Hold for BALANCE_TOO_LOW_TIMEOUT while `blocked` says why; once it no longer does,
         say so once and clear the hold. True when sending may go on."""
@@ -454,6 +488,8 @@ class Processor:
         return False
 
     def _hold(self, reason: str, timeout: Optional[float] = None) -> None:
+        if self._wallet is not None:
+            reason = f"wallet {self._wallet}: {reason}"
         log.warning("holding: %s", reason)
         self._state.set_holding(reason)
         self._pause(self._error_timeout if timeout is None else timeout)

@@ -15,6 +15,7 @@ from typing import Callable, Mapping, Optional, Union
 import redis
 
 from .application import application_key, check_entity_id
+from .wallets import owner_key
 from .errors import PermanentError
 from .untrusted import KEPT_CHARS, HashContent, HashGuard, escaped, shown
 from .lease import Fence, check_fence
@@ -44,11 +45,13 @@ class StreamQueue:
 
     def __init__(self, client: redis.Redis, *, stream: str, group: str, consumer: str,
                  dead_letter_key: str, clock: Callable[[], float] = time.time,
-                 on_dead_letter: Callable[[str], None] = lambda kind: None) -> None:
+                 on_dead_letter: Callable[[str], None] = lambda kind: None,
+                 claim_idle: float = 0.0) -> None:
         self._redis = client
         self.stream = stream
         self.group = group
         self.consumer = consumer
+        self.claim_idle = claim_idle
         self.dead_letter_key = dead_letter_key
         self._clock = clock
         self._on_dead_letter = on_dead_letter
@@ -84,25 +87,27 @@ class StreamQueue:
         return self._own_backlog
 
     def claim_abandoned(self) -> int:
-        """Take over the unacknowledged entries of the group's other consumers (a processor
-        that died); they are then read as this consumer's own backlog. Only the lease holder
-        calls this, so no live sender loses entries it is working on."""
-        claimed = 0
-        for consumer in self._redis.xinfo_consumers(self.stream, self.group):
-            name = consumer["name"]
-            if name == self.consumer or not int(consumer.get("pending", 0)):
-                continue
-            while True:
-                rows = self._redis.xpending_range(self.stream, self.group, min="-", max="+",
-                                                  count=100, consumername=name)
-                if not rows:
-                    break
-                ids = [row["message_id"] for row in rows]
-                self._redis.xclaim(self.stream, self.group, self.consumer, min_idle_time=0,
-                                   message_ids=ids, justid=True)
-                claimed += len(ids)
+        """Take over the group's entries that were delivered and have been idle for at least
+        `claim_idle` seconds (the lease TTL: their consumer's process is gone, or it would
+        have settled them); they are then read as this consumer's own backlog. Entries a live
+        replica is working on are younger than that. One that a live replica keeps in memory
+        for longer (retrying through an outage) may be claimed too: the owner mark of its
+        application lets only one wallet record a transaction for it."""
+        idle_ms = max(0, int(self.claim_idle * 1000))
+        claimed, start = 0, "0-0"
+        while True:
+            ids = self._redis.xautoclaim(self.stream, self.group, self.consumer,
+                                         min_idle_time=idle_ms, start_id=start, count=100,
+                                         justid=True)
+            ids = [i for i in ids if i]
+            if not ids:
+                break
+            claimed += len(ids)
+            millis, sequence = _id_key(max(ids, key=_id_key))
+            start = f"{millis}-{sequence + 1}"
         if claimed:
-            log.warning("claimed %s unacknowledged entries from other consumers", claimed)
+            log.warning("claimed %s unacknowledged entries idle for %.1fs or more",
+                        claimed, self.claim_idle)
             self.rewind()
         return claimed
 
@@ -225,6 +230,7 @@ class StreamQueue:
             pipe.xack(self.stream, self.group, entry_id)
         if entity_id:
             pipe.delete(application_key(entity_id))
+            pipe.delete(owner_key(self.stream, entity_id))
         pipe.execute()
         self._on_dead_letter(kind)
         log.warning("dead-lettered application %s (entry %s) as %s (%s): %r",
@@ -243,6 +249,7 @@ class StreamQueue:
             pipe.delete(forget)
             pipe.zrem(inflight_key, entity_id)
             pipe.hdel(application_key(entity_id), "transactionHash")
+            pipe.delete(owner_key(self.stream, entity_id))  # any wallet may take it now
             pipe.xadd(self.stream, {"entityId": entity_id})
 
         return self._redis.transaction(write, *([fence[0]] if fence else []))[-1]

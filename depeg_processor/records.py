@@ -11,12 +11,15 @@ from typing import Callable, Optional
 
 import redis
 
+from . import wallets
 from .application import application_key
 from .errors import FenceLost  # noqa: F401 (raised by fenced writes; imported from here too)
+from .errors import OwnedElsewhere
 from .lease import Fence, check_fence
 
 
 DONE_TTL = 7 * 24 * 3600  # seconds a completed application is remembered
+OWNER_TTL = DONE_TTL  # an owner mark outlives any transaction; cleared with its record
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,12 +72,21 @@ class TxRecord:
 
 
 class TxRecords:
-    """The records, under `<prefix>:tx:<entityId>`, and the in-flight set `<prefix>:inflight`."""
+    """One wallet's records, under `<prefix>:tx:<entityId>`, and its in-flight set
+    `<prefix>:inflight`. With `owner` (the wallet's address) every write-ahead also marks the
+    application as this wallet's (`<stream>:owner:<entityId>`) and fails, for the whole batch,
+    if another wallet owns one of them: one application, one wallet, one transaction chain."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+    def __init__(self, client: redis.Redis, *, prefix: str, stream: Optional[str] = None,
+                 owner: Optional[str] = None) -> None:
         self._redis = client
         self._prefix = prefix
+        self._stream = stream or prefix
+        self.owner = owner
         self.inflight_key = f"{prefix}:inflight"
+
+    def owner_key(self, entity_id: str) -> str:
+        return wallets.owner_key(self._stream, entity_id)
 
     def key(self, entity_id: str) -> str:
         return f"{self._prefix}:tx:{entity_id}"
@@ -87,19 +99,51 @@ class TxRecords:
                  fence: Optional[Fence] = None) -> None:
         """Store records in one transaction, with `also`'s commands in the same MULTI. With
         `fence` (lease key, owner) the transaction commits only while that owner holds the
-        lease (WATCH): a sender that lost it cannot overwrite the next holder's records."""
+        lease (WATCH): a sender that lost it cannot overwrite the next holder's records. With
+        an owner, the owner marks are WATCHed too: OwnedElsewhere (nothing written) when
+        another wallet owns one of the applications."""
+        owner_keys = ([self.owner_key(r.entity_id) for r in records]
+                      if self.owner is not None else [])
 
         def write(pipe: redis.client.Pipeline) -> None:
             check_fence(pipe, fence)
+            if owner_keys:
+                taken = [(r.entity_id, owner) for r, owner in zip(records, pipe.mget(owner_keys))
+                         if owner is not None and owner != self.owner]
+                if taken:
+                    raise OwnedElsewhere(taken)
             pipe.multi()
             for record in records:
                 pipe.delete(self.key(record.entity_id))
                 pipe.hset(self.key(record.entity_id), mapping=record.to_fields())
                 pipe.zadd(self.inflight_key, {record.entity_id: record.nonce})
+            for key in owner_keys:
+                pipe.set(key, self.owner, ex=OWNER_TTL)
             if also is not None:
                 also(pipe)
 
-        self._redis.transaction(write, *([fence[0]] if fence else []))
+        self._redis.transaction(write, *([fence[0]] if fence else []), *owner_keys)
+
+    def owner_of(self, entity_id: str) -> Optional[str]:
+        return self._redis.get(self.owner_key(entity_id))
+
+    def owned_elsewhere(self, entity_id: str) -> Optional[str]:
+        """The address of the other wallet that owns this application, if any."""
+        owner = self.owner_of(entity_id) if self.owner is not None else None
+        return owner if owner is not None and owner != self.owner else None
+
+    def claim_owners(self) -> int:
+        """Mark every application in flight as this wallet's where no mark exists yet (records
+        written before applications had owners); how many were marked."""
+        if self.owner is None:
+            return 0
+        entity_ids = list(self.inflight_nonces())
+        if not entity_ids:
+            return 0
+        pipe = self._redis.pipeline(transaction=False)
+        for entity_id in entity_ids:
+            pipe.set(self.owner_key(entity_id), self.owner, ex=OWNER_TTL, nx=True)
+        return sum(1 for marked in pipe.execute() if marked)
 
     def get(self, entity_id: str) -> Optional[TxRecord]:
         fields = self._redis.hgetall(self.key(entity_id))
@@ -132,10 +176,11 @@ class TxRecords:
         pipe = self._redis.pipeline(transaction=True)
         pipe.delete(self.key(entity_id))
         pipe.zrem(self.inflight_key, entity_id)
+        pipe.delete(self.owner_key(entity_id))
         pipe.execute()
 
     def done_key(self, entity_id: str) -> str:
-        return f"{self._prefix}:done:{entity_id}"
+        return wallets.done_key(self._stream, entity_id)
 
     def complete_many(self, confirmed: list[tuple[str, str]]) -> None:
         """These transactions are confirmed: remove each application and its record together,
@@ -145,6 +190,7 @@ class TxRecords:
             pipe.delete(application_key(entity_id))
             pipe.delete(self.key(entity_id))
             pipe.zrem(self.inflight_key, entity_id)
+            pipe.delete(self.owner_key(entity_id))
             pipe.set(self.done_key(entity_id), tx_hash, ex=DONE_TTL)
         pipe.execute()
 

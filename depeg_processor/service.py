@@ -3,9 +3,16 @@
 The entry point creates the clients and the stop event; this module only connects them. The
 main thread runs the processor loop, a named thread the receipt watcher, another the monitor,
 and a housekeeping thread trims the stream now and then.
+
+Every wallet of the pool has its own parts (`WalletParts`: lease, records, nonces, sender,
+processor, watcher, consumer name); the process sends from at most one of them at a time. The
+lease-keeper thread renews the lease of the wallet held, or, holding none, takes the first free
+one; the processor loop and the watcher work for whichever wallet is held (with none, the first
+wallet's stand by and watch health only).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -33,7 +40,8 @@ from .retention import StreamRetention
 from .systemd import Notifier
 from .sender import Sender
 from .signing import TransactionSigner
-from .state import SharedState
+from .state import STANDBY, SharedState
+from .wallets import Wallet, derive_accounts, pool
 from .watcher import ReceiptWatcher
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,23 @@ log = logging.getLogger(__name__)
 MONITOR_CONNECTION_LIMIT = 500
 MONITOR_CHANNEL_TIMEOUT = 10
 MONITOR_CLEANUP_INTERVAL = 2
+STANDBY_CHECK_INTERVAL = 0.5  # how soon a standby notices that the keeper gained a lease
+
+
+@dataclasses.dataclass
+class WalletParts:
+    """Everything this process needs to send from one wallet of the pool."""
+
+    wallet: Wallet
+    account: LocalAccount
+    lease: Lease
+    keeper: LeaseKeeper
+    queue: StreamQueue
+    records: TxRecords
+    nonces: NonceManager
+    processor: Optional[Processor] = None
+    watcher: Optional[ReceiptWatcher] = None
+    sender: Optional[Sender] = None
 
 
 class Service:
@@ -54,6 +79,7 @@ class Service:
 
     def __init__(self, *, settings: Settings, redis_client: redis.Redis, chain: Chain,
                  account: LocalAccount, stop: threading.Event,
+                 accounts: Optional[list[LocalAccount]] = None,
                  metrics: Optional[Metrics] = None, notifier: Optional[Notifier] = None,
                  faults: Faults = NO_FAULTS,
                  clock: Callable[[], float] = time.time,
@@ -62,7 +88,10 @@ class Service:
         self.stop_event = stop
         self._redis = redis_client
         self._chain = chain
-        self.account = account
+        if accounts is None:
+            accounts = ([account] if settings.wallets == 1
+                        else derive_accounts(settings.mnemonic, settings.wallets))
+        self.account = accounts[0]
         self._clock = clock
         self._monotonic = monotonic
         self._faults = faults
@@ -71,18 +100,14 @@ class Service:
         self.state = SharedState(monotonic=monotonic)
         chain.attach(max_batch=settings.chain_max_batch, wait=stop.wait,
                      on_rate_limit=self.state.set_rate_limited)
-        self.queue = StreamQueue(redis_client, stream=settings.stream_key, group=settings.group,
-                                 consumer=settings.consumer,
-                                 dead_letter_key=settings.dead_letter_key, clock=clock,
-                                 on_dead_letter=self.metrics.dead_letter)
-        self.records = TxRecords(redis_client, prefix=settings.stream_key)
+        wallets = pool(accounts, stream=settings.stream_key, consumer=settings.consumer)
+        self.parts = [self._wallet_parts(w, a) for w, a in zip(wallets, accounts)]
+        self._current: Optional[WalletParts] = None  # the wallet whose lease is held
+        first = self.parts[0]
+        self.queue, self.records, self.lease = first.queue, first.records, first.lease
+        self.nonces, self.keeper = first.nonces, first.keeper
         self.retention = StreamRetention(redis_client, stream=settings.stream_key,
                                          retention=settings.stream_retention, clock=clock)
-        self.lease = Lease(redis_client, key=f"{settings.stream_key}:lease:{account.address}",
-                           owner=owner_id(settings.consumer), ttl=settings.lease_ttl,
-                           monotonic=monotonic)
-        self.nonces = NonceManager(chain_pending=lambda: chain.nonce(account.address, "pending"),
-                                   highest_recorded=self.records.highest_nonce)
         self.fees = FeePolicy(base_fee=chain.base_fee, suggested_tip=chain.max_priority_fee,
                               cap=settings.max_fee_per_gas, tip=settings.max_priority_fee_per_gas,
                               monotonic=monotonic)
@@ -91,13 +116,36 @@ class Service:
                              watcher_max_age=max(settings.loop_max_timeout,
                                                  10 * settings.receipt_poll_interval),
                              max_non_ack_pending=settings.max_non_ack_pending)
-        self.keeper = LeaseKeeper(self.lease, stop=stop, wanted=self._processor_alive)
-        self.metrics.nonce.labels(source="local").set_function(lambda: self.nonces.next or 0)
+        self.metrics.nonce.labels(source="local").set_function(
+            lambda: self._working().nonces.next or 0)
         self.app = make_monitor_app(self.state, self.limits, self.metrics.registry)
         self.processor: Optional[Processor] = None
         self.watcher: Optional[ReceiptWatcher] = None
         self._threads: list[threading.Thread] = []
         self._server = None
+
+    def _wallet_parts(self, wallet: Wallet, account: LocalAccount) -> WalletParts:
+        """The parts of one wallet that need no node: its lease, records and queue view."""
+        settings, client = self.settings, self._redis
+        records = TxRecords(client, prefix=wallet.prefix, stream=settings.stream_key,
+                            owner=wallet.address)
+        lease = Lease(client, key=wallet.lease_key, owner=owner_id(wallet.consumer),
+                      ttl=settings.lease_ttl, monotonic=self._monotonic)
+        queue = StreamQueue(client, stream=settings.stream_key, group=settings.group,
+                            consumer=wallet.consumer, dead_letter_key=settings.dead_letter_key,
+                            clock=self._clock, on_dead_letter=self.metrics.dead_letter,
+                            claim_idle=settings.lease_ttl)
+        nonces = NonceManager(
+            chain_pending=lambda: self._chain.nonce(account.address, "pending"),
+            highest_recorded=records.highest_nonce)
+        return WalletParts(wallet=wallet, account=account, lease=lease, queue=queue,
+                           keeper=LeaseKeeper(lease, stop=self.stop_event,
+                                              wanted=self._processor_alive),
+                           records=records, nonces=nonces)
+
+    def _working(self) -> WalletParts:
+        """The wallet held, else the first (whose parts stand by and watch health)."""
+        return self._current or self.parts[0]
 
     # -- start-up ------------------------------------------------------------------------------
     def serve_monitor(self) -> int:
@@ -158,34 +206,49 @@ class Service:
         log.info("processor wallet %s on chain %s, product %s (message helper %s), "
                  "%s transaction(s) in flight", self.account.address, chain_id,
                  settings.product_address, helper, self.records.count())
-        sender = Sender(chain=chain, signer=TransactionSigner(self.account.key),
+        for parts in self.parts:
+            self._wallet_workers(parts, chain_id=chain_id, helper=helper, calls=calls)
+        self.processor, self.watcher = self.parts[0].processor, self.parts[0].watcher
+
+    def _wallet_workers(self, parts: WalletParts, *, chain_id: int, helper: str,
+                        calls: ProductCalls) -> None:
+        """The sender, processor loop and receipt watcher of one wallet."""
+        settings, chain, lease, records = self.settings, self._chain, parts.lease, parts.records
+        address = parts.account.address
+
+        def requeue(record: TxRecord) -> None:
+            parts.queue.reissue(record.entity_id, forget=records.key(record.entity_id),
+                                inflight_key=records.inflight_key, fence=lease.fence)
+
+        sender = Sender(chain=chain, signer=TransactionSigner(parts.account.key),
                         chain_id=chain_id,
                         product=settings.product_address,
                         encode_call=lambda app: calls.apply(app.contract_args()),
-                        nonces=self.nonces, fees=self.fees, records=self.records,
-                        requeue=self._requeue, on_fee_bump=self.metrics.fee_bumps.inc,
-                        may_send=self.lease.held, fence=self.lease.fence, faults=self._faults,
+                        nonces=parts.nonces, fees=self.fees, records=records,
+                        requeue=requeue, on_fee_bump=self.metrics.fee_bumps.inc,
+                        may_send=lease.held, fence=lease.fence, faults=self._faults,
                         clock=self._clock)
-        self.processor = Processor(
-            redis_client=self._redis, queue=self.queue, records=self.records, sender=sender,
-            nonces=self.nonces, lease=self.lease, state=self.state, stop=self.stop_event,
+        parts.sender = sender
+        parts.processor = Processor(
+            redis_client=self._redis, queue=parts.queue, records=records, sender=sender,
+            nonces=parts.nonces, lease=lease, state=self.state, stop=self.stop_event,
             max_deliveries=settings.max_deliveries, faults=self._faults,
             max_spend_per_hour=settings.max_gas_spend_per_hour, metrics=self.metrics,
             on_beat=self.notifier.watchdog, clock=self._clock,
-            balance=lambda: chain.balance(self.account.address),
+            balance=lambda: chain.balance(address), wallet=address,
             min_balance=settings.min_balance, chain_id=chain_id, message_helper=helper,
             read_count=settings.read_count, read_block=settings.read_block_timeout,
             balance_too_low_timeout=settings.balance_too_low_timeout,
             error_timeout=settings.error_timeout, monotonic=self._monotonic)
-        self.watcher = ReceiptWatcher(
-            chain=chain, records=self.records, queue=self.queue, sender=sender,
+        parts.watcher = ReceiptWatcher(
+            chain=chain, records=records, queue=parts.queue, sender=sender,
             redis_client=self._redis, state=self.state, stop=self.stop_event,
-            address=self.account.address, min_confirmations=settings.min_confirmations,
+            address=address, min_confirmations=settings.min_confirmations,
             poll_interval=settings.receipt_poll_interval, stuck_blocks=settings.stuck_blocks,
-            stuck_seconds=settings.stuck_timeout, may_send=self.lease.held,
-            fence=self.lease.fence, lease_generation=lambda: self.lease.generation,
+            stuck_seconds=settings.stuck_timeout, may_send=lease.held,
+            fence=lease.fence, lease_generation=lambda: lease.generation,
             metrics=self.metrics, idle_interval=settings.idle_poll_interval,
-            spend=(SpendLedger(self._redis, prefix=settings.stream_key)
+            spend=(SpendLedger(self._redis, prefix=parts.wallet.prefix)
                    if settings.max_gas_spend_per_hour is not None else None),
             clock=self._clock,
             monotonic=self._monotonic)
@@ -200,10 +263,6 @@ class Service:
         for item in server.unchecked:
             log.warning("redis: could not check %s", item)
 
-    def _requeue(self, record: TxRecord) -> None:
-        self.queue.reissue(record.entity_id, forget=self.records.key(record.entity_id),
-                           inflight_key=self.records.inflight_key, fence=self.lease.fence)
-
     def _processor_alive(self) -> bool:
         """Whether the processor loop is starting or beating: the lease is held only for a
         process that can send (a hung loop lets it run out, so a standby takes over)."""
@@ -215,13 +274,74 @@ class Service:
         """Start the lease keeper and watcher threads and run the processor loop in this
         thread until stopped; then give the lease up so a standby takes over at once."""
         assert self.processor is not None and self.watcher is not None, "prepare() first"
-        self.keeper.run_once()  # a free lease is taken before the loop starts: no standby blip
-        self._start_thread("lease-keeper", self.keeper.run)
-        self._start_thread("receipt-watcher", self.watcher.run)
+        self.keep_leases_once()  # a free lease is taken before the loop starts: no standby blip
+        self._start_thread("lease-keeper", self._keep_leases)
+        self._start_thread("receipt-watcher", self._watch)
         self._start_thread("housekeeping", lambda: self.retention.run(self.stop_event))
-        self.notifier.ready(f"processing {self.settings.stream_key} as {self.account.address}")
-        self.processor.run()
-        self.lease.release()
+        self.notifier.ready(f"processing {self.settings.stream_key} with a pool of "
+                            f"{len(self.parts)} wallet(s) from {self.account.address}")
+        log.info("processor loop started (stream %s, group %s, %s wallet(s))",
+                 self.settings.stream_key, self.settings.group, len(self.parts))
+        while not self.stop_event.is_set():
+            parts = self._current
+            if parts is None and len(self.parts) > 1:
+                self._stand_by()
+            else:  # the held wallet's loop, or the single wallet's standby
+                self._working().processor.run_once()
+        for parts in self.parts:  # the batch in hand goes out before the lease does
+            parts.sender.finish_broadcast()
+        log.info("processor loop stopped")
+        for parts in self.parts:
+            parts.lease.release()
+
+    def keep_leases_once(self) -> Optional[WalletParts]:
+        """Renew the lease of the wallet held; holding none (or having lost it), take the first
+        free one of the pool. Returns the wallet held now, if any."""
+        current = self._current
+        if current is not None and current.keeper.run_once():
+            return current
+        for parts in self.parts:
+            if parts is not current and parts.keeper.run_once():
+                log.info("sending from wallet %s (consumer %s)", parts.wallet.address,
+                         parts.wallet.consumer)
+                self._current = parts
+                return parts
+        if current is not None:
+            log.warning("lost the lease of wallet %s; every wallet of the pool is taken: "
+                        "standing by", current.wallet.address)
+        self._current = None
+        return None
+
+    def _keep_leases(self) -> None:
+        interval = self.parts[0].keeper.interval
+        log.info("lease keeper started (%s wallet(s), renewed every %.1fs)", len(self.parts),
+                 interval)
+        while not self.stop_event.is_set():
+            try:
+                self.keep_leases_once()
+            except Exception:  # a bug must not stop the renewals for good: log it, go on
+                log.exception("lease keeper round failed")
+            self.stop_event.wait(interval)
+        log.info("lease keeper stopped")
+
+    def _watch(self) -> None:
+        """The receipt watcher of the wallet held (with none, the first one's: health only)."""
+        log.info("receipt watcher started (%s confirmations)", self.settings.min_confirmations)
+        while not self.stop_event.is_set():
+            try:
+                self._working().watcher.step()
+            except Exception:  # a bug must not stop the purging for good: log it, go on
+                log.exception("receipt watcher round failed")
+            self.stop_event.wait(self.settings.receipt_poll_interval)
+        log.info("receipt watcher stopped")
+
+    def _stand_by(self) -> None:
+        """Every wallet of the pool is held by another process: wait for one to come free."""
+        self.state.processor_beat()
+        self.notifier.watchdog()
+        self.state.set_holding(f"{STANDBY}: all {len(self.parts)} wallets of the pool are held "
+                               "by other processors")
+        self.stop_event.wait(STANDBY_CHECK_INTERVAL)
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -47,6 +47,7 @@ from .state import SharedState
 log = logging.getLogger(__name__)
 
 MAX_REISSUES = 3  # an application whose transactions revert on chain but simulate fine
+NONCE_GAP = ""  # the key of a nonce problem among the stuck reasons (no entity id is empty)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +118,8 @@ class ReceiptWatcher:
         self._busy = False  # transactions of ours in flight at the last read
         self._scanned: Optional[int] = None  # receipts of every block up to it looked at
         self._block_receipts = True  # the node serves eth_getBlockReceipts (until it says not)
+        self._gap: Optional[tuple[int, Waiting]] = None  # the chain nonce nothing in flight uses
+        self._chain_nonce: Optional[int] = None  # the wallet's mined count, as last asked
         self._cache: dict[str, TxRecord] = {}
         self._was_sending = False
 
@@ -124,11 +127,15 @@ class ReceiptWatcher:
         log.info("receipt watcher started (%s confirmations)", self._min_confirmations)
         while not self._stop.is_set():
             try:
-                self.run_once(ask_node=self._schedule.due(busy=self._busy))
+                self.step()
             except Exception:  # a bug must not stop the purging for good: log it, go on
                 log.exception("receipt watcher round failed")
             self._stop.wait(self._poll_interval)
         log.info("receipt watcher stopped")
+
+    def step(self) -> int:
+        """A round at the schedule's pace: the node is asked only when the head is due."""
+        return self.run_once(ask_node=self._schedule.due(busy=self._busy))
 
     def run_once(self, *, ask_node: bool = True) -> int:
         """One round; returns how many applications it settled (purged or set aside). Without
@@ -242,8 +249,32 @@ class ReceiptWatcher:
             self._schedule.refresh_soon()
         self._state.watcher_beat()
         self._look_after_unmined(unmined, head)
+        if self._chain_nonce is not None:
+            self._check_nonce_gap(unmined, self._chain_nonce, head)
         self._state.set_stuck("; ".join(sorted(set(self._stuck.values()))) or None)
         return settled
+
+    def _check_nonce_gap(self, unmined: list[TxRecord], chain_nonce: int, head: int) -> None:
+        """A nonce problem: the wallet's next nonce on chain is used by no transaction in
+        flight, so none of those after it can be mined. Once that has lasted `stuck_blocks`
+        blocks or `stuck_seconds`, it is reported as stuck (which holds the wallet's reading)
+        until the gap is gone."""
+        lowest = min((record.nonce for record in unmined), default=None)
+        if lowest is None or lowest <= chain_nonce:
+            self._gap = None
+            return
+        now = self._monotonic()
+        self._schedule.refresh_soon()  # a gap is judged on a nonce asked with the next head
+        if self._gap is None or self._gap[0] != chain_nonce:
+            self._gap = (chain_nonce, Waiting(head, now))
+        since = self._gap[1]
+        if head - since.head >= self._stuck_blocks or now - since.since >= self._stuck_seconds:
+            self._stuck[NONCE_GAP] = (
+                f"nonce problem: nonce {chain_nonce} of wallet {self._address} is used by no "
+                f"transaction in flight; the {len(unmined)} after it cannot be mined")
+            if not since.checked:  # said once per gap
+                since.checked = True
+                log.error("%s", self._stuck[NONCE_GAP])
 
     def _ask_head(self) -> int:
         """The latest block, with the wallet's balance and nonce when their refresh is due, in
@@ -264,6 +295,7 @@ class ReceiptWatcher:
             self._state.set_balance(balance)
             self._metrics.balance.set(balance)
             self._metrics.nonce.labels(source="chain").set(nonce)
+            self._chain_nonce = nonce
         self._state.node_ok("watcher")
         return head.number
 

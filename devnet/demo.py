@@ -44,7 +44,7 @@ def wait(predicate, what: str, timeout: float = 90.0) -> None:
 def main() -> int:
     Account.enable_unaudited_hdwallet_features()
     processor = Account.from_mnemonic(TEST_MNEMONIC, account_path=DERIVATION_PATH)
-    owner = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/1")
+    owner = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/9")
     with RedisServer() as redis_server, Anvil(block_time=1) as anvil:
         print(f"redis-server on {redis_server.url}, anvil on {anvil.url} (a block per second)")
         product = Product.deploy(anvil.url, owner)

@@ -28,7 +28,8 @@ pytestmark = pytest.mark.integration
 Account.enable_unaudited_hdwallet_features()
 
 PROCESSOR = Account.from_mnemonic(TEST_MNEMONIC, account_path=DERIVATION_PATH)
-OWNER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/1")
+# the product's owner (and the limit's sender) use accounts clear of a pool's first wallets
+OWNER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/9")
 
 
 @pytest.fixture(scope="session")

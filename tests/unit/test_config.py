@@ -24,7 +24,7 @@ VARIABLES = (
     "REDIS_QUEUE_DEAD_LETTER_KEY", "REDIS_READ_COUNT", "RECEIPT_POLL_INTERVAL",
     "CHAIN_RPC_TIMEOUT", "REDIS_QUEUE_MAX_DELIVERIES", "PROCESSOR_LEASE_TTL", "TX_STUCK_BLOCKS",
     "TX_STUCK_TIMEOUT", "MAX_GAS_SPEND_PER_HOUR", "REDIS_STREAM_RETENTION", "CHAIN_RPC_MAX_BATCH",
-    "CHAIN_IDLE_POLL_INTERVAL",
+    "CHAIN_IDLE_POLL_INTERVAL", "PROCESSOR_WALLETS",
 )
 
 
@@ -86,6 +86,12 @@ def test_defaults_match_the_wire_format() -> None:
 
 def test_batch_cap_is_read() -> None:
     assert load(CHAIN_RPC_MAX_BATCH="10").chain_max_batch == 10
+
+
+def test_the_wallet_pool_is_one_wallet_unless_set() -> None:
+    assert load().wallets == 1
+    assert load(PROCESSOR_WALLETS="3").wallets == 3
+    assert "PROCESSOR_WALLETS" in str(refusal(PROCESSOR_WALLETS="0"))
 
 
 def test_values_are_read_and_converted() -> None:

@@ -74,7 +74,7 @@ class Clock:
 
 
 class Harness:
-    def __init__(self, client) -> None:
+    def __init__(self, client, owner: Optional[str] = None) -> None:
         self.redis = client
         self.clock = Clock()
         self.sender = StubSender()
@@ -86,7 +86,7 @@ class Harness:
                                  dead_letter_key=STREAM + ":dead", clock=lambda: 1795830700.0,
                                  on_dead_letter=self.kinds.append)
         self.queue.ensure_group()
-        self.records = TxRecords(client, prefix=STREAM)
+        self.records = TxRecords(client, prefix=STREAM, owner=owner)
         self.nonces = NonceManager(chain_pending=lambda: 0,
                                    highest_recorded=self.records.highest_nonce)
         self.lease = Lease(client, key=STREAM + ":lease:w", owner="me", ttl=15.0,
@@ -97,7 +97,8 @@ class Harness:
             nonces=self.nonces, lease=self.lease, max_deliveries=3,
             state=self.state, stop=self.stop, balance=self.balance, min_balance=ETHER,
             balance_ttl=5.0, chain_id=CHAIN_ID, message_helper=MESSAGE_HELPER, read_count=20,
-            read_block=0.001, balance_too_low_timeout=0, error_timeout=0, monotonic=self.clock)
+            read_block=0.001, balance_too_low_timeout=0, error_timeout=0, monotonic=self.clock,
+            wallet=owner)
 
     def enqueue(self, fields: Optional[dict] = None, entity_id: str = ENTITY_ID) -> str:
         if fields is not None:
@@ -456,3 +457,50 @@ def test_an_unforeseen_error_before_reading_holds_the_entries_without_counting(h
     assert h.dead_letters() == [] and h.queue.pending_count() == 1
     h.balance.error = h.sender.error = None
     assert h.processor.run_once() == 1
+
+
+# -- one wallet of a pool ----------------------------------------------------------------------
+
+WALLET, ELSEWHERE = "0x" + "11" * 20, "0x" + "22" * 20
+
+
+def test_an_application_another_wallet_owns_is_acknowledged_not_sent(fake_redis) -> None:
+    h = Harness(fake_redis, owner=WALLET)
+    h.enqueue(signed_fields())
+    fake_redis.set(f"{STREAM}:owner:{ENTITY_ID}", ELSEWHERE)  # recorded by the other wallet
+    assert h.processor.run_once() == 1
+    assert h.sender.calls == [] and h.queue.pending_count() == 0
+    assert h.dead_letters() == [] and fake_redis.exists(KEY), "left to its owner"
+
+
+def test_a_commit_refused_for_another_wallets_application_is_retried_then_left(
+        fake_redis) -> None:
+    h = Harness(fake_redis, owner=WALLET)
+    h.enqueue(signed_fields())
+    load = h.processor._load
+
+    def owned_meanwhile(entity_ids):  # the other wallet records it after this one loaded it
+        loaded = load(entity_ids)
+        fake_redis.set(f"{STREAM}:owner:{ENTITY_ID}", ELSEWHERE)
+        return loaded
+
+    h.processor._load = owned_meanwhile
+    assert h.processor.run_once() == 0
+    assert h.records.get(ENTITY_ID) is None and h.queue.pending_count() == 1, "nothing written"
+    h.processor._load = load
+    assert h.processor.run_once() == 1
+    assert h.sender.calls == [(ENTITY_ID, h.sender.calls[0][1])], "signed once, never recorded"
+    assert h.queue.pending_count() == 0 and h.dead_letters() == []
+
+
+def test_a_stuck_transaction_holds_reading_and_the_hold_names_the_wallet(fake_redis) -> None:
+    h = Harness(fake_redis, owner=WALLET)
+    h.enqueue(signed_fields())
+    h.state.set_stuck("transactions cannot be mined: max fee per gas is at the cap")
+    assert h.processor.run_once() == 0
+    assert h.sender.calls == [] and h.queue.pending_count() == 0, "not even read"
+    holding = h.state.snapshot().holding
+    assert holding.startswith(f"wallet {WALLET}: ") and "cannot be mined" in holding
+    h.state.set_stuck(None)
+    assert h.processor.run_once() == 1
+    assert h.state.snapshot().holding is None

@@ -271,3 +271,29 @@ def deliver_only(fake_redis, queue) -> str:
     fake_redis.xadd(STREAM, {"entityId": ENTITY_ID})
     [entry] = queue.read(count=10, block_ms=1)
     return entry.entry_id
+
+
+# -- the pool's consumers ----------------------------------------------------------------------
+
+def test_only_entries_idle_past_the_lease_ttl_are_claimed(fake_redis) -> None:
+    dead, live = make_queue(fake_redis, "dead"), make_queue(fake_redis, "live")
+    for n in range(3):
+        fake_redis.xadd(STREAM, {"entityId": f"E{n}"})
+    assert len(dead.read(count=3, block_ms=1)) == 3
+    patient = StreamQueue(fake_redis, stream=STREAM, group=GROUP, consumer="live",
+                          dead_letter_key=DEAD, claim_idle=3600.0)
+    assert patient.claim_abandoned() == 0, "delivered just now: its consumer may be alive"
+    live.claim_idle = 0.0  # as if an hour had passed
+    assert live.claim_abandoned() == 3
+    assert ids(live.read(count=10, block_ms=1)) == ["E0", "E1", "E2"]
+    assert ids(dead.read(count=10, block_ms=1)) == []
+
+
+def test_reissue_and_dead_letter_free_the_application_for_any_wallet(fake_redis, queue) -> None:
+    owner = f"{STREAM}:owner:{ENTITY_ID}"
+    fake_redis.set(owner, "0x" + "11" * 20)
+    queue.reissue(ENTITY_ID, forget="rec:tx:" + ENTITY_ID, inflight_key="rec:inflight")
+    assert not fake_redis.exists(owner)
+    fake_redis.set(owner, "0x" + "11" * 20)
+    queue.dead_letter(entity_id=ENTITY_ID, reason="r", application={})
+    assert not fake_redis.exists(owner)

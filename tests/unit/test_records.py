@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from depeg_processor.errors import OwnedElsewhere
 from depeg_processor.records import TxRecord, TxRecords
 
 
@@ -85,3 +86,48 @@ def test_a_fenced_write_needs_the_lease(fake_redis, records) -> None:
     fake_redis.set("lease", "me")
     records.put_many([record("A", 1)], fence=("lease", "me"))
     assert records.get("A").nonce == 1
+
+
+# -- one application, one wallet --------------------------------------------------------------
+
+STREAM = "application:signatures"
+FIRST, SECOND = "0x" + "11" * 20, "0x" + "22" * 20
+
+
+def wallet_records(fake_redis, address: str, prefix: str = STREAM) -> TxRecords:
+    return TxRecords(fake_redis, prefix=prefix, stream=STREAM, owner=address)
+
+
+def test_the_first_wallet_to_record_an_application_owns_it(fake_redis) -> None:
+    first = wallet_records(fake_redis, FIRST)
+    second = wallet_records(fake_redis, SECOND, prefix=f"{STREAM}:wallet:{SECOND}")
+    first.put(record("A", 0))
+    assert fake_redis.get(f"{STREAM}:owner:A") == FIRST
+    with pytest.raises(OwnedElsewhere) as refused:
+        second.put_many([record("B", 0), record("A", 1)])
+    assert refused.value.taken == [("A", FIRST)]
+    assert second.inflight_nonces() == {} and second.get("B") is None, "nothing of the batch"
+    assert fake_redis.get(f"{STREAM}:owner:B") is None
+    assert second.owned_elsewhere("A") == FIRST and first.owned_elsewhere("A") is None
+    first.put(record("A", 0, max_fee_per_gas=2))  # its own replacement goes through
+    second.put(record("B", 0))
+    assert fake_redis.get(f"{STREAM}:owner:B") == SECOND
+
+
+def test_confirming_or_forgetting_clears_the_owner_and_the_done_marker_is_the_streams(
+        fake_redis) -> None:
+    second = wallet_records(fake_redis, SECOND, prefix=f"{STREAM}:wallet:{SECOND}")
+    second.put_many([record("A", 0), record("B", 1)])
+    second.complete_many([("A", "0xmined")])
+    second.forget("B")
+    assert fake_redis.get(f"{STREAM}:owner:A") is None
+    assert fake_redis.get(f"{STREAM}:owner:B") is None
+    assert fake_redis.get(f"{STREAM}:done:A") == "0xmined", "whichever wallet sent it"
+    assert second.completed_as("A") == "0xmined"
+
+
+def test_records_written_before_owners_existed_are_claimed_by_their_wallet(fake_redis) -> None:
+    TxRecords(fake_redis, prefix=STREAM).put_many([record("A", 0), record("B", 1)])
+    fake_redis.set(f"{STREAM}:owner:B", FIRST)
+    assert wallet_records(fake_redis, FIRST).claim_owners() == 1
+    assert fake_redis.get(f"{STREAM}:owner:A") == FIRST

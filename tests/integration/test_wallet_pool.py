@@ -1,0 +1,229 @@
+"""Replicas with identical settings sharing a pool of wallets and one consumer group: each sends
+from one wallet at a time, a spare stands by, a dry wallet leaves the queue to the others, and
+an application never gets a second transaction from another wallet."""
+from __future__ import annotations
+
+import os
+import signal
+
+from depeg_processor.wallets import derive_accounts, owner_key, pool
+from devnet.nodes import TEST_MNEMONIC
+from devnet.proxy import RpcProxy
+from tests.conftest import wait_until
+from tests.integration.conftest import (application, dead_letters, http_json, receipt,
+                                        service_env, wallet_nonce)
+
+STREAM = "application:signatures"
+CONSUMER = "depeg-backend-processor-consumer"
+WALLETS = pool(derive_accounts(TEST_MNEMONIC, 4), stream=STREAM, consumer=CONSUMER)
+
+
+def holder_pid(redis_client, wallet) -> int:
+    holder = redis_client.get(wallet.lease_key)
+    return int(holder.rsplit(":", 2)[1]) if holder else 0
+
+
+def nonces(anvil, count: int, block: str = "latest") -> list[int]:
+    return [wallet_nonce(anvil, w.address, block) for w in WALLETS[:count]]
+
+
+def landed(redis_client, entity_ids) -> int:
+    """Applications recorded (transactionHash written) or already purged."""
+    return sum(1 for e in entity_ids
+               if not (app := application(redis_client, e)) or app.get("transactionHash"))
+
+
+def purged(redis_client, entity_ids) -> bool:
+    return not any(application(redis_client, e) for e in entity_ids)
+
+
+def pool_env(redis_server, rpc_url, product, **extra: str) -> dict:
+    # Warnings only: `spawn` reads a process's stderr once it has ended, and a pipe filled by
+    # hundreds of applications' log lines would block the process.
+    return service_env(redis_server.url, rpc_url, product.address,
+                       **{"PROCESSOR_WALLETS": "3", "LOG_LEVEL": "WARNING", **extra})
+
+
+def test_three_replicas_share_three_wallets_through_a_kill_and_a_late_start(
+        redis_server, anvil, product, webapp, redis_client, spawn):
+    with RpcProxy(anvil.url, delay=0.02) as node:
+        first, second, late = (pool_env(redis_server, node.url, product) for _ in range(3))
+        a = spawn(first)
+        wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == a.pid, what="A on wallet 0")
+        b = spawn(second)
+        wait_until(lambda: holder_pid(redis_client, WALLETS[1]) == b.pid, what="B on wallet 1")
+
+        entity_ids = [webapp.apply() for _ in range(100)]
+        wait_until(lambda: landed(redis_client, entity_ids) >= 20, what="A and B sending")
+        c = spawn(late)
+        wait_until(lambda: holder_pid(redis_client, WALLETS[2]) == c.pid, what="C on wallet 2")
+        wait_until(lambda: landed(redis_client, entity_ids) >= 40, what="more sent")
+        os.kill(a.pid, signal.SIGKILL)
+        a.wait(10)
+        restarted = spawn(first)
+        entity_ids += [webapp.apply() for _ in range(200)]
+
+        wait_until(lambda: purged(redis_client, entity_ids), timeout=90,
+                   what="all 300 confirmed and purged")
+        wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == restarted.pid,
+                   what="the restarted replica on wallet 0 once A's lease ran out")
+    assert product.application_count() == 300
+    assert len(product.applications_created()) == 300
+    sent = nonces(anvil, 3)
+    assert sum(sent) == 300, f"one transaction per application, none reverted: {sent}"
+    assert all(n > 0 for n in sent), f"every wallet sent some: {sent}"
+    assert dead_letters(redis_client) == {}
+    assert redis_client.keys(f"{STREAM}:owner:*") == [], "owner marks cleared with the records"
+
+
+def test_a_spare_replica_stands_by_and_takes_over_a_killed_holders_wallet(
+        redis_server, anvil, product, webapp, redis_client, spawn):
+    envs = [pool_env(redis_server, anvil.url, product) for _ in range(4)]
+    holders = []
+    for wallet, env in zip(WALLETS[:3], envs):
+        holders.append(spawn(env))
+        wait_until(lambda: holder_pid(redis_client, wallet) == holders[-1].pid,
+                   what=f"a replica on wallet {wallet.index}")
+    spare = spawn(envs[3])
+    port = int(envs[3]["PORT"])
+    ready = wait_until(lambda: (r := http_json(port, "/api/monitor/readiness"))
+                       and "role" in r[1] and r, what="the spare's readiness")
+    assert ready[0] == 200 and ready[1]["role"].startswith("standby"), ready
+
+    anvil.set_automine(False)  # what is sent stays in flight
+    entity_ids = [webapp.apply() for _ in range(30)]
+    wait_until(lambda: landed(redis_client, entity_ids) == 30, what="all 30 recorded")
+    wallet = next(w for w in WALLETS[:3] if redis_client.zcard(f"{w.prefix}:inflight"))
+    victim = holders[wallet.index]
+    in_flight = redis_client.zcard(f"{wallet.prefix}:inflight")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+
+    wait_until(lambda: holder_pid(redis_client, wallet) == spare.pid, timeout=20,
+               what="the spare holding the dead replica's wallet")
+    anvil.set_automine(True)
+    anvil.mine(1)
+    wait_until(lambda: purged(redis_client, entity_ids), timeout=60,
+               what="every application confirmed and purged")
+    assert redis_client.zcard(f"{wallet.prefix}:inflight") == 0
+    assert wallet_nonce(anvil, wallet.address) == in_flight, \
+        "the spare finished the dead holder's transactions, nothing more from that wallet"
+    assert product.application_count() == 30 and sum(nonces(anvil, 3)) == 30
+    assert dead_letters(redis_client) == {}
+
+
+def test_a_dry_wallet_leaves_the_queue_to_the_others_and_says_why(
+        redis_server, anvil, product, webapp, redis_client, spawn):
+    dry = WALLETS[1]
+    anvil.set_balance(dry.address, 5 * 10**16)
+    envs = [pool_env(redis_server, anvil.url, product, PROCESSOR_MIN_BALANCE="0.1 ether",
+                     PROCESSOR_ALERT_BALANCE="0.1 ether") for _ in range(3)]
+    processes = [spawn(env) for env in envs]
+    wait_until(lambda: all(holder_pid(redis_client, w) for w in WALLETS[:3]),
+               what="every wallet held")
+    entity_ids = [webapp.apply() for _ in range(60)]
+    wait_until(lambda: purged(redis_client, entity_ids), timeout=60,
+               what="all 60 confirmed and purged")
+    sent = nonces(anvil, 3)
+    assert sent[1] == 0 and sent[0] + sent[2] == 60, sent
+    assert product.application_count() == 60 and dead_letters(redis_client) == {}
+
+    pid = holder_pid(redis_client, dry)
+    port, = [int(env["PORT"]) for p, env in zip(processes, envs) if p.pid == pid]
+    status, body = http_json(port, "/api/monitor/readiness")
+    assert status == 500, body
+    assert dry.address in body["sending"] and "PROCESSOR_MIN_BALANCE" in body["sending"], body
+
+
+def test_an_application_recorded_by_one_wallet_is_not_sent_by_another(
+        redis_server, anvil, product, webapp, redis_client, spawn):
+    env = pool_env(redis_server, anvil.url, product, PROCESSOR_WALLETS="2",
+                   PROCESSOR_LEASE_TTL="10000")
+    anvil.set_automine(False)
+    a = spawn(env)
+    wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == a.pid, what="A on wallet 0")
+    entity_id = webapp.apply()
+    wait_until(lambda: redis_client.exists(f"{STREAM}:tx:{entity_id}"), what="recorded")
+    assert redis_client.get(owner_key(STREAM, entity_id)) == WALLETS[0].address
+    os.kill(a.pid, signal.SIGKILL)  # its transaction stays in flight, its lease until the TTL
+    a.wait(10)
+
+    # The application is enqueued again while its transaction is in flight and delivered to
+    # the second wallet's consumer.
+    redis_client.xadd(STREAM, {"entityId": entity_id})
+    delivered = redis_client.xreadgroup("depeg-backend-processor", WALLETS[1].consumer,
+                                        {STREAM: ">"})
+    assert delivered and delivered[0][1][0][1] == {"entityId": entity_id}
+    b = spawn(pool_env(redis_server, anvil.url, product, PROCESSOR_WALLETS="2",
+                       PROCESSOR_LEASE_TTL="10000"))
+    wait_until(lambda: holder_pid(redis_client, WALLETS[1]) == b.pid, what="B on wallet 1")
+    wait_until(lambda: redis_client.xpending(STREAM, "depeg-backend-processor")["pending"] == 0,
+               what="the second delivery acknowledged")
+    assert wallet_nonce(anvil, WALLETS[1].address, "pending") == 0, "wallet 1 signed nothing"
+
+    restarted = spawn(env)  # takes wallet 0 once A's lease ran out, and settles its transaction
+    wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == restarted.pid, timeout=30,
+               what="wallet 0 taken again")
+    anvil.set_automine(True)
+    anvil.mine(1)
+    wait_until(lambda: not application(redis_client, entity_id), timeout=30, what="purged")
+    assert product.application_count() == 1
+    assert nonces(anvil, 2) == [1, 0], "one transaction, from the wallet that owned it"
+    assert dead_letters(redis_client) == {}
+
+
+def test_a_single_wallet_upgrade_lands_what_was_in_flight_once(
+        redis_server, anvil, product, webapp, redis_client, spawn):
+    """Redis data as a single-wallet processor before the pool left it: records and the
+    in-flight set under the stream's own prefix, no owner marks."""
+    anvil.set_automine(False)
+    env = service_env(redis_server.url, anvil.url, product.address)
+    before = spawn(env)
+    entity_ids = [webapp.apply() for _ in range(5)]
+    wait_until(lambda: redis_client.zcard(f"{STREAM}:inflight") == 5, what="5 in flight")
+    before.send_signal(signal.SIGTERM)
+    assert before.wait(20) == 0
+    redis_client.delete(*redis_client.keys(f"{STREAM}:owner:*"))
+    hashes = {e: application(redis_client, e)["transactionHash"] for e in entity_ids}
+
+    after = spawn(env | {"PROCESSOR_WALLETS": "1"})
+    wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == after.pid, what="lease taken")
+    anvil.set_automine(True)
+    anvil.mine(1)
+    wait_until(lambda: purged(redis_client, entity_ids), timeout=60, what="all purged")
+    assert product.application_count() == 5 and wallet_nonce(anvil) == 5
+    assert all(receipt(anvil, h) and int(receipt(anvil, h)["status"], 16) == 1
+               for h in hashes.values()), "the very transactions recorded before the upgrade"
+    assert dead_letters(redis_client) == {}
+
+
+def test_a_wallet_with_a_nonce_gap_holds_and_another_carries_the_queue(
+        redis_server, anvil, product, webapp, redis_client, spawn):
+    env = pool_env(redis_server, anvil.url, product, PROCESSOR_WALLETS="2",
+                   TX_STUCK_TIMEOUT="1000")
+    anvil.set_automine(False)
+    first = spawn(env)
+    wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == first.pid, what="on wallet 0")
+    lost = webapp.apply()
+    record = wait_until(lambda: redis_client.hgetall(f"{STREAM}:tx:{lost}"), what="recorded")
+    # Its transaction and its record vanish (node and Redis both lost them): nonce 0 of
+    # wallet 0 is now used by nothing, and what wallet 0 sends next waits behind it.
+    anvil.rpc("anvil_dropTransaction", record["txHash"])
+    redis_client.delete(f"{STREAM}:tx:{lost}")
+    redis_client.zrem(f"{STREAM}:inflight", lost)
+    behind = webapp.apply()
+    wait_until(lambda: redis_client.exists(f"{STREAM}:tx:{behind}"), what="sent behind the gap")
+    port = int(env["PORT"])
+    status, body = wait_until(lambda: (r := http_json(port, "/api/monitor/readiness"))
+                              and "nonce problem" in r[1].get("sending", "") and r,
+                              what="readiness naming the nonce problem")
+    assert status == 500 and WALLETS[0].address in body["sending"], body
+
+    second = spawn(pool_env(redis_server, anvil.url, product, PROCESSOR_WALLETS="2"))
+    wait_until(lambda: holder_pid(redis_client, WALLETS[1]) == second.pid, what="on wallet 1")
+    anvil.set_automine(True)
+    anvil.mine(1)
+    later = [webapp.apply() for _ in range(5)]
+    wait_until(lambda: purged(redis_client, later), timeout=30, what="the later ones purged")
+    assert wallet_nonce(anvil, WALLETS[1].address) == 5 and wallet_nonce(anvil) == 0
+    assert dead_letters(redis_client) == {}
