@@ -123,16 +123,6 @@ class ReceiptWatcher:
         self._cache: dict[str, TxRecord] = {}
         self._was_sending = False
 
-    def run(self) -> None:
-        log.info("receipt watcher started (%s confirmations)", self._min_confirmations)
-        while not self._stop.is_set():
-            try:
-                self.step()
-            except Exception:  # a bug must not stop the purging for good: log it, go on
-                log.exception("receipt watcher round failed")
-            self._stop.wait(self._poll_interval)
-        log.info("receipt watcher stopped")
-
     def step(self) -> int:
         """A round at the schedule's pace: the node is asked only when the head is due."""
         return self.run_once(ask_node=self._schedule.due(busy=self._busy))
