@@ -30,6 +30,7 @@ from . import errors
 from .application import application_key
 from .chain import Chain, NodeUnavailable
 from .errors import FenceLost
+from .fees import raised
 from .lease import Fence
 from .queue import StreamQueue
 from .metrics import Metrics, null_metrics
@@ -105,6 +106,8 @@ class ReceiptWatcher:
         self._polled_head: Optional[int] = None
         self._cache: dict[str, TxRecord] = {}
         self._was_sending = False
+        self._mined_nonce: Optional[int] = None
+        self._line_moved: Optional[tuple[int, float]] = None  # (head, monotonic) it last moved
 
     def run(self) -> None:
         log.info("receipt watcher started (%s confirmations)", self._min_confirmations)
@@ -172,6 +175,9 @@ class ReceiptWatcher:
     # -- one round -----------------------------------------------------------------------------
     def _check(self, records: list[TxRecord]) -> int:
         head, balance, chain_nonce = self._head_balance_nonce()
+        self._sender.observe_wallet(mined_nonce=chain_nonce, balance=balance)
+        if chain_nonce != self._mined_nonce:
+            self._mined_nonce, self._line_moved = chain_nonce, (head, self._monotonic())
         self._state.set_balance(balance)
         self._state.set_in_flight(len(records), head)
         self._metrics.balance.set(balance)
@@ -349,6 +355,7 @@ class ReceiptWatcher:
         known = self._chain.batch([("eth_getTransactionByHash", [r.tx_hash]) for r in due])
         self._state.watcher_beat()
         dropped, stuck = [], []
+        waiting_turn = self._waiting_turn(head, now)
         for record, tx in zip(due, known):
             if isinstance(tx, Exception):
                 continue
@@ -357,12 +364,26 @@ class ReceiptWatcher:
                 dropped.append(record)
             elif tx.get("blockNumber") is None and (
                     waiting.checked or head - waiting.head >= self._stuck_blocks
-                    or now - waiting.since >= self._stuck_seconds):
+                    or now - waiting.since >= self._stuck_seconds) \
+                    and not waiting_turn(record):
                 stuck.append(record)  # still pending: re-price it (a mined one needs nothing)
             waiting.head, waiting.since, waiting.checked = head, now, True
         stuck += self._resend(dropped)
         self._state.watcher_beat()
         self._replace(stuck)
+
+    def _waiting_turn(self, head: int, now: float) -> Callable[[TxRecord], bool]:
+        """While the wallet's line moves (a nonce was mined within `stuck_blocks` blocks and
+        `stuck_seconds`), a pending transaction whose max fee still covers the next block's
+        base fee is waiting its turn, not stuck: re-pricing it would gain nothing. One
+        priced under that is replaced before its turn comes; when the line stops, everything
+        due is re-priced, as a low tip would hold the whole line."""
+        moved = self._line_moved
+        if moved is None or head - moved[0] >= self._stuck_blocks \
+                or now - moved[1] >= self._stuck_seconds:
+            return lambda record: False
+        floor = raised(self._sender.fees.current().base_fee)
+        return lambda record: record.max_fee_per_gas >= floor
 
     def _resend(self, records: list[TxRecord]) -> list[TxRecord]:
         """Send again, in one batch, the stored bytes of transactions the node no longer knows;
