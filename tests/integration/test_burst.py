@@ -19,7 +19,7 @@ def anvil_args() -> dict:
 def test_a_burst_lands_within_a_fifth_more_blocks_than_capacity_needs(
         start_service, webapp, anvil, product, redis_client):
     result = run_burst(anvil=anvil, client=redis_client, webapp=webapp, product=product,
-                       start=lambda **settings: start_service(
+                       start=lambda **settings: start_service(  # the default poll interval
                            receipt_poll_interval=2.0, **settings).service,
                        count=COUNT, per_block=10)
     print(f"{result.used} blocks for {COUNT} applications; capacity needs {result.needed} "
@@ -33,3 +33,5 @@ def test_a_burst_lands_within_a_fifth_more_blocks_than_capacity_needs(
         "full blocks raise the base fee:\n" + result.table()
     assert result.blocks[0].base_fee >= 8 * GWEI, result.table()
     assert result.used <= 1.2 * result.needed, result.table()
+    assert result.replaced <= COUNT / 4, \
+        "priced for their wait, transactions waiting their turn are not re-priced"
