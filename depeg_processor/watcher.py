@@ -176,8 +176,10 @@ class ReceiptWatcher:
     def _check(self, records: list[TxRecord]) -> int:
         head, balance, chain_nonce = self._head_balance_nonce()
         self._sender.observe_wallet(mined_nonce=chain_nonce, balance=balance)
-        if chain_nonce != self._mined_nonce:
-            self._mined_nonce, self._line_moved = chain_nonce, (head, self._monotonic())
+        if chain_nonce != self._mined_nonce:  # the wallet's line moved (the first look: unknown)
+            if self._mined_nonce is not None:
+                self._line_moved = (head, self._monotonic())
+            self._mined_nonce = chain_nonce
         self._state.set_balance(balance)
         self._state.set_in_flight(len(records), head)
         self._metrics.balance.set(balance)
