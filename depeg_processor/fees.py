@@ -160,7 +160,7 @@ class FeePolicy:
         ceiling = self.cap
         if backlog.spendable is not None:
             in_flight = max(1, backlog.ahead + count)
-            ceiling = min(ceiling, max(0, backlog.spendable) // (gas * in_flight))
+            ceiling = min(ceiling, max(0, backlog.spendable) // max(1, gas * in_flight))
         fees = []
         for i in range(count):
             blocks = self.blocks_to_wait(backlog.ahead + i, gas)
