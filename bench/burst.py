@@ -102,9 +102,9 @@ def run_burst(*, anvil: Anvil, client: redis.Redis, webapp: WebApp, product: Pro
     gas_limit = per_block * gas_used + gas_used // 2
     anvil.rpc("evm_setBlockGasLimit", hex(gas_limit))
     applications = [webapp.application() for _ in range(count)]  # signed before the clock
-    anvil.rpc("anvil_setNextBlockBaseFeePerGas", hex(base_fee))
     start_block = anvil.block_number()
-    wait(lambda: anvil.block_number() > start_block, "a block at the new gas limit")
+    wait(lambda: hold_base_fee(anvil, base_fee) and anvil.block_number() > start_block + 3,
+         "blocks at the new gas limit and base fee")  # longer than the fee data is cached
     ids = [webapp.submit(fields) for fields in applications]
     wait(lambda: hold_base_fee(anvil, base_fee) and ours_pending(anvil),
          "the first of them sent")  # the empty blocks until then keep the base fee
