@@ -18,6 +18,7 @@ from eth_abi import decode as abi_decode
 from web3 import Web3
 
 from . import errors
+from .fees import Block
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +284,14 @@ class Chain:
     def base_fee(self) -> int:
         block = self.request("eth_getBlockByNumber", ["latest", False])
         return int(block.get("baseFeePerGas") or "0x0", 16)
+
+    def latest_block(self) -> Block:
+        """The latest block's number, base fee, gas used and gas limit (for the fee policy)."""
+        block = self.request("eth_getBlockByNumber", ["latest", False])
+        return Block(number=int(block["number"], 16),
+                     base_fee=int(block.get("baseFeePerGas") or "0x0", 16),
+                     gas_used=int(block.get("gasUsed") or "0x0", 16),
+                     gas_limit=int(block.get("gasLimit") or "0x0", 16))
 
     def max_priority_fee(self) -> int:
         return int(self.request("eth_maxPriorityFeePerGas", []), 16)

@@ -20,7 +20,7 @@ from .application import Application
 from .chain import Chain, NodeUnavailable
 from .errors import FenceLost, LeaseLost
 from .faults import NO_FAULTS, Faults
-from .fees import FeePolicy, Fees
+from .fees import Backlog, FeePolicy, Fees
 from .lease import Fence
 from .nonce import NonceManager
 from .records import TxRecord, TxRecords
@@ -52,6 +52,7 @@ class Sender:
         self._may_send = may_send
         self._fence = fence
         self._on_fee_bump = on_fee_bump
+        self._wallet_seen: Optional[tuple[int, int]] = None  # (mined nonce, balance)
         self._gas_limit: Optional[int] = None  # learned from eth_estimateGas, see simulate()
         self._broadcaster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broadcast")
         self._broadcasting: Optional[Future] = None
@@ -125,11 +126,12 @@ class Sender:
             return outcomes
         self.finish_broadcast()  # the previous batch is out (and its nonce answers known)
         self._check_lease()
-        fees = self.fees.current()
+        nonces = [self._nonces.take() for _i in ready]
+        priced = self.fees.for_wait(self.fees.current(), gas=max(outcomes[i][1] for i in ready),
+                                    backlog=self._backlog(nonces[0]), count=len(ready))
         records = []
-        for i in ready:
+        for i, nonce, fees in zip(ready, nonces, priced):
             data, gas = outcomes[i]
-            nonce = self._nonces.take()
             tx_hash, raw = self._sign(nonce=nonce, data=data, gas=gas, fees=fees)
             records.append(TxRecord(
                 entity_id=apps[i].entity_id, tx_hash=tx_hash, nonce=nonce, raw=raw, gas=gas,
@@ -154,6 +156,21 @@ class Sender:
         # the loop reads, validates and simulates the next batch (whose signing waits for it).
         self._broadcasting = self._broadcaster.submit(self._broadcast_in_background, records)
         return outcomes
+
+    def observe_wallet(self, *, mined_nonce: int, balance: int) -> None:
+        """What the chain says of the wallet now (the receipt watcher tells each round): how
+        many of its transactions are mined, and its balance; the next batch is priced by it."""
+        self._wallet_seen = (mined_nonce, balance)
+
+    def _backlog(self, first_nonce: int) -> Backlog:
+        """The wallet's transactions in flight before `first_nonce`, and what the balance
+        above PROCESSOR_MIN_BALANCE leaves for reservations (unknown before the watcher's
+        first round: then no headroom beyond today's is given)."""
+        seen = self._wallet_seen
+        if seen is None:
+            return Backlog(ahead=0, spendable=0)
+        mined_nonce, balance = seen
+        return Backlog(ahead=max(0, first_nonce - mined_nonce), spendable=balance - self.fees.keep)
 
     def finish_broadcast(self) -> None:
         """Wait until the batch being broadcast is out."""

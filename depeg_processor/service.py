@@ -108,9 +108,9 @@ class Service:
         self.nonces, self.keeper = first.nonces, first.keeper
         self.retention = StreamRetention(redis_client, stream=settings.stream_key,
                                          retention=settings.stream_retention, clock=clock)
-        self.fees = FeePolicy(base_fee=chain.base_fee, suggested_tip=chain.max_priority_fee,
+        self.fees = FeePolicy(base_fee=chain.latest_block, suggested_tip=chain.max_priority_fee,
                               cap=settings.max_fee_per_gas, tip=settings.max_priority_fee_per_gas,
-                              monotonic=monotonic)
+                              keep=settings.min_balance, monotonic=monotonic)
         self.limits = Limits(alert_balance=settings.alert_balance,
                              loop_max_age=settings.loop_max_timeout,
                              watcher_max_age=max(settings.loop_max_timeout,

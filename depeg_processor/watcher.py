@@ -3,7 +3,7 @@
 Each round reads the in-flight records (the work list the sender keeps; no key scans). When the
 head is due (see `head.py`: about once a block while transactions are in flight, every
 CHAIN_IDLE_POLL_INTERVAL otherwise) it first asks the node for the latest block (with the
-wallet's balance and nonce when their refresh is due) and then, when blocks arrived, for the
+wallet's balance and nonce while busy or when their refresh is due) and then, when blocks arrived, for the
 receipts of the unmined transactions: every receipt of each new block in one
 `eth_getBlockReceipts` call where the node serves it and that takes fewer calls, else the
 receipts of every hash a record's replacement chain produced. The head is asked before the
@@ -37,6 +37,7 @@ from .application import application_key
 from .chain import Chain, NodeUnavailable
 from .errors import FenceLost
 from .head import Head, HeadSchedule
+from .fees import raised
 from .lease import Fence
 from .queue import StreamQueue
 from .metrics import Metrics, null_metrics
@@ -119,9 +120,10 @@ class ReceiptWatcher:
         self._scanned: Optional[int] = None  # receipts of every block up to it looked at
         self._block_receipts = True  # the node serves eth_getBlockReceipts (until it says not)
         self._gap: Optional[tuple[int, Waiting]] = None  # the chain nonce nothing in flight uses
-        self._chain_nonce: Optional[int] = None  # the wallet's mined count, as last asked
         self._cache: dict[str, TxRecord] = {}
         self._was_sending = False
+        self._mined_nonce: Optional[int] = None  # the wallet's mined count, as last asked
+        self._line_moved: Optional[tuple[int, float]] = None  # (head, monotonic) it last moved
 
     def step(self) -> int:
         """A round at the schedule's pace: the node is asked only when the head is due."""
@@ -239,8 +241,8 @@ class ReceiptWatcher:
             self._schedule.refresh_soon()
         self._state.watcher_beat()
         self._look_after_unmined(unmined, head)
-        if self._chain_nonce is not None:
-            self._check_nonce_gap(unmined, self._chain_nonce, head)
+        if self._mined_nonce is not None:
+            self._check_nonce_gap(unmined, self._mined_nonce, head)
         self._state.set_stuck("; ".join(sorted(set(self._stuck.values()))) or None)
         return settled
 
@@ -269,7 +271,7 @@ class ReceiptWatcher:
     def _ask_head(self) -> int:
         """The latest block, with the wallet's balance and nonce when their refresh is due, in
         one batch; the schedule learns the block time from it."""
-        refresh = self._schedule.refresh_due()
+        refresh = self._busy or self._schedule.refresh_due()  # busy: the line's place prices
         calls = [("eth_getBlockByNumber", ["latest", False])]
         if refresh:
             calls += [("eth_getBalance", [self._address, "latest"]),
@@ -285,7 +287,11 @@ class ReceiptWatcher:
             self._state.set_balance(balance)
             self._metrics.balance.set(balance)
             self._metrics.nonce.labels(source="chain").set(nonce)
-            self._chain_nonce = nonce
+            self._sender.observe_wallet(mined_nonce=nonce, balance=balance)
+            if nonce != self._mined_nonce:  # the wallet's line moved (the first look: unknown)
+                if self._mined_nonce is not None:
+                    self._line_moved = (head.number, self._monotonic())
+                self._mined_nonce = nonce
         self._state.node_ok("watcher")
         return head.number
 
@@ -443,6 +449,7 @@ class ReceiptWatcher:
         known = self._chain.batch([("eth_getTransactionByHash", [r.tx_hash]) for r in due])
         self._state.watcher_beat()
         dropped, stuck = [], []
+        waiting_turn = self._waiting_turn(head, now)
         for record, tx in zip(due, known):
             if isinstance(tx, Exception):
                 continue
@@ -451,12 +458,26 @@ class ReceiptWatcher:
                 dropped.append(record)
             elif tx.get("blockNumber") is None and (
                     waiting.checked or head - waiting.head >= self._stuck_blocks
-                    or now - waiting.since >= self._stuck_seconds):
+                    or now - waiting.since >= self._stuck_seconds) \
+                    and not waiting_turn(record):
                 stuck.append(record)  # still pending: re-price it (a mined one needs nothing)
             waiting.head, waiting.since, waiting.checked = head, now, True
         stuck += self._resend(dropped)
         self._state.watcher_beat()
         self._replace(stuck)
+
+    def _waiting_turn(self, head: int, now: float) -> Callable[[TxRecord], bool]:
+        """While the wallet's line moves (a nonce was mined within `stuck_blocks` blocks and
+        `stuck_seconds`), a pending transaction whose max fee still covers the next block's
+        base fee is waiting its turn, not stuck: re-pricing it would gain nothing. One
+        priced under that is replaced before its turn comes; when the line stops, everything
+        due is re-priced, as a low tip would hold the whole line."""
+        moved = self._line_moved
+        if moved is None or head - moved[0] >= self._stuck_blocks \
+                or now - moved[1] >= self._stuck_seconds:
+            return lambda record: False
+        floor = raised(self._sender.fees.current().base_fee)
+        return lambda record: record.max_fee_per_gas >= floor
 
     def _resend(self, records: list[TxRecord]) -> list[TxRecord]:
         """Send again, in one batch, the stored bytes of transactions the node no longer knows;

@@ -41,7 +41,9 @@ def test_base_fee_spike_replaces_the_transactions_and_all_land(
     first = wait_until(lambda: all(application(redis_client, e).get("transactionHash")
                                    for e in entity_ids)
                        and {e: application(redis_client, e)["transactionHash"]
-                            for e in entity_ids}, what="both sent")
+                            for e in entity_ids}, what="both recorded")
+    wait_until(lambda: all(anvil.rpc("eth_getTransactionByHash", h) for h in first.values()),
+               what="both broadcast")  # recorded first, broadcast from a worker thread
     assert all(tx_fee_cap(anvil, h) < 10 * GWEI for h in first.values())
 
     mine_at_base_fee(anvil, 10 * GWEI, blocks=3)  # above the offered fee: nothing is mined
