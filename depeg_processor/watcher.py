@@ -121,11 +121,12 @@ class ReceiptWatcher:
         self._state.watcher_beat()
         try:
             records = self._in_flight()
-            pending, lag = self._queue.group_info()
-            self._state.set_non_ack_pending(pending)
-            self._metrics.unacknowledged.set(pending)
-            if lag is not None:
-                self._metrics.stream_lag.set(lag)
+            backlog = self._queue.backlog()
+            self._state.set_non_ack_pending(backlog.own_pending)
+            self._metrics.unacknowledged.set(backlog.group_pending)
+            self._metrics.own_unacknowledged.set(backlog.own_pending)
+            if backlog.lag is not None:
+                self._metrics.stream_lag.set(backlog.lag)
             self._state.redis_ok("watcher")
         except redis.RedisError as error:
             self._metrics.redis_error(error)
@@ -174,10 +175,11 @@ class ReceiptWatcher:
         head, balance, chain_nonce = self._head_balance_nonce()
         self._state.set_balance(balance)
         self._state.set_in_flight(len(records), head)
-        self._metrics.balance.set(balance)
-        self._metrics.nonce.labels(source="chain").set(chain_nonce)
-        self._metrics.in_flight.set(len(records))
-        self._metrics.oldest_in_flight.set(
+        gauges = self._metrics.wallet(self._address)
+        gauges.balance.set(balance)
+        gauges.chain_nonce.set(chain_nonce)
+        gauges.in_flight.set(len(records))
+        gauges.oldest_in_flight.set(
             max(0.0, self._clock() - min(r.signed_at for r in records)) if records else 0)
         self._forget_gone(records)
         if records:

@@ -13,6 +13,7 @@ from tests.integration.conftest import (PROCESSOR, application, dead_letters, ht
                                         service_env)
 
 P = "depeg_processor_"
+W = PROCESSOR.address
 
 
 def value(scrape: dict, name: str, **labels: str) -> float:
@@ -30,24 +31,50 @@ def test_metrics_follow_submissions_dead_letters_and_confirmations(
                and bad in dead_letters(redis_client), what="sent and set aside")
 
     scrape = wait_until(lambda: (m := running.metrics())
-                        and value(m, "transactions_in_flight") == 2 and m, what="in flight")
+                        and value(m, "transactions_in_flight", wallet=W) == 2 and m,
+                        what="in flight")
     assert value(scrape, "applications_submitted_total") == 2
     assert value(scrape, "applications_dead_lettered_total", reason="signature_invalid") == 1
     assert value(scrape, "applications_confirmed_total") == 0
-    assert value(scrape, "nonce", source="local") == 2
-    assert value(scrape, "wallet_balance_wei") > 0
+    assert value(scrape, "nonce", source="local", wallet=W) == 2
+    assert value(scrape, "wallet_balance_wei", wallet=W) > 0
+    assert value(scrape, "oldest_in_flight_seconds", wallet=W) >= 0
     assert value(scrape, "enqueue_to_submit_seconds_count") == 2
 
     anvil.mine(1)
     wait_until(lambda: not any(application(redis_client, e) for e in good), what="purged")
     scrape = wait_until(lambda: (m := running.metrics())
-                        and value(m, "transactions_in_flight") == 0 and m, what="settled")
+                        and value(m, "transactions_in_flight", wallet=W) == 0 and m,
+                        what="settled")
     assert value(scrape, "applications_confirmed_total") == 2
     assert value(scrape, "enqueue_to_confirmation_seconds_count") == 2
-    assert value(scrape, "nonce", source="chain") == 2
+    assert value(scrape, "nonce", source="chain", wallet=W) == 2
     assert value(scrape, "gas_spent_wei_total") > 0
     assert value(scrape, "stream_unacknowledged") == 0
     assert running.get("/api/monitor")[0] == 200  # the JSON monitor answers beside it
+
+
+def test_liveness_judges_this_consumers_entries_not_the_groups(start_service, webapp,
+                                                               redis_client):
+    running = start_service(max_non_ack_pending=2)
+    wait_until(lambda: running.get("/api/monitor/liveness")[0] == 200, what="alive")
+    # another replica's consumer holds five entries it has not acknowledged yet: added and
+    # read in one transaction, so this service never sees them
+    pipe = redis_client.pipeline(transaction=True)
+    for n in range(5):
+        pipe.xadd("application:signatures", {"entityId": f"01HOTHERREPLICA{n:011d}"})
+    pipe.xreadgroup("depeg-backend-processor", "another-replica",
+                    {"application:signatures": ">"}, count=5)
+    pipe.execute()
+    entity_id = webapp.apply()  # and this one is this service's own
+    wait_until(lambda: application(redis_client, entity_id).get("transactionHash"), what="sent")
+    scrape = wait_until(lambda: (m := running.metrics())
+                        and value(m, "stream_unacknowledged") == 5 and m,
+                        what="the group's figure")
+    assert value(scrape, "consumer_unacknowledged") == 0
+    status, checks = running.get("/api/monitor/liveness")
+    assert (status, checks["nonAckPendingTx"]) == (200, "ok")
+    assert running.get("/api/monitor")[1]["nonAckPendingTx"] == "ok"
 
 
 def test_spending_guard_pauses_sending_and_says_why(start_service, webapp, anvil, product,
