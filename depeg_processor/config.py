@@ -61,6 +61,7 @@ class Settings:
     stuck_timeout: float = 30.0
     max_gas_spend_per_hour: Optional[int] = None
     stream_retention: float = 7 * 24 * 3600.0
+    wallets: int = 1
 
     @property
     def production(self) -> bool:
@@ -205,6 +206,7 @@ def load_settings(config: Callable[..., object]) -> Settings:
         max_gas_spend_per_hour=(get("MAX_GAS_SPEND_PER_HOUR", parse_wei)
                                 if optional("MAX_GAS_SPEND_PER_HOUR") is not None else None),
         stream_retention=get("REDIS_STREAM_RETENTION", parse_millis, "604800000"),
+        wallets=get("PROCESSOR_WALLETS", parse_count, "1"),
     )
     _check_consistency(settings)
     return settings
@@ -238,3 +240,5 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("CHAIN_RPC_URL", "must be an http:// or https:// URL")
     if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL", "must be a redis://, rediss:// or unix:// URL")
+    if settings.wallets < 1:
+        raise ConfigError("PROCESSOR_WALLETS", "must be at least 1")

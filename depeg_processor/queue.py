@@ -280,14 +280,17 @@ class StreamQueue:
 
     def own_pending(self) -> int:
         """Entries delivered to this consumer and not yet acknowledged."""
+        return self.pending_by_consumer().get(self.consumer, 0)
+
+    def pending_by_consumer(self) -> dict[str, int]:
+        """Entries delivered and not yet acknowledged, by consumer (those with any)."""
         try:
             summary = self._redis.xpending(self.stream, self.group)
         except redis.ResponseError as error:
             if _missing(error):
-                return 0
+                return {}
             raise
-        return next((int(c["pending"]) for c in summary.get("consumers") or []
-                     if c["name"] == self.consumer), 0)
+        return {c["name"]: int(c["pending"]) for c in summary.get("consumers") or []}
 
     def group_info(self) -> tuple[int, Optional[int]]:
         """(entries delivered but not acknowledged, entries not yet delivered) of the group."""

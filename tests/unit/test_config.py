@@ -24,6 +24,7 @@ VARIABLES = (
     "REDIS_QUEUE_DEAD_LETTER_KEY", "REDIS_READ_COUNT", "RECEIPT_POLL_INTERVAL",
     "CHAIN_RPC_TIMEOUT", "REDIS_QUEUE_MAX_DELIVERIES", "PROCESSOR_LEASE_TTL", "TX_STUCK_BLOCKS",
     "TX_STUCK_TIMEOUT", "MAX_GAS_SPEND_PER_HOUR", "REDIS_STREAM_RETENTION", "CHAIN_RPC_MAX_BATCH",
+    "PROCESSOR_WALLETS",
 )
 
 
@@ -85,6 +86,11 @@ def test_defaults_match_the_wire_format() -> None:
 
 def test_batch_cap_is_read() -> None:
     assert load(CHAIN_RPC_MAX_BATCH="10").chain_max_batch == 10
+
+
+def test_wallet_pool_size_is_read_and_one_by_default() -> None:
+    assert (load().wallets, load(PROCESSOR_WALLETS="3").wallets) == (1, 3)
+    assert refusal(PROCESSOR_WALLETS="0").name == "PROCESSOR_WALLETS"
 
 
 def test_values_are_read_and_converted() -> None:
