@@ -37,6 +37,7 @@ demo: install
 
 bench: install
 	$(PY) -m bench.throughput
+	$(PY) -m bench.scaleout
 
 # Rebuild the test double's ABI and bytecode (committed under contracts/build).
 contracts: node_modules/.installed

@@ -21,7 +21,7 @@ from decouple import AutoConfig
 from prometheus_client import CollectorRegistry
 from eth_account import Account
 
-from . import errors, redis_server
+from . import errors, redis_server, wallets
 from .chain import Chain
 from .config import DERIVATION_PATH, Settings, load_settings
 from .faults import Faults
@@ -114,36 +114,87 @@ def command_check_config(settings: Settings) -> int:
 
 
 def gather_status(settings: Settings) -> dict:
-    """What an operator asks first: the wallet, the queue, what is in flight, what was set
-    aside. Each part that cannot be reached says why instead of failing the whole report."""
-    account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)
-    report: dict = {"wallet": account.address, "stream": settings.stream_key,
-                    "group": settings.group}
+    """What an operator asks first: every wallet of the pool (balance, nonces, what it has in
+    flight, who holds its lease), the queue, what was set aside. Each part that cannot be
+    reached says why instead of failing the whole report."""
+    pool = wallets.pool(wallets.derive_accounts(settings.mnemonic, settings.wallets),
+                        stream=settings.stream_key, consumer=settings.consumer)
+    report: dict = {"stream": settings.stream_key, "group": settings.group}
+    rows = [{"index": w.index, "address": w.address, "consumer": w.consumer} for w in pool]
     chain = Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout)
     try:
         report["chain_id"] = chain.chain_id()
-        report["balance_wei"] = chain.balance(account.address)
-        report["nonce_latest"] = chain.nonce(account.address, "latest")
-        report["nonce_pending"] = chain.nonce(account.address, "pending")
+        results = chain.batch([call for w in pool for call in (
+            ("eth_getBalance", [w.address, "latest"]),
+            ("eth_getTransactionCount", [w.address, "latest"]),
+            ("eth_getTransactionCount", [w.address, "pending"]))])
+        for n, row in enumerate(rows):
+            answers = results[3 * n:3 * n + 3]
+            failed = next((a for a in answers if isinstance(a, Exception)), None)
+            if failed is not None:
+                row["node_error"] = f"{type(failed).__name__}: {failed}"
+                continue
+            balance, latest, pending = (int(a, 16) for a in answers)
+            row.update(balance_wei=balance, nonce_latest=latest, nonce_pending=pending)
     except errors.ProcessorError as error:
         report["node_error"] = str(error)
     client = build_redis(settings)
     try:
         queue = _queue(settings, client)
-        records = TxRecords(client, prefix=settings.stream_key)
-        pending, lag = queue.group_info()
-        in_flight = records.get_many(list(records.inflight_nonces()))
+        backlog = queue.backlog()
+        by_consumer = queue.pending_by_consumer()
         now = time.time()
-        report.update(
-            stream_length=client.xlen(settings.stream_key), unacknowledged=pending,
-            not_yet_delivered=lag, dead_letters=client.xlen(settings.dead_letter_key),
-            lease_holder=client.get(f"{settings.stream_key}:lease:{account.address}"),
-            in_flight=[{"entityId": r.entity_id, "nonce": r.nonce, "txHash": r.tx_hash,
-                        "maxFeePerGas": r.max_fee_per_gas, "ageSeconds": round(now - r.signed_at)}
-                       for r in sorted(in_flight.values(), key=lambda r: r.nonce)])
+        for wallet, row in zip(pool, rows):
+            records = TxRecords(client, prefix=wallet.prefix)
+            nonces = records.inflight_nonces()
+            in_flight = records.get_many(list(nonces))
+            row.update(
+                in_flight_count=len(nonces), lease_holder=client.get(wallet.lease_key),
+                unacknowledged=by_consumer.get(wallet.consumer, 0),
+                in_flight=[{"entityId": r.entity_id, "nonce": r.nonce, "txHash": r.tx_hash,
+                            "maxFeePerGas": r.max_fee_per_gas,
+                            "ageSeconds": round(now - r.signed_at)}
+                           for r in sorted(in_flight.values(), key=lambda r: r.nonce)])
+        report.update(stream_length=client.xlen(settings.stream_key),
+                      unacknowledged=backlog.group_pending, not_yet_delivered=backlog.lag,
+                      dead_letters=client.xlen(settings.dead_letter_key))
     except redis.RedisError as error:
         report["redis_error"] = f"{type(error).__name__}: {error}"
+    report["wallets"] = rows
     return report
+
+
+WALLET_COLUMNS = (("#", "index"), ("address", "address"), ("balance wei", "balance_wei"),
+                  ("nonce latest", "nonce_latest"), ("nonce pending", "nonce_pending"),
+                  ("in flight", "in_flight_count"), ("unacknowledged", "unacknowledged"),
+                  ("lease holder", "lease_holder"))
+
+
+def print_status(report: dict) -> None:
+    """The report as a table: the queue's figures, one row per wallet, then what each wallet
+    has in flight and why a part could not be reached."""
+    pairs = [(key.replace("_", " "), value) for key, value in report.items()
+             if key != "wallets"]
+    width = max(len(key) for key, _value in pairs)
+    for key, value in pairs:
+        print(f"{key:<{width}}  {value if value is not None else '-'}")
+    rows = report["wallets"]
+    cells = [[title for title, _key in WALLET_COLUMNS]] + [
+        [str(row[key]) if row.get(key) is not None else "-" for _title, key in WALLET_COLUMNS]
+        for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(WALLET_COLUMNS))]
+    print()
+    for line in cells:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    for row in rows:
+        if row.get("node_error"):
+            print(f"wallet {row['index']}: node FAILED: {row['node_error']}")
+        flights = row.get("in_flight", [])
+        if flights:
+            print(f"wallet {row['index']} {row['address']}: {len(flights)} in flight")
+        for item in flights:
+            print(f"  nonce {item['nonce']:<6} {item['entityId']:<26} {item['txHash']}  "
+                  f"{item['ageSeconds']}s")
 
 
 def command_status(settings: Settings, *, as_json: bool) -> int:
@@ -151,17 +202,10 @@ def command_status(settings: Settings, *, as_json: bool) -> int:
     if as_json:
         print(json.dumps(report, indent=2))
     else:
-        rows = [(key.replace("_", " "), value) for key, value in report.items()
-                if key != "in_flight"]
-        width = max(len(key) for key, _value in rows)
-        for key, value in rows:
-            print(f"{key:<{width}}  {value if value is not None else '-'}")
-        flights = report.get("in_flight", [])
-        print(f"{'in flight':<{width}}  {len(flights)}")
-        for item in flights:
-            print(f"  nonce {item['nonce']:<6} {item['entityId']:<26} {item['txHash']}  "
-                  f"{item['ageSeconds']}s")
-    return EXIT_FAILURE if "node_error" in report or "redis_error" in report else EXIT_OK
+        print_status(report)
+    failed = "node_error" in report or "redis_error" in report or \
+        any("node_error" in row for row in report["wallets"])
+    return EXIT_FAILURE if failed else EXIT_OK
 
 
 def command_dead_letters(settings: Settings, *, count: int, as_json: bool) -> int:
@@ -209,10 +253,11 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("check-config", help="validate the configuration and connectivity",
                         description="Validate the environment, reach Redis and the node; "
                                     "exit non-zero with the reason if something is wrong.")
-    status = commands.add_parser("status", help="wallet, queue, in-flight transactions",
-                                 description="Show the wallet's address, balance and nonce, the "
-                                             "queue's depth, the transactions in flight and the "
-                                             "number of dead letters.")
+    status = commands.add_parser("status", help="wallets, queue, in-flight transactions",
+                                 description="Show every wallet of the pool (address, balance, "
+                                             "nonces, transactions in flight, lease holder), "
+                                             "the queue's depth and the number of dead "
+                                             "letters.")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     dead = commands.add_parser("dead-letters", help="list the dead-lettered applications",
                                description="List the applications set aside, with their reasons.")

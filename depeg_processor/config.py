@@ -246,3 +246,5 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("CHAIN_RPC_URL", "must be an http:// or https:// URL")
     if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL", "must be a redis://, rediss:// or unix:// URL")
+    if settings.wallets < 1:
+        raise ConfigError("PROCESSOR_WALLETS", "must be at least 1")

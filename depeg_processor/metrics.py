@@ -1,11 +1,14 @@
 """Prometheus metrics (prometheus-client), on a registry handed in so tests get their own.
 
 The threads update them where the events happen; `/metrics` on the monitor's port serves the
-registry. Labels are kept to small fixed sets: a dead letter is counted by the kind its caller
+registry. Labels are kept to small fixed sets: the wallet gauges carry the wallet's address
+(one series per wallet of the pool), a dead letter is counted by the kind its caller
 names (`errors.KINDS`, or a known revert code such as `DMH-001`), never by its free-text reason,
 which may carry what users sent.
 """
 from __future__ import annotations
+
+import dataclasses
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -14,16 +17,27 @@ from .errors import KINDS, REVERT_CODES
 LATENCY_BUCKETS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600)
 
 
+@dataclasses.dataclass(frozen=True)
+class WalletGauges:
+    """One wallet's series of the wallet gauges."""
+
+    balance: Gauge
+    local_nonce: Gauge
+    chain_nonce: Gauge
+    in_flight: Gauge
+    oldest_in_flight: Gauge
+
+
 class Metrics:
     """Every metric the service exports, registered on `registry`."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         p = "depeg_processor_"
-        self.balance = Gauge(p + "wallet_balance_wei", "Processor wallet balance",
+        self.balance = Gauge(p + "wallet_balance_wei", "Processor wallet balance", ["wallet"],
                              registry=registry)
         self.nonce = Gauge(p + "nonce", "Next nonce: local (nonce manager) and chain (latest "
-                           "transaction count)", ["source"], registry=registry)
+                           "transaction count)", ["source", "wallet"], registry=registry)
         self.submitted = Counter(p + "applications_submitted", "Applications whose "
                                  "transaction was recorded and broadcast", registry=registry)
         self.confirmed = Counter(p + "applications_confirmed", "Applications confirmed and "
@@ -32,12 +46,15 @@ class Metrics:
                                      ["reason"], registry=registry)
         self.stream_lag = Gauge(p + "stream_lag", "Stream entries not yet delivered to the "
                                 "consumer group", registry=registry)
-        self.unacknowledged = Gauge(p + "stream_unacknowledged", "Entries delivered but not "
-                                    "acknowledged", registry=registry)
+        self.unacknowledged = Gauge(p + "stream_unacknowledged", "Entries delivered to the "
+                                    "consumer group but not acknowledged", registry=registry)
+        self.own_unacknowledged = Gauge(p + "consumer_unacknowledged", "Entries delivered to "
+                                        "this process's consumer but not acknowledged",
+                                        registry=registry)
         self.in_flight = Gauge(p + "transactions_in_flight", "Recorded transactions not yet "
-                               "confirmed", registry=registry)
+                               "confirmed", ["wallet"], registry=registry)
         self.oldest_in_flight = Gauge(p + "oldest_in_flight_seconds", "Age of the oldest "
-                                      "transaction in flight", registry=registry)
+                                      "transaction in flight", ["wallet"], registry=registry)
         self.fee_bumps = Counter(p + "fee_bumps", "Stuck transactions replaced at a higher fee",
                                  registry=registry)
         self.rpc_errors = Counter(p + "rpc_errors", "JSON-RPC errors by kind", ["kind"],
@@ -52,6 +69,26 @@ class Metrics:
         self.confirm_latency = Histogram(p + "enqueue_to_confirmation_seconds", "From the web "
                                          "app's timestamp to the purge after confirmation",
                                          buckets=LATENCY_BUCKETS, registry=registry)
+
+    def wallet(self, address: str) -> WalletGauges:
+        """The gauges of one wallet of the pool, labelled by its address: one series per pool
+        wallet, however often a process changes the wallet it sends from."""
+        return WalletGauges(balance=self.balance.labels(wallet=address),
+                            local_nonce=self.nonce.labels(source="local", wallet=address),
+                            chain_nonce=self.nonce.labels(source="chain", wallet=address),
+                            in_flight=self.in_flight.labels(wallet=address),
+                            oldest_in_flight=self.oldest_in_flight.labels(wallet=address))
+
+    def forget_wallet(self, address: str) -> None:
+        """Drop a wallet's series once this process no longer watches it, so no stale figure
+        stays exported beside the new holder's."""
+        for gauge, labels in ((self.balance, (address,)), (self.in_flight, (address,)),
+                              (self.oldest_in_flight, (address,)),
+                              (self.nonce, ("local", address)), (self.nonce, ("chain", address))):
+            try:
+                gauge.remove(*labels)
+            except KeyError:
+                pass
 
     def dead_letter(self, kind: str) -> None:
         known = kind in KINDS or kind in REVERT_CODES

@@ -40,6 +40,16 @@ class Entry:
         return self.fields.get("entityId")
 
 
+@dataclasses.dataclass(frozen=True)
+class Backlog:
+    """Entries delivered to the group and not acknowledged, entries not yet delivered to it
+    (None when Redis does not say: before 7.0), and this consumer's unacknowledged entries."""
+
+    group_pending: int
+    lag: Optional[int]
+    own_pending: int
+
+
 class StreamQueue:
     """The applications stream as this consumer sees it."""
 
@@ -254,6 +264,41 @@ class StreamQueue:
 
         return self._redis.transaction(write, *([fence[0]] if fence else []))[-1]
 
+    def backlog(self) -> Backlog:
+        """The group's figures and this consumer's share, in one round trip: replicas share
+        the group, so each judges only the entries delivered to itself."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xinfo_groups(self.stream)
+        pipe.xpending(self.stream, self.group)
+        groups, summary = pipe.execute(raise_on_error=False)
+        for reply in (groups, summary):
+            if isinstance(reply, Exception) and not (
+                    isinstance(reply, redis.ResponseError) and _missing(reply)):
+                raise reply
+        group = next((g for g in groups if g["name"] == self.group), None) \
+            if isinstance(groups, list) else None
+        if group is None or isinstance(summary, Exception):
+            return Backlog(group_pending=0, lag=None, own_pending=0)
+        lag = group.get("lag")
+        own = next((int(c["pending"]) for c in summary.get("consumers") or []
+                    if c["name"] == self.consumer), 0)
+        return Backlog(group_pending=int(group["pending"]),
+                       lag=int(lag) if lag is not None else None, own_pending=own)
+
+    def own_pending(self) -> int:
+        """Entries delivered to this consumer and not yet acknowledged."""
+        return self.pending_by_consumer().get(self.consumer, 0)
+
+    def pending_by_consumer(self) -> dict[str, int]:
+        """Entries delivered and not yet acknowledged, by consumer (those with any)."""
+        try:
+            summary = self._redis.xpending(self.stream, self.group)
+        except redis.ResponseError as error:
+            if _missing(error):
+                return {}
+            raise
+        return {c["name"]: int(c["pending"]) for c in summary.get("consumers") or []}
+
     def group_info(self) -> tuple[int, Optional[int]]:
         """(entries delivered but not acknowledged, entries not yet delivered) of the group."""
         try:
@@ -313,6 +358,12 @@ class StreamQueue:
         pipe.xadd(self.stream, {"entityId": entity_id})
         pipe.xdel(self.dead_letter_key, dead_id)
         return pipe.execute()[2]
+
+
+def _missing(error: redis.ResponseError) -> bool:
+    """The stream or the group does not exist (yet): nothing is pending."""
+    text = str(error)
+    return "NOGROUP" in text or "no such key" in text.lower()
 
 
 def _valid_entity_id(entity_id: Optional[str]) -> bool:

@@ -116,8 +116,9 @@ class Service:
                              watcher_max_age=max(settings.loop_max_timeout,
                                                  10 * settings.receipt_poll_interval),
                              max_non_ack_pending=settings.max_non_ack_pending)
-        self.metrics.nonce.labels(source="local").set_function(
-            lambda: self._working().nonces.next or 0)
+        for parts in self.parts:  # each wallet's local nonce, labelled by its address
+            self.metrics.wallet(parts.wallet.address).local_nonce.set_function(
+                lambda p=parts: p.nonces.next or 0)
         self.app = make_monitor_app(self.state, self.limits, self.metrics.registry)
         self.processor: Optional[Processor] = None
         self.watcher: Optional[ReceiptWatcher] = None
@@ -201,7 +202,7 @@ class Service:
         self.state.node_ok()
         self._check_redis_server()
         self.queue.ensure_group()
-        self.state.set_non_ack_pending(self.queue.pending_count())
+        self.state.set_non_ack_pending(self.queue.own_pending())
         self.state.redis_ok()
         log.info("processor wallet %s on chain %s, product %s (message helper %s), "
                  "%s transaction(s) in flight", self.account.address, chain_id,

@@ -141,11 +141,12 @@ class ReceiptWatcher:
                 self._node_failed(error)
         try:
             records = self._in_flight()
-            pending, lag = self._queue.group_info()
-            self._state.set_non_ack_pending(pending)
-            self._metrics.unacknowledged.set(pending)
-            if lag is not None:
-                self._metrics.stream_lag.set(lag)
+            backlog = self._queue.backlog()
+            self._state.set_non_ack_pending(backlog.own_pending)
+            self._metrics.unacknowledged.set(backlog.group_pending)
+            self._metrics.own_unacknowledged.set(backlog.own_pending)
+            if backlog.lag is not None:
+                self._metrics.stream_lag.set(backlog.lag)
             self._state.redis_ok("watcher")
         except redis.RedisError as error:
             self._metrics.redis_error(error)
@@ -153,8 +154,9 @@ class ReceiptWatcher:
             log.error("receipt watcher cannot read redis: %s", error)
             return 0
         self._busy = bool(records) and self._may_send()  # a standby settles nothing
-        self._metrics.in_flight.set(len(records))
-        self._metrics.oldest_in_flight.set(
+        gauges = self._metrics.wallet(self._address)
+        gauges.in_flight.set(len(records))
+        gauges.oldest_in_flight.set(
             max(0.0, self._clock() - min(r.signed_at for r in records)) if records else 0)
         if head is None:
             return 0
@@ -285,8 +287,9 @@ class ReceiptWatcher:
         if refresh:
             balance, nonce = int(results[1], 16), int(results[2], 16)
             self._state.set_balance(balance)
-            self._metrics.balance.set(balance)
-            self._metrics.nonce.labels(source="chain").set(nonce)
+            gauges = self._metrics.wallet(self._address)
+            gauges.balance.set(balance)
+            gauges.chain_nonce.set(nonce)
             self._sender.observe_wallet(mined_nonce=nonce, balance=balance)
             if nonce != self._mined_nonce:  # the wallet's line moved (the first look: unknown)
                 if self._mined_nonce is not None:

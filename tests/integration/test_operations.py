@@ -8,11 +8,14 @@ import socket
 import subprocess
 import sys
 
+from depeg_processor import wallets
+from devnet.nodes import TEST_MNEMONIC
 from tests.conftest import wait_until
 from tests.integration.conftest import (PROCESSOR, application, dead_letters, http_json,
                                         service_env)
 
 P = "depeg_processor_"
+W = PROCESSOR.address
 
 
 def value(scrape: dict, name: str, **labels: str) -> float:
@@ -30,24 +33,50 @@ def test_metrics_follow_submissions_dead_letters_and_confirmations(
                and bad in dead_letters(redis_client), what="sent and set aside")
 
     scrape = wait_until(lambda: (m := running.metrics())
-                        and value(m, "transactions_in_flight") == 2 and m, what="in flight")
+                        and value(m, "transactions_in_flight", wallet=W) == 2 and m,
+                        what="in flight")
     assert value(scrape, "applications_submitted_total") == 2
     assert value(scrape, "applications_dead_lettered_total", reason="signature_invalid") == 1
     assert value(scrape, "applications_confirmed_total") == 0
-    assert value(scrape, "nonce", source="local") == 2
-    assert value(scrape, "wallet_balance_wei") > 0
+    assert value(scrape, "nonce", source="local", wallet=W) == 2
+    assert value(scrape, "wallet_balance_wei", wallet=W) > 0
+    assert value(scrape, "oldest_in_flight_seconds", wallet=W) >= 0
     assert value(scrape, "enqueue_to_submit_seconds_count") == 2
 
     anvil.mine(1)
     wait_until(lambda: not any(application(redis_client, e) for e in good), what="purged")
     scrape = wait_until(lambda: (m := running.metrics())
-                        and value(m, "transactions_in_flight") == 0 and m, what="settled")
+                        and value(m, "transactions_in_flight", wallet=W) == 0 and m,
+                        what="settled")
     assert value(scrape, "applications_confirmed_total") == 2
     assert value(scrape, "enqueue_to_confirmation_seconds_count") == 2
-    assert value(scrape, "nonce", source="chain") == 2
+    assert value(scrape, "nonce", source="chain", wallet=W) == 2
     assert value(scrape, "gas_spent_wei_total") > 0
     assert value(scrape, "stream_unacknowledged") == 0
     assert running.get("/api/monitor")[0] == 200  # the JSON monitor answers beside it
+
+
+def test_liveness_judges_this_consumers_entries_not_the_groups(start_service, webapp,
+                                                               redis_client):
+    running = start_service(max_non_ack_pending=2)
+    wait_until(lambda: running.get("/api/monitor/liveness")[0] == 200, what="alive")
+    # another replica's consumer holds five entries it has not acknowledged yet: added and
+    # read in one transaction, so this service never sees them
+    pipe = redis_client.pipeline(transaction=True)
+    for n in range(5):
+        pipe.xadd("application:signatures", {"entityId": f"01HOTHERREPLICA{n:011d}"})
+    pipe.xreadgroup("depeg-backend-processor", "another-replica",
+                    {"application:signatures": ">"}, count=5)
+    pipe.execute()
+    entity_id = webapp.apply()  # and this one is this service's own
+    wait_until(lambda: application(redis_client, entity_id).get("transactionHash"), what="sent")
+    scrape = wait_until(lambda: (m := running.metrics())
+                        and value(m, "stream_unacknowledged") == 5 and m,
+                        what="the group's figure")
+    assert value(scrape, "consumer_unacknowledged") == 0
+    status, checks = running.get("/api/monitor/liveness")
+    assert (status, checks["nonAckPendingTx"]) == (200, "ok")
+    assert running.get("/api/monitor")[1]["nonAckPendingTx"] == "ok"
 
 
 def test_spending_guard_pauses_sending_and_says_why(start_service, webapp, anvil, product,
@@ -65,6 +94,11 @@ def test_spending_guard_pauses_sending_and_says_why(start_service, webapp, anvil
     assert product.application_count() == 1
 
 
+def status(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "depeg_processor", "status", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
 def test_status_and_check_config_commands(redis_server, anvil, product, webapp, redis_client,
                                           spawn):
     env = service_env(redis_server.url, anvil.url, product.address)
@@ -73,16 +107,15 @@ def test_status_and_check_config_commands(redis_server, anvil, product, webapp, 
     entity_id = webapp.apply()
     tx_hash = wait_until(lambda: application(redis_client, entity_id).get("transactionHash"),
                          what="sent")
-    result = subprocess.run([sys.executable, "-m", "depeg_processor", "status", "--json"],
-                            env=env, capture_output=True, text=True, timeout=60)
+    result = status(env, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["wallet"] == PROCESSOR.address and report["balance_wei"] > 0
-    assert report["nonce_pending"] == 1 and report["nonce_latest"] == 0
-    assert [f["txHash"] for f in report["in_flight"]] == [tx_hash]
-    assert report["dead_letters"] == 0 and str(process.pid) in report["lease_holder"]
-    table = subprocess.run([sys.executable, "-m", "depeg_processor", "status"], env=env,
-                           capture_output=True, text=True, timeout=60)
+    [wallet] = report["wallets"]
+    assert wallet["address"] == PROCESSOR.address and wallet["balance_wei"] > 0
+    assert wallet["nonce_pending"] == 1 and wallet["nonce_latest"] == 0
+    assert wallet["in_flight_count"] == 1 and [f["txHash"] for f in wallet["in_flight"]] == [tx_hash]
+    assert report["dead_letters"] == 0 and str(process.pid) in wallet["lease_holder"]
+    table = status(env)
     assert table.returncode == 0 and tx_hash in table.stdout and "balance wei" in table.stdout
 
     ok = subprocess.run([sys.executable, "-m", "depeg_processor", "check-config"], env=env,
@@ -96,6 +129,57 @@ def test_status_and_check_config_commands(redis_server, anvil, product, webapp, 
                              env=env | {"DEPEG_PRODUCT_ADDRESS": PROCESSOR.address},
                              capture_output=True, text=True, timeout=60)
     assert nothing.returncode == 1 and "no contract" in nothing.stdout
+
+
+def test_status_lists_every_wallet_of_the_pool(redis_server, anvil, product, webapp,
+                                               redis_client, spawn):
+    env = service_env(redis_server.url, anvil.url, product.address)
+    anvil.set_automine(False)
+    process = spawn(env)
+    entity_id = webapp.apply()
+    tx_hash = wait_until(lambda: application(redis_client, entity_id).get("transactionHash"),
+                         what="sent")
+    third = wallets.pool(wallets.derive_accounts(TEST_MNEMONIC, 3),
+                         stream="application:signatures", consumer="c")[2]
+    # the third wallet's own keys: two transactions in its in-flight set, its lease held
+    redis_client.zadd(f"{third.prefix}:inflight", {"01HTHIRDWALLET0000000000A1": 4,
+                                                   "01HTHIRDWALLET0000000000A2": 5})
+    redis_client.set(third.lease_key, "another-replica@host:1:abc")
+
+    report = json.loads(status(env | {"PROCESSOR_WALLETS": "3"}, "--json").stdout)
+    rows = report["wallets"]
+    assert [r["index"] for r in rows] == [0, 1, 2]
+    assert [r["address"] for r in rows] == [a.address for a in
+                                            wallets.derive_accounts(TEST_MNEMONIC, 3)]
+    assert [r["in_flight_count"] for r in rows] == [1, 0, 2]
+    assert [r["nonce_pending"] - r["nonce_latest"] for r in rows] == [1, 0, 0]
+    assert all(r["balance_wei"] > 0 for r in rows)
+    assert str(process.pid) in rows[0]["lease_holder"]
+    assert rows[1]["lease_holder"] is None
+    assert rows[2]["lease_holder"] == "another-replica@host:1:abc"
+    assert [f["txHash"] for f in rows[0]["in_flight"]] == [tx_hash]
+    assert rows[0]["consumer"] != rows[1]["consumer"] != rows[2]["consumer"]
+
+    table = status(env | {"PROCESSOR_WALLETS": "3"})
+    assert table.returncode == 0
+    lines = {line.split()[1]: line for line in table.stdout.splitlines()
+             if line[:1].isdigit() and len(line.split()) > 1}
+    assert set(lines) == {r["address"] for r in rows}
+    assert "another-replica@host:1:abc" in lines[rows[2]["address"]]
+
+
+def test_status_says_which_part_cannot_be_reached(redis_server, redis_client, anvil, product):
+    env = service_env(redis_server.url, anvil.url, product.address, PROCESSOR_WALLETS="2")
+    no_node = status(env | {"CHAIN_RPC_URL": "http://127.0.0.1:9"}, "--json")
+    report = json.loads(no_node.stdout)
+    assert no_node.returncode == 1 and "node_error" in report and "redis_error" not in report
+    assert [r["in_flight_count"] for r in report["wallets"]] == [0, 0]  # redis still answered
+    no_redis = status(env | {"REDIS_URL": "redis://127.0.0.1:9"}, "--json")
+    report = json.loads(no_redis.stdout)
+    assert no_redis.returncode == 1 and "redis_error" in report and "node_error" not in report
+    assert all(r["balance_wei"] > 0 for r in report["wallets"])  # the node still answered
+    table = status(env | {"REDIS_URL": "redis://127.0.0.1:9"})
+    assert table.returncode == 1 and "redis error" in table.stdout
 
 
 def test_systemd_notify_ready_watchdog_and_stopping(redis_server, anvil, product, tmp_path,

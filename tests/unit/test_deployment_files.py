@@ -1,5 +1,5 @@
-"""The deployment files operators copy: the systemd unit, the compose file, the Dockerfile,
-Dokku's app.json."""
+"""The deployment files operators copy: the systemd unit and its template for replicas, the
+compose file, the Dockerfile, Dokku's app.json."""
 from __future__ import annotations
 
 import configparser
@@ -9,16 +9,34 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "deploy" / "depeg-backend-processor.service"
+TEMPLATE = ROOT / "deploy" / "depeg-backend-processor@.service"
 
 
-def unit() -> configparser.ConfigParser:
+def unit(path: Path = UNIT) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.optionxform = str
-    parser.read(UNIT)
+    parser.read(path)
     return parser
+
+
+def lines(path: Path, key: str) -> list[str]:
+    """Every value of a key that may repeat (configparser keeps only the last)."""
+    return [line.split("=", 1)[1] for line in path.read_text().splitlines()
+            if line.startswith(f"{key}=")]
+
+
+def runnable_copy(path: Path, directory: Path) -> Path:
+    """The unit under its own name in `directory`, its ExecStart pointed at this machine's
+    python: verify also checks that ExecStart exists."""
+    text = path.read_text().replace("/opt/depeg-backend-processor/.venv/bin/python",
+                                    shutil.which("python3") or "/usr/bin/python3")
+    copy = directory / path.name
+    copy.write_text(text)
+    return copy
 
 
 def test_unit_is_notify_with_watchdog_and_restart_policy() -> None:
@@ -32,14 +50,45 @@ def test_unit_is_notify_with_watchdog_and_restart_policy() -> None:
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 def test_unit_passes_systemd_analyze_verify(tmp_path) -> None:
-    # verify also checks that ExecStart exists: point it at this machine's python
-    text = UNIT.read_text().replace("/opt/depeg-backend-processor/.venv/bin/python",
-                                    shutil.which("python3") or "/usr/bin/python3")
-    copy = tmp_path / UNIT.name
-    copy.write_text(text)
+    copy = runnable_copy(UNIT, tmp_path)
     result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_template_runs_the_same_service_with_a_port_per_instance() -> None:
+    single, template = unit()["Service"], unit(TEMPLATE)["Service"]
+    for key in ("Type", "NotifyAccess", "WatchdogSec", "Restart", "ExecStart", "User",
+                "LoadCredential", "WorkingDirectory"):
+        assert template[key] == single[key], key
+    environment = lines(TEMPLATE, "Environment")
+    assert "PORT=300%i" in environment and "PROCESSOR_MNEMONIC_FILE=%d/mnemonic" in environment
+    ports = {"300%i".replace("%i", str(instance)) for instance in (1, 2, 3)}
+    assert ports == {"3001", "3002", "3003"}
+    assert lines(TEMPLATE, "EnvironmentFile") == ["/etc/depeg-backend-processor/env",
+                                                  "-/etc/depeg-backend-processor/env.%i"]
+    assert "%i" in unit(TEMPLATE)["Unit"]["Description"]
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+@pytest.mark.parametrize("instance", ["1", "2", "3"])
+def test_template_instances_pass_systemd_analyze_verify(tmp_path, instance) -> None:
+    runnable_copy(TEMPLATE, tmp_path)  # the instance is loaded from the template beside it
+    name = tmp_path / TEMPLATE.name.replace("@.", f"@{instance}.")
+    result = subprocess.run(["systemd-analyze", "verify", str(name)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_verify_of_an_instance_reads_the_template(tmp_path) -> None:
+    """The check above would pass on nothing: a broken template makes an instance fail."""
+    broken = runnable_copy(TEMPLATE, tmp_path)
+    broken.write_text(broken.read_text().replace("ExecStart=", "ExecStart=/nonexistent/bin "))
+    result = subprocess.run(["systemd-analyze", "verify",
+                             str(tmp_path / "depeg-backend-processor@1.service")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "/nonexistent/bin" in result.stderr
 
 
 def compose_command() -> list[str] | None:
@@ -56,6 +105,17 @@ def test_compose_file_passes_docker_compose_config() -> None:
     result = subprocess.run([*compose_command(), "config", "-q"], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_compose_processor_scales_out() -> None:
+    """`docker compose up --scale processor=3`: copies need no name or host port of their
+    own, and share one wallet pool."""
+    processor = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["processor"]
+    assert "container_name" not in processor
+    for port in processor.get("ports", []):
+        assert ":" not in str(port), f"a fixed host port collides between replicas: {port}"
+    assert int(processor["environment"]["PROCESSOR_WALLETS"]) >= 3
+    assert processor["depends_on"]["deploy"] == {"condition": "service_completed_successfully"}
 
 
 def test_dockerfile_runs_as_non_root_with_a_liveness_healthcheck() -> None:

@@ -1,4 +1,4 @@
-"""metrics: dead-letter kinds stay a small label set; /metrics serves the registry."""
+"""metrics: dead-letter kinds and wallets stay small label sets; /metrics serves the registry."""
 from __future__ import annotations
 
 from wsgiref.util import setup_testing_defaults
@@ -60,3 +60,38 @@ def test_metrics_endpoint_serves_the_registry() -> None:
     assert samples[("depeg_processor_applications_submitted_total", ())] == 3
     assert samples[("depeg_processor_applications_dead_lettered_total",
                     (("reason", "DP-012"),))] == 1
+
+
+def test_wallet_gauges_are_labelled_by_address_one_series_per_wallet() -> None:
+    metrics = Metrics(CollectorRegistry())
+    first, second = "0x" + "a1" * 20, "0x" + "b2" * 20
+    for _round in range(3):  # set again and again: still one series per wallet
+        metrics.wallet(first).balance.set(5)
+        metrics.wallet(first).in_flight.set(2)
+        metrics.wallet(second).balance.set(7)
+        metrics.wallet(second).chain_nonce.set(4)
+    metrics.wallet(second).local_nonce.set_function(lambda: 9)
+    samples = scrape(metrics.registry)
+    balances = {dict(labels)["wallet"]: value for (name, labels), value in samples.items()
+                if name == "depeg_processor_wallet_balance_wei"}
+    assert balances == {first: 5, second: 7}
+    assert samples[("depeg_processor_transactions_in_flight", (("wallet", first),))] == 2
+    assert samples[("depeg_processor_nonce", (("source", "chain"), ("wallet", second)))] == 4
+    assert samples[("depeg_processor_nonce", (("source", "local"), ("wallet", second)))] == 9
+
+
+def test_a_wallet_given_up_leaves_no_stale_series() -> None:
+    metrics = Metrics(CollectorRegistry())
+    kept, gone = "0x" + "a1" * 20, "0x" + "b2" * 20
+    for address in (kept, gone):
+        gauges = metrics.wallet(address)
+        gauges.balance.set(1)
+        gauges.chain_nonce.set(1)
+        gauges.local_nonce.set(1)
+        gauges.in_flight.set(1)
+        gauges.oldest_in_flight.set(1)
+    metrics.forget_wallet(gone)
+    metrics.forget_wallet("0x" + "c3" * 20)  # never watched: nothing to drop, no error
+    wallets = {dict(labels).get("wallet") for (name, labels), _v in scrape(metrics.registry).items()
+               if dict(labels).get("wallet")}
+    assert wallets == {kept}
