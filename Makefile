@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test unit integration demo bench contracts clean
+.PHONY: install lint test unit integration demo bench contracts clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -21,7 +21,11 @@ node_modules/.installed: package.json package-lock.json
 
 # The full run's log (every logger at DEBUG) is then searched for the processor's secrets:
 # the test mnemonic and the private key it derives must appear nowhere.
-test: install
+lint: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: install lint
 	mkdir -p build
 	$(PY) -m pytest --log-file=build/test.log --log-file-level=DEBUG
 	$(PY) -m devnet.secrets_check build/test.log

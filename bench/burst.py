@@ -13,6 +13,7 @@ leaves a pending transaction that covers the base fee alone while the wallet's l
     python -m bench.burst            # N = 200, a block holds 10
     python -m bench.burst 400 20
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,7 @@ import math
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import redis
 from eth_account import Account
@@ -52,11 +53,11 @@ class Block:
 @dataclasses.dataclass(frozen=True)
 class BurstResult:
     applications: int
-    per_block: int          # the burst's transactions a block holds (gas limit / gas used)
-    blocks: list[Block]     # from the first block with one of them to the last
-    landed: int             # the burst's transactions mined
+    per_block: int  # the burst's transactions a block holds (gas limit / gas used)
+    blocks: list[Block]  # from the first block with one of them to the last
+    landed: int  # the burst's transactions mined
     reverted: int
-    replaced: float         # fee bumps counted by the processor
+    replaced: float  # fee bumps counted by the processor
 
     @property
     def needed(self) -> int:
@@ -71,8 +72,10 @@ class BurstResult:
         return self.used / self.needed
 
     def table(self) -> str:
-        return "\n".join(f"block {b.number}: base fee {b.base_fee / GWEI:.2f} gwei, {b.ours} "
-                         f"of the burst" for b in self.blocks)
+        return "\n".join(
+            f"block {b.number}: base fee {b.base_fee / GWEI:.2f} gwei, {b.ours} of the burst"
+            for b in self.blocks
+        )
 
 
 def wait(predicate: Callable[[], object], what: str, timeout: float = 180.0):
@@ -89,45 +92,69 @@ def flat_pricing(service: Service) -> None:
     service.fees.for_wait = lambda market, *, gas, backlog, count: [market] * count
 
 
-def run_burst(*, anvil: Anvil, client: redis.Redis, webapp: WebApp, product: Product,
-              start: Callable[..., Service], count: int = 200, per_block: int = 10,
-              base_fee: int = 10 * GWEI) -> BurstResult:
+def run_burst(
+    *,
+    anvil: Anvil,
+    client: redis.Redis,
+    webapp: WebApp,
+    product: Product,
+    start: Callable[..., Service],
+    count: int = 200,
+    per_block: int = 10,
+    base_fee: int = 10 * GWEI,
+) -> BurstResult:
     """The scenario on a node mining at intervals; `start(**settings)` runs the processor."""
     warm_up = [webapp.apply() for _ in range(2)]  # the first one writes fresh storage
     service = start(**SETTINGS)
-    sent = wait(lambda: client.hget(f"PendingApplication:{warm_up[1]}", "transactionHash"),
-                "the first applications sent")
+    sent = wait(
+        lambda: client.hget(f"PendingApplication:{warm_up[1]}", "transactionHash"),
+        "the first applications sent",
+    )
     mined = wait(lambda: anvil.rpc("eth_getTransactionReceipt", sent), "them mined")
     gas_used = int(mined["gasUsed"], 16)
     gas_limit = per_block * gas_used + gas_used // 2
     anvil.rpc("evm_setBlockGasLimit", hex(gas_limit))
     applications = [webapp.application() for _ in range(count)]  # signed before the clock
     start_block = anvil.block_number()
-    wait(lambda: hold_base_fee(anvil, base_fee) and anvil.block_number() > start_block + 3,
-         "blocks at the new gas limit and base fee")  # longer than the fee data is cached
+    wait(
+        lambda: hold_base_fee(anvil, base_fee) and anvil.block_number() > start_block + 3,
+        "blocks at the new gas limit and base fee",
+    )  # longer than the fee data is cached
     ids = [webapp.submit(fields) for fields in applications]
-    wait(lambda: hold_base_fee(anvil, base_fee) and ours_pending(anvil),
-         "the first of them sent")  # the empty blocks until then keep the base fee
+    wait(
+        lambda: hold_base_fee(anvil, base_fee) and ours_pending(anvil), "the first of them sent"
+    )  # the empty blocks until then keep the base fee
     hold_base_fee(anvil, base_fee)
-    wait(lambda: product.application_count() >= count + len(warm_up)
-         and not any(client.exists(f"PendingApplication:{e}") for e in ids),
-         f"{count} applications landed and purged")
+    wait(
+        lambda: (
+            product.application_count() >= count + len(warm_up)
+            and not any(client.exists(f"PendingApplication:{e}") for e in ids)
+        ),
+        f"{count} applications landed and purged",
+    )
     blocks, hashes = [], []
     for number in range(start_block + 1, anvil.block_number() + 1):
         block = anvil.rpc("eth_getBlockByNumber", hex(number), True)
-        ours = [tx["hash"] for tx in block["transactions"]
-                if tx["from"].lower() == PROCESSOR.address.lower()]
+        ours = [
+            tx["hash"]
+            for tx in block["transactions"]
+            if tx["from"].lower() == PROCESSOR.address.lower()
+        ]
         blocks.append(Block(number, int(block["baseFeePerGas"], 16), len(ours)))
         hashes += ours
     with_ours = [i for i, b in enumerate(blocks) if b.ours]
-    blocks = blocks[with_ours[0]:with_ours[-1] + 1] if with_ours else []
+    blocks = blocks[with_ours[0] : with_ours[-1] + 1] if with_ours else []
     receipts = [anvil.rpc("eth_getTransactionReceipt", h) for h in hashes]
     heaviest = max(int(r["gasUsed"], 16) for r in receipts)
     replaced = service.metrics.registry.get_sample_value("depeg_processor_fee_bumps_total")
-    return BurstResult(applications=count, per_block=gas_limit // heaviest, blocks=blocks,
-                       landed=len(hashes),
-                       reverted=sum(int(r["status"], 16) != 1 for r in receipts),
-                       replaced=replaced)
+    return BurstResult(
+        applications=count,
+        per_block=gas_limit // heaviest,
+        blocks=blocks,
+        landed=len(hashes),
+        reverted=sum(int(r["status"], 16) != 1 for r in receipts),
+        replaced=replaced,
+    )
 
 
 def hold_base_fee(anvil: Anvil, wei: int) -> bool:
@@ -141,10 +168,18 @@ def ours_pending(anvil: Anvil) -> bool:
 
 
 def settings(redis_url: str, rpc_url: str, product: str, **overrides: object) -> Settings:
-    values = dict(redis_url=redis_url, chain_rpc_url=rpc_url, product_address=product,
-                  mnemonic=TEST_MNEMONIC, min_confirmations=1, host="127.0.0.1", port=0,
-                  read_block_timeout=0.2, min_balance=10**17,
-                  alert_balance=10**18)
+    values = dict(
+        redis_url=redis_url,
+        chain_rpc_url=rpc_url,
+        product_address=product,
+        mnemonic=TEST_MNEMONIC,
+        min_confirmations=1,
+        host="127.0.0.1",
+        port=0,
+        read_block_timeout=0.2,
+        min_balance=10**17,
+        alert_balance=10**18,
+    )
     return Settings(**(values | overrides))
 
 
@@ -157,10 +192,14 @@ def one_run(count: int, per_block: int, *, flat: bool) -> BurstResult:
 
         def start(**overrides: object) -> Service:
             chosen = settings(server.url, anvil.url, product.address, **overrides)
-            service = Service(settings=chosen, redis_client=redis.Redis.from_url(
-                chosen.redis_url, **REDIS_DECODING), chain=Chain.from_url(
-                chosen.chain_rpc_url, timeout=10), account=PROCESSOR, stop=threading.Event(),
-                metrics=Metrics(CollectorRegistry()))
+            service = Service(
+                settings=chosen,
+                redis_client=redis.Redis.from_url(chosen.redis_url, **REDIS_DECODING),
+                chain=Chain.from_url(chosen.chain_rpc_url, timeout=10),
+                account=PROCESSOR,
+                stop=threading.Event(),
+                metrics=Metrics(CollectorRegistry()),
+            )
             service.serve_monitor()
             assert service.prepare()
             if flat:
@@ -171,8 +210,15 @@ def one_run(count: int, per_block: int, *, flat: bool) -> BurstResult:
             return service
 
         try:
-            return run_burst(anvil=anvil, client=client, webapp=webapp, product=product,
-                             start=start, count=count, per_block=per_block)
+            return run_burst(
+                anvil=anvil,
+                client=client,
+                webapp=webapp,
+                product=product,
+                start=start,
+                count=count,
+                per_block=per_block,
+            )
         finally:
             for service, thread in services:
                 service.shutdown()
@@ -182,14 +228,22 @@ def one_run(count: int, per_block: int, *, flat: bool) -> BurstResult:
 def main(argv: list[str]) -> None:
     count = int(argv[0]) if argv else 200
     per_block = int(argv[1]) if len(argv) > 1 else 10
-    print(f"burst: {count} applications, a block holds {per_block}, base fee from 10 gwei, "
-          "a block a second")
+    print(
+        f"burst: {count} applications, a block holds {per_block}, base fee from 10 gwei, "
+        "a block a second"
+    )
     print("| pricing | blocks used | capacity needs | ratio | replacements | reverted |")
     print("|---|---|---|---|---|---|")
-    for name, flat in (("for the wait", False), ("2 x base fee + tip, waiting ones not re-priced", True)):
+    for name, flat in (
+        ("for the wait", False),
+        ("2 x base fee + tip, waiting ones not re-priced", True),
+    ):
         result = one_run(count, per_block, flat=flat)
-        print(f"| {name} | {result.used} | {result.needed} | {result.ratio:.2f} | "
-              f"{result.replaced:.0f} | {result.reverted} |", flush=True)
+        print(
+            f"| {name} | {result.used} | {result.needed} | {result.ratio:.2f} | "
+            f"{result.replaced:.0f} | {result.reverted} |",
+            flush=True,
+        )
         print(result.table(), file=sys.stderr)
 
 

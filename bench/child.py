@@ -1,5 +1,6 @@
 """The processor under benchmark, in a fresh interpreter: counts its own Redis round trips
 (one per `send_packed_command`: a pipeline is one) and reports its peak RSS."""
+
 from __future__ import annotations
 
 import threading
@@ -42,11 +43,16 @@ def run(settings_fields: dict, pipe: Connection) -> None:
 
     settings = Settings(**settings_fields)
     account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)
-    pool = redis.ConnectionPool.from_url(settings.redis_url, **REDIS_DECODING,
-                                         connection_class=CountingConnection)
-    service = Service(settings=settings, redis_client=redis.Redis(connection_pool=pool),
-                      chain=Chain.from_url(settings.chain_rpc_url, timeout=30),
-                      account=account, stop=threading.Event())
+    pool = redis.ConnectionPool.from_url(
+        settings.redis_url, **REDIS_DECODING, connection_class=CountingConnection
+    )
+    service = Service(
+        settings=settings,
+        redis_client=redis.Redis(connection_pool=pool),
+        chain=Chain.from_url(settings.chain_rpc_url, timeout=30),
+        account=account,
+        stop=threading.Event(),
+    )
     assert service.prepare()
     ROUND_TRIPS[0] = 0
     pipe.send("ready")

@@ -3,6 +3,7 @@ coincurve (libsecp256k1): signing a transaction and recovering an EIP-712 signer
 
     python -m bench.crypto
 """
+
 from __future__ import annotations
 
 import time
@@ -28,11 +29,21 @@ def per_call_ms(action) -> float:
 def main() -> None:
     account = Account.create()
     message = encode_typed_data(
-        domain_data={"name": "EtheriscDepeg", "version": "1", "chainId": 1,
-                     "verifyingContract": "0x8398bCD4f633C72939F9043dB78c574A91C99c0A"},
+        domain_data={
+            "name": "EtheriscDepeg",
+            "version": "1",
+            "chainId": 1,
+            "verifyingContract": "0x8398bCD4f633C72939F9043dB78c574A91C99c0A",
+        },
         message_types=POLICY_TYPES,
-        message_data={"wallet": account.address, "protectedBalance": 1199000000,
-                      "duration": 2592000, "bundleId": 2, "signatureId": b"x" * 32})
+        message_data={
+            "wallet": account.address,
+            "protectedBalance": 1199000000,
+            "duration": 2592000,
+            "bundleId": 2,
+            "signatureId": b"x" * 32,
+        },
+    )
     signature = Account.sign_message(message, account.key).signature
     digest = keccak(b"\x19" + message.version + message.header + message.body)
     print(f"{'backend':<12} {'sign (ms)':>10} {'recover (ms)':>13}")
@@ -41,8 +52,8 @@ def main() -> None:
         key = api.PrivateKey(account.key)
         sig = api.Signature(signature_bytes=signature[:64] + bytes([signature[64] - 27]))
         assert api.ecdsa_recover(digest, sig).to_checksum_address() == account.address
-        sign = per_call_ms(lambda: api.ecdsa_sign(digest, key))
-        recover = per_call_ms(lambda: api.ecdsa_recover(digest, sig))
+        sign = per_call_ms(lambda api=api, key=key: api.ecdsa_sign(digest, key))
+        recover = per_call_ms(lambda api=api, sig=sig: api.ecdsa_recover(digest, sig))
         print(f"{name:<12} {sign:>10.3f} {recover:>13.3f}")
 
 

@@ -17,6 +17,7 @@ transactions each wallet sent.
     python -m bench.scaleout 200          # another N
     python -m bench.scaleout 200 1/1 3/3  # chosen rows (replicas/wallets)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -31,7 +32,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Optional
 
 import redis
 from eth_account import Account
@@ -66,15 +66,18 @@ class Replica:
 
     def ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/monitor/readiness",
-                                        timeout=5) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.port}/api/monitor/readiness", timeout=5
+            ) as response:
                 return response.status == 200
         except urllib.error.HTTPError:
             return False
         except OSError:
             if self.process.poll() is not None:
-                raise RowNotRun(f"a replica exited with {self.process.returncode}: "
-                                f"{self.log.read_text()[-2000:]}") from None
+                raise RowNotRun(
+                    f"a replica exited with {self.process.returncode}: "
+                    f"{self.log.read_text()[-2000:]}"
+                ) from None
             return False
 
     def stop(self) -> None:
@@ -90,16 +93,26 @@ class Replica:
 def replica_env(redis_url: str, rpc_url: str, product: str, pool_size: int, port: int) -> dict:
     """Identical settings for every replica but the monitor's port."""
     return clean_env() | {
-        "REDIS_URL": redis_url, "CHAIN_RPC_URL": rpc_url, "DEPEG_PRODUCT_ADDRESS": product,
-        "PROCESSOR_MNEMONIC": TEST_MNEMONIC, "PROCESSOR_WALLETS": str(pool_size),
-        "PROCESSOR_MIN_BALANCE": "0.1 ether", "PROCESSOR_ALERT_BALANCE": "0.1 ether",
-        "CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS": "1", "MAX_FEE_PER_GAS": "100 gwei",
-        "MAX_NON_ACK_PENDING_MESSAGES": str(10**9), "NODE_ENV": "production",
-        "LOG_LEVEL": "WARNING", "HOST": "127.0.0.1", "PORT": str(port)}
+        "REDIS_URL": redis_url,
+        "CHAIN_RPC_URL": rpc_url,
+        "DEPEG_PRODUCT_ADDRESS": product,
+        "PROCESSOR_MNEMONIC": TEST_MNEMONIC,
+        "PROCESSOR_WALLETS": str(pool_size),
+        "PROCESSOR_MIN_BALANCE": "0.1 ether",
+        "PROCESSOR_ALERT_BALANCE": "0.1 ether",
+        "CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS": "1",
+        "MAX_FEE_PER_GAS": "100 gwei",
+        "MAX_NON_ACK_PENDING_MESSAGES": str(10**9),
+        "NODE_ENV": "production",
+        "LOG_LEVEL": "WARNING",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+    }
 
 
-def start_replicas(count: int, pool_size: int, *, redis_url: str, rpc_url: str,
-                   product: str, logs: Path) -> list[Replica]:
+def start_replicas(
+    count: int, pool_size: int, *, redis_url: str, rpc_url: str, product: str, logs: Path
+) -> list[Replica]:
     replicas = []
     for n in range(count):
         port = free_port()
@@ -108,13 +121,14 @@ def start_replicas(count: int, pool_size: int, *, redis_url: str, rpc_url: str,
             process = subprocess.Popen(
                 [sys.executable, "-m", "depeg_processor", "run"],
                 env=replica_env(redis_url, rpc_url, product, pool_size, port),
-                stdout=subprocess.DEVNULL, stderr=sink)
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+            )
         replicas.append(Replica(process, port, log))
     return replicas
 
 
-def wait_for_pool(replicas: list[Replica], pool: list[wallets.Wallet],
-                  client: redis.Redis) -> None:
+def wait_for_pool(replicas: list[Replica], pool: list[wallets.Wallet], client: redis.Redis) -> None:
     """Every replica ready, and as many wallets leased as there are replicas to hold them."""
     wanted = min(len(replicas), len(pool))
     deadline = time.monotonic() + START_TIMEOUT
@@ -124,44 +138,62 @@ def wait_for_pool(replicas: list[Replica], pool: list[wallets.Wallet],
         time.sleep(0.1)
     while (leased := sum(client.exists(w.lease_key) for w in pool)) < wanted:
         if time.monotonic() > deadline:
-            raise RowNotRun(f"{leased} of the pool's {len(pool)} wallets leased, "
-                            f"{wanted} expected: this processor does not spread its replicas "
-                            f"over PROCESSOR_WALLETS")
+            raise RowNotRun(
+                f"{leased} of the pool's {len(pool)} wallets leased, "
+                f"{wanted} expected: this processor does not spread its replicas "
+                f"over PROCESSOR_WALLETS"
+            )
         time.sleep(0.1)
 
 
 def run_row(replica_count: int, pool_size: int, n: int) -> dict:
-    pool = wallets.pool(wallets.derive_accounts(TEST_MNEMONIC, pool_size), stream=STREAM,
-                        consumer=CONSUMER)
-    with RedisServer() as redis_server, \
-            Anvil(block_time=BLOCK_TIME, extra_args=ANVIL_ARGS) as anvil, \
-            RpcProxy(anvil.url, delay=NODE_DELAY) as proxy, \
-            tempfile.TemporaryDirectory(prefix="scaleout-") as logs:
+    pool = wallets.pool(
+        wallets.derive_accounts(TEST_MNEMONIC, pool_size), stream=STREAM, consumer=CONSUMER
+    )
+    with (
+        RedisServer() as redis_server,
+        Anvil(block_time=BLOCK_TIME, extra_args=ANVIL_ARGS) as anvil,
+        RpcProxy(anvil.url, delay=NODE_DELAY) as proxy,
+        tempfile.TemporaryDirectory(prefix="scaleout-") as logs,
+    ):
         for wallet in pool:
             anvil.rpc("anvil_setBalance", wallet.address, hex(WALLET_BALANCE))
         product = Product.deploy(anvil.url, DEPLOYER)
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         webapp = WebApp(client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
         applications = [webapp.application() for _ in range(n)]
-        replicas = start_replicas(replica_count, pool_size, redis_url=redis_server.url,
-                                  rpc_url=proxy.url, product=product.address, logs=Path(logs))
+        replicas = start_replicas(
+            replica_count,
+            pool_size,
+            redis_url=redis_server.url,
+            rpc_url=proxy.url,
+            product=product.address,
+            logs=Path(logs),
+        )
         try:
             wait_for_pool(replicas, pool, client)
             before = product.application_count()
             proxy.reset_counts()
             started = time.perf_counter()
             enqueue(client, applications)
-            wait(lambda: product.application_count() - before >= n, 3600, "all mined",
-                 interval=0.05)
+            wait(
+                lambda: product.application_count() - before >= n, 3600, "all mined", interval=0.05
+            )
             seconds = time.perf_counter() - started
             calls = proxy.total_calls()
         finally:
             for replica in replicas:
                 replica.stop()
-        sent = [int(anvil.rpc("eth_getTransactionCount", w.address, "latest"), 16)
-                for w in pool]
-    return {"replicas": replica_count, "wallets": pool_size, "n": n, "seconds": seconds,
-            "per_second": n / seconds, "rpc_per_app": calls / n, "sent_per_wallet": sent}
+        sent = [int(anvil.rpc("eth_getTransactionCount", w.address, "latest"), 16) for w in pool]
+    return {
+        "replicas": replica_count,
+        "wallets": pool_size,
+        "n": n,
+        "seconds": seconds,
+        "per_second": n / seconds,
+        "rpc_per_app": calls / n,
+        "sent_per_wallet": sent,
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -170,8 +202,9 @@ def main(argv: list[str]) -> int:
     results: list[dict] = []
     skipped: list[tuple[int, int, str]] = []
     for replica_count, pool_size in rows:
-        print(f"{replica_count} replica(s), {pool_size} wallet(s): {n} applications ...",
-              flush=True)
+        print(
+            f"{replica_count} replica(s), {pool_size} wallet(s): {n} applications ...", flush=True
+        )
         try:
             result = run_row(replica_count, pool_size, n)
         except RowNotRun as why:
@@ -179,27 +212,47 @@ def main(argv: list[str]) -> int:
             skipped.append((replica_count, pool_size, str(why)))
             continue
         results.append(result)
-        print(f"  {result['seconds']:.2f}s, {result['per_second']:.1f} apps/s, "
-              f"{result['rpc_per_app']:.2f} JSON-RPC calls/app, sent per wallet "
-              f"{result['sent_per_wallet']}", flush=True)
+        print(
+            f"  {result['seconds']:.2f}s, {result['per_second']:.1f} apps/s, "
+            f"{result['rpc_per_app']:.2f} JSON-RPC calls/app, sent per wallet "
+            f"{result['sent_per_wallet']}",
+            flush=True,
+        )
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     mining = f"a block every {BLOCK_TIME} s" if BLOCK_TIME else "automine"
-    print(f"\nmachine: {machine}; anvil {mining} ({' '.join(ANVIL_ARGS)}); every JSON-RPC "
-          f"request delayed {NODE_DELAY * 1000:.0f} ms; replicas, node and Redis on one host; "
-          f"N = {n}\n")
-    base: Optional[float] = results[0]["per_second"] if results else None
-    print("| replicas | wallets | apps/s | vs. 1 replica | JSON-RPC calls / app "
-          "| transactions per wallet |")
+    print(
+        f"\nmachine: {machine}; anvil {mining} ({' '.join(ANVIL_ARGS)}); every JSON-RPC "
+        f"request delayed {NODE_DELAY * 1000:.0f} ms; replicas, node and Redis on one host; "
+        f"N = {n}\n"
+    )
+    base: float | None = results[0]["per_second"] if results else None
+    print(
+        "| replicas | wallets | apps/s | vs. 1 replica | JSON-RPC calls / app "
+        "| transactions per wallet |"
+    )
     print("|---:|---:|---:|---:|---:|---|")
     for r in results:
-        print(f"| {r['replicas']} | {r['wallets']} | {r['per_second']:.1f} | "
-              f"{r['per_second'] / base:.1f}× | {r['rpc_per_app']:.2f} | "
-              f"{' / '.join(str(s) for s in r['sent_per_wallet'])} |")
+        print(
+            f"| {r['replicas']} | {r['wallets']} | {r['per_second']:.1f} | "
+            f"{r['per_second'] / base:.1f}× | {r['rpc_per_app']:.2f} | "
+            f"{' / '.join(str(s) for s in r['sent_per_wallet'])} |"
+        )
     for replica_count, pool_size, why in skipped:
         print(f"| {replica_count} | {pool_size} | not measured: {why} | | | |")
-    Path("bench/scaleout-last-run.json").write_text(json.dumps(
-        {"machine": machine, "mining": mining, "node_delay": NODE_DELAY, "n": n,
-         "results": results, "not_measured": skipped}, indent=2) + "\n")
+    Path("bench/scaleout-last-run.json").write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "mining": mining,
+                "node_delay": NODE_DELAY,
+                "n": n,
+                "results": results,
+                "not_measured": skipped,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return 1 if skipped else 0
 
 

@@ -14,6 +14,7 @@ the same code paths ten times as fast.
     python -m bench.soak                        # 10 applications/s for 600 s
     python -m bench.soak --rate 1 --seconds 86400
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ import redis
 from eth_account import Account
 
 from bench import child
-from depeg_processor.config import DERIVATION_PATH, Settings
+from depeg_processor.config import Settings
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
 from devnet.product import Product
 from devnet.webapp import WebApp, ulid
@@ -77,17 +78,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     args = parser.parse_args(argv)
 
-    with RedisServer() as redis_server, Anvil(block_time=1, extra_args=("--prune-history", "128")) \
-            as anvil:
+    with (
+        RedisServer() as redis_server,
+        Anvil(block_time=1, extra_args=("--prune-history", "128")) as anvil,
+    ):
         product = Product.deploy(anvil.url, OWNER)
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         raw = redis.Redis.from_url(redis_server.url)
         webapp = WebApp(client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
-        settings = Settings(redis_url=redis_server.url, chain_rpc_url=anvil.url,
-                            product_address=product.address, mnemonic=TEST_MNEMONIC,
-                            min_confirmations=2, node_env="production", log_level="ERROR",
-                            port=0, host="127.0.0.1", min_balance=10**17, alert_balance=10**17,
-                            max_fee_per_gas=100 * GWEI, max_non_ack_pending=10**9)
+        settings = Settings(
+            redis_url=redis_server.url,
+            chain_rpc_url=anvil.url,
+            product_address=product.address,
+            mnemonic=TEST_MNEMONIC,
+            min_confirmations=2,
+            node_env="production",
+            log_level="ERROR",
+            port=0,
+            host="127.0.0.1",
+            min_balance=10**17,
+            alert_balance=10**17,
+            max_fee_per_gas=100 * GWEI,
+            max_non_ack_pending=10**9,
+        )
         fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
         context = multiprocessing.get_context("spawn")
         parent, child_end = context.Pipe()
@@ -111,16 +124,19 @@ def main(argv: list[str]) -> int:
             if now >= next_sample:
                 parent.send("rss_now")
                 samples.append((now - started, parent.recv() / 1024))
-                print(f"t={now - started:6.0f}s enqueued={sent} rss={samples[-1][1]:.1f} MiB",
-                      flush=True)
+                print(
+                    f"t={now - started:6.0f}s enqueued={sent} rss={samples[-1][1]:.1f} MiB",
+                    flush=True,
+                )
                 next_sample += args.sample
             time.sleep(min(0.05, 1 / args.rate))
         print("soak: waiting for the queue to drain ...", flush=True)
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and (
-                client.xpending("application:signatures", "depeg-backend-processor")["pending"]
-                or client.zcard("application:signatures:inflight")
-                or product.application_count() < good):
+            client.xpending("application:signatures", "depeg-backend-processor")["pending"]
+            or client.zcard("application:signatures:inflight")
+            or product.application_count() < good
+        ):
             time.sleep(0.5)
         parent.send("rss_now")
         end_rss = parent.recv() / 1024
@@ -132,12 +148,17 @@ def main(argv: list[str]) -> int:
     second_half = [(t, m) for t, m in samples if t >= args.seconds / 2]
     warm = next((m for t, m in samples if t >= min(60.0, args.seconds / 4)), samples[0][1])
     result = {
-        "rate_per_second": args.rate, "seconds": args.seconds, "enqueued": sent, "good": good,
-        "dead_lettered": dead, "rss_after_warmup_mib": round(warm, 1),
-        "rss_end_mib": round(end_rss, 1), "peak_rss_mib": round(report["peak_rss_kib"] / 1024, 1),
+        "rate_per_second": args.rate,
+        "seconds": args.seconds,
+        "enqueued": sent,
+        "good": good,
+        "dead_lettered": dead,
+        "rss_after_warmup_mib": round(warm, 1),
+        "rss_end_mib": round(end_rss, 1),
+        "peak_rss_mib": round(report["peak_rss_kib"] / 1024, 1),
         "growth_mib_per_hour_second_half": round(fit_slope(second_half) * 3600, 2),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}",
+        f"Python {platform.python_version()}",
     }
     print(json.dumps(result, indent=2))
     Path("bench/last-soak.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -19,6 +19,7 @@ per transaction.
     python -m bench.throughput            # N = 100, 1000, 10000
     python -m bench.throughput 1000       # one N
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,6 +65,7 @@ def wait(predicate, timeout: float, what: str, interval: float = 0.05) -> None:
 
 def enqueue(client: redis.Redis, applications: list[dict]) -> list[str]:
     from devnet.webapp import ulid
+
     ids = []
     pipe = client.pipeline(transaction=False)
     for fields in applications:
@@ -84,35 +86,66 @@ def measure_limit(anvil: Anvil, product: Product, applications: list[dict]) -> f
     raws = []
     for offset, fields in enumerate(applications):
         app = parse_application("limit", fields)
-        data = product.contract.encode_abi("applyForPolicyWithBundleAndSignature",
-                                           args=app.contract_args())
-        signed = LIMIT_SENDER.sign_transaction({
-            "type": 2, "chainId": chain_id, "nonce": nonce + offset, "to": product.address,
-            "value": 0, "data": data, "gas": 200_000, "maxFeePerGas": 20 * GWEI,
-            "maxPriorityFeePerGas": GWEI})
+        data = product.contract.encode_abi(
+            "applyForPolicyWithBundleAndSignature", args=app.contract_args()
+        )
+        signed = LIMIT_SENDER.sign_transaction(
+            {
+                "type": 2,
+                "chainId": chain_id,
+                "nonce": nonce + offset,
+                "to": product.address,
+                "value": 0,
+                "data": data,
+                "gas": 200_000,
+                "maxFeePerGas": 20 * GWEI,
+                "maxPriorityFeePerGas": GWEI,
+            }
+        )
         raws.append("0x" + signed.raw_transaction.hex())
     session = requests.Session()
     started = time.perf_counter()
     last = None
     for index, raw in enumerate(raws):
-        reply = session.post(anvil.url, json={"jsonrpc": "2.0", "id": index,
-                                              "method": "eth_sendRawTransaction",
-                                              "params": [raw]}).json()
+        reply = session.post(
+            anvil.url,
+            json={
+                "jsonrpc": "2.0",
+                "id": index,
+                "method": "eth_sendRawTransaction",
+                "params": [raw],
+            },
+        ).json()
         if "error" in reply:
             raise SystemExit(f"bench: limit transaction refused: {reply['error']}")
         last = reply["result"]
-    wait(lambda: anvil.rpc("eth_getTransactionReceipt", last) is not None, 600, "limit mined",
-         interval=0.001)
+    wait(
+        lambda: anvil.rpc("eth_getTransactionReceipt", last) is not None,
+        600,
+        "limit mined",
+        interval=0.001,
+    )
     return time.perf_counter() - started
 
 
 def bench_settings(redis_server: RedisServer, proxy: RpcProxy, product: Product):
     from depeg_processor.config import Settings
-    settings = Settings(redis_url=redis_server.url, chain_rpc_url=proxy.url,
-                        product_address=product.address, mnemonic=TEST_MNEMONIC,
-                        min_confirmations=1, node_env="production", log_level="WARNING",
-                        port=0, host="127.0.0.1", min_balance=10**17, alert_balance=10**17,
-                        max_fee_per_gas=100 * GWEI, max_non_ack_pending=10**9)
+
+    settings = Settings(
+        redis_url=redis_server.url,
+        chain_rpc_url=proxy.url,
+        product_address=product.address,
+        mnemonic=TEST_MNEMONIC,
+        min_confirmations=1,
+        node_env="production",
+        log_level="WARNING",
+        port=0,
+        host="127.0.0.1",
+        min_balance=10**17,
+        alert_balance=10**17,
+        max_fee_per_gas=100 * GWEI,
+        max_non_ack_pending=10**9,
+    )
     if os.environ.get("BENCH_READ_COUNT"):  # the batch size; the default is the service's
         settings = dataclasses.replace(settings, read_count=int(os.environ["BENCH_READ_COUNT"]))
     return settings
@@ -130,33 +163,52 @@ def start_processor(settings) -> tuple:
     return process, parent
 
 
-def measure_processor(redis_server: RedisServer, proxy: RpcProxy, anvil: Anvil,
-                      product: Product, client: redis.Redis, n: int) -> dict:
+def measure_processor(
+    redis_server: RedisServer,
+    proxy: RpcProxy,
+    anvil: Anvil,
+    product: Product,
+    client: redis.Redis,
+    n: int,
+) -> dict:
     before = product.application_count()
     process, parent = start_processor(bench_settings(redis_server, proxy, product))
     proxy.reset_counts()
     started = time.perf_counter()
     wait(lambda: product.application_count() - before >= n, 3600, "all mined", interval=0.1)
     mined = time.perf_counter() - started
-    wait(lambda: client.zcard("application:signatures:inflight") == 0
-         and client.xpending("application:signatures", "depeg-backend-processor")["pending"] == 0,
-         3600, "all purged", interval=0.1)
+    wait(
+        lambda: (
+            client.zcard("application:signatures:inflight") == 0
+            and client.xpending("application:signatures", "depeg-backend-processor")["pending"] == 0
+        ),
+        3600,
+        "all purged",
+        interval=0.1,
+    )
     rpc_calls = proxy.total_calls()
     rpc_by_method = dict(proxy.calls)
     parent.send("stop")
     report = parent.recv()
     process.join(30)
-    return {"seconds": mined, "per_second": n / mined, "rpc_per_app": rpc_calls / n,
-            "rpc_by_method": {k: round(v / n, 3) for k, v in sorted(rpc_by_method.items())},
-            "redis_round_trips_per_app": report["redis_round_trips"] / n,
-            "peak_rss_mib": report["peak_rss_kib"] / 1024}
+    return {
+        "seconds": mined,
+        "per_second": n / mined,
+        "rpc_per_app": rpc_calls / n,
+        "rpc_by_method": {k: round(v / n, 3) for k, v in sorted(rpc_by_method.items())},
+        "redis_round_trips_per_app": report["redis_round_trips"] / n,
+        "peak_rss_mib": report["peak_rss_kib"] / 1024,
+    }
 
 
 def measure_idle_and_latency() -> dict:
     """JSON-RPC calls in an idle minute, then enqueue-to-transactionHash of applications that
     arrive one by one at an idle processor."""
-    with RedisServer() as redis_server, Anvil(block_time=BLOCK_TIME, extra_args=ANVIL_ARGS) \
-            as anvil, RpcProxy(anvil.url) as proxy:
+    with (
+        RedisServer() as redis_server,
+        Anvil(block_time=BLOCK_TIME, extra_args=ANVIL_ARGS) as anvil,
+        RpcProxy(anvil.url) as proxy,
+    ):
         product = Product.deploy(anvil.url, OWNER)
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         webapp = WebApp(client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
@@ -183,21 +235,29 @@ def measure_idle_and_latency() -> dict:
         parent.recv()
         process.join(30)
     latencies.sort()
-    result = {"idle_calls_per_minute": idle_calls, "idle_by_method": idle_by_method,
-              "latency_median_ms": 1000 * latencies[len(latencies) // 2],
-              "latency_worst_ms": 1000 * latencies[-1]}
-    print(f"idle: {idle_calls:.1f} JSON-RPC calls a minute {idle_by_method}; enqueue to "
-          f"transactionHash: median {result['latency_median_ms']:.0f} ms, worst "
-          f"{result['latency_worst_ms']:.0f} ms over {len(latencies)}", flush=True)
+    result = {
+        "idle_calls_per_minute": idle_calls,
+        "idle_by_method": idle_by_method,
+        "latency_median_ms": 1000 * latencies[len(latencies) // 2],
+        "latency_worst_ms": 1000 * latencies[-1],
+    }
+    print(
+        f"idle: {idle_calls:.1f} JSON-RPC calls a minute {idle_by_method}; enqueue to "
+        f"transactionHash: median {result['latency_median_ms']:.0f} ms, worst "
+        f"{result['latency_worst_ms']:.0f} ms over {len(latencies)}",
+        flush=True,
+    )
     return result
 
 
 def run(n: int) -> dict:
     # anvil keeps every block's state in memory by default and slows down block after block
     # (at N=10,000 it passed 6 GB); the benchmark keeps the last states only, for both runs.
-    with RedisServer() as redis_server, \
-            Anvil(block_time=BLOCK_TIME, extra_args=ANVIL_ARGS) as anvil, \
-            RpcProxy(anvil.url) as proxy:
+    with (
+        RedisServer() as redis_server,
+        Anvil(block_time=BLOCK_TIME, extra_args=ANVIL_ARGS) as anvil,
+        RpcProxy(anvil.url) as proxy,
+    ):
         product = Product.deploy(anvil.url, OWNER)
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         webapp = WebApp(client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
@@ -209,12 +269,19 @@ def run(n: int) -> dict:
         print(f"N={n}: limit {limit:.2f}s ({n / limit:.0f} tx/s)", flush=True)
         enqueue(client, processor_apps)
         result = measure_processor(redis_server, proxy, anvil, product, client, n)
-        result.update(n=n, limit_seconds=limit, limit_per_second=n / limit,
-                      ratio=result["per_second"] / (n / limit))
-        print(f"N={n}: processor {result['seconds']:.2f}s ({result['per_second']:.0f}/s), "
-              f"ratio {result['ratio']:.2f}, {result['rpc_per_app']:.2f} RPC/app "
-              f"{result['rpc_by_method']}, {result['redis_round_trips_per_app']:.2f} Redis round "
-              f"trips/app, peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
+        result.update(
+            n=n,
+            limit_seconds=limit,
+            limit_per_second=n / limit,
+            ratio=result["per_second"] / (n / limit),
+        )
+        print(
+            f"N={n}: processor {result['seconds']:.2f}s ({result['per_second']:.0f}/s), "
+            f"ratio {result['ratio']:.2f}, {result['rpc_per_app']:.2f} RPC/app "
+            f"{result['rpc_by_method']}, {result['redis_round_trips_per_app']:.2f} Redis round "
+            f"trips/app, peak RSS {result['peak_rss_mib']:.0f} MiB",
+            flush=True,
+        )
         return result
 
 
@@ -224,22 +291,33 @@ def main(argv: list[str]) -> int:
     idle = measure_idle_and_latency()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     mining = f"a block every {BLOCK_TIME} s" if BLOCK_TIME else "automine"
-    print(f"\nmachine: {machine}; anvil {mining} ({' '.join(ANVIL_ARGS)}); processor, node "
-          f"and Redis on one host\n")
-    print("| N | limit (tx/s) | processor (apps/s) | processor / limit | JSON-RPC calls / app "
-          "| Redis round trips / app | peak RSS |")
+    print(
+        f"\nmachine: {machine}; anvil {mining} ({' '.join(ANVIL_ARGS)}); processor, node "
+        f"and Redis on one host\n"
+    )
+    print(
+        "| N | limit (tx/s) | processor (apps/s) | processor / limit | JSON-RPC calls / app "
+        "| Redis round trips / app | peak RSS |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['n']:,} | {r['limit_per_second']:.0f} | {r['per_second']:.0f} | "
-              f"{r['ratio']:.0%} | {r['rpc_per_app']:.2f} | {r['redis_round_trips_per_app']:.2f} "
-              f"| {r['peak_rss_mib']:.0f} MiB |")
-    print(f"\n| idle JSON-RPC calls / minute | enqueue → transactionHash, median | worst |")
+        print(
+            f"| {r['n']:,} | {r['limit_per_second']:.0f} | {r['per_second']:.0f} | "
+            f"{r['ratio']:.0%} | {r['rpc_per_app']:.2f} | {r['redis_round_trips_per_app']:.2f} "
+            f"| {r['peak_rss_mib']:.0f} MiB |"
+        )
+    print("\n| idle JSON-RPC calls / minute | enqueue → transactionHash, median | worst |")
     print("|---:|---:|---:|")
-    print(f"| {idle['idle_calls_per_minute']:.1f} | {idle['latency_median_ms']:.0f} ms | "
-          f"{idle['latency_worst_ms']:.0f} ms |")
-    Path("bench/last-run.json").write_text(json.dumps(
-        {"machine": machine, "mining": mining, "results": results, "idle": idle},
-        indent=2) + "\n")
+    print(
+        f"| {idle['idle_calls_per_minute']:.1f} | {idle['latency_median_ms']:.0f} ms | "
+        f"{idle['latency_worst_ms']:.0f} ms |"
+    )
+    Path("bench/last-run.json").write_text(
+        json.dumps(
+            {"machine": machine, "mining": mining, "results": results, "idle": idle}, indent=2
+        )
+        + "\n"
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ The only place with side effects at start: it reads the environment (then `.env`
 directory), configures logging, builds the Redis and node clients, installs the signal handlers
 and starts the threads.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -14,12 +15,12 @@ import signal
 import sys
 import threading
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import redis
 from decouple import AutoConfig
-from prometheus_client import CollectorRegistry
 from eth_account import Account
+from prometheus_client import CollectorRegistry
 
 from . import errors, redis_server, wallets
 from .chain import Chain
@@ -40,9 +41,13 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_STARTUP = 0, 1, 2, 3
 
 
 def build_redis(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url, **REDIS_DECODING,
-                                socket_timeout=max(10.0, settings.rpc_timeout),
-                                socket_connect_timeout=5.0, health_check_interval=30)
+    return redis.Redis.from_url(
+        settings.redis_url,
+        **REDIS_DECODING,
+        socket_timeout=max(10.0, settings.rpc_timeout),
+        socket_connect_timeout=5.0,
+        health_check_interval=30,
+    )
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
@@ -62,12 +67,19 @@ def command_run(settings: Settings) -> int:
     install_signal_handlers(stop)
     accounts = derive_accounts(settings.mnemonic, settings.wallets)
     metrics = Metrics(CollectorRegistry())
-    service = Service(settings=settings, redis_client=build_redis(settings),
-                      chain=Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout,
-                                           on_error=metrics.rpc_error),
-                      account=accounts[0], accounts=accounts, stop=stop, metrics=metrics,
-                      notifier=Notifier.from_environ(os.environ),
-                      faults=Faults(os.environ.get("DEPEG_PROCESSOR_FAULT") or None))
+    service = Service(
+        settings=settings,
+        redis_client=build_redis(settings),
+        chain=Chain.from_url(
+            settings.chain_rpc_url, timeout=settings.rpc_timeout, on_error=metrics.rpc_error
+        ),
+        account=accounts[0],
+        accounts=accounts,
+        stop=stop,
+        metrics=metrics,
+        notifier=Notifier.from_environ(os.environ),
+        faults=Faults(os.environ.get("DEPEG_PROCESSOR_FAULT") or None),
+    )
     try:
         service.serve_monitor()
         if service.prepare():
@@ -117,19 +129,29 @@ def gather_status(settings: Settings) -> dict:
     """What an operator asks first: every wallet of the pool (balance, nonces, what it has in
     flight, who holds its lease), the queue, what was set aside. Each part that cannot be
     reached says why instead of failing the whole report."""
-    pool = wallets.pool(wallets.derive_accounts(settings.mnemonic, settings.wallets),
-                        stream=settings.stream_key, consumer=settings.consumer)
+    pool = wallets.pool(
+        wallets.derive_accounts(settings.mnemonic, settings.wallets),
+        stream=settings.stream_key,
+        consumer=settings.consumer,
+    )
     report: dict = {"stream": settings.stream_key, "group": settings.group}
     rows = [{"index": w.index, "address": w.address, "consumer": w.consumer} for w in pool]
     chain = Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout)
     try:
         report["chain_id"] = chain.chain_id()
-        results = chain.batch([call for w in pool for call in (
-            ("eth_getBalance", [w.address, "latest"]),
-            ("eth_getTransactionCount", [w.address, "latest"]),
-            ("eth_getTransactionCount", [w.address, "pending"]))])
+        results = chain.batch(
+            [
+                call
+                for w in pool
+                for call in (
+                    ("eth_getBalance", [w.address, "latest"]),
+                    ("eth_getTransactionCount", [w.address, "latest"]),
+                    ("eth_getTransactionCount", [w.address, "pending"]),
+                )
+            ]
+        )
         for n, row in enumerate(rows):
-            answers = results[3 * n:3 * n + 3]
+            answers = results[3 * n : 3 * n + 3]
             failed = next((a for a in answers if isinstance(a, Exception)), None)
             if failed is not None:
                 row["node_error"] = f"{type(failed).__name__}: {failed}"
@@ -149,39 +171,56 @@ def gather_status(settings: Settings) -> dict:
             nonces = records.inflight_nonces()
             in_flight = records.get_many(list(nonces))
             row.update(
-                in_flight_count=len(nonces), lease_holder=client.get(wallet.lease_key),
+                in_flight_count=len(nonces),
+                lease_holder=client.get(wallet.lease_key),
                 unacknowledged=by_consumer.get(wallet.consumer, 0),
-                in_flight=[{"entityId": r.entity_id, "nonce": r.nonce, "txHash": r.tx_hash,
-                            "maxFeePerGas": r.max_fee_per_gas,
-                            "ageSeconds": round(now - r.signed_at)}
-                           for r in sorted(in_flight.values(), key=lambda r: r.nonce)])
-        report.update(stream_length=client.xlen(settings.stream_key),
-                      unacknowledged=backlog.group_pending, not_yet_delivered=backlog.lag,
-                      dead_letters=client.xlen(settings.dead_letter_key))
+                in_flight=[
+                    {
+                        "entityId": r.entity_id,
+                        "nonce": r.nonce,
+                        "txHash": r.tx_hash,
+                        "maxFeePerGas": r.max_fee_per_gas,
+                        "ageSeconds": round(now - r.signed_at),
+                    }
+                    for r in sorted(in_flight.values(), key=lambda r: r.nonce)
+                ],
+            )
+        report.update(
+            stream_length=client.xlen(settings.stream_key),
+            unacknowledged=backlog.group_pending,
+            not_yet_delivered=backlog.lag,
+            dead_letters=client.xlen(settings.dead_letter_key),
+        )
     except redis.RedisError as error:
         report["redis_error"] = f"{type(error).__name__}: {error}"
     report["wallets"] = rows
     return report
 
 
-WALLET_COLUMNS = (("#", "index"), ("address", "address"), ("balance wei", "balance_wei"),
-                  ("nonce latest", "nonce_latest"), ("nonce pending", "nonce_pending"),
-                  ("in flight", "in_flight_count"), ("unacknowledged", "unacknowledged"),
-                  ("lease holder", "lease_holder"))
+WALLET_COLUMNS = (
+    ("#", "index"),
+    ("address", "address"),
+    ("balance wei", "balance_wei"),
+    ("nonce latest", "nonce_latest"),
+    ("nonce pending", "nonce_pending"),
+    ("in flight", "in_flight_count"),
+    ("unacknowledged", "unacknowledged"),
+    ("lease holder", "lease_holder"),
+)
 
 
 def print_status(report: dict) -> None:
     """The report as a table: the queue's figures, one row per wallet, then what each wallet
     has in flight and why a part could not be reached."""
-    pairs = [(key.replace("_", " "), value) for key, value in report.items()
-             if key != "wallets"]
+    pairs = [(key.replace("_", " "), value) for key, value in report.items() if key != "wallets"]
     width = max(len(key) for key, _value in pairs)
     for key, value in pairs:
         print(f"{key:<{width}}  {value if value is not None else '-'}")
     rows = report["wallets"]
     cells = [[title for title, _key in WALLET_COLUMNS]] + [
         [str(row[key]) if row.get(key) is not None else "-" for _title, key in WALLET_COLUMNS]
-        for row in rows]
+        for row in rows
+    ]
     widths = [max(len(line[i]) for line in cells) for i in range(len(WALLET_COLUMNS))]
     print()
     for line in cells:
@@ -193,8 +232,10 @@ def print_status(report: dict) -> None:
         if flights:
             print(f"wallet {row['index']} {row['address']}: {len(flights)} in flight")
         for item in flights:
-            print(f"  nonce {item['nonce']:<6} {item['entityId']:<26} {item['txHash']}  "
-                  f"{item['ageSeconds']}s")
+            print(
+                f"  nonce {item['nonce']:<6} {item['entityId']:<26} {item['txHash']}  "
+                f"{item['ageSeconds']}s"
+            )
 
 
 def command_status(settings: Settings, *, as_json: bool) -> int:
@@ -203,8 +244,11 @@ def command_status(settings: Settings, *, as_json: bool) -> int:
         print(json.dumps(report, indent=2))
     else:
         print_status(report)
-    failed = "node_error" in report or "redis_error" in report or \
-        any("node_error" in row for row in report["wallets"])
+    failed = (
+        "node_error" in report
+        or "redis_error" in report
+        or any("node_error" in row for row in report["wallets"])
+    )
     return EXIT_FAILURE if failed else EXIT_OK
 
 
@@ -212,8 +256,15 @@ def command_dead_letters(settings: Settings, *, count: int, as_json: bool) -> in
     queue = _queue(settings)
     letters = queue.dead_letters(count)
     if as_json:
-        print(json.dumps([{"id": i, **{k: v for k, v in f.items() if k != "application"}}
-                          for i, f in letters], indent=2))
+        print(
+            json.dumps(
+                [
+                    {"id": i, **{k: v for k, v in f.items() if k != "application"}}
+                    for i, f in letters
+                ],
+                indent=2,
+            )
+        )
         return EXIT_OK
     if not letters:
         print(f"no dead letters in {settings.dead_letter_key}")
@@ -229,49 +280,70 @@ def command_requeue(settings: Settings, *, ids: Sequence[str], all_: bool) -> in
     for done, dead_id in enumerate(targets, 1):
         try:
             entry_id = queue.requeue(dead_id)
-            print(f"[{done}/{len(targets)}] requeued dead letter {dead_id} as stream entry {entry_id}")
+            print(
+                f"[{done}/{len(targets)}] requeued dead letter {dead_id} as stream entry {entry_id}"
+            )
         except (KeyError, ValueError) as error:
             print(f"[{done}/{len(targets)}] {error.args[0]}")
             failed += 1
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-def _queue(settings: Settings, client: Optional[redis.Redis] = None) -> StreamQueue:
-    return StreamQueue(client or build_redis(settings), stream=settings.stream_key,
-                       group=settings.group, consumer=settings.consumer,
-                       dead_letter_key=settings.dead_letter_key)
+def _queue(settings: Settings, client: redis.Redis | None = None) -> StreamQueue:
+    return StreamQueue(
+        client or build_redis(settings),
+        stream=settings.stream_key,
+        group=settings.group,
+        consumer=settings.consumer,
+        dead_letter_key=settings.dead_letter_key,
+    )
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="python -m depeg_processor",
         description="Relays gasless depeg applications from the web app's Redis stream to the "
-                    "depeg product. Configured by environment variables (and .env).")
+        "depeg product. Configured by environment variables (and .env).",
+    )
     commands = top.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("run", help="run the processor (the default)",
-                        description="Run the processor until SIGTERM/SIGINT.")
-    commands.add_parser("check-config", help="validate the configuration and connectivity",
-                        description="Validate the environment, reach Redis and the node; "
-                                    "exit non-zero with the reason if something is wrong.")
-    status = commands.add_parser("status", help="wallets, queue, in-flight transactions",
-                                 description="Show every wallet of the pool (address, balance, "
-                                             "nonces, transactions in flight, lease holder), "
-                                             "the queue's depth and the number of dead "
-                                             "letters.")
+    commands.add_parser(
+        "run",
+        help="run the processor (the default)",
+        description="Run the processor until SIGTERM/SIGINT.",
+    )
+    commands.add_parser(
+        "check-config",
+        help="validate the configuration and connectivity",
+        description="Validate the environment, reach Redis and the node; "
+        "exit non-zero with the reason if something is wrong.",
+    )
+    status = commands.add_parser(
+        "status",
+        help="wallets, queue, in-flight transactions",
+        description="Show every wallet of the pool (address, balance, "
+        "nonces, transactions in flight, lease holder), "
+        "the queue's depth and the number of dead "
+        "letters.",
+    )
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    dead = commands.add_parser("dead-letters", help="list the dead-lettered applications",
-                               description="List the applications set aside, with their reasons.")
+    dead = commands.add_parser(
+        "dead-letters",
+        help="list the dead-lettered applications",
+        description="List the applications set aside, with their reasons.",
+    )
     dead.add_argument("--count", type=int, default=100, help="at most this many (default 100)")
     dead.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    requeue = commands.add_parser("requeue", help="put dead-lettered applications back",
-                                  description="Put dead-lettered applications back on the queue "
-                                              "after their cause was fixed.")
+    requeue = commands.add_parser(
+        "requeue",
+        help="put dead-lettered applications back",
+        description="Put dead-lettered applications back on the queue after their cause was fixed.",
+    )
     requeue.add_argument("ids", nargs="*", help="dead-letter stream ids (see dead-letters)")
     requeue.add_argument("--all", action="store_true", dest="all_", help="requeue all of them")
     return top
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = load_settings(AutoConfig(search_path=os.getcwd()))

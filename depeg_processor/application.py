@@ -3,13 +3,14 @@
 The web app stores `PendingApplication:<entityId>` as a plain hash of strings
 (shared wire format); nothing here touches Redis or the chain.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
 import math
 import re
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 from eth_abi import encode
 from eth_keys import keys
@@ -25,8 +26,15 @@ _DECIMAL = re.compile(r"[0-9]{1,78}")
 _SIGNATURE = re.compile(r"0x[0-9a-fA-F]{130}")
 _TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 _ENTITY_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
-REQUIRED_FIELDS = ("policyHolder", "protectedWallet", "protectedBalance", "duration", "bundleId",
-                   "signatureId", "signature")
+REQUIRED_FIELDS = (
+    "policyHolder",
+    "protectedWallet",
+    "protectedBalance",
+    "duration",
+    "bundleId",
+    "signatureId",
+    "signature",
+)
 
 POLICY_TYPES = {
     "Policy": [
@@ -39,7 +47,7 @@ POLICY_TYPES = {
 }
 
 
-def checked_address(value: str) -> Optional[str]:
+def checked_address(value: str) -> str | None:
     """The checksummed address, or None if `value` is not 0x and 40 hex digits or is mixed
     case with a wrong EIP-55 checksum."""
     if not is_hex_address(value):
@@ -60,31 +68,43 @@ def is_valid_address(value: str) -> bool:
 # encode_typed_data costs about ten times as much per application (a unit test holds both equal).
 DOMAIN_NAME, DOMAIN_VERSION = "EtheriscDepeg", "1"
 DOMAIN_TYPEHASH = keccak(
-    text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)")
-POLICY_TYPEHASH = keccak(text="Policy(" + ",".join(
-    f"{field['type']} {field['name']}" for field in POLICY_TYPES["Policy"]) + ")")
+    text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+POLICY_TYPEHASH = keccak(
+    text="Policy("
+    + ",".join(f"{field['type']} {field['name']}" for field in POLICY_TYPES["Policy"])
+    + ")"
+)
 
 
 @functools.lru_cache(maxsize=16)
 def domain_separator(chain_id: int, verifying_contract: str) -> bytes:
-    return keccak(encode(["bytes32", "bytes32", "bytes32", "uint256", "address"],
-                         [DOMAIN_TYPEHASH, keccak(text=DOMAIN_NAME), keccak(text=DOMAIN_VERSION),
-                          chain_id, verifying_contract]))
+    return keccak(
+        encode(
+            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
+            [
+                DOMAIN_TYPEHASH,
+                keccak(text=DOMAIN_NAME),
+                keccak(text=DOMAIN_VERSION),
+                chain_id,
+                verifying_contract,
+            ],
+        )
+    )
 
 
 def application_key(entity_id: str) -> str:
     return KEY_PREFIX + entity_id
 
 
-def check_entity_id(entity_id: Optional[str]) -> str:
+def check_entity_id(entity_id: str | None) -> str:
     """The stream entry's `entityId`: a ULID in practice; anything key-safe is accepted."""
     if not entity_id:
         raise PermanentError("stream entry has no entityId", kind="invalid_entry")
     if not is_utf8(entity_id):
         raise PermanentError(f"entityId {shown(entity_id)} is not UTF-8", kind="not_utf8")
     if not _ENTITY_ID.fullmatch(entity_id):
-        raise PermanentError(f"entityId {shown(entity_id)} is not a valid id",
-                             kind="invalid_entry")
+        raise PermanentError(f"entityId {shown(entity_id)} is not a valid id", kind="invalid_entry")
     return entity_id
 
 
@@ -92,8 +112,7 @@ def check_entry(fields: Mapping[str, str]) -> str:
     """A stream entry as the web app writes it (`entityId` and perhaps more): its entity id."""
     for name, value in fields.items():
         if not is_utf8(name) or not is_utf8(value):
-            raise PermanentError(f"stream entry field {shown(name)} is not UTF-8",
-                                 kind="not_utf8")
+            raise PermanentError(f"stream entry field {shown(name)} is not UTF-8", kind="not_utf8")
     return check_entity_id(fields.get("entityId"))
 
 
@@ -118,28 +137,48 @@ class Application:
     bundle_id: int
     signature_id: str
     signature: bytes = dataclasses.field(repr=False)
-    timestamp: Optional[float] = None
-    transaction_hash: Optional[str] = None
+    timestamp: float | None = None
+    transaction_hash: str | None = None
 
     def contract_args(self) -> tuple:
         """Arguments of `applyForPolicyWithBundleAndSignature`, in order."""
-        return (self.policy_holder, self.protected_wallet, self.protected_balance, self.duration,
-                self.bundle_id, signature_id_bytes32(self.signature_id), self.signature)
+        return (
+            self.policy_holder,
+            self.protected_wallet,
+            self.protected_balance,
+            self.duration,
+            self.bundle_id,
+            signature_id_bytes32(self.signature_id),
+            self.signature,
+        )
 
     def policy_digest(self, *, chain_id: int, verifying_contract: str) -> bytes:
         """The EIP-712 digest of this application's `Policy` message."""
-        struct_hash = keccak(encode(
-            ["bytes32", "address", "uint256", "uint256", "uint256", "bytes32"],
-            [POLICY_TYPEHASH, self.protected_wallet, self.protected_balance, self.duration,
-             self.bundle_id, signature_id_bytes32(self.signature_id)]))
+        struct_hash = keccak(
+            encode(
+                ["bytes32", "address", "uint256", "uint256", "uint256", "bytes32"],
+                [
+                    POLICY_TYPEHASH,
+                    self.protected_wallet,
+                    self.protected_balance,
+                    self.duration,
+                    self.bundle_id,
+                    signature_id_bytes32(self.signature_id),
+                ],
+            )
+        )
         return keccak(b"\x19\x01" + domain_separator(chain_id, verifying_contract) + struct_hash)
 
     def recover_signer(self, *, chain_id: int, verifying_contract: str) -> str:
         """The address that signed this application's EIP-712 `Policy` message."""
         v = self.signature[64]
-        signature = keys.Signature(vrs=(v - 27 if v >= 27 else v,
-                                        int.from_bytes(self.signature[:32], "big"),
-                                        int.from_bytes(self.signature[32:64], "big")))
+        signature = keys.Signature(
+            vrs=(
+                v - 27 if v >= 27 else v,
+                int.from_bytes(self.signature[:32], "big"),
+                int.from_bytes(self.signature[32:64], "big"),
+            )
+        )
         digest = self.policy_digest(chain_id=chain_id, verifying_contract=verifying_contract)
         return signature.recover_public_key_from_msg_hash(digest).to_checksum_address()
 
@@ -148,41 +187,48 @@ class Application:
         try:
             signer = self.recover_signer(chain_id=chain_id, verifying_contract=verifying_contract)
         except Exception:  # malformed r/s/v cannot be recovered at all
-            raise PermanentError("signature invalid: cannot recover a signer",
-                                 kind="signature_invalid") from None
+            raise PermanentError(
+                "signature invalid: cannot recover a signer", kind="signature_invalid"
+            ) from None
         if signer != self.policy_holder:
             raise PermanentError(
                 f"signature invalid: signed by {signer}, not by policyHolder {self.policy_holder}",
-                kind="signature_invalid")
+                kind="signature_invalid",
+            )
 
 
 def parse_application(entity_id: str, fields: Mapping[str, str]) -> Application:
     """Validate every field of a `PendingApplication` hash; a bad one is a permanent error
     naming the field."""
     if not fields:
-        raise PermanentError(f"application {application_key(entity_id)} not found",
-                             kind="not_found")
+        raise PermanentError(
+            f"application {application_key(entity_id)} not found", kind="not_found"
+        )
     for name, value in fields.items():
         if not is_utf8(name) or not is_utf8(value):
             raise PermanentError(f"field {shown(name)}: not UTF-8", kind="not_utf8")
     missing = [name for name in REQUIRED_FIELDS if not fields.get(name)]
     if missing:
-        raise PermanentError(f"application is missing field(s): {', '.join(missing)}",
-                             kind="invalid_field")
+        raise PermanentError(
+            f"application is missing field(s): {', '.join(missing)}", kind="invalid_field"
+        )
 
     def address(name: str) -> str:
         value = fields[name].strip()
         checksummed = checked_address(value)
         if checksummed is None:
-            raise PermanentError(f"field {name}: {shown(value)} is not a valid address",
-                                 kind="invalid_field")
+            raise PermanentError(
+                f"field {name}: {shown(value)} is not a valid address", kind="invalid_field"
+            )
         return checksummed
 
     def uint(name: str, *, positive: bool = False) -> int:
         value = fields[name].strip()
         if not _DECIMAL.fullmatch(value) or int(value) > UINT256_MAX:
-            raise PermanentError(f"field {name}: {shown(value)} is not a uint256 decimal string",
-                                 kind="invalid_field")
+            raise PermanentError(
+                f"field {name}: {shown(value)} is not a uint256 decimal string",
+                kind="invalid_field",
+            )
         if positive and int(value) == 0:
             raise PermanentError(f"field {name}: must be above zero", kind="invalid_field")
         return int(value)
@@ -195,8 +241,9 @@ def parse_application(entity_id: str, fields: Mapping[str, str]) -> Application:
 
     signature = fields["signature"].strip()
     if not _SIGNATURE.fullmatch(signature):
-        raise PermanentError("field signature: not a 65-byte 0x-hex signature",
-                             kind="invalid_field")
+        raise PermanentError(
+            "field signature: not a 65-byte 0x-hex signature", kind="invalid_field"
+        )
 
     timestamp = None
     if fields.get("timestamp"):
@@ -205,13 +252,17 @@ def parse_application(entity_id: str, fields: Mapping[str, str]) -> Application:
             if not math.isfinite(timestamp):
                 raise ValueError(timestamp)
         except ValueError:
-            raise PermanentError(f"field timestamp: {shown(fields['timestamp'])} is not a "
-                                 "number", kind="invalid_field") from None
+            raise PermanentError(
+                f"field timestamp: {shown(fields['timestamp'])} is not a number",
+                kind="invalid_field",
+            ) from None
 
     transaction_hash = fields.get("transactionHash") or None
     if transaction_hash is not None and not _TX_HASH.fullmatch(transaction_hash):
-        raise PermanentError(f"field transactionHash: {shown(transaction_hash)} is not a "
-                             "transaction hash", kind="invalid_field")
+        raise PermanentError(
+            f"field transactionHash: {shown(transaction_hash)} is not a transaction hash",
+            kind="invalid_field",
+        )
 
     return Application(
         entity_id=entity_id,

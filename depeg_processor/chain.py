@@ -5,13 +5,15 @@ status and header (a hosted provider's 429 and Retry-After, a refused batch). Ev
 is turned by :func:`classify` into a permanent or a transient error of
 :mod:`depeg_processor.errors`.
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import threading
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import requests
 from eth_abi import decode as abi_decode
@@ -39,7 +41,7 @@ def revert_reason(data: Any, message: str) -> str:
             pass
     prefix = "execution reverted"
     if message.startswith(prefix):
-        rest = message[len(prefix):].lstrip(": ").strip()
+        rest = message[len(prefix) :].lstrip(": ").strip()
         return rest
     return message
 
@@ -54,14 +56,18 @@ def classify(error: dict) -> errors.ProcessorError:
             return errors.ProductInactive(reason)
         return errors.PermanentError(f"reverted: {reason}", kind=errors.revert_kind(reason))
     if error.get("code") == RATE_LIMIT_CODE or (
-            "gas" not in lowered and any(phrase in lowered for phrase in RATE_LIMIT_PHRASES)):
+        "gas" not in lowered and any(phrase in lowered for phrase in RATE_LIMIT_PHRASES)
+    ):
         return errors.RateLimited(f"node error {error.get('code')}: {message}")
     if "nonce too high" in lowered:
         return errors.NonceTooHigh(message)
     if "nonce too low" in lowered or "invalid nonce" in lowered:
         return errors.NonceConflict(message)
-    if "less than block base fee" in lowered or "fee cap less than block base fee" in lowered \
-            or "max fee per gas less than" in lowered:
+    if (
+        "less than block base fee" in lowered
+        or "fee cap less than block base fee" in lowered
+        or "max fee per gas less than" in lowered
+    ):
         return errors.FeeTooLow(message)
     if "underpriced" in lowered:
         return errors.ReplacementUnderpriced(message)
@@ -75,9 +81,9 @@ def classify(error: dict) -> errors.ProcessorError:
 NodeUnavailable = errors.NodeUnavailable  # where the callers have always imported it from
 
 FIRST_BACKOFF = 0.25  # s, doubling per refusal of the same call when no Retry-After is given
-MAX_BACKOFF = 2.0     # s, the longest pause between two tries
-PATIENCE = 5.0        # s a call waits on rate limits in all before it raises RateLimited (well
-                      # within the loop's heartbeat and the lease's TTL)
+MAX_BACKOFF = 2.0  # s, the longest pause between two tries
+PATIENCE = 5.0  # s a call waits on rate limits in all before it raises RateLimited (well
+# within the loop's heartbeat and the lease's TTL)
 MAX_RETRY_AFTER = 60.0  # s, the most of a Retry-After that is believed
 DEFAULT_MAX_BATCH = 100
 
@@ -93,11 +99,17 @@ class Chain:
     gets every call on its own from then on.
     """
 
-    def __init__(self, url: str, *, timeout: float, max_batch: int = DEFAULT_MAX_BATCH,
-                 on_error: Callable[[Exception], None] = lambda error: None,
-                 on_rate_limit: Callable[[Optional[str]], None] = lambda reason: None,
-                 wait: Callable[[float], Optional[bool]] = time.sleep,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        on_error: Callable[[Exception], None] = lambda error: None,
+        on_rate_limit: Callable[[str | None], None] = lambda reason: None,
+        wait: Callable[[float], bool | None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._url = url
         self._timeout = timeout
         self._on_error = on_error
@@ -107,17 +119,23 @@ class Chain:
         self._local = threading.local()
         self._lock = threading.Lock()
         self.max_batch = max_batch  # lowered when the provider refuses a batch
-        self.batches = True         # False once the provider refused batches of two
-        self._resume_at = 0.0       # no request before this (monotonic): the last Retry-After
-        self._limited: Optional[str] = None
+        self.batches = True  # False once the provider refused batches of two
+        self._resume_at = 0.0  # no request before this (monotonic): the last Retry-After
+        self._limited: str | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float,
-                 on_error: Callable[[Exception], None] = lambda error: None) -> "Chain":
+    def from_url(
+        cls, url: str, *, timeout: float, on_error: Callable[[Exception], None] = lambda error: None
+    ) -> Chain:
         return cls(url, timeout=timeout, on_error=on_error)
 
-    def attach(self, *, max_batch: int, wait: Callable[[float], Optional[bool]],
-               on_rate_limit: Callable[[Optional[str]], None]) -> None:
+    def attach(
+        self,
+        *,
+        max_batch: int,
+        wait: Callable[[float], bool | None],
+        on_rate_limit: Callable[[str | None], None],
+    ) -> None:
         """Take what the service owns: the batch cap of its settings, its stop-aware wait
         (True when stopping) and the shared state's rate-limit fact."""
         self.max_batch = max_batch
@@ -142,7 +160,7 @@ class Chain:
         results: list[Any] = []
         while len(results) < len(calls):
             size = self.max_batch if self.batches else 1
-            chunk = calls[len(results):len(results) + size]
+            chunk = calls[len(results) : len(results) + size]
             try:
                 results += self._call_all(chunk)
             except errors.BatchRefused as refusal:
@@ -160,8 +178,12 @@ class Chain:
         if not self.batches and was > 1:
             log.warning("the node refuses JSON-RPC batches (%s); calls go one by one", why)
         elif now < was:
-            log.warning("the node refused a batch of %s calls (%s); batches of at most %s "
-                        "from now on", refused, why, now)
+            log.warning(
+                "the node refused a batch of %s calls (%s); batches of at most %s from now on",
+                refused,
+                why,
+                now,
+            )
 
     # -- one request, rate limits waited out -----------------------------------------------
     def _call_all(self, calls: list[tuple[str, Sequence[Any]]]) -> list[Any]:
@@ -196,8 +218,10 @@ class Chain:
         BatchRefused."""
         single = len(calls) == 1
         what = calls[0][0] if single else f"batch of {len(calls)}"
-        members = [{"jsonrpc": "2.0", "id": i, "method": method, "params": list(params)}
-                   for i, (method, params) in enumerate(calls)]
+        members = [
+            {"jsonrpc": "2.0", "id": i, "method": method, "params": list(params)}
+            for i, (method, params) in enumerate(calls)
+        ]
         tries = 0
         while True:
             self._wait_turn(deadline)
@@ -224,8 +248,9 @@ class Chain:
                 continue
             if not single and (status in (400, 413) or (ok and answer is not None)):
                 raise errors.BatchRefused(f"HTTP {status}: {error}" if error else f"HTTP {status}")
-            raise self._failed(NodeUnavailable(
-                f"node answered HTTP {status} without a JSON-RPC answer ({what})"))
+            raise self._failed(
+                NodeUnavailable(f"node answered HTTP {status} without a JSON-RPC answer ({what})")
+            )
 
     def _post(self, payload: object, what: str) -> requests.Response:
         session = getattr(self._local, "session", None)
@@ -235,15 +260,15 @@ class Chain:
         try:
             return session.post(self._url, data=json.dumps(payload), timeout=self._timeout)
         except (requests.RequestException, OSError) as error:
-            raise self._failed(NodeUnavailable(
-                f"node unreachable ({what}): {type(error).__name__}")) from None
+            raise self._failed(
+                NodeUnavailable(f"node unreachable ({what}): {type(error).__name__}")
+            ) from None
 
-    def _pause(self, reason: str, retry_after: Optional[float], tries: int,
-               deadline: float) -> None:
+    def _pause(self, reason: str, retry_after: float | None, tries: int, deadline: float) -> None:
         """The node refused for its rate limit: no request (from any thread) before its
         Retry-After, else before a backoff doubling with each try; then wait for the turn."""
         if retry_after is None:
-            delay = min(FIRST_BACKOFF * 2 ** tries, MAX_BACKOFF)
+            delay = min(FIRST_BACKOFF * 2**tries, MAX_BACKOFF)
         else:  # one beyond PATIENCE makes the calls until then give up at once
             delay = min(max(retry_after, FIRST_BACKOFF), MAX_RETRY_AFTER)
         with self._lock:
@@ -260,12 +285,13 @@ class Chain:
         if delay <= 0:
             return
         if now + delay > deadline + 1e-9:
-            raise errors.RateLimited(f"rate limited by the node ({reason}); gave up after "
-                                     f"{PATIENCE:g}s")
+            raise errors.RateLimited(
+                f"rate limited by the node ({reason}); gave up after {PATIENCE:g}s"
+            )
         if self._wait(delay):
             raise errors.RateLimited(f"rate limited by the node ({reason}); stopping")
 
-    def _set_limited(self, reason: Optional[str]) -> None:
+    def _set_limited(self, reason: str | None) -> None:
         """Tell the shared state while the node rate-limits us (and when it stopped)."""
         with self._lock:
             before, self._limited = self._limited, reason
@@ -288,10 +314,12 @@ class Chain:
     def latest_block(self) -> Block:
         """The latest block's number, base fee, gas used and gas limit (for the fee policy)."""
         block = self.request("eth_getBlockByNumber", ["latest", False])
-        return Block(number=int(block["number"], 16),
-                     base_fee=int(block.get("baseFeePerGas") or "0x0", 16),
-                     gas_used=int(block.get("gasUsed") or "0x0", 16),
-                     gas_limit=int(block.get("gasLimit") or "0x0", 16))
+        return Block(
+            number=int(block["number"], 16),
+            base_fee=int(block.get("baseFeePerGas") or "0x0", 16),
+            gas_used=int(block.get("gasUsed") or "0x0", 16),
+            gas_limit=int(block.get("gasLimit") or "0x0", 16),
+        )
 
     def max_priority_fee(self) -> int:
         return int(self.request("eth_maxPriorityFeePerGas", []), 16)
@@ -315,8 +343,11 @@ class Chain:
 def _answers_each(answer: list, count: int) -> bool:
     """The array answers each of `count` calls (ids 0..count-1) once."""
     ids = [member.get("id") for member in answer if isinstance(member, dict)]
-    return len(ids) == len(answer) == count and all(type(i) is int for i in ids) \
+    return (
+        len(ids) == len(answer) == count
+        and all(type(i) is int for i in ids)
         and set(ids) == set(range(count))
+    )
 
 
 def _error_of(answer: Any) -> dict:
@@ -329,7 +360,7 @@ def _error_of(answer: Any) -> dict:
     return {"message": "an answer that does not match the calls"}
 
 
-def retry_after(response: requests.Response) -> Optional[float]:
+def retry_after(response: requests.Response) -> float | None:
     """The Retry-After header in seconds (its HTTP-date form is not used by providers)."""
     try:
         return max(0.0, float(response.headers.get("Retry-After", "")))

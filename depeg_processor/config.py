@@ -3,13 +3,14 @@
 The variable names and defaults are those of the existing deployments; a bad value stops the
 start with one line that names the variable and never echoes a secret.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Callable, Optional
 
 from decouple import UndefinedValueError
 from eth_account import Account
@@ -39,7 +40,7 @@ class Settings:
     min_balance: int = 10**18
     alert_balance: int = 10**18
     max_fee_per_gas: int = 30 * 10**9
-    max_priority_fee_per_gas: Optional[int] = None
+    max_priority_fee_per_gas: int | None = None
     max_non_ack_pending: int = 10
     balance_too_low_timeout: float = 60.0
     error_timeout: float = 30.0
@@ -60,7 +61,7 @@ class Settings:
     lease_ttl: float = 15.0
     stuck_blocks: int = 3
     stuck_timeout: float = 30.0
-    max_gas_spend_per_hour: Optional[int] = None
+    max_gas_spend_per_hour: int | None = None
     stream_retention: float = 7 * 24 * 3600.0
     wallets: int = 1
 
@@ -107,7 +108,9 @@ def parse_port(text: str) -> int:
 
 def parse_address(text: str) -> str:
     if not is_valid_address(text.strip()):
-        raise ValueError("not a valid address (0x and 40 hex digits, correct checksum if mixed case)")
+        raise ValueError(
+            "not a valid address (0x and 40 hex digits, correct checksum if mixed case)"
+        )
     return to_checksum_address(text.strip())
 
 
@@ -132,8 +135,13 @@ def load_settings(config: Callable[..., object]) -> Settings:
     """Build the settings from a python-decouple `Config`/`AutoConfig` (environment first,
     then `.env`)."""
 
-    def get(name: str, parse: Callable[[str], object], default: Optional[str] = None,
-            *, secret: bool = False) -> object:
+    def get(
+        name: str,
+        parse: Callable[[str], object],
+        default: str | None = None,
+        *,
+        secret: bool = False,
+    ) -> object:
         try:
             raw = config(name) if default is None else config(name, default=default)
         except UndefinedValueError:
@@ -147,7 +155,7 @@ def load_settings(config: Callable[..., object]) -> Settings:
             detail = "is not valid" if secret else f"{raw!r} is not valid: {error}"
             raise ConfigError(name, detail) from None
 
-    def optional(name: str) -> Optional[str]:
+    def optional(name: str) -> str | None:
         value = config(name, default="")
         return str(value) if str(value).strip() else None
 
@@ -156,7 +164,9 @@ def load_settings(config: Callable[..., object]) -> Settings:
         try:
             raw_mnemonic = Path(mnemonic_file).read_text(encoding="utf-8")
         except OSError as error:
-            raise ConfigError("PROCESSOR_MNEMONIC_FILE", f"cannot be read: {error.strerror}") from None
+            raise ConfigError(
+                "PROCESSOR_MNEMONIC_FILE", f"cannot be read: {error.strerror}"
+            ) from None
         try:
             mnemonic = check_mnemonic(raw_mnemonic)
         except ValueError as error:
@@ -184,7 +194,8 @@ def load_settings(config: Callable[..., object]) -> Settings:
         alert_balance=get("PROCESSOR_ALERT_BALANCE", parse_wei, str(10**18)),
         max_fee_per_gas=get("MAX_FEE_PER_GAS", parse_wei, str(30 * 10**9)),
         max_priority_fee_per_gas=(
-            get("MAX_PRIORITY_FEE_PER_GAS", parse_wei) if priority is not None else None),
+            get("MAX_PRIORITY_FEE_PER_GAS", parse_wei) if priority is not None else None
+        ),
         max_non_ack_pending=get("MAX_NON_ACK_PENDING_MESSAGES", parse_count, "10"),
         balance_too_low_timeout=get("BALANCE_TOO_LOW_TIMEOUT", parse_millis, "60000"),
         error_timeout=get("ERROR_TIMEOUT", parse_millis, "30000"),
@@ -205,8 +216,11 @@ def load_settings(config: Callable[..., object]) -> Settings:
         lease_ttl=get("PROCESSOR_LEASE_TTL", parse_millis, "15000"),
         stuck_blocks=get("TX_STUCK_BLOCKS", parse_count, "3"),
         stuck_timeout=get("TX_STUCK_TIMEOUT", parse_millis, "30000"),
-        max_gas_spend_per_hour=(get("MAX_GAS_SPEND_PER_HOUR", parse_wei)
-                                if optional("MAX_GAS_SPEND_PER_HOUR") is not None else None),
+        max_gas_spend_per_hour=(
+            get("MAX_GAS_SPEND_PER_HOUR", parse_wei)
+            if optional("MAX_GAS_SPEND_PER_HOUR") is not None
+            else None
+        ),
         stream_retention=get("REDIS_STREAM_RETENTION", parse_millis, "604800000"),
         wallets=get("PROCESSOR_WALLETS", parse_count, "1"),
     )
@@ -216,13 +230,17 @@ def load_settings(config: Callable[..., object]) -> Settings:
 
 def _check_consistency(settings: Settings) -> None:
     if settings.alert_balance < settings.min_balance:
-        raise ConfigError("PROCESSOR_ALERT_BALANCE",
-                          f"{settings.alert_balance} is below PROCESSOR_MIN_BALANCE "
-                          f"{settings.min_balance}; the alert must fire before sending stops")
+        raise ConfigError(
+            "PROCESSOR_ALERT_BALANCE",
+            f"{settings.alert_balance} is below PROCESSOR_MIN_BALANCE "
+            f"{settings.min_balance}; the alert must fire before sending stops",
+        )
     if settings.max_fee_per_gas <= 0:
         raise ConfigError("MAX_FEE_PER_GAS", "must be above zero")
-    if (settings.max_priority_fee_per_gas is not None
-            and settings.max_priority_fee_per_gas > settings.max_fee_per_gas):
+    if (
+        settings.max_priority_fee_per_gas is not None
+        and settings.max_priority_fee_per_gas > settings.max_fee_per_gas
+    ):
         raise ConfigError("MAX_PRIORITY_FEE_PER_GAS", "must not exceed MAX_FEE_PER_GAS")
     if settings.read_count < 1:
         raise ConfigError("REDIS_READ_COUNT", "must be at least 1")

@@ -4,17 +4,30 @@ Every failure is either *permanent* (the application can never succeed as it is:
 in the dead-letter stream) or *transient* (the world may change: keep the entry and retry).
 Chain errors are sorted into these in exactly one place, :func:`depeg_processor.chain.classify`.
 """
+
 from __future__ import annotations
 
 import re
 
 # What a dead letter is counted as (the metric's label): a small fixed set, never free text.
-KINDS = frozenset({
-    "invalid_entry", "invalid_field", "not_utf8", "too_large", "not_found", "signature_invalid",
-    "revert_other", "reverted_on_chain", "too_many_deliveries", "other"})
+KINDS = frozenset(
+    {
+        "invalid_entry",
+        "invalid_field",
+        "not_utf8",
+        "too_large",
+        "not_found",
+        "signature_invalid",
+        "revert_other",
+        "reverted_on_chain",
+        "too_many_deliveries",
+        "other",
+    }
+)
 # The product's revert codes (wire format) that are counted under their own name.
-REVERT_CODES = frozenset({"DMH-001", "DMH-002", "DMH-003", "SMH-001",
-                          *(f"DP-{n:03d}" for n in range(1, 100))})
+REVERT_CODES = frozenset(
+    {"DMH-001", "DMH-002", "DMH-003", "SMH-001", *(f"DP-{n:03d}" for n in range(1, 100))}
+)
 _REVERT_CODE = re.compile(r"ERROR:([A-Z]+-[0-9]{3}):")
 
 
@@ -118,6 +131,8 @@ class OwnedElsewhere(TransientError):
     some of these applications (`taken`: entity id, owner address); nothing was written."""
 
     def __init__(self, taken: list[tuple[str, str]]) -> None:
-        super().__init__("owned by another wallet: " + ", ".join(
-            f"{entity_id!r} ({owner})" for entity_id, owner in taken))
+        super().__init__(
+            "owned by another wallet: "
+            + ", ".join(f"{entity_id!r} ({owner})" for entity_id, owner in taken)
+        )
         self.taken = taken

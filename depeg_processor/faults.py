@@ -4,11 +4,12 @@
 the first time it reaches that point, so a test can crash it exactly there instead of by
 timing luck. Unset, every hook is a no-op.
 """
+
 from __future__ import annotations
 
 import os
 import signal
-from typing import Callable, Optional
+from collections.abc import Callable
 
 POINTS = ("after-simulate", "after-sign", "after-record", "after-broadcast", "after-ack")
 
@@ -18,7 +19,7 @@ def kill_self() -> None:
 
 
 class Faults:
-    def __init__(self, point: Optional[str] = None, action: Callable[[], None] = kill_self) -> None:
+    def __init__(self, point: str | None = None, action: Callable[[], None] = kill_self) -> None:
         if point is not None and point not in POINTS:
             raise ValueError(f"unknown fault point {point!r}; one of {', '.join(POINTS)}")
         self.point = point

@@ -14,12 +14,13 @@ block plus the tip, so headroom costs nothing - except that the max fee is what 
 the processor reserve from the balance: the headroom is limited so that everything in flight
 fits the balance above PROCESSOR_MIN_BALANCE. Replacement stays the fallback for the rest.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import threading
 import time
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Fees:
 class Block:
     """What the fees are read from: the latest block's base fee and how full it was."""
 
-    number: Optional[int]
+    number: int | None
     base_fee: int
     gas_used: int = 0
     gas_limit: int = 0
@@ -50,11 +51,11 @@ class Backlog:
     not yet mined), and the wei all of them may reserve (None when the balance is unknown)."""
 
     ahead: int
-    spendable: Optional[int] = None
+    spendable: int | None = None
 
 
-BASE_FEE_RISE = 1.125     # the most the base fee rises from one block to the next
-HEADROOM_MARGIN = 1.25    # the base fee read may be a block old; blocks do not drain exactly
+BASE_FEE_RISE = 1.125  # the most the base fee rises from one block to the next
+HEADROOM_MARGIN = 1.25  # the base fee read may be a block old; blocks do not drain exactly
 MAX_BLOCKS_PRICED = 400  # 1.125^400 is far above any cap: no need to count further
 GAS_USED_SMOOTHING = 0.5  # weight of the newest block in the average of gas used
 
@@ -68,10 +69,17 @@ def raised(fee: int) -> int:
 
 
 class FeePolicy:
-    def __init__(self, *, base_fee: Callable[[], Union[int, Block]],
-                 suggested_tip: Callable[[], int], cap: int, tip: Optional[int] = None,
-                 ttl: float = 2.0, keep: int = 0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        base_fee: Callable[[], int | Block],
+        suggested_tip: Callable[[], int],
+        cap: int,
+        tip: int | None = None,
+        ttl: float = 2.0,
+        keep: int = 0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         """`base_fee` gives the base fee, or the latest Block (then the gas its blocks use is
         followed too); `keep` is the balance never to be reserved (PROCESSOR_MIN_BALANCE)."""
         self._base_fee = base_fee
@@ -81,11 +89,11 @@ class FeePolicy:
         self._ttl = ttl
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._cached: Optional[tuple[float, Fees]] = None
+        self._cached: tuple[float, Fees] | None = None
         self.keep = keep
-        self._gas_used: Optional[float] = None  # average over the blocks seen
+        self._gas_used: float | None = None  # average over the blocks seen
         self._gas_limit = 0
-        self._last_block: Optional[int] = None
+        self._last_block: int | None = None
 
     def current(self, *, fresh: bool = False) -> Fees:
         """The fees to offer now; `fresh` asks the node instead of using the cached data."""
@@ -96,13 +104,14 @@ class FeePolicy:
         latest = self._base_fee()
         block = latest if isinstance(latest, Block) else Block(None, latest)
         self.observe(block)
-        fees = self.compute(block.base_fee, self._tip if self._tip is not None
-                            else self._suggested_tip())
+        fees = self.compute(
+            block.base_fee, self._tip if self._tip is not None else self._suggested_tip()
+        )
         with self._lock:
             self._cached = (self._monotonic(), fees)
         return fees
 
-    def bump(self, old: Fees, market: Fees) -> Optional[Fees]:
+    def bump(self, old: Fees, market: Fees) -> Fees | None:
         """Fees for a replacement: both fields at least 12.5% above the old ones and at least
         what the market asks now, never above the cap. None when the cap leaves no room."""
         min_max, min_tip = raised(old.max_fee_per_gas), raised(old.max_priority_fee_per_gas)
@@ -111,15 +120,15 @@ class FeePolicy:
         tip = min(tip, max_fee)
         if max_fee < min_max or tip < min_tip:
             return None
-        return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip,
-                    base_fee=market.base_fee)
+        return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip, base_fee=market.base_fee)
 
     def compute(self, base_fee: int, tip: int) -> Fees:
         """Offer twice the base fee plus the tip (room for six full blocks of rising base fee),
         capped; the tip never exceeds the max fee."""
         max_fee = min(self.cap, 2 * base_fee + tip)
-        return Fees(max_fee_per_gas=max_fee, max_priority_fee_per_gas=min(tip, max_fee),
-                    base_fee=base_fee)
+        return Fees(
+            max_fee_per_gas=max_fee, max_priority_fee_per_gas=min(tip, max_fee), base_fee=base_fee
+        )
 
     def observe(self, block: Block) -> None:
         """Follow how much gas the blocks use: an average over the blocks seen (each once)."""
@@ -129,11 +138,15 @@ class FeePolicy:
             if block.number == self._last_block:
                 return
             self._last_block, self._gas_limit = block.number, block.gas_limit
-            self._gas_used = block.gas_used if self._gas_used is None else (
-                GAS_USED_SMOOTHING * block.gas_used
-                + (1 - GAS_USED_SMOOTHING) * self._gas_used)
+            self._gas_used = (
+                block.gas_used
+                if self._gas_used is None
+                else (
+                    GAS_USED_SMOOTHING * block.gas_used + (1 - GAS_USED_SMOOTHING) * self._gas_used
+                )
+            )
 
-    def gas_per_block(self) -> Optional[int]:
+    def gas_per_block(self) -> int | None:
         """The gas a block is expected to take: the recent blocks' gas used, at least the
         target (half the limit: below it the base fee does not rise), at most the limit. None
         before a block was seen."""
@@ -167,6 +180,9 @@ class FeePolicy:
             rise = BASE_FEE_RISE ** min(blocks + 1, MAX_BLOCKS_PRICED)
             wanted = int(min(self.cap, market.base_fee * rise * HEADROOM_MARGIN)) + tip
             max_fee = max(market.max_fee_per_gas, min(ceiling, wanted))
-            fees.append(dataclasses.replace(market, max_fee_per_gas=max_fee)
-                        if max_fee != market.max_fee_per_gas else market)
+            fees.append(
+                dataclasses.replace(market, max_fee_per_gas=max_fee)
+                if max_fee != market.max_fee_per_gas
+                else market
+            )
         return fees

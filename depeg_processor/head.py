@@ -7,13 +7,14 @@ the chain's own timestamps, never polled faster than RECEIPT_POLL_INTERVAL nor s
 idle interval. Only blocks seen while transactions are in flight teach the block time, so the
 quiet hours of a chain that mines on demand (a devnet) do not pass for slow blocks.
 """
+
 from __future__ import annotations
 
 import collections
 import dataclasses
 import statistics
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 SAMPLES = 8  # recent block intervals the block time is the median of
 
@@ -27,26 +28,34 @@ class Head:
     block_hash: str
 
     @classmethod
-    def from_block(cls, block: dict) -> "Head":
-        return cls(number=int(block["number"], 16), timestamp=int(block["timestamp"], 16),
-                   block_hash=block.get("hash") or "")
+    def from_block(cls, block: dict) -> Head:
+        return cls(
+            number=int(block["number"], 16),
+            timestamp=int(block["timestamp"], 16),
+            block_hash=block.get("hash") or "",
+        )
 
 
 class HeadSchedule:
     """Decides when the head is due, and learns the block time from what it was shown."""
 
-    def __init__(self, *, min_interval: float, idle_interval: float,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        min_interval: float,
+        idle_interval: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._min = min_interval
         self._idle = max(idle_interval, min_interval)
         self._monotonic = monotonic
-        self._asked_at: Optional[float] = None
-        self._refreshed_at: Optional[float] = None
-        self._last: Optional[Head] = None
+        self._asked_at: float | None = None
+        self._refreshed_at: float | None = None
+        self._last: Head | None = None
         self._intervals: collections.deque[float] = collections.deque(maxlen=SAMPLES)
 
     @property
-    def block_time(self) -> Optional[float]:
+    def block_time(self) -> float | None:
         """Seconds per block, as recently seen (None until two busy heads were seen)."""
         return statistics.median(self._intervals) if self._intervals else None
 
@@ -73,6 +82,7 @@ class HeadSchedule:
         if refreshed:
             self._refreshed_at = self._asked_at
         if busy and self._last is not None and head.number > self._last.number:
-            self._intervals.append(max(0, head.timestamp - self._last.timestamp)
-                                   / (head.number - self._last.number))
+            self._intervals.append(
+                max(0, head.timestamp - self._last.timestamp) / (head.number - self._last.number)
+            )
         self._last = head if busy else None

@@ -11,6 +11,7 @@ to live. The other threads only read `held()` and `generation`; every write of t
 the holder may make is fenced (`check_fence`) so that a process that lost the lease without
 noticing cannot overwrite what the next holder wrote.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,7 +20,7 @@ import socket
 import threading
 import time
 import uuid
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import redis
 
@@ -38,7 +39,7 @@ def owner_id(consumer: str) -> str:
     return f"{consumer}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def check_fence(pipe: redis.client.Pipeline, fence: Optional[Fence]) -> None:
+def check_fence(pipe: redis.client.Pipeline, fence: Fence | None) -> None:
     """Inside a transaction that WATCHes the lease key: refuse the write unless the fence's
     owner holds the lease (the WATCH makes the check hold until EXEC)."""
     if fence is not None and pipe.get(fence[0]) != fence[1]:
@@ -49,8 +50,15 @@ class Lease:
     """The wallet's lease as this process sees it. Thread-safe: one thread writes (acquire,
     release), any thread reads `held()` and `generation` without I/O."""
 
-    def __init__(self, client: redis.Redis, *, key: str, owner: str, ttl: float,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        key: str,
+        owner: str,
+        ttl: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._redis = client
         self.key = key
         self.owner = owner
@@ -142,17 +150,17 @@ class LeaseKeeper:
     slow node cannot let it lapse. A Redis error only skips a renewal: the lease then runs out
     on its own."""
 
-    def __init__(self, lease: Lease, *, stop: threading.Event,
-                 wanted: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self, lease: Lease, *, stop: threading.Event, wanted: Callable[[], bool] = lambda: True
+    ) -> None:
         self._lease = lease
         self._stop = stop
         self._wanted = wanted
         self.interval = min(lease.ttl / RENEWALS_PER_TTL, MAX_RENEWAL_INTERVAL)
-        self._last: Optional[str] = None  # what the last round found, to log changes once
+        self._last: str | None = None  # what the last round found, to log changes once
 
     def run(self) -> None:
-        log.info("lease keeper started (%s, renewed every %.1fs)", self._lease.key,
-                 self.interval)
+        log.info("lease keeper started (%s, renewed every %.1fs)", self._lease.key, self.interval)
         while not self._stop.is_set():
             try:
                 self.run_once()
@@ -164,22 +172,36 @@ class LeaseKeeper:
     def run_once(self) -> bool:
         """One renewal (or attempt to take the lease); True while it is held."""
         if not self._wanted():
-            self._note("unwanted", log.warning, "the processor loop is not running; the "
-                       "lease %s is left to run out", self._lease.key)
+            self._note(
+                "unwanted",
+                log.warning,
+                "the processor loop is not running; the lease %s is left to run out",
+                self._lease.key,
+            )
             return False
         try:
             held = self._lease.acquire()
         except redis.RedisError as error:
-            self._note("error", log.warning, "could not renew the lease %s (%s: %s); it runs "
-                       "out unless a renewal succeeds in time", self._lease.key,
-                       type(error).__name__, error)
+            self._note(
+                "error",
+                log.warning,
+                "could not renew the lease %s (%s: %s); it runs "
+                "out unless a renewal succeeds in time",
+                self._lease.key,
+                type(error).__name__,
+                error,
+            )
             return self._lease.held()
         if held:
-            self._note("held", log.info, "holding the lease %s (generation %s)",
-                       self._lease.key, self._lease.generation)
+            self._note(
+                "held",
+                log.info,
+                "holding the lease %s (generation %s)",
+                self._lease.key,
+                self._lease.generation,
+            )
         else:
-            self._note("taken", log.info, "the lease %s is held by another sender",
-                       self._lease.key)
+            self._note("taken", log.info, "the lease %s is held by another sender", self._lease.key)
         return held
 
     def _note(self, outcome: str, say: Callable[..., None], message: str, *args: object) -> None:

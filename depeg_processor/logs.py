@@ -3,6 +3,7 @@
 Every line carries the thread name; lines about an application name its entity id and
 transaction hash in the message, so one grep tells its story.
 """
+
 from __future__ import annotations
 
 import logging
@@ -19,8 +20,17 @@ NOISY = ("web3", "urllib3", "requests", "redis", "waitress.queue")
 def configure_logging(*, level: str, production: bool, stream: TextIO = sys.stderr) -> None:
     handler = logging.StreamHandler(stream)
     if production:
-        handler.setFormatter(JsonFormatter(JSON_FIELDS, rename_fields={
-            "asctime": "time", "levelname": "level", "threadName": "thread", "name": "logger"}))
+        handler.setFormatter(
+            JsonFormatter(
+                JSON_FIELDS,
+                rename_fields={
+                    "asctime": "time",
+                    "levelname": "level",
+                    "threadName": "thread",
+                    "name": "logger",
+                },
+            )
+        )
     else:
         handler.setFormatter(logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()

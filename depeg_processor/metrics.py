@@ -6,6 +6,7 @@ registry. Labels are kept to small fixed sets: the wallet gauges carry the walle
 names (`errors.KINDS`, or a known revert code such as `DMH-001`), never by its free-text reason,
 which may carry what users sent.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,57 +35,102 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         p = "depeg_processor_"
-        self.balance = Gauge(p + "wallet_balance_wei", "Processor wallet balance", ["wallet"],
-                             registry=registry)
-        self.nonce = Gauge(p + "nonce", "Next nonce: local (nonce manager) and chain (latest "
-                           "transaction count)", ["source", "wallet"], registry=registry)
-        self.submitted = Counter(p + "applications_submitted", "Applications whose "
-                                 "transaction was recorded and broadcast", registry=registry)
-        self.confirmed = Counter(p + "applications_confirmed", "Applications confirmed and "
-                                 "purged", registry=registry)
-        self.dead_lettered = Counter(p + "applications_dead_lettered", "Applications set aside",
-                                     ["reason"], registry=registry)
-        self.stream_lag = Gauge(p + "stream_lag", "Stream entries not yet delivered to the "
-                                "consumer group", registry=registry)
-        self.unacknowledged = Gauge(p + "stream_unacknowledged", "Entries delivered to the "
-                                    "consumer group but not acknowledged", registry=registry)
-        self.own_unacknowledged = Gauge(p + "consumer_unacknowledged", "Entries delivered to "
-                                        "this process's consumer but not acknowledged",
-                                        registry=registry)
-        self.in_flight = Gauge(p + "transactions_in_flight", "Recorded transactions not yet "
-                               "confirmed", ["wallet"], registry=registry)
-        self.oldest_in_flight = Gauge(p + "oldest_in_flight_seconds", "Age of the oldest "
-                                      "transaction in flight", ["wallet"], registry=registry)
-        self.fee_bumps = Counter(p + "fee_bumps", "Stuck transactions replaced at a higher fee",
-                                 registry=registry)
-        self.rpc_errors = Counter(p + "rpc_errors", "JSON-RPC errors by kind", ["kind"],
-                                  registry=registry)
-        self.redis_errors = Counter(p + "redis_errors", "Redis errors by kind", ["kind"],
-                                    registry=registry)
-        self.gas_spent = Counter(p + "gas_spent_wei", "Wei paid for confirmed transactions",
-                                 registry=registry)
-        self.submit_latency = Histogram(p + "enqueue_to_submit_seconds", "From the web app's "
-                                        "timestamp to the broadcast", buckets=LATENCY_BUCKETS,
-                                        registry=registry)
-        self.confirm_latency = Histogram(p + "enqueue_to_confirmation_seconds", "From the web "
-                                         "app's timestamp to the purge after confirmation",
-                                         buckets=LATENCY_BUCKETS, registry=registry)
+        self.balance = Gauge(
+            p + "wallet_balance_wei", "Processor wallet balance", ["wallet"], registry=registry
+        )
+        self.nonce = Gauge(
+            p + "nonce",
+            "Next nonce: local (nonce manager) and chain (latest transaction count)",
+            ["source", "wallet"],
+            registry=registry,
+        )
+        self.submitted = Counter(
+            p + "applications_submitted",
+            "Applications whose transaction was recorded and broadcast",
+            registry=registry,
+        )
+        self.confirmed = Counter(
+            p + "applications_confirmed", "Applications confirmed and purged", registry=registry
+        )
+        self.dead_lettered = Counter(
+            p + "applications_dead_lettered",
+            "Applications set aside",
+            ["reason"],
+            registry=registry,
+        )
+        self.stream_lag = Gauge(
+            p + "stream_lag",
+            "Stream entries not yet delivered to the consumer group",
+            registry=registry,
+        )
+        self.unacknowledged = Gauge(
+            p + "stream_unacknowledged",
+            "Entries delivered to the consumer group but not acknowledged",
+            registry=registry,
+        )
+        self.own_unacknowledged = Gauge(
+            p + "consumer_unacknowledged",
+            "Entries delivered to this process's consumer but not acknowledged",
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            p + "transactions_in_flight",
+            "Recorded transactions not yet confirmed",
+            ["wallet"],
+            registry=registry,
+        )
+        self.oldest_in_flight = Gauge(
+            p + "oldest_in_flight_seconds",
+            "Age of the oldest transaction in flight",
+            ["wallet"],
+            registry=registry,
+        )
+        self.fee_bumps = Counter(
+            p + "fee_bumps", "Stuck transactions replaced at a higher fee", registry=registry
+        )
+        self.rpc_errors = Counter(
+            p + "rpc_errors", "JSON-RPC errors by kind", ["kind"], registry=registry
+        )
+        self.redis_errors = Counter(
+            p + "redis_errors", "Redis errors by kind", ["kind"], registry=registry
+        )
+        self.gas_spent = Counter(
+            p + "gas_spent_wei", "Wei paid for confirmed transactions", registry=registry
+        )
+        self.submit_latency = Histogram(
+            p + "enqueue_to_submit_seconds",
+            "From the web app's timestamp to the broadcast",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.confirm_latency = Histogram(
+            p + "enqueue_to_confirmation_seconds",
+            "From the web app's timestamp to the purge after confirmation",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
 
     def wallet(self, address: str) -> WalletGauges:
         """The gauges of one wallet of the pool, labelled by its address: one series per pool
         wallet, however often a process changes the wallet it sends from."""
-        return WalletGauges(balance=self.balance.labels(wallet=address),
-                            local_nonce=self.nonce.labels(source="local", wallet=address),
-                            chain_nonce=self.nonce.labels(source="chain", wallet=address),
-                            in_flight=self.in_flight.labels(wallet=address),
-                            oldest_in_flight=self.oldest_in_flight.labels(wallet=address))
+        return WalletGauges(
+            balance=self.balance.labels(wallet=address),
+            local_nonce=self.nonce.labels(source="local", wallet=address),
+            chain_nonce=self.nonce.labels(source="chain", wallet=address),
+            in_flight=self.in_flight.labels(wallet=address),
+            oldest_in_flight=self.oldest_in_flight.labels(wallet=address),
+        )
 
     def forget_wallet(self, address: str) -> None:
         """Drop a wallet's series once this process no longer watches it, so no stale figure
         stays exported beside the new holder's."""
-        for gauge, labels in ((self.balance, (address,)), (self.in_flight, (address,)),
-                              (self.oldest_in_flight, (address,)),
-                              (self.nonce, ("local", address)), (self.nonce, ("chain", address))):
+        for gauge, labels in (
+            (self.balance, (address,)),
+            (self.in_flight, (address,)),
+            (self.oldest_in_flight, (address,)),
+            (self.nonce, ("local", address)),
+            (self.nonce, ("chain", address)),
+        ):
             try:
                 gauge.remove(*labels)
             except KeyError:

@@ -6,11 +6,12 @@ check says "ok" and 500 otherwise, with a JSON body naming each check (readiness
 informational `role` for a hot standby). `/metrics` serves the
 Prometheus registry when one is given.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Callable, Iterable, Optional
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
@@ -38,8 +39,9 @@ def check_balance(snap: Snapshot, limits: Limits) -> str:
     return OK
 
 
-def check_processor(snap: Snapshot, limits: Limits, now: float, *,
-                    dependencies: bool = True) -> str:
+def check_processor(
+    snap: Snapshot, limits: Limits, now: float, *, dependencies: bool = True
+) -> str:
     """The loops run; with `dependencies`, also that they are not stalled on Redis or the node
     (liveness leaves that out: a restart would not bring a dependency back)."""
     if snap.processor_beat is None:
@@ -60,8 +62,10 @@ def check_non_ack(snap: Snapshot, limits: Limits) -> str:
     if snap.non_ack_pending is None:
         return "unknown: the stream has not been read yet"
     if snap.non_ack_pending > limits.max_non_ack_pending:
-        return (f"{snap.non_ack_pending} stream entries delivered but not acknowledged "
-                f"(limit {limits.max_non_ack_pending})")
+        return (
+            f"{snap.non_ack_pending} stream entries delivered but not acknowledged "
+            f"(limit {limits.max_non_ack_pending})"
+        )
     return OK
 
 
@@ -78,22 +82,28 @@ def check_redis(snap: Snapshot) -> str:
 
 
 def monitor_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, str]:
-    return {"balance": check_balance(snap, limits),
-            "processor": check_processor(snap, limits, now),
-            "nonAckPendingTx": check_non_ack(snap, limits)}
+    return {
+        "balance": check_balance(snap, limits),
+        "processor": check_processor(snap, limits, now),
+        "nonAckPendingTx": check_non_ack(snap, limits),
+    }
 
 
 def liveness_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, str]:
-    return {"processor": check_processor(snap, limits, now, dependencies=False),
-            "nonAckPendingTx": check_non_ack(snap, limits)}
+    return {
+        "processor": check_processor(snap, limits, now, dependencies=False),
+        "nonAckPendingTx": check_non_ack(snap, limits),
+    }
 
 
 def readiness_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, str]:
     """A hot standby is ready: it can take over the moment the sender's lease ends, which is
     what a deploy waits for before stopping the old process. Its `role` says so."""
-    checks = {"balance": check_balance(snap, limits),
-              "node": check_node(snap),
-              "redis": check_redis(snap)}
+    checks = {
+        "balance": check_balance(snap, limits),
+        "node": check_node(snap),
+        "redis": check_redis(snap),
+    }
     if snap.standby:
         checks["role"] = snap.holding
     elif snap.holding:
@@ -110,17 +120,25 @@ ROUTES: dict[str, Callable[[Snapshot, Limits, float], dict[str, str]]] = {
 }
 
 
-def make_monitor_app(state: SharedState, limits: Limits,
-                     registry: Optional[CollectorRegistry] = None) -> Callable:
+def make_monitor_app(
+    state: SharedState, limits: Limits, registry: CollectorRegistry | None = None
+) -> Callable:
     """The WSGI app over `state`; `registry` adds `/metrics`."""
     metrics_app = make_wsgi_app(registry) if registry is not None else None
 
-    def respond(start_response: Callable, status: str, body: dict,
-                extra: Iterable[tuple[str, str]] = ()) -> list[bytes]:
+    def respond(
+        start_response: Callable, status: str, body: dict, extra: Iterable[tuple[str, str]] = ()
+    ) -> list[bytes]:
         payload = json.dumps(body).encode()
-        start_response(status, [("Content-Type", "application/json"),
-                                ("Content-Length", str(len(payload))),
-                                ("Cache-Control", "no-store"), *extra])
+        start_response(
+            status,
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(payload))),
+                ("Cache-Control", "no-store"),
+                *extra,
+            ],
+        )
         return [payload]
 
     def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -130,15 +148,23 @@ def make_monitor_app(state: SharedState, limits: Limits,
         method = environ.get("REQUEST_METHOD", "GET")
         if path == "/metrics" and metrics_app is not None:
             if method not in ("GET", "HEAD"):
-                return respond(start_response, "405 Method Not Allowed",
-                               {"error": "method not allowed"}, [("Allow", "GET, HEAD")])
+                return respond(
+                    start_response,
+                    "405 Method Not Allowed",
+                    {"error": "method not allowed"},
+                    [("Allow", "GET, HEAD")],
+                )
             return metrics_app(environ, start_response)
         checks_for = ROUTES.get(path)
         if checks_for is None:
             return respond(start_response, "404 Not Found", {"error": "no such path"})
         if method not in ("GET", "HEAD"):
-            return respond(start_response, "405 Method Not Allowed",
-                           {"error": "method not allowed"}, [("Allow", "GET, HEAD")])
+            return respond(
+                start_response,
+                "405 Method Not Allowed",
+                {"error": "method not allowed"},
+                [("Allow", "GET, HEAD")],
+            )
         checks = checks_for(state.snapshot(), limits, state.now())
         healthy = all(value == OK for key, value in checks.items() if key not in INFORMATIONAL)
         status = "200 OK" if healthy else "500 Internal Server Error"

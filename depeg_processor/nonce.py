@@ -4,22 +4,24 @@ It starts from the larger of the chain's pending count and one past the highest 
 stored records, advances locally, and is resynchronised the same way whenever the node says a
 nonce is wrong or a send failed halfway.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Optional
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 
 class NonceManager:
-    def __init__(self, *, chain_pending: Callable[[], int],
-                 highest_recorded: Callable[[], Optional[int]]) -> None:
+    def __init__(
+        self, *, chain_pending: Callable[[], int], highest_recorded: Callable[[], int | None]
+    ) -> None:
         self._chain_pending = chain_pending
         self._highest_recorded = highest_recorded
         self._lock = threading.Lock()
-        self._next: Optional[int] = None
+        self._next: int | None = None
 
     def sync(self) -> int:
         """Set the next nonce from the chain and the records; returns it."""
@@ -28,8 +30,13 @@ class NonceManager:
         candidate = max(chain, recorded + 1 if recorded is not None else 0)
         with self._lock:
             if self._next is not None and self._next != candidate:
-                log.info("nonce resynchronised from %s to %s (chain pending %s, highest record %s)",
-                         self._next, candidate, chain, recorded)
+                log.info(
+                    "nonce resynchronised from %s to %s (chain pending %s, highest record %s)",
+                    self._next,
+                    candidate,
+                    chain,
+                    recorded,
+                )
             self._next = candidate
         return candidate
 
@@ -49,6 +56,6 @@ class NonceManager:
             self._next = None
 
     @property
-    def next(self) -> Optional[int]:
+    def next(self) -> int | None:
         with self._lock:
             return self._next

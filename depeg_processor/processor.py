@@ -10,12 +10,13 @@ that kills the process every time it is handled). An error nobody foresaw counts
 of the entries in hand: after `max_deliveries` in a row they are set aside too, so no entry is
 held forever.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import redis
 
@@ -40,21 +41,40 @@ FIRST_BACKOFF = 0.5  # seconds; doubled per consecutive failure up to ERROR_TIME
 
 
 class Processor:
-    def __init__(self, *, redis_client: redis.Redis, queue: StreamQueue, records: TxRecords,
-                 sender: Sender, nonces: NonceManager, lease: Lease, state: SharedState,
-                 stop: threading.Event, balance: Callable[[], int], min_balance: int,
-                 chain_id: int, message_helper: str, read_count: int, read_block: float,
-                 balance_too_low_timeout: float, error_timeout: float, max_deliveries: int,
-                 balance_ttl: float = 5.0, faults: Faults = NO_FAULTS,
-                 max_spend_per_hour: Optional[int] = None, metrics: Optional[Metrics] = None,
-                 on_beat: Callable[[], None] = lambda: None,
-                 wallet: Optional[str] = None, claim_interval: Optional[float] = None,
-                 clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        redis_client: redis.Redis,
+        queue: StreamQueue,
+        records: TxRecords,
+        sender: Sender,
+        nonces: NonceManager,
+        lease: Lease,
+        state: SharedState,
+        stop: threading.Event,
+        balance: Callable[[], int],
+        min_balance: int,
+        chain_id: int,
+        message_helper: str,
+        read_count: int,
+        read_block: float,
+        balance_too_low_timeout: float,
+        error_timeout: float,
+        max_deliveries: int,
+        balance_ttl: float = 5.0,
+        faults: Faults = NO_FAULTS,
+        max_spend_per_hour: int | None = None,
+        metrics: Metrics | None = None,
+        on_beat: Callable[[], None] = lambda: None,
+        wallet: str | None = None,
+        claim_interval: float | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._redis = redis_client
         self._wallet = wallet  # the address, named in the reasons for holding
         self._claim_interval = lease.ttl if claim_interval is None else claim_interval
-        self._claimed_at: Optional[float] = None  # when abandoned entries were last claimed
+        self._claimed_at: float | None = None  # when abandoned entries were last claimed
         self._queue = queue
         self._records = records
         self._sender = sender
@@ -78,7 +98,7 @@ class Processor:
         self._on_beat = on_beat
         self._clock = clock
         self._monotonic = monotonic
-        self._known_balance: Optional[int] = None
+        self._known_balance: int | None = None
         self._balance_read_at = 0.0
         self._holding_for: set[str] = set()  # guards holding now: "balance", "spend"
         self._active = False
@@ -89,8 +109,12 @@ class Processor:
         self._last_signatures: set[bytes] = set()
 
     def run(self) -> None:
-        log.info("processor loop started (stream %s, group %s, consumer %s)",
-                 self._queue.stream, self._queue.group, self._queue.consumer)
+        log.info(
+            "processor loop started (stream %s, group %s, consumer %s)",
+            self._queue.stream,
+            self._queue.group,
+            self._queue.consumer,
+        )
         while not self._stop.is_set():
             self.run_once()
         self._sender.finish_broadcast()  # the batch in hand goes out before the lease does
@@ -105,8 +129,11 @@ class Processor:
         self._beat()
         reading = False  # from here on an unforeseen error is the entries' (or the read's)
         try:
-            if not self._hold_lease() or not self._within_spending_limit() \
-                    or not self._nothing_stuck():
+            if (
+                not self._hold_lease()
+                or not self._within_spending_limit()
+                or not self._nothing_stuck()
+            ):
                 return 0
             if not self._unsettled:
                 if not self._balance_sufficient(working=False):
@@ -117,8 +144,7 @@ class Processor:
                 reading = False
             self._state.redis_ok("processor")
             entries = self._unsettled
-            if not entries or self._stop.is_set() \
-                    or not self._balance_sufficient(working=True):
+            if not entries or self._stop.is_set() or not self._balance_sufficient(working=True):
                 return 0
             reading = True
             retry, problem = self.handle_batch(entries)
@@ -186,25 +212,31 @@ class Processor:
         keep = []
         for entry in entries:
             delivered = counts.get(entry.entry_id, 0)
-            if delivered > self._max_deliveries and entry.entity_id and \
-                    self._records.get(entry.entity_id) is None:
+            if (
+                delivered > self._max_deliveries
+                and entry.entity_id
+                and self._records.get(entry.entity_id) is None
+            ):
                 self._queue.dead_letter(
-                    entity_id=entry.entity_id, kind="too_many_deliveries",
+                    entity_id=entry.entity_id,
+                    kind="too_many_deliveries",
                     reason=f"delivered {delivered} times without being settled "
-                           f"(more than REDIS_QUEUE_MAX_DELIVERIES {self._max_deliveries})",
+                    f"(more than REDIS_QUEUE_MAX_DELIVERIES {self._max_deliveries})",
                     application=self._queue.load_application(entry.entity_id),
-                    entry_id=entry.entry_id, entry_fields=entry.fields)
+                    entry_id=entry.entry_id,
+                    entry_fields=entry.fields,
+                )
             else:
                 keep.append(entry)
         return keep
 
-    def handle_batch(self, entries: list[Entry]) -> tuple[list[Entry], Optional[Exception]]:
+    def handle_batch(self, entries: list[Entry]) -> tuple[list[Entry], Exception | None]:
         """Settle a batch: submit the good applications together, set aside the hopeless ones.
         Returns the entries to retry (a transient failure of theirs) and that failure."""
         candidates: list[tuple[Entry, str]] = []
         retry: list[Entry] = []
-        problem: Optional[Exception] = None
-        unforeseen: Optional[Exception] = None
+        problem: Exception | None = None
+        unforeseen: Exception | None = None
         seen: set[str] = set()
         for entry in entries:
             log.debug("stream entry %s: application %s", entry.entry_id, shown(entry.entity_id))
@@ -224,30 +256,44 @@ class Processor:
         signatures: set[bytes] = set()
         waits_for_broadcast = False
         for (entry, entity_id), (record, content, done, owner) in zip(
-                candidates, self._load([entity_id for _entry, entity_id in candidates])):
+            candidates, self._load([entity_id for _entry, entity_id in candidates])
+        ):
             if record is None and owner is not None and owner != self._records.owner:
                 # Another wallet recorded a transaction for it (a requeue or a claim brought
                 # the application here as well): its watcher completes it.
-                log.info("application %s belongs to wallet %s; entry %s acknowledged",
-                         entity_id, owner, entry.entry_id)
+                log.info(
+                    "application %s belongs to wallet %s; entry %s acknowledged",
+                    entity_id,
+                    owner,
+                    entry.entry_id,
+                )
                 self._queue.ack(entry.entry_id)
                 self._settled(entry)
             elif record is not None:  # already signed: resume it instead of signing again
-                log.info("application %s already has tx %s (nonce %s); resuming",
-                         entity_id, record.tx_hash, record.nonce)
+                log.info(
+                    "application %s already has tx %s (nonce %s); resuming",
+                    entity_id,
+                    record.tx_hash,
+                    record.nonce,
+                )
                 self._queue.mark_submitted(entry.entry_id, entity_id, record.tx_hash)
                 self._settled(entry)
             elif not content.fields and content.sizes is None and done:
-                log.info("application %s was already confirmed as tx %s; entry %s "
-                         "acknowledged", entity_id, done, entry.entry_id)
+                log.info(
+                    "application %s was already confirmed as tx %s; entry %s acknowledged",
+                    entity_id,
+                    done,
+                    entry.entry_id,
+                )
                 self._queue.ack(entry.entry_id)
                 self._settled(entry)
             else:
                 try:
                     content.check(application_key(entity_id))
                     app = parse_application(entity_id, content.fields)
-                    app.check_signature(chain_id=self._chain_id,
-                                        verifying_contract=self._message_helper)
+                    app.check_signature(
+                        chain_id=self._chain_id, verifying_contract=self._message_helper
+                    )
                 except errors.PermanentError as error:
                     self._set_aside(entry, entity_id, content, error)
                     self._settled(entry)
@@ -257,12 +303,13 @@ class Processor:
                     if not self._attempt_failed(entry, error):
                         retry.append(entry)
                         unforeseen = unforeseen or errors.TransientError(
-                            f"application {entity_id}: unexpected {type(error).__name__}")
+                            f"application {entity_id}: unexpected {type(error).__name__}"
+                        )
                     continue
                 if app.signature in signatures or app.signature in self._last_signatures:
                     retry.append(entry)  # one signature succeeds once: simulate this again
                     waits_for_broadcast |= app.signature in self._last_signatures
-                    continue             # once the first one is out
+                    continue  # once the first one is out
                 signatures.add(app.signature)
                 to_send.append((entry, app, content))
         if waits_for_broadcast:
@@ -271,9 +318,11 @@ class Processor:
         if not to_send:
             return retry, unforeseen
 
-        outcomes = self._sender.submit([app for _e, app, _f in to_send],
-                                       entry_ids=[entry.entry_id for entry, _a, _f in to_send],
-                                       commit=self._commit)
+        outcomes = self._sender.submit(
+            [app for _e, app, _f in to_send],
+            entry_ids=[entry.entry_id for entry, _a, _f in to_send],
+            commit=self._commit,
+        )
         for (entry, app, content), outcome in zip(to_send, outcomes):
             if isinstance(outcome, TxRecord):
                 self._last_signatures.add(app.signature)
@@ -288,9 +337,15 @@ class Processor:
             elif isinstance(outcome, errors.PermanentError):
                 self._set_aside(entry, app.entity_id, content, outcome)
             elif self._too_many_attempts(entry, outcome):
-                self._set_aside(entry, app.entity_id, content, errors.PermanentError(
-                    f"simulation failed {self._max_deliveries} times in a row: {outcome}",
-                    kind="too_many_deliveries"))
+                self._set_aside(
+                    entry,
+                    app.entity_id,
+                    content,
+                    errors.PermanentError(
+                        f"simulation failed {self._max_deliveries} times in a row: {outcome}",
+                        kind="too_many_deliveries",
+                    ),
+                )
             else:
                 retry.append(entry)
                 problem = problem or outcome
@@ -319,23 +374,33 @@ class Processor:
         if attempts < self._max_deliveries:
             return False
         entity_id = entry.entity_id
-        if entity_id and (self._records.get(entity_id) is not None
-                          or self._records.owned_elsewhere(entity_id)):
-            log.warning("application %s: entry %s failed %s times but its transaction is "
-                        "recorded; acknowledged", shown(entity_id), entry.entry_id, attempts)
+        if entity_id and (
+            self._records.get(entity_id) is not None or self._records.owned_elsewhere(entity_id)
+        ):
+            log.warning(
+                "application %s: entry %s failed %s times but its transaction is "
+                "recorded; acknowledged",
+                shown(entity_id),
+                entry.entry_id,
+                attempts,
+            )
             self._queue.ack(entry.entry_id)
         else:
             self._queue.dead_letter(
-                entity_id=entity_id, kind="other", entry_id=entry.entry_id,
+                entity_id=entity_id,
+                kind="other",
+                entry_id=entry.entry_id,
                 entry_fields=entry.fields,
                 reason=f"unexpected error {attempts} times in a row: {type(error).__name__}: "
-                       f"{shown(str(error))}",
-                application=self._queue.load_application(entity_id) if entity_id else {})
+                f"{shown(str(error))}",
+                application=self._queue.load_application(entity_id) if entity_id else {},
+            )
         self._settled(entry)
         return True
 
-    def _load(self, entity_ids: list[str]) -> list[tuple[
-            Optional[TxRecord], HashContent, Optional[str], Optional[str]]]:
+    def _load(
+        self, entity_ids: list[str]
+    ) -> list[tuple[TxRecord | None, HashContent, str | None, str | None]]:
         """Each application's record (this wallet's), hash (guarded by size), done marker and
         owning wallet, in one round trip."""
         if not entity_ids:
@@ -351,9 +416,15 @@ class Processor:
             return pipe.execute()
 
         replies = self._queue.hashes.run(read)
-        return [(TxRecord.from_fields(replies[i]) if replies[i] else None,
-                 HashGuard.parse(replies[i + 1]), replies[i + 2], replies[i + 3])
-                for i in range(0, len(replies), 4)]
+        return [
+            (
+                TxRecord.from_fields(replies[i]) if replies[i] else None,
+                HashGuard.parse(replies[i + 1]),
+                replies[i + 2],
+                replies[i + 3],
+            )
+            for i in range(0, len(replies), 4)
+        ]
 
     def _commit(self, records: list[TxRecord]) -> None:
         """Write-ahead: the records, each application's transactionHash and the entries'
@@ -361,9 +432,12 @@ class Processor:
         if self._lease.generation != self._generation:  # lost and gained again meanwhile:
             raise LeaseLost("the wallet's lease changed hands during the batch; not sending")
         self._records.put_many(
-            records, fence=self._lease.fence,
+            records,
+            fence=self._lease.fence,
             also=lambda pipe: self._queue.stage_submitted(
-                pipe, [(r.entity_id, r.stream_entry_id, r.tx_hash) for r in records]))
+                pipe, [(r.entity_id, r.stream_entry_id, r.tx_hash) for r in records]
+            ),
+        )
 
     def _set_aside_entry(self, entry: Entry, error: errors.PermanentError) -> None:
         if not entry.fields:  # deleted from the stream while pending: nothing to keep
@@ -371,17 +445,29 @@ class Processor:
             self._queue.ack(entry.entry_id)
             return
         # Whatever the id, a hash under it goes into the letter (by size) before it is removed.
-        application = (self._queue.load_application(entry.entity_id) if entry.entity_id
-                       else HashContent({}))
-        self._queue.dead_letter(entity_id=entry.entity_id, reason=error.reason, kind=error.kind,
-                                application=application, entry_id=entry.entry_id,
-                                entry_fields=entry.fields)
+        application = (
+            self._queue.load_application(entry.entity_id) if entry.entity_id else HashContent({})
+        )
+        self._queue.dead_letter(
+            entity_id=entry.entity_id,
+            reason=error.reason,
+            kind=error.kind,
+            application=application,
+            entry_id=entry.entry_id,
+            entry_fields=entry.fields,
+        )
 
-    def _set_aside(self, entry: Entry, entity_id: str, content: HashContent,
-                   error: errors.PermanentError) -> None:
-        self._queue.dead_letter(entity_id=entity_id, reason=error.reason, kind=error.kind,
-                                application=content, entry_id=entry.entry_id,
-                                entry_fields=entry.fields)
+    def _set_aside(
+        self, entry: Entry, entity_id: str, content: HashContent, error: errors.PermanentError
+    ) -> None:
+        self._queue.dead_letter(
+            entity_id=entity_id,
+            reason=error.reason,
+            kind=error.kind,
+            application=content,
+            entry_id=entry.entry_id,
+            entry_fields=entry.fields,
+        )
 
     def _hold_lease(self) -> bool:
         """Send only while the wallet's lease is held (the lease keeper takes and renews it on
@@ -398,19 +484,24 @@ class Processor:
                 self._queue.rewind()
                 self._claimed_at = None  # and claim what dead consumers left, before reading
                 self._generation, self._active = generation, True
-                log.info("holding the wallet's lease %s; sending (next nonce %s)",
-                         self._lease.key, self._nonces.next)
+                log.info(
+                    "holding the wallet's lease %s; sending (next nonce %s)",
+                    self._lease.key,
+                    self._nonces.next,
+                )
                 self._state.set_holding(None)
             return True
         holder = self._lease.holder()
         if self._active:
-            log.warning("lost the wallet's lease %s (now held by %s); standing by",
-                        self._lease.key, holder)
+            log.warning(
+                "lost the wallet's lease %s (now held by %s); standing by", self._lease.key, holder
+            )
         self._active = False
         self._state.set_holding(
             f"standby: another processor ({holder}) holds the wallet's lease"
             if holder and holder != self._lease.owner
-            else "standby: waiting for the wallet's lease")
+            else "standby: waiting for the wallet's lease"
+        )
         self._pause(STANDBY_CHECK_INTERVAL)
         return False
 
@@ -443,10 +534,16 @@ class Processor:
 
     def _balance_sufficient(self, *, working: bool) -> bool:
         balance = self._current_balance(working=working)
-        if self._guard("balance", None if balance >= self._min_balance else (
+        if self._guard(
+            "balance",
+            None
+            if balance >= self._min_balance
+            else (
                 f"balance {balance} wei is below PROCESSOR_MIN_BALANCE {self._min_balance} wei; "
-                f"nothing is sent, re-checking in {self._balance_too_low_timeout:.0f}s"),
-                resumed=f"balance {balance} wei is sufficient again; resuming"):
+                f"nothing is sent, re-checking in {self._balance_too_low_timeout:.0f}s"
+            ),
+            resumed=f"balance {balance} wei is sufficient again; resuming",
+        ):
             return True
         self._known_balance = None  # read it afresh after the wait
         return False
@@ -460,21 +557,30 @@ class Processor:
             return True
         spent = self._state.snapshot().spent_last_hour
         over = spent is not None and spent >= self._max_spend_per_hour
-        return self._guard("spend", (
-            f"spending guard: {spent} wei spent in the last hour (confirmed and in flight) "
-            f"reached MAX_GAS_SPEND_PER_HOUR {self._max_spend_per_hour} wei") if over else None,
+        return self._guard(
+            "spend",
+            (
+                f"spending guard: {spent} wei spent in the last hour (confirmed and in flight) "
+                f"reached MAX_GAS_SPEND_PER_HOUR {self._max_spend_per_hour} wei"
+            )
+            if over
+            else None,
             resumed=f"spending guard: {spent} wei in the last hour, below the ceiling again; "
-                    "resuming")
+            "resuming",
+        )
 
     def _nothing_stuck(self) -> bool:
         """A transaction of this wallet that cannot be mined under the fee cap (the receipt
         watcher says so) holds reading: new ones would queue behind it, while other wallets of
         the pool can send them."""
         stuck = self._state.snapshot().stuck
-        return self._guard("stuck", f"{stuck}; taking no new entries" if stuck else None,
-                           resumed="no transaction is stuck any more; resuming")
+        return self._guard(
+            "stuck",
+            f"{stuck}; taking no new entries" if stuck else None,
+            resumed="no transaction is stuck any more; resuming",
+        )
 
-    def _guard(self, kind: str, blocked: Optional[str], *, resumed: str) -> bool:
+    def _guard(self, kind: str, blocked: str | None, *, resumed: str) -> bool:
         """Hold for BALANCE_TOO_LOW_TIMEOUT while `blocked` says why; once it no longer does,
         say so once and clear the hold. True when sending may go on."""
         if blocked is None:
@@ -487,7 +593,7 @@ class Processor:
         self._hold(blocked, self._balance_too_low_timeout)
         return False
 
-    def _hold(self, reason: str, timeout: Optional[float] = None) -> None:
+    def _hold(self, reason: str, timeout: float | None = None) -> None:
         if self._wallet is not None:
             reason = f"wallet {self._wallet}: {reason}"
         log.warning("holding: %s", reason)

@@ -3,11 +3,13 @@
 eth_abi encodes the arguments with the selector computed once; going through a web3 contract
 object looks the function up on every call and costs about 20 times as much.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from eth_abi import decode, encode
 from eth_utils import keccak, to_checksum_address
@@ -35,8 +37,11 @@ class Function:
 
 
 def load_functions(path: Path = ABI_PATH) -> dict[str, Function]:
-    return {entry["name"]: Function(entry) for entry in json.loads(path.read_text())
-            if entry.get("type") == "function"}
+    return {
+        entry["name"]: Function(entry)
+        for entry in json.loads(path.read_text())
+        if entry.get("type") == "function"
+    }
 
 
 class ProductCalls:

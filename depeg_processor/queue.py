@@ -4,21 +4,22 @@ Reading follows the consumer-group recipe: this consumer's own delivered-but-una
 entries first (id `0`), then new ones (id `>`). After a transient failure the reader rewinds, so
 the entry in hand is delivered again rather than skipped.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
 import time
-from typing import Callable, Mapping, Optional, Union
+from collections.abc import Callable, Mapping
 
 import redis
 
 from .application import application_key, check_entity_id
-from .wallets import owner_key
 from .errors import PermanentError
-from .untrusted import KEPT_CHARS, HashContent, HashGuard, escaped, shown
 from .lease import Fence, check_fence
+from .untrusted import KEPT_CHARS, HashContent, HashGuard, escaped, shown
+from .wallets import owner_key
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class Entry:
     fields: Mapping[str, str]
 
     @property
-    def entity_id(self) -> Optional[str]:
+    def entity_id(self) -> str | None:
         return self.fields.get("entityId")
 
 
@@ -46,17 +47,25 @@ class Backlog:
     (None when Redis does not say: before 7.0), and this consumer's unacknowledged entries."""
 
     group_pending: int
-    lag: Optional[int]
+    lag: int | None
     own_pending: int
 
 
 class StreamQueue:
     """The applications stream as this consumer sees it."""
 
-    def __init__(self, client: redis.Redis, *, stream: str, group: str, consumer: str,
-                 dead_letter_key: str, clock: Callable[[], float] = time.time,
-                 on_dead_letter: Callable[[str], None] = lambda kind: None,
-                 claim_idle: float = 0.0) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        stream: str,
+        group: str,
+        consumer: str,
+        dead_letter_key: str,
+        clock: Callable[[], float] = time.time,
+        on_dead_letter: Callable[[str], None] = lambda kind: None,
+        claim_idle: float = 0.0,
+    ) -> None:
         self._redis = client
         self.stream = stream
         self.group = group
@@ -106,9 +115,15 @@ class StreamQueue:
         idle_ms = max(0, int(self.claim_idle * 1000))
         claimed, start = 0, "0-0"
         while True:
-            ids = self._redis.xautoclaim(self.stream, self.group, self.consumer,
-                                         min_idle_time=idle_ms, start_id=start, count=100,
-                                         justid=True)
+            ids = self._redis.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=idle_ms,
+                start_id=start,
+                count=100,
+                justid=True,
+            )
             ids = [i for i in ids if i]
             if not ids:
                 break
@@ -116,8 +131,9 @@ class StreamQueue:
             millis, sequence = _id_key(max(ids, key=_id_key))
             start = f"{millis}-{sequence + 1}"
         if claimed:
-            log.warning("claimed %s unacknowledged entries idle for %.1fs or more",
-                        claimed, self.claim_idle)
+            log.warning(
+                "claimed %s unacknowledged entries idle for %.1fs or more", claimed, self.claim_idle
+            )
             self.rewind()
         return claimed
 
@@ -125,16 +141,22 @@ class StreamQueue:
         """How many times each (pending) entry has been delivered."""
         if not entry_ids:
             return {}
-        rows = self._redis.xpending_range(self.stream, self.group, min=min(entry_ids, key=_id_key),
-                                          max=max(entry_ids, key=_id_key),
-                                          count=len(entry_ids) * 2 + 10,
-                                          consumername=self.consumer)
+        rows = self._redis.xpending_range(
+            self.stream,
+            self.group,
+            min=min(entry_ids, key=_id_key),
+            max=max(entry_ids, key=_id_key),
+            count=len(entry_ids) * 2 + 10,
+            consumername=self.consumer,
+        )
         wanted = set(entry_ids)
-        return {row["message_id"]: int(row["times_delivered"]) for row in rows
-                if row["message_id"] in wanted}
+        return {
+            row["message_id"]: int(row["times_delivered"])
+            for row in rows
+            if row["message_id"] in wanted
+        }
 
-    def set_transaction_hash(self, entity_id: str, tx_hash: str, *,
-                             ack: Optional[str] = None) -> None:
+    def set_transaction_hash(self, entity_id: str, tx_hash: str, *, ack: str | None = None) -> None:
         """Point the application at its transaction (after a replacement, or when resuming a
         recorded one) only if the hash still exists, so a purge never leaves a hash of one
         field behind; with `ack`, acknowledge that stream entry in the same transaction."""
@@ -150,8 +172,9 @@ class StreamQueue:
 
         self._redis.transaction(write, key)
 
-    def set_transaction_hashes(self, hashes: list[tuple[str, str]], *,
-                               fence: Optional[Fence] = None) -> None:
+    def set_transaction_hashes(
+        self, hashes: list[tuple[str, str]], *, fence: Fence | None = None
+    ) -> None:
         """`set_transaction_hash` for many (entity id, hash) pairs in one transaction, fenced
         like the records the hashes come from."""
         keys = [application_key(entity_id) for entity_id, _hash in hashes]
@@ -168,10 +191,11 @@ class StreamQueue:
 
         self._redis.transaction(write, *keys, *([fence[0]] if fence else []))
 
-    def _xread(self, start: str, *, count: int, block_ms: Optional[int]) -> list[Entry]:
+    def _xread(self, start: str, *, count: int, block_ms: int | None) -> list[Entry]:
         try:
-            reply = self._redis.xreadgroup(self.group, self.consumer, {self.stream: start},
-                                           count=count, block=block_ms)
+            reply = self._redis.xreadgroup(
+                self.group, self.consumer, {self.stream: start}, count=count, block=block_ms
+            )
         except redis.ResponseError as error:
             if "NOGROUP" not in str(error):
                 raise
@@ -187,8 +211,9 @@ class StreamQueue:
     def ack(self, entry_id: str) -> None:
         self._redis.xack(self.stream, self.group, entry_id)
 
-    def stage_submitted(self, pipe: redis.client.Pipeline,
-                        submitted: list[tuple[str, str, str]]) -> None:
+    def stage_submitted(
+        self, pipe: redis.client.Pipeline, submitted: list[tuple[str, str, str]]
+    ) -> None:
         """Add to `pipe` (inside the write-ahead MULTI): `transactionHash` for each
         (entity id, entry id, hash) and the entry's acknowledgement. The application exists:
         it was just read, and only this processor removes it once a record is confirmed."""
@@ -204,10 +229,16 @@ class StreamQueue:
         """The application hash, guarded by size (see untrusted.HashGuard)."""
         return self.hashes.load(application_key(entity_id))
 
-    def dead_letter(self, *, entity_id: Optional[str], reason: str,
-                    application: Union[HashContent, Mapping[str, str]], kind: str = "other",
-                    entry_id: Optional[str] = None,
-                    entry_fields: Optional[Mapping[str, str]] = None) -> str:
+    def dead_letter(
+        self,
+        *,
+        entity_id: str | None,
+        reason: str,
+        application: HashContent | Mapping[str, str],
+        kind: str = "other",
+        entry_id: str | None = None,
+        entry_fields: Mapping[str, str] | None = None,
+    ) -> str:
         """Set an application aside for good: append it with its reason to the dead-letter
         stream, then acknowledge its entry and remove the pending hash together.
 
@@ -231,7 +262,8 @@ class StreamQueue:
         if entry_fields is not None and (entry_fields.keys() != {"entityId"} or not valid_id):
             record["streamEntry"] = json.dumps(
                 {escaped(name): escaped(value) for name, value in entry_fields.items()},
-                sort_keys=True)
+                sort_keys=True,
+            )
         # The dead letter is written first and on its own: MULTI does not roll back, so the
         # entry is acknowledged and the hash removed only once the letter is safely stored.
         dead_id = self._redis.xadd(self.dead_letter_key, record)
@@ -243,12 +275,19 @@ class StreamQueue:
             pipe.delete(owner_key(self.stream, entity_id))
         pipe.execute()
         self._on_dead_letter(kind)
-        log.warning("dead-lettered application %s (entry %s) as %s (%s): %r",
-                    shown(entity_id), entry_id, dead_id, kind, reason)
+        log.warning(
+            "dead-lettered application %s (entry %s) as %s (%s): %r",
+            shown(entity_id),
+            entry_id,
+            dead_id,
+            kind,
+            reason,
+        )
         return dead_id
 
-    def reissue(self, entity_id: str, *, forget: str, inflight_key: str,
-                fence: Optional[Fence] = None) -> str:
+    def reissue(
+        self, entity_id: str, *, forget: str, inflight_key: str, fence: Fence | None = None
+    ) -> str:
         """Enqueue an application again whose transaction can never be mined: drop its record
         (`forget`) and its `transactionHash`, and add its id to the stream as the web app does.
         With `fence`, only while that owner holds the lease (else FenceLost, nothing written)."""
@@ -273,17 +312,30 @@ class StreamQueue:
         groups, summary = pipe.execute(raise_on_error=False)
         for reply in (groups, summary):
             if isinstance(reply, Exception) and not (
-                    isinstance(reply, redis.ResponseError) and _missing(reply)):
+                isinstance(reply, redis.ResponseError) and _missing(reply)
+            ):
                 raise reply
-        group = next((g for g in groups if g["name"] == self.group), None) \
-            if isinstance(groups, list) else None
+        group = (
+            next((g for g in groups if g["name"] == self.group), None)
+            if isinstance(groups, list)
+            else None
+        )
         if group is None or isinstance(summary, Exception):
             return Backlog(group_pending=0, lag=None, own_pending=0)
         lag = group.get("lag")
-        own = next((int(c["pending"]) for c in summary.get("consumers") or []
-                    if c["name"] == self.consumer), 0)
-        return Backlog(group_pending=int(group["pending"]),
-                       lag=int(lag) if lag is not None else None, own_pending=own)
+        own = next(
+            (
+                int(c["pending"])
+                for c in summary.get("consumers") or []
+                if c["name"] == self.consumer
+            ),
+            0,
+        )
+        return Backlog(
+            group_pending=int(group["pending"]),
+            lag=int(lag) if lag is not None else None,
+            own_pending=own,
+        )
 
     def own_pending(self) -> int:
         """Entries delivered to this consumer and not yet acknowledged."""
@@ -299,7 +351,7 @@ class StreamQueue:
             raise
         return {c["name"]: int(c["pending"]) for c in summary.get("consumers") or []}
 
-    def group_info(self) -> tuple[int, Optional[int]]:
+    def group_info(self) -> tuple[int, int | None]:
         """(entries delivered but not acknowledged, entries not yet delivered) of the group."""
         try:
             groups = self._redis.xinfo_groups(self.stream)
@@ -332,8 +384,10 @@ class StreamQueue:
         return int(summary["pending"])
 
     def dead_letters(self, count: int = 100) -> list[tuple[str, dict]]:
-        return [(entry_id, dict(fields))
-                for entry_id, fields in self._redis.xrange(self.dead_letter_key, count=count)]
+        return [
+            (entry_id, dict(fields))
+            for entry_id, fields in self._redis.xrange(self.dead_letter_key, count=count)
+        ]
 
     def requeue(self, dead_id: str) -> str:
         """Put a dead-lettered application back: restore its hash, enqueue its id again as the
@@ -347,8 +401,12 @@ class StreamQueue:
             application = json.loads(fields.get("application") or "{}")
         except ValueError:
             application = None
-        if not _valid_entity_id(entity_id) or not isinstance(application, dict) or \
-                not application or not all(isinstance(v, str) for v in application.values()):
+        if (
+            not _valid_entity_id(entity_id)
+            or not isinstance(application, dict)
+            or not application
+            or not all(isinstance(v, str) for v in application.values())
+        ):
             raise ValueError(f"dead letter {dead_id} has no application to requeue")
         application.pop("transactionHash", None)
         key = application_key(entity_id)
@@ -366,7 +424,7 @@ def _missing(error: redis.ResponseError) -> bool:
     return "NOGROUP" in text or "no such key" in text.lower()
 
 
-def _valid_entity_id(entity_id: Optional[str]) -> bool:
+def _valid_entity_id(entity_id: str | None) -> bool:
     try:
         check_entity_id(entity_id)
     except PermanentError:

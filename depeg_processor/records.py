@@ -4,19 +4,21 @@ A record is stored before its transaction is broadcast, so after a crash the ver
 bytes can be sent again instead of a second, different transaction. The sorted set of in-flight
 entity ids (scored by nonce) is the receipt watcher's work list: no key scans.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import redis
 
 from . import wallets
 from .application import application_key
-from .errors import FenceLost  # noqa: F401 (raised by fenced writes; imported from here too)
-from .errors import OwnedElsewhere
+from .errors import (
+    FenceLost,  # noqa: F401 (raised by fenced writes; imported from here too)
+    OwnedElsewhere,
+)
 from .lease import Fence, check_fence
-
 
 DONE_TTL = 7 * 24 * 3600  # seconds a completed application is remembered
 OWNER_TTL = DONE_TTL  # an owner mark outlives any transaction; cleared with its record
@@ -35,7 +37,7 @@ class TxRecord:
     max_priority_fee_per_gas: int = 0
     stream_entry_id: str = ""
     signed_at: float = 0.0
-    enqueued_at: Optional[float] = None
+    enqueued_at: float | None = None
     data: str = dataclasses.field(default="", repr=False)
     previous_hashes: tuple[str, ...] = ()
 
@@ -46,21 +48,30 @@ class TxRecord:
 
     def to_fields(self) -> dict[str, str]:
         fields = {
-            "entityId": self.entity_id, "txHash": self.tx_hash, "nonce": str(self.nonce),
-            "raw": self.raw, "gas": str(self.gas), "maxFeePerGas": str(self.max_fee_per_gas),
+            "entityId": self.entity_id,
+            "txHash": self.tx_hash,
+            "nonce": str(self.nonce),
+            "raw": self.raw,
+            "gas": str(self.gas),
+            "maxFeePerGas": str(self.max_fee_per_gas),
             "maxPriorityFeePerGas": str(self.max_priority_fee_per_gas),
-            "streamEntryId": self.stream_entry_id, "signedAt": f"{self.signed_at:.3f}",
-            "data": self.data, "previousHashes": ",".join(self.previous_hashes),
+            "streamEntryId": self.stream_entry_id,
+            "signedAt": f"{self.signed_at:.3f}",
+            "data": self.data,
+            "previousHashes": ",".join(self.previous_hashes),
         }
         if self.enqueued_at is not None:
             fields["enqueuedAt"] = f"{self.enqueued_at:.3f}"
         return fields
 
     @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> "TxRecord":
+    def from_fields(cls, fields: dict[str, str]) -> TxRecord:
         return cls(
-            entity_id=fields["entityId"], tx_hash=fields["txHash"], nonce=int(fields["nonce"]),
-            raw=fields.get("raw", ""), gas=int(fields.get("gas", 0)),
+            entity_id=fields["entityId"],
+            tx_hash=fields["txHash"],
+            nonce=int(fields["nonce"]),
+            raw=fields.get("raw", ""),
+            gas=int(fields.get("gas", 0)),
             max_fee_per_gas=int(fields.get("maxFeePerGas", 0)),
             max_priority_fee_per_gas=int(fields.get("maxPriorityFeePerGas", 0)),
             stream_entry_id=fields.get("streamEntryId", ""),
@@ -77,8 +88,14 @@ class TxRecords:
     application as this wallet's (`<stream>:owner:<entityId>`) and fails, for the whole batch,
     if another wallet owns one of them: one application, one wallet, one transaction chain."""
 
-    def __init__(self, client: redis.Redis, *, prefix: str, stream: Optional[str] = None,
-                 owner: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        stream: str | None = None,
+        owner: str | None = None,
+    ) -> None:
         self._redis = client
         self._prefix = prefix
         self._stream = stream or prefix
@@ -94,22 +111,29 @@ class TxRecords:
     def put(self, record: TxRecord) -> None:
         self.put_many([record])
 
-    def put_many(self, records: list[TxRecord],
-                 also: Optional[Callable[[redis.client.Pipeline], None]] = None,
-                 fence: Optional[Fence] = None) -> None:
+    def put_many(
+        self,
+        records: list[TxRecord],
+        also: Callable[[redis.client.Pipeline], None] | None = None,
+        fence: Fence | None = None,
+    ) -> None:
         """Store records in one transaction, with `also`'s commands in the same MULTI. With
         `fence` (lease key, owner) the transaction commits only while that owner holds the
         lease (WATCH): a sender that lost it cannot overwrite the next holder's records. With
         an owner, the owner marks are WATCHed too: OwnedElsewhere (nothing written) when
         another wallet owns one of the applications."""
-        owner_keys = ([self.owner_key(r.entity_id) for r in records]
-                      if self.owner is not None else [])
+        owner_keys = (
+            [self.owner_key(r.entity_id) for r in records] if self.owner is not None else []
+        )
 
         def write(pipe: redis.client.Pipeline) -> None:
             check_fence(pipe, fence)
             if owner_keys:
-                taken = [(r.entity_id, owner) for r, owner in zip(records, pipe.mget(owner_keys))
-                         if owner is not None and owner != self.owner]
+                taken = [
+                    (r.entity_id, owner)
+                    for r, owner in zip(records, pipe.mget(owner_keys))
+                    if owner is not None and owner != self.owner
+                ]
                 if taken:
                     raise OwnedElsewhere(taken)
             pipe.multi()
@@ -124,10 +148,10 @@ class TxRecords:
 
         self._redis.transaction(write, *([fence[0]] if fence else []), *owner_keys)
 
-    def owner_of(self, entity_id: str) -> Optional[str]:
+    def owner_of(self, entity_id: str) -> str | None:
         return self._redis.get(self.owner_key(entity_id))
 
-    def owned_elsewhere(self, entity_id: str) -> Optional[str]:
+    def owned_elsewhere(self, entity_id: str) -> str | None:
         """The address of the other wallet that owns this application, if any."""
         owner = self.owner_of(entity_id) if self.owner is not None else None
         return owner if owner is not None and owner != self.owner else None
@@ -145,14 +169,16 @@ class TxRecords:
             pipe.set(self.owner_key(entity_id), self.owner, ex=OWNER_TTL, nx=True)
         return sum(1 for marked in pipe.execute() if marked)
 
-    def get(self, entity_id: str) -> Optional[TxRecord]:
+    def get(self, entity_id: str) -> TxRecord | None:
         fields = self._redis.hgetall(self.key(entity_id))
         return TxRecord.from_fields(fields) if fields else None
 
     def inflight_nonces(self) -> dict[str, int]:
         """Entity id -> nonce of every record in flight (one round trip)."""
-        return {entity_id: int(score) for entity_id, score in
-                self._redis.zrange(self.inflight_key, 0, -1, withscores=True)}
+        return {
+            entity_id: int(score)
+            for entity_id, score in self._redis.zrange(self.inflight_key, 0, -1, withscores=True)
+        }
 
     def get_many(self, entity_ids: list[str]) -> dict[str, TxRecord]:
         """The records of these entities that exist (one round trip)."""
@@ -161,13 +187,16 @@ class TxRecords:
         pipe = self._redis.pipeline(transaction=False)
         for entity_id in entity_ids:
             pipe.hgetall(self.key(entity_id))
-        return {entity_id: TxRecord.from_fields(fields)
-                for entity_id, fields in zip(entity_ids, pipe.execute()) if fields}
+        return {
+            entity_id: TxRecord.from_fields(fields)
+            for entity_id, fields in zip(entity_ids, pipe.execute())
+            if fields
+        }
 
     def count(self) -> int:
         return int(self._redis.zcard(self.inflight_key))
 
-    def highest_nonce(self) -> Optional[int]:
+    def highest_nonce(self) -> int | None:
         top = self._redis.zrange(self.inflight_key, -1, -1, withscores=True)
         return int(top[0][1]) if top else None
 
@@ -194,7 +223,7 @@ class TxRecords:
             pipe.set(self.done_key(entity_id), tx_hash, ex=DONE_TTL)
         pipe.execute()
 
-    def completed_as(self, entity_id: str) -> Optional[str]:
+    def completed_as(self, entity_id: str) -> str | None:
         """The confirmed transaction's hash, if this application was completed recently."""
         return self._redis.get(self.done_key(entity_id))
 

@@ -9,11 +9,11 @@
 The last two only warn: the deployment decides. Hosted Redis often refuses `CONFIG`; then the
 report says these could not be checked instead of failing.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Optional
 
 import redis
 
@@ -27,7 +27,7 @@ SETTINGS = ("maxmemory-policy", "appendonly", "appendfsync")
 class ServerReport:
     """What the server said about itself, and what in it falls short."""
 
-    version: Optional[str]
+    version: str | None
     settings: dict[str, str]
     warnings: tuple[str, ...]
     unchecked: tuple[str, ...]  # what could not be read, with the reason
@@ -46,16 +46,22 @@ def judge(settings: dict[str, str]) -> tuple[str, ...]:
     warnings = []
     policy = settings.get("maxmemory-policy")
     if policy is not None and policy != "noeviction":
-        warnings.append(f"maxmemory-policy is {policy!r}, not 'noeviction': under memory "
-                        "pressure Redis may silently evict applications, transaction records "
-                        "or stream entries")
+        warnings.append(
+            f"maxmemory-policy is {policy!r}, not 'noeviction': under memory "
+            "pressure Redis may silently evict applications, transaction records "
+            "or stream entries"
+        )
     if settings.get("appendonly") == "no":
-        warnings.append("appendonly is 'no': a Redis restart loses what was written since the "
-                        "last snapshot, write-ahead transaction records included; set "
-                        "appendonly yes with appendfsync everysec or always")
+        warnings.append(
+            "appendonly is 'no': a Redis restart loses what was written since the "
+            "last snapshot, write-ahead transaction records included; set "
+            "appendonly yes with appendfsync everysec or always"
+        )
     elif settings.get("appendonly") == "yes" and settings.get("appendfsync") == "no":
-        warnings.append("appendfsync is 'no': the operating system decides when the "
-                        "append-only file reaches the disk; use everysec or always")
+        warnings.append(
+            "appendfsync is 'no': the operating system decides when the "
+            "append-only file reaches the disk; use everysec or always"
+        )
     return tuple(warnings)
 
 
@@ -63,14 +69,16 @@ def inspect(client: redis.Redis) -> ServerReport:
     """Read the version and the settings; raises StartupError for a server that is too old
     (redis.RedisError when it cannot be reached)."""
     unchecked: list[str] = []
-    version: Optional[str] = None
+    version: str | None = None
     try:
         version = str(client.info("server").get("redis_version") or "") or None
     except redis.ResponseError as error:
         unchecked.append(f"version: INFO refused ({error})")
     if version is not None and parse_version(version) < MIN_VERSION:
-        raise StartupError(f"Redis {version} is too old: the processor needs "
-                           f"{'.'.join(map(str, MIN_VERSION))} or later")
+        raise StartupError(
+            f"Redis {version} is too old: the processor needs "
+            f"{'.'.join(map(str, MIN_VERSION))} or later"
+        )
     settings: dict[str, str] = {}
     for name in SETTINGS:
         try:
@@ -82,5 +90,6 @@ def inspect(client: redis.Redis) -> ServerReport:
             unchecked.append(f"{name}: not reported by CONFIG GET")
         else:
             settings[name] = str(value)
-    return ServerReport(version=version, settings=settings, warnings=judge(settings),
-                        unchecked=tuple(unchecked))
+    return ServerReport(
+        version=version, settings=settings, warnings=judge(settings), unchecked=tuple(unchecked)
+    )

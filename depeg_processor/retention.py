@@ -12,12 +12,13 @@ delivered), never back in, so a bound read a moment before the trim is still saf
 runs. The dead-letter stream is never trimmed: its entries are cleared by `requeue` or by an
 operator.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import redis
 
@@ -40,16 +41,22 @@ def _after(entry_id: str) -> str:
 class StreamRetention:
     """Trims one stream; `trim()` is one step, `run()` repeats it every `interval` seconds."""
 
-    def __init__(self, client: redis.Redis, *, stream: str, retention: float,
-                 interval: float = TRIM_INTERVAL,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        stream: str,
+        retention: float,
+        interval: float = TRIM_INTERVAL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._redis = client
         self.stream = stream
         self.retention = retention
         self.interval = interval
         self._clock = clock
 
-    def bound(self) -> Optional[str]:
+    def bound(self) -> str | None:
         """The lowest id to keep, or None when there is nothing the rules allow to trim."""
         cutoff_ms = int((self._clock() - self.retention) * 1000)
         if cutoff_ms <= 0:
@@ -81,8 +88,13 @@ class StreamRetention:
             return 0
         removed = int(self._redis.xtrim(self.stream, minid=bound, approximate=False))
         if removed:
-            log.info("trimmed %s entries below id %s from %s (retention %.0fs)", removed, bound,
-                     self.stream, self.retention)
+            log.info(
+                "trimmed %s entries below id %s from %s (retention %.0fs)",
+                removed,
+                bound,
+                self.stream,
+                self.retention,
+            )
         return removed
 
     def run(self, stop: threading.Event) -> None:

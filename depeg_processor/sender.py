@@ -1,19 +1,20 @@
 """Turn a validated application into a transaction on chain: simulate, sign, record, broadcast.
 
 The simulation (`eth_call` at a learned gas limit, `eth_estimateGas` where that does not fit)
-runs first, so an application the contract would reject costs no gas. The signed transaction is recorded before it is broadcast (write-ahead); from then on the
-receipt watcher owns its delivery, so a send whose outcome is unknown is not an error here.
+runs first, so an application the contract would reject costs no gas. The signed transaction
+is recorded before it is broadcast (write-ahead); from then on the receipt watcher owns its
+delivery, so a send whose outcome is unknown is not an error here.
 Stuck transactions are replaced the same way, in batches: same nonces, higher fees, recorded
 first. Every write of records is fenced by the wallet's lease.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Optional, Sequence, Union
-
 
 from . import errors
 from .application import Application
@@ -33,13 +34,24 @@ MAX_REPLACEMENT_BUMPS = 3
 
 
 class Sender:
-    def __init__(self, *, chain: Chain, signer: TransactionSigner, chain_id: int, product: str,
-                 encode_call: Callable[[Application], str], nonces: NonceManager,
-                 fees: FeePolicy, records: TxRecords, requeue: Callable[[TxRecord], None],
-                 may_send: Callable[[], bool] = lambda: True,
-                 fence: Optional[Fence] = None,
-                 on_fee_bump: Callable[[], None] = lambda: None,
-                 faults: Faults = NO_FAULTS, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        chain: Chain,
+        signer: TransactionSigner,
+        chain_id: int,
+        product: str,
+        encode_call: Callable[[Application], str],
+        nonces: NonceManager,
+        fees: FeePolicy,
+        records: TxRecords,
+        requeue: Callable[[TxRecord], None],
+        may_send: Callable[[], bool] = lambda: True,
+        fence: Fence | None = None,
+        on_fee_bump: Callable[[], None] = lambda: None,
+        faults: Faults = NO_FAULTS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._chain = chain
         self._signer = signer
         self._chain_id = chain_id
@@ -52,14 +64,16 @@ class Sender:
         self._may_send = may_send
         self._fence = fence
         self._on_fee_bump = on_fee_bump
-        self._wallet_seen: Optional[tuple[int, int]] = None  # (mined nonce, balance)
-        self._gas_limit: Optional[int] = None  # learned from eth_estimateGas, see simulate()
+        self._wallet_seen: tuple[int, int] | None = None  # (mined nonce, balance)
+        self._gas_limit: int | None = None  # learned from eth_estimateGas, see simulate()
         self._broadcaster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broadcast")
-        self._broadcasting: Optional[Future] = None
+        self._broadcasting: Future | None = None
         self._faults = faults
         self._clock = clock
 
-    def simulate(self, apps: Sequence[Application]) -> list[Union[tuple[str, int], errors.ProcessorError]]:
+    def simulate(
+        self, apps: Sequence[Application]
+    ) -> list[tuple[str, int] | errors.ProcessorError]:
         """Calldata and gas limit per application, simulated in one JSON-RPC batch against the
         pending state (so a signature used by a transaction still in the pool is seen as used);
         a revert gives PermanentError or ProductInactive in that application's place.
@@ -73,20 +87,23 @@ class Sender:
         outcomes: list = [None] * len(apps)
         estimate = list(range(len(apps)))
         if self._gas_limit is not None:
-            results = self._chain.batch([("eth_call", [self._call(data, self._gas_limit),
-                                                       "pending"]) for data in calldata])
+            results = self._chain.batch(
+                [("eth_call", [self._call(data, self._gas_limit), "pending"]) for data in calldata]
+            )
             estimate = []
             for i, result in enumerate(results):
                 if not isinstance(result, errors.ProcessorError):
                     outcomes[i] = (calldata[i], self._gas_limit)
                 elif isinstance(result, (errors.ProductInactive, NodeUnavailable)) or (
-                        isinstance(result, errors.PermanentError) and "ERROR:" in result.reason):
+                    isinstance(result, errors.PermanentError) and "ERROR:" in result.reason
+                ):
                     outcomes[i] = result  # a reasoned revert: the same at any gas limit
                 else:
                     estimate.append(i)  # out of gas at the limit, or unclear: estimate it
         if estimate:
-            results = self._chain.batch([("eth_estimateGas", [self._call(calldata[i]), "pending"])
-                                         for i in estimate])
+            results = self._chain.batch(
+                [("eth_estimateGas", [self._call(calldata[i]), "pending"]) for i in estimate]
+            )
             for i, result in zip(estimate, results):
                 if isinstance(result, errors.ProcessorError):
                     outcomes[i] = result
@@ -96,30 +113,41 @@ class Sender:
                     outcomes[i] = (calldata[i], gas)
         return outcomes
 
-    def _call(self, data: str, gas: Optional[int] = None) -> dict:
+    def _call(self, data: str, gas: int | None = None) -> dict:
         call = {"from": self._signer.address, "to": self.product, "data": data}
         if gas is not None:
             call["gas"] = hex(gas)
         return call
 
     def _sign(self, *, nonce: int, data: str, gas: int, fees: Fees) -> tuple[str, str]:
-        return self._signer.sign(chain_id=self._chain_id, nonce=nonce, to=self.product,
-                                 data=data, gas=gas, max_fee_per_gas=fees.max_fee_per_gas,
-                                 max_priority_fee_per_gas=fees.max_priority_fee_per_gas)
+        return self._signer.sign(
+            chain_id=self._chain_id,
+            nonce=nonce,
+            to=self.product,
+            data=data,
+            gas=gas,
+            max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+        )
 
     def _check_lease(self) -> None:
         if not self._may_send():
             raise LeaseLost("the wallet's lease is not held; not sending")
 
-    def submit(self, apps: Sequence[Application], *, entry_ids: Sequence[str],
-               commit: Callable[[list[TxRecord]], None]) -> list[Union[TxRecord, errors.ProcessorError]]:
+    def submit(
+        self,
+        apps: Sequence[Application],
+        *,
+        entry_ids: Sequence[str],
+        commit: Callable[[list[TxRecord]], None],
+    ) -> list[TxRecord | errors.ProcessorError]:
         """Simulate, sign, record and broadcast a batch of applications; one outcome each: the
         record of its transaction, or the error that stopped it before anything was written.
 
         `commit` stores the records (write-ahead) together with whatever must happen with them
         atomically (the caller's acknowledgements); broadcasting starts only after it.
         """
-        outcomes: list[Union[TxRecord, errors.ProcessorError]] = list(self.simulate(apps))
+        outcomes: list[TxRecord | errors.ProcessorError] = list(self.simulate(apps))
         self._faults.hit("after-simulate")
         ready = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, tuple)]
         if not ready:
@@ -127,18 +155,31 @@ class Sender:
         self.finish_broadcast()  # the previous batch is out (and its nonce answers known)
         self._check_lease()
         nonces = [self._nonces.take() for _i in ready]
-        priced = self.fees.for_wait(self.fees.current(), gas=max(outcomes[i][1] for i in ready),
-                                    backlog=self._backlog(nonces[0]), count=len(ready))
+        priced = self.fees.for_wait(
+            self.fees.current(),
+            gas=max(outcomes[i][1] for i in ready),
+            backlog=self._backlog(nonces[0]),
+            count=len(ready),
+        )
         records = []
         for i, nonce, fees in zip(ready, nonces, priced):
             data, gas = outcomes[i]
             tx_hash, raw = self._sign(nonce=nonce, data=data, gas=gas, fees=fees)
-            records.append(TxRecord(
-                entity_id=apps[i].entity_id, tx_hash=tx_hash, nonce=nonce, raw=raw, gas=gas,
-                max_fee_per_gas=fees.max_fee_per_gas,
-                max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
-                stream_entry_id=entry_ids[i], signed_at=self._clock(),
-                enqueued_at=apps[i].timestamp, data=data))
+            records.append(
+                TxRecord(
+                    entity_id=apps[i].entity_id,
+                    tx_hash=tx_hash,
+                    nonce=nonce,
+                    raw=raw,
+                    gas=gas,
+                    max_fee_per_gas=fees.max_fee_per_gas,
+                    max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+                    stream_entry_id=entry_ids[i],
+                    signed_at=self._clock(),
+                    enqueued_at=apps[i].timestamp,
+                    data=data,
+                )
+            )
         self._faults.hit("after-sign")
         try:
             self._check_lease()
@@ -182,8 +223,10 @@ class Sender:
         try:
             self._broadcast(records)
         except Exception:  # recorded already: the receipt watcher resends what did not go out
-            log.exception("broadcasting %s recorded transaction(s) failed; the watcher resends "
-                          "them", len(records))
+            log.exception(
+                "broadcasting %s recorded transaction(s) failed; the watcher resends them",
+                len(records),
+            )
         self._faults.hit("after-broadcast")
 
     def _broadcast(self, records: list[TxRecord]) -> None:
@@ -192,42 +235,67 @@ class Sender:
         node did not take, and a nonce the chain has used already sends the application back to
         the queue."""
         if not self._may_send():
-            log.warning("lease lost before broadcasting %s recorded transaction(s); the next "
-                        "holder sends them", len(records))
+            log.warning(
+                "lease lost before broadcasting %s recorded transaction(s); the next "
+                "holder sends them",
+                len(records),
+            )
             return
         try:
             results = self._chain.batch([("eth_sendRawTransaction", [r.raw]) for r in records])
         except NodeUnavailable as error:
-            log.warning("%s recorded transaction(s) not broadcast (%s); the watcher resends "
-                        "them", len(records), error)
+            log.warning(
+                "%s recorded transaction(s) not broadcast (%s); the watcher resends them",
+                len(records),
+                error,
+            )
             return
         conflicts = []
         for record, result in zip(records, results):
             if isinstance(result, errors.NonceConflict):  # "nonce too low"
                 conflicts.append(record)
-            elif isinstance(result, errors.ProcessorError) \
-                    and not isinstance(result, errors.AlreadyKnown):
-                log.warning("application %s tx %s: the node refused it for now (%s); the "
-                            "watcher retries", record.entity_id, record.tx_hash, result)
+            elif isinstance(result, errors.ProcessorError) and not isinstance(
+                result, errors.AlreadyKnown
+            ):
+                log.warning(
+                    "application %s tx %s: the node refused it for now (%s); the watcher retries",
+                    record.entity_id,
+                    record.tx_hash,
+                    result,
+                )
             else:
-                log.info("application %s sent as tx %s (nonce %s, max fee %s, tip %s, gas %s)",
-                         record.entity_id, record.tx_hash, record.nonce, record.max_fee_per_gas,
-                         record.max_priority_fee_per_gas, record.gas)
+                log.info(
+                    "application %s sent as tx %s (nonce %s, max fee %s, tip %s, gas %s)",
+                    record.entity_id,
+                    record.tx_hash,
+                    record.nonce,
+                    record.max_fee_per_gas,
+                    record.max_priority_fee_per_gas,
+                    record.gas,
+                )
         if conflicts:
             for record in conflicts:
                 try:
                     self._requeue(record)  # fenced: only the lease holder enqueues again
                 except FenceLost:
-                    log.warning("application %s tx %s: nonce %s already used on chain; not "
-                                "enqueued again: the lease is lost, the next holder settles "
-                                "it", record.entity_id, record.tx_hash, record.nonce)
+                    log.warning(
+                        "application %s tx %s: nonce %s already used on chain; not "
+                        "enqueued again: the lease is lost, the next holder settles "
+                        "it",
+                        record.entity_id,
+                        record.tx_hash,
+                        record.nonce,
+                    )
                     continue
-                log.warning("application %s tx %s: nonce %s already used on chain; enqueued "
-                            "again", record.entity_id, record.tx_hash, record.nonce)
+                log.warning(
+                    "application %s tx %s: nonce %s already used on chain; enqueued again",
+                    record.entity_id,
+                    record.tx_hash,
+                    record.nonce,
+                )
             self._nonces.sync()
 
-    def replace_many(self, records: Sequence[TxRecord]
-                     ) -> list[Union[TxRecord, errors.ProcessorError]]:
+    def replace_many(self, records: Sequence[TxRecord]) -> list[TxRecord | errors.ProcessorError]:
         """Replace stuck transactions: same nonce and call, both fees raised (at least 12.5% and
         to the market now), never above the cap. One fee lookup, one fenced write-ahead of all
         the replacements, one batch to send them; those refused as underpriced or below the base
@@ -238,9 +306,11 @@ class Sender:
         self._check_lease()
         market = self.fees.current(fresh=True)
         current = {r.entity_id: r for r in records}  # stored now: what the node should have
-        floor = {r.entity_id: Fees(r.max_fee_per_gas, r.max_priority_fee_per_gas, market.base_fee)
-                 for r in records}
-        outcomes: dict[str, Union[TxRecord, errors.ProcessorError]] = {}
+        floor = {
+            r.entity_id: Fees(r.max_fee_per_gas, r.max_priority_fee_per_gas, market.base_fee)
+            for r in records
+        }
+        outcomes: dict[str, TxRecord | errors.ProcessorError] = {}
         due = list(records)
         for _bump in range(MAX_REPLACEMENT_BUMPS):
             signed = []
@@ -250,7 +320,9 @@ class Sender:
                     outcomes[record.entity_id] = errors.FeeCapReached(
                         f"nonce {record.nonce}: max fee {current[record.entity_id].max_fee_per_gas}"
                         f" wei cannot rise under the cap {self.fees.cap} wei (base fee "
-                        f"{market.base_fee} wei)", current[record.entity_id])
+                        f"{market.base_fee} wei)",
+                        current[record.entity_id],
+                    )
                 else:
                     signed.append((record, fees, self._resign(current[record.entity_id], fees)))
             due = []
@@ -259,43 +331,67 @@ class Sender:
             self._check_lease()
             self._write_fenced([replacement for _r, _f, replacement in signed])  # write-ahead
             try:
-                results = self._chain.batch([("eth_sendRawTransaction", [replacement.raw])
-                                             for _r, _f, replacement in signed])
+                results = self._chain.batch(
+                    [
+                        ("eth_sendRawTransaction", [replacement.raw])
+                        for _r, _f, replacement in signed
+                    ]
+                )
             except NodeUnavailable as error:
                 results = [error] * len(signed)
             restore, below_base_fee = [], False
             for (record, fees, replacement), result in zip(signed, results):
                 entity_id = record.entity_id
                 if isinstance(result, errors.ReplacementUnderpriced):
-                    log.warning("application %s: replacement of nonce %s at max fee %s refused "
-                                "as underpriced; bumping further", entity_id, record.nonce,
-                                fees.max_fee_per_gas)
+                    log.warning(
+                        "application %s: replacement of nonce %s at max fee %s refused "
+                        "as underpriced; bumping further",
+                        entity_id,
+                        record.nonce,
+                        fees.max_fee_per_gas,
+                    )
                     restore.append(current[entity_id])
                     floor[entity_id] = fees
                     due.append(record)
                 elif isinstance(result, errors.FeeTooLow):
                     # Neither this nor the older one is in the pool: keep the higher one, go on.
-                    log.warning("application %s: max fee %s is below the base fee; bumping "
-                                "further", entity_id, fees.max_fee_per_gas)
+                    log.warning(
+                        "application %s: max fee %s is below the base fee; bumping further",
+                        entity_id,
+                        fees.max_fee_per_gas,
+                    )
                     current[entity_id], floor[entity_id] = replacement, fees
                     due.append(record)
                     below_base_fee = True
                 elif isinstance(result, (errors.NonceConflict, errors.InsufficientFunds)):
                     # NonceConflict: one of the earlier ones was mined meanwhile.
                     restore.append(current[entity_id])
-                    outcomes[entity_id] = (current[entity_id] if isinstance(
-                        result, errors.NonceConflict) else result)
+                    outcomes[entity_id] = (
+                        current[entity_id] if isinstance(result, errors.NonceConflict) else result
+                    )
                 else:
-                    if isinstance(result, errors.ProcessorError) \
-                            and not isinstance(result, errors.AlreadyKnown):
-                        log.warning("application %s: replacement %s sent with an unknown "
-                                    "outcome (%s)", entity_id, replacement.tx_hash, result)
+                    if isinstance(result, errors.ProcessorError) and not isinstance(
+                        result, errors.AlreadyKnown
+                    ):
+                        log.warning(
+                            "application %s: replacement %s sent with an unknown outcome (%s)",
+                            entity_id,
+                            replacement.tx_hash,
+                            result,
+                        )
                     self._on_fee_bump()
-                    log.warning("application %s tx %s replaced by %s (nonce %s, max fee %s -> "
-                                "%s, tip %s -> %s)", entity_id, record.tx_hash,
-                                replacement.tx_hash, record.nonce, record.max_fee_per_gas,
-                                fees.max_fee_per_gas, record.max_priority_fee_per_gas,
-                                fees.max_priority_fee_per_gas)
+                    log.warning(
+                        "application %s tx %s replaced by %s (nonce %s, max fee %s -> "
+                        "%s, tip %s -> %s)",
+                        entity_id,
+                        record.tx_hash,
+                        replacement.tx_hash,
+                        record.nonce,
+                        record.max_fee_per_gas,
+                        fees.max_fee_per_gas,
+                        record.max_priority_fee_per_gas,
+                        fees.max_priority_fee_per_gas,
+                    )
                     current[entity_id] = outcomes[entity_id] = replacement
             if restore:  # the node refused these replacements: the older transactions stand
                 self._write_fenced(restore)
@@ -304,17 +400,24 @@ class Sender:
         for record in due:
             outcomes[record.entity_id] = errors.FeeCapReached(
                 f"nonce {record.nonce}: still refused after {MAX_REPLACEMENT_BUMPS} bumps",
-                current[record.entity_id])
+                current[record.entity_id],
+            )
         return [outcomes[record.entity_id] for record in records]
 
     def _resign(self, current: TxRecord, fees: Fees) -> TxRecord:
         """`current`'s transaction signed again at `fees`; every earlier hash is kept."""
-        tx_hash, raw = self._sign(nonce=current.nonce, data=current.data, gas=current.gas,
-                                  fees=fees)
+        tx_hash, raw = self._sign(
+            nonce=current.nonce, data=current.data, gas=current.gas, fees=fees
+        )
         return dataclasses.replace(
-            current, tx_hash=tx_hash, raw=raw, max_fee_per_gas=fees.max_fee_per_gas,
-            max_priority_fee_per_gas=fees.max_priority_fee_per_gas, signed_at=self._clock(),
-            previous_hashes=current.hashes)
+            current,
+            tx_hash=tx_hash,
+            raw=raw,
+            max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+            signed_at=self._clock(),
+            previous_hashes=current.hashes,
+        )
 
     def _write_fenced(self, records: list[TxRecord]) -> None:
         """Store records only while this process holds the lease (WATCHed in the transaction):

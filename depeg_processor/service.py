@@ -10,13 +10,14 @@ lease-keeper thread renews the lease of the wallet held, or, holding none, takes
 one; the processor loop and the watcher work for whichever wallet is held (with none, the first
 wallet's stand by and watch health only).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import redis
 from eth_account.signers.local import LocalAccount
@@ -29,18 +30,18 @@ from .errors import StartupError
 from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy
 from .lease import Lease, LeaseKeeper, owner_id
+from .metrics import Metrics, null_metrics
 from .monitor import Limits, make_monitor_app
 from .nonce import NonceManager
 from .processor import Processor
-from .queue import StreamQueue
 from .product import ProductCalls
-from .metrics import Metrics, null_metrics
+from .queue import StreamQueue
 from .records import SpendLedger, TxRecord, TxRecords
 from .retention import StreamRetention
-from .systemd import Notifier
 from .sender import Sender
 from .signing import TransactionSigner
 from .state import STANDBY, SharedState
+from .systemd import Notifier
 from .wallets import Wallet, derive_accounts, pool
 from .watcher import ReceiptWatcher
 
@@ -69,28 +70,39 @@ class WalletParts:
     queue: StreamQueue
     records: TxRecords
     nonces: NonceManager
-    processor: Optional[Processor] = None
-    watcher: Optional[ReceiptWatcher] = None
-    sender: Optional[Sender] = None
+    processor: Processor | None = None
+    watcher: ReceiptWatcher | None = None
+    sender: Sender | None = None
 
 
 class Service:
     """The processor with its watcher thread and monitor server."""
 
-    def __init__(self, *, settings: Settings, redis_client: redis.Redis, chain: Chain,
-                 account: LocalAccount, stop: threading.Event,
-                 accounts: Optional[list[LocalAccount]] = None,
-                 metrics: Optional[Metrics] = None, notifier: Optional[Notifier] = None,
-                 faults: Faults = NO_FAULTS,
-                 clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        redis_client: redis.Redis,
+        chain: Chain,
+        account: LocalAccount,
+        stop: threading.Event,
+        accounts: list[LocalAccount] | None = None,
+        metrics: Metrics | None = None,
+        notifier: Notifier | None = None,
+        faults: Faults = NO_FAULTS,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.stop_event = stop
         self._redis = redis_client
         self._chain = chain
         if accounts is None:
-            accounts = ([account] if settings.wallets == 1
-                        else derive_accounts(settings.mnemonic, settings.wallets))
+            accounts = (
+                [account]
+                if settings.wallets == 1
+                else derive_accounts(settings.mnemonic, settings.wallets)
+            )
         self.account = accounts[0]
         self._clock = clock
         self._monotonic = monotonic
@@ -98,51 +110,83 @@ class Service:
         self.metrics = metrics or null_metrics()
         self.notifier = notifier or Notifier(None)
         self.state = SharedState(monotonic=monotonic)
-        chain.attach(max_batch=settings.chain_max_batch, wait=stop.wait,
-                     on_rate_limit=self.state.set_rate_limited)
+        chain.attach(
+            max_batch=settings.chain_max_batch,
+            wait=stop.wait,
+            on_rate_limit=self.state.set_rate_limited,
+        )
         wallets = pool(accounts, stream=settings.stream_key, consumer=settings.consumer)
         self.parts = [self._wallet_parts(w, a) for w, a in zip(wallets, accounts)]
-        self._current: Optional[WalletParts] = None  # the wallet whose lease is held
+        self._current: WalletParts | None = None  # the wallet whose lease is held
         first = self.parts[0]
         self.queue, self.records, self.lease = first.queue, first.records, first.lease
         self.nonces, self.keeper = first.nonces, first.keeper
-        self.retention = StreamRetention(redis_client, stream=settings.stream_key,
-                                         retention=settings.stream_retention, clock=clock)
-        self.fees = FeePolicy(base_fee=chain.latest_block, suggested_tip=chain.max_priority_fee,
-                              cap=settings.max_fee_per_gas, tip=settings.max_priority_fee_per_gas,
-                              keep=settings.min_balance, monotonic=monotonic)
-        self.limits = Limits(alert_balance=settings.alert_balance,
-                             loop_max_age=settings.loop_max_timeout,
-                             watcher_max_age=max(settings.loop_max_timeout,
-                                                 10 * settings.receipt_poll_interval),
-                             max_non_ack_pending=settings.max_non_ack_pending)
+        self.retention = StreamRetention(
+            redis_client,
+            stream=settings.stream_key,
+            retention=settings.stream_retention,
+            clock=clock,
+        )
+        self.fees = FeePolicy(
+            base_fee=chain.latest_block,
+            suggested_tip=chain.max_priority_fee,
+            cap=settings.max_fee_per_gas,
+            tip=settings.max_priority_fee_per_gas,
+            keep=settings.min_balance,
+            monotonic=monotonic,
+        )
+        self.limits = Limits(
+            alert_balance=settings.alert_balance,
+            loop_max_age=settings.loop_max_timeout,
+            watcher_max_age=max(settings.loop_max_timeout, 10 * settings.receipt_poll_interval),
+            max_non_ack_pending=settings.max_non_ack_pending,
+        )
         for parts in self.parts:  # each wallet's local nonce, labelled by its address
             self.metrics.wallet(parts.wallet.address).local_nonce.set_function(
-                lambda p=parts: p.nonces.next or 0)
+                lambda p=parts: p.nonces.next or 0
+            )
         self.app = make_monitor_app(self.state, self.limits, self.metrics.registry)
-        self.processor: Optional[Processor] = None
-        self.watcher: Optional[ReceiptWatcher] = None
+        self.processor: Processor | None = None
+        self.watcher: ReceiptWatcher | None = None
         self._threads: list[threading.Thread] = []
         self._server = None
 
     def _wallet_parts(self, wallet: Wallet, account: LocalAccount) -> WalletParts:
         """The parts of one wallet that need no node: its lease, records and queue view."""
         settings, client = self.settings, self._redis
-        records = TxRecords(client, prefix=wallet.prefix, stream=settings.stream_key,
-                            owner=wallet.address)
-        lease = Lease(client, key=wallet.lease_key, owner=owner_id(wallet.consumer),
-                      ttl=settings.lease_ttl, monotonic=self._monotonic)
-        queue = StreamQueue(client, stream=settings.stream_key, group=settings.group,
-                            consumer=wallet.consumer, dead_letter_key=settings.dead_letter_key,
-                            clock=self._clock, on_dead_letter=self.metrics.dead_letter,
-                            claim_idle=settings.lease_ttl)
+        records = TxRecords(
+            client, prefix=wallet.prefix, stream=settings.stream_key, owner=wallet.address
+        )
+        lease = Lease(
+            client,
+            key=wallet.lease_key,
+            owner=owner_id(wallet.consumer),
+            ttl=settings.lease_ttl,
+            monotonic=self._monotonic,
+        )
+        queue = StreamQueue(
+            client,
+            stream=settings.stream_key,
+            group=settings.group,
+            consumer=wallet.consumer,
+            dead_letter_key=settings.dead_letter_key,
+            clock=self._clock,
+            on_dead_letter=self.metrics.dead_letter,
+            claim_idle=settings.lease_ttl,
+        )
         nonces = NonceManager(
             chain_pending=lambda: self._chain.nonce(account.address, "pending"),
-            highest_recorded=records.highest_nonce)
-        return WalletParts(wallet=wallet, account=account, lease=lease, queue=queue,
-                           keeper=LeaseKeeper(lease, stop=self.stop_event,
-                                              wanted=self._processor_alive),
-                           records=records, nonces=nonces)
+            highest_recorded=records.highest_nonce,
+        )
+        return WalletParts(
+            wallet=wallet,
+            account=account,
+            lease=lease,
+            queue=queue,
+            keeper=LeaseKeeper(lease, stop=self.stop_event, wanted=self._processor_alive),
+            records=records,
+            nonces=nonces,
+        )
 
     def _working(self) -> WalletParts:
         """The wallet held, else the first (whose parts stand by and watch health)."""
@@ -151,13 +195,18 @@ class Service:
     # -- start-up ------------------------------------------------------------------------------
     def serve_monitor(self) -> int:
         """Start the monitor server in its own thread; returns the bound port."""
-        self._server = create_server(self.app, host=self.settings.host, port=self.settings.port,
-                                     threads=2, ident="depeg-backend-processor",
-                                     clear_untrusted_proxy_headers=True,
-                                     connection_limit=MONITOR_CONNECTION_LIMIT,
-                                     channel_timeout=MONITOR_CHANNEL_TIMEOUT,
-                                     cleanup_interval=MONITOR_CLEANUP_INTERVAL,
-                                     asyncore_use_poll=True)
+        self._server = create_server(
+            self.app,
+            host=self.settings.host,
+            port=self.settings.port,
+            threads=2,
+            ident="depeg-backend-processor",
+            clear_untrusted_proxy_headers=True,
+            connection_limit=MONITOR_CONNECTION_LIMIT,
+            channel_timeout=MONITOR_CHANNEL_TIMEOUT,
+            cleanup_interval=MONITOR_CLEANUP_INTERVAL,
+            asyncore_use_poll=True,
+        )
         port = self._server.effective_port
         self._start_thread("monitor", self._server.run)
         log.info("monitor listening on %s:%s", self.settings.host, port)
@@ -190,13 +239,17 @@ class Service:
         settings, chain = self.settings, self._chain
         chain_id = chain.chain_id()
         if not chain.code(settings.product_address):
-            raise StartupError(f"DEPEG_PRODUCT_ADDRESS {settings.product_address} has no contract "
-                               f"code on chain {chain_id}")
+            raise StartupError(
+                f"DEPEG_PRODUCT_ADDRESS {settings.product_address} has no contract "
+                f"code on chain {chain_id}"
+            )
         calls = ProductCalls()
         result = chain.call({"to": settings.product_address, "data": calls.message_helper_call()})
         if not result or len(result) < 66:
-            raise StartupError(f"DEPEG_PRODUCT_ADDRESS {settings.product_address}: "
-                               "getMessageHelperAddress() returned nothing; is this the product?")
+            raise StartupError(
+                f"DEPEG_PRODUCT_ADDRESS {settings.product_address}: "
+                "getMessageHelperAddress() returned nothing; is this the product?"
+            )
         helper = calls.message_helper_result(result)
         self.state.set_balance(chain.balance(self.account.address))
         self.state.node_ok()
@@ -204,55 +257,103 @@ class Service:
         self.queue.ensure_group()
         self.state.set_non_ack_pending(self.queue.own_pending())
         self.state.redis_ok()
-        log.info("processor wallet %s on chain %s, product %s (message helper %s), "
-                 "%s transaction(s) in flight", self.account.address, chain_id,
-                 settings.product_address, helper, self.records.count())
+        log.info(
+            "processor wallet %s on chain %s, product %s (message helper %s), "
+            "%s transaction(s) in flight",
+            self.account.address,
+            chain_id,
+            settings.product_address,
+            helper,
+            self.records.count(),
+        )
         for parts in self.parts:
             self._wallet_workers(parts, chain_id=chain_id, helper=helper, calls=calls)
         self.processor, self.watcher = self.parts[0].processor, self.parts[0].watcher
 
-    def _wallet_workers(self, parts: WalletParts, *, chain_id: int, helper: str,
-                        calls: ProductCalls) -> None:
+    def _wallet_workers(
+        self, parts: WalletParts, *, chain_id: int, helper: str, calls: ProductCalls
+    ) -> None:
         """The sender, processor loop and receipt watcher of one wallet."""
         settings, chain, lease, records = self.settings, self._chain, parts.lease, parts.records
         address = parts.account.address
 
         def requeue(record: TxRecord) -> None:
-            parts.queue.reissue(record.entity_id, forget=records.key(record.entity_id),
-                                inflight_key=records.inflight_key, fence=lease.fence)
+            parts.queue.reissue(
+                record.entity_id,
+                forget=records.key(record.entity_id),
+                inflight_key=records.inflight_key,
+                fence=lease.fence,
+            )
 
-        sender = Sender(chain=chain, signer=TransactionSigner(parts.account.key),
-                        chain_id=chain_id,
-                        product=settings.product_address,
-                        encode_call=lambda app: calls.apply(app.contract_args()),
-                        nonces=parts.nonces, fees=self.fees, records=records,
-                        requeue=requeue, on_fee_bump=self.metrics.fee_bumps.inc,
-                        may_send=lease.held, fence=lease.fence, faults=self._faults,
-                        clock=self._clock)
+        sender = Sender(
+            chain=chain,
+            signer=TransactionSigner(parts.account.key),
+            chain_id=chain_id,
+            product=settings.product_address,
+            encode_call=lambda app: calls.apply(app.contract_args()),
+            nonces=parts.nonces,
+            fees=self.fees,
+            records=records,
+            requeue=requeue,
+            on_fee_bump=self.metrics.fee_bumps.inc,
+            may_send=lease.held,
+            fence=lease.fence,
+            faults=self._faults,
+            clock=self._clock,
+        )
         parts.sender = sender
         parts.processor = Processor(
-            redis_client=self._redis, queue=parts.queue, records=records, sender=sender,
-            nonces=parts.nonces, lease=lease, state=self.state, stop=self.stop_event,
-            max_deliveries=settings.max_deliveries, faults=self._faults,
-            max_spend_per_hour=settings.max_gas_spend_per_hour, metrics=self.metrics,
-            on_beat=self.notifier.watchdog, clock=self._clock,
-            balance=lambda: chain.balance(address), wallet=address,
-            min_balance=settings.min_balance, chain_id=chain_id, message_helper=helper,
-            read_count=settings.read_count, read_block=settings.read_block_timeout,
-            balance_too_low_timeout=settings.balance_too_low_timeout,
-            error_timeout=settings.error_timeout, monotonic=self._monotonic)
-        parts.watcher = ReceiptWatcher(
-            chain=chain, records=records, queue=parts.queue, sender=sender,
-            redis_client=self._redis, state=self.state, stop=self.stop_event,
-            address=address, min_confirmations=settings.min_confirmations,
-            poll_interval=settings.receipt_poll_interval, stuck_blocks=settings.stuck_blocks,
-            stuck_seconds=settings.stuck_timeout, may_send=lease.held,
-            fence=lease.fence, lease_generation=lambda: lease.generation,
-            metrics=self.metrics, idle_interval=settings.idle_poll_interval,
-            spend=(SpendLedger(self._redis, prefix=parts.wallet.prefix)
-                   if settings.max_gas_spend_per_hour is not None else None),
+            redis_client=self._redis,
+            queue=parts.queue,
+            records=records,
+            sender=sender,
+            nonces=parts.nonces,
+            lease=lease,
+            state=self.state,
+            stop=self.stop_event,
+            max_deliveries=settings.max_deliveries,
+            faults=self._faults,
+            max_spend_per_hour=settings.max_gas_spend_per_hour,
+            metrics=self.metrics,
+            on_beat=self.notifier.watchdog,
             clock=self._clock,
-            monotonic=self._monotonic)
+            balance=lambda: chain.balance(address),
+            wallet=address,
+            min_balance=settings.min_balance,
+            chain_id=chain_id,
+            message_helper=helper,
+            read_count=settings.read_count,
+            read_block=settings.read_block_timeout,
+            balance_too_low_timeout=settings.balance_too_low_timeout,
+            error_timeout=settings.error_timeout,
+            monotonic=self._monotonic,
+        )
+        parts.watcher = ReceiptWatcher(
+            chain=chain,
+            records=records,
+            queue=parts.queue,
+            sender=sender,
+            redis_client=self._redis,
+            state=self.state,
+            stop=self.stop_event,
+            address=address,
+            min_confirmations=settings.min_confirmations,
+            poll_interval=settings.receipt_poll_interval,
+            stuck_blocks=settings.stuck_blocks,
+            stuck_seconds=settings.stuck_timeout,
+            may_send=lease.held,
+            fence=lease.fence,
+            lease_generation=lambda: lease.generation,
+            metrics=self.metrics,
+            idle_interval=settings.idle_poll_interval,
+            spend=(
+                SpendLedger(self._redis, prefix=parts.wallet.prefix)
+                if settings.max_gas_spend_per_hour is not None
+                else None
+            ),
+            clock=self._clock,
+            monotonic=self._monotonic,
+        )
 
     def _check_redis_server(self) -> None:
         """Refuse a Redis too old for the stream commands; warn about settings that can lose
@@ -279,10 +380,16 @@ class Service:
         self._start_thread("lease-keeper", self._keep_leases)
         self._start_thread("receipt-watcher", self._watch)
         self._start_thread("housekeeping", lambda: self.retention.run(self.stop_event))
-        self.notifier.ready(f"processing {self.settings.stream_key} with a pool of "
-                            f"{len(self.parts)} wallet(s) from {self.account.address}")
-        log.info("processor loop started (stream %s, group %s, %s wallet(s))",
-                 self.settings.stream_key, self.settings.group, len(self.parts))
+        self.notifier.ready(
+            f"processing {self.settings.stream_key} with a pool of "
+            f"{len(self.parts)} wallet(s) from {self.account.address}"
+        )
+        log.info(
+            "processor loop started (stream %s, group %s, %s wallet(s))",
+            self.settings.stream_key,
+            self.settings.group,
+            len(self.parts),
+        )
         while not self.stop_event.is_set():
             parts = self._current
             if parts is None and len(self.parts) > 1:
@@ -295,7 +402,7 @@ class Service:
         for parts in self.parts:
             parts.lease.release()
 
-    def keep_leases_once(self) -> Optional[WalletParts]:
+    def keep_leases_once(self) -> WalletParts | None:
         """Renew the lease of the wallet held; holding none (or having lost it), take the first
         free one of the pool. Returns the wallet held now, if any."""
         current = self._current
@@ -303,20 +410,26 @@ class Service:
             return current
         for parts in self.parts:
             if parts is not current and parts.keeper.run_once():
-                log.info("sending from wallet %s (consumer %s)", parts.wallet.address,
-                         parts.wallet.consumer)
+                log.info(
+                    "sending from wallet %s (consumer %s)",
+                    parts.wallet.address,
+                    parts.wallet.consumer,
+                )
                 self._current = parts
                 return parts
         if current is not None:
-            log.warning("lost the lease of wallet %s; every wallet of the pool is taken: "
-                        "standing by", current.wallet.address)
+            log.warning(
+                "lost the lease of wallet %s; every wallet of the pool is taken: standing by",
+                current.wallet.address,
+            )
         self._current = None
         return None
 
     def _keep_leases(self) -> None:
         interval = self.parts[0].keeper.interval
-        log.info("lease keeper started (%s wallet(s), renewed every %.1fs)", len(self.parts),
-                 interval)
+        log.info(
+            "lease keeper started (%s wallet(s), renewed every %.1fs)", len(self.parts), interval
+        )
         while not self.stop_event.is_set():
             try:
                 self.keep_leases_once()
@@ -340,8 +453,9 @@ class Service:
         """Every wallet of the pool is held by another process: wait for one to come free."""
         self.state.processor_beat()
         self.notifier.watchdog()
-        self.state.set_holding(f"{STANDBY}: all {len(self.parts)} wallets of the pool are held "
-                               "by other processors")
+        self.state.set_holding(
+            f"{STANDBY}: all {len(self.parts)} wallets of the pool are held by other processors"
+        )
         self.stop_event.wait(STANDBY_CHECK_INTERVAL)
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:

@@ -7,6 +7,7 @@ every call: 1.1 ms per transaction on the reference machine, against about 0.1 m
 have one shape, so the typed envelope is built here; a unit test holds it byte-identical to
 eth-account's output.
 """
+
 from __future__ import annotations
 
 import rlp
@@ -26,12 +27,30 @@ class TransactionSigner:
     def __repr__(self) -> str:
         return f"TransactionSigner({self.address})"
 
-    def sign(self, *, chain_id: int, nonce: int, to: str, data: str, gas: int,
-             max_fee_per_gas: int, max_priority_fee_per_gas: int,
-             value: int = 0) -> tuple[str, str]:
+    def sign(
+        self,
+        *,
+        chain_id: int,
+        nonce: int,
+        to: str,
+        data: str,
+        gas: int,
+        max_fee_per_gas: int,
+        max_priority_fee_per_gas: int,
+        value: int = 0,
+    ) -> tuple[str, str]:
         """(hash, raw) of the signed transaction, both 0x-hex."""
-        fields = [chain_id, nonce, max_priority_fee_per_gas, max_fee_per_gas, gas,
-                  to_canonical_address(to), value, bytes.fromhex(data.removeprefix("0x")), []]
+        fields = [
+            chain_id,
+            nonce,
+            max_priority_fee_per_gas,
+            max_fee_per_gas,
+            gas,
+            to_canonical_address(to),
+            value,
+            bytes.fromhex(data.removeprefix("0x")),
+            [],
+        ]
         signature = self._key.sign_msg_hash(keccak(DYNAMIC_FEE_TYPE + rlp.encode(fields)))
         raw = DYNAMIC_FEE_TYPE + rlp.encode(fields + [signature.v, signature.r, signature.s])
         return "0x" + keccak(raw).hex(), "0x" + raw.hex()

@@ -3,12 +3,13 @@
 The lock lives here, beside the data; writers call one short method, readers take a frozen
 snapshot. Nothing in here does I/O.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 STANDBY = "standby"
 
@@ -17,18 +18,18 @@ STANDBY = "standby"
 class Snapshot:
     """What the threads last saw, as of one instant."""
 
-    processor_beat: Optional[float] = None
-    watcher_beat: Optional[float] = None
-    balance: Optional[int] = None
-    non_ack_pending: Optional[int] = None
-    node_error: Optional[str] = None
-    rate_limited: Optional[str] = None
-    redis_error: Optional[str] = None
-    holding: Optional[str] = None
+    processor_beat: float | None = None
+    watcher_beat: float | None = None
+    balance: int | None = None
+    non_ack_pending: int | None = None
+    node_error: str | None = None
+    rate_limited: str | None = None
+    redis_error: str | None = None
+    holding: str | None = None
     in_flight: int = 0
-    head: Optional[int] = None
-    stuck: Optional[str] = None
-    spent_last_hour: Optional[int] = None
+    head: int | None = None
+    stuck: str | None = None
+    spent_last_hour: int | None = None
 
     @property
     def standby(self) -> bool:
@@ -62,10 +63,10 @@ class SharedState:
     def set_non_ack_pending(self, count: int) -> None:
         self._update(non_ack_pending=count)
 
-    def set_in_flight(self, count: int, head: Optional[int] = None) -> None:
+    def set_in_flight(self, count: int, head: int | None = None) -> None:
         self._update(in_flight=count, head=head)
 
-    def _dependency(self, dependency: str, source: str, reason: Optional[str]) -> None:
+    def _dependency(self, dependency: str, source: str, reason: str | None) -> None:
         """Each thread reports what it saw; the dependency is down while any thread's last
         call failed (one thread's success does not hide another's failure)."""
         with self._lock:
@@ -74,8 +75,9 @@ class SharedState:
             else:
                 self._errors[(dependency, source)] = reason
             failing = {dep: why for (dep, _src), why in sorted(self._errors.items())}
-            self._data = dataclasses.replace(self._data, node_error=failing.get("node"),
-                                             redis_error=failing.get("redis"))
+            self._data = dataclasses.replace(
+                self._data, node_error=failing.get("node"), redis_error=failing.get("redis")
+            )
 
     def node_ok(self, source: str = "main") -> None:
         self._dependency("node", source, None)
@@ -83,7 +85,7 @@ class SharedState:
     def node_failed(self, reason: str, source: str = "main") -> None:
         self._dependency("node", source, reason)
 
-    def set_rate_limited(self, reason: Optional[str]) -> None:
+    def set_rate_limited(self, reason: str | None) -> None:
         """Why the node refuses calls for its rate limit now, or None once it answers again."""
         self._update(rate_limited=reason)
 
@@ -93,11 +95,11 @@ class SharedState:
     def redis_failed(self, reason: str, source: str = "main") -> None:
         self._dependency("redis", source, reason)
 
-    def set_holding(self, reason: Optional[str]) -> None:
+    def set_holding(self, reason: str | None) -> None:
         """Why the processor is deliberately not sending (low balance, product inactive)."""
         self._update(holding=reason)
 
-    def set_stuck(self, reason: Optional[str]) -> None:
+    def set_stuck(self, reason: str | None) -> None:
         """Why transactions cannot be mined (the fee cap is reached), or None."""
         self._update(stuck=reason)
 

@@ -4,20 +4,26 @@ A no-op without NOTIFY_SOCKET, so the same code runs under systemd, in Docker an
 WATCHDOG pings come from the processor loop's heartbeat, at most twice per WATCHDOG_USEC, so a
 loop that stops beating gets the service restarted by systemd.
 """
+
 from __future__ import annotations
 
 import logging
 import socket
 import threading
 import time
-from typing import Callable, Mapping, Optional
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
 
 class Notifier:
-    def __init__(self, address: Optional[str], *, watchdog_usec: Optional[int] = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        address: str | None,
+        *,
+        watchdog_usec: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         if address and address.startswith("@"):  # abstract namespace
             address = "\0" + address[1:]
         self._address = address or None
@@ -27,9 +33,11 @@ class Notifier:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> "Notifier":
+    def from_environ(cls, environ: Mapping[str, str]) -> Notifier:
         usec = environ.get("WATCHDOG_USEC", "")
-        return cls(environ.get("NOTIFY_SOCKET"), watchdog_usec=int(usec) if usec.isdigit() else None)
+        return cls(
+            environ.get("NOTIFY_SOCKET"), watchdog_usec=int(usec) if usec.isdigit() else None
+        )
 
     @property
     def enabled(self) -> bool:

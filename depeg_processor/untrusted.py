@@ -10,22 +10,24 @@ Their bytes reach this service unchecked, so:
 - values shown in logs, reasons and dead letters are escaped and clipped (`shown`, `escaped`),
   stating the original size, so they can neither forge a line nor copy megabytes.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 
 from .errors import PermanentError
 
 REDIS_DECODING = {"decode_responses": True, "encoding_errors": "surrogateescape"}
-MAX_FIELDS = 32               # the web app writes 9
-MAX_VALUE_BYTES = 64 * 1024   # one field name or value; the web app's are under 200 bytes
-MAX_HASH_BYTES = 256 * 1024   # all names and values together
-NAME_PREFIX_BYTES = 64        # how much of an oversized field name a dead letter keeps
-SHOWN_CHARS = 200             # how much of a value a log line or reason shows
-KEPT_CHARS = 1024             # how much of a stream entry's value a dead letter keeps
+MAX_FIELDS = 32  # the web app writes 9
+MAX_VALUE_BYTES = 64 * 1024  # one field name or value; the web app's are under 200 bytes
+MAX_HASH_BYTES = 256 * 1024  # all names and values together
+NAME_PREFIX_BYTES = 64  # how much of an oversized field name a dead letter keeps
+SHOWN_CHARS = 200  # how much of a value a log line or reason shows
+KEPT_CHARS = 1024  # how much of a stream entry's value a dead letter keeps
 
 T = TypeVar("T")
 
@@ -89,10 +91,10 @@ class HashContent:
     hash) only what was measured of it."""
 
     fields: dict[str, str]
-    sizes: Optional[dict] = None
+    sizes: dict | None = None
 
     @property
-    def refused(self) -> Optional[str]:
+    def refused(self) -> str | None:
         """Why the hash was not loaded, or None."""
         if self.sizes is None:
             return None
@@ -101,8 +103,10 @@ class HashContent:
         if self.sizes["fields"] > MAX_FIELDS:
             return f"{self.sizes['fields']} fields (at most {MAX_FIELDS})"
         if self.sizes["oversized"]:
-            names = ", ".join(f"{item['name']!r} ({item['nameBytes']} + {item['valueBytes']} "
-                              f"bytes)" for item in self.sizes["oversized"][:3])
+            names = ", ".join(
+                f"{item['name']!r} ({item['nameBytes']} + {item['valueBytes']} bytes)"
+                for item in self.sizes["oversized"][:3]
+            )
             return f"field(s) over {MAX_VALUE_BYTES} bytes: {names}"
         return f"{self.sizes['bytes']} bytes in all (at most {MAX_HASH_BYTES})"
 
@@ -110,9 +114,10 @@ class HashContent:
         """Refuse a hash that was not loaded: a permanent error with its sizes in the reason."""
         refused = self.refused
         if refused is not None:
-            raise PermanentError(f"application {shown(key)} refused: {refused}",
-                                 kind="invalid_entry" if self.sizes.get("notAHash")
-                                 else "too_large")
+            raise PermanentError(
+                f"application {shown(key)} refused: {refused}",
+                kind="invalid_entry" if self.sizes.get("notAHash") else "too_large",
+            )
 
 
 class HashGuard:
@@ -149,8 +154,18 @@ class HashGuard:
         if reply[0] == "type":
             return HashContent({}, {"notAHash": True})
         _kind, count, total, oversized = reply
-        return HashContent({}, {
-            "fields": int(count), "bytes": int(total) if int(total) >= 0 else None,
-            "oversized": [{"name": escaped(name, NAME_PREFIX_BYTES * 6),
-                           "nameBytes": int(name_bytes), "valueBytes": int(value_bytes)}
-                          for name, name_bytes, value_bytes in oversized]})
+        return HashContent(
+            {},
+            {
+                "fields": int(count),
+                "bytes": int(total) if int(total) >= 0 else None,
+                "oversized": [
+                    {
+                        "name": escaped(name, NAME_PREFIX_BYTES * 6),
+                        "nameBytes": int(name_bytes),
+                        "valueBytes": int(value_bytes),
+                    }
+                    for name, name_bytes, value_bytes in oversized
+                ],
+            },
+        )

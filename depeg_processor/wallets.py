@@ -7,10 +7,10 @@ The first wallet keeps the key names a single-wallet processor always used, so a
 deployment upgrades without moving any data; what belongs to an application whichever wallet
 sends it (the done marker, the owner) stays under the stream's own prefix.
 """
+
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -67,9 +67,11 @@ def derive_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
 
 
 def pool(accounts: list[LocalAccount], *, stream: str, consumer: str) -> list[Wallet]:
-    return [Wallet(index=i, address=account.address, stream=stream, base_consumer=consumer)
-            for i, account in enumerate(accounts)]
+    return [
+        Wallet(index=i, address=account.address, stream=stream, base_consumer=consumer)
+        for i, account in enumerate(accounts)
+    ]
 
 
-def find(wallets: list[Wallet], address: str) -> Optional[Wallet]:
+def find(wallets: list[Wallet], address: str) -> Wallet | None:
     return next((w for w in wallets if w.address == address), None)

@@ -3,8 +3,8 @@
 Each round reads the in-flight records (the work list the sender keeps; no key scans). When the
 head is due (see `head.py`: about once a block while transactions are in flight, every
 CHAIN_IDLE_POLL_INTERVAL otherwise) it first asks the node for the latest block (with the
-wallet's balance and nonce while busy or when their refresh is due) and then, when blocks arrived, for the
-receipts of the unmined transactions: every receipt of each new block in one
+wallet's balance and nonce while busy or when their refresh is due) and then, when blocks
+arrived, for the receipts of the unmined transactions: every receipt of each new block in one
 `eth_getBlockReceipts` call where the node serves it and that takes fewer calls, else the
 receipts of every hash a record's replacement chain produced. The head is asked before the
 records are read, so a record not yet seen was broadcast after that head: the blocks up to it
@@ -22,25 +22,25 @@ Resends and replacements go out as batches, so a round stays short with hundreds
 heartbeat is renewed between a round's phases. Only the holder of the wallet's lease sends or
 replaces, and its writes are fenced by the lease.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import logging
 import threading
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import redis
 
 from . import errors
-from .application import application_key
 from .chain import Chain, NodeUnavailable
 from .errors import FenceLost
-from .head import Head, HeadSchedule
 from .fees import raised
+from .head import Head, HeadSchedule
 from .lease import Fence
-from .queue import StreamQueue
 from .metrics import Metrics, null_metrics
+from .queue import StreamQueue
 from .records import SpendLedger, TxRecord, TxRecords
 from .sender import LeaseLost, Sender
 from .state import SharedState
@@ -78,16 +78,30 @@ class Waiting:
 
 
 class ReceiptWatcher:
-    def __init__(self, *, chain: Chain, records: TxRecords, queue: StreamQueue, sender: Sender,
-                 redis_client: redis.Redis, state: SharedState, stop: threading.Event,
-                 address: str, min_confirmations: int, poll_interval: float, stuck_blocks: int,
-                 stuck_seconds: float, may_send: Callable[[], bool] = lambda: True,
-                 fence: Optional[Fence] = None,
-                 lease_generation: Callable[[], int] = lambda: 0,
-                 metrics: Optional[Metrics] = None, spend: Optional[SpendLedger] = None,
-                 idle_interval: Optional[float] = None,
-                 clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        chain: Chain,
+        records: TxRecords,
+        queue: StreamQueue,
+        sender: Sender,
+        redis_client: redis.Redis,
+        state: SharedState,
+        stop: threading.Event,
+        address: str,
+        min_confirmations: int,
+        poll_interval: float,
+        stuck_blocks: int,
+        stuck_seconds: float,
+        may_send: Callable[[], bool] = lambda: True,
+        fence: Fence | None = None,
+        lease_generation: Callable[[], int] = lambda: 0,
+        metrics: Metrics | None = None,
+        spend: SpendLedger | None = None,
+        idle_interval: float | None = None,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._chain = chain
         self._records = records
         self._queue = queue
@@ -103,7 +117,7 @@ class ReceiptWatcher:
         self._may_send = may_send
         self._fence = fence
         self._lease_generation = lease_generation
-        self._generation: Optional[int] = None  # the lease generation the cache belongs to
+        self._generation: int | None = None  # the lease generation the cache belongs to
         self._metrics = metrics or null_metrics()
         self._spend = spend
         self._clock = clock
@@ -115,15 +129,16 @@ class ReceiptWatcher:
         self._schedule = HeadSchedule(
             min_interval=poll_interval,
             idle_interval=poll_interval if idle_interval is None else idle_interval,
-            monotonic=monotonic)
+            monotonic=monotonic,
+        )
         self._busy = False  # transactions of ours in flight at the last read
-        self._scanned: Optional[int] = None  # receipts of every block up to it looked at
+        self._scanned: int | None = None  # receipts of every block up to it looked at
         self._block_receipts = True  # the node serves eth_getBlockReceipts (until it says not)
-        self._gap: Optional[tuple[int, Waiting]] = None  # the chain nonce nothing in flight uses
+        self._gap: tuple[int, Waiting] | None = None  # the chain nonce nothing in flight uses
         self._cache: dict[str, TxRecord] = {}
         self._was_sending = False
-        self._mined_nonce: Optional[int] = None  # the wallet's mined count, as last asked
-        self._line_moved: Optional[tuple[int, float]] = None  # (head, monotonic) it last moved
+        self._mined_nonce: int | None = None  # the wallet's mined count, as last asked
+        self._line_moved: tuple[int, float] | None = None  # (head, monotonic) it last moved
 
     def step(self) -> int:
         """A round at the schedule's pace: the node is asked only when the head is due."""
@@ -157,7 +172,8 @@ class ReceiptWatcher:
         gauges = self._metrics.wallet(self._address)
         gauges.in_flight.set(len(records))
         gauges.oldest_in_flight.set(
-            max(0.0, self._clock() - min(r.signed_at for r in records)) if records else 0)
+            max(0.0, self._clock() - min(r.signed_at for r in records)) if records else 0
+        )
         if head is None:
             return 0
         try:
@@ -195,8 +211,11 @@ class ReceiptWatcher:
             self._scanned = None  # another sender may have sent since: look at each record
         self._was_sending = sending
         nonces = self._records.inflight_nonces()
-        stale = [e for e, nonce in nonces.items()
-                 if e not in self._cache or self._cache[e].nonce != nonce]
+        stale = [
+            e
+            for e, nonce in nonces.items()
+            if e not in self._cache or self._cache[e].nonce != nonce
+        ]
         fresh = self._records.get_many(stale)
         self._cache = {e: self._cache.get(e) if e not in fresh else fresh[e] for e in nonces}
         self._cache = {e: r for e, r in self._cache.items() if r is not None}
@@ -225,8 +244,13 @@ class ReceiptWatcher:
             self._records.complete_many([(r.entity_id, m.tx_hash) for r, m in confirmed])
             now = self._clock()
             for record, mined in confirmed:
-                log.info("application %s tx %s confirmed (%s confirmations, block %s); purged",
-                         record.entity_id, mined.tx_hash, head - mined.block + 1, mined.block)
+                log.info(
+                    "application %s tx %s confirmed (%s confirmations, block %s); purged",
+                    record.entity_id,
+                    mined.tx_hash,
+                    head - mined.block + 1,
+                    mined.block,
+                )
                 self._metrics.confirmed.inc()
                 self._metrics.gas_spent.inc(mined.cost)
                 if record.enqueued_at is not None:
@@ -265,7 +289,8 @@ class ReceiptWatcher:
         if head - since.head >= self._stuck_blocks or now - since.since >= self._stuck_seconds:
             self._stuck[NONCE_GAP] = (
                 f"nonce problem: nonce {chain_nonce} of wallet {self._address} is used by no "
-                f"transaction in flight; the {len(unmined)} after it cannot be mined")
+                f"transaction in flight; the {len(unmined)} after it cannot be mined"
+            )
             if not since.checked:  # said once per gap
                 since.checked = True
                 log.error("%s", self._stuck[NONCE_GAP])
@@ -276,8 +301,10 @@ class ReceiptWatcher:
         refresh = self._busy or self._schedule.refresh_due()  # busy: the line's place prices
         calls = [("eth_getBlockByNumber", ["latest", False])]
         if refresh:
-            calls += [("eth_getBalance", [self._address, "latest"]),
-                      ("eth_getTransactionCount", [self._address, "latest"])]
+            calls += [
+                ("eth_getBalance", [self._address, "latest"]),
+                ("eth_getTransactionCount", [self._address, "latest"]),
+            ]
         results = self._chain.batch(calls)
         for result in results:
             if isinstance(result, Exception):
@@ -330,33 +357,47 @@ class ReceiptWatcher:
             for tx_hash, receipt in zip(wanted, results):
                 if isinstance(receipt, Exception):
                     complete = False
-                    log.warning("application %r tx %s: receipt lookup failed: %s",
-                                by_hash[tx_hash].entity_id, tx_hash, receipt)
+                    log.warning(
+                        "application %r tx %s: receipt lookup failed: %s",
+                        by_hash[tx_hash].entity_id,
+                        tx_hash,
+                        receipt,
+                    )
                 elif receipt:
                     receipts.append(receipt)
         for receipt in receipts:
             record = by_hash.get(receipt.get("transactionHash", ""))
             if record is not None and receipt.get("blockNumber") and receipt.get("blockHash"):
                 self._mined[record.entity_id] = Mined(
-                    tx_hash=receipt["transactionHash"], block=int(receipt["blockNumber"], 16),
-                    block_hash=receipt["blockHash"], status=int(receipt.get("status", "0x1"), 16),
-                    gas_used=int(receipt.get("gasUsed", "0x0"), 16), seen_at_head=head,
-                    gas_price=int(receipt.get("effectiveGasPrice") or "0x0", 16))
+                    tx_hash=receipt["transactionHash"],
+                    block=int(receipt["blockNumber"], 16),
+                    block_hash=receipt["blockHash"],
+                    status=int(receipt.get("status", "0x1"), 16),
+                    gas_used=int(receipt.get("gasUsed", "0x0"), 16),
+                    seen_at_head=head,
+                    gas_price=int(receipt.get("effectiveGasPrice") or "0x0", 16),
+                )
                 self._waiting.pop(record.entity_id, None)
                 self._stuck.pop(record.entity_id, None)
         self._scanned = head if complete else None
 
-    def _receipts_of_blocks(self, numbers: range) -> Optional[list[dict]]:
+    def _receipts_of_blocks(self, numbers: range) -> list[dict] | None:
         """Every receipt of these blocks, or None when the node could not say (then the caller
         asks per hash; a node without the method is not asked again)."""
         results = self._chain.batch([("eth_getBlockReceipts", [hex(n)]) for n in numbers])
         receipts: list[dict] = []
         for result in results:
             if isinstance(result, Exception) or not isinstance(result, list):
-                if isinstance(result, Exception) and not isinstance(result, NodeUnavailable) \
-                        and "method" in str(result).lower():
-                    log.info("the node does not serve eth_getBlockReceipts (%s); asking for "
-                             "receipts one by one", result)
+                if (
+                    isinstance(result, Exception)
+                    and not isinstance(result, NodeUnavailable)
+                    and "method" in str(result).lower()
+                ):
+                    log.info(
+                        "the node does not serve eth_getBlockReceipts (%s); asking for "
+                        "receipts one by one",
+                        result,
+                    )
                     self._block_receipts = False
                 return None
             receipts.extend(result)
@@ -377,9 +418,13 @@ class ReceiptWatcher:
         """Before a purge, check that each receipt's block is still the chain's block at that
         height; one lookup per block, shared by the transactions in it. A receipt fetched at
         the current head needs none: it came from the canonical chain just now."""
-        due = {mined.block for r in records if (mined := self._mined.get(r.entity_id))
-               and mined.seen_at_head != head
-               and head - mined.block + 1 >= self._min_confirmations}
+        due = {
+            mined.block
+            for r in records
+            if (mined := self._mined.get(r.entity_id))
+            and mined.seen_at_head != head
+            and head - mined.block + 1 >= self._min_confirmations
+        }
         if not due:
             return
         blocks = sorted(due)
@@ -391,11 +436,18 @@ class ReceiptWatcher:
             canonical[number] = block.get("hash") if block else None
         for record in records:
             mined = self._mined.get(record.entity_id)
-            if mined is not None and mined.block in canonical and \
-                    canonical[mined.block] != mined.block_hash:
-                log.warning("application %s tx %s: block %s (%s) was reorganised away; "
-                            "waiting again", record.entity_id, mined.tx_hash, mined.block,
-                            mined.block_hash)
+            if (
+                mined is not None
+                and mined.block in canonical
+                and canonical[mined.block] != mined.block_hash
+            ):
+                log.warning(
+                    "application %s tx %s: block %s (%s) was reorganised away; waiting again",
+                    record.entity_id,
+                    mined.tx_hash,
+                    mined.block,
+                    mined.block_hash,
+                )
                 del self._mined[record.entity_id]
                 self._scanned = None  # it may be mined again in a block already looked at
 
@@ -405,31 +457,54 @@ class ReceiptWatcher:
         call now to learn it. A paused product (DP-010) sends the application back to the queue,
         where it waits for reactivation; anything else sets it aside with the reason."""
         try:
-            self._chain.call({"from": self._address, "to": self._sender.product,
-                              "data": record.data})
+            self._chain.call(
+                {"from": self._address, "to": self._sender.product, "data": record.data}
+            )
             if self._queue.count_reissue(record.entity_id) <= MAX_REISSUES:
-                log.warning("application %s tx %s reverted in block %s but would succeed now "
-                            "(state changed since); enqueued again", record.entity_id,
-                            mined.tx_hash, mined.block)
-                self._queue.reissue(record.entity_id, forget=self._records.key(record.entity_id),
-                                    inflight_key=self._records.inflight_key, fence=self._fence)
+                log.warning(
+                    "application %s tx %s reverted in block %s but would succeed now "
+                    "(state changed since); enqueued again",
+                    record.entity_id,
+                    mined.tx_hash,
+                    mined.block,
+                )
+                self._queue.reissue(
+                    record.entity_id,
+                    forget=self._records.key(record.entity_id),
+                    inflight_key=self._records.inflight_key,
+                    fence=self._fence,
+                )
                 return
             now = f"it would succeed now, but it reverted on chain {MAX_REISSUES + 1} times"
         except errors.ProductInactive as error:
-            log.warning("application %s tx %s reverted in block %s because the product is not "
-                        "active (%s); enqueued again", record.entity_id, mined.tx_hash,
-                        mined.block, error)
-            self._queue.reissue(record.entity_id, forget=self._records.key(record.entity_id),
-                                inflight_key=self._records.inflight_key, fence=self._fence)
+            log.warning(
+                "application %s tx %s reverted in block %s because the product is not "
+                "active (%s); enqueued again",
+                record.entity_id,
+                mined.tx_hash,
+                mined.block,
+                error,
+            )
+            self._queue.reissue(
+                record.entity_id,
+                forget=self._records.key(record.entity_id),
+                inflight_key=self._records.inflight_key,
+                fence=self._fence,
+            )
             return
         except errors.PermanentError as error:
             now = error.reason
         self._queue.dead_letter(
-            entity_id=record.entity_id, kind="reverted_on_chain",
+            entity_id=record.entity_id,
+            kind="reverted_on_chain",
             application=self._queue.load_application(record.entity_id),
-            reason=(f"transaction {mined.tx_hash} reverted on chain in block {mined.block} "
-                    f"(gas used {mined.gas_used}); simulated again: {now}"),
-            entry_id=record.stream_entry_id or None, entry_fields={"entityId": record.entity_id})
+            reason=(
+                f"transaction {mined.tx_hash} reverted on chain in block {mined.block} "
+                f"(gas used {mined.gas_used}); simulated again: {now}"
+            ),
+            entry_id=record.stream_entry_id or None,
+            entry_fields={"entityId": record.entity_id},
+        )
         self._records.forget(record.entity_id)
 
     # -- unmined: dropped or stuck -------------------------------------------------------------
@@ -443,9 +518,12 @@ class ReceiptWatcher:
             if waiting is None:
                 waiting = self._waiting[record.entity_id] = Waiting(head, now)
                 if record.signed_at < self._sending_since:  # from before this process held
-                    due.append(record)                     # the lease: look at the node now
+                    due.append(record)  # the lease: look at the node now
                     continue
-            if head - waiting.head >= self._stuck_blocks or now - waiting.since >= self._stuck_seconds:
+            if (
+                head - waiting.head >= self._stuck_blocks
+                or now - waiting.since >= self._stuck_seconds
+            ):
                 due.append(record)
         if not due:
             return
@@ -459,10 +537,15 @@ class ReceiptWatcher:
             waiting = self._waiting[record.entity_id]
             if tx is None:
                 dropped.append(record)
-            elif tx.get("blockNumber") is None and (
-                    waiting.checked or head - waiting.head >= self._stuck_blocks
-                    or now - waiting.since >= self._stuck_seconds) \
-                    and not waiting_turn(record):
+            elif (
+                tx.get("blockNumber") is None
+                and (
+                    waiting.checked
+                    or head - waiting.head >= self._stuck_blocks
+                    or now - waiting.since >= self._stuck_seconds
+                )
+                and not waiting_turn(record)
+            ):
                 stuck.append(record)  # still pending: re-price it (a mined one needs nothing)
             waiting.head, waiting.since, waiting.checked = head, now, True
         stuck += self._resend(dropped)
@@ -476,8 +559,11 @@ class ReceiptWatcher:
         priced under that is replaced before its turn comes; when the line stops, everything
         due is re-priced, as a low tip would hold the whole line."""
         moved = self._line_moved
-        if moved is None or head - moved[0] >= self._stuck_blocks \
-                or now - moved[1] >= self._stuck_seconds:
+        if (
+            moved is None
+            or head - moved[0] >= self._stuck_blocks
+            or now - moved[1] >= self._stuck_seconds
+        ):
             return lambda record: False
         floor = raised(self._sender.fees.current().base_fee)
         return lambda record: record.max_fee_per_gas >= floor
@@ -493,34 +579,60 @@ class ReceiptWatcher:
         to_replace = []
         for record, result in zip(records, results):
             if not isinstance(result, Exception):
-                log.warning("application %s tx %s was unknown to the node; resent (nonce %s)",
-                            record.entity_id, record.tx_hash, record.nonce)
+                log.warning(
+                    "application %s tx %s was unknown to the node; resent (nonce %s)",
+                    record.entity_id,
+                    record.tx_hash,
+                    record.nonce,
+                )
             elif isinstance(result, (errors.AlreadyKnown, errors.NonceTooHigh)):
                 pass  # a lower nonce is being resent too: it fills the gap
             elif isinstance(result, errors.FeeTooLow):
-                log.warning("application %s tx %s: the node refuses it below the base fee; "
-                            "replacing it at a higher fee", record.entity_id, record.tx_hash)
+                log.warning(
+                    "application %s tx %s: the node refuses it below the base fee; "
+                    "replacing it at a higher fee",
+                    record.entity_id,
+                    record.tx_hash,
+                )
                 to_replace.append(record)
             elif isinstance(result, errors.NonceConflict):
                 self._nonce_taken(record, result)
             else:
-                log.error("application %s tx %s: resend refused: %s",
-                          record.entity_id, record.tx_hash, result)
+                log.error(
+                    "application %s tx %s: resend refused: %s",
+                    record.entity_id,
+                    record.tx_hash,
+                    result,
+                )
         return to_replace
 
     def _nonce_taken(self, record: TxRecord, error: Exception) -> None:
         """The node says the nonce is used. If none of the record's own hashes was mined, the
         nonce went to another transaction and the application goes back on the queue."""
-        receipts = self._chain.batch([("eth_getTransactionReceipt", [h]) for h in record.hashes]
-                                     + [("eth_getTransactionCount", [self._address, "latest"])])
+        receipts = self._chain.batch(
+            [("eth_getTransactionReceipt", [h]) for h in record.hashes]
+            + [("eth_getTransactionCount", [self._address, "latest"])]
+        )
         *receipts, mined_count = receipts
-        if any(r is not None for r in receipts) or isinstance(mined_count, Exception) \
-                or int(mined_count, 16) <= record.nonce:
+        if (
+            any(r is not None for r in receipts)
+            or isinstance(mined_count, Exception)
+            or int(mined_count, 16) <= record.nonce
+        ):
             return  # one of ours was mined, a lookup failed, or the nonce is not used: wait
-        log.warning("application %s tx %s: nonce %s was taken by another transaction (%s); "
-                    "enqueued again", record.entity_id, record.tx_hash, record.nonce, error)
-        self._queue.reissue(record.entity_id, forget=self._records.key(record.entity_id),
-                            inflight_key=self._records.inflight_key, fence=self._fence)
+        log.warning(
+            "application %s tx %s: nonce %s was taken by another transaction (%s); enqueued again",
+            record.entity_id,
+            record.tx_hash,
+            record.nonce,
+            error,
+        )
+        self._queue.reissue(
+            record.entity_id,
+            forget=self._records.key(record.entity_id),
+            inflight_key=self._records.inflight_key,
+            fence=self._fence,
+        )
 
     def _replace(self, records: list[TxRecord]) -> None:
         """Re-price stuck transactions together (see Sender.replace_many) and point their
@@ -539,15 +651,21 @@ class ReceiptWatcher:
                 current = outcome.current
                 self._stuck[record.entity_id] = (
                     f"transactions cannot be mined: max fee per gas is at the MAX_FEE_PER_GAS "
-                    f"cap {self._sender.fees.cap} wei")
-                log.error("application %s tx %s is stuck: %s", record.entity_id,
-                          current.tx_hash, outcome)
+                    f"cap {self._sender.fees.cap} wei"
+                )
+                log.error(
+                    "application %s tx %s is stuck: %s", record.entity_id, current.tx_hash, outcome
+                )
             elif isinstance(outcome, TxRecord):
                 current = outcome
                 self._stuck.pop(record.entity_id, None)
             else:  # InsufficientFunds: the older transaction stands
-                log.error("application %s tx %s: replacement refused: %s", record.entity_id,
-                          record.tx_hash, outcome)
+                log.error(
+                    "application %s tx %s: replacement refused: %s",
+                    record.entity_id,
+                    record.tx_hash,
+                    outcome,
+                )
                 continue
             self._cache[record.entity_id] = current
             if current.tx_hash != record.tx_hash:

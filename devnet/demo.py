@@ -4,6 +4,7 @@ Deploys the product test double, enqueues applications exactly as the web app do
 them with a broken signature), runs `python -m depeg_processor` until every application is
 confirmed and purged or set aside, prints what happened and the monitor's answer, cleans up.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,9 @@ def main() -> int:
     with RedisServer() as redis_server, Anvil(block_time=1) as anvil:
         print(f"redis-server on {redis_server.url}, anvil on {anvil.url} (a block per second)")
         product = Product.deploy(anvil.url, owner)
-        print(f"product test double at {product.address}, message helper {product.message_helper()}")
+        print(
+            f"product test double at {product.address}, message helper {product.message_helper()}"
+        )
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         webapp = WebApp(client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
         good = [webapp.apply() for _ in range(GOOD)]
@@ -57,13 +60,19 @@ def main() -> int:
 
         port = free_port()
         env = clean_env() | {
-            "REDIS_URL": redis_server.url, "CHAIN_RPC_URL": anvil.url,
-            "DEPEG_PRODUCT_ADDRESS": product.address, "PROCESSOR_MNEMONIC": TEST_MNEMONIC,
-            "CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS": str(CONFIRMATIONS), "PORT": str(port),
-            "NODE_ENV": "production", "RECEIPT_POLL_INTERVAL": "500"}
+            "REDIS_URL": redis_server.url,
+            "CHAIN_RPC_URL": anvil.url,
+            "DEPEG_PRODUCT_ADDRESS": product.address,
+            "PROCESSOR_MNEMONIC": TEST_MNEMONIC,
+            "CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS": str(CONFIRMATIONS),
+            "PORT": str(port),
+            "NODE_ENV": "production",
+            "RECEIPT_POLL_INTERVAL": "500",
+        }
         print(f"starting: python -m depeg_processor (wallet {processor.address}, monitor :{port})")
-        service = subprocess.Popen([sys.executable, "-m", "depeg_processor"], env=env,
-                                   stderr=subprocess.PIPE, text=True)
+        service = subprocess.Popen(
+            [sys.executable, "-m", "depeg_processor"], env=env, stderr=subprocess.PIPE, text=True
+        )
         try:
             hashes: dict[str, str] = {}
 
@@ -77,10 +86,14 @@ def main() -> int:
             wait(submitted, "transaction hashes")
             for entity_id in good:
                 print(f"  {entity_id} -> {hashes[entity_id]}")
-            wait(lambda: not any(client.exists(f"PendingApplication:{e}") for e in good + [bad]),
-                 f"{CONFIRMATIONS} confirmations and the purge")
-            print(f"all {GOOD} applications confirmed ({CONFIRMATIONS} confirmations) and purged; "
-                  f"policies created on chain: {product.application_count()}")
+            wait(
+                lambda: not any(client.exists(f"PendingApplication:{e}") for e in good + [bad]),
+                f"{CONFIRMATIONS} confirmations and the purge",
+            )
+            print(
+                f"all {GOOD} applications confirmed ({CONFIRMATIONS} confirmations) and purged; "
+                f"policies created on chain: {product.application_count()}"
+            )
             for _id, fields in client.xrange("application:signatures:dead"):
                 print(f"  dead letter {fields['entityId']}: {fields['reason']}")
             for path in ("/api/monitor", "/api/monitor/liveness", "/api/monitor/readiness"):
@@ -94,8 +107,11 @@ def main() -> int:
             _out, err = service.communicate()
         print(f"service wrote {len(err.splitlines())} JSON log lines; the last one:")
         print("  " + (err.splitlines()[-1] if err else "(none)"))
-        ok = (product.application_count() == GOOD and service.returncode == 0
-              and client.xlen("application:signatures:dead") == 1)
+        ok = (
+            product.application_count() == GOOD
+            and service.returncode == 0
+            and client.xlen("application:signatures:dead") == 1
+        )
         print("demo " + ("passed" if ok else "FAILED") + "; redis-server and anvil stopped")
         return 0 if ok else 1
 

@@ -1,7 +1,8 @@
 """Deploy the product test double for docker-compose.yml's local chain (idempotent).
 
-    python -m devnet.deploy --rpc http://anvil:8545
+python -m devnet.deploy --rpc http://anvil:8545
 """
+
 from __future__ import annotations
 
 import argparse

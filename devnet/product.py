@@ -1,4 +1,5 @@
 """Deploy and steer the product test double (contracts/DepegProductDouble.sol) on anvil."""
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,17 @@ class Product:
         self.contract = w3.eth.contract(address=address, abi=artifact("DepegProductDouble")["abi"])
 
     @classmethod
-    def deploy(cls, rpc_url: str, owner: LocalAccount) -> "Product":
+    def deploy(cls, rpc_url: str, owner: LocalAccount) -> Product:
         w3 = Web3(HTTPProvider(rpc_url))
         built = artifact("DepegProductDouble")
         factory = w3.eth.contract(abi=built["abi"], bytecode=built["bytecode"])
-        tx = factory.constructor().build_transaction({
-            "from": owner.address, "nonce": w3.eth.get_transaction_count(owner.address, "pending"),
-            "chainId": w3.eth.chain_id})
+        tx = factory.constructor().build_transaction(
+            {
+                "from": owner.address,
+                "nonce": w3.eth.get_transaction_count(owner.address, "pending"),
+                "chainId": w3.eth.chain_id,
+            }
+        )
         receipt = cls._send(w3, owner, tx)
         return cls(w3, receipt["contractAddress"], owner)
 
@@ -46,9 +51,14 @@ class Product:
         return receipt
 
     def _owner_tx(self, fn, **fees: int) -> dict:
-        return fn.build_transaction({
-            "from": self.owner.address, "chainId": self.w3.eth.chain_id,
-            "nonce": self.w3.eth.get_transaction_count(self.owner.address, "pending"), **fees})
+        return fn.build_transaction(
+            {
+                "from": self.owner.address,
+                "chainId": self.w3.eth.chain_id,
+                "nonce": self.w3.eth.get_transaction_count(self.owner.address, "pending"),
+                **fees,
+            }
+        )
 
     def _owner_call(self, fn) -> dict:
         return self._send(self.w3, self.owner, self._owner_tx(fn))
@@ -58,7 +68,8 @@ class Product:
         before the processor's transactions in the next block; returns its hash."""
         tx = self._owner_tx(fn, maxPriorityFeePerGas=100 * 10**9, maxFeePerGas=200 * 10**9)
         return self.w3.eth.send_raw_transaction(
-            self.owner.sign_transaction(tx).raw_transaction).to_0x_hex()
+            self.owner.sign_transaction(tx).raw_transaction
+        ).to_0x_hex()
 
     def set_active(self, active: bool) -> None:
         self._owner_call(self.contract.functions.setActive(active))
@@ -74,5 +85,9 @@ class Product:
 
     def applications_created(self, from_block: int = 0) -> list[dict]:
         """The LogDepegApplicationCreated events, oldest first."""
-        return [dict(e["args"]) for e in
-                self.contract.events.LogDepegApplicationCreated().get_logs(from_block=from_block)]
+        return [
+            dict(e["args"])
+            for e in self.contract.events.LogDepegApplicationCreated().get_logs(
+                from_block=from_block
+            )
+        ]

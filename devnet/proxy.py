@@ -7,6 +7,7 @@ batches at all (`batches=False`), and a rate limit in calls a second (`rate_limi
 bucket holding one second's worth; each batch member is one call), answered with HTTP 429 and
 `Retry-After: 1` or, with `limit_answer="mixed"`, every other time with a JSON-RPC -32005 error
 object as other providers do. Connections are kept alive, as a provider's are."""
+
 from __future__ import annotations
 
 import collections
@@ -15,17 +16,26 @@ import socket
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Optional
 
 from devnet.nodes import free_port
 
-BATCH_TOO_LARGE = {"jsonrpc": "2.0", "id": None,
-                   "error": {"code": -32600, "message": "batch too large"}}
-NO_BATCHES = {"jsonrpc": "2.0", "id": None,
-              "error": {"code": -32600, "message": "batch requests are not supported"}}
-LIMIT_EXCEEDED = {"jsonrpc": "2.0", "id": None,
-                  "error": {"code": -32005, "message": "limit exceeded: too many requests"}}
+BATCH_TOO_LARGE = {
+    "jsonrpc": "2.0",
+    "id": None,
+    "error": {"code": -32600, "message": "batch too large"},
+}
+NO_BATCHES = {
+    "jsonrpc": "2.0",
+    "id": None,
+    "error": {"code": -32600, "message": "batch requests are not supported"},
+}
+LIMIT_EXCEEDED = {
+    "jsonrpc": "2.0",
+    "id": None,
+    "error": {"code": -32005, "message": "limit exceeded: too many requests"},
+}
 
 
 class TokenBucket:
@@ -49,11 +59,20 @@ class TokenBucket:
 
 
 class RpcProxy:
-    def __init__(self, upstream: str, *, port: Optional[int] = None, delay: float = 0.0,
-                 max_batch: Optional[int] = None, batches: bool = True,
-                 batch_refusal_status: int = 200, rate_limit: Optional[float] = None,
-                 limit_answer: str = "http", missing_methods: tuple[str, ...] = (),
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        port: int | None = None,
+        delay: float = 0.0,
+        max_batch: int | None = None,
+        batches: bool = True,
+        batch_refusal_status: int = 200,
+        rate_limit: float | None = None,
+        limit_answer: str = "http",
+        missing_methods: tuple[str, ...] = (),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.upstream = upstream
         self.port = port or free_port()
         self.delay = delay
@@ -65,19 +84,19 @@ class RpcProxy:
         self.missing_methods = set(missing_methods)  # answered "method not found", as some nodes
         self.calls: collections.Counter[str] = collections.Counter()
         self.requests = 0
-        self.refused_batches = 0   # batches answered as too large / not supported
-        self.rate_limited = 0      # requests answered with HTTP 429
+        self.refused_batches = 0  # batches answered as too large / not supported
+        self.rate_limited = 0  # requests answered with HTTP 429
         self.rate_limited_json = 0  # requests answered with a -32005 error object
         self._lock = threading.Lock()
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
         self._connections: set[socket.socket] = set()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "RpcProxy":
+    def start(self) -> RpcProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -111,8 +130,7 @@ class RpcProxy:
                     return
                 self._answer(200, payload)
 
-            def _answer(self, status: int, payload: bytes,
-                        headers: Optional[dict] = None) -> None:
+            def _answer(self, status: int, payload: bytes, headers: dict | None = None) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -126,8 +144,9 @@ class RpcProxy:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="rpc-proxy",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="rpc-proxy", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -135,27 +154,37 @@ class RpcProxy:
         """The node's answer; calls of a missing method are answered here, the rest passed on."""
         message = json.loads(body) if self.missing_methods else None
         members = message if isinstance(message, list) else [message]
-        if message is None or not any(isinstance(m, dict) and m.get("method") in
-                                       self.missing_methods for m in members):
+        if message is None or not any(
+            isinstance(m, dict) and m.get("method") in self.missing_methods for m in members
+        ):
             return self._upstream(body)
         kept = [m for m in members if m.get("method") not in self.missing_methods]
         answers = {}
         if kept:
             for answer in json.loads(self._upstream(json.dumps(kept).encode())):
                 answers[json.dumps(answer.get("id"))] = answer
-        replies = [answers.get(json.dumps(m.get("id"))) or {
-            "jsonrpc": "2.0", "id": m.get("id"),
-            "error": {"code": -32601, "message": f"the method {m.get('method')} does not "
-                                                 "exist/is not available"}} for m in members]
+        replies = [
+            answers.get(json.dumps(m.get("id")))
+            or {
+                "jsonrpc": "2.0",
+                "id": m.get("id"),
+                "error": {
+                    "code": -32601,
+                    "message": f"the method {m.get('method')} does not exist/is not available",
+                },
+            }
+            for m in members
+        ]
         return json.dumps(replies if isinstance(message, list) else replies[0]).encode()
 
     def _upstream(self, body: bytes) -> bytes:
-        request = urllib.request.Request(self.upstream, data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.upstream, data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.read()
 
-    def _refusal(self, body: bytes) -> Optional[tuple[int, bytes, dict]]:
+    def _refusal(self, body: bytes) -> tuple[int, bytes, dict] | None:
         """How a provider with these limits answers instead of the node, or None to pass the
         request on (counted)."""
         try:
@@ -206,7 +235,7 @@ class RpcProxy:
             except OSError:
                 pass
 
-    def __enter__(self) -> "RpcProxy":
+    def __enter__(self) -> RpcProxy:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

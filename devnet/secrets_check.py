@@ -1,4 +1,5 @@
 """Fail if a log holds the test wallet's mnemonic or private key (run by `make test`)."""
+
 from __future__ import annotations
 
 import sys
@@ -28,8 +29,10 @@ def main(paths: list[str]) -> int:
                 print(f"secrets check: FAILED: {path} contains a secret ({secret[:6]}...)")
                 found += 1
     if not found:
-        print(f"secrets check: no mnemonic or private key in {', '.join(paths)} "
-              f"({sum(len(Path(p).read_text(errors='replace').splitlines()) for p in paths)} lines)")
+        print(
+            f"secrets check: no mnemonic or private key in {', '.join(paths)} "
+            f"({sum(len(Path(p).read_text(errors='replace').splitlines()) for p in paths)} lines)"
+        )
     return 1 if found else 0
 
 

@@ -1,5 +1,6 @@
 """Fixtures that start a real redis-server and a real anvil on free ports, deploy the product
 test double, and run the processor service in-process (threads) or as a subprocess."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +8,7 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -69,10 +70,21 @@ def webapp(redis_client: redis.Redis, anvil: Anvil, product: Product) -> WebApp:
 
 
 def base_settings(redis_url: str, rpc_url: str, product: str, **overrides: object) -> Settings:
-    values = dict(redis_url=redis_url, chain_rpc_url=rpc_url, product_address=product,
-                  mnemonic=TEST_MNEMONIC, min_confirmations=1, host="127.0.0.1", port=0,
-                  balance_too_low_timeout=0.2, error_timeout=0.2, read_block_timeout=0.2,
-                  receipt_poll_interval=0.05, min_balance=10**17, alert_balance=10**18)
+    values = dict(
+        redis_url=redis_url,
+        chain_rpc_url=rpc_url,
+        product_address=product,
+        mnemonic=TEST_MNEMONIC,
+        min_confirmations=1,
+        host="127.0.0.1",
+        port=0,
+        balance_too_low_timeout=0.2,
+        error_timeout=0.2,
+        read_block_timeout=0.2,
+        receipt_poll_interval=0.05,
+        min_balance=10**17,
+        alert_balance=10**18,
+    )
     values.update(overrides)
     return Settings(**values)
 
@@ -96,8 +108,11 @@ class Running:
         """A scrape of /metrics: (sample name, sorted labels) -> value."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
             text = r.read().decode()
-        return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-                for family in text_string_to_metric_families(text) for sample in family.samples}
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
 
     def stop(self) -> None:
         self.service.shutdown()
@@ -113,10 +128,14 @@ def start_service(redis_server: RedisServer, anvil: Anvil, product: Product):
         settings = base_settings(redis_server.url, anvil.url, product.address, **overrides)
         client = redis.Redis.from_url(settings.redis_url, **REDIS_DECODING, socket_timeout=10)
         metrics = Metrics(CollectorRegistry())
-        service = Service(settings=settings, redis_client=client,
-                          chain=Chain.from_url(settings.chain_rpc_url, timeout=10,
-                                               on_error=metrics.rpc_error),
-                          account=PROCESSOR, stop=threading.Event(), metrics=metrics)
+        service = Service(
+            settings=settings,
+            redis_client=client,
+            chain=Chain.from_url(settings.chain_rpc_url, timeout=10, on_error=metrics.rpc_error),
+            account=PROCESSOR,
+            stop=threading.Event(),
+            metrics=metrics,
+        )
         port = service.serve_monitor()
         assert service.prepare()
         thread = threading.Thread(target=service.run, name="processor-under-test", daemon=True)
@@ -136,27 +155,38 @@ def application(client: redis.Redis, entity_id: str) -> dict:
 
 def dead_letters(client: redis.Redis) -> dict[str, dict]:
     """Dead letters by entity id (or by stream entry id when there is none)."""
-    return {fields["entityId"] or fields["streamEntryId"]: fields
-            for _id, fields in client.xrange("application:signatures:dead")}
+    return {
+        fields["entityId"] or fields["streamEntryId"]: fields
+        for _id, fields in client.xrange("application:signatures:dead")
+    }
 
 
 def wallet_nonce(anvil: Anvil, address: str = PROCESSOR.address, block: str = "latest") -> int:
     return int(anvil.rpc("eth_getTransactionCount", address, block), 16)
 
 
-def receipt(anvil: Anvil, tx_hash: str) -> Optional[dict]:
+def receipt(anvil: Anvil, tx_hash: str) -> dict | None:
     return anvil.rpc("eth_getTransactionReceipt", tx_hash)
 
 
 def service_env(redis_url: str, rpc_url: str, product: str, **extra: str) -> dict:
     """The environment of `python -m depeg_processor` against the test parts."""
     from devnet.nodes import clean_env, free_port
+
     return clean_env() | {
-        "REDIS_URL": redis_url, "CHAIN_RPC_URL": rpc_url, "DEPEG_PRODUCT_ADDRESS": product,
-        "PROCESSOR_MNEMONIC": TEST_MNEMONIC, "PROCESSOR_MIN_BALANCE": "1",
-        "PROCESSOR_ALERT_BALANCE": "1", "CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS": "1",
-        "RECEIPT_POLL_INTERVAL": "100", "ERROR_TIMEOUT": "500", "PROCESSOR_LEASE_TTL": "2000",
-        "PORT": str(free_port()), **extra}
+        "REDIS_URL": redis_url,
+        "CHAIN_RPC_URL": rpc_url,
+        "DEPEG_PRODUCT_ADDRESS": product,
+        "PROCESSOR_MNEMONIC": TEST_MNEMONIC,
+        "PROCESSOR_MIN_BALANCE": "1",
+        "PROCESSOR_ALERT_BALANCE": "1",
+        "CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS": "1",
+        "RECEIPT_POLL_INTERVAL": "100",
+        "ERROR_TIMEOUT": "500",
+        "PROCESSOR_LEASE_TTL": "2000",
+        "PORT": str(free_port()),
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -164,11 +194,17 @@ def spawn():
     """Start `python -m depeg_processor` processes; any still running are killed at the end."""
     import subprocess
     import sys
+
     processes: list[subprocess.Popen] = []
 
     def start(env: dict) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, "-m", "depeg_processor"], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "depeg_processor"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         processes.append(process)
         return process
 

@@ -1,6 +1,7 @@
 """A depeg burst into full blocks (bench/burst.py's scenario): 200 applications, blocks that
 hold about ten, the base fee from 10 gwei and rising with every full block. Priced for the
 wait, they land in at most 1.2x the blocks the chain's capacity needs, none reverted."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,21 +18,35 @@ def anvil_args() -> dict:
 
 
 def test_a_burst_lands_within_a_fifth_more_blocks_than_capacity_needs(
-        start_service, webapp, anvil, product, redis_client):
-    result = run_burst(anvil=anvil, client=redis_client, webapp=webapp, product=product,
-                       start=lambda **settings: start_service(  # the default poll interval
-                           receipt_poll_interval=2.0, **settings).service,
-                       count=COUNT, per_block=10)
-    print(f"{result.used} blocks for {COUNT} applications; capacity needs {result.needed} "
-          f"({result.per_block} a block), ratio {result.ratio:.2f}, {result.replaced:.0f} "
-          f"replacements\n{result.table()}")
+    start_service, webapp, anvil, product, redis_client
+):
+    result = run_burst(
+        anvil=anvil,
+        client=redis_client,
+        webapp=webapp,
+        product=product,
+        start=lambda **settings: (
+            start_service(  # the default poll interval
+                receipt_poll_interval=2.0, **settings
+            ).service
+        ),
+        count=COUNT,
+        per_block=10,
+    )
+    print(
+        f"{result.used} blocks for {COUNT} applications; capacity needs {result.needed} "
+        f"({result.per_block} a block), ratio {result.ratio:.2f}, {result.replaced:.0f} "
+        f"replacements\n{result.table()}"
+    )
     assert result.landed == COUNT and product.application_count() == COUNT + 2
     assert result.reverted == 0
     assert not dead_letters(redis_client)
     assert 9 <= result.per_block <= 11, "a block holds about ten"
-    assert result.blocks[-1].base_fee > 3 * result.blocks[0].base_fee, \
+    assert result.blocks[-1].base_fee > 3 * result.blocks[0].base_fee, (
         "full blocks raise the base fee:\n" + result.table()
+    )
     assert result.blocks[0].base_fee >= 8 * GWEI, result.table()
     assert result.used <= 1.2 * result.needed, result.table()
-    assert result.replaced <= COUNT / 4, \
+    assert result.replaced <= COUNT / 4, (
         "priced for their wait, transactions waiting their turn are not re-priced"
+    )

@@ -1,4 +1,5 @@
 """Chain faults on a real anvil: a base-fee spike, a dropped transaction, a reorg."""
+
 from __future__ import annotations
 
 from tests.conftest import wait_until
@@ -20,11 +21,13 @@ def mine_at_base_fee(anvil, wei: int, blocks: int = 1) -> None:
 def mining_until(anvil, predicate):
     """A predicate for wait_until that mines a block each time it is not yet true: on a real
     chain blocks keep coming while the processor works."""
+
     def check():
         value = predicate()
         if not value:
             anvil.mine(1)
         return value
+
     return check
 
 
@@ -33,17 +36,24 @@ def tx_fee_cap(anvil, tx_hash: str) -> int:
 
 
 def test_base_fee_spike_replaces_the_transactions_and_all_land(
-        start_service, webapp, anvil, product, redis_client):
+    start_service, webapp, anvil, product, redis_client
+):
     anvil.set_automine(False)
     entity_ids = [webapp.apply() for _ in range(2)]
-    running = start_service(stuck_blocks=2, max_fee_per_gas=50 * GWEI,
-                            max_priority_fee_per_gas=GWEI)
-    first = wait_until(lambda: all(application(redis_client, e).get("transactionHash")
-                                   for e in entity_ids)
-                       and {e: application(redis_client, e)["transactionHash"]
-                            for e in entity_ids}, what="both recorded")
-    wait_until(lambda: all(anvil.rpc("eth_getTransactionByHash", h) for h in first.values()),
-               what="both broadcast")  # recorded first, broadcast from a worker thread
+    running = start_service(
+        stuck_blocks=2, max_fee_per_gas=50 * GWEI, max_priority_fee_per_gas=GWEI
+    )
+    first = wait_until(
+        lambda: (
+            all(application(redis_client, e).get("transactionHash") for e in entity_ids)
+            and {e: application(redis_client, e)["transactionHash"] for e in entity_ids}
+        ),
+        what="both recorded",
+    )
+    wait_until(
+        lambda: all(anvil.rpc("eth_getTransactionByHash", h) for h in first.values()),
+        what="both broadcast",
+    )  # recorded first, broadcast from a worker thread
     assert all(tx_fee_cap(anvil, h) < 10 * GWEI for h in first.values())
 
     mine_at_base_fee(anvil, 10 * GWEI, blocks=3)  # above the offered fee: nothing is mined
@@ -64,20 +74,21 @@ def test_base_fee_spike_replaces_the_transactions_and_all_land(
         assert first[entity_id] in record["previousHashes"], "the old hash is still watched"
 
     mine_at_base_fee(anvil, 10 * GWEI)
-    wait_until(lambda: not any(application(redis_client, e) for e in entity_ids),
-               what="landed and purged")
+    wait_until(
+        lambda: not any(application(redis_client, e) for e in entity_ids), what="landed and purged"
+    )
     assert product.application_count() == 2
     assert wallet_nonce(anvil) == 2, "the replacements took the original nonces"
     assert all(receipt(anvil, h) is None for h in first.values())
     assert running.metrics()[("depeg_processor_fee_bumps_total", ())] >= 2
 
 
-def test_fee_cap_too_low_is_reported_by_readiness(start_service, webapp, anvil, product,
-                                                   redis_client):
+def test_fee_cap_too_low_is_reported_by_readiness(
+    start_service, webapp, anvil, product, redis_client
+):
     anvil.set_automine(False)
     entity_id = webapp.apply()
-    running = start_service(stuck_blocks=1, max_fee_per_gas=5 * GWEI,
-                            max_priority_fee_per_gas=GWEI)
+    running = start_service(stuck_blocks=1, max_fee_per_gas=5 * GWEI, max_priority_fee_per_gas=GWEI)
     wait_until(lambda: application(redis_client, entity_id).get("transactionHash"), what="sent")
 
     def readiness_names_the_cap():
@@ -100,46 +111,62 @@ def test_fee_cap_too_low_is_reported_by_readiness(start_service, webapp, anvil, 
     assert product.application_count() == 1
 
 
-def test_dropped_transaction_is_resent_from_its_stored_bytes(start_service, webapp, anvil,
-                                                              product, redis_client):
+def test_dropped_transaction_is_resent_from_its_stored_bytes(
+    start_service, webapp, anvil, product, redis_client
+):
     anvil.set_automine(False)
     entity_id = webapp.apply()
     start_service(stuck_blocks=2)
-    tx_hash = wait_until(lambda: application(redis_client, entity_id).get("transactionHash"),
-                         what="sent")
+    tx_hash = wait_until(
+        lambda: application(redis_client, entity_id).get("transactionHash"), what="sent"
+    )
     anvil.rpc("anvil_dropTransaction", tx_hash)
     assert pending_hashes(anvil) == []
     # unmined for two blocks, the watcher looks for it at the node and resends it
-    wait_until(mining_until(anvil, lambda: not application(redis_client, entity_id)),
-               what="resent, mined and purged")
+    wait_until(
+        mining_until(anvil, lambda: not application(redis_client, entity_id)),
+        what="resent, mined and purged",
+    )
     assert receipt(anvil, tx_hash)["status"] == "0x1"
     assert product.application_count() == 1 and wallet_nonce(anvil) == 1
 
 
 def test_reorg_of_the_including_block_neither_loses_nor_double_counts(
-        start_service, webapp, anvil, product, redis_client):
+    start_service, webapp, anvil, product, redis_client
+):
     entity_id = webapp.apply()
     running = start_service(min_confirmations=4, stuck_blocks=2)
-    tx_hash = wait_until(lambda: application(redis_client, entity_id).get("transactionHash"),
-                         what="sent")
+    tx_hash = wait_until(
+        lambda: application(redis_client, entity_id).get("transactionHash"), what="sent"
+    )
     mined = wait_until(lambda: receipt(anvil, tx_hash), what="mined")
     watcher = running.service.watcher
     wait_until(lambda: entity_id in watcher._mined, what="watcher saw the receipt")
     anvil.set_automine(False)
     anvil.mine(1)  # 2 confirmations
     anvil.rpc("anvil_reorg", 2, [])  # the including block and the next are replaced
-    assert anvil.rpc("eth_getBlockByNumber", mined["blockNumber"], False)["hash"] \
-        != mined["blockHash"]
+    assert (
+        anvil.rpc("eth_getBlockByNumber", mined["blockNumber"], False)["hash"] != mined["blockHash"]
+    )
     anvil.mine(2)  # the old receipt would now count 4 confirmations
 
-    wait_until(mining_until(anvil, lambda: tx_hash in pending_hashes(anvil)
-                            or (receipt(anvil, tx_hash) or {}).get("blockHash")
-                            not in (None, mined["blockHash"])),
-               what="the transaction back in the pool or re-mined")
+    wait_until(
+        mining_until(
+            anvil,
+            lambda: (
+                tx_hash in pending_hashes(anvil)
+                or (receipt(anvil, tx_hash) or {}).get("blockHash")
+                not in (None, mined["blockHash"])
+            ),
+        ),
+        what="the transaction back in the pool or re-mined",
+    )
     assert application(redis_client, entity_id), "not purged on the strength of a dead block"
     remined = wait_until(mining_until(anvil, lambda: receipt(anvil, tx_hash)), what="re-mined")
-    wait_until(mining_until(anvil, lambda: not application(redis_client, entity_id)),
-               what="purged after re-mining")
+    wait_until(
+        mining_until(anvil, lambda: not application(redis_client, entity_id)),
+        what="purged after re-mining",
+    )
     assert anvil.block_number() - int(remined["blockNumber"], 16) + 1 >= 4
     assert product.application_count() == 1
     assert wallet_nonce(anvil) == 1 and dead_letters(redis_client) == {}

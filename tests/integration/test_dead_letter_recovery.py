@@ -1,5 +1,6 @@
 """Dead letters are recoverable: list them, fix the cause, requeue; and an entry delivered too
 many times (a processor dying on it) is set aside instead of killing every restart."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,13 @@ from tests.integration.conftest import application, dead_letters, service_env
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "depeg_processor", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "depeg_processor", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_list_fix_and_requeue(start_service, webapp, product, redis_client, redis_server, anvil):
@@ -34,9 +40,14 @@ def test_list_fix_and_requeue(start_service, webapp, product, redis_client, redi
     result = cli(env, "requeue", letter["id"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "requeued" in result.stdout
-    wait_until(lambda: entity_id not in dead_letters(redis_client)
-               and not application(redis_client, entity_id)
-               and product.application_count() == 1, what="requeued application landed")
+    wait_until(
+        lambda: (
+            entity_id not in dead_letters(redis_client)
+            and not application(redis_client, entity_id)
+            and product.application_count() == 1
+        ),
+        what="requeued application landed",
+    )
     assert redis_client.xlen("application:signatures:dead") == 0
 
     missing = cli(env, "requeue", "1-1")

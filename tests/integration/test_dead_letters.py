@@ -1,5 +1,6 @@
 """Applications that can never succeed cost no gas and lose nothing: each lands in the
 dead-letter stream with its reason, and the good applications around them go through."""
+
 from __future__ import annotations
 
 import json
@@ -15,17 +16,23 @@ def signed_with(webapp, **message):
     fields = webapp.application()
     fields.update({k: str(v) for k, v in message.items()})
     from eth_account import Account
+
     holder = Account.create()
     fields["policyHolder"] = holder.address
     fields["signature"] = webapp.sign(
-        holder, wallet=fields["protectedWallet"], protected_balance=int(fields["protectedBalance"]),
-        duration=int(fields["duration"]), bundle_id=int(fields["bundleId"]),
-        signature_id=fields["signatureId"])
+        holder,
+        wallet=fields["protectedWallet"],
+        protected_balance=int(fields["protectedBalance"]),
+        duration=int(fields["duration"]),
+        bundle_id=int(fields["bundleId"]),
+        signature_id=fields["signatureId"],
+    )
     return fields
 
 
 def test_each_permanent_failure_is_dead_lettered_and_good_ones_pass(
-        start_service, webapp, anvil, product, redis_client):
+    start_service, webapp, anvil, product, redis_client
+):
     goods, bads = [], {}
     goods.append(webapp.apply())
     bads["no-entity"] = redis_client.xadd("application:signatures", {"somethingElse": "x"})
@@ -55,10 +62,14 @@ def test_each_permanent_failure_is_dead_lettered_and_good_ones_pass(
         "wallet-zero": "ERROR:DP-011:WALLET_ADDRESS_ZERO",
         "signature-used": "ERROR:DMH-001:SIGNATURE_USED",
     }
-    wait_until(lambda: len(dead_letters(redis_client)) == len(expected) + 2,
-               what="every bad entry dead-lettered")
-    wait_until(lambda: not any(application(redis_client, e) for e in goods),
-               what="good applications confirmed")
+    wait_until(
+        lambda: len(dead_letters(redis_client)) == len(expected) + 2,
+        what="every bad entry dead-lettered",
+    )
+    wait_until(
+        lambda: not any(application(redis_client, e) for e in goods),
+        what="good applications confirmed",
+    )
 
     letters = dead_letters(redis_client)
     for name, fragment in expected.items():
@@ -74,11 +85,14 @@ def test_each_permanent_failure_is_dead_lettered_and_good_ones_pass(
 
     assert wallet_nonce(anvil) == len(goods), "no transaction was sent for a bad application"
     assert product.application_count() == len(goods)
-    assert redis_client.xpending("application:signatures", "depeg-backend-processor")["pending"] == 0
+    assert (
+        redis_client.xpending("application:signatures", "depeg-backend-processor")["pending"] == 0
+    )
 
 
 def test_transaction_reverted_on_chain_is_dead_lettered_with_its_reason(
-        start_service, webapp, anvil, product, redis_client):
+    start_service, webapp, anvil, product, redis_client
+):
     """The bundle closes between simulation and mining: the transaction reverts on chain and the
     application is set aside with the reason, not retried forever nor silently dropped."""
     anvil.set_automine(False)
@@ -97,17 +111,21 @@ def test_transaction_reverted_on_chain_is_dead_lettered_with_its_reason(
 
 
 def test_revert_because_product_paused_waits_and_lands_after_reactivation(
-        start_service, webapp, anvil, product, redis_client):
+    start_service, webapp, anvil, product, redis_client
+):
     anvil.set_automine(False)
     entity_id = webapp.apply()
     start_service()
-    first_hash = wait_until(lambda: application(redis_client, entity_id).get("transactionHash"),
-                            what="sent")
+    first_hash = wait_until(
+        lambda: application(redis_client, entity_id).get("transactionHash"), what="sent"
+    )
     product.send_first(product.contract.functions.setActive(False))
     anvil.mine(1)
     assert receipt_status(anvil, first_hash) == 0
-    wait_until(lambda: application(redis_client, entity_id).get("transactionHash") is None,
-               what="application back to waiting")
+    wait_until(
+        lambda: application(redis_client, entity_id).get("transactionHash") is None,
+        what="application back to waiting",
+    )
     assert entity_id not in dead_letters(redis_client)
 
     anvil.set_automine(True)
@@ -121,21 +139,26 @@ def receipt_status(anvil, tx_hash):
     return int(anvil.rpc("eth_getTransactionReceipt", tx_hash)["status"], 16)
 
 
-def test_revert_that_would_succeed_now_is_sent_again(start_service, webapp, anvil, product,
-                                                     redis_client):
+def test_revert_that_would_succeed_now_is_sent_again(
+    start_service, webapp, anvil, product, redis_client
+):
     """The bundle closes between simulation and mining and opens again before the revert is
     settled: the application goes back on the queue and lands, instead of being set aside."""
     from tests.integration.test_chain_faults import mining_until
+
     anvil.set_automine(False)
     entity_id = webapp.apply()
     start_service(min_confirmations=3)
-    first = wait_until(lambda: application(redis_client, entity_id).get("transactionHash"),
-                       what="sent")
+    first = wait_until(
+        lambda: application(redis_client, entity_id).get("transactionHash"), what="sent"
+    )
     product.send_first(product.contract.functions.closeBundle(2))
     anvil.mine(1)
     assert receipt_status(anvil, first) == 0
     product.send_first(product.contract.functions.openBundle(2))
-    wait_until(mining_until(anvil, lambda: not application(redis_client, entity_id)),
-               what="sent again, mined and purged")
+    wait_until(
+        mining_until(anvil, lambda: not application(redis_client, entity_id)),
+        what="sent again, mined and purged",
+    )
     assert product.application_count() == 1
     assert entity_id not in dead_letters(redis_client)

@@ -1,4 +1,5 @@
 """`python -m depeg_processor` as operators run it: configuration errors, signals, logs."""
+
 from __future__ import annotations
 
 import json
@@ -16,25 +17,38 @@ from tests.integration.conftest import application, http_json, service_env
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize("change, variable", [
-    ({"CHAIN_RPC_URL": None}, "CHAIN_RPC_URL"),
-    ({"DEPEG_PRODUCT_ADDRESS": "0x1234"}, "DEPEG_PRODUCT_ADDRESS"),
-    ({"PROCESSOR_ALERT_BALANCE": "1", "PROCESSOR_MIN_BALANCE": "2"}, "PROCESSOR_ALERT_BALANCE"),
-    ({"PROCESSOR_MNEMONIC": "test test test test test test test test test test test test"},
-     "PROCESSOR_MNEMONIC"),
-    ({"MAX_FEE_PER_GAS": "lots"}, "MAX_FEE_PER_GAS"),
-])
+@pytest.mark.parametrize(
+    "change, variable",
+    [
+        ({"CHAIN_RPC_URL": None}, "CHAIN_RPC_URL"),
+        ({"DEPEG_PRODUCT_ADDRESS": "0x1234"}, "DEPEG_PRODUCT_ADDRESS"),
+        ({"PROCESSOR_ALERT_BALANCE": "1", "PROCESSOR_MIN_BALANCE": "2"}, "PROCESSOR_ALERT_BALANCE"),
+        (
+            {"PROCESSOR_MNEMONIC": "test test test test test test test test test test test test"},
+            "PROCESSOR_MNEMONIC",
+        ),
+        ({"MAX_FEE_PER_GAS": "lots"}, "MAX_FEE_PER_GAS"),
+    ],
+)
 def test_bad_configuration_stops_with_one_line_naming_the_variable(tmp_path, change, variable):
-    env = clean_env() | {"CHAIN_RPC_URL": "http://127.0.0.1:1",
-                         "DEPEG_PRODUCT_ADDRESS": "0x" + "11" * 20,
-                         "PROCESSOR_MNEMONIC": TEST_MNEMONIC}
+    env = clean_env() | {
+        "CHAIN_RPC_URL": "http://127.0.0.1:1",
+        "DEPEG_PRODUCT_ADDRESS": "0x" + "11" * 20,
+        "PROCESSOR_MNEMONIC": TEST_MNEMONIC,
+    }
     for name, value in change.items():
         if value is None:
             env.pop(name)
         else:
             env[name] = value
-    result = subprocess.run([sys.executable, "-m", "depeg_processor"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "depeg_processor"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and variable in lines[0], result.stderr
@@ -42,24 +56,42 @@ def test_bad_configuration_stops_with_one_line_naming_the_variable(tmp_path, cha
 
 
 def test_dot_env_file_is_read_from_the_working_directory(tmp_path):
-    (tmp_path / ".env").write_text("CHAIN_RPC_URL=http://127.0.0.1:1\n"
-                                   "DEPEG_PRODUCT_ADDRESS=0x1234\n"
-                                   f"PROCESSOR_MNEMONIC={TEST_MNEMONIC}\n")
-    result = subprocess.run([sys.executable, "-m", "depeg_processor"], env=clean_env(),
-                            cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    (tmp_path / ".env").write_text(
+        "CHAIN_RPC_URL=http://127.0.0.1:1\n"
+        "DEPEG_PRODUCT_ADDRESS=0x1234\n"
+        f"PROCESSOR_MNEMONIC={TEST_MNEMONIC}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "depeg_processor"],
+        env=clean_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2 and "DEPEG_PRODUCT_ADDRESS" in result.stderr
 
 
-def test_sigterm_finishes_and_exits_zero_with_json_logs(redis_server, anvil, product, webapp,
-                                                         redis_client):
+def test_sigterm_finishes_and_exits_zero_with_json_logs(
+    redis_server, anvil, product, webapp, redis_client
+):
     env = service_env(redis_server.url, anvil.url, product.address, NODE_ENV="production")
-    process = subprocess.Popen([sys.executable, "-m", "depeg_processor"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "depeg_processor"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = int(env["PORT"])
-        wait_until(lambda: http_json(port, "/api/monitor") == (200, {"balance": "ok", "processor": "ok",
-                                                   "nonAckPendingTx": "ok"}),
-                   what="healthy monitor")
+        wait_until(
+            lambda: (
+                http_json(port, "/api/monitor")
+                == (200, {"balance": "ok", "processor": "ok", "nonAckPendingTx": "ok"})
+            ),
+            what="healthy monitor",
+        )
         entity_id = webapp.apply()
         wait_until(lambda: not application(redis_client, entity_id), what="processed")
         started = time.monotonic()
@@ -77,12 +109,17 @@ def test_sigterm_finishes_and_exits_zero_with_json_logs(redis_server, anvil, pro
     assert TEST_MNEMONIC not in err and "junk" not in err
 
 
-def test_readable_logs_outside_production_never_contain_secrets(redis_server, anvil, product,
-                                                                  webapp, redis_client):
-    env = service_env(redis_server.url, anvil.url, product.address,
-                      NODE_ENV="development")
-    process = subprocess.Popen([sys.executable, "-m", "depeg_processor"], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def test_readable_logs_outside_production_never_contain_secrets(
+    redis_server, anvil, product, webapp, redis_client
+):
+    env = service_env(redis_server.url, anvil.url, product.address, NODE_ENV="development")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "depeg_processor"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     fields = webapp.application()
     try:
         entity_id = webapp.submit(fields)

@@ -1,6 +1,7 @@
 """A deploy's handover: the new process starts beside the old one while applications flow,
 reports ready as a hot standby, and takes over when the old one is stopped with SIGTERM.
 Every application lands exactly once and sending pauses for less than one lease TTL."""
+
 from __future__ import annotations
 
 import datetime
@@ -15,8 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import wait_until
-from tests.integration.conftest import (PROCESSOR, application, dead_letters, http_json,
-                                        service_env, wallet_nonce)
+from tests.integration.conftest import (
+    PROCESSOR,
+    application,
+    dead_letters,
+    http_json,
+    service_env,
+    wallet_nonce,
+)
 
 LEASE_KEY = f"application:signatures:lease:{PROCESSOR.address}"
 LEASE_TTL_MS = 2000
@@ -31,8 +38,12 @@ def spawn_logged():
 
     def start(env: dict, log: Path) -> subprocess.Popen:
         with open(log, "w") as sink:
-            process = subprocess.Popen([sys.executable, "-m", "depeg_processor"], env=env,
-                                       stdout=subprocess.DEVNULL, stderr=sink)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "depeg_processor"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+            )
         processes.append(process)
         return process
 
@@ -50,17 +61,22 @@ def holder_pid(redis_client) -> int:
 
 def send_times(log: Path) -> list[float]:
     """When the process logged each transaction it sent (wall clock, milliseconds)."""
-    return [datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
-            for stamp in SENT.findall(log.read_text())]
+    return [
+        datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        for stamp in SENT.findall(log.read_text())
+    ]
 
 
 def test_new_process_takes_over_on_sigterm_while_applications_flow(
-        redis_server, anvil, product, webapp, redis_client, spawn_logged, tmp_path):
+    redis_server, anvil, product, webapp, redis_client, spawn_logged, tmp_path
+):
     old_log, new_log = tmp_path / "old.log", tmp_path / "new.log"
-    old_env = service_env(redis_server.url, anvil.url, product.address,
-                          PROCESSOR_LEASE_TTL=str(LEASE_TTL_MS))
-    new_env = service_env(redis_server.url, anvil.url, product.address,
-                          PROCESSOR_LEASE_TTL=str(LEASE_TTL_MS))
+    old_env = service_env(
+        redis_server.url, anvil.url, product.address, PROCESSOR_LEASE_TTL=str(LEASE_TTL_MS)
+    )
+    new_env = service_env(
+        redis_server.url, anvil.url, product.address, PROCESSOR_LEASE_TTL=str(LEASE_TTL_MS)
+    )
     old = spawn_logged(old_env, old_log)
     wait_until(lambda: holder_pid(redis_client) == old.pid, what="the old process sending")
 
@@ -77,18 +93,26 @@ def test_new_process_takes_over_on_sigterm_while_applications_flow(
             quit_early.wait(0.05)
 
     def settled() -> int:
-        return sum(1 for e in list(entity_ids)
-                   if application(redis_client, e).get("transactionHash")
-                   or not application(redis_client, e))
+        return sum(
+            1
+            for e in list(entity_ids)
+            if application(redis_client, e).get("transactionHash")
+            or not application(redis_client, e)
+        )
 
     web = threading.Thread(target=enqueue, name="webapp", daemon=True)
     web.start()
     try:
         new = spawn_logged(new_env, new_log)
         status, body = wait_until(
-            lambda: (r := http_json(int(new_env["PORT"]), "/api/monitor/readiness"))
-            and r[0] == 200 and r[1].get("role", "").startswith("standby") and r,
-            what="the new process ready as a standby")
+            lambda: (
+                (r := http_json(int(new_env["PORT"]), "/api/monitor/readiness"))
+                and r[0] == 200
+                and r[1].get("role", "").startswith("standby")
+                and r
+            ),
+            what="the new process ready as a standby",
+        )
         assert "sending" not in body
         wait_until(lambda: settled() >= 10, what="the old process sending")
 
@@ -104,8 +128,11 @@ def test_new_process_takes_over_on_sigterm_while_applications_flow(
         quit_early.set()
 
     count = len(entity_ids)
-    wait_until(lambda: not any(application(redis_client, e) for e in entity_ids),
-               timeout=120, what="every application confirmed and purged")
+    wait_until(
+        lambda: not any(application(redis_client, e) for e in entity_ids),
+        timeout=120,
+        what="every application confirmed and purged",
+    )
     assert product.application_count() == count
     assert wallet_nonce(anvil) == count, "every application paid for exactly once"
     assert dead_letters(redis_client) == {}
@@ -114,7 +141,9 @@ def test_new_process_takes_over_on_sigterm_while_applications_flow(
     old_sent, new_sent = send_times(old_log), send_times(new_log)
     assert old_sent and new_sent
     gap = min(new_sent) - max(old_sent)
-    print(f"\nhandover: the old process sent {len(old_sent)}, the new one {len(new_sent)} of "
-          f"{count}; sending paused for {gap * 1000:.0f} ms (lease TTL {LEASE_TTL_MS} ms); "
-          f"the old one exited {stopping:.1f} s after SIGTERM")
+    print(
+        f"\nhandover: the old process sent {len(old_sent)}, the new one {len(new_sent)} of "
+        f"{count}; sending paused for {gap * 1000:.0f} ms (lease TTL {LEASE_TTL_MS} ms); "
+        f"the old one exited {stopping:.1f} s after SIGTERM"
+    )
     assert 0 < gap <= LEASE_TTL_MS / 1000, "no overlap, and a pause of at most one lease TTL"

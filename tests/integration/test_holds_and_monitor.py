@@ -1,5 +1,6 @@
 """Low balance holds sending and fails `balance`; a top-up resumes. The monitor's answers for
 the healthy and unhealthy states, over HTTP from the running service."""
+
 from __future__ import annotations
 
 from tests.conftest import wait_until
@@ -7,19 +8,26 @@ from tests.integration.conftest import PROCESSOR, application, wallet_nonce
 
 
 def test_low_balance_holds_sending_then_top_up_resumes(
-        start_service, webapp, anvil, product, redis_client):
+    start_service, webapp, anvil, product, redis_client
+):
     anvil.set_balance(PROCESSOR.address, 5 * 10**16)  # below min 0.1 ether and alert 1 ether
     entity_id = webapp.apply()
     running = start_service()
 
-    status, body = wait_until(lambda: (r := running.get("/api/monitor"))[0] == 500
-                              and "below the alert balance" in r[1]["balance"]
-                              and r[1]["processor"] == "ok" and r,
-                              what="monitor failing balance only")
+    status, body = wait_until(
+        lambda: (
+            (r := running.get("/api/monitor"))[0] == 500
+            and "below the alert balance" in r[1]["balance"]
+            and r[1]["processor"] == "ok"
+            and r
+        ),
+        what="monitor failing balance only",
+    )
     assert body["nonAckPendingTx"] == "ok"
     ready_status, ready = wait_until(
         lambda: (r := running.get("/api/monitor/readiness"))[0] == 500 and "sending" in r[1] and r,
-        what="readiness naming the hold")
+        what="readiness naming the hold",
+    )
     assert "PROCESSOR_MIN_BALANCE" in ready["sending"]
     assert wallet_nonce(anvil, block="pending") == 0, "nothing sent while the balance is low"
     assert "transactionHash" not in application(redis_client, entity_id)
@@ -27,13 +35,19 @@ def test_low_balance_holds_sending_then_top_up_resumes(
     anvil.set_balance(PROCESSOR.address, 2 * 10**18)  # above min and alert
     wait_until(lambda: not application(redis_client, entity_id), what="sent after top-up")
     assert product.application_count() == 1
-    wait_until(lambda: running.get("/api/monitor") == (200, {
-        "balance": "ok", "processor": "ok", "nonAckPendingTx": "ok"}), what="healthy again")
+    wait_until(
+        lambda: (
+            running.get("/api/monitor")
+            == (200, {"balance": "ok", "processor": "ok", "nonAckPendingTx": "ok"})
+        ),
+        what="healthy again",
+    )
     assert running.get("/api/monitor/readiness")[0] == 200
 
 
 def test_balance_between_min_and_alert_sends_but_alerts(
-        start_service, webapp, anvil, product, redis_client):
+    start_service, webapp, anvil, product, redis_client
+):
     anvil.set_balance(PROCESSOR.address, 5 * 10**17)  # above min 0.1, below alert 1 ether
     entity_id = webapp.apply()
     running = start_service()
@@ -43,14 +57,20 @@ def test_balance_between_min_and_alert_sends_but_alerts(
 
 
 def test_unacknowledged_entries_above_limit_fail_the_monitor(
-        start_service, webapp, product, redis_client):
+    start_service, webapp, product, redis_client
+):
     product.set_active(False)  # entries are delivered, held, and stay unacknowledged
     for _ in range(3):
         webapp.apply()
     running = start_service(max_non_ack_pending=2)
-    status, body = wait_until(lambda: (r := running.get("/api/monitor"))[0] == 500
-                              and "3 stream entries" in r[1]["nonAckPendingTx"] and r,
-                              what="nonAckPendingTx failing")
+    status, body = wait_until(
+        lambda: (
+            (r := running.get("/api/monitor"))[0] == 500
+            and "3 stream entries" in r[1]["nonAckPendingTx"]
+            and r
+        ),
+        what="nonAckPendingTx failing",
+    )
     assert "limit 2" in body["nonAckPendingTx"]
     live_status, live = running.get("/api/monitor/liveness")
     assert live_status == 500 and set(live) == {"processor", "nonAckPendingTx"}
@@ -66,10 +86,18 @@ def test_healthy_service_answers_every_endpoint(start_service, product):
     running = start_service()
     wait_until(lambda: running.get("/api/monitor")[0] == 200, what="healthy")
     assert running.get("/api/monitor")[1] == {
-        "balance": "ok", "processor": "ok", "nonAckPendingTx": "ok"}
-    assert running.get("/api/monitor/liveness") == (200, {"processor": "ok", "nonAckPendingTx": "ok"})
-    assert running.get("/api/monitor/readiness") == (200, {"balance": "ok", "node": "ok",
-                                                           "redis": "ok"})
+        "balance": "ok",
+        "processor": "ok",
+        "nonAckPendingTx": "ok",
+    }
+    assert running.get("/api/monitor/liveness") == (
+        200,
+        {"processor": "ok", "nonAckPendingTx": "ok"},
+    )
+    assert running.get("/api/monitor/readiness") == (
+        200,
+        {"balance": "ok", "node": "ok", "redis": "ok"},
+    )
     assert running.get("/api/nothing")[0] == 404
 
 
@@ -78,6 +106,7 @@ def test_processor_loop_stuck_fails_liveness(start_service, product):
     wait_until(lambda: running.get("/api/monitor/liveness")[0] == 200, what="alive")
     running.service.stop_event.set()  # the loop stops; its heartbeat ages
     running.thread.join(10)
-    status, body = wait_until(lambda: (r := running.get("/api/monitor/liveness"))[0] == 500 and r,
-                              what="liveness failing")
+    status, body = wait_until(
+        lambda: (r := running.get("/api/monitor/liveness"))[0] == 500 and r, what="liveness failing"
+    )
     assert "processor loop last ran" in body["processor"]

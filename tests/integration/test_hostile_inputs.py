@@ -3,10 +3,11 @@ UTF-8, huge values, odd ids or text shaped like the product's error codes. Each 
 here as raw bytes ahead of 20 good applications; the good ones must land, and every bad one
 must be in the dead-letter stream, its content escaped (or only its sizes), with the loop alive
 and /metrics bounded."""
+
 from __future__ import annotations
 
 import json
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -27,11 +28,13 @@ def raw(redis_server, redis_client) -> Iterator[redis.Redis]:
     client.close()
 
 
-def put(raw: redis.Redis, entity_id: bytes, fields: Optional[dict]) -> str:
+def put(raw: redis.Redis, entity_id: bytes, fields: dict | None) -> str:
     """HSET (if `fields`) and XADD as the web app does, from raw bytes; the stream entry id."""
     if fields:
-        raw.hset(b"PendingApplication:" + entity_id, mapping={
-            _bytes(name): _bytes(value) for name, value in fields.items()})
+        raw.hset(
+            b"PendingApplication:" + entity_id,
+            mapping={_bytes(name): _bytes(value) for name, value in fields.items()},
+        )
     return raw.xadd(STREAM, {b"entityId": entity_id}).decode()
 
 
@@ -44,18 +47,25 @@ def letters(redis_client: redis.Redis) -> dict[str, dict]:
     return {fields["streamEntryId"]: fields for _id, fields in redis_client.xrange(DEAD)}
 
 
-def settle(start_service, webapp, redis_client, raw, bad_entries: list[str]
-           ) -> tuple[dict[str, dict], int]:
+def settle(
+    start_service, webapp, redis_client, raw, bad_entries: list[str]
+) -> tuple[dict[str, dict], int]:
     """Enqueue the good applications behind the bad ones, run the service, wait until the good
     ones are confirmed and every bad one is dead-lettered. Returns the bad ones' letters and
     the bytes Redis sent meanwhile (the waits poll with replies of a few bytes)."""
     goods = [f"PendingApplication:{webapp.apply()}" for _ in range(GOOD)]
     sent_before = redis_client.info("stats")["total_net_output_bytes"]
     running = start_service()
-    wait_until(lambda: redis_client.xlen(DEAD) >= len(bad_entries), timeout=60,
-               what="every bad entry dead-lettered")
-    wait_until(lambda: redis_client.exists(*goods) == 0, timeout=60,
-               what="the good applications confirmed and purged")
+    wait_until(
+        lambda: redis_client.xlen(DEAD) >= len(bad_entries),
+        timeout=60,
+        what="every bad entry dead-lettered",
+    )
+    wait_until(
+        lambda: redis_client.exists(*goods) == 0,
+        timeout=60,
+        what="the good applications confirmed and purged",
+    )
     sent = redis_client.info("stats")["total_net_output_bytes"] - sent_before
     assert running.thread.is_alive()
     assert redis_client.xpending(STREAM, "depeg-backend-processor")["pending"] == 0
@@ -87,8 +97,10 @@ def test_bytes_that_are_not_utf8(start_service, webapp, redis_client, raw, where
         decoded = entity_id.decode("utf-8", "surrogateescape")
         assert letter["entityId"] == (escaped(decoded) if where == "entityId" else decoded)
         kept = json.loads(letter["application"])  # its \udcNN escapes decode to the bytes
-        assert {_bytes(k.encode("utf-8", "surrogateescape")): v.encode("utf-8", "surrogateescape")
-                for k, v in kept.items()} == {_bytes(k): _bytes(v) for k, v in fields.items()}
+        assert {
+            _bytes(k.encode("utf-8", "surrogateescape")): v.encode("utf-8", "surrogateescape")
+            for k, v in kept.items()
+        } == {_bytes(k): _bytes(v) for k, v in fields.items()}
         assert not raw.exists(b"PendingApplication:" + entity_id)
 
 
@@ -104,12 +116,14 @@ def twenty_megabytes(webapp) -> dict:
     return webapp.application(signature=b"\xab" * 20_000_000)
 
 
-@pytest.mark.parametrize("make, count", [(huge_field, 10), (many_fields, 3),
-                                         (twenty_megabytes, 2)])
-def test_hashes_too_large_are_set_aside_by_their_sizes(start_service, webapp, redis_client, raw,
-                                                       make, count):
-    bad = [put(raw, f"01HUGE{make.__name__[:4].upper()}{n:016d}".encode(), make(webapp))
-           for n in range(count)]
+@pytest.mark.parametrize("make, count", [(huge_field, 10), (many_fields, 3), (twenty_megabytes, 2)])
+def test_hashes_too_large_are_set_aside_by_their_sizes(
+    start_service, webapp, redis_client, raw, make, count
+):
+    bad = [
+        put(raw, f"01HUGE{make.__name__[:4].upper()}{n:016d}".encode(), make(webapp))
+        for n in range(count)
+    ]
     found, sent = settle(start_service, webapp, redis_client, raw, bad)
     for letter in found.values():
         assert letter["kind"] == "too_large", letter["reason"]
@@ -122,14 +136,21 @@ def test_hashes_too_large_are_set_aside_by_their_sizes(start_service, webapp, re
     assert sent < 300_000, sent
 
 
-INVALID_IDS = [b"01HZX:K8Q4M7N2P5R8T1V4W7Y0", b"01HZX K8Q4M7N2P5R8T1V4W7Y0",
-               b"01HZX3K8Q4M7N2P5R8T1V4W7Y0\n", b"x" * 10_000, b"y" * 2_000_000]
+INVALID_IDS = [
+    b"01HZX:K8Q4M7N2P5R8T1V4W7Y0",
+    b"01HZX K8Q4M7N2P5R8T1V4W7Y0",
+    b"01HZX3K8Q4M7N2P5R8T1V4W7Y0\n",
+    b"x" * 10_000,
+    b"y" * 2_000_000,
+]
 
 
 def test_invalid_entity_ids_whose_hash_exists(start_service, webapp, redis_client, raw):
     expected = {put(raw, entity_id, webapp.application()): entity_id for entity_id in INVALID_IDS}
-    kept = {entry_id: application(redis_client, entity_id.decode())
-            for entry_id, entity_id in expected.items()}
+    kept = {
+        entry_id: application(redis_client, entity_id.decode())
+        for entry_id, entity_id in expected.items()
+    }
     found, _sent = settle(start_service, webapp, redis_client, raw, list(expected))
     for entry_id, entity_id in expected.items():
         letter = found[entry_id]
@@ -141,16 +162,18 @@ def test_invalid_entity_ids_whose_hash_exists(start_service, webapp, redis_clien
         assert not raw.exists(b"PendingApplication:" + entity_id)
 
 
-def test_error_codes_in_a_field_make_no_metric_series(start_service, webapp, redis_client,
-                                                      raw):
-    bad = [put(raw, f"01HCODE{n:019d}".encode(), webapp.application(timestamp=f"ERROR:AB-{n}"))
-           for n in range(300)]
+def test_error_codes_in_a_field_make_no_metric_series(start_service, webapp, redis_client, raw):
+    bad = [
+        put(raw, f"01HCODE{n:019d}".encode(), webapp.application(timestamp=f"ERROR:AB-{n}"))
+        for n in range(300)
+    ]
     settle(start_service, webapp, redis_client, raw, bad)
     assert {letter["kind"] for letter in letters(redis_client).values()} == {"invalid_field"}
 
 
-def test_a_thousand_hostile_applications_leave_metrics_bounded(start_service, webapp,
-                                                               redis_client, raw):
+def test_a_thousand_hostile_applications_leave_metrics_bounded(
+    start_service, webapp, redis_client, raw
+):
     bad = []
     for n in range(1000):
         kind = n % 5
@@ -169,13 +192,22 @@ def test_a_thousand_hostile_applications_leave_metrics_bounded(start_service, we
         bad.append(put(raw, entity_id, fields))
     running = start_service()
     goods = [webapp.apply() for _ in range(GOOD)]
-    wait_until(lambda: redis_client.xlen(DEAD) == len(bad), timeout=60,
-               what="every hostile application dead-lettered")
-    wait_until(lambda: not any(application(redis_client, e) for e in goods), timeout=60,
-               what="the good applications confirmed and purged")
+    wait_until(
+        lambda: redis_client.xlen(DEAD) == len(bad),
+        timeout=60,
+        what="every hostile application dead-lettered",
+    )
+    wait_until(
+        lambda: not any(application(redis_client, e) for e in goods),
+        timeout=60,
+        what="the good applications confirmed and purged",
+    )
     scrape = running.metrics()
-    kinds = {dict(labels)["reason"]: value for (name, labels), value in scrape.items()
-             if name == "depeg_processor_applications_dead_lettered_total"}
+    kinds = {
+        dict(labels)["reason"]: value
+        for (name, labels), value in scrape.items()
+        if name == "depeg_processor_applications_dead_lettered_total"
+    }
     assert kinds == {"invalid_field": 600, "not_utf8": 200, "invalid_entry": 200}
     print(f"{len(scrape)} series on /metrics after {len(bad)} hostile applications")
     assert len(scrape) < 200, f"{len(scrape)} series on /metrics"

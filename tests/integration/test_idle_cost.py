@@ -4,6 +4,7 @@ Every JSON-RPC call goes through a counting proxy in front of anvil. The idle te
 the production intervals (RECEIPT_POLL_INTERVAL 2 s, CHAIN_IDLE_POLL_INTERVAL 30 s) and counts
 one wall-clock minute: the figure it checks is a rate per minute.
 """
+
 from __future__ import annotations
 
 import threading
@@ -11,7 +12,6 @@ import threading
 import pytest
 
 from devnet.proxy import RpcProxy
-
 from tests.conftest import wait_until
 from tests.integration.conftest import application, dead_letters, wallet_nonce
 
@@ -19,10 +19,15 @@ IDLE_BUDGET_PER_MINUTE = 10
 
 
 def test_an_idle_minute_costs_at_most_ten_calls_and_the_next_application_still_goes_out(
-        start_service, anvil, product, webapp, redis_client):
+    start_service, anvil, product, webapp, redis_client
+):
     with RpcProxy(anvil.url) as proxy:
-        running = start_service(chain_rpc_url=proxy.url, receipt_poll_interval=2.0,
-                                idle_poll_interval=30.0, read_block_timeout=30.0)
+        running = start_service(
+            chain_rpc_url=proxy.url,
+            receipt_poll_interval=2.0,
+            idle_poll_interval=30.0,
+            read_block_timeout=30.0,
+        )
         wait_until(lambda: running.get("/api/monitor")[0] == 200, what="healthy")
         proxy.reset_counts()
         threading.Event().wait(60.0)  # the measured minute itself
@@ -32,8 +37,10 @@ def test_an_idle_minute_costs_at_most_ten_calls_and_the_next_application_still_g
         assert running.get("/api/monitor")[0] == 200, "the monitor kept what it needs"
 
         entity_id = webapp.apply()
-        wait_until(lambda: application(redis_client, entity_id).get("transactionHash"),
-                   what="sent from idle")
+        wait_until(
+            lambda: application(redis_client, entity_id).get("transactionHash"),
+            what="sent from idle",
+        )
         wait_until(lambda: not application(redis_client, entity_id), what="confirmed, purged")
     assert wallet_nonce(anvil) == 1
 
@@ -43,8 +50,10 @@ def test_receipts_come_a_block_at_a_time(start_service, anvil, product, webapp, 
     entity_ids = [webapp.apply() for _ in range(60)]
     with RpcProxy(anvil.url) as proxy:
         start_service(chain_rpc_url=proxy.url, receipt_poll_interval=0.2, read_count=20)
-        wait_until(lambda: not any(application(redis_client, e) for e in entity_ids),
-                   what="all confirmed and purged")
+        wait_until(
+            lambda: not any(application(redis_client, e) for e in entity_ids),
+            what="all confirmed and purged",
+        )
         calls = dict(proxy.calls)
     print(f"\n60 applications, blocks every 0.5 s: {calls}")
     assert wallet_nonce(anvil) == 60 and dead_letters(redis_client) == {}
@@ -54,12 +63,15 @@ def test_receipts_come_a_block_at_a_time(start_service, anvil, product, webapp, 
 
 @pytest.mark.parametrize("anvil_args", [{"block_time": 0.5}])
 def test_a_node_without_block_receipts_is_asked_per_transaction(
-        start_service, anvil, product, webapp, redis_client):
+    start_service, anvil, product, webapp, redis_client
+):
     entity_ids = [webapp.apply() for _ in range(20)]
     with RpcProxy(anvil.url, missing_methods=("eth_getBlockReceipts",)) as proxy:
         start_service(chain_rpc_url=proxy.url, receipt_poll_interval=0.2)
-        wait_until(lambda: not any(application(redis_client, e) for e in entity_ids),
-                   what="all confirmed and purged")
+        wait_until(
+            lambda: not any(application(redis_client, e) for e in entity_ids),
+            what="all confirmed and purged",
+        )
         calls = dict(proxy.calls)
     assert wallet_nonce(anvil) == 20 and dead_letters(redis_client) == {}
     assert calls.get("eth_getBlockReceipts", 0) <= 1, "asked once, then not again"

@@ -1,5 +1,6 @@
 """The monitor's port under idle connections: the real waitress server the service starts,
 bound on port 0, with 200 connections opened and left silent."""
+
 from __future__ import annotations
 
 import http.client
@@ -7,7 +8,7 @@ import socket
 import statistics
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -25,9 +26,13 @@ def monitor_only() -> Service:
     """A service of which only the monitor runs; Redis and the node are never called (the
     monitor answers from shared state)."""
     settings = base_settings("redis://127.0.0.1:9/0", "http://127.0.0.1:9", PROCESSOR.address)
-    return Service(settings=settings, redis_client=redis.Redis(port=9),
-                   chain=Chain.from_url(settings.chain_rpc_url, timeout=1),
-                   account=PROCESSOR, stop=threading.Event())
+    return Service(
+        settings=settings,
+        redis_client=redis.Redis(port=9),
+        chain=Chain.from_url(settings.chain_rpc_url, timeout=1),
+        account=PROCESSOR,
+        stop=threading.Event(),
+    )
 
 
 @pytest.fixture
@@ -62,8 +67,10 @@ def test_liveness_answers_within_100ms_while_200_idle_connections_are_held(monit
         # failure this guards against) wait for seconds: behind the connection limit until idle
         # connections time out.
         results = [probe(monitor.port) for _ in range(5)]
-        print(f"\nliveness with {IDLE_CONNECTIONS} idle connections held: "
-              + ", ".join(f"{seconds * 1000:.1f} ms" for _status, seconds in results))
+        print(
+            f"\nliveness with {IDLE_CONNECTIONS} idle connections held: "
+            + ", ".join(f"{seconds * 1000:.1f} ms" for _status, seconds in results)
+        )
         assert [status for status, _ in results] == [200] * 5
         assert statistics.median(seconds for _, seconds in results) < PROBE_BOUND
         for sock in idle:  # all still open: the server kept them, it did not refuse them

@@ -1,5 +1,6 @@
 """The node unreachable for a while, Redis restarted mid-run: the process stays up, the monitor
 names the dependency that is down, nothing is lost, and work resumes by itself."""
+
 from __future__ import annotations
 
 import threading
@@ -24,11 +25,16 @@ def proxy(anvil):
 
 
 def run_service(settings) -> Running:
-    client = redis.Redis.from_url(settings.redis_url, **REDIS_DECODING, socket_timeout=5,
-                                  socket_connect_timeout=2)
-    service = Service(settings=settings, redis_client=client,
-                      chain=Chain.from_url(settings.chain_rpc_url, timeout=2),
-                      account=PROCESSOR, stop=threading.Event())
+    client = redis.Redis.from_url(
+        settings.redis_url, **REDIS_DECODING, socket_timeout=5, socket_connect_timeout=2
+    )
+    service = Service(
+        settings=settings,
+        redis_client=client,
+        chain=Chain.from_url(settings.chain_rpc_url, timeout=2),
+        account=PROCESSOR,
+        stop=threading.Event(),
+    )
     port = service.serve_monitor()
     assert service.prepare()
     thread = threading.Thread(target=service.run, name="processor-under-test", daemon=True)
@@ -37,8 +43,9 @@ def run_service(settings) -> Running:
 
 
 def test_node_unreachable_for_a_while(redis_server, proxy, product, webapp, redis_client):
-    running = run_service(base_settings(redis_server.url, proxy.url, product.address,
-                                        error_timeout=1.0))
+    running = run_service(
+        base_settings(redis_server.url, proxy.url, product.address, error_timeout=1.0)
+    )
     try:
         before = webapp.apply()
         wait_until(lambda: not application(redis_client, before), what="first processed")
@@ -47,10 +54,17 @@ def test_node_unreachable_for_a_while(redis_server, proxy, product, webapp, redi
         proxy.stop()
         during = webapp.apply()
         status, body = wait_until(
-            lambda: (r := running.get("/api/monitor"))[0] == 500 and r, what="monitor failing")
+            lambda: (r := running.get("/api/monitor"))[0] == 500 and r, what="monitor failing"
+        )
         assert "node" in body["processor"]
-        ready = wait_until(lambda: (r := running.get("/api/monitor/readiness"))[0] == 500
-                           and r[1]["node"] != "ok" and r[1], what="readiness naming the node")
+        ready = wait_until(
+            lambda: (
+                (r := running.get("/api/monitor/readiness"))[0] == 500
+                and r[1]["node"] != "ok"
+                and r[1]
+            ),
+            what="readiness naming the node",
+        )
         assert "unreachable" in ready["node"]
         assert running.get("/api/monitor/liveness")[0] == 200, "alive while waiting"
         assert application(redis_client, during), "kept while the node is away"
@@ -68,15 +82,17 @@ def test_redis_restarted_mid_run(anvil, product):
     with RedisServer(persistent=True) as server:
         client = redis.Redis.from_url(server.url, decode_responses=True)
         webapp = WebApp(client, 31337, product.message_helper())
-        running = run_service(base_settings(server.url, anvil.url, product.address,
-                                            error_timeout=1.0))
+        running = run_service(
+            base_settings(server.url, anvil.url, product.address, error_timeout=1.0)
+        )
         try:
             first = webapp.apply()
             wait_until(lambda: not application(client, first), what="first processed")
 
             server._halt()
-            status, body = wait_until(lambda: (r := running.get("/api/monitor"))[0] == 500 and r,
-                                      what="monitor failing")
+            status, body = wait_until(
+                lambda: (r := running.get("/api/monitor"))[0] == 500 and r, what="monitor failing"
+            )
             assert "redis" in body["processor"]
             ready = running.get("/api/monitor/readiness")[1]
             assert ready["redis"] != "ok" and ready["node"] == "ok"
@@ -86,7 +102,8 @@ def test_redis_restarted_mid_run(anvil, product):
             wait_until(lambda: not application(client, second), what="processed after restart")
             wait_until(lambda: running.get("/api/monitor")[0] == 200, what="healthy again")
             assert product.application_count() == 2
-            assert client.xpending("application:signatures", "depeg-backend-processor")[
-                "pending"] == 0
+            assert (
+                client.xpending("application:signatures", "depeg-backend-processor")["pending"] == 0
+            )
         finally:
             running.stop()

@@ -2,6 +2,7 @@
 over a size refused, a rate limit answered with 429 or -32005, or no batches at all. Every
 application still lands exactly once, none is set aside, and the monitor says while the node
 rate-limits."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,9 @@ from tests.integration.conftest import application, dead_letters, receipt, walle
 
 
 def post(url: str, body: object) -> tuple[int, dict, object]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, dict(response.headers), json.loads(response.read())
@@ -41,8 +43,9 @@ class Clock:
 
 def test_the_emulator_refuses_as_a_provider_would(anvil):
     clock = Clock()
-    with RpcProxy(anvil.url, max_batch=3, rate_limit=4, limit_answer="mixed",
-                  monotonic=clock) as provider:
+    with RpcProxy(
+        anvil.url, max_batch=3, rate_limit=4, limit_answer="mixed", monotonic=clock
+    ) as provider:
         status, _headers, body = post(provider.url, [call("eth_chainId", i) for i in range(4)])
         assert status == 200 and body["error"]["code"] == -32600 and body["id"] is None
         status, _headers, body = post(provider.url, [call("eth_chainId", i) for i in range(3)])
@@ -55,8 +58,11 @@ def test_the_emulator_refuses_as_a_provider_would(anvil):
         assert status == 200 and body["error"]["code"] == -32005  # "mixed": every other time
         clock.now += 0.5  # two calls' worth
         assert post(provider.url, [call("eth_chainId", i) for i in range(2)])[0] == 200
-        assert (provider.refused_batches, provider.rate_limited, provider.rate_limited_json) \
-            == (1, 1, 1)
+        assert (provider.refused_batches, provider.rate_limited, provider.rate_limited_json) == (
+            1,
+            1,
+            1,
+        )
         assert provider.calls["eth_chainId"] == 6  # what reached the node
 
     with RpcProxy(anvil.url, batches=False, batch_refusal_status=400) as provider:
@@ -72,8 +78,7 @@ class Readiness:
         self.answers: list[tuple[int, dict]] = []
         self._running = running
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="readiness-sampler",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._sample, name="readiness-sampler", daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
@@ -89,29 +94,38 @@ class Readiness:
 
 @pytest.mark.parametrize("anvil_args", [{"block_time": 1}])
 def test_two_hundred_applications_land_behind_batch_and_rate_limits(
-        start_service, anvil, product, webapp, redis_client):
+    start_service, anvil, product, webapp, redis_client
+):
     entity_ids = [webapp.apply() for _ in range(200)]
     with RpcProxy(anvil.url, max_batch=10, rate_limit=40, limit_answer="mixed") as provider:
         started = time.monotonic()
         # entries are read 50 at a time, so simulations and sends go out in batches the
         # provider refuses until the client has learned its limit
-        running = start_service(chain_rpc_url=provider.url, receipt_poll_interval=0.5,
-                                read_count=50)
+        running = start_service(
+            chain_rpc_url=provider.url, receipt_poll_interval=0.5, read_count=50
+        )
         readiness = Readiness(running)
         try:
-            wait_until(lambda: not any(application(redis_client, e) for e in entity_ids),
-                       timeout=240, what="all 200 applications confirmed and purged")
+            wait_until(
+                lambda: not any(application(redis_client, e) for e in entity_ids),
+                timeout=240,
+                what="all 200 applications confirmed and purged",
+            )
             took = time.monotonic() - started
-            wait_until(lambda: running.get("/api/monitor/readiness")[0] == 200,
-                       what="readiness ok once the limit is no longer hit")
+            wait_until(
+                lambda: running.get("/api/monitor/readiness")[0] == 200,
+                what="readiness ok once the limit is no longer hit",
+            )
         finally:
             readiness.stop()
         metrics = running.metrics()
-        print(f"\n200 applications behind the limits in {took:.1f}s; the provider refused "
-              f"{provider.rate_limited} requests with HTTP 429, {provider.rate_limited_json} "
-              f"with -32005 and {provider.refused_batches} batches as too large; "
-              f"{provider.total_calls()} calls reached the node in {provider.requests} "
-              f"requests")
+        print(
+            f"\n200 applications behind the limits in {took:.1f}s; the provider refused "
+            f"{provider.rate_limited} requests with HTTP 429, {provider.rate_limited_json} "
+            f"with -32005 and {provider.refused_batches} batches as too large; "
+            f"{provider.total_calls()} calls reached the node in {provider.requests} "
+            f"requests"
+        )
 
     assert wallet_nonce(anvil) == 200, "one transaction per application, no more"
     assert product.application_count() == 200
@@ -121,20 +135,29 @@ def test_two_hundred_applications_land_behind_batch_and_rate_limits(
         assert tx_hash and receipt(anvil, tx_hash)["status"] == "0x1", entity_id
     assert provider.rate_limited > 0 and provider.refused_batches > 0
     assert running.service._chain.max_batch <= 10, "the refused size is remembered"
-    assert metrics[("depeg_processor_rpc_errors_total", (("kind", "RateLimited"),))] >= \
-        provider.rate_limited
-    limited = [body["node"] for status, body in readiness.answers
-               if status == 500 and body["node"].startswith("rate limited by the node")]
+    assert (
+        metrics[("depeg_processor_rpc_errors_total", (("kind", "RateLimited"),))]
+        >= provider.rate_limited
+    )
+    limited = [
+        body["node"]
+        for status, body in readiness.answers
+        if status == 500 and body["node"].startswith("rate limited by the node")
+    ]
     assert limited, readiness.answers
 
 
 def test_twenty_applications_land_through_a_provider_without_batches(
-        start_service, anvil, product, webapp, redis_client):
+    start_service, anvil, product, webapp, redis_client
+):
     entity_ids = [webapp.apply() for _ in range(20)]
     with RpcProxy(anvil.url, batches=False, batch_refusal_status=400) as provider:
         running = start_service(chain_rpc_url=provider.url)
-        wait_until(lambda: not any(application(redis_client, e) for e in entity_ids),
-                   timeout=120, what="all 20 applications confirmed and purged")
+        wait_until(
+            lambda: not any(application(redis_client, e) for e in entity_ids),
+            timeout=120,
+            what="all 20 applications confirmed and purged",
+        )
         refused = provider.refused_batches
 
     assert wallet_nonce(anvil) == 20

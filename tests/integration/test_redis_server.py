@@ -1,5 +1,6 @@
 """The Redis requirements checked against real redis-servers configured each way: the start-up
 log, `check-config`'s output and exit code, and the refusal of a server below the minimum."""
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,13 @@ def server(request):
 
 def check_config(redis_url: str, anvil, product) -> subprocess.CompletedProcess:
     env = service_env(redis_url, anvil.url, product.address)
-    return subprocess.run([sys.executable, "-m", "depeg_processor", "check-config"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "depeg_processor", "check-config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("server", [SAFE], indirect=True)
@@ -45,17 +51,21 @@ def test_a_server_as_the_readme_asks_passes_without_warnings(server, anvil, prod
 
 @pytest.mark.parametrize("server", [EVICTING], indirect=True)
 def test_eviction_and_no_aof_are_warned_about_at_start_and_by_check_config(
-        server, anvil, product, caplog) -> None:
+    server, anvil, product, caplog
+) -> None:
     result = check_config(server.url, anvil, product)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "redis WARNING: maxmemory-policy is 'allkeys-lru'" in result.stdout
     assert "redis WARNING: appendonly is 'no'" in result.stdout
 
     settings = base_settings(server.url, anvil.url, product.address)
-    service = Service(settings=settings,
-                      redis_client=redis.Redis.from_url(server.url, decode_responses=True),
-                      chain=Chain.from_url(anvil.url, timeout=10), account=PROCESSOR,
-                      stop=threading.Event())
+    service = Service(
+        settings=settings,
+        redis_client=redis.Redis.from_url(server.url, decode_responses=True),
+        chain=Chain.from_url(anvil.url, timeout=10),
+        account=PROCESSOR,
+        stop=threading.Event(),
+    )
     with caplog.at_level(logging.WARNING, logger="depeg_processor.service"):
         assert service.prepare()
     warned = [r.getMessage() for r in caplog.records if r.name == "depeg_processor.service"]
@@ -65,23 +75,30 @@ def test_eviction_and_no_aof_are_warned_about_at_start_and_by_check_config(
 
 @pytest.mark.parametrize("server", [NO_CONFIG], indirect=True)
 def test_config_disabled_is_reported_as_not_checked_and_does_not_fail(
-        server, anvil, product) -> None:
+    server, anvil, product
+) -> None:
     result = check_config(server.url, anvil, product)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "redis NOT CHECKED: maxmemory-policy, appendonly, appendfsync: CONFIG GET refused" \
+    assert (
+        "redis NOT CHECKED: maxmemory-policy, appendonly, appendfsync: CONFIG GET refused"
         in result.stdout
+    )
     assert "WARNING: maxmemory" not in result.stdout
 
 
 def test_a_server_below_the_minimum_refuses_to_start_and_fails_check_config(
-        redis_server, anvil, product, monkeypatch, capsys) -> None:
+    redis_server, anvil, product, monkeypatch, capsys
+) -> None:
     # No older redis-server is at hand: raise the floor above the real server's version.
     monkeypatch.setattr(server_check, "MIN_VERSION", (99, 0, 0))
     settings = base_settings(redis_server.url, anvil.url, product.address)
-    service = Service(settings=settings,
-                      redis_client=redis.Redis.from_url(redis_server.url, decode_responses=True),
-                      chain=Chain.from_url(anvil.url, timeout=10), account=PROCESSOR,
-                      stop=threading.Event())
+    service = Service(
+        settings=settings,
+        redis_client=redis.Redis.from_url(redis_server.url, decode_responses=True),
+        chain=Chain.from_url(anvil.url, timeout=10),
+        account=PROCESSOR,
+        stop=threading.Event(),
+    )
     with pytest.raises(StartupError, match=r"Redis 6\.\d+\.\d+ is too old.*99\.0\.0 or later"):
         service.prepare()
     assert command_check_config(settings) == 1

@@ -1,5 +1,6 @@
 """Stream retention against a real redis-server: what XTRIM MINID may remove and what it must
 keep (pending entries, undelivered entries, other groups' work, the dead letters)."""
+
 from __future__ import annotations
 
 import threading
@@ -94,12 +95,14 @@ def test_a_missing_stream_is_not_an_error(redis_client) -> None:
 
 
 def test_the_service_trims_at_start_and_never_touches_the_dead_letters(
-        redis_client, start_service) -> None:
+    redis_client, start_service
+) -> None:
     add(redis_client, ["1000-0", "2000-0"])  # from 1970: far older than the default 7 days
     redis_client.xgroup_create(STREAM, GROUP, id="0")
     ack(redis_client, deliver(redis_client, 2))
-    redis_client.xadd("application:signatures:dead", {"entityId": "x", "reason": "old"},
-                      id="1000-0")
+    redis_client.xadd(
+        "application:signatures:dead", {"entityId": "x", "reason": "old"}, id="1000-0"
+    )
     start_service()
     wait_until(lambda: redis_client.xlen(STREAM) == 0, what="the old entries trimmed")
     assert list(dead_letters(redis_client)) == ["x"]

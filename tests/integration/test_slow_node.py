@@ -1,6 +1,7 @@
 """A slow node on real redis and anvil: the lease is kept however long the node takes, writes of
 a process that lost it are refused, and a fee spike with many transactions in flight is
 handled in a few batch requests while liveness stays green."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import logging
 import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional
 
 import pytest
 import redis
@@ -22,8 +22,15 @@ from depeg_processor.metrics import Metrics
 from depeg_processor.service import Service
 from devnet.proxy import RpcProxy
 from tests.conftest import wait_until
-from tests.integration.conftest import (PROCESSOR, Running, application, base_settings,
-                                        dead_letters, receipt, wallet_nonce)
+from tests.integration.conftest import (
+    PROCESSOR,
+    Running,
+    application,
+    base_settings,
+    dead_letters,
+    receipt,
+    wallet_nonce,
+)
 
 GWEI = 10**9
 STREAM = "application:signatures"
@@ -38,9 +45,9 @@ class RequestLog:
         self.upstream = upstream
         self.requests: list[list[str]] = []
         self._lock = threading.Lock()
-        self._server: Optional[ThreadingHTTPServer] = None
+        self._server: ThreadingHTTPServer | None = None
 
-    def __enter__(self) -> "RequestLog":
+    def __enter__(self) -> RequestLog:
         log = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -48,10 +55,15 @@ class RequestLog:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 message = json.loads(body)
                 with log._lock:
-                    log.requests.append([m.get("method") for m in (
-                        message if isinstance(message, list) else [message])])
-                request = urllib.request.Request(log.upstream, data=body,
-                                                 headers={"Content-Type": "application/json"})
+                    log.requests.append(
+                        [
+                            m.get("method")
+                            for m in (message if isinstance(message, list) else [message])
+                        ]
+                    )
+                request = urllib.request.Request(
+                    log.upstream, data=body, headers={"Content-Type": "application/json"}
+                )
                 with urllib.request.urlopen(request, timeout=60) as response:
                     status, payload = response.status, response.read()
                 self.send_response(status)
@@ -65,8 +77,7 @@ class RequestLog:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="request-log",
-                         daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, name="request-log", daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -85,14 +96,22 @@ class RequestLog:
             return [r.count(method) for r in self.requests[since:] if method in r]
 
 
-def build_service(redis_server, rpc_url: str, product, *, faults: Faults = Faults(),
-                  **overrides: object) -> Service:
+def build_service(
+    redis_server, rpc_url: str, product, *, faults: Faults | None = None, **overrides: object
+) -> Service:
     settings = base_settings(redis_server.url, rpc_url, product.address, **overrides)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
     metrics = Metrics(CollectorRegistry())
     chain = Chain.from_url(rpc_url, timeout=30, on_error=metrics.rpc_error)
-    service = Service(settings=settings, redis_client=client, chain=chain, account=PROCESSOR,
-                      stop=threading.Event(), metrics=metrics, faults=faults)
+    service = Service(
+        settings=settings,
+        redis_client=client,
+        chain=chain,
+        account=PROCESSOR,
+        stop=threading.Event(),
+        metrics=metrics,
+        faults=faults or Faults(),
+    )
     return service
 
 
@@ -117,21 +136,35 @@ def services():
 def pool_hashes(anvil) -> set[str]:
     """Every transaction hash in the node's pool, mineable now or not."""
     content = anvil.rpc("txpool_content")
-    return {tx["hash"] for part in ("pending", "queued")
-            for by_nonce in content.get(part, {}).values() for tx in by_nonce.values()}
+    return {
+        tx["hash"]
+        for part in ("pending", "queued")
+        for by_nonce in content.get(part, {}).values()
+        for tx in by_nonce.values()
+    }
 
 
 def lease_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.levelno >= logging.WARNING and "lease" in r.getMessage().lower()]
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and "lease" in r.getMessage().lower()
+    ]
 
 
 def test_a_node_answering_in_3s_costs_no_lease_and_every_application_lands_once(
-        redis_server, anvil, product, webapp, redis_client, services, caplog):
+    redis_server, anvil, product, webapp, redis_client, services, caplog
+):
     entity_ids = [webapp.apply() for _ in range(20)]
     with RpcProxy(anvil.url, delay=3.0) as slow_node:
-        service = build_service(redis_server, slow_node.url, product, read_count=50,
-                                lease_ttl=15.0, max_priority_fee_per_gas=GWEI)
+        service = build_service(
+            redis_server,
+            slow_node.url,
+            product,
+            read_count=50,
+            lease_ttl=15.0,
+            max_priority_fee_per_gas=GWEI,
+        )
         running = services(service)
         owner = service.lease.owner
         wait_until(lambda: redis_client.get(LEASE_KEY) == owner, what="the lease taken")
@@ -146,15 +179,17 @@ def test_a_node_answering_in_3s_costs_no_lease_and_every_application_lands_once(
         assert wallet_nonce(anvil) == 20, "each exactly once"
         assert dead_letters(redis_client) == {}
         assert holders == {owner}, "the lease never changed hands nor lapsed in Redis"
-        assert service.lease.held() and service.lease.generation == 1, \
+        assert service.lease.held() and service.lease.generation == 1, (
             "gained once: never lost and taken again"
+        )
         assert lease_warnings(caplog) == [], "no LeaseLost, no lost lease"
         assert slow_node.calls["eth_sendRawTransaction"] == 20, "one send each, no resends"
         assert running.get("/api/monitor/liveness")[0] == 200
 
 
-def test_writes_after_a_lost_lease_are_refused(redis_server, anvil, product, webapp,
-                                               redis_client, caplog):
+def test_writes_after_a_lost_lease_are_refused(
+    redis_server, anvil, product, webapp, redis_client, caplog
+):
     """The holder has not noticed yet that its lease expired and another took it: the fence
     refuses its replacement and its requeue; the next holder's state stays as it was."""
     anvil.set_automine(False)
@@ -165,15 +200,29 @@ def test_writes_after_a_lost_lease_are_refused(redis_server, anvil, product, web
             return
         nonce = wallet_nonce(anvil, block="pending")
         transfer = Account.sign_transaction(
-            {"chainId": int(anvil.rpc("eth_chainId"), 16), "nonce": nonce,
-             "to": PROCESSOR.address, "value": 0, "gas": 21_000, "maxFeePerGas": 10 * GWEI,
-             "maxPriorityFeePerGas": GWEI}, PROCESSOR.key)
+            {
+                "chainId": int(anvil.rpc("eth_chainId"), 16),
+                "nonce": nonce,
+                "to": PROCESSOR.address,
+                "value": 0,
+                "gas": 21_000,
+                "maxFeePerGas": 10 * GWEI,
+                "maxPriorityFeePerGas": GWEI,
+            },
+            PROCESSOR.key,
+        )
         anvil.rpc("eth_sendRawTransaction", Web3.to_hex(transfer.raw_transaction))
         redis_client.set(LEASE_KEY, "the-next-holder", px=60_000)
 
-    service = build_service(redis_server, anvil.url, product, stuck_blocks=1, lease_ttl=60.0,
-                            max_priority_fee_per_gas=GWEI,
-                            faults=Faults("after-record", action=use_the_nonce_and_lose_the_lease))
+    service = build_service(
+        redis_server,
+        anvil.url,
+        product,
+        stuck_blocks=1,
+        lease_ttl=60.0,
+        max_priority_fee_per_gas=GWEI,
+        faults=Faults("after-record", action=use_the_nonce_and_lose_the_lease),
+    )
     assert service.prepare()
     assert service.lease.acquire()  # what the keeper does; driven here step by step
     first = webapp.apply()
@@ -216,8 +265,10 @@ def test_writes_after_a_lost_lease_are_refused(redis_server, anvil, product, web
     stream_length = redis_client.xlen(STREAM)
     armed.append(True)
     assert service.processor.run_once() == 1  # recorded (fenced, while still held)
-    wait_until(lambda: any("not enqueued again" in r.getMessage() for r in caplog.records),
-               what="the requeue refused")
+    wait_until(
+        lambda: any("not enqueued again" in r.getMessage() for r in caplog.records),
+        what="the requeue refused",
+    )
     assert redis_client.xlen(STREAM) == stream_length, "not enqueued again"
     kept = redis_client.hgetall(f"{STREAM}:tx:{second}")
     assert kept and application(redis_client, second)["transactionHash"] == kept["txHash"]
@@ -225,25 +276,40 @@ def test_writes_after_a_lost_lease_are_refused(redis_server, anvil, product, web
 
 
 def test_a_fee_spike_with_many_in_flight_is_replaced_in_a_few_requests(
-        redis_server, anvil, product, webapp, redis_client, services):
+    redis_server, anvil, product, webapp, redis_client, services
+):
     count = 120
     anvil.set_automine(False)
     entity_ids = [webapp.apply() for _ in range(count)]
     with RpcProxy(anvil.url, delay=0.25) as slow_node, RequestLog(slow_node.url) as requests_log:
-        service = build_service(redis_server, requests_log.url, product,
-                                read_count=200, stuck_blocks=2, max_fee_per_gas=50 * GWEI,
-                                max_priority_fee_per_gas=GWEI, loop_max_timeout=10.0,
-                                max_non_ack_pending=10_000)
+        service = build_service(
+            redis_server,
+            requests_log.url,
+            product,
+            read_count=200,
+            stuck_blocks=2,
+            max_fee_per_gas=50 * GWEI,
+            max_priority_fee_per_gas=GWEI,
+            loop_max_timeout=10.0,
+            max_non_ack_pending=10_000,
+        )
         assert service.limits.watcher_max_age == 10.0
         running = services(service)
-        first = wait_until(lambda: all(application(redis_client, e).get("transactionHash")
-                                       for e in entity_ids)
-                           and {e: application(redis_client, e)["transactionHash"]
-                                for e in entity_ids}, timeout=120, what="all recorded")
-        wait_until(lambda: pool_hashes(anvil) >= set(first.values()), timeout=120,
-                   what="all broadcast")
-        wait_until(lambda: service.state.snapshot().in_flight == count,
-                   what="the watcher watching them all")
+        first = wait_until(
+            lambda: (
+                all(application(redis_client, e).get("transactionHash") for e in entity_ids)
+                and {e: application(redis_client, e)["transactionHash"] for e in entity_ids}
+            ),
+            timeout=120,
+            what="all recorded",
+        )
+        wait_until(
+            lambda: pool_hashes(anvil) >= set(first.values()), timeout=120, what="all broadcast"
+        )
+        wait_until(
+            lambda: service.state.snapshot().in_flight == count,
+            what="the watcher watching them all",
+        )
 
         since = len(requests_log.requests)
         proxied = slow_node.requests
@@ -255,13 +321,16 @@ def test_a_fee_spike_with_many_in_flight_is_replaced_in_a_few_requests(
         def all_replaced() -> bool:
             status, body = running.get("/api/monitor/liveness")
             liveness.append((status, body["processor"]))
-            return all(application(redis_client, e)["transactionHash"] != first[e]
-                       for e in entity_ids)
+            return all(
+                application(redis_client, e)["transactionHash"] != first[e] for e in entity_ids
+            )
 
         wait_until(all_replaced, timeout=120, what="every transaction replaced")
         sends = requests_log.carrying("eth_sendRawTransaction", since)
-        print(f"replacement phase: {sum(sends)} transactions sent in {len(sends)} request(s) "
-              f"{sends}; {slow_node.requests - proxied} requests through the proxy in all")
+        print(
+            f"replacement phase: {sum(sends)} transactions sent in {len(sends)} request(s) "
+            f"{sends}; {slow_node.requests - proxied} requests through the proxy in all"
+        )
         assert sum(sends) >= count
         assert len(sends) <= 10, "replacements go out in batches, not one request each"
         fee_lookups = requests_log.carrying("eth_getBlockByNumber", since)

@@ -1,6 +1,7 @@
 """Replicas with identical settings sharing a pool of wallets and one consumer group: each sends
 from one wallet at a time, a spare stands by, a dry wallet leaves the queue to the others, and
 an application never gets a second transaction from another wallet."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,14 @@ from depeg_processor.wallets import derive_accounts, owner_key, pool
 from devnet.nodes import TEST_MNEMONIC
 from devnet.proxy import RpcProxy
 from tests.conftest import wait_until
-from tests.integration.conftest import (application, dead_letters, http_json, receipt,
-                                        service_env, wallet_nonce)
+from tests.integration.conftest import (
+    application,
+    dead_letters,
+    http_json,
+    receipt,
+    service_env,
+    wallet_nonce,
+)
 
 STREAM = "application:signatures"
 CONSUMER = "depeg-backend-processor-consumer"
@@ -29,8 +36,11 @@ def nonces(anvil, count: int, block: str = "latest") -> list[int]:
 
 def landed(redis_client, entity_ids) -> int:
     """Applications recorded (transactionHash written) or already purged."""
-    return sum(1 for e in entity_ids
-               if not (app := application(redis_client, e)) or app.get("transactionHash"))
+    return sum(
+        1
+        for e in entity_ids
+        if not (app := application(redis_client, e)) or app.get("transactionHash")
+    )
 
 
 def purged(redis_client, entity_ids) -> bool:
@@ -40,12 +50,17 @@ def purged(redis_client, entity_ids) -> bool:
 def pool_env(redis_server, rpc_url, product, **extra: str) -> dict:
     # Warnings only: `spawn` reads a process's stderr once it has ended, and a pipe filled by
     # hundreds of applications' log lines would block the process.
-    return service_env(redis_server.url, rpc_url, product.address,
-                       **{"PROCESSOR_WALLETS": "3", "LOG_LEVEL": "WARNING", **extra})
+    return service_env(
+        redis_server.url,
+        rpc_url,
+        product.address,
+        **{"PROCESSOR_WALLETS": "3", "LOG_LEVEL": "WARNING", **extra},
+    )
 
 
 def test_three_replicas_share_three_wallets_through_a_kill_and_a_late_start(
-        redis_server, anvil, product, webapp, redis_client, spawn):
+    redis_server, anvil, product, webapp, redis_client, spawn
+):
     with RpcProxy(anvil.url, delay=0.02) as node:
         first, second, late = (pool_env(redis_server, node.url, product) for _ in range(3))
         a = spawn(first)
@@ -63,10 +78,15 @@ def test_three_replicas_share_three_wallets_through_a_kill_and_a_late_start(
         restarted = spawn(first)
         entity_ids += [webapp.apply() for _ in range(200)]
 
-        wait_until(lambda: purged(redis_client, entity_ids), timeout=90,
-                   what="all 300 confirmed and purged")
-        wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == restarted.pid,
-                   what="the restarted replica on wallet 0 once A's lease ran out")
+        wait_until(
+            lambda: purged(redis_client, entity_ids),
+            timeout=90,
+            what="all 300 confirmed and purged",
+        )
+        wait_until(
+            lambda: holder_pid(redis_client, WALLETS[0]) == restarted.pid,
+            what="the restarted replica on wallet 0 once A's lease ran out",
+        )
     assert product.application_count() == 300
     assert len(product.applications_created()) == 300
     sent = nonces(anvil, 3)
@@ -77,17 +97,22 @@ def test_three_replicas_share_three_wallets_through_a_kill_and_a_late_start(
 
 
 def test_a_spare_replica_stands_by_and_takes_over_a_killed_holders_wallet(
-        redis_server, anvil, product, webapp, redis_client, spawn):
+    redis_server, anvil, product, webapp, redis_client, spawn
+):
     envs = [pool_env(redis_server, anvil.url, product) for _ in range(4)]
     holders = []
     for wallet, env in zip(WALLETS[:3], envs):
         holders.append(spawn(env))
-        wait_until(lambda: holder_pid(redis_client, wallet) == holders[-1].pid,
-                   what=f"a replica on wallet {wallet.index}")
+        wait_until(
+            lambda wallet=wallet: holder_pid(redis_client, wallet) == holders[-1].pid,
+            what=f"a replica on wallet {wallet.index}",
+        )
     spare = spawn(envs[3])
     port = int(envs[3]["PORT"])
-    ready = wait_until(lambda: (r := http_json(port, "/api/monitor/readiness"))
-                       and "role" in r[1] and r, what="the spare's readiness")
+    ready = wait_until(
+        lambda: (r := http_json(port, "/api/monitor/readiness")) and "role" in r[1] and r,
+        what="the spare's readiness",
+    )
     assert ready[0] == 200 and ready[1]["role"].startswith("standby"), ready
 
     anvil.set_automine(False)  # what is sent stays in flight
@@ -99,46 +124,66 @@ def test_a_spare_replica_stands_by_and_takes_over_a_killed_holders_wallet(
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait(10)
 
-    wait_until(lambda: holder_pid(redis_client, wallet) == spare.pid, timeout=20,
-               what="the spare holding the dead replica's wallet")
+    wait_until(
+        lambda: holder_pid(redis_client, wallet) == spare.pid,
+        timeout=20,
+        what="the spare holding the dead replica's wallet",
+    )
     anvil.set_automine(True)
     anvil.mine(1)
-    wait_until(lambda: purged(redis_client, entity_ids), timeout=60,
-               what="every application confirmed and purged")
+    wait_until(
+        lambda: purged(redis_client, entity_ids),
+        timeout=60,
+        what="every application confirmed and purged",
+    )
     assert redis_client.zcard(f"{wallet.prefix}:inflight") == 0
-    assert wallet_nonce(anvil, wallet.address) == in_flight, \
+    assert wallet_nonce(anvil, wallet.address) == in_flight, (
         "the spare finished the dead holder's transactions, nothing more from that wallet"
+    )
     assert product.application_count() == 30 and sum(nonces(anvil, 3)) == 30
     assert dead_letters(redis_client) == {}
 
 
 def test_a_dry_wallet_leaves_the_queue_to_the_others_and_says_why(
-        redis_server, anvil, product, webapp, redis_client, spawn):
+    redis_server, anvil, product, webapp, redis_client, spawn
+):
     dry = WALLETS[1]
     anvil.set_balance(dry.address, 5 * 10**16)
-    envs = [pool_env(redis_server, anvil.url, product, PROCESSOR_MIN_BALANCE="0.1 ether",
-                     PROCESSOR_ALERT_BALANCE="0.1 ether") for _ in range(3)]
+    envs = [
+        pool_env(
+            redis_server,
+            anvil.url,
+            product,
+            PROCESSOR_MIN_BALANCE="0.1 ether",
+            PROCESSOR_ALERT_BALANCE="0.1 ether",
+        )
+        for _ in range(3)
+    ]
     processes = [spawn(env) for env in envs]
-    wait_until(lambda: all(holder_pid(redis_client, w) for w in WALLETS[:3]),
-               what="every wallet held")
+    wait_until(
+        lambda: all(holder_pid(redis_client, w) for w in WALLETS[:3]), what="every wallet held"
+    )
     entity_ids = [webapp.apply() for _ in range(60)]
-    wait_until(lambda: purged(redis_client, entity_ids), timeout=60,
-               what="all 60 confirmed and purged")
+    wait_until(
+        lambda: purged(redis_client, entity_ids), timeout=60, what="all 60 confirmed and purged"
+    )
     sent = nonces(anvil, 3)
     assert sent[1] == 0 and sent[0] + sent[2] == 60, sent
     assert product.application_count() == 60 and dead_letters(redis_client) == {}
 
     pid = holder_pid(redis_client, dry)
-    port, = [int(env["PORT"]) for p, env in zip(processes, envs) if p.pid == pid]
+    (port,) = [int(env["PORT"]) for p, env in zip(processes, envs) if p.pid == pid]
     status, body = http_json(port, "/api/monitor/readiness")
     assert status == 500, body
     assert dry.address in body["sending"] and "PROCESSOR_MIN_BALANCE" in body["sending"], body
 
 
 def test_an_application_recorded_by_one_wallet_is_not_sent_by_another(
-        redis_server, anvil, product, webapp, redis_client, spawn):
-    env = pool_env(redis_server, anvil.url, product, PROCESSOR_WALLETS="2",
-                   PROCESSOR_LEASE_TTL="10000")
+    redis_server, anvil, product, webapp, redis_client, spawn
+):
+    env = pool_env(
+        redis_server, anvil.url, product, PROCESSOR_WALLETS="2", PROCESSOR_LEASE_TTL="10000"
+    )
     anvil.set_automine(False)
     a = spawn(env)
     wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == a.pid, what="A on wallet 0")
@@ -151,19 +196,28 @@ def test_an_application_recorded_by_one_wallet_is_not_sent_by_another(
     # The application is enqueued again while its transaction is in flight and delivered to
     # the second wallet's consumer.
     redis_client.xadd(STREAM, {"entityId": entity_id})
-    delivered = redis_client.xreadgroup("depeg-backend-processor", WALLETS[1].consumer,
-                                        {STREAM: ">"})
+    delivered = redis_client.xreadgroup(
+        "depeg-backend-processor", WALLETS[1].consumer, {STREAM: ">"}
+    )
     assert delivered and delivered[0][1][0][1] == {"entityId": entity_id}
-    b = spawn(pool_env(redis_server, anvil.url, product, PROCESSOR_WALLETS="2",
-                       PROCESSOR_LEASE_TTL="10000"))
+    b = spawn(
+        pool_env(
+            redis_server, anvil.url, product, PROCESSOR_WALLETS="2", PROCESSOR_LEASE_TTL="10000"
+        )
+    )
     wait_until(lambda: holder_pid(redis_client, WALLETS[1]) == b.pid, what="B on wallet 1")
-    wait_until(lambda: redis_client.xpending(STREAM, "depeg-backend-processor")["pending"] == 0,
-               what="the second delivery acknowledged")
+    wait_until(
+        lambda: redis_client.xpending(STREAM, "depeg-backend-processor")["pending"] == 0,
+        what="the second delivery acknowledged",
+    )
     assert wallet_nonce(anvil, WALLETS[1].address, "pending") == 0, "wallet 1 signed nothing"
 
     restarted = spawn(env)  # takes wallet 0 once A's lease ran out, and settles its transaction
-    wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == restarted.pid, timeout=30,
-               what="wallet 0 taken again")
+    wait_until(
+        lambda: holder_pid(redis_client, WALLETS[0]) == restarted.pid,
+        timeout=30,
+        what="wallet 0 taken again",
+    )
     anvil.set_automine(True)
     anvil.mine(1)
     wait_until(lambda: not application(redis_client, entity_id), timeout=30, what="purged")
@@ -173,7 +227,8 @@ def test_an_application_recorded_by_one_wallet_is_not_sent_by_another(
 
 
 def test_a_single_wallet_upgrade_lands_what_was_in_flight_once(
-        redis_server, anvil, product, webapp, redis_client, spawn):
+    redis_server, anvil, product, webapp, redis_client, spawn
+):
     """Redis data as a single-wallet processor before the pool left it: records and the
     in-flight set under the stream's own prefix, no owner marks."""
     anvil.set_automine(False)
@@ -192,15 +247,16 @@ def test_a_single_wallet_upgrade_lands_what_was_in_flight_once(
     anvil.mine(1)
     wait_until(lambda: purged(redis_client, entity_ids), timeout=60, what="all purged")
     assert product.application_count() == 5 and wallet_nonce(anvil) == 5
-    assert all(receipt(anvil, h) and int(receipt(anvil, h)["status"], 16) == 1
-               for h in hashes.values()), "the very transactions recorded before the upgrade"
+    assert all(
+        receipt(anvil, h) and int(receipt(anvil, h)["status"], 16) == 1 for h in hashes.values()
+    ), "the very transactions recorded before the upgrade"
     assert dead_letters(redis_client) == {}
 
 
 def test_a_wallet_with_a_nonce_gap_holds_and_another_carries_the_queue(
-        redis_server, anvil, product, webapp, redis_client, spawn):
-    env = pool_env(redis_server, anvil.url, product, PROCESSOR_WALLETS="2",
-                   TX_STUCK_TIMEOUT="1000")
+    redis_server, anvil, product, webapp, redis_client, spawn
+):
+    env = pool_env(redis_server, anvil.url, product, PROCESSOR_WALLETS="2", TX_STUCK_TIMEOUT="1000")
     anvil.set_automine(False)
     first = spawn(env)
     wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == first.pid, what="on wallet 0")
@@ -214,9 +270,14 @@ def test_a_wallet_with_a_nonce_gap_holds_and_another_carries_the_queue(
     behind = webapp.apply()
     wait_until(lambda: redis_client.exists(f"{STREAM}:tx:{behind}"), what="sent behind the gap")
     port = int(env["PORT"])
-    status, body = wait_until(lambda: (r := http_json(port, "/api/monitor/readiness"))
-                              and "nonce problem" in r[1].get("sending", "") and r,
-                              what="readiness naming the nonce problem")
+    status, body = wait_until(
+        lambda: (
+            (r := http_json(port, "/api/monitor/readiness"))
+            and "nonce problem" in r[1].get("sending", "")
+            and r
+        ),
+        what="readiness naming the nonce problem",
+    )
     assert status == 500 and WALLETS[0].address in body["sending"], body
 
     second = spawn(pool_env(redis_server, anvil.url, product, PROCESSOR_WALLETS="2"))

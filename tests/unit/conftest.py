@@ -1,4 +1,5 @@
 """Shared fixtures of the unit tests."""
+
 from __future__ import annotations
 
 import fakeredis
@@ -24,5 +25,6 @@ def webapp(fake_redis: fakeredis.FakeRedis) -> WebApp:
 def raw_redis(fake_redis: fakeredis.FakeRedis) -> fakeredis.FakeRedis:
     """The same in-memory Redis, as bytes: what users may write, as it is stored."""
     kwargs = fake_redis.connection_pool.connection_kwargs
-    return fakeredis.FakeRedis(server=kwargs["server"], host=kwargs["host"], port=kwargs["port"],
-                               db=kwargs["db"])
+    return fakeredis.FakeRedis(
+        server=kwargs["server"], host=kwargs["host"], port=kwargs["port"], db=kwargs["db"]
+    )

@@ -1,8 +1,7 @@
 """Test data: applications signed exactly as the web app signs them (devnet.webapp.WebApp),
 from fixed keys so every run sees the same data."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -18,17 +17,34 @@ SIGNATURE_ID = "WD1ww5ymMhuWphJY5HqJ_"
 ENTITY_ID = "01HZX3K8Q4M7N2P5R8T1V4W7Y0"
 
 
-def signed_fields(holder: LocalAccount = HOLDER, *, chain_id: int = CHAIN_ID,
-                  message_helper: str = MESSAGE_HELPER, signer: Optional[LocalAccount] = None,
-                  signature_id: str = SIGNATURE_ID, **overrides: str) -> dict[str, str]:
+def signed_fields(
+    holder: LocalAccount = HOLDER,
+    *,
+    chain_id: int = CHAIN_ID,
+    message_helper: str = MESSAGE_HELPER,
+    signer: LocalAccount | None = None,
+    signature_id: str = SIGNATURE_ID,
+    **overrides: str,
+) -> dict[str, str]:
     """A PendingApplication hash as the web app writes it. `signer` signs in place of the
     holder; `overrides` replace fields after signing."""
     webapp = WebApp(redis=None, chain_id=chain_id, message_helper=message_helper)
-    fields = {"policyHolder": holder.address, "protectedWallet": WALLET,
-              "protectedBalance": "1199000000", "duration": "2592000", "bundleId": "2",
-              "signatureId": signature_id, "timestamp": "1795830693.764"}
+    fields = {
+        "policyHolder": holder.address,
+        "protectedWallet": WALLET,
+        "protectedBalance": "1199000000",
+        "duration": "2592000",
+        "bundleId": "2",
+        "signatureId": signature_id,
+        "timestamp": "1795830693.764",
+    }
     fields["signature"] = webapp.sign(
-        signer or holder, wallet=WALLET, protected_balance=1199000000, duration=2592000,
-        bundle_id=2, signature_id=signature_id)
+        signer or holder,
+        wallet=WALLET,
+        protected_balance=1199000000,
+        duration=2592000,
+        bundle_id=2,
+        signature_id=signature_id,
+    )
     fields.update(overrides)
     return fields

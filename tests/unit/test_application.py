@@ -1,14 +1,28 @@
 """application: the web app's PendingApplication hash, validated, and its EIP-712 signature."""
+
 from __future__ import annotations
 
 import pytest
 
-from depeg_processor.application import (Application, check_entity_id, check_entry,
-                                         parse_application, signature_id_bytes32)
+from depeg_processor.application import (
+    Application,
+    check_entity_id,
+    check_entry,
+    parse_application,
+    signature_id_bytes32,
+)
 from depeg_processor.errors import PermanentError
 
-from .helpers import (CHAIN_ID, ENTITY_ID, HOLDER, MESSAGE_HELPER, OTHER, SIGNATURE_ID, WALLET,
-                      signed_fields)
+from .helpers import (
+    CHAIN_ID,
+    ENTITY_ID,
+    HOLDER,
+    MESSAGE_HELPER,
+    OTHER,
+    SIGNATURE_ID,
+    WALLET,
+    signed_fields,
+)
 
 
 def test_parses_what_the_web_app_writes(webapp) -> None:
@@ -28,8 +42,14 @@ def test_parses_what_the_web_app_writes(webapp) -> None:
 def test_contract_args_are_in_abi_order() -> None:
     app = parse_application(ENTITY_ID, signed_fields())
     assert app.contract_args() == (
-        HOLDER.address, WALLET, 1199000000, 2592000, 2,
-        SIGNATURE_ID.encode() + b"\0" * 11, app.signature)
+        HOLDER.address,
+        WALLET,
+        1199000000,
+        2592000,
+        2,
+        SIGNATURE_ID.encode() + b"\0" * 11,
+        app.signature,
+    )
 
 
 def test_lower_case_addresses_are_checksummed() -> None:
@@ -43,22 +63,25 @@ def test_missing_hash_is_not_found() -> None:
         parse_application(ENTITY_ID, {})
 
 
-@pytest.mark.parametrize("field, value", [
-    ("policyHolder", "0x1234"),
-    ("protectedWallet", "not-an-address"),
-    ("protectedBalance", "-1"),
-    ("protectedBalance", "1.5"),
-    ("protectedBalance", str(2**256)),
-    ("duration", "30 days"),
-    ("bundleId", "0x02"),
-    ("signatureId", "x" * 32),
-    ("signature", "0x1234"),
-    ("signature", "0x" + "zz" * 65),
-    ("timestamp", "yesterday"),
-    ("timestamp", "-inf"),
-    ("timestamp", "nan"),
-    ("transactionHash", "0xabc"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("policyHolder", "0x1234"),
+        ("protectedWallet", "not-an-address"),
+        ("protectedBalance", "-1"),
+        ("protectedBalance", "1.5"),
+        ("protectedBalance", str(2**256)),
+        ("duration", "30 days"),
+        ("bundleId", "0x02"),
+        ("signatureId", "x" * 32),
+        ("signature", "0x1234"),
+        ("signature", "0x" + "zz" * 65),
+        ("timestamp", "yesterday"),
+        ("timestamp", "-inf"),
+        ("timestamp", "nan"),
+        ("transactionHash", "0xabc"),
+    ],
+)
 def test_malformed_field_is_permanent_and_named(field: str, value: str) -> None:
     with pytest.raises(PermanentError) as caught:
         parse_application(ENTITY_ID, signed_fields(**{field: value}))
@@ -78,9 +101,14 @@ def test_a_code_in_a_field_is_an_invalid_field_not_a_revert() -> None:
     assert caught.value.kind == "invalid_field"
 
 
-@pytest.mark.parametrize("name, value", [("signatureId", "WD1ww5ymMhuW\udcffJY5HqJ_"),
-                                         ("duration", "2592000\udcfe"),
-                                         ("extra\udcff", "1")])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("signatureId", "WD1ww5ymMhuW\udcffJY5HqJ_"),
+        ("duration", "2592000\udcfe"),
+        ("extra\udcff", "1"),
+    ],
+)
 def test_bytes_that_are_not_utf8_anywhere_in_the_hash_are_refused(name, value) -> None:
     with pytest.raises(PermanentError) as caught:
         parse_application(ENTITY_ID, signed_fields(**{name: value}))
@@ -114,8 +142,10 @@ def test_signature_id_over_31_bytes_or_empty_is_rejected(value: str) -> None:
         signature_id_bytes32(value)
 
 
-@pytest.mark.parametrize("entity_id", [None, "", "a b", "x" * 65, "PendingApplication:*",
-                                       "a:b", ENTITY_ID + "\n", "x" * 10_000])
+@pytest.mark.parametrize(
+    "entity_id",
+    [None, "", "a b", "x" * 65, "PendingApplication:*", "a:b", ENTITY_ID + "\n", "x" * 10_000],
+)
 def test_bad_entity_id_is_permanent(entity_id) -> None:
     with pytest.raises(PermanentError) as caught:
         check_entity_id(entity_id)
@@ -139,11 +169,14 @@ def app_from(**kwargs) -> Application:
     return parse_application(ENTITY_ID, signed_fields(**kwargs))
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"signer": OTHER},
-    {"chain_id": 1},
-    {"message_helper": "0x5FbDB2315678afecb367f032d93F642f64180aa3"},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"signer": OTHER},
+        {"chain_id": 1},
+        {"message_helper": "0x5FbDB2315678afecb367f032d93F642f64180aa3"},
+    ],
+)
 def test_signature_for_another_key_chain_or_contract_is_rejected(kwargs) -> None:
     app = app_from(**kwargs)
     with pytest.raises(PermanentError, match="signature invalid"):
@@ -162,23 +195,38 @@ def test_unrecoverable_signature_is_rejected() -> None:
         app.check_signature(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
 
 
-
-@pytest.mark.parametrize("chain_id, helper", [
-    (CHAIN_ID, MESSAGE_HELPER), (1, "0x" + "ab" * 20), (137, "0x0000000000000000000000000000000000000001")])
+@pytest.mark.parametrize(
+    "chain_id, helper",
+    [
+        (CHAIN_ID, MESSAGE_HELPER),
+        (1, "0x" + "ab" * 20),
+        (137, "0x0000000000000000000000000000000000000001"),
+    ],
+)
 def test_policy_digest_matches_eth_accounts_eip712(chain_id, helper) -> None:
     from eth_account.messages import encode_typed_data
     from eth_utils import keccak, to_checksum_address
 
     from depeg_processor.application import POLICY_TYPES, signature_id_bytes32
+
     app = parse_application(ENTITY_ID, signed_fields())
     helper = to_checksum_address(helper)
     message = encode_typed_data(
-        domain_data={"name": "EtheriscDepeg", "version": "1", "chainId": chain_id,
-                     "verifyingContract": helper},
+        domain_data={
+            "name": "EtheriscDepeg",
+            "version": "1",
+            "chainId": chain_id,
+            "verifyingContract": helper,
+        },
         message_types=POLICY_TYPES,
-        message_data={"wallet": app.protected_wallet, "protectedBalance": app.protected_balance,
-                      "duration": app.duration, "bundleId": app.bundle_id,
-                      "signatureId": signature_id_bytes32(app.signature_id)})
+        message_data={
+            "wallet": app.protected_wallet,
+            "protectedBalance": app.protected_balance,
+            "duration": app.duration,
+            "bundleId": app.bundle_id,
+            "signatureId": signature_id_bytes32(app.signature_id),
+        },
+    )
     expected = keccak(b"\x19" + message.version + message.header + message.body)
     assert app.policy_digest(chain_id=chain_id, verifying_contract=helper) == expected
 
@@ -192,4 +240,5 @@ def test_signature_with_v_0_or_1_is_recovered_like_27_or_28() -> None:
     bad_v = "0x" + (signature[:64] + bytes([29])).hex()
     with pytest.raises(PermanentError, match="cannot recover"):
         parse_application(ENTITY_ID, {**fields, "signature": bad_v}).check_signature(
-            chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
+            chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER
+        )

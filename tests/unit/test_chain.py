@@ -1,5 +1,6 @@
 """chain: revert decoding, the one place errors are classified, and the JSON-RPC client over a
 faked HTTP endpoint."""
+
 from __future__ import annotations
 
 import json
@@ -31,22 +32,34 @@ def test_revert_reason_decodes_error_string_data() -> None:
 
 
 def test_revert_reason_falls_back_to_the_message() -> None:
-    assert revert_reason(None, "execution reverted: ERROR:DP-012:BUNDLE_ID_ZERO") == \
-        "ERROR:DP-012:BUNDLE_ID_ZERO"
+    assert (
+        revert_reason(None, "execution reverted: ERROR:DP-012:BUNDLE_ID_ZERO")
+        == "ERROR:DP-012:BUNDLE_ID_ZERO"
+    )
     assert revert_reason("0x1234", "out of gas") == "out of gas"
 
 
 def test_product_not_active_is_transient() -> None:
-    error = classify({"code": 3, "message": "execution reverted",
-                      "data": error_data("ERROR:DP-010:PRODUCT_NOT_ACTIVE")})
+    error = classify(
+        {
+            "code": 3,
+            "message": "execution reverted",
+            "data": error_data("ERROR:DP-010:PRODUCT_NOT_ACTIVE"),
+        }
+    )
     assert isinstance(error, errors.ProductInactive)
     assert isinstance(error, errors.TransientError)
 
 
-@pytest.mark.parametrize("reason", ["ERROR:DMH-001:SIGNATURE_USED",
-                                    "ERROR:DMH-002:SIGNATURE_INVALID",
-                                    "ERROR:DP-012:BUNDLE_ID_ZERO",
-                                    "ECDSA: invalid signature"])
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "ERROR:DMH-001:SIGNATURE_USED",
+        "ERROR:DMH-002:SIGNATURE_INVALID",
+        "ERROR:DP-012:BUNDLE_ID_ZERO",
+        "ECDSA: invalid signature",
+    ],
+)
 def test_other_reverts_are_permanent_with_the_reason(reason: str) -> None:
     error = classify(reverted(reason))
     assert type(error) is errors.PermanentError
@@ -54,7 +67,9 @@ def test_other_reverts_are_permanent_with_the_reason(reason: str) -> None:
 
 
 def test_revert_recognised_by_message_without_code_3() -> None:
-    error = classify({"code": -32000, "message": "execution reverted: ERROR:DMH-001:SIGNATURE_USED"})
+    error = classify(
+        {"code": -32000, "message": "execution reverted: ERROR:DMH-001:SIGNATURE_USED"}
+    )
     assert type(error) is errors.PermanentError and "DMH-001" in error.reason
 
 
@@ -63,13 +78,16 @@ def test_revert_without_reason_is_permanent() -> None:
     assert type(error) is errors.PermanentError and error.reason
 
 
-@pytest.mark.parametrize("message, kind", [
-    ("nonce too low: next nonce 5, tx nonce 4", errors.NonceConflict),
-    ("replacement transaction underpriced", errors.ReplacementUnderpriced),
-    ("already known", errors.AlreadyKnown),
-    ("insufficient funds for gas * price + value", errors.InsufficientFunds),
-    ("header not found", errors.TransientError),
-])
+@pytest.mark.parametrize(
+    "message, kind",
+    [
+        ("nonce too low: next nonce 5, tx nonce 4", errors.NonceConflict),
+        ("replacement transaction underpriced", errors.ReplacementUnderpriced),
+        ("already known", errors.AlreadyKnown),
+        ("insufficient funds for gas * price + value", errors.InsufficientFunds),
+        ("header not found", errors.TransientError),
+    ],
+)
 def test_node_refusals_are_classified(message: str, kind: type) -> None:
     error = classify({"code": -32000, "message": message})
     assert type(error) is kind
@@ -79,6 +97,7 @@ def test_node_refusals_are_classified(message: str, kind: type) -> None:
 def rpc_reply(handler):
     """A responses callback answering single and batch JSON-RPC requests via
     handler(method, params) -> ("result", value) | ("error", error-object)."""
+
     def answer(call: dict) -> dict:
         kind, value = handler(call["method"], call["params"])
         return {"jsonrpc": "2.0", "id": call["id"], kind: value}
@@ -88,6 +107,7 @@ def rpc_reply(handler):
         if isinstance(body, list):
             return 200, {}, json.dumps([answer(call) for call in reversed(body)])  # any order
         return 200, {}, json.dumps(answer(body))
+
     return callback
 
 
@@ -121,8 +141,11 @@ def test_http_error_status_is_node_unavailable(node, chain) -> None:
 
 
 def test_json_rpc_error_is_raised_classified(node, chain) -> None:
-    node.add_callback(responses.POST, URL, callback=rpc_reply(
-        lambda m, p: ("error", reverted("ERROR:DP-010:PRODUCT_NOT_ACTIVE"))))
+    node.add_callback(
+        responses.POST,
+        URL,
+        callback=rpc_reply(lambda m, p: ("error", reverted("ERROR:DP-010:PRODUCT_NOT_ACTIVE"))),
+    )
     with pytest.raises(errors.ProductInactive):
         chain.request("eth_estimateGas", [{"to": "0x" + "00" * 20, "data": "0x"}])
 
@@ -131,13 +154,21 @@ def test_batch_returns_values_and_errors_in_call_order(node, chain) -> None:
     def handler(method, params):
         if method == "eth_getTransactionReceipt" and params[0] == "0x02":
             return "error", {"code": -32000, "message": "header not found"}
-        return "result", {"eth_blockNumber": "0x10",
-                          "eth_getBalance": "0xde0b6b3a7640000",
-                          "eth_getTransactionReceipt": {"blockNumber": "0x5"}}[method]
+        return "result", {
+            "eth_blockNumber": "0x10",
+            "eth_getBalance": "0xde0b6b3a7640000",
+            "eth_getTransactionReceipt": {"blockNumber": "0x5"},
+        }[method]
+
     node.add_callback(responses.POST, URL, callback=rpc_reply(handler))
-    results = chain.batch([("eth_blockNumber", []), ("eth_getBalance", ["0x" + "11" * 20, "latest"]),
-                           ("eth_getTransactionReceipt", ["0x02"]),
-                           ("eth_getTransactionReceipt", ["0x03"])])
+    results = chain.batch(
+        [
+            ("eth_blockNumber", []),
+            ("eth_getBalance", ["0x" + "11" * 20, "latest"]),
+            ("eth_getTransactionReceipt", ["0x02"]),
+            ("eth_getTransactionReceipt", ["0x03"]),
+        ]
+    )
     assert results[:2] == ["0x10", "0xde0b6b3a7640000"]
     assert isinstance(results[2], errors.TransientError)
     assert results[3] == {"blockNumber": "0x5"}
@@ -145,8 +176,11 @@ def test_batch_returns_values_and_errors_in_call_order(node, chain) -> None:
 
 
 def test_batch_of_one_returns_an_error_instance(node, chain) -> None:
-    node.add_callback(responses.POST, URL, callback=rpc_reply(
-        lambda m, p: ("error", {"code": -32000, "message": "already known"})))
+    node.add_callback(
+        responses.POST,
+        URL,
+        callback=rpc_reply(lambda m, p: ("error", {"code": -32000, "message": "already known"})),
+    )
     [result] = chain.batch([("eth_sendRawTransaction", ["0x00"])])
     assert isinstance(result, errors.AlreadyKnown)
 
@@ -184,8 +218,15 @@ def limited(clock):
     """A chain with a fake clock; .facts lists what it told the shared state, .errors what
     it counted."""
     facts, counted = [], []
-    chain = Chain(URL, timeout=5, max_batch=10, wait=clock.wait, monotonic=clock,
-                  on_rate_limit=facts.append, on_error=counted.append)
+    chain = Chain(
+        URL,
+        timeout=5,
+        max_batch=10,
+        wait=clock.wait,
+        monotonic=clock,
+        on_rate_limit=facts.append,
+        on_error=counted.append,
+    )
     chain.facts, chain.counted = facts, counted
     return chain
 
@@ -201,17 +242,21 @@ def sizes(node) -> list[int]:
 
 
 def test_rate_limit_codes_and_messages_are_classified() -> None:
-    for error in ({"code": -32005, "message": "limit exceeded"},
-                  {"code": -32000, "message": "Too Many Requests"},
-                  {"code": 429, "message": "daily request count exceeded, request rate limited"},
-                  {"code": -32600, "message": "rate exceeded"}):
+    for error in (
+        {"code": -32005, "message": "limit exceeded"},
+        {"code": -32000, "message": "Too Many Requests"},
+        {"code": 429, "message": "daily request count exceeded, request rate limited"},
+        {"code": -32600, "message": "rate exceeded"},
+    ):
         classified = classify(error)
         assert isinstance(classified, errors.RateLimited), error
         assert isinstance(classified, NodeUnavailable)  # never an application's own failure
-    assert not isinstance(classify({"code": -32000, "message": "exceeds block gas limit"}),
-                          errors.RateLimited)
-    assert not isinstance(classify({"code": -32000, "message": "gas limit exceeded"}),
-                          errors.RateLimited)
+    assert not isinstance(
+        classify({"code": -32000, "message": "exceeds block gas limit"}), errors.RateLimited
+    )
+    assert not isinstance(
+        classify({"code": -32000, "message": "gas limit exceeded"}), errors.RateLimited
+    )
 
 
 def test_429_with_retry_after_is_waited_out_and_retried(node, limited, clock) -> None:
@@ -225,8 +270,9 @@ def test_429_with_retry_after_is_waited_out_and_retried(node, limited, clock) ->
     assert [type(e) for e in limited.counted] == [errors.RateLimited]
 
 
-def test_429_without_retry_after_backs_off_exponentially_with_a_cap(node, limited, clock,
-                                                                   monkeypatch) -> None:
+def test_429_without_retry_after_backs_off_exponentially_with_a_cap(
+    node, limited, clock, monkeypatch
+) -> None:
     monkeypatch.setattr(chain_module, "PATIENCE", 30.0)
     for _ in range(6):
         node.add(responses.POST, URL, status=429)
@@ -235,8 +281,7 @@ def test_429_without_retry_after_backs_off_exponentially_with_a_cap(node, limite
     assert clock.waits == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
 
 
-def test_a_lasting_rate_limit_raises_rate_limited_within_the_patience(node, limited,
-                                                                     clock) -> None:
+def test_a_lasting_rate_limit_raises_rate_limited_within_the_patience(node, limited, clock) -> None:
     node.add(responses.POST, URL, status=429, headers={"Retry-After": "2"})
     with pytest.raises(errors.RateLimited) as caught:
         limited.request("eth_blockNumber", [])
@@ -246,7 +291,8 @@ def test_a_lasting_rate_limit_raises_rate_limited_within_the_patience(node, limi
 
 
 def test_a_retry_after_beyond_the_patience_gives_up_at_once_and_is_honoured_later(
-        node, limited, clock) -> None:
+    node, limited, clock
+) -> None:
     node.add(responses.POST, URL, status=429, headers={"Retry-After": "30"})
     with pytest.raises(errors.RateLimited):
         limited.request("eth_blockNumber", [])
@@ -267,11 +313,16 @@ def test_stopping_ends_the_wait(node, clock) -> None:
 
 
 def test_json_rpc_32005_for_a_whole_batch_is_retried(node, limited, clock) -> None:
-    node.add(responses.POST, URL, json={"jsonrpc": "2.0", "id": None,
-                                        "error": {"code": -32005, "message": "limit exceeded"}})
+    node.add(
+        responses.POST,
+        URL,
+        json={"jsonrpc": "2.0", "id": None, "error": {"code": -32005, "message": "limit exceeded"}},
+    )
     node.add_callback(responses.POST, URL, callback=rpc_reply(echo))
-    assert limited.batch([("eth_getBalance", ["a"]), ("eth_getBalance", ["b"])]) == \
-        ["eth_getBalance:a", "eth_getBalance:b"]
+    assert limited.batch([("eth_getBalance", ["a"]), ("eth_getBalance", ["b"])]) == [
+        "eth_getBalance:a",
+        "eth_getBalance:b",
+    ]
     assert clock.waits == [0.25] and sizes(node) == [2, 2]
 
 
@@ -283,6 +334,7 @@ def test_rate_limited_batch_members_alone_are_asked_again(node, limited, clock) 
             refused.discard(params[0])
             return "error", {"code": -32005, "message": "limit exceeded"}
         return echo(method, params)
+
     node.add_callback(responses.POST, URL, callback=rpc_reply(handler))
     results = limited.batch([("eth_call", [x]) for x in "abcd"])
     assert results == [f"eth_call:{x}" for x in "abcd"]
@@ -294,6 +346,7 @@ def test_members_still_limited_after_the_patience_carry_rate_limited(node, limit
         if params[0] == "b":
             return "error", {"code": -32005, "message": "limit exceeded"}
         return echo(method, params)
+
     node.add_callback(responses.POST, URL, callback=rpc_reply(handler))
     first, second = limited.batch([("eth_call", ["a"]), ("eth_call", ["b"])])
     assert first == "eth_call:a" and isinstance(second, errors.RateLimited)
@@ -315,18 +368,44 @@ def refusing_batches_over(limit: int, refusal):
         if isinstance(body, list) and len(body) > limit:
             return refusal(body)
         return ok(request)
+
     return callback
 
 
-@pytest.mark.parametrize("refusal", [
-    lambda body: (413, {}, "request entity too large"),
-    lambda body: (400, {}, json.dumps({"jsonrpc": "2.0", "id": None,
-                                       "error": {"code": -32600, "message": "batch too large"}})),
-    lambda body: (200, {}, json.dumps({"jsonrpc": "2.0", "id": None,
-                                       "error": {"code": -32600, "message": "batch too large"}})),
-    lambda body: (200, {}, json.dumps([{"jsonrpc": "2.0", "id": m["id"], "result": "0x0"}
-                                       for m in body[:3]])),  # an array of the wrong length
-], ids=["413", "400", "error object", "short array"])
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        lambda body: (413, {}, "request entity too large"),
+        lambda body: (
+            400,
+            {},
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {"code": -32600, "message": "batch too large"},
+                }
+            ),
+        ),
+        lambda body: (
+            200,
+            {},
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": None,
+                    "error": {"code": -32600, "message": "batch too large"},
+                }
+            ),
+        ),
+        lambda body: (
+            200,
+            {},
+            json.dumps([{"jsonrpc": "2.0", "id": m["id"], "result": "0x0"} for m in body[:3]]),
+        ),  # an array of the wrong length
+    ],
+    ids=["413", "400", "error object", "short array"],
+)
 def test_a_refused_batch_is_halved_and_the_size_remembered(node, limited, refusal) -> None:
     node.add_callback(responses.POST, URL, callback=refusing_batches_over(3, refusal))
     calls = [("eth_call", [str(i)]) for i in range(10)]
@@ -344,8 +423,14 @@ def test_a_provider_without_batches_gets_single_calls_in_order(node, limited) ->
         if params[0] == "2":
             return "error", {"code": -32000, "message": "nonce too low"}
         return echo(method, params)
-    node.add_callback(responses.POST, URL, callback=refusing_batches_over(
-        1, lambda body: (400, {}, "batch requests are not supported")))
+
+    node.add_callback(
+        responses.POST,
+        URL,
+        callback=refusing_batches_over(
+            1, lambda body: (400, {}, "batch requests are not supported")
+        ),
+    )
     calls = [("eth_sendRawTransaction", [str(i)]) for i in range(5)]
     results = limited.batch(calls)
     assert results[:2] == ["eth_sendRawTransaction:0", "eth_sendRawTransaction:1"]
@@ -358,7 +443,8 @@ def test_a_provider_without_batches_gets_single_calls_in_order(node, limited) ->
     results = limited.batch(calls)
     assert isinstance(results[2], errors.NonceConflict)
     assert [r for i, r in enumerate(results) if i != 2] == [
-        f"eth_sendRawTransaction:{i}" for i in (0, 1, 3, 4)]
+        f"eth_sendRawTransaction:{i}" for i in (0, 1, 3, 4)
+    ]
     assert sizes(node) == [1] * 5, "no batch is tried again"
 
 
@@ -372,18 +458,23 @@ def test_singles_reuse_the_thread_s_kept_alive_session(node, limited) -> None:
 
 
 def test_a_rate_limit_answered_with_http_400_is_waited_out_not_taken_as_a_refusal(
-        node, limited, clock) -> None:
-    node.add(responses.POST, URL, status=400, json={
-        "jsonrpc": "2.0", "id": None, "error": {"code": -32005, "message": "limit exceeded"}})
+    node, limited, clock
+) -> None:
+    node.add(
+        responses.POST,
+        URL,
+        status=400,
+        json={"jsonrpc": "2.0", "id": None, "error": {"code": -32005, "message": "limit exceeded"}},
+    )
     node.add_callback(responses.POST, URL, callback=rpc_reply(echo))
-    assert limited.batch([("eth_call", ["a"]), ("eth_call", ["b"])]) == \
-        ["eth_call:a", "eth_call:b"]
+    assert limited.batch([("eth_call", ["a"]), ("eth_call", ["b"])]) == ["eth_call:a", "eth_call:b"]
     assert clock.waits == [0.25] and limited.batches and limited.max_batch == 10
 
 
 @pytest.mark.parametrize("status, body", [(502, "bad gateway"), (200, "<html>oops</html>")])
 def test_a_broken_answer_to_a_batch_is_the_node_unavailable_not_a_refusal(
-        node, limited, status, body) -> None:
+    node, limited, status, body
+) -> None:
     node.add(responses.POST, URL, status=status, body=body)
     with pytest.raises(NodeUnavailable):
         limited.batch([("eth_call", ["a"]), ("eth_call", ["b"])])

@@ -1,4 +1,5 @@
 """config.load_settings: the deployments' variable names, defaults and refusals."""
+
 from __future__ import annotations
 
 import re
@@ -11,20 +12,48 @@ from depeg_processor.errors import ConfigError
 
 MNEMONIC = "test test test test test test test test test test test junk"
 PRODUCT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
-REQUIRED = {"CHAIN_RPC_URL": "http://node.test:8545", "DEPEG_PRODUCT_ADDRESS": PRODUCT,
-            "PROCESSOR_MNEMONIC": MNEMONIC}
+REQUIRED = {
+    "CHAIN_RPC_URL": "http://node.test:8545",
+    "DEPEG_PRODUCT_ADDRESS": PRODUCT,
+    "PROCESSOR_MNEMONIC": MNEMONIC,
+}
 VARIABLES = (
-    "REDIS_URL", "CHAIN_RPC_URL", "CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS",
-    "CHAIN_MINIMUM_REQUIRED_CONFIRMATIONS", "NODE_ENV", "LOG_LEVEL", "DEPEG_PRODUCT_ADDRESS",
-    "PROCESSOR_MNEMONIC", "PROCESSOR_MNEMONIC_FILE", "PROCESSOR_MIN_BALANCE",
-    "PROCESSOR_ALERT_BALANCE", "MAX_FEE_PER_GAS", "MAX_PRIORITY_FEE_PER_GAS",
-    "MAX_NON_ACK_PENDING_MESSAGES", "BALANCE_TOO_LOW_TIMEOUT", "ERROR_TIMEOUT",
-    "REDIS_READ_BLOCK_TIMEOUT", "PROCESSOR_QUEUE_LISTENER_LOOP_MAX_TIMEOUT", "HOST", "PORT",
-    "REDIS_QUEUE_STREAM_KEY", "REDIS_QUEUE_APPLICATION_ID", "REDIS_QUEUE_CONSUMER_ID",
-    "REDIS_QUEUE_DEAD_LETTER_KEY", "REDIS_READ_COUNT", "RECEIPT_POLL_INTERVAL",
-    "CHAIN_RPC_TIMEOUT", "REDIS_QUEUE_MAX_DELIVERIES", "PROCESSOR_LEASE_TTL", "TX_STUCK_BLOCKS",
-    "TX_STUCK_TIMEOUT", "MAX_GAS_SPEND_PER_HOUR", "REDIS_STREAM_RETENTION", "CHAIN_RPC_MAX_BATCH",
-    "CHAIN_IDLE_POLL_INTERVAL", "PROCESSOR_WALLETS",
+    "REDIS_URL",
+    "CHAIN_RPC_URL",
+    "CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS",
+    "CHAIN_MINIMUM_REQUIRED_CONFIRMATIONS",
+    "NODE_ENV",
+    "LOG_LEVEL",
+    "DEPEG_PRODUCT_ADDRESS",
+    "PROCESSOR_MNEMONIC",
+    "PROCESSOR_MNEMONIC_FILE",
+    "PROCESSOR_MIN_BALANCE",
+    "PROCESSOR_ALERT_BALANCE",
+    "MAX_FEE_PER_GAS",
+    "MAX_PRIORITY_FEE_PER_GAS",
+    "MAX_NON_ACK_PENDING_MESSAGES",
+    "BALANCE_TOO_LOW_TIMEOUT",
+    "ERROR_TIMEOUT",
+    "REDIS_READ_BLOCK_TIMEOUT",
+    "PROCESSOR_QUEUE_LISTENER_LOOP_MAX_TIMEOUT",
+    "HOST",
+    "PORT",
+    "REDIS_QUEUE_STREAM_KEY",
+    "REDIS_QUEUE_APPLICATION_ID",
+    "REDIS_QUEUE_CONSUMER_ID",
+    "REDIS_QUEUE_DEAD_LETTER_KEY",
+    "REDIS_READ_COUNT",
+    "RECEIPT_POLL_INTERVAL",
+    "CHAIN_RPC_TIMEOUT",
+    "REDIS_QUEUE_MAX_DELIVERIES",
+    "PROCESSOR_LEASE_TTL",
+    "TX_STUCK_BLOCKS",
+    "TX_STUCK_TIMEOUT",
+    "MAX_GAS_SPEND_PER_HOUR",
+    "REDIS_STREAM_RETENTION",
+    "CHAIN_RPC_MAX_BATCH",
+    "CHAIN_IDLE_POLL_INTERVAL",
+    "PROCESSOR_WALLETS",
 )
 
 
@@ -72,8 +101,12 @@ def test_defaults_match_the_wire_format() -> None:
     assert settings.max_fee_per_gas == 30 * 10**9
     assert settings.max_priority_fee_per_gas is None
     assert settings.max_non_ack_pending == 10
-    assert (settings.balance_too_low_timeout, settings.error_timeout,
-            settings.read_block_timeout, settings.loop_max_timeout) == (60.0, 30.0, 30.0, 60.0)
+    assert (
+        settings.balance_too_low_timeout,
+        settings.error_timeout,
+        settings.read_block_timeout,
+        settings.loop_max_timeout,
+    ) == (60.0, 30.0, 30.0, 60.0)
     assert settings.port == 3000
     assert settings.stream_key == "application:signatures"
     assert settings.group == "depeg-backend-processor"
@@ -95,11 +128,17 @@ def test_the_wallet_pool_is_one_wallet_unless_set() -> None:
 
 
 def test_values_are_read_and_converted() -> None:
-    settings = load(REDIS_URL="redis://cache:6380/1", MAX_NON_ACK_PENDING_MESSAGES="3",
-                    BALANCE_TOO_LOW_TIMEOUT="1500", ERROR_TIMEOUT="250", PORT="8080",
-                    REDIS_QUEUE_STREAM_KEY="s", REDIS_QUEUE_APPLICATION_ID="g",
-                    REDIS_QUEUE_CONSUMER_ID="c",
-                    DEPEG_PRODUCT_ADDRESS=PRODUCT.lower())
+    settings = load(
+        REDIS_URL="redis://cache:6380/1",
+        MAX_NON_ACK_PENDING_MESSAGES="3",
+        BALANCE_TOO_LOW_TIMEOUT="1500",
+        ERROR_TIMEOUT="250",
+        PORT="8080",
+        REDIS_QUEUE_STREAM_KEY="s",
+        REDIS_QUEUE_APPLICATION_ID="g",
+        REDIS_QUEUE_CONSUMER_ID="c",
+        DEPEG_PRODUCT_ADDRESS=PRODUCT.lower(),
+    )
     assert settings.redis_url == "redis://cache:6380/1"
     assert settings.max_non_ack_pending == 3
     assert (settings.balance_too_low_timeout, settings.error_timeout) == (1.5, 0.25)
@@ -108,22 +147,30 @@ def test_values_are_read_and_converted() -> None:
     assert settings.product_address == PRODUCT  # lower case is checksummed
 
 
-@pytest.mark.parametrize("name", ["CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS",
-                                  "CHAIN_MINIMUM_REQUIRED_CONFIRMATIONS"])
+@pytest.mark.parametrize(
+    "name", ["CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS", "CHAIN_MINIMUM_REQUIRED_CONFIRMATIONS"]
+)
 def test_confirmations_accept_both_spellings(name: str) -> None:
     assert load(**{name: "12"}).min_confirmations == 12
 
 
 def test_the_deployed_misspelling_wins_when_both_are_set() -> None:
-    settings = load(CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS="3",
-                    CHAIN_MINIMUM_REQUIRED_CONFIRMATIONS="9")
+    settings = load(
+        CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS="3", CHAIN_MINIMUM_REQUIRED_CONFIRMATIONS="9"
+    )
     assert settings.min_confirmations == 3
 
 
-@pytest.mark.parametrize("text, wei", [
-    ("30 gwei", 30 * 10**9), ("2ether", 2 * 10**18), ("1.5 gwei", 1_500_000_000),
-    ("123", 123), ("7 WEI", 7),
-])
+@pytest.mark.parametrize(
+    "text, wei",
+    [
+        ("30 gwei", 30 * 10**9),
+        ("2ether", 2 * 10**18),
+        ("1.5 gwei", 1_500_000_000),
+        ("123", 123),
+        ("7 WEI", 7),
+    ],
+)
 def test_wei_amounts_accept_units(text: str, wei: int) -> None:
     assert load(MAX_FEE_PER_GAS=text).max_fee_per_gas == wei
 
@@ -133,10 +180,16 @@ def test_bad_wei_amount_names_the_variable(text: str) -> None:
     assert refusal(MAX_FEE_PER_GAS=text).name == "MAX_FEE_PER_GAS"
 
 
-@pytest.mark.parametrize("node_env, log_level, expected", [
-    ("production", None, "INFO"), ("development", None, "DEBUG"), (None, None, "DEBUG"),
-    ("production", "warning", "WARNING"), (None, "error", "ERROR"),
-])
+@pytest.mark.parametrize(
+    "node_env, log_level, expected",
+    [
+        ("production", None, "INFO"),
+        ("development", None, "DEBUG"),
+        (None, None, "DEBUG"),
+        ("production", "warning", "WARNING"),
+        (None, "error", "ERROR"),
+    ],
+)
 def test_log_level_follows_node_env_unless_overridden(node_env, log_level, expected) -> None:
     values = {k: v for k, v in (("NODE_ENV", node_env), ("LOG_LEVEL", log_level)) if v}
     assert load(**values).log_level == expected
@@ -148,8 +201,15 @@ def test_missing_rpc_url_names_it() -> None:
         load_settings(Config(repository))
 
 
-@pytest.mark.parametrize("value", ["0x1234", "5FbDB2315678afecb367f032d93F642f64180aa3x",
-                                   "product", "0x5FbDB2315678afecb367f032d93F642f64180aZ3"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0x1234",
+        "5FbDB2315678afecb367f032d93F642f64180aa3x",
+        "product",
+        "0x5FbDB2315678afecb367f032d93F642f64180aZ3",
+    ],
+)
 def test_malformed_product_address_names_it(value: str) -> None:
     error = refusal(DEPEG_PRODUCT_ADDRESS=value)
     assert error.name == "DEPEG_PRODUCT_ADDRESS"
@@ -174,14 +234,23 @@ def test_alert_balance_equal_to_min_balance_is_accepted() -> None:
 
 
 def test_priority_fee_above_max_fee_is_refused() -> None:
-    assert refusal(MAX_FEE_PER_GAS="10 gwei",
-                   MAX_PRIORITY_FEE_PER_GAS="11 gwei").name == "MAX_PRIORITY_FEE_PER_GAS"
+    assert (
+        refusal(MAX_FEE_PER_GAS="10 gwei", MAX_PRIORITY_FEE_PER_GAS="11 gwei").name
+        == "MAX_PRIORITY_FEE_PER_GAS"
+    )
 
 
-@pytest.mark.parametrize("name, value", [("PORT", "70000"), ("ERROR_TIMEOUT", "-5"),
-                                         ("CHAIN_RPC_URL", "ws://node"), ("REDIS_URL", "localhost"),
-                                         ("CHAIN_RPC_MAX_BATCH", "0"),
-                                         ("CHAIN_RPC_MAX_BATCH", "ten")])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("PORT", "70000"),
+        ("ERROR_TIMEOUT", "-5"),
+        ("CHAIN_RPC_URL", "ws://node"),
+        ("REDIS_URL", "localhost"),
+        ("CHAIN_RPC_MAX_BATCH", "0"),
+        ("CHAIN_RPC_MAX_BATCH", "ten"),
+    ],
+)
 def test_other_bad_values_name_their_variable(name: str, value: str) -> None:
     assert refusal(**{name: value}).name == name
 
@@ -190,10 +259,13 @@ def words_in(text: str) -> set[str]:
     return set(re.findall(r"[a-z]+", text.lower()))
 
 
-@pytest.mark.parametrize("mnemonic", [
-    "abandon " * 11 + "abandon",  # real words, wrong checksum
-    "correct horse battery staple zebrafish quokka marmot tundra",  # not BIP-39 at all
-])
+@pytest.mark.parametrize(
+    "mnemonic",
+    [
+        "abandon " * 11 + "abandon",  # real words, wrong checksum
+        "correct horse battery staple zebrafish quokka marmot tundra",  # not BIP-39 at all
+    ],
+)
 def test_bad_mnemonic_is_refused_without_echoing_it(mnemonic: str) -> None:
     error = refusal(PROCESSOR_MNEMONIC=mnemonic)
     assert error.name == "PROCESSOR_MNEMONIC"
@@ -205,7 +277,9 @@ def test_mnemonic_file_is_read_and_normalised(tmp_path) -> None:
     path = tmp_path / "mnemonic"
     path.write_text("  " + MNEMONIC.replace(" ", "\n  ") + "\n", encoding="utf-8")
     values = {k: v for k, v in REQUIRED.items() if k != "PROCESSOR_MNEMONIC"}
-    settings = load_settings(Config(DictRepository({**values, "PROCESSOR_MNEMONIC_FILE": str(path)})))
+    settings = load_settings(
+        Config(DictRepository({**values, "PROCESSOR_MNEMONIC_FILE": str(path)}))
+    )
     assert settings.mnemonic == MNEMONIC
 
 
@@ -219,8 +293,9 @@ def test_bad_mnemonic_file_content_is_refused_without_echoing_it(tmp_path) -> No
 
 
 def test_unreadable_mnemonic_file_names_the_variable(tmp_path) -> None:
-    assert refusal(PROCESSOR_MNEMONIC_FILE=str(tmp_path / "absent")).name == \
-        "PROCESSOR_MNEMONIC_FILE"
+    assert (
+        refusal(PROCESSOR_MNEMONIC_FILE=str(tmp_path / "absent")).name == "PROCESSOR_MNEMONIC_FILE"
+    )
 
 
 def test_repr_does_not_reveal_the_mnemonic() -> None:

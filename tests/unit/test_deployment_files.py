@@ -1,5 +1,6 @@
 """The deployment files operators copy: the systemd unit and its template for replicas, the
 compose file, the Dockerfile, Dokku's app.json."""
+
 from __future__ import annotations
 
 import configparser
@@ -25,15 +26,20 @@ def unit(path: Path = UNIT) -> configparser.ConfigParser:
 
 def lines(path: Path, key: str) -> list[str]:
     """Every value of a key that may repeat (configparser keeps only the last)."""
-    return [line.split("=", 1)[1] for line in path.read_text().splitlines()
-            if line.startswith(f"{key}=")]
+    return [
+        line.split("=", 1)[1]
+        for line in path.read_text().splitlines()
+        if line.startswith(f"{key}=")
+    ]
 
 
 def runnable_copy(path: Path, directory: Path) -> Path:
     """The unit under its own name in `directory`, its ExecStart pointed at this machine's
     python: verify also checks that ExecStart exists."""
-    text = path.read_text().replace("/opt/depeg-backend-processor/.venv/bin/python",
-                                    shutil.which("python3") or "/usr/bin/python3")
+    text = path.read_text().replace(
+        "/opt/depeg-backend-processor/.venv/bin/python",
+        shutil.which("python3") or "/usr/bin/python3",
+    )
     copy = directory / path.name
     copy.write_text(text)
     return copy
@@ -51,22 +57,33 @@ def test_unit_is_notify_with_watchdog_and_restart_policy() -> None:
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 def test_unit_passes_systemd_analyze_verify(tmp_path) -> None:
     copy = runnable_copy(UNIT, tmp_path)
-    result = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 
 def test_template_runs_the_same_service_with_a_port_per_instance() -> None:
     single, template = unit()["Service"], unit(TEMPLATE)["Service"]
-    for key in ("Type", "NotifyAccess", "WatchdogSec", "Restart", "ExecStart", "User",
-                "LoadCredential", "WorkingDirectory"):
+    for key in (
+        "Type",
+        "NotifyAccess",
+        "WatchdogSec",
+        "Restart",
+        "ExecStart",
+        "User",
+        "LoadCredential",
+        "WorkingDirectory",
+    ):
         assert template[key] == single[key], key
     environment = lines(TEMPLATE, "Environment")
     assert "PORT=300%i" in environment and "PROCESSOR_MNEMONIC_FILE=%d/mnemonic" in environment
     ports = {"300%i".replace("%i", str(instance)) for instance in (1, 2, 3)}
     assert ports == {"3001", "3002", "3003"}
-    assert lines(TEMPLATE, "EnvironmentFile") == ["/etc/depeg-backend-processor/env",
-                                                  "-/etc/depeg-backend-processor/env.%i"]
+    assert lines(TEMPLATE, "EnvironmentFile") == [
+        "/etc/depeg-backend-processor/env",
+        "-/etc/depeg-backend-processor/env.%i",
+    ]
     assert "%i" in unit(TEMPLATE)["Unit"]["Description"]
 
 
@@ -75,8 +92,9 @@ def test_template_runs_the_same_service_with_a_port_per_instance() -> None:
 def test_template_instances_pass_systemd_analyze_verify(tmp_path, instance) -> None:
     runnable_copy(TEMPLATE, tmp_path)  # the instance is loaded from the template beside it
     name = tmp_path / TEMPLATE.name.replace("@.", f"@{instance}.")
-    result = subprocess.run(["systemd-analyze", "verify", str(name)], capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(name)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -85,25 +103,31 @@ def test_verify_of_an_instance_reads_the_template(tmp_path) -> None:
     """The check above would pass on nothing: a broken template makes an instance fail."""
     broken = runnable_copy(TEMPLATE, tmp_path)
     broken.write_text(broken.read_text().replace("ExecStart=", "ExecStart=/nonexistent/bin "))
-    result = subprocess.run(["systemd-analyze", "verify",
-                             str(tmp_path / "depeg-backend-processor@1.service")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "depeg-backend-processor@1.service")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0 and "/nonexistent/bin" in result.stderr
 
 
 def compose_command() -> list[str] | None:
     if shutil.which("docker-compose"):
         return ["docker-compose"]
-    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"],
-                                                 capture_output=True).returncode == 0:
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    ):
         return ["docker", "compose"]
     return None
 
 
 @pytest.mark.skipif(compose_command() is None, reason="no docker compose on this machine")
 def test_compose_file_passes_docker_compose_config() -> None:
-    result = subprocess.run([*compose_command(), "config", "-q"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [*compose_command(), "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -120,7 +144,7 @@ def test_compose_processor_scales_out() -> None:
 
 def test_dockerfile_runs_as_non_root_with_a_liveness_healthcheck() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    runtime = text[text.index("AS runtime"):]
+    runtime = text[text.index("AS runtime") :]
     assert "USER processor" in runtime and "EXPOSE 3000" in runtime
     assert "HEALTHCHECK" in runtime and "/api/monitor/liveness" in runtime
     assert text.rstrip().endswith('CMD ["run"]'), "the runtime stage is the default target"
@@ -133,5 +157,6 @@ def test_app_json_gates_a_dokku_deploy_on_readiness() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"EXPOSE {check['port']}" in dockerfile and f"PORT={check['port']}" in dockerfile
     assert check["attempts"] * check["wait"] >= 30, "time for the start-up checks to pass"
-    assert "COPY app.json" in dockerfile[dockerfile.index("AS runtime"):], \
+    assert "COPY app.json" in dockerfile[dockerfile.index("AS runtime") :], (
         "also in the image's working directory, where Dokku looks for it in image deploys"
+    )

@@ -1,4 +1,5 @@
 """.env.example lists every variable config.py reads, with the defaults config.py applies."""
+
 from __future__ import annotations
 
 import re
@@ -45,10 +46,12 @@ def test_nothing_is_listed_that_config_does_not_read() -> None:
 
 
 def test_the_listed_defaults_are_the_defaults() -> None:
-    listed = {name: value for name, value in example().items()
-              if value.strip() and name not in REQUIRED}
-    assert load_settings(Config(DictRepository({**REQUIRED, **listed}))) == \
-        load_settings(Config(DictRepository(dict(REQUIRED))))
+    listed = {
+        name: value for name, value in example().items() if value.strip() and name not in REQUIRED
+    }
+    assert load_settings(Config(DictRepository({**REQUIRED, **listed}))) == load_settings(
+        Config(DictRepository(dict(REQUIRED)))
+    )
 
 
 def test_the_mnemonic_is_a_placeholder() -> None:

@@ -1,4 +1,5 @@
 """fees.FeePolicy: EIP-1559 fees, never above the operator's cap, cached for a short while."""
+
 from __future__ import annotations
 
 from depeg_processor.fees import HEADROOM_MARGIN, Backlog, Block, FeePolicy, Fees
@@ -27,14 +28,23 @@ class Node:
 
 
 def policy(node: Node, *, cap: int = 30 * GWEI, tip=None, clock=None) -> FeePolicy:
-    return FeePolicy(base_fee=node.base_fee, suggested_tip=node.suggested_tip, cap=cap, tip=tip,
-                     ttl=2.0, monotonic=clock or Clock())
+    return FeePolicy(
+        base_fee=node.base_fee,
+        suggested_tip=node.suggested_tip,
+        cap=cap,
+        tip=tip,
+        ttl=2.0,
+        monotonic=clock or Clock(),
+    )
 
 
 def test_offers_twice_the_base_fee_plus_the_tip() -> None:
     fees = policy(Node(0, 0)).compute(10 * GWEI, 2 * GWEI)
-    assert (fees.max_fee_per_gas, fees.max_priority_fee_per_gas, fees.base_fee) == \
-        (22 * GWEI, 2 * GWEI, 10 * GWEI)
+    assert (fees.max_fee_per_gas, fees.max_priority_fee_per_gas, fees.base_fee) == (
+        22 * GWEI,
+        2 * GWEI,
+        10 * GWEI,
+    )
     assert not fees.below_base_fee
 
 
@@ -105,8 +115,14 @@ def test_gas_per_block_follows_the_gas_used_within_the_target_and_the_limit() ->
 
 def test_blocks_to_wait_counts_the_gas_ahead() -> None:
     fees = seen(policy(Node(0, 0)), (1, 1_000_000, 1_000_000))  # ten transactions a block
-    assert [fees.blocks_to_wait(ahead, GAS) for ahead in (0, 9, 10, 19, 20, 199)] == \
-        [0, 0, 1, 1, 2, 19]
+    assert [fees.blocks_to_wait(ahead, GAS) for ahead in (0, 9, 10, 19, 20, 199)] == [
+        0,
+        0,
+        1,
+        1,
+        2,
+        19,
+    ]
 
 
 def test_without_a_block_seen_no_headroom_beyond_todays() -> None:
@@ -125,7 +141,7 @@ def test_headroom_grows_with_the_place_in_line() -> None:
         assert priced[i].max_priority_fee_per_gas == GWEI
         assert priced[i].base_fee == 10 * GWEI
     assert priced[0].max_fee_per_gas == 21 * GWEI, "never less than twice the base fee + tip"
-    assert priced[199].max_fee_per_gas > 10 * GWEI * 1.125 ** 20, "covers the 20th block"
+    assert priced[199].max_fee_per_gas > 10 * GWEI * 1.125**20, "covers the 20th block"
     later = fees.for_wait(market(), gas=GAS, backlog=Backlog(ahead=100), count=1)
     assert later[0] == priced[100], "the transactions in flight count as ahead"
 
@@ -136,15 +152,17 @@ def test_headroom_stays_under_the_cap() -> None:
     assert max(f.max_fee_per_gas for f in priced) == 50 * GWEI
     low_cap = policy(Node(0, 0), cap=15 * GWEI)
     capped = seen(low_cap, (1, 1_000_000, 1_000_000)).for_wait(
-        low_cap.compute(10 * GWEI, GWEI), gas=GAS, backlog=Backlog(ahead=50), count=1)
+        low_cap.compute(10 * GWEI, GWEI), gas=GAS, backlog=Backlog(ahead=50), count=1
+    )
     assert capped[0].max_fee_per_gas == 15 * GWEI
 
 
 def test_headroom_fits_what_the_balance_leaves_above_the_minimum() -> None:
     fees = seen(policy(Node(0, 0), cap=1000 * GWEI), (1, 1_000_000, 1_000_000))
     spendable = 200 * GAS * 30 * GWEI  # 200 in flight at 30 gwei each at most
-    priced = fees.for_wait(market(), gas=GAS, backlog=Backlog(ahead=100, spendable=spendable),
-                           count=100)
+    priced = fees.for_wait(
+        market(), gas=GAS, backlog=Backlog(ahead=100, spendable=spendable), count=100
+    )
     assert max(f.max_fee_per_gas for f in priced) == 30 * GWEI
     assert sum(f.max_fee_per_gas * GAS for f in priced) * 2 <= spendable
     broke = fees.for_wait(market(), gas=GAS, backlog=Backlog(ahead=100, spendable=0), count=2)

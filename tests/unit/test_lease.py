@@ -1,5 +1,6 @@
 """lease.Lease and lease.LeaseKeeper over an in-memory Redis, with an injected clock; and how
 the processor reacts to the lease the keeper holds."""
+
 from __future__ import annotations
 
 import logging
@@ -191,6 +192,7 @@ def test_keeper_does_not_renew_for_a_process_that_cannot_send(fake_redis, clock)
 
 # -- the processor reads the lease ----------------------------------------------------------
 
+
 def test_processor_stands_by_without_the_lease_and_takes_over_once_per_gain(fake_redis) -> None:
     h = Harness(fake_redis)
     syncs = []
@@ -212,14 +214,14 @@ def test_processor_stands_by_without_the_lease_and_takes_over_once_per_gain(fake
     assert h.processor.run_once() == 1
     assert syncs == [1] and claims == [1], "the take-over, before sending"
     assert h.state.snapshot().holding is None
-    h.enqueue(signed_fields(signature_id="second-signature-id1"),
-              entity_id="01HZX3K8Q4M7N2P5R8T1V4W7Y1")
+    h.enqueue(
+        signed_fields(signature_id="second-signature-id1"), entity_id="01HZX3K8Q4M7N2P5R8T1V4W7Y1"
+    )
     assert h.processor.run_once() == 1
     assert syncs == [1] and claims == [1], "once per gain, not per batch"
 
 
-def test_records_are_not_written_when_the_lease_changed_hands_during_the_batch(
-        fake_redis) -> None:
+def test_records_are_not_written_when_the_lease_changed_hands_during_the_batch(fake_redis) -> None:
     h = Harness(fake_redis)
     h.enqueue(signed_fields())
     assert h.processor.run_once() == 1  # holding generation 1

@@ -1,4 +1,5 @@
 """metrics: dead-letter kinds and wallets stay small label sets; /metrics serves the registry."""
+
 from __future__ import annotations
 
 from wsgiref.util import setup_testing_defaults
@@ -19,21 +20,26 @@ def scrape(registry: CollectorRegistry) -> dict[tuple, float]:
     environ: dict = {"PATH_INFO": "/metrics"}
     setup_testing_defaults(environ)
     body = b"".join(app(environ, lambda s, headers: None))
-    return {(s.name, tuple(s.labels.items())): s.value
-            for family in text_string_to_metric_families(body.decode())
-            for s in family.samples}
+    return {
+        (s.name, tuple(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
 
 
-@pytest.mark.parametrize("revert, kind", [
-    ("ERROR:DMH-001:SIGNATURE_USED", "DMH-001"),
-    ("ERROR:SMH-001:SIGNATURE_USED", "SMH-001"),
-    ("ERROR:DP-013:BUNDLE_NOT_ACTIVE", "DP-013"),
-    ("ERROR:DP-099:ANYTHING", "DP-099"),
-    ("ERROR:AB-7:MADE_UP", "revert_other"),
-    ("ERROR:DP-1234:TOO_LONG", "revert_other"),
-    ("ECDSA: invalid signature", "revert_other"),
-    ("something ERROR:DP-012:BUNDLE_ID_ZERO", "revert_other"),
-])
+@pytest.mark.parametrize(
+    "revert, kind",
+    [
+        ("ERROR:DMH-001:SIGNATURE_USED", "DMH-001"),
+        ("ERROR:SMH-001:SIGNATURE_USED", "SMH-001"),
+        ("ERROR:DP-013:BUNDLE_NOT_ACTIVE", "DP-013"),
+        ("ERROR:DP-099:ANYTHING", "DP-099"),
+        ("ERROR:AB-7:MADE_UP", "revert_other"),
+        ("ERROR:DP-1234:TOO_LONG", "revert_other"),
+        ("ECDSA: invalid signature", "revert_other"),
+        ("something ERROR:DP-012:BUNDLE_ID_ZERO", "revert_other"),
+    ],
+)
 def test_a_revert_is_counted_by_its_code_only_when_the_product_has_it(revert, kind) -> None:
     error = classify({"code": 3, "message": f"execution reverted: {revert}"})
     assert isinstance(error, errors.PermanentError) and error.kind == kind
@@ -46,9 +52,11 @@ def test_dead_letter_labels_stay_a_fixed_set_whatever_users_send() -> None:
         metrics.dead_letter(f"invalid_field {n}")
     for kind in ("invalid_field", "DMH-001", "not_utf8"):
         metrics.dead_letter(kind)
-    labels = {dict(labels)["reason"]: value for (name, labels), value in
-              scrape(metrics.registry).items()
-              if name == "depeg_processor_applications_dead_lettered_total"}
+    labels = {
+        dict(labels)["reason"]: value
+        for (name, labels), value in scrape(metrics.registry).items()
+        if name == "depeg_processor_applications_dead_lettered_total"
+    }
     assert labels == {"other": 600, "invalid_field": 1, "DMH-001": 1, "not_utf8": 1}
 
 
@@ -58,8 +66,9 @@ def test_metrics_endpoint_serves_the_registry() -> None:
     metrics.submitted.inc(3)
     samples = scrape(metrics.registry)
     assert samples[("depeg_processor_applications_submitted_total", ())] == 3
-    assert samples[("depeg_processor_applications_dead_lettered_total",
-                    (("reason", "DP-012"),))] == 1
+    assert (
+        samples[("depeg_processor_applications_dead_lettered_total", (("reason", "DP-012"),))] == 1
+    )
 
 
 def test_wallet_gauges_are_labelled_by_address_one_series_per_wallet() -> None:
@@ -72,8 +81,11 @@ def test_wallet_gauges_are_labelled_by_address_one_series_per_wallet() -> None:
         metrics.wallet(second).chain_nonce.set(4)
     metrics.wallet(second).local_nonce.set_function(lambda: 9)
     samples = scrape(metrics.registry)
-    balances = {dict(labels)["wallet"]: value for (name, labels), value in samples.items()
-                if name == "depeg_processor_wallet_balance_wei"}
+    balances = {
+        dict(labels)["wallet"]: value
+        for (name, labels), value in samples.items()
+        if name == "depeg_processor_wallet_balance_wei"
+    }
     assert balances == {first: 5, second: 7}
     assert samples[("depeg_processor_transactions_in_flight", (("wallet", first),))] == 2
     assert samples[("depeg_processor_nonce", (("source", "chain"), ("wallet", second)))] == 4
@@ -92,6 +104,9 @@ def test_a_wallet_given_up_leaves_no_stale_series() -> None:
         gauges.oldest_in_flight.set(1)
     metrics.forget_wallet(gone)
     metrics.forget_wallet("0x" + "c3" * 20)  # never watched: nothing to drop, no error
-    wallets = {dict(labels).get("wallet") for (name, labels), _v in scrape(metrics.registry).items()
-               if dict(labels).get("wallet")}
+    wallets = {
+        dict(labels).get("wallet")
+        for (name, labels), _v in scrape(metrics.registry).items()
+        if dict(labels).get("wallet")
+    }
     assert wallets == {kept}

@@ -1,4 +1,5 @@
 """monitor.make_monitor_app: the WSGI health endpoints, called directly (no sockets)."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,9 @@ from prometheus_client import CollectorRegistry, Counter
 from depeg_processor.monitor import Limits, make_monitor_app
 from depeg_processor.state import SharedState
 
-LIMITS = Limits(alert_balance=10**18, loop_max_age=60.0, watcher_max_age=60.0,
-                max_non_ack_pending=10)
+LIMITS = Limits(
+    alert_balance=10**18, loop_max_age=60.0, watcher_max_age=60.0, max_non_ack_pending=10
+)
 
 
 class Clock:
@@ -64,10 +66,13 @@ def test_trailing_slash_is_the_same_path(state) -> None:
     assert get(state, "/api/monitor/")[0] == 200
 
 
-@pytest.mark.parametrize("break_it, key, words", [
-    (lambda s, c: s.set_balance(10**18 - 1), "balance", "below the alert balance"),
-    (lambda s, c: s.set_non_ack_pending(11), "nonAckPendingTx", "11 stream entries"),
-])
+@pytest.mark.parametrize(
+    "break_it, key, words",
+    [
+        (lambda s, c: s.set_balance(10**18 - 1), "balance", "below the alert balance"),
+        (lambda s, c: s.set_non_ack_pending(11), "nonAckPendingTx", "11 stream entries"),
+    ],
+)
 def test_failing_check_answers_500_naming_it(state, clock, break_it, key, words) -> None:
     break_it(state, clock)
     status, body = get(state)
@@ -109,20 +114,28 @@ def test_stale_watcher_heartbeat_fails(state, clock) -> None:
 def test_liveness_checks_only_processor_and_non_ack(state) -> None:
     state.set_balance(0)
     state.node_failed("refused")
-    assert get(state, "/api/monitor/liveness") == (200, {"processor": "ok", "nonAckPendingTx": "ok"})
+    assert get(state, "/api/monitor/liveness") == (
+        200,
+        {"processor": "ok", "nonAckPendingTx": "ok"},
+    )
     state.set_non_ack_pending(11)
     assert get(state, "/api/monitor/liveness")[0] == 500
 
 
 def test_readiness_checks_balance_node_and_redis(state) -> None:
     assert get(state, "/api/monitor/readiness") == (
-        200, {"balance": "ok", "node": "ok", "redis": "ok"})
+        200,
+        {"balance": "ok", "node": "ok", "redis": "ok"},
+    )
 
 
-@pytest.mark.parametrize("fail, key", [
-    (lambda s: s.node_failed("connection refused"), "node"),
-    (lambda s: s.redis_failed("ConnectionError: refused"), "redis"),
-])
+@pytest.mark.parametrize(
+    "fail, key",
+    [
+        (lambda s: s.node_failed("connection refused"), "node"),
+        (lambda s: s.redis_failed("ConnectionError: refused"), "redis"),
+    ],
+)
 def test_readiness_fails_on_node_or_redis_error(state, fail, key) -> None:
     fail(state)
     status, body = get(state, "/api/monitor/readiness")
@@ -173,6 +186,7 @@ def test_metrics_only_with_a_registry(state) -> None:
 
 def test_one_threads_success_does_not_hide_anothers_failure() -> None:
     from depeg_processor.state import SharedState
+
     state = SharedState()
     state.redis_failed("ConnectionError: refused", "processor")
     state.redis_ok("watcher")

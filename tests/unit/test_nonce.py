@@ -1,7 +1,6 @@
 """nonce.NonceManager: the wallet's next nonce, owned locally."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 import pytest
 
@@ -10,7 +9,7 @@ from depeg_processor.nonce import NonceManager
 
 
 class Sources:
-    def __init__(self, chain: int, recorded: Optional[int]) -> None:
+    def __init__(self, chain: int, recorded: int | None) -> None:
         self.chain, self.recorded = chain, recorded
         self.chain_down = False
 
@@ -20,13 +19,21 @@ class Sources:
         return self.chain
 
     def manager(self) -> NonceManager:
-        return NonceManager(chain_pending=self.chain_pending,
-                            highest_recorded=lambda: self.recorded)
+        return NonceManager(
+            chain_pending=self.chain_pending, highest_recorded=lambda: self.recorded
+        )
 
 
-@pytest.mark.parametrize("chain, recorded, expected", [
-    (5, None, 5), (5, 2, 5), (5, 4, 5), (5, 8, 9), (0, None, 0),
-])
+@pytest.mark.parametrize(
+    "chain, recorded, expected",
+    [
+        (5, None, 5),
+        (5, 2, 5),
+        (5, 4, 5),
+        (5, 8, 9),
+        (0, None, 0),
+    ],
+)
 def test_sync_takes_the_larger_of_chain_and_records(chain, recorded, expected) -> None:
     nonces = Sources(chain, recorded).manager()
     assert nonces.sync() == expected

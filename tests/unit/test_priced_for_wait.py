@@ -1,5 +1,6 @@
 """sender.Sender.submit prices each transaction of a batch for its wait behind the wallet's
 transactions in flight (fees.FeePolicy.for_wait), from what the receipt watcher last saw."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,22 +19,26 @@ GAS = int(100_000 * 1.2)  # the estimate below, with the sender's headroom for s
 def h(fake_redis) -> Harness:
     harness = Harness(fake_redis, cap=1000 * GWEI)
     harness.chain.respond = lambda param, attempt: (
-        hex(100_000) if isinstance(param, dict) else "0x" + "00" * 32)  # estimates, hashes
+        hex(100_000) if isinstance(param, dict) else "0x" + "00" * 32
+    )  # estimates, hashes
     # the latest block: 10 gwei, full at 1.2M gas (ten of these transactions)
     harness.sender.fees = FeePolicy(
-        base_fee=lambda: Block(number=7, base_fee=10 * GWEI, gas_used=10 * GAS,
-                               gas_limit=10 * GAS), suggested_tip=lambda: GWEI,
-        cap=1000 * GWEI, keep=10**18)
-    harness.sender._nonces = NonceManager(chain_pending=lambda: 100,
-                                          highest_recorded=lambda: None)
+        base_fee=lambda: Block(number=7, base_fee=10 * GWEI, gas_used=10 * GAS, gas_limit=10 * GAS),
+        suggested_tip=lambda: GWEI,
+        cap=1000 * GWEI,
+        keep=10**18,
+    )
+    harness.sender._nonces = NonceManager(chain_pending=lambda: 100, highest_recorded=lambda: None)
     return harness
 
 
 def submit(h: Harness, count: int) -> list:
-    apps = [parse_application(f"E{i:03}", signed_fields(signature_id=f"{i:021d}"))
-            for i in range(count)]
-    outcomes = h.sender.submit(apps, entry_ids=[f"1-{i}" for i in range(count)],
-                               commit=h.records.put_many)
+    apps = [
+        parse_application(f"E{i:03}", signed_fields(signature_id=f"{i:021d}")) for i in range(count)
+    ]
+    outcomes = h.sender.submit(
+        apps, entry_ids=[f"1-{i}" for i in range(count)], commit=h.records.put_many
+    )
     h.sender.finish_broadcast()
     return outcomes
 
@@ -44,8 +49,9 @@ def test_each_transaction_gets_headroom_for_the_blocks_ahead_of_it(h) -> None:
     assert [r.nonce for r in records] == list(range(100, 120))
     fees = [r.max_fee_per_gas for r in records]
     assert fees == sorted(fees) and fees[0] < fees[-1], "the later, the more headroom"
-    expected = [int(10 * GWEI * 1.125 ** (ahead // 10 + 1) * 1.25) + GWEI
-                for ahead in range(100, 120)]
+    expected = [
+        int(10 * GWEI * 1.125 ** (ahead // 10 + 1) * 1.25) + GWEI for ahead in range(100, 120)
+    ]
     assert fees == expected
     assert {r.max_priority_fee_per_gas for r in records} == {GWEI}
     stored = h.records.get_many([r.entity_id for r in records])

@@ -1,13 +1,14 @@
 """processor.Processor.run_once over an in-memory Redis with a stub sender and balance."""
+
 from __future__ import annotations
 
 import json
 import threading
-from typing import Optional
 
 import pytest
 
-from depeg_processor import errors, processor as processor_module
+from depeg_processor import errors
+from depeg_processor import processor as processor_module
 from depeg_processor.chain import NodeUnavailable
 from depeg_processor.lease import Lease
 from depeg_processor.nonce import NonceManager
@@ -30,7 +31,7 @@ class StubSender:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
-        self.error: Optional[Exception] = None
+        self.error: Exception | None = None
 
     def submit(self, apps, *, entry_ids, commit) -> list:
         """Like Sender.submit: a simulation result (error) per application, a whole-batch
@@ -38,15 +39,22 @@ class StubSender:
         outcomes, records = [], []
         for app, entry_id in zip(apps, entry_ids):
             self.calls.append((app.entity_id, entry_id))
-            if isinstance(self.error, NodeUnavailable) or \
-                    (self.error is not None and not isinstance(self.error, errors.ProcessorError)):
+            if isinstance(self.error, NodeUnavailable) or (
+                self.error is not None and not isinstance(self.error, errors.ProcessorError)
+            ):
                 raise self.error
             if self.error is not None:
                 outcomes.append(self.error)
                 continue
-            record = TxRecord(entity_id=app.entity_id, tx_hash=TX, nonce=len(self.calls),
-                              raw="0x00", gas=100_000, max_fee_per_gas=10**9,
-                              stream_entry_id=entry_id)
+            record = TxRecord(
+                entity_id=app.entity_id,
+                tx_hash=TX,
+                nonce=len(self.calls),
+                raw="0x00",
+                gas=100_000,
+                max_fee_per_gas=10**9,
+                stream_entry_id=entry_id,
+            )
             records.append(record)
             outcomes.append(record)
         if records:
@@ -74,7 +82,7 @@ class Clock:
 
 
 class Harness:
-    def __init__(self, client, owner: Optional[str] = None) -> None:
+    def __init__(self, client, owner: str | None = None) -> None:
         self.redis = client
         self.clock = Clock()
         self.sender = StubSender()
@@ -82,25 +90,48 @@ class Harness:
         self.state = SharedState(monotonic=self.clock)
         self.stop = threading.Event()
         self.kinds: list[str] = []  # what the metrics would count
-        self.queue = StreamQueue(client, stream=STREAM, group="g", consumer="c",
-                                 dead_letter_key=STREAM + ":dead", clock=lambda: 1795830700.0,
-                                 on_dead_letter=self.kinds.append)
+        self.queue = StreamQueue(
+            client,
+            stream=STREAM,
+            group="g",
+            consumer="c",
+            dead_letter_key=STREAM + ":dead",
+            clock=lambda: 1795830700.0,
+            on_dead_letter=self.kinds.append,
+        )
         self.queue.ensure_group()
         self.records = TxRecords(client, prefix=STREAM, owner=owner)
-        self.nonces = NonceManager(chain_pending=lambda: 0,
-                                   highest_recorded=self.records.highest_nonce)
-        self.lease = Lease(client, key=STREAM + ":lease:w", owner="me", ttl=15.0,
-                           monotonic=self.clock)
+        self.nonces = NonceManager(
+            chain_pending=lambda: 0, highest_recorded=self.records.highest_nonce
+        )
+        self.lease = Lease(
+            client, key=STREAM + ":lease:w", owner="me", ttl=15.0, monotonic=self.clock
+        )
         assert self.lease.acquire()  # what the lease keeper does in the service
         self.processor = Processor(
-            redis_client=client, queue=self.queue, records=self.records, sender=self.sender,
-            nonces=self.nonces, lease=self.lease, max_deliveries=3,
-            state=self.state, stop=self.stop, balance=self.balance, min_balance=ETHER,
-            balance_ttl=5.0, chain_id=CHAIN_ID, message_helper=MESSAGE_HELPER, read_count=20,
-            read_block=0.001, balance_too_low_timeout=0, error_timeout=0, monotonic=self.clock,
-            wallet=owner)
+            redis_client=client,
+            queue=self.queue,
+            records=self.records,
+            sender=self.sender,
+            nonces=self.nonces,
+            lease=self.lease,
+            max_deliveries=3,
+            state=self.state,
+            stop=self.stop,
+            balance=self.balance,
+            min_balance=ETHER,
+            balance_ttl=5.0,
+            chain_id=CHAIN_ID,
+            message_helper=MESSAGE_HELPER,
+            read_count=20,
+            read_block=0.001,
+            balance_too_low_timeout=0,
+            error_timeout=0,
+            monotonic=self.clock,
+            wallet=owner,
+        )
 
-    def enqueue(self, fields: Optional[dict] = None, entity_id: str = ENTITY_ID) -> str:
+    def enqueue(self, fields: dict | None = None, entity_id: str = ENTITY_ID) -> str:
         if fields is not None:
             self.redis.hset(f"PendingApplication:{entity_id}", mapping=fields)
         return self.redis.xadd(STREAM, {"entityId": entity_id})
@@ -221,9 +252,14 @@ def test_product_inactive_holds_the_entry_and_retries_it(h) -> None:
     assert h.state.snapshot().holding is None
 
 
-@pytest.mark.parametrize("error", [errors.TransientError("node error -32000: busy"),
-                                   NodeUnavailable("node unreachable (eth_estimateGas)"),
-                                   RuntimeError("a bug")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.TransientError("node error -32000: busy"),
+        NodeUnavailable("node unreachable (eth_estimateGas)"),
+        RuntimeError("a bug"),
+    ],
+)
 def test_transient_or_unexpected_failure_keeps_the_entry_for_the_next_run(h, error) -> None:
     entry_id = h.enqueue(signed_fields())
     h.sender.error = error
@@ -330,6 +366,7 @@ def test_an_idle_processor_asks_the_node_nothing(h) -> None:
 
 # -- what users send is untrusted ------------------------------------------------------------
 
+
 def test_an_entity_id_that_is_not_utf8_is_set_aside_and_the_rest_go_on(h, raw_redis) -> None:
     bad_entry = raw_redis.xadd(STREAM, {b"entityId": b"01HZX\xff\xfe"}).decode()
     for entity in ("E1", "E2"):
@@ -345,7 +382,8 @@ def test_an_entity_id_that_is_not_utf8_is_set_aside_and_the_rest_go_on(h, raw_re
 
 @pytest.mark.parametrize("name, value", [(b"duration", b"2592\xff000"), (b"x\xc3\x28", b"1")])
 def test_a_hash_with_bytes_that_are_not_utf8_is_set_aside_with_them_escaped(
-        h, raw_redis, name, value) -> None:
+    h, raw_redis, name, value
+) -> None:
     h.enqueue(signed_fields())
     raw_redis.hset(KEY.encode(), name, value)
     h.enqueue(signed_fields(signature_id="good"), entity_id="E2")
@@ -354,8 +392,9 @@ def test_a_hash_with_bytes_that_are_not_utf8_is_set_aside_with_them_escaped(
     [dead] = h.dead_letters()
     assert dead["entityId"] == ENTITY_ID and dead["kind"] == "not_utf8"
     application = json.loads(dead["application"])  # \udcNN escapes, decoded to surrogates
-    assert application[name.decode("utf-8", "surrogateescape")] == \
-        value.decode("utf-8", "surrogateescape")
+    assert application[name.decode("utf-8", "surrogateescape")] == value.decode(
+        "utf-8", "surrogateescape"
+    )
     assert not h.redis.exists(KEY)
 
 
@@ -473,8 +512,7 @@ def test_an_application_another_wallet_owns_is_acknowledged_not_sent(fake_redis)
     assert h.dead_letters() == [] and fake_redis.exists(KEY), "left to its owner"
 
 
-def test_a_commit_refused_for_another_wallets_application_is_retried_then_left(
-        fake_redis) -> None:
+def test_a_commit_refused_for_another_wallets_application_is_retried_then_left(fake_redis) -> None:
     h = Harness(fake_redis, owner=WALLET)
     h.enqueue(signed_fields())
     load = h.processor._load

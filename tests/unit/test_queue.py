@@ -1,9 +1,11 @@
 """queue.StreamQueue over an in-memory Redis: consumer-group reading, settling and dead letters."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
+import redis
 
 from depeg_processor.queue import Backlog, StreamQueue
 
@@ -14,8 +16,14 @@ KEY = f"PendingApplication:{ENTITY_ID}"
 
 
 def make_queue(client, consumer: str = CONSUMER) -> StreamQueue:
-    queue = StreamQueue(client, stream=STREAM, group=GROUP, consumer=consumer,
-                        dead_letter_key=DEAD, clock=lambda: 1795830700.5)
+    queue = StreamQueue(
+        client,
+        stream=STREAM,
+        group=GROUP,
+        consumer=consumer,
+        dead_letter_key=DEAD,
+        clock=lambda: 1795830700.5,
+    )
     queue.ensure_group()
     return queue
 
@@ -86,8 +94,9 @@ def test_pending_count(fake_redis, queue) -> None:
 
 
 def test_pending_count_without_group_is_zero(fake_redis) -> None:
-    queue = StreamQueue(fake_redis, stream=STREAM, group=GROUP, consumer=CONSUMER,
-                        dead_letter_key=DEAD)
+    queue = StreamQueue(
+        fake_redis, stream=STREAM, group=GROUP, consumer=CONSUMER, dead_letter_key=DEAD
+    )
     assert queue.pending_count() == 0
 
 
@@ -107,9 +116,13 @@ def deliver(fake_redis, queue, fields=None) -> str:
 def test_dead_letter_records_acks_and_deletes(fake_redis, queue) -> None:
     fields = signed_fields()
     entry_id = deliver(fake_redis, queue, fields)
-    dead_id = queue.dead_letter(entity_id=ENTITY_ID, reason="field duration: bad",
-                                application=fields, entry_id=entry_id,
-                                entry_fields={"entityId": ENTITY_ID})
+    dead_id = queue.dead_letter(
+        entity_id=ENTITY_ID,
+        reason="field duration: bad",
+        application=fields,
+        entry_id=entry_id,
+        entry_fields={"entityId": ENTITY_ID},
+    )
     [(found_id, record)] = queue.dead_letters()
     assert found_id == dead_id
     assert record["entityId"] == ENTITY_ID
@@ -125,8 +138,13 @@ def test_dead_letter_records_acks_and_deletes(fake_redis, queue) -> None:
 def test_dead_letter_keeps_an_odd_stream_entry(fake_redis, queue) -> None:
     entry_id = fake_redis.xadd(STREAM, {"foo": "bar"})
     queue.read(count=10, block_ms=1)
-    queue.dead_letter(entity_id=None, reason="stream entry has no entityId", application={},
-                      entry_id=entry_id, entry_fields={"foo": "bar"})
+    queue.dead_letter(
+        entity_id=None,
+        reason="stream entry has no entityId",
+        application={},
+        entry_id=entry_id,
+        entry_fields={"foo": "bar"},
+    )
     [(_, record)] = queue.dead_letters()
     assert record["entityId"] == ""
     assert json.loads(record["streamEntry"]) == {"foo": "bar"}
@@ -153,8 +171,9 @@ def test_mark_submitted_never_creates_a_one_field_hash(fake_redis, queue) -> Non
 def test_requeue_restores_the_application(fake_redis, queue) -> None:
     fields = signed_fields(transactionHash="0x" + "cd" * 32)
     entry_id = deliver(fake_redis, queue, fields)
-    dead_id = queue.dead_letter(entity_id=ENTITY_ID, reason="reverted", application=fields,
-                                entry_id=entry_id)
+    dead_id = queue.dead_letter(
+        entity_id=ENTITY_ID, reason="reverted", application=fields, entry_id=entry_id
+    )
     new_entry = queue.requeue(dead_id)
     restored = fake_redis.hgetall(KEY)
     assert "transactionHash" not in restored
@@ -189,24 +208,31 @@ def test_reissue_drops_record_and_hash_and_enqueues_again(fake_redis, queue) -> 
 def test_failed_dead_letter_write_loses_nothing(fake_redis, queue) -> None:
     entry_id = deliver(fake_redis, queue)
     fake_redis.set(DEAD, "not a stream")  # e.g. REDIS_QUEUE_DEAD_LETTER_KEY set to a used key
-    with pytest.raises(Exception):
+    with pytest.raises(redis.ResponseError):
         queue.dead_letter(entity_id=ENTITY_ID, reason="bad", application={}, entry_id=entry_id)
     assert fake_redis.exists(KEY)
     assert queue.pending_count() == 1
 
 
 def test_a_dead_letter_keeps_bytes_that_are_not_utf8_escaped_and_requeue_restores_them(
-        fake_redis, raw_redis, queue) -> None:
-    raw_redis.hset(KEY.encode(), mapping={k.encode(): v.encode()
-                                          for k, v in signed_fields().items()})
+    fake_redis, raw_redis, queue
+) -> None:
+    raw_redis.hset(
+        KEY.encode(), mapping={k.encode(): v.encode() for k, v in signed_fields().items()}
+    )
     raw_redis.hset(KEY.encode(), b"duration", b"25\xff92000")
     raw_redis.hset(KEY.encode(), b"n\xfe", b"1")
     original = raw_redis.hgetall(KEY.encode())
     raw_redis.xadd(STREAM, {b"entityId": ENTITY_ID.encode()})
     [entry] = queue.read(count=10, block_ms=1)
-    dead_id = queue.dead_letter(entity_id=ENTITY_ID, reason="field 'duration': not UTF-8",
-                                kind="not_utf8", application=queue.load_application(ENTITY_ID),
-                                entry_id=entry.entry_id, entry_fields=entry.fields)
+    dead_id = queue.dead_letter(
+        entity_id=ENTITY_ID,
+        reason="field 'duration': not UTF-8",
+        kind="not_utf8",
+        application=queue.load_application(ENTITY_ID),
+        entry_id=entry.entry_id,
+        entry_fields=entry.fields,
+    )
     [(_, record)] = raw_redis.xrange(DEAD)
     assert b"\\udcff" in record[b"application"] and b"\\udcfe" in record[b"application"]
     assert all(value.decode("ascii") for value in record.values())  # nothing raw in the letter
@@ -219,15 +245,20 @@ def test_a_dead_letter_keeps_bytes_that_are_not_utf8_escaped_and_requeue_restore
 
 @pytest.mark.parametrize("entity_id", ["a:b", "A B", ENTITY_ID + "\n", "x" * 10_000, "ab\udcffcd"])
 def test_a_dead_letter_under_an_invalid_id_keeps_its_hash_and_the_id_escaped(
-        fake_redis, queue, entity_id) -> None:
+    fake_redis, queue, entity_id
+) -> None:
     fields = signed_fields()
     fake_redis.hset(f"PendingApplication:{entity_id}", mapping=fields)
     entry_id = fake_redis.xadd(STREAM, {"entityId": entity_id})
     queue.read(count=10, block_ms=1)
-    dead_id = queue.dead_letter(entity_id=entity_id, reason="entityId is not a valid id",
-                                kind="invalid_entry", entry_id=entry_id,
-                                application=queue.load_application(entity_id),
-                                entry_fields={"entityId": entity_id})
+    dead_id = queue.dead_letter(
+        entity_id=entity_id,
+        reason="entityId is not a valid id",
+        kind="invalid_entry",
+        entry_id=entry_id,
+        application=queue.load_application(entity_id),
+        entry_fields={"entityId": entity_id},
+    )
     [(_, record)] = queue.dead_letters()
     assert json.loads(record["application"]) == fields
     assert "\n" not in record["entityId"] and len(record["entityId"]) < 1100
@@ -244,8 +275,14 @@ def test_a_dead_letter_never_copies_megabytes_of_a_stream_entry(fake_redis, queu
     huge = {"entityId": "E" * 2_000_000, "note": "n" * 3_000_000}
     entry_id = fake_redis.xadd(STREAM, huge)
     queue.read(count=10, block_ms=1)
-    queue.dead_letter(entity_id=huge["entityId"], reason="entityId 'EEE'… is not a valid id",
-                      kind="invalid_entry", application={}, entry_id=entry_id, entry_fields=huge)
+    queue.dead_letter(
+        entity_id=huge["entityId"],
+        reason="entityId 'EEE'… is not a valid id",
+        kind="invalid_entry",
+        application={},
+        entry_id=entry_id,
+        entry_fields=huge,
+    )
     [(_, record)] = queue.dead_letters()
     assert sum(len(value) for value in record.values()) < 5000
     assert json.loads(record["streamEntry"])["note"].endswith("…[3000000 bytes]")
@@ -256,12 +293,18 @@ def test_a_hash_too_large_to_load_is_dead_lettered_with_its_sizes(fake_redis, qu
     fake_redis.hset(KEY, mapping=signed_fields(signature="0x" + "ab" * 100_000))
     entry_id = deliver_only(fake_redis, queue)
     content = queue.load_application(ENTITY_ID)
-    dead_id = queue.dead_letter(entity_id=ENTITY_ID, reason="too large", kind="too_large",
-                                application=content, entry_id=entry_id)
+    dead_id = queue.dead_letter(
+        entity_id=ENTITY_ID,
+        reason="too large",
+        kind="too_large",
+        application=content,
+        entry_id=entry_id,
+    )
     [(_, record)] = queue.dead_letters()
     assert json.loads(record["application"]) == {}
     assert json.loads(record["sizes"])["oversized"] == [
-        {"name": "signature", "nameBytes": 9, "valueBytes": 200_002}]
+        {"name": "signature", "nameBytes": 9, "valueBytes": 200_002}
+    ]
     assert not fake_redis.exists(KEY)
     with pytest.raises(ValueError):
         queue.requeue(dead_id)
@@ -275,13 +318,20 @@ def deliver_only(fake_redis, queue) -> str:
 
 # -- the pool's consumers ----------------------------------------------------------------------
 
+
 def test_only_entries_idle_past_the_lease_ttl_are_claimed(fake_redis) -> None:
     dead, live = make_queue(fake_redis, "dead"), make_queue(fake_redis, "live")
     for n in range(3):
         fake_redis.xadd(STREAM, {"entityId": f"E{n}"})
     assert len(dead.read(count=3, block_ms=1)) == 3
-    patient = StreamQueue(fake_redis, stream=STREAM, group=GROUP, consumer="live",
-                          dead_letter_key=DEAD, claim_idle=3600.0)
+    patient = StreamQueue(
+        fake_redis,
+        stream=STREAM,
+        group=GROUP,
+        consumer="live",
+        dead_letter_key=DEAD,
+        claim_idle=3600.0,
+    )
     assert patient.claim_abandoned() == 0, "delivered just now: its consumer may be alive"
     live.claim_idle = 0.0  # as if an hour had passed
     assert live.claim_abandoned() == 3
@@ -314,8 +364,9 @@ def test_backlog_counts_this_consumers_entries_apart_from_the_groups(fake_redis,
 
 
 def test_backlog_without_stream_or_group_is_empty(fake_redis) -> None:
-    queue = StreamQueue(fake_redis, stream=STREAM, group=GROUP, consumer=CONSUMER,
-                        dead_letter_key=DEAD)
+    queue = StreamQueue(
+        fake_redis, stream=STREAM, group=GROUP, consumer=CONSUMER, dead_letter_key=DEAD
+    )
     assert queue.backlog() == Backlog(group_pending=0, lag=None, own_pending=0)
     assert queue.own_pending() == 0
     fake_redis.xadd(STREAM, {"entityId": "A"})  # the stream exists, the group does not

@@ -1,5 +1,6 @@
 """A node that rate-limits: never an application's failure (no attempt counted, nothing set
 aside), and the readiness monitor says so while it lasts."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,8 +35,9 @@ def h(fake_redis) -> Harness:
 def test_a_rate_limited_simulation_is_not_an_attempt(h, monkeypatch) -> None:
     entry_id = h.enqueue(signed_fields())
     submit = h.sender.submit
-    monkeypatch.setattr(h.sender, "submit",
-                        lambda apps, **kwargs: [LIMITED for _app in apps])  # in each one's place
+    monkeypatch.setattr(
+        h.sender, "submit", lambda apps, **kwargs: [LIMITED for _app in apps]
+    )  # in each one's place
     for _ in range(6):  # twice the deliveries after which a simulation error sets it aside
         assert h.processor.run_once() == 0
     assert h.dead_letters() == [] and h.queue.pending_count() == 1
@@ -69,7 +71,9 @@ def test_readiness_fails_while_rate_limited_and_recovers(healthy_state) -> None:
 
     healthy_state.set_rate_limited(None)
     assert get(healthy_state, "/api/monitor/readiness") == (
-        200, {"balance": "ok", "node": "ok", "redis": "ok"})
+        200,
+        {"balance": "ok", "node": "ok", "redis": "ok"},
+    )
 
 
 def test_the_chain_tells_the_state_while_it_waits_out_a_rate_limit(healthy_state) -> None:
@@ -84,8 +88,9 @@ def test_the_chain_tells_the_state_while_it_waits_out_a_rate_limit(healthy_state
     chain.attach(max_batch=7, wait=wait, on_rate_limit=healthy_state.set_rate_limited)
     with responses.RequestsMock() as node:
         node.add(responses.POST, "http://node.test", status=429, headers={"Retry-After": "0.01"})
-        node.add(responses.POST, "http://node.test",
-                 json={"jsonrpc": "2.0", "id": 0, "result": "0x7a69"})
+        node.add(
+            responses.POST, "http://node.test", json={"jsonrpc": "2.0", "id": 0, "result": "0x7a69"}
+        )
         assert chain.chain_id() == 31337
     assert seen_while_waiting == ["HTTP 429, retrying in 0.25s"]  # the shortest pause
     assert healthy_state.snapshot().rate_limited is None

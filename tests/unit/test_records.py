@@ -1,4 +1,5 @@
 """records.TxRecords: the write-ahead transaction records and the in-flight work list."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,20 +14,33 @@ def records(fake_redis) -> TxRecords:
 
 
 def record(entity_id: str, nonce: int, **kwargs) -> TxRecord:
-    return TxRecord(entity_id=entity_id, tx_hash="0x" + f"{nonce:064x}", nonce=nonce,
-                    raw="0x02f8" + "00" * 10, **kwargs)
+    return TxRecord(
+        entity_id=entity_id,
+        tx_hash="0x" + f"{nonce:064x}",
+        nonce=nonce,
+        raw="0x02f8" + "00" * 10,
+        **kwargs,
+    )
 
 
 def in_flight(records: TxRecords) -> list[TxRecord]:
     """The records in flight, lowest nonce first, read as the receipt watcher reads them."""
-    return sorted(records.get_many(list(records.inflight_nonces())).values(),
-                  key=lambda record: record.nonce)
+    return sorted(
+        records.get_many(list(records.inflight_nonces())).values(), key=lambda record: record.nonce
+    )
 
 
 def test_put_then_get_round_trips(records) -> None:
-    original = record("A", 7, gas=120000, max_fee_per_gas=30 * 10**9,
-                      max_priority_fee_per_gas=10**9, stream_entry_id="1-0",
-                      signed_at=1795830700.25, enqueued_at=1795830693.764)
+    original = record(
+        "A",
+        7,
+        gas=120000,
+        max_fee_per_gas=30 * 10**9,
+        max_priority_fee_per_gas=10**9,
+        stream_entry_id="1-0",
+        signed_at=1795830700.25,
+        enqueued_at=1795830693.764,
+    )
     records.put(original)
     assert records.get("A") == original
     assert records.get("B") is None
@@ -79,6 +93,7 @@ def test_complete_removes_the_application_too(fake_redis, records) -> None:
 
 def test_a_fenced_write_needs_the_lease(fake_redis, records) -> None:
     from depeg_processor.records import FenceLost
+
     fake_redis.set("lease", "someone-else")
     with pytest.raises(FenceLost):
         records.put_many([record("A", 1)], fence=("lease", "me"))
@@ -115,7 +130,8 @@ def test_the_first_wallet_to_record_an_application_owns_it(fake_redis) -> None:
 
 
 def test_confirming_or_forgetting_clears_the_owner_and_the_done_marker_is_the_streams(
-        fake_redis) -> None:
+    fake_redis,
+) -> None:
     second = wallet_records(fake_redis, SECOND, prefix=f"{STREAM}:wallet:{SECOND}")
     second.put_many([record("A", 0), record("B", 1)])
     second.complete_many([("A", "0xmined")])

@@ -1,5 +1,6 @@
 """redis_server: the version floor and the settings that can lose data, judged from what the
 server answers (a stub client here; tests/integration runs real servers)."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,14 @@ SAFE = {"maxmemory-policy": "noeviction", "appendonly": "yes", "appendfsync": "e
 
 
 class StubRedis:
-    def __init__(self, version: str = "7.2.4", settings: dict | None = None, *,
-                 info_refused: bool = False, config_refused: bool = False) -> None:
+    def __init__(
+        self,
+        version: str = "7.2.4",
+        settings: dict | None = None,
+        *,
+        info_refused: bool = False,
+        config_refused: bool = False,
+    ) -> None:
         self.version, self.settings = version, dict(SAFE if settings is None else settings)
         self.info_refused, self.config_refused = info_refused, config_refused
 
@@ -32,7 +39,11 @@ class StubRedis:
 def test_a_safe_server_has_no_warnings() -> None:
     report = inspect(StubRedis())
     assert (report.version, report.settings, report.warnings, report.unchecked) == (
-        "7.2.4", SAFE, (), ())
+        "7.2.4",
+        SAFE,
+        (),
+        (),
+    )
     assert "7.2.4" in report.summary() and "noeviction" in report.summary()
 
 
@@ -47,15 +58,20 @@ def test_6_2_and_later_are_accepted(version) -> None:
     assert inspect(StubRedis(version)).version == version
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"maxmemory-policy": "allkeys-lru"}, ["maxmemory-policy is 'allkeys-lru'"]),
-    ({"maxmemory-policy": "volatile-ttl"}, ["maxmemory-policy is 'volatile-ttl'"]),
-    ({"appendonly": "no"}, ["appendonly is 'no'"]),
-    ({"appendfsync": "no"}, ["appendfsync is 'no'"]),
-    ({"appendfsync": "always"}, []),
-    ({"maxmemory-policy": "allkeys-random", "appendonly": "no"},
-     ["maxmemory-policy is 'allkeys-random'", "appendonly is 'no'"]),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"maxmemory-policy": "allkeys-lru"}, ["maxmemory-policy is 'allkeys-lru'"]),
+        ({"maxmemory-policy": "volatile-ttl"}, ["maxmemory-policy is 'volatile-ttl'"]),
+        ({"appendonly": "no"}, ["appendonly is 'no'"]),
+        ({"appendfsync": "no"}, ["appendfsync is 'no'"]),
+        ({"appendfsync": "always"}, []),
+        (
+            {"maxmemory-policy": "allkeys-random", "appendonly": "no"},
+            ["maxmemory-policy is 'allkeys-random'", "appendonly is 'no'"],
+        ),
+    ],
+)
 def test_settings_that_can_lose_data_are_warned_about(changes, words) -> None:
     warnings = judge({**SAFE, **changes})
     assert len(warnings) == len(words)

@@ -1,8 +1,9 @@
 """sender.Sender.replace_many: a round's stuck transactions re-priced together (one fee lookup,
 one fenced write, one batch), and every write of records and requeues fenced by the lease."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -45,20 +46,30 @@ class Harness:
         self.base_fee = base_fee
         self.fee_lookups = 0
         self.records = TxRecords(client, prefix=STREAM)
-        self.queue = StreamQueue(client, stream=STREAM, group="g", consumer="c",
-                                 dead_letter_key=STREAM + ":dead")
+        self.queue = StreamQueue(
+            client, stream=STREAM, group="g", consumer="c", dead_letter_key=STREAM + ":dead"
+        )
         self.queue.ensure_group()
         self.lease = Lease(client, key=STREAM + ":lease:w", owner="me", ttl=15.0)
         assert self.lease.acquire()
         self.bumps = 0
         self.sender = Sender(
-            chain=self.chain, signer=SIGNER, chain_id=CHAIN_ID, product=PRODUCT,
-            encode_call=lambda app: "0x", fees=FeePolicy(base_fee=self._base_fee,
-                                                         suggested_tip=lambda: GWEI, cap=cap),
-            nonces=NonceManager(chain_pending=lambda: 0,
-                                highest_recorded=self.records.highest_nonce),
-            records=self.records, requeue=self._requeue, may_send=self.lease.held,
-            fence=self.lease.fence, on_fee_bump=self._bumped, clock=lambda: 1795830700.25)
+            chain=self.chain,
+            signer=SIGNER,
+            chain_id=CHAIN_ID,
+            product=PRODUCT,
+            encode_call=lambda app: "0x",
+            fees=FeePolicy(base_fee=self._base_fee, suggested_tip=lambda: GWEI, cap=cap),
+            nonces=NonceManager(
+                chain_pending=lambda: 0, highest_recorded=self.records.highest_nonce
+            ),
+            records=self.records,
+            requeue=self._requeue,
+            may_send=self.lease.held,
+            fence=self.lease.fence,
+            on_fee_bump=self._bumped,
+            clock=lambda: 1795830700.25,
+        )
 
     def _base_fee(self) -> int:
         self.fee_lookups += 1
@@ -68,22 +79,42 @@ class Harness:
         self.bumps += 1
 
     def _requeue(self, record: TxRecord) -> None:  # as the service wires it
-        self.queue.reissue(record.entity_id, forget=self.records.key(record.entity_id),
-                           inflight_key=self.records.inflight_key, fence=self.lease.fence)
+        self.queue.reissue(
+            record.entity_id,
+            forget=self.records.key(record.entity_id),
+            inflight_key=self.records.inflight_key,
+            fence=self.lease.fence,
+        )
 
     def stored(self, count: int, *, max_fee: int = 2 * GWEI, tip: int = GWEI) -> list[TxRecord]:
         records = []
         for nonce in range(count):
-            tx_hash, raw = SIGNER.sign(chain_id=CHAIN_ID, nonce=nonce, to=PRODUCT, data="0x1234",
-                                       gas=100_000, max_fee_per_gas=max_fee,
-                                       max_priority_fee_per_gas=tip)
-            records.append(TxRecord(entity_id=f"E{nonce:03}", tx_hash=tx_hash, nonce=nonce,
-                                    raw=raw, gas=100_000, max_fee_per_gas=max_fee,
-                                    max_priority_fee_per_gas=tip, data="0x1234"))
+            tx_hash, raw = SIGNER.sign(
+                chain_id=CHAIN_ID,
+                nonce=nonce,
+                to=PRODUCT,
+                data="0x1234",
+                gas=100_000,
+                max_fee_per_gas=max_fee,
+                max_priority_fee_per_gas=tip,
+            )
+            records.append(
+                TxRecord(
+                    entity_id=f"E{nonce:03}",
+                    tx_hash=tx_hash,
+                    nonce=nonce,
+                    raw=raw,
+                    gas=100_000,
+                    max_fee_per_gas=max_fee,
+                    max_priority_fee_per_gas=tip,
+                    data="0x1234",
+                )
+            )
         self.records.put_many(records)
         for record in records:
-            self.redis.hset(f"PendingApplication:{record.entity_id}", "transactionHash",
-                            record.tx_hash)
+            self.redis.hset(
+                f"PendingApplication:{record.entity_id}", "transactionHash", record.tx_hash
+            )
         return records
 
     def sent(self) -> list[int]:
@@ -117,8 +148,9 @@ def test_underpriced_replacements_are_bumped_again_in_the_same_round(h) -> None:
     refused_once = old[1].entity_id
 
     def respond(raw: str, attempt: int) -> object:
-        record = next(r for r in h.records.get_many([e.entity_id for e in old]).values()
-                      if r.raw == raw)
+        record = next(
+            r for r in h.records.get_many([e.entity_id for e in old]).values() if r.raw == raw
+        )
         if record.entity_id == refused_once and attempt == 1:
             return errors.ReplacementUnderpriced("replacement transaction underpriced")
         return record.tx_hash
@@ -144,9 +176,12 @@ def test_underpriced_replacements_are_bumped_again_in_the_same_round(h) -> None:
 
 def test_outcomes_the_node_decides_per_transaction(h) -> None:
     old = h.stored(4)
-    answers = {0: "0x" + "11" * 32, 1: errors.NonceConflict("nonce too low"),
-               2: errors.InsufficientFunds("insufficient funds for gas * price + value"),
-               3: errors.TransientError("node error -32000: something odd")}
+    answers = {
+        0: "0x" + "11" * 32,
+        1: errors.NonceConflict("nonce too low"),
+        2: errors.InsufficientFunds("insufficient funds for gas * price + value"),
+        3: errors.TransientError("node error -32000: something odd"),
+    }
 
     def respond(raw: str, attempt: int) -> object:
         stored = h.records.get_many([r.entity_id for r in old])
@@ -158,8 +193,9 @@ def test_outcomes_the_node_decides_per_transaction(h) -> None:
     assert sent.tx_hash != old[0].tx_hash and h.records.get("E000") == sent
     assert mined == old[1] and h.records.get("E001") == old[1], "an older one was mined"
     assert isinstance(poor, errors.InsufficientFunds) and h.records.get("E002") == old[2]
-    assert unclear.tx_hash != old[3].tx_hash and h.records.get("E003") == unclear, \
+    assert unclear.tx_hash != old[3].tx_hash and h.records.get("E003") == unclear, (
         "an unknown outcome keeps the replacement: it may be out"
+    )
     assert h.sent() == [4]
 
 
@@ -168,8 +204,9 @@ def test_fee_cap_leaves_no_room(fake_redis) -> None:
     old = h.stored(2, max_fee=2 * GWEI)
     outcomes = h.sender.replace_many(old)
     assert h.sent() == [], "nothing to send"
-    assert all(isinstance(o, errors.FeeCapReached) and o.current == r
-               for o, r in zip(outcomes, old))
+    assert all(
+        isinstance(o, errors.FeeCapReached) and o.current == r for o, r in zip(outcomes, old)
+    )
 
 
 def test_still_refused_after_the_last_bump(h) -> None:
@@ -177,12 +214,14 @@ def test_still_refused_after_the_last_bump(h) -> None:
     h.chain.respond = lambda raw, attempt: errors.ReplacementUnderpriced("underpriced")
     outcomes = h.sender.replace_many(old)
     assert h.sent() == [2] * MAX_REPLACEMENT_BUMPS, "a bounded loop"
-    assert all(isinstance(o, errors.FeeCapReached) and o.current == r
-               for o, r in zip(outcomes, old))
+    assert all(
+        isinstance(o, errors.FeeCapReached) and o.current == r for o, r in zip(outcomes, old)
+    )
     assert [h.records.get(r.entity_id) for r in old] == old, "the older transactions stand"
 
 
 # -- fencing --------------------------------------------------------------------------------
+
 
 def test_replacements_are_not_written_nor_sent_after_the_lease_was_lost(h) -> None:
     old = h.stored(3)
@@ -213,15 +252,20 @@ def test_fenced_reissue_and_transaction_hashes(h) -> None:
     key = f"PendingApplication:{record.entity_id}"
     h.redis.set(h.lease.key, "other")
     with pytest.raises(errors.FenceLost):
-        h.queue.reissue(record.entity_id, forget=h.records.key(record.entity_id),
-                        inflight_key=h.records.inflight_key, fence=h.lease.fence)
+        h.queue.reissue(
+            record.entity_id,
+            forget=h.records.key(record.entity_id),
+            inflight_key=h.records.inflight_key,
+            fence=h.lease.fence,
+        )
     with pytest.raises(errors.FenceLost):
         h.queue.set_transaction_hashes([(record.entity_id, "0xnew")], fence=h.lease.fence)
     assert h.redis.xlen(STREAM) == 0 and h.records.get(record.entity_id) == record
     assert h.redis.hget(key, "transactionHash") == record.tx_hash
 
     h.redis.set(h.lease.key, "me")
-    h.queue.set_transaction_hashes([(record.entity_id, "0xnew"), ("GONE", "0xother")],
-                                   fence=h.lease.fence)
+    h.queue.set_transaction_hashes(
+        [(record.entity_id, "0xnew"), ("GONE", "0xother")], fence=h.lease.fence
+    )
     assert h.redis.hget(key, "transactionHash") == "0xnew"
     assert not h.redis.exists("PendingApplication:GONE"), "a purged application stays purged"

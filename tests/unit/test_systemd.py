@@ -1,4 +1,5 @@
 """systemd.Notifier against a real datagram socket, with a fake clock for the watchdog."""
+
 from __future__ import annotations
 
 import socket

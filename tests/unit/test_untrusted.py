@@ -1,11 +1,18 @@
 """untrusted: escaping what users sent, and loading application hashes guarded by size."""
+
 from __future__ import annotations
 
 import pytest
 
 from depeg_processor.errors import PermanentError
-from depeg_processor.untrusted import (MAX_FIELDS, MAX_HASH_BYTES, MAX_VALUE_BYTES, HashGuard,
-                                       escaped, shown)
+from depeg_processor.untrusted import (
+    MAX_FIELDS,
+    MAX_HASH_BYTES,
+    MAX_VALUE_BYTES,
+    HashGuard,
+    escaped,
+    shown,
+)
 
 from .helpers import signed_fields
 
@@ -46,8 +53,9 @@ def test_a_hash_the_web_app_writes_is_loaded_whole(fake_redis, guard) -> None:
     assert guard.load("PendingApplication:missing").fields == {}
 
 
-def test_a_field_over_the_limit_is_refused_with_its_sizes_only(fake_redis, raw_redis,
-                                                               guard) -> None:
+def test_a_field_over_the_limit_is_refused_with_its_sizes_only(
+    fake_redis, raw_redis, guard
+) -> None:
     fake_redis.hset(KEY, mapping=signed_fields(duration="9" * (MAX_VALUE_BYTES + 1)))
     raw_redis.hset(KEY, b"n\xff" * 40_000, b"v")
     content = guard.load(KEY)
@@ -55,7 +63,8 @@ def test_a_field_over_the_limit_is_refused_with_its_sizes_only(fake_redis, raw_r
     oversized = sorted(content.sizes["oversized"], key=lambda item: item["nameBytes"])
     assert oversized == [
         {"name": "duration", "nameBytes": 8, "valueBytes": MAX_VALUE_BYTES + 1},
-        {"name": "n\\udcff" * 32, "nameBytes": 80_000, "valueBytes": 1}]
+        {"name": "n\\udcff" * 32, "nameBytes": 80_000, "valueBytes": 1},
+    ]
     assert content.sizes["fields"] == len(signed_fields()) + 1
     with pytest.raises(PermanentError) as refused:
         content.check(KEY)
