@@ -467,10 +467,14 @@ class Service:
         """Stop the threads and the server, each against one deadline."""
         self.stop_event.set()
         self.notifier.stopping()
-        if self._server is not None:
+        server, self._server = self._server, None  # a second shutdown finds nothing to close
+        if server is not None:
             # Closed from its own loop thread (a trigger thunk): closing its sockets from here
             # would race the select() in that thread.
-            self._server.trigger.pull_trigger(self._server.close)
+            try:
+                server.trigger.pull_trigger(server.close)
+            except OSError as error:  # its loop has closed the trigger already
+                log.debug("monitor server already closed: %s", error)
         deadline = self._monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - self._monotonic()))

@@ -164,4 +164,6 @@ def test_twenty_applications_land_through_a_provider_without_batches(
     assert product.application_count() == 20
     assert dead_letters(redis_client) == {}
     assert not running.service._chain.batches
-    assert refused <= 2, "after two refusals no batch is tried again"
+    # the processor, its broadcaster and the watcher may each meet a refusal before the size
+    # they share drops to one call; after that no batch is tried again
+    assert refused <= 3, "after the first refusals no batch is tried again"
