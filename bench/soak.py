@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import multiprocessing
 import os
 import platform
 import sys
@@ -30,8 +29,7 @@ from pathlib import Path
 import redis
 from eth_account import Account
 
-from bench import child
-from depeg_processor.config import Settings
+from bench.throughput import bench_settings, start_processor
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
 from devnet.product import Product
 from devnet.webapp import WebApp, ulid
@@ -86,28 +84,10 @@ def main(argv: list[str]) -> int:
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         raw = redis.Redis.from_url(redis_server.url)
         webapp = WebApp(client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
-        settings = Settings(
-            redis_url=redis_server.url,
-            chain_rpc_url=anvil.url,
-            product_address=product.address,
-            mnemonic=TEST_MNEMONIC,
-            min_confirmations=2,
-            node_env="production",
-            log_level="ERROR",
-            port=0,
-            host="127.0.0.1",
-            min_balance=10**17,
-            alert_balance=10**17,
-            max_fee_per_gas=100 * GWEI,
-            max_non_ack_pending=10**9,
+        settings = dataclasses.replace(
+            bench_settings(redis_server, anvil.url, product), min_confirmations=2, log_level="ERROR"
         )
-        fields = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)}
-        context = multiprocessing.get_context("spawn")
-        parent, child_end = context.Pipe()
-        process = context.Process(target=child.run, args=(fields, child_end), name="processor")
-        process.start()
-        if parent.recv() != "ready":
-            raise SystemExit("soak: the processor did not start")
+        process, parent = start_processor(settings)
 
         samples: list[tuple[float, float]] = []
         started = time.monotonic()

@@ -128,12 +128,12 @@ def measure_limit(anvil: Anvil, product: Product, applications: list[dict]) -> f
     return time.perf_counter() - started
 
 
-def bench_settings(redis_server: RedisServer, proxy: RpcProxy, product: Product):
+def bench_settings(redis_server: RedisServer, rpc_url: str, product: Product):
     from depeg_processor.config import Settings
 
     settings = Settings(
         redis_url=redis_server.url,
-        chain_rpc_url=proxy.url,
+        chain_rpc_url=rpc_url,
         product_address=product.address,
         mnemonic=TEST_MNEMONIC,
         min_confirmations=1,
@@ -172,7 +172,7 @@ def measure_processor(
     n: int,
 ) -> dict:
     before = product.application_count()
-    process, parent = start_processor(bench_settings(redis_server, proxy, product))
+    process, parent = start_processor(bench_settings(redis_server, proxy.url, product))
     proxy.reset_counts()
     started = time.perf_counter()
     wait(lambda: product.application_count() - before >= n, 3600, "all mined", interval=0.1)
@@ -213,7 +213,7 @@ def measure_idle_and_latency() -> dict:
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         webapp = WebApp(client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
         applications = [webapp.application() for _ in range(LATENCY_SAMPLES)]
-        process, parent = start_processor(bench_settings(redis_server, proxy, product))
+        process, parent = start_processor(bench_settings(redis_server, proxy.url, product))
         time.sleep(5)  # past start-up's own calls
         proxy.reset_counts()
         print(f"idle: counting JSON-RPC calls for {IDLE_SECONDS:.0f}s ...", flush=True)
