@@ -28,13 +28,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 import redis
 
 from . import errors
 from .chain import Chain, NodeUnavailable
+from .clock import SYSTEM, Clock
+from .config import Settings
 from .errors import FenceLost
 from .fees import raised
 from .head import Head, HeadSchedule
@@ -76,6 +77,27 @@ class Waiting:
     checked: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class WatcherConfig:
+    """The watcher's numbers, from the settings."""
+
+    min_confirmations: int
+    poll_interval: float  # the shortest time between two looks at the head
+    stuck_blocks: int
+    stuck_seconds: float
+    idle_interval: float | None = None  # the head's pace with nothing in flight (poll_interval)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WatcherConfig:
+        return cls(
+            min_confirmations=settings.min_confirmations,
+            poll_interval=settings.receipt_poll_interval,
+            stuck_blocks=settings.stuck_blocks,
+            stuck_seconds=settings.stuck_timeout,
+            idle_interval=settings.idle_poll_interval,
+        )
+
+
 @dataclasses.dataclass
 class Tracked:
     """Everything this watcher knows about one transaction in flight: its stored record, where
@@ -93,6 +115,8 @@ class ReceiptWatcher:
     def __init__(
         self,
         *,
+        config: WatcherConfig,
+        clock: Clock = SYSTEM,
         chain: Chain,
         records: TxRecords,
         queue: StreamQueue,
@@ -101,18 +125,11 @@ class ReceiptWatcher:
         state: SharedState,
         stop: threading.Event,
         address: str,
-        min_confirmations: int,
-        poll_interval: float,
-        stuck_blocks: int,
-        stuck_seconds: float,
         may_send: Callable[[], bool] = lambda: True,
         fence: Fence | None = None,
         lease_generation: Callable[[], int] = lambda: 0,
         metrics: Metrics | None = None,
         spend: SpendLedger | None = None,
-        idle_interval: float | None = None,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._chain = chain
         self._records = records
@@ -122,24 +139,26 @@ class ReceiptWatcher:
         self._state = state
         self._stop = stop
         self._address = address
-        self._min_confirmations = min_confirmations
-        self._poll_interval = poll_interval
-        self._stuck_blocks = stuck_blocks
-        self._stuck_seconds = stuck_seconds
+        self._min_confirmations = config.min_confirmations
+        self._poll_interval = config.poll_interval
+        self._stuck_blocks = config.stuck_blocks
+        self._stuck_seconds = config.stuck_seconds
         self._may_send = may_send
         self._fence = fence
         self._lease_generation = lease_generation
         self._generation: int | None = None  # the lease generation the cache belongs to
         self._metrics = metrics or null_metrics()
         self._spend = spend
-        self._clock = clock
-        self._monotonic = monotonic
-        self._sending_since = clock()
+        self._clock = clock.now
+        self._monotonic = clock.monotonic
+        self._sending_since = clock.now()
         self._tracked: dict[str, Tracked] = {}  # by entity id, the transactions in flight
         self._schedule = HeadSchedule(
-            min_interval=poll_interval,
-            idle_interval=poll_interval if idle_interval is None else idle_interval,
-            monotonic=monotonic,
+            min_interval=config.poll_interval,
+            idle_interval=(
+                config.poll_interval if config.idle_interval is None else config.idle_interval
+            ),
+            monotonic=clock.monotonic,
         )
         self._busy = False  # transactions of ours in flight at the last read
         self._scanned: int | None = None  # receipts of every block up to it looked at
