@@ -248,14 +248,12 @@ class ReceiptWatcher:
         fresh = self._records.get_many(stale)
         tracked: dict[str, Tracked] = {}
         for entity_id in nonces:
-            current = self._tracked.get(entity_id)
-            if entity_id in fresh:
-                if fresh[entity_id] is None:
-                    continue  # no longer stored: nothing to settle
+            current, record = self._tracked.get(entity_id), fresh.get(entity_id)
+            if record is not None:
                 if current is None:
-                    current = Tracked(fresh[entity_id])
-                current.record, current.stale = fresh[entity_id], False
-            if current is not None:
+                    current = Tracked(record)
+                current.record, current.stale = record, False
+            if current is not None and not current.stale:  # a stale one no longer stored: gone
                 tracked[entity_id] = current
         self._tracked = tracked  # what is no longer in flight is forgotten with it
         return sorted((t.record for t in tracked.values()), key=lambda record: record.nonce)

@@ -152,6 +152,7 @@ class World:
     def __init__(self, client, *, min_confirmations: int = 2) -> None:
         self.redis = client
         self.now, self.mono = [NOW], [100.0]
+        self.sending = True  # this process holds the wallet's lease
         self.chain = FakeChain()
         self.records = TxRecords(client, prefix=STREAM + ":w")
         self.queue = StreamQueue(
@@ -176,6 +177,7 @@ class World:
             state=self.state,
             stop=threading.Event(),
             address=WALLET,
+            may_send=lambda: self.sending,
         )
 
     def send(self, n: int = 1, *, pending: bool = True) -> TxRecord:
@@ -299,3 +301,20 @@ def test_a_reorganised_block_puts_the_transaction_back_to_waiting(fake_redis) ->
     world.chain.mine()
     assert world.round() == 1
     assert world.records.completed_as(ENTITY_ID) == record.tx_hash
+
+
+def test_after_the_lease_is_regained_the_records_are_read_again(world: World) -> None:
+    record = world.send()
+    world.round()
+    world.sending = False
+    world.round()  # a standby: another process holds the lease and replaces
+    other = dataclasses.replace(record, tx_hash=tx_hash(7), previous_hashes=record.hashes)
+    world.records.put(other)  # same nonce: only a fresh read can tell
+
+    world.sending = True
+    world.round()
+    assert world.tracked().record == other
+    world.chain.mine(other.tx_hash)
+    world.chain.mine()
+    assert world.round() == 1
+    assert world.records.completed_as(ENTITY_ID) == other.tx_hash
