@@ -13,9 +13,9 @@ held forever.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 import redis
@@ -23,6 +23,8 @@ import redis
 from . import errors
 from .application import Application, application_key, check_entry, parse_application
 from .chain import NodeUnavailable
+from .clock import SYSTEM, Clock
+from .config import Settings
 from .faults import NO_FAULTS, Faults
 from .lease import Lease
 from .metrics import Metrics, null_metrics
@@ -40,10 +42,46 @@ STANDBY_CHECK_INTERVAL = 0.5  # how soon a standby notices that the lease keeper
 FIRST_BACKOFF = 0.5  # seconds; doubled per consecutive failure up to ERROR_TIMEOUT
 
 
+@dataclasses.dataclass(frozen=True)
+class ProcessorConfig:
+    """The processor loop's numbers: from the settings, and the chain id and message helper
+    the node names at start (the signatures are checked against them)."""
+
+    chain_id: int
+    message_helper: str
+    min_balance: int
+    read_count: int
+    read_block: float
+    balance_too_low_timeout: float
+    error_timeout: float
+    max_deliveries: int
+    balance_ttl: float = 5.0
+    max_spend_per_hour: int | None = None
+    claim_interval: float | None = None  # how often abandoned entries are claimed (lease TTL)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, chain_id: int, message_helper: str
+    ) -> ProcessorConfig:
+        return cls(
+            chain_id=chain_id,
+            message_helper=message_helper,
+            min_balance=settings.min_balance,
+            read_count=settings.read_count,
+            read_block=settings.read_block_timeout,
+            balance_too_low_timeout=settings.balance_too_low_timeout,
+            error_timeout=settings.error_timeout,
+            max_deliveries=settings.max_deliveries,
+            max_spend_per_hour=settings.max_gas_spend_per_hour,
+        )
+
+
 class Processor:
     def __init__(
         self,
         *,
+        config: ProcessorConfig,
+        clock: Clock = SYSTEM,
         redis_client: redis.Redis,
         queue: StreamQueue,
         records: TxRecords,
@@ -53,27 +91,14 @@ class Processor:
         state: SharedState,
         stop: threading.Event,
         balance: Callable[[], int],
-        min_balance: int,
-        chain_id: int,
-        message_helper: str,
-        read_count: int,
-        read_block: float,
-        balance_too_low_timeout: float,
-        error_timeout: float,
-        max_deliveries: int,
-        balance_ttl: float = 5.0,
         faults: Faults = NO_FAULTS,
-        max_spend_per_hour: int | None = None,
         metrics: Metrics | None = None,
         on_beat: Callable[[], None] = lambda: None,
         wallet: str | None = None,
-        claim_interval: float | None = None,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = redis_client
         self._wallet = wallet  # the address, named in the reasons for holding
-        self._claim_interval = lease.ttl if claim_interval is None else claim_interval
+        self._claim_interval = lease.ttl if config.claim_interval is None else config.claim_interval
         self._claimed_at: float | None = None  # when abandoned entries were last claimed
         self._queue = queue
         self._records = records
@@ -83,21 +108,21 @@ class Processor:
         self._state = state
         self._stop = stop
         self._balance = balance
-        self._min_balance = min_balance
-        self._chain_id = chain_id
-        self._message_helper = message_helper
-        self._read_count = read_count
-        self._read_block = read_block
-        self._balance_too_low_timeout = balance_too_low_timeout
-        self._error_timeout = error_timeout
-        self._max_deliveries = max_deliveries
-        self._balance_ttl = balance_ttl
+        self._min_balance = config.min_balance
+        self._chain_id = config.chain_id
+        self._message_helper = config.message_helper
+        self._read_count = config.read_count
+        self._read_block = config.read_block
+        self._balance_too_low_timeout = config.balance_too_low_timeout
+        self._error_timeout = config.error_timeout
+        self._max_deliveries = config.max_deliveries
+        self._balance_ttl = config.balance_ttl
         self._faults = faults
-        self._max_spend_per_hour = max_spend_per_hour
+        self._max_spend_per_hour = config.max_spend_per_hour
         self._metrics = metrics or null_metrics()
         self._on_beat = on_beat
-        self._clock = clock
-        self._monotonic = monotonic
+        self._clock = clock.now
+        self._monotonic = clock.monotonic
         self._known_balance: int | None = None
         self._balance_read_at = 0.0
         self._holding_for: set[str] = set()  # guards holding now: "balance", "spend"

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from . import errors
 from .application import Application
 from .chain import Chain, NodeUnavailable
+from .clock import SYSTEM, Clock
+from .config import Settings
 from .errors import FenceLost, LeaseLost
 from .faults import NO_FAULTS, Faults
 from .fees import Backlog, FeePolicy, Fees
@@ -33,14 +34,27 @@ GAS_HEADROOM = 1.2  # state can change between simulation and inclusion
 MAX_REPLACEMENT_BUMPS = 3
 
 
+@dataclasses.dataclass(frozen=True)
+class SenderConfig:
+    """What every transaction of the wallet is signed for: the chain (as the node names it at
+    start) and the product contract."""
+
+    chain_id: int
+    product: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, chain_id: int) -> SenderConfig:
+        return cls(chain_id=chain_id, product=settings.product_address)
+
+
 class Sender:
     def __init__(
         self,
         *,
+        config: SenderConfig,
+        clock: Clock = SYSTEM,
         chain: Chain,
         signer: TransactionSigner,
-        chain_id: int,
-        product: str,
         encode_call: Callable[[Application], str],
         nonces: NonceManager,
         fees: FeePolicy,
@@ -50,12 +64,11 @@ class Sender:
         fence: Fence | None = None,
         on_fee_bump: Callable[[], None] = lambda: None,
         faults: Faults = NO_FAULTS,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._chain = chain
         self._signer = signer
-        self._chain_id = chain_id
-        self.product = product
+        self._chain_id = config.chain_id
+        self.product = config.product
         self._encode_call = encode_call
         self._nonces = nonces
         self.fees = fees
@@ -69,7 +82,7 @@ class Sender:
         self._broadcaster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broadcast")
         self._broadcasting: Future | None = None
         self._faults = faults
-        self._clock = clock
+        self._clock = clock.now
 
     def simulate(
         self, apps: Sequence[Application]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 import redis
@@ -25,6 +24,7 @@ from waitress.server import create_server
 
 from . import errors, redis_server
 from .chain import Chain, NodeUnavailable
+from .clock import SYSTEM, Clock
 from .config import Settings
 from .errors import StartupError
 from .faults import NO_FAULTS, Faults
@@ -33,17 +33,17 @@ from .lease import Lease, LeaseKeeper, owner_id
 from .metrics import Metrics, null_metrics
 from .monitor import Limits, make_monitor_app
 from .nonce import NonceManager
-from .processor import Processor
+from .processor import Processor, ProcessorConfig
 from .product import ProductCalls
 from .queue import StreamQueue
 from .records import SpendLedger, TxRecord, TxRecords
 from .retention import StreamRetention
-from .sender import Sender
+from .sender import Sender, SenderConfig
 from .signing import TransactionSigner
 from .state import STANDBY, SharedState
 from .systemd import Notifier
 from .wallets import Wallet, derive_accounts, pool
-from .watcher import ReceiptWatcher
+from .watcher import ReceiptWatcher, WatcherConfig
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,7 @@ class Service:
         metrics: Metrics | None = None,
         notifier: Notifier | None = None,
         faults: Faults = NO_FAULTS,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.settings = settings
         self.stop_event = stop
@@ -104,12 +103,12 @@ class Service:
                 else derive_accounts(settings.mnemonic, settings.wallets)
             )
         self.account = accounts[0]
-        self._clock = clock
-        self._monotonic = monotonic
+        self.clock = clock
+        self._clock, self._monotonic = clock.now, clock.monotonic
         self._faults = faults
         self.metrics = metrics or null_metrics()
         self.notifier = notifier or Notifier(None)
-        self.state = SharedState(monotonic=monotonic)
+        self.state = SharedState(monotonic=clock.monotonic)
         chain.attach(
             max_batch=settings.chain_max_batch,
             wait=stop.wait,
@@ -125,7 +124,7 @@ class Service:
             redis_client,
             stream=settings.stream_key,
             retention=settings.stream_retention,
-            clock=clock,
+            clock=clock.now,
         )
         self.fees = FeePolicy(
             base_fee=chain.latest_block,
@@ -133,7 +132,7 @@ class Service:
             cap=settings.max_fee_per_gas,
             tip=settings.max_priority_fee_per_gas,
             keep=settings.min_balance,
-            monotonic=monotonic,
+            monotonic=clock.monotonic,
         )
         self.limits = Limits(
             alert_balance=settings.alert_balance,
@@ -286,10 +285,10 @@ class Service:
             )
 
         sender = Sender(
+            config=SenderConfig.from_settings(settings, chain_id=chain_id),
+            clock=self.clock,
             chain=chain,
             signer=TransactionSigner(parts.account.key),
-            chain_id=chain_id,
-            product=settings.product_address,
             encode_call=lambda app: calls.apply(app.contract_args()),
             nonces=parts.nonces,
             fees=self.fees,
@@ -299,10 +298,13 @@ class Service:
             may_send=lease.held,
             fence=lease.fence,
             faults=self._faults,
-            clock=self._clock,
         )
         parts.sender = sender
         parts.processor = Processor(
+            config=ProcessorConfig.from_settings(
+                settings, chain_id=chain_id, message_helper=helper
+            ),
+            clock=self.clock,
             redis_client=self._redis,
             queue=parts.queue,
             records=records,
@@ -311,24 +313,15 @@ class Service:
             lease=lease,
             state=self.state,
             stop=self.stop_event,
-            max_deliveries=settings.max_deliveries,
             faults=self._faults,
-            max_spend_per_hour=settings.max_gas_spend_per_hour,
             metrics=self.metrics,
             on_beat=self.notifier.watchdog,
-            clock=self._clock,
             balance=lambda: chain.balance(address),
             wallet=address,
-            min_balance=settings.min_balance,
-            chain_id=chain_id,
-            message_helper=helper,
-            read_count=settings.read_count,
-            read_block=settings.read_block_timeout,
-            balance_too_low_timeout=settings.balance_too_low_timeout,
-            error_timeout=settings.error_timeout,
-            monotonic=self._monotonic,
         )
         parts.watcher = ReceiptWatcher(
+            config=WatcherConfig.from_settings(settings),
+            clock=self.clock,
             chain=chain,
             records=records,
             queue=parts.queue,
@@ -337,22 +330,15 @@ class Service:
             state=self.state,
             stop=self.stop_event,
             address=address,
-            min_confirmations=settings.min_confirmations,
-            poll_interval=settings.receipt_poll_interval,
-            stuck_blocks=settings.stuck_blocks,
-            stuck_seconds=settings.stuck_timeout,
             may_send=lease.held,
             fence=lease.fence,
             lease_generation=lambda: lease.generation,
             metrics=self.metrics,
-            idle_interval=settings.idle_poll_interval,
             spend=(
                 SpendLedger(self._redis, prefix=parts.wallet.prefix)
                 if settings.max_gas_spend_per_hour is not None
                 else None
             ),
-            clock=self._clock,
-            monotonic=self._monotonic,
         )
 
     def _check_redis_server(self) -> None:

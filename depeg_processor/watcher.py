@@ -28,13 +28,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 import redis
 
 from . import errors
 from .chain import Chain, NodeUnavailable
+from .clock import SYSTEM, Clock
+from .config import Settings
 from .errors import FenceLost
 from .fees import raised
 from .head import Head, HeadSchedule
@@ -48,7 +49,6 @@ from .state import SharedState
 log = logging.getLogger(__name__)
 
 MAX_REISSUES = 3  # an application whose transactions revert on chain but simulate fine
-NONCE_GAP = ""  # the key of a nonce problem among the stuck reasons (no entity id is empty)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,10 +77,46 @@ class Waiting:
     checked: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class WatcherConfig:
+    """The watcher's numbers, from the settings."""
+
+    min_confirmations: int
+    poll_interval: float  # the shortest time between two looks at the head
+    stuck_blocks: int
+    stuck_seconds: float
+    idle_interval: float | None = None  # the head's pace with nothing in flight (poll_interval)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WatcherConfig:
+        return cls(
+            min_confirmations=settings.min_confirmations,
+            poll_interval=settings.receipt_poll_interval,
+            stuck_blocks=settings.stuck_blocks,
+            stuck_seconds=settings.stuck_timeout,
+            idle_interval=settings.idle_poll_interval,
+        )
+
+
+@dataclasses.dataclass
+class Tracked:
+    """Everything this watcher knows about one transaction in flight: its stored record, where
+    it was mined, since when it waits unmined, and why it is stuck. Forgetting a transaction
+    is dropping this one value."""
+
+    record: TxRecord
+    mined: Mined | None = None
+    waiting: Waiting | None = None
+    stuck: str | None = None  # the reason it cannot be mined (the fee cap), while it lasts
+    stale: bool = False  # the stored record may have changed: read it again
+
+
 class ReceiptWatcher:
     def __init__(
         self,
         *,
+        config: WatcherConfig,
+        clock: Clock = SYSTEM,
         chain: Chain,
         records: TxRecords,
         queue: StreamQueue,
@@ -89,18 +125,11 @@ class ReceiptWatcher:
         state: SharedState,
         stop: threading.Event,
         address: str,
-        min_confirmations: int,
-        poll_interval: float,
-        stuck_blocks: int,
-        stuck_seconds: float,
         may_send: Callable[[], bool] = lambda: True,
         fence: Fence | None = None,
         lease_generation: Callable[[], int] = lambda: 0,
         metrics: Metrics | None = None,
         spend: SpendLedger | None = None,
-        idle_interval: float | None = None,
-        clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._chain = chain
         self._records = records
@@ -110,32 +139,32 @@ class ReceiptWatcher:
         self._state = state
         self._stop = stop
         self._address = address
-        self._min_confirmations = min_confirmations
-        self._poll_interval = poll_interval
-        self._stuck_blocks = stuck_blocks
-        self._stuck_seconds = stuck_seconds
+        self._min_confirmations = config.min_confirmations
+        self._poll_interval = config.poll_interval
+        self._stuck_blocks = config.stuck_blocks
+        self._stuck_seconds = config.stuck_seconds
         self._may_send = may_send
         self._fence = fence
         self._lease_generation = lease_generation
         self._generation: int | None = None  # the lease generation the cache belongs to
         self._metrics = metrics or null_metrics()
         self._spend = spend
-        self._clock = clock
-        self._monotonic = monotonic
-        self._sending_since = clock()
-        self._mined: dict[str, Mined] = {}
-        self._waiting: dict[str, Waiting] = {}
-        self._stuck: dict[str, str] = {}
+        self._clock = clock.now
+        self._monotonic = clock.monotonic
+        self._sending_since = clock.now()
+        self._tracked: dict[str, Tracked] = {}  # by entity id, the transactions in flight
         self._schedule = HeadSchedule(
-            min_interval=poll_interval,
-            idle_interval=poll_interval if idle_interval is None else idle_interval,
-            monotonic=monotonic,
+            min_interval=config.poll_interval,
+            idle_interval=(
+                config.poll_interval if config.idle_interval is None else config.idle_interval
+            ),
+            monotonic=clock.monotonic,
         )
         self._busy = False  # transactions of ours in flight at the last read
         self._scanned: int | None = None  # receipts of every block up to it looked at
         self._block_receipts = True  # the node serves eth_getBlockReceipts (until it says not)
         self._gap: tuple[int, Waiting] | None = None  # the chain nonce nothing in flight uses
-        self._cache: dict[str, TxRecord] = {}
+        self._gap_reason: str | None = None  # the nonce problem, once reported as stuck
         self._was_sending = False
         self._mined_nonce: int | None = None  # the wallet's mined count, as last asked
         self._line_moved: tuple[int, float] | None = None  # (head, monotonic) it last moved
@@ -204,8 +233,8 @@ class ReceiptWatcher:
         also when it lapsed and was gained again between two rounds (a new generation)."""
         sending, generation = self._may_send(), self._lease_generation()
         if sending and (not self._was_sending or generation != self._generation):
-            self._cache.clear()
-            self._waiting.clear()
+            for tracked in self._tracked.values():
+                tracked.stale, tracked.waiting = True, None
             self._sending_since = self._clock()
             self._generation = generation
             self._scanned = None  # another sender may have sent since: look at each record
@@ -214,17 +243,25 @@ class ReceiptWatcher:
         stale = [
             e
             for e, nonce in nonces.items()
-            if e not in self._cache or self._cache[e].nonce != nonce
+            if (t := self._tracked.get(e)) is None or t.stale or t.record.nonce != nonce
         ]
         fresh = self._records.get_many(stale)
-        self._cache = {e: self._cache.get(e) if e not in fresh else fresh[e] for e in nonces}
-        self._cache = {e: r for e, r in self._cache.items() if r is not None}
-        return sorted(self._cache.values(), key=lambda record: record.nonce)
+        tracked: dict[str, Tracked] = {}
+        for entity_id in nonces:
+            current, record = self._tracked.get(entity_id), fresh.get(entity_id)
+            if record is not None:
+                if current is None:
+                    current = Tracked(record)
+                current.record, current.stale = record, False
+            if current is not None and not current.stale:  # a stale one no longer stored: gone
+                tracked[entity_id] = current
+        self._tracked = tracked  # what is no longer in flight is forgotten with it
+        return sorted((t.record for t in tracked.values()), key=lambda record: record.nonce)
 
     # -- one round -----------------------------------------------------------------------------
     def _check(self, records: list[TxRecord], head: int) -> int:
         self._state.set_in_flight(len(records), head)
-        self._forget_gone(records)
+        self._gap_reason = None  # said again below while the gap lasts
         if records:
             log.debug("head %s, %s transaction(s) in flight", head, len(records))
         if not self._may_send():  # a standby watches health only: the lease holder settles
@@ -235,7 +272,7 @@ class ReceiptWatcher:
 
         unmined, confirmed, reverted = [], [], []
         for record in records:
-            mined = self._mined.get(record.entity_id)
+            mined = self._tracked[record.entity_id].mined
             if mined is None:
                 unmined.append(record)
             elif head - mined.block + 1 >= self._min_confirmations:
@@ -260,8 +297,7 @@ class ReceiptWatcher:
             self._settle_reverted(record, mined)
             self._state.watcher_beat()
         for record, _mined in confirmed + reverted:
-            self._mined.pop(record.entity_id, None)
-            self._cache.pop(record.entity_id, None)
+            del self._tracked[record.entity_id]
         settled = len(confirmed) + len(reverted)
         if settled:
             self._schedule.refresh_soon()
@@ -269,7 +305,8 @@ class ReceiptWatcher:
         self._look_after_unmined(unmined, head)
         if self._mined_nonce is not None:
             self._check_nonce_gap(unmined, self._mined_nonce, head)
-        self._state.set_stuck("; ".join(sorted(set(self._stuck.values()))) or None)
+        reasons = {t.stuck for t in self._tracked.values() if t.stuck} | {self._gap_reason}
+        self._state.set_stuck("; ".join(sorted(reasons - {None})) or None)
         return settled
 
     def _check_nonce_gap(self, unmined: list[TxRecord], chain_nonce: int, head: int) -> None:
@@ -287,13 +324,13 @@ class ReceiptWatcher:
             self._gap = (chain_nonce, Waiting(head, now))
         since = self._gap[1]
         if head - since.head >= self._stuck_blocks or now - since.since >= self._stuck_seconds:
-            self._stuck[NONCE_GAP] = (
+            self._gap_reason = (
                 f"nonce problem: nonce {chain_nonce} of wallet {self._address} is used by no "
                 f"transaction in flight; the {len(unmined)} after it cannot be mined"
             )
             if not since.checked:  # said once per gap
                 since.checked = True
-                log.error("%s", self._stuck[NONCE_GAP])
+                log.error("%s", self._gap_reason)
 
     def _ask_head(self) -> int:
         """The latest block, with the wallet's balance and nonce when their refresh is due, in
@@ -325,18 +362,11 @@ class ReceiptWatcher:
         self._state.node_ok("watcher")
         return head.number
 
-    def _forget_gone(self, records: list[TxRecord]) -> None:
-        """Keep memory flat: drop what belongs to records no longer in flight."""
-        current = {record.entity_id for record in records}
-        for table in (self._mined, self._waiting, self._stuck):
-            for entity_id in [e for e in table if e not in current]:
-                del table[entity_id]
-
     def _find_receipts(self, records: list[TxRecord], head: int) -> None:
         """Look for the unmined records' transactions in the blocks after `_scanned` up to
         `head`: per block (`eth_getBlockReceipts`) when that takes fewer calls than per hash,
         else per hash. A record not seen before gets its hashes asked one by one."""
-        unmined = [r for r in records if r.entity_id not in self._mined]
+        unmined = [r for r in records if self._tracked[r.entity_id].mined is None]
         if self._scanned is not None and self._scanned > head:
             self._scanned = None  # the node went back (a reorg, another node behind it)
         if not unmined:
@@ -368,7 +398,8 @@ class ReceiptWatcher:
         for receipt in receipts:
             record = by_hash.get(receipt.get("transactionHash", ""))
             if record is not None and receipt.get("blockNumber") and receipt.get("blockHash"):
-                self._mined[record.entity_id] = Mined(
+                tracked = self._tracked[record.entity_id]
+                tracked.mined = Mined(
                     tx_hash=receipt["transactionHash"],
                     block=int(receipt["blockNumber"], 16),
                     block_hash=receipt["blockHash"],
@@ -377,8 +408,7 @@ class ReceiptWatcher:
                     seen_at_head=head,
                     gas_price=int(receipt.get("effectiveGasPrice") or "0x0", 16),
                 )
-                self._waiting.pop(record.entity_id, None)
-                self._stuck.pop(record.entity_id, None)
+                tracked.waiting = tracked.stuck = None
         self._scanned = head if complete else None
 
     def _receipts_of_blocks(self, numbers: range) -> list[dict] | None:
@@ -421,7 +451,7 @@ class ReceiptWatcher:
         due = {
             mined.block
             for r in records
-            if (mined := self._mined.get(r.entity_id))
+            if (mined := self._tracked[r.entity_id].mined)
             and mined.seen_at_head != head
             and head - mined.block + 1 >= self._min_confirmations
         }
@@ -435,7 +465,8 @@ class ReceiptWatcher:
                 raise block
             canonical[number] = block.get("hash") if block else None
         for record in records:
-            mined = self._mined.get(record.entity_id)
+            tracked = self._tracked[record.entity_id]
+            mined = tracked.mined
             if (
                 mined is not None
                 and mined.block in canonical
@@ -448,7 +479,7 @@ class ReceiptWatcher:
                     mined.block,
                     mined.block_hash,
                 )
-                del self._mined[record.entity_id]
+                tracked.mined = None
                 self._scanned = None  # it may be mined again in a block already looked at
 
     # -- settling ------------------------------------------------------------------------------
@@ -514,9 +545,10 @@ class ReceiptWatcher:
         now = self._monotonic()
         due = []
         for record in unmined:
-            waiting = self._waiting.get(record.entity_id)
+            tracked = self._tracked[record.entity_id]
+            waiting = tracked.waiting
             if waiting is None:
-                waiting = self._waiting[record.entity_id] = Waiting(head, now)
+                waiting = tracked.waiting = Waiting(head, now)
                 if record.signed_at < self._sending_since:  # from before this process held
                     due.append(record)  # the lease: look at the node now
                     continue
@@ -534,7 +566,7 @@ class ReceiptWatcher:
         for record, tx in zip(due, known):
             if isinstance(tx, Exception):
                 continue
-            waiting = self._waiting[record.entity_id]
+            waiting = self._tracked[record.entity_id].waiting
             if tx is None:
                 dropped.append(record)
             elif (
@@ -643,13 +675,14 @@ class ReceiptWatcher:
             outcomes = self._sender.replace_many(records)
         except Exception:
             for record in records:  # read the stored records again next round
-                self._cache.pop(record.entity_id, None)
+                self._tracked[record.entity_id].stale = True
             raise
         moved = []
         for record, outcome in zip(records, outcomes):
+            tracked = self._tracked[record.entity_id]
             if isinstance(outcome, errors.FeeCapReached):
                 current = outcome.current
-                self._stuck[record.entity_id] = (
+                tracked.stuck = (
                     f"transactions cannot be mined: max fee per gas is at the MAX_FEE_PER_GAS "
                     f"cap {self._sender.fees.cap} wei"
                 )
@@ -658,7 +691,7 @@ class ReceiptWatcher:
                 )
             elif isinstance(outcome, TxRecord):
                 current = outcome
-                self._stuck.pop(record.entity_id, None)
+                tracked.stuck = None
             else:  # InsufficientFunds: the older transaction stands
                 log.error(
                     "application %s tx %s: replacement refused: %s",
@@ -667,7 +700,7 @@ class ReceiptWatcher:
                     outcome,
                 )
                 continue
-            self._cache[record.entity_id] = current
+            tracked.record = current
             if current.tx_hash != record.tx_hash:
                 moved.append((record.entity_id, current.tx_hash))
         self._queue.set_transaction_hashes(moved, fence=self._fence)

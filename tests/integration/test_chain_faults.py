@@ -141,7 +141,9 @@ def test_reorg_of_the_including_block_neither_loses_nor_double_counts(
     )
     mined = wait_until(lambda: receipt(anvil, tx_hash), what="mined")
     watcher = running.service.watcher
-    wait_until(lambda: entity_id in watcher._mined, what="watcher saw the receipt")
+    wait_until(
+        lambda: (t := watcher._tracked.get(entity_id)) and t.mined, what="watcher saw the receipt"
+    )
     anvil.set_automine(False)
     anvil.mine(1)  # 2 confirmations
     anvil.rpc("anvil_reorg", 2, [])  # the including block and the next are replaced

@@ -10,9 +10,10 @@ import pytest
 from depeg_processor import errors
 from depeg_processor import processor as processor_module
 from depeg_processor.chain import NodeUnavailable
+from depeg_processor.clock import Clock as ServiceClock
 from depeg_processor.lease import Lease
 from depeg_processor.nonce import NonceManager
-from depeg_processor.processor import Processor
+from depeg_processor.processor import Processor, ProcessorConfig
 from depeg_processor.queue import StreamQueue
 from depeg_processor.records import TxRecord, TxRecords
 from depeg_processor.state import SharedState
@@ -109,25 +110,27 @@ class Harness:
         )
         assert self.lease.acquire()  # what the lease keeper does in the service
         self.processor = Processor(
+            config=ProcessorConfig(
+                chain_id=CHAIN_ID,
+                message_helper=MESSAGE_HELPER,
+                min_balance=ETHER,
+                read_count=20,
+                read_block=0.001,
+                balance_too_low_timeout=0,
+                error_timeout=0,
+                max_deliveries=3,
+                balance_ttl=5.0,
+            ),
+            clock=ServiceClock(monotonic=self.clock),
             redis_client=client,
             queue=self.queue,
             records=self.records,
             sender=self.sender,
             nonces=self.nonces,
             lease=self.lease,
-            max_deliveries=3,
             state=self.state,
             stop=self.stop,
             balance=self.balance,
-            min_balance=ETHER,
-            balance_ttl=5.0,
-            chain_id=CHAIN_ID,
-            message_helper=MESSAGE_HELPER,
-            read_count=20,
-            read_block=0.001,
-            balance_too_low_timeout=0,
-            error_timeout=0,
-            monotonic=self.clock,
             wallet=owner,
         )
 

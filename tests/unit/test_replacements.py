@@ -8,12 +8,13 @@ from collections.abc import Callable
 import pytest
 
 from depeg_processor import errors
+from depeg_processor.clock import Clock
 from depeg_processor.fees import FeePolicy, raised
 from depeg_processor.lease import Lease
 from depeg_processor.nonce import NonceManager
 from depeg_processor.queue import StreamQueue
 from depeg_processor.records import TxRecord, TxRecords
-from depeg_processor.sender import MAX_REPLACEMENT_BUMPS, LeaseLost, Sender
+from depeg_processor.sender import MAX_REPLACEMENT_BUMPS, LeaseLost, Sender, SenderConfig
 from depeg_processor.signing import TransactionSigner
 
 from .helpers import CHAIN_ID
@@ -54,10 +55,10 @@ class Harness:
         assert self.lease.acquire()
         self.bumps = 0
         self.sender = Sender(
+            config=SenderConfig(chain_id=CHAIN_ID, product=PRODUCT),
+            clock=Clock(now=lambda: 1795830700.25),
             chain=self.chain,
             signer=SIGNER,
-            chain_id=CHAIN_ID,
-            product=PRODUCT,
             encode_call=lambda app: "0x",
             fees=FeePolicy(base_fee=self._base_fee, suggested_tip=lambda: GWEI, cap=cap),
             nonces=NonceManager(
@@ -68,7 +69,6 @@ class Harness:
             may_send=self.lease.held,
             fence=self.lease.fence,
             on_fee_bump=self._bumped,
-            clock=lambda: 1795830700.25,
         )
 
     def _base_fee(self) -> int:
