@@ -483,6 +483,15 @@ class ReceiptWatcher:
                 self._scanned = None  # it may be mined again in a block already looked at
 
     # -- settling ------------------------------------------------------------------------------
+    def _reissue(self, record: TxRecord) -> None:
+        """Back to the queue: its record and transactionHash dropped, fenced by the lease."""
+        self._queue.reissue(
+            record.entity_id,
+            forget=self._records.key(record.entity_id),
+            inflight_key=self._records.inflight_key,
+            fence=self._fence,
+        )
+
     def _settle_reverted(self, record: TxRecord, mined: Mined) -> None:
         """A mined transaction that reverted: the receipt has no reason, so simulate the same
         call now to learn it. A paused product (DP-010) sends the application back to the queue,
@@ -499,12 +508,7 @@ class ReceiptWatcher:
                     mined.tx_hash,
                     mined.block,
                 )
-                self._queue.reissue(
-                    record.entity_id,
-                    forget=self._records.key(record.entity_id),
-                    inflight_key=self._records.inflight_key,
-                    fence=self._fence,
-                )
+                self._reissue(record)
                 return
             now = f"it would succeed now, but it reverted on chain {MAX_REISSUES + 1} times"
         except errors.ProductInactive as error:
@@ -516,12 +520,7 @@ class ReceiptWatcher:
                 mined.block,
                 error,
             )
-            self._queue.reissue(
-                record.entity_id,
-                forget=self._records.key(record.entity_id),
-                inflight_key=self._records.inflight_key,
-                fence=self._fence,
-            )
+            self._reissue(record)
             return
         except errors.PermanentError as error:
             now = error.reason
@@ -659,12 +658,7 @@ class ReceiptWatcher:
             record.nonce,
             error,
         )
-        self._queue.reissue(
-            record.entity_id,
-            forget=self._records.key(record.entity_id),
-            inflight_key=self._records.inflight_key,
-            fence=self._fence,
-        )
+        self._reissue(record)
 
     def _replace(self, records: list[TxRecord]) -> None:
         """Re-price stuck transactions together (see Sender.replace_many) and point their
