@@ -9,6 +9,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -190,21 +191,24 @@ def service_env(redis_url: str, rpc_url: str, product: str, **extra: str) -> dic
 
 
 @pytest.fixture
-def spawn():
-    """Start `python -m depeg_processor` processes; any still running are killed at the end."""
+def spawn(tmp_path):
+    """Start `python -m depeg_processor` processes; any still running are killed at the end.
+    Each one's log goes to a file (`log`, else one in the test's temporary directory), never
+    to a pipe that nobody reads: a full pipe would stall a busy processor."""
     import subprocess
     import sys
 
     processes: list[subprocess.Popen] = []
 
-    def start(env: dict) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "depeg_processor"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def start(env: dict, log: Path | None = None) -> subprocess.Popen:
+        log = log or tmp_path / f"processor-{len(processes)}.log"
+        with open(log, "w") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "depeg_processor"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=sink,
+            )
         processes.append(process)
         return process
 
@@ -212,7 +216,7 @@ def spawn():
     for process in processes:
         if process.poll() is None:
             process.kill()
-        process.communicate()
+        process.wait(10)
 
 
 def http_json(port: int, path: str):

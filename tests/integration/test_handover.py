@@ -7,13 +7,9 @@ from __future__ import annotations
 import datetime
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import wait_until
 from tests.integration.conftest import (
@@ -31,29 +27,6 @@ TOTAL, AFTER_STOP = 60, 20  # applications in all, and at least this many after 
 SENT = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .* sent as tx ", re.MULTILINE)
 
 
-@pytest.fixture
-def spawn_logged():
-    """`python -m depeg_processor` with its log in a file (read afterwards, never a full pipe)."""
-    processes: list[subprocess.Popen] = []
-
-    def start(env: dict, log: Path) -> subprocess.Popen:
-        with open(log, "w") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "depeg_processor"],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=sink,
-            )
-        processes.append(process)
-        return process
-
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-
-
 def holder_pid(redis_client) -> int:
     holder = redis_client.get(LEASE_KEY)
     return int(holder.rsplit(":", 2)[1]) if holder else 0
@@ -68,7 +41,7 @@ def send_times(log: Path) -> list[float]:
 
 
 def test_new_process_takes_over_on_sigterm_while_applications_flow(
-    redis_server, anvil, product, webapp, redis_client, spawn_logged, tmp_path
+    redis_server, anvil, product, webapp, redis_client, spawn, tmp_path
 ):
     old_log, new_log = tmp_path / "old.log", tmp_path / "new.log"
     old_env = service_env(
@@ -77,7 +50,7 @@ def test_new_process_takes_over_on_sigterm_while_applications_flow(
     new_env = service_env(
         redis_server.url, anvil.url, product.address, PROCESSOR_LEASE_TTL=str(LEASE_TTL_MS)
     )
-    old = spawn_logged(old_env, old_log)
+    old = spawn(old_env, old_log)
     wait_until(lambda: holder_pid(redis_client) == old.pid, what="the old process sending")
 
     entity_ids: list[str] = []
@@ -103,7 +76,7 @@ def test_new_process_takes_over_on_sigterm_while_applications_flow(
     web = threading.Thread(target=enqueue, name="webapp", daemon=True)
     web.start()
     try:
-        new = spawn_logged(new_env, new_log)
+        new = spawn(new_env, new_log)
         status, body = wait_until(
             lambda: (
                 (r := http_json(int(new_env["PORT"]), "/api/monitor/readiness"))
