@@ -73,7 +73,7 @@ class Sender:
         self._nonces = nonces
         self.fees = fees
         self._records = records
-        self._requeue = requeue
+        self.requeue = requeue  # back to the queue, record dropped; fenced by the lease
         self._may_send = may_send
         self._fence = fence
         self._on_fee_bump = on_fee_bump
@@ -289,7 +289,7 @@ class Sender:
         if conflicts:
             for record in conflicts:
                 try:
-                    self._requeue(record)  # fenced: only the lease holder enqueues again
+                    self.requeue(record)  # fenced: only the lease holder enqueues again
                 except FenceLost:
                     log.warning(
                         "application %s tx %s: nonce %s already used on chain; not "

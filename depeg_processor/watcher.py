@@ -483,15 +483,6 @@ class ReceiptWatcher:
                 self._scanned = None  # it may be mined again in a block already looked at
 
     # -- settling ------------------------------------------------------------------------------
-    def _reissue(self, record: TxRecord) -> None:
-        """Back to the queue: its record and transactionHash dropped, fenced by the lease."""
-        self._queue.reissue(
-            record.entity_id,
-            forget=self._records.key(record.entity_id),
-            inflight_key=self._records.inflight_key,
-            fence=self._fence,
-        )
-
     def _settle_reverted(self, record: TxRecord, mined: Mined) -> None:
         """A mined transaction that reverted: the receipt has no reason, so simulate the same
         call now to learn it. A paused product (DP-010) sends the application back to the queue,
@@ -508,7 +499,7 @@ class ReceiptWatcher:
                     mined.tx_hash,
                     mined.block,
                 )
-                self._reissue(record)
+                self._sender.requeue(record)
                 return
             now = f"it would succeed now, but it reverted on chain {MAX_REISSUES + 1} times"
         except errors.ProductInactive as error:
@@ -520,7 +511,7 @@ class ReceiptWatcher:
                 mined.block,
                 error,
             )
-            self._reissue(record)
+            self._sender.requeue(record)
             return
         except errors.PermanentError as error:
             now = error.reason
@@ -658,7 +649,7 @@ class ReceiptWatcher:
             record.nonce,
             error,
         )
-        self._reissue(record)
+        self._sender.requeue(record)
 
     def _replace(self, records: list[TxRecord]) -> None:
         """Re-price stuck transactions together (see Sender.replace_many) and point their
