@@ -13,7 +13,7 @@ import pytest
 
 from devnet.proxy import RpcProxy
 from tests.conftest import wait_until
-from tests.integration.conftest import application, dead_letters, wallet_nonce
+from tests.integration.conftest import application, dead_letters, receipt, wallet_nonce
 
 IDLE_BUDGET_PER_MINUTE = 10
 
@@ -37,11 +37,13 @@ def test_an_idle_minute_costs_at_most_ten_calls_and_the_next_application_still_g
         assert running.get("/api/monitor")[0] == 200, "the monitor kept what it needs"
 
         entity_id = webapp.apply()
-        wait_until(
-            lambda: application(redis_client, entity_id).get("transactionHash"),
-            what="sent from idle",
+        # the hash may be gone before a poll here sees its transactionHash: wait for the end
+        tx_hash = wait_until(
+            lambda: redis_client.get(f"application:signatures:done:{entity_id}"),
+            what="sent from idle, confirmed and purged",
         )
-        wait_until(lambda: not application(redis_client, entity_id), what="confirmed, purged")
+    assert not application(redis_client, entity_id)
+    assert receipt(anvil, tx_hash)["status"] == "0x1"
     assert wallet_nonce(anvil) == 1
 
 

@@ -81,7 +81,10 @@ def test_liveness_judges_this_consumers_entries_not_the_groups(start_service, we
     )
     pipe.execute()
     entity_id = webapp.apply()  # and this one is this service's own
-    wait_until(lambda: application(redis_client, entity_id).get("transactionHash"), what="sent")
+    wait_until(  # (mined at once and maybe purged before a poll here sees its transactionHash)
+        lambda: redis_client.get(f"application:signatures:done:{entity_id}"),
+        what="sent and confirmed",
+    )
     scrape = wait_until(
         lambda: (m := running.metrics()) and value(m, "stream_unacknowledged") == 5 and m,
         what="the group's figure",
