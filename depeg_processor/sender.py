@@ -1,6 +1,6 @@
 """Turn a validated application into a transaction on chain: simulate, sign, record, broadcast.
 
-The simulation (`eth_call` at a learned gas limit, `eth_estimateGas` where that does not fit)
+The simulation (at a learned gas limit, `eth_estimateGas` where that does not fit)
 runs first, so an application the contract would reject costs no gas. The signed transaction
 is recorded before it is broadcast (write-ahead); from then on the receipt watcher owns its
 delivery, so a send whose outcome is unknown is not an error here.
@@ -91,17 +91,19 @@ class Sender:
         pending state (so a signature used by a transaction still in the pool is seen as used);
         a revert gives PermanentError or ProductInactive in that application's place.
 
-        Once a gas limit is known, each application is simulated with `eth_call` at that limit
-        (one EVM run; success there means the transaction succeeds with it). `eth_estimateGas`
-        (a search over many runs, five times the cost on anvil) sets the limit on the first
-        batch and takes over for any application that does not fit it.
+        Once a gas limit is known, the applications are simulated at that limit (one EVM run
+        each; success there means the transaction succeeds with it), one after another in one
+        `eth_simulateV1` request where the node offers it (each then also sees what the ones
+        before it in the batch change), else each with an `eth_call`. `eth_estimateGas` (a
+        search over many runs, five times the cost on anvil) sets the limit on the first batch
+        and takes over for any application that does not fit it.
         """
         calldata = [self._encode_call(app) for app in apps]
         outcomes: list = [None] * len(apps)
         estimate = list(range(len(apps)))
         if self._gas_limit is not None:
-            results = self._chain.batch(
-                [("eth_call", [self._call(data, self._gas_limit), "pending"]) for data in calldata]
+            results = self._chain.simulate(
+                [self._call(data, self._gas_limit) for data in calldata], "pending"
             )
             estimate = []
             for i, result in enumerate(results):

@@ -191,6 +191,83 @@ def test_batch_connection_error_is_node_unavailable(node, chain) -> None:
         chain.batch([("eth_blockNumber", []), ("eth_chainId", [])])
 
 
+# -- simulating a batch of calls -----------------------------------------------------------------
+CALLS = [{"from": "0x" + "11" * 20, "to": "0x" + "22" * 20, "data": "0x", "gas": hex(100_000)}] * 4
+
+
+def simulated(status: str, return_data: str = "0x", error: dict | None = None) -> dict:
+    outcome = {"status": status, "returnData": return_data, "gasUsed": "0x5208", "logs": []}
+    if error is not None:
+        outcome["error"] = error
+    return outcome
+
+
+def test_simulate_runs_the_calls_in_one_eth_simulate_v1_request(node, chain) -> None:
+    outcomes = [
+        simulated("0x1", "0x" + "ab" * 32),
+        # anvil: a generic error, the revert data in returnData
+        simulated(
+            "0x0",
+            error_data("ERROR:DMH-001:SIGNATURE_USED"),
+            {"code": -3200, "message": "execution failed"},
+        ),
+        # geth: code 3 with the data
+        simulated("0x0", error_data("ERROR:DP-010:PRODUCT_NOT_ACTIVE"), reverted("x")),
+        simulated("0x0", "0x", {"code": -32015, "message": "out of gas"}),
+    ]
+    node.add_callback(
+        responses.POST, URL, callback=rpc_reply(lambda m, p: ("result", [{"calls": outcomes}]))
+    )
+    results = chain.simulate(CALLS, "pending")
+
+    assert results[0] == "0x" + "ab" * 32
+    assert isinstance(results[1], errors.PermanentError)
+    assert results[1].reason == "reverted: ERROR:DMH-001:SIGNATURE_USED"
+    assert isinstance(results[2], errors.ProductInactive)
+    assert type(results[3]) is errors.TransientError, "out of gas: neither permanent nor final"
+    [request] = [json.loads(call.request.body) for call in node.calls]
+    assert request["method"] == "eth_simulateV1"
+    options, block = request["params"]
+    assert block == "pending" and options["validation"] is False
+    [state] = options["blockStateCalls"]
+    assert state["calls"] == CALLS
+    assert state["blockOverrides"] == {"gasLimit": hex(400_000)}, "room for every call"
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        ("error", {"code": -32601, "message": "the method eth_simulateV1 does not exist"}),
+        ("error", {"code": -32602, "message": "invalid argument 1: unknown block tag"}),
+        ("result", {"unexpected": "shape"}),
+    ],
+)
+def test_a_node_without_eth_simulate_v1_gets_eth_calls_from_then_on(node, chain, refusal) -> None:
+    def handler(method, params):
+        if method == "eth_simulateV1":
+            return refusal
+        assert method == "eth_call" and params[1] == "pending"
+        return "result", "0x01"
+
+    node.add_callback(responses.POST, URL, callback=rpc_reply(handler))
+    assert chain.simulate(CALLS, "pending") == ["0x01"] * 4
+    assert chain.simulate(CALLS[:2], "pending") == ["0x01"] * 2
+    methods = [json.loads(call.request.body) for call in node.calls]
+    assert [m["method"] if isinstance(m, dict) else [c["method"] for c in m] for m in methods] == [
+        "eth_simulateV1",
+        ["eth_call"] * 4,
+        ["eth_call"] * 2,
+    ], "asked once, then never again"
+    assert not chain.simulates
+
+
+def test_simulate_raises_node_unavailable_and_asks_again_next_time(node, chain) -> None:
+    node.add(responses.POST, URL, body=requests.ConnectionError("refused"))
+    with pytest.raises(NodeUnavailable):
+        chain.simulate(CALLS, "pending")
+    assert chain.simulates, "an outage says nothing about the method"
+
+
 # -- a hosted provider's limits ------------------------------------------------------------------
 class Clock:
     """The chain's monotonic clock and wait: waiting moves the clock on, nothing sleeps."""

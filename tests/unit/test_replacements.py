@@ -39,6 +39,9 @@ class StubChain:
         attempt = len(self.batches)
         return [self.respond(params[0], attempt) for _method, params in calls]
 
+    def simulate(self, calls, block: str = "pending") -> list:
+        return self.batch([("eth_call", [call, block]) for call in calls])
+
 
 class Harness:
     def __init__(self, client, *, cap: int = 100 * GWEI, base_fee: int = 10 * GWEI) -> None:
