@@ -140,10 +140,6 @@ class Service:
             watcher_max_age=max(settings.loop_max_timeout, 10 * settings.receipt_poll_interval),
             max_non_ack_pending=settings.max_non_ack_pending,
         )
-        for parts in self.parts:  # each wallet's local nonce, labelled by its address
-            self.metrics.wallet(parts.wallet.address).local_nonce.set_function(
-                lambda p=parts: p.nonces.next or 0
-            )
         self.app = make_monitor_app(self.state, self.limits, self.metrics.registry)
         self.processor: Processor | None = None
         self.watcher: ReceiptWatcher | None = None
@@ -427,13 +423,28 @@ class Service:
     def _watch(self) -> None:
         """The receipt watcher of the wallet held (with none, the first one's: health only)."""
         log.info("receipt watcher started (%s confirmations)", self.settings.min_confirmations)
+        watched: WalletParts | None = None
         while not self.stop_event.is_set():
             try:
-                self._working().watcher.step()
+                parts = self._working()
+                if parts is not watched:
+                    self._export_gauges(parts, instead_of=watched)
+                    watched = parts
+                parts.watcher.step()
             except Exception:  # a bug must not stop the purging for good: log it, go on
                 log.exception("receipt watcher round failed")
             self.stop_event.wait(self.settings.receipt_poll_interval)
         log.info("receipt watcher stopped")
+
+    def _export_gauges(self, parts: WalletParts, *, instead_of: WalletParts | None) -> None:
+        """The wallet gauges of /metrics are those of the wallet watched now: a wallet given up
+        (its lease lost, or the first one watched while standing by) leaves no series frozen
+        beside its new holder's."""
+        if instead_of is not None:
+            self.metrics.forget_wallet(instead_of.wallet.address)
+        self.metrics.wallet(parts.wallet.address).local_nonce.set_function(
+            lambda: parts.nonces.next or 0
+        )
 
     def _stand_by(self) -> None:
         """Every wallet of the pool is held by another process: wait for one to come free."""

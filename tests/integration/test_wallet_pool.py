@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from depeg_processor.wallets import derive_accounts, owner_key, pool
 from devnet.nodes import TEST_MNEMONIC
@@ -118,7 +121,12 @@ def test_a_spare_replica_stands_by_and_takes_over_a_killed_holders_wallet(
     anvil.set_automine(False)  # what is sent stays in flight
     entity_ids = [webapp.apply() for _ in range(30)]
     wait_until(lambda: landed(redis_client, entity_ids) == 30, what="all 30 recorded")
-    wallet = next(w for w in WALLETS[:3] if redis_client.zcard(f"{w.prefix}:inflight"))
+    # (another wallet than the first, which the spare watched for its health while standing by)
+    wallet = next(
+        w
+        for w in sorted(WALLETS[:3], key=lambda w: w.index == 0)
+        if redis_client.zcard(f"{w.prefix}:inflight")
+    )
     victim = holders[wallet.index]
     in_flight = redis_client.zcard(f"{wallet.prefix}:inflight")
     os.kill(victim.pid, signal.SIGKILL)
@@ -142,6 +150,22 @@ def test_a_spare_replica_stands_by_and_takes_over_a_killed_holders_wallet(
     )
     assert product.application_count() == 30 and sum(nonces(anvil, 3)) == 30
     assert dead_letters(redis_client) == {}
+    wait_until(  # the first wallet's series, exported while standing by, are gone
+        lambda: wallets_in_metrics(port) == {wallet.address},
+        what=f"the spare's /metrics on wallet {wallet.index} alone",
+    )
+
+
+def wallets_in_metrics(port: int) -> set[str]:
+    """The wallets that the wallet-labelled series of a process's /metrics name."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        sample.labels["wallet"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if "wallet" in sample.labels
+    }
 
 
 def test_a_dry_wallet_leaves_the_queue_to_the_others_and_says_why(
