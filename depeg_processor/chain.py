@@ -249,6 +249,8 @@ class Chain:
                 continue
             if not single and (status in (400, 413) or (ok and answer is not None)):
                 raise errors.BatchRefused(f"HTTP {status}: {error}" if error else f"HTTP {status}")
+            if single and status in (400, 404, 405) and _refuses_the_call(answer):
+                return [answer]  # no such method, or not these params: an answer, not an outage
             raise self._failed(
                 NodeUnavailable(f"node answered HTTP {status} without a JSON-RPC answer ({what})")
             )
@@ -391,6 +393,16 @@ def _simulated(outcome: dict) -> Any:
         return classify({"code": 3, "message": "execution reverted", "data": data})
     error = outcome.get("error")
     return classify(error if isinstance(error, dict) else {"message": "the call failed"})
+
+
+REQUEST_ERRORS = (-32600, -32601, -32602)  # invalid request, method not found, invalid params
+
+
+def _refuses_the_call(answer: Any) -> bool:
+    """A JSON-RPC error object saying the call itself is not accepted (some providers send it
+    with HTTP 400 or 404): the node's answer about the method, whatever the status."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    return isinstance(error, dict) and error.get("code") in REQUEST_ERRORS
 
 
 def _answers_each(answer: list, count: int) -> bool:

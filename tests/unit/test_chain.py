@@ -261,6 +261,25 @@ def test_a_node_without_eth_simulate_v1_gets_eth_calls_from_then_on(node, chain,
     assert not chain.simulates
 
 
+def test_a_method_refused_with_http_400_is_the_node_s_answer_not_an_outage(node, chain) -> None:
+    """Some providers send their JSON-RPC error for a method they lack with HTTP 400: that is
+    an answer (the simulation falls back to eth_call), not a node that is down."""
+    missing = {"jsonrpc": "2.0", "id": 0, "error": {"code": -32601, "message": "Method not found"}}
+    node.add(responses.POST, URL, status=400, json=missing)
+    node.add_callback(responses.POST, URL, callback=rpc_reply(lambda m, p: ("result", "0x01")))
+    assert chain.simulate(CALLS[:2], "pending") == ["0x01", "0x01"]
+    assert not chain.simulates
+
+
+def test_an_error_sent_with_http_401_is_still_the_node_unavailable(node, chain) -> None:
+    """A provider refusing the API key: nothing about the call, so no attempt of it counts."""
+    refused = {"jsonrpc": "2.0", "id": 0, "error": {"code": -32002, "message": "rejected"}}
+    node.add(responses.POST, URL, status=401, json=refused)
+    with pytest.raises(NodeUnavailable):
+        chain.simulate(CALLS[:2], "pending")
+    assert chain.simulates
+
+
 def test_simulate_raises_node_unavailable_and_asks_again_next_time(node, chain) -> None:
     node.add(responses.POST, URL, body=requests.ConnectionError("refused"))
     with pytest.raises(NodeUnavailable):
