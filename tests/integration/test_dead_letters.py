@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from devnet.proxy import RpcProxy
 from tests.conftest import wait_until
 from tests.integration.conftest import application, dead_letters, wallet_nonce
 
@@ -88,6 +89,41 @@ def test_each_permanent_failure_is_dead_lettered_and_good_ones_pass(
     assert (
         redis_client.xpending("application:signatures", "depeg-backend-processor")["pending"] == 0
     )
+
+
+def test_reverts_found_by_one_eth_simulate_v1_call_are_set_aside_with_their_reasons(
+    start_service, webapp, anvil, product, redis_client
+):
+    """Once the gas limit is learned, a batch is simulated in one eth_simulateV1 call: each
+    application's revert reason still reaches its dead letter, and the good ones, among them
+    one after a bad one with the same signature, go out."""
+    with RpcProxy(anvil.url) as node:
+        running = start_service(chain_rpc_url=node.url)
+        first = webapp.apply()  # its batch learns the gas limit with eth_estimateGas
+        wait_until(lambda: redis_client.get(f"application:signatures:done:{first}"), what="first")
+        node.reset_counts()
+        reused = webapp.application()
+        bads = {
+            "bundle-closed": webapp.submit(signed_with(webapp, bundleId=9)),
+            "wallet-zero": webapp.submit(signed_with(webapp, protectedWallet=ZERO)),
+        }
+        goods = [webapp.submit(reused), webapp.apply()]
+        bads["signature-used"] = webapp.submit(dict(reused))
+        wait_until(lambda: len(dead_letters(redis_client)) == 3, what="three dead letters")
+        wait_until(
+            lambda: not any(application(redis_client, e) for e in goods),
+            what="the good ones confirmed",
+        )
+        calls = dict(node.calls)
+
+    assert running.service._chain.simulates
+    assert calls.get("eth_estimateGas", 0) == 0 and calls["eth_simulateV1"] >= 1, calls
+    letters = dead_letters(redis_client)
+    assert "ERROR:DP-013:BUNDLE_NOT_ACTIVE" in letters[bads["bundle-closed"]]["reason"]
+    assert "ERROR:DP-011:WALLET_ADDRESS_ZERO" in letters[bads["wallet-zero"]]["reason"]
+    assert "ERROR:DMH-001:SIGNATURE_USED" in letters[bads["signature-used"]]["reason"]
+    assert wallet_nonce(anvil) == 1 + len(goods), "no transaction for a bad application"
+    assert product.application_count() == 1 + len(goods)
 
 
 def test_transaction_reverted_on_chain_is_dead_lettered_with_its_reason(
