@@ -11,6 +11,7 @@ import sys
 
 from depeg_processor import wallets
 from devnet.nodes import TEST_MNEMONIC
+from devnet.proxy import RpcProxy
 from tests.conftest import wait_until
 from tests.integration.conftest import PROCESSOR, application, dead_letters, http_json, service_env
 
@@ -157,6 +158,18 @@ def test_status_and_check_config_commands(
         timeout=60,
     )
     assert ok.returncode == 0 and PROCESSOR.address in ok.stdout, ok.stdout
+    assert "node simulates each batch in one eth_simulateV1 call" in ok.stdout, ok.stdout
+    with RpcProxy(anvil.url, missing_methods=("eth_simulateV1",)) as lacking:
+        without = subprocess.run(
+            [sys.executable, "-m", "depeg_processor", "check-config"],
+            env=env | {"CHAIN_RPC_URL": lacking.url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert without.returncode == 0 and "node NOTE: no eth_simulateV1" in without.stdout, (
+        without.stdout
+    )
     down = subprocess.run(
         [sys.executable, "-m", "depeg_processor", "check-config"],
         env=env | {"CHAIN_RPC_URL": "http://127.0.0.1:9"},
