@@ -119,13 +119,16 @@ def command_check_config(settings: Settings) -> int:
             problems += 1
         if balance < settings.min_balance:
             print(f"balance WARNING: below PROCESSOR_MIN_BALANCE {settings.min_balance} wei")
-        chain.simulate([{"from": account.address, "to": account.address, "data": "0x"}])
-        print(
-            "node simulates each batch in one eth_simulateV1 call"
-            if chain.simulates
-            else "node NOTE: no eth_simulateV1; each application is simulated with an eth_call "
-            "of its own (about 0.9 JSON-RPC calls more per application)"
-        )
+        probe = {"from": account.address, "to": account.address, "data": "0x", "gas": "0x5208"}
+        try:
+            chain.simulate_v1([probe], "pending")
+            print("node simulates each batch in one eth_simulateV1 call")
+        except errors.ProcessorError as error:
+            print(
+                f"node NOTE: eth_simulateV1 failed ({error}); each application would be "
+                "simulated with an eth_call of its own (about 0.9 JSON-RPC calls more per "
+                "application)"
+            )
     except errors.ProcessorError as error:
         print(f"node FAILED: {error}")
         problems += 1

@@ -167,7 +167,7 @@ def test_status_and_check_config_commands(
             text=True,
             timeout=60,
         )
-    assert without.returncode == 0 and "node NOTE: no eth_simulateV1" in without.stdout, (
+    assert without.returncode == 0 and "node NOTE: eth_simulateV1 failed" in without.stdout, (
         without.stdout
     )
     down = subprocess.run(

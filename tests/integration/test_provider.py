@@ -173,24 +173,24 @@ def test_twenty_applications_land_through_a_provider_without_batches(
 def test_batches_are_simulated_in_one_call_or_with_eth_call_where_the_node_lacks_it(
     start_service, anvil, product, webapp, redis_client, simulates
 ):
-    entity_ids = [webapp.apply() for _ in range(30)]
+    entity_ids = [webapp.apply() for _ in range(60)]
     missing = () if simulates else ("eth_simulateV1",)
     with RpcProxy(anvil.url, missing_methods=missing) as provider:
         running = start_service(chain_rpc_url=provider.url)  # batches of 10: the first is
-        wait_until(  # estimated (eth_estimateGas), the two after it simulated
+        wait_until(  # estimated (eth_estimateGas), the five after it simulated
             lambda: not any(application(redis_client, e) for e in entity_ids),
             timeout=120,
-            what="all 30 applications confirmed and purged",
+            what="all 60 applications confirmed and purged",
         )
         calls = dict(provider.calls)
 
-    assert wallet_nonce(anvil) == 30, "one transaction per application, no more"
-    assert product.application_count() == 30
+    assert wallet_nonce(anvil) == 60, "one transaction per application, no more"
+    assert product.application_count() == 60
     assert dead_letters(redis_client) == {}
     assert running.service._chain.simulates is simulates
     if simulates:
         assert calls["eth_call"] == 1, "the message helper's address at start, no simulation"
-        assert 2 <= calls["eth_simulateV1"] <= 3, calls  # one per batch
+        assert 5 <= calls["eth_simulateV1"] <= 6, calls  # one per batch
     else:
-        assert calls["eth_simulateV1"] == 1, "asked once, never again"
-        assert calls["eth_call"] >= 1 + 20, calls
+        assert calls["eth_simulateV1"] == 3, "asked for three batches, then never again"
+        assert calls["eth_call"] >= 1 + 50, calls

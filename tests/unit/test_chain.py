@@ -211,80 +211,109 @@ def test_simulate_runs_the_calls_in_one_eth_simulate_v1_request(node, chain) -> 
             error_data("ERROR:DMH-001:SIGNATURE_USED"),
             {"code": -3200, "message": "execution failed"},
         ),
-        # geth: code 3 with the data
-        simulated("0x0", error_data("ERROR:DP-010:PRODUCT_NOT_ACTIVE"), reverted("x")),
+        # geth: no return data, code 3 with the revert data in the error
+        simulated("0x0", "0x", reverted("ERROR:DP-010:PRODUCT_NOT_ACTIVE")),
+        simulated("0x0", "0x", reverted("ERROR:DP-013:BUNDLE_NOT_ACTIVE")),
         simulated("0x0", "0x", {"code": -32015, "message": "out of gas"}),
     ]
     node.add_callback(
         responses.POST, URL, callback=rpc_reply(lambda m, p: ("result", [{"calls": outcomes}]))
     )
-    results = chain.simulate(CALLS, "pending")
+    results = chain.simulate(CALLS + CALLS[:1], "pending")
 
     assert results[0] == "0x" + "ab" * 32
     assert isinstance(results[1], errors.PermanentError)
     assert results[1].reason == "reverted: ERROR:DMH-001:SIGNATURE_USED"
     assert isinstance(results[2], errors.ProductInactive)
-    assert type(results[3]) is errors.TransientError, "out of gas: neither permanent nor final"
+    assert isinstance(results[3], errors.PermanentError)
+    assert results[3].reason == "reverted: ERROR:DP-013:BUNDLE_NOT_ACTIVE"
+    assert type(results[4]) is errors.TransientError, "out of gas: neither permanent nor final"
+    assert "out of gas" in str(results[4])
     [request] = [json.loads(call.request.body) for call in node.calls]
     assert request["method"] == "eth_simulateV1"
     options, block = request["params"]
     assert block == "pending" and options["validation"] is False
     [state] = options["blockStateCalls"]
-    assert state["calls"] == CALLS
-    assert state["blockOverrides"] == {"gasLimit": hex(400_000)}, "room for every call"
+    assert state["calls"] == CALLS + CALLS[:1]
+    assert state["blockOverrides"] == {"gasLimit": hex(500_000)}, "room for every call"
+
+
+def methods(node) -> list:
+    """The method of each request: a name, or a list of names for a batch."""
+    bodies = [json.loads(call.request.body) for call in node.calls]
+    return [b["method"] if isinstance(b, dict) else [c["method"] for c in b] for b in bodies]
+
+
+def eth_call_or(refusal):
+    """A node answering eth_call, and eth_simulateV1 with `refusal` (a responses callback
+    result) each time."""
+
+    def callback(request):
+        body = json.loads(request.body)
+        if isinstance(body, dict) and body["method"] == "eth_simulateV1":
+            return refusal
+        return rpc_reply(lambda m, p: ("result", "0x01"))(request)
+
+    return callback
+
+
+def rpc_error(code: int, message: str) -> str:
+    return json.dumps({"jsonrpc": "2.0", "id": 0, "error": {"code": code, "message": message}})
 
 
 @pytest.mark.parametrize(
     "refusal",
     [
-        ("error", {"code": -32601, "message": "the method eth_simulateV1 does not exist"}),
-        ("error", {"code": -32602, "message": "invalid argument 1: unknown block tag"}),
-        ("result", {"unexpected": "shape"}),
+        (200, {}, rpc_error(-32601, "the method eth_simulateV1 does not exist")),
+        (400, {}, rpc_error(-32004, "method not supported")),
+        (403, {}, rpc_error(-32601, "method not allowed")),
+        (501, {}, ""),
+        (200, {}, json.dumps({"jsonrpc": "2.0", "id": 0, "result": {"unexpected": "shape"}})),
     ],
+    ids=["not found", "400 not supported", "403", "501", "another shape"],
 )
-def test_a_node_without_eth_simulate_v1_gets_eth_calls_from_then_on(node, chain, refusal) -> None:
-    def handler(method, params):
-        if method == "eth_simulateV1":
-            return refusal
-        assert method == "eth_call" and params[1] == "pending"
-        return "result", "0x01"
-
-    node.add_callback(responses.POST, URL, callback=rpc_reply(handler))
-    assert chain.simulate(CALLS, "pending") == ["0x01"] * 4
+def test_a_node_without_eth_simulate_v1_gets_eth_calls_after_three_batches(
+    node, chain, refusal
+) -> None:
+    node.add_callback(responses.POST, URL, callback=eth_call_or(refusal))
+    strikes = chain_module.SIMULATE_V1_STRIKES
+    for batch in range(1, strikes + 1):
+        assert chain.simulate(CALLS, "pending") == ["0x01"] * 4, "each batch still simulated"
+        assert chain.simulates is (batch < strikes)
     assert chain.simulate(CALLS[:2], "pending") == ["0x01"] * 2
-    methods = [json.loads(call.request.body) for call in node.calls]
-    assert [m["method"] if isinstance(m, dict) else [c["method"] for c in m] for m in methods] == [
-        "eth_simulateV1",
-        ["eth_call"] * 4,
+    assert methods(node) == [
+        *(["eth_simulateV1", ["eth_call"] * 4] * chain_module.SIMULATE_V1_STRIKES),
         ["eth_call"] * 2,
-    ], "asked once, then never again"
-    assert not chain.simulates
+    ], "asked three batches in a row, then never again"
 
 
-def test_a_method_refused_with_http_400_is_the_node_s_answer_not_an_outage(node, chain) -> None:
-    """Some providers send their JSON-RPC error for a method they lack with HTTP 400: that is
-    an answer (the simulation falls back to eth_call), not a node that is down."""
-    missing = {"jsonrpc": "2.0", "id": 0, "error": {"code": -32601, "message": "Method not found"}}
-    node.add(responses.POST, URL, status=400, json=missing)
-    node.add_callback(responses.POST, URL, callback=rpc_reply(lambda m, p: ("result", "0x01")))
-    assert chain.simulate(CALLS[:2], "pending") == ["0x01", "0x01"]
-    assert not chain.simulates
+def test_a_passing_failure_of_eth_simulate_v1_costs_one_batch_not_the_method(node, chain) -> None:
+    timeout = (200, {}, rpc_error(-32603, "execution aborted (timeout = 5s)"))
+    ok = [{"calls": [simulated("0x1", "0x02")] * 4}]
+    answers = iter([timeout, timeout, None, timeout, timeout, None])
+
+    def callback(request):
+        body = json.loads(request.body)
+        if isinstance(body, dict) and body["method"] == "eth_simulateV1":
+            refusal = next(answers)
+            if refusal is None:
+                return rpc_reply(lambda m, p: ("result", ok))(request)
+            return refusal
+        return rpc_reply(lambda m, p: ("result", "0x01"))(request)
+
+    node.add_callback(responses.POST, URL, callback=callback)
+    results = [chain.simulate(CALLS, "pending")[0] for _batch in range(6)]
+    assert results == ["0x01", "0x01", "0x02", "0x01", "0x01", "0x02"]
+    assert chain.simulates, "never three failures in a row"
 
 
-def test_an_error_sent_with_http_401_is_still_the_node_unavailable(node, chain) -> None:
-    """A provider refusing the API key: nothing about the call, so no attempt of it counts."""
-    refused = {"jsonrpc": "2.0", "id": 0, "error": {"code": -32002, "message": "rejected"}}
-    node.add(responses.POST, URL, status=401, json=refused)
-    with pytest.raises(NodeUnavailable):
-        chain.simulate(CALLS[:2], "pending")
-    assert chain.simulates
-
-
-def test_simulate_raises_node_unavailable_and_asks_again_next_time(node, chain) -> None:
-    node.add(responses.POST, URL, body=requests.ConnectionError("refused"))
-    with pytest.raises(NodeUnavailable):
-        chain.simulate(CALLS, "pending")
-    assert chain.simulates, "an outage says nothing about the method"
+def test_an_outage_raises_node_unavailable_and_counts_against_no_method(node, chain) -> None:
+    for _batch in range(chain_module.SIMULATE_V1_STRIKES + 1):
+        node.add(responses.POST, URL, body=requests.ConnectionError("refused"))
+        node.add(responses.POST, URL, status=401, json={"error": {"code": -32002}})
+        with pytest.raises(NodeUnavailable):
+            chain.simulate(CALLS, "pending")
+    assert chain.simulates, "the node was down (or refused the key), not the method"
 
 
 # -- a hosted provider's limits ------------------------------------------------------------------
