@@ -133,6 +133,11 @@ class Processor:
         self._attempts: dict[str, int] = {}
         self._last_signatures: set[bytes] = set()
 
+    @property
+    def idle(self) -> bool:
+        """Between batches with nothing in hand (no entry waiting for a retry)."""
+        return not self._unsettled
+
     def run(self) -> None:
         log.info(
             "processor loop started (stream %s, group %s, consumer %s)",

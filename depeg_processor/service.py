@@ -117,6 +117,8 @@ class Service:
         wallets = pool(accounts, stream=settings.stream_key, consumer=settings.consumer)
         self.parts = [self._wallet_parts(w, a) for w, a in zip(wallets, accounts)]
         self._current: WalletParts | None = None  # the wallet whose lease is held
+        self._leases = threading.Lock()  # the lease keeper and the loop both change _current
+        self._left_checked_at: float | None = None  # when wallets left in flight were looked for
         first = self.parts[0]
         self.queue, self.records, self.lease = first.queue, first.records, first.lease
         self.nonces, self.keeper = first.nonces, first.keeper
@@ -378,6 +380,11 @@ class Service:
                 self._stand_by()
             else:  # the held wallet's loop, or the single wallet's standby
                 self._working().processor.run_once()
+                if len(self.parts) > 1:
+                    try:
+                        self._take_a_left_wallet()
+                    except redis.RedisError as error:  # looked for again next interval
+                        log.warning("could not look for wallets left in flight: %s", error)
         for parts in self.parts:  # the batch in hand goes out before the lease does
             parts.sender.finish_broadcast()
         log.info("processor loop stopped")
@@ -387,6 +394,10 @@ class Service:
     def keep_leases_once(self) -> WalletParts | None:
         """Renew the lease of the wallet held; holding none (or having lost it), take the first
         free one of the pool. Returns the wallet held now, if any."""
+        with self._leases:
+            return self._keep_leases_once()
+
+    def _keep_leases_once(self) -> WalletParts | None:
         current = self._current
         if current is not None and current.keeper.run_once():
             return current
@@ -406,6 +417,43 @@ class Service:
             )
         self._current = None
         return None
+
+    def _take_a_left_wallet(self) -> None:
+        """Between two batches, at most once per lease renewal interval: when the wallet held
+        has nothing in flight and the processor nothing in hand, move to a wallet of the pool
+        that no process holds but whose last holder left transactions in flight (it stopped,
+        in a scale-down, or died with no spare to take over), so they are confirmed, purged,
+        resent or replaced. The wallet given up has nothing left to watch."""
+        now = self._monotonic()
+        interval = self.parts[0].keeper.interval
+        if self._left_checked_at is not None and now - self._left_checked_at < interval:
+            return
+        self._left_checked_at = now
+        with self._leases:
+            current = self._current
+            if current is None or not current.processor.idle or current.records.count():
+                return
+            others = [parts for parts in self.parts if parts is not current]
+            pipe = self._redis.pipeline(transaction=False)
+            for parts in others:
+                pipe.exists(parts.lease.key)
+                pipe.zcard(parts.records.inflight_key)
+            replies = pipe.execute()
+            for parts, held, in_flight in zip(others, replies[::2], replies[1::2]):
+                if held or not in_flight or not parts.keeper.run_once():
+                    continue
+                current.sender.finish_broadcast()
+                current.lease.release()
+                self._current = parts
+                log.warning(
+                    "moved from wallet %s (nothing in flight) to wallet %s, which no process "
+                    "held with %s transaction(s) in flight (consumer %s)",
+                    current.wallet.address,
+                    parts.wallet.address,
+                    in_flight,
+                    parts.wallet.consumer,
+                )
+                return
 
     def _keep_leases(self) -> None:
         interval = self.parts[0].keeper.interval

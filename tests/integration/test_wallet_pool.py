@@ -156,6 +156,46 @@ def test_a_spare_replica_stands_by_and_takes_over_a_killed_holders_wallet(
     )
 
 
+def test_a_wallet_left_with_transactions_in_flight_is_taken_by_a_replica_with_none(
+    redis_server, anvil, product, webapp, redis_client, spawn
+):
+    """A scale-down: one of three replicas stops (its lease released) with transactions in
+    flight and no spare runs. Once another replica's own wallet has nothing in flight, it
+    moves to the wallet left behind and confirms and purges what its holder sent."""
+    envs = [pool_env(redis_server, anvil.url, product) for _ in range(3)]
+    holders = []
+    for wallet, env in zip(WALLETS[:3], envs):
+        holders.append(spawn(env))
+        wait_until(
+            lambda wallet=wallet: holder_pid(redis_client, wallet) == holders[-1].pid,
+            what=f"a replica on wallet {wallet.index}",
+        )
+    anvil.set_automine(False)  # what is sent stays in flight
+    entity_ids = [webapp.apply() for _ in range(30)]
+    wait_until(lambda: landed(redis_client, entity_ids) == 30, what="all 30 recorded")
+    wallet = next(w for w in WALLETS[:3] if redis_client.zcard(f"{w.prefix}:inflight"))
+    in_flight = redis_client.zcard(f"{wallet.prefix}:inflight")
+    stopped = holders[wallet.index]
+    stopped.send_signal(signal.SIGTERM)
+    assert stopped.wait(20) == 0
+    assert holder_pid(redis_client, wallet) == 0, "the stopped replica gave its lease up"
+    assert redis_client.zcard(f"{wallet.prefix}:inflight") == in_flight
+
+    anvil.set_automine(True)
+    anvil.mine(1)
+    wait_until(
+        lambda: purged(redis_client, entity_ids),
+        timeout=60,
+        what="every application confirmed and purged, the stopped replica's too",
+    )
+    survivors = {p.pid for p in holders if p is not stopped}
+    assert holder_pid(redis_client, wallet) in survivors
+    assert redis_client.zcard(f"{wallet.prefix}:inflight") == 0
+    assert wallet_nonce(anvil, wallet.address) == in_flight
+    assert product.application_count() == 30 and sum(nonces(anvil, 3)) == 30
+    assert dead_letters(redis_client) == {}
+
+
 def wallets_in_metrics(port: int) -> set[str]:
     """The wallets that the wallet-labelled series of a process's /metrics name."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
