@@ -117,14 +117,23 @@ def test_spending_guard_pauses_sending_and_says_why(
     assert product.application_count() == 1
 
 
-def status(env: dict, *args: str) -> subprocess.CompletedProcess:
+def command(env: dict, *args: str) -> subprocess.CompletedProcess:
+    """`python -m depeg_processor <args>` with `env`, its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "depeg_processor", "status", *args],
+        [sys.executable, "-m", "depeg_processor", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def status(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return command(env, "status", *args)
+
+
+def check_config(env: dict) -> subprocess.CompletedProcess:
+    return command(env, "check-config")
 
 
 def test_status_and_check_config_commands(
@@ -150,41 +159,17 @@ def test_status_and_check_config_commands(
     table = status(env)
     assert table.returncode == 0 and tx_hash in table.stdout and "balance wei" in table.stdout
 
-    ok = subprocess.run(
-        [sys.executable, "-m", "depeg_processor", "check-config"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    ok = check_config(env)
     assert ok.returncode == 0 and PROCESSOR.address in ok.stdout, ok.stdout
     assert "node simulates each batch in one eth_simulateV1 call" in ok.stdout, ok.stdout
     with RpcProxy(anvil.url, missing_methods=("eth_simulateV1",)) as lacking:
-        without = subprocess.run(
-            [sys.executable, "-m", "depeg_processor", "check-config"],
-            env=env | {"CHAIN_RPC_URL": lacking.url},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        without = check_config(env | {"CHAIN_RPC_URL": lacking.url})
     assert without.returncode == 0 and "node NOTE: eth_simulateV1 failed" in without.stdout, (
         without.stdout
     )
-    down = subprocess.run(
-        [sys.executable, "-m", "depeg_processor", "check-config"],
-        env=env | {"CHAIN_RPC_URL": "http://127.0.0.1:9"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    down = check_config(env | {"CHAIN_RPC_URL": "http://127.0.0.1:9"})
     assert down.returncode == 1 and "node FAILED" in down.stdout
-    nothing = subprocess.run(
-        [sys.executable, "-m", "depeg_processor", "check-config"],
-        env=env | {"DEPEG_PRODUCT_ADDRESS": PROCESSOR.address},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    nothing = check_config(env | {"DEPEG_PRODUCT_ADDRESS": PROCESSOR.address})
     assert nothing.returncode == 1 and "no contract" in nothing.stdout
 
 

@@ -99,17 +99,35 @@ def test_three_replicas_share_three_wallets_through_a_kill_and_a_late_start(
     assert redis_client.keys(f"{STREAM}:owner:*") == [], "owner marks cleared with the records"
 
 
-def test_a_spare_replica_stands_by_and_takes_over_a_killed_holders_wallet(
-    redis_server, anvil, product, webapp, redis_client, spawn
-):
-    envs = [pool_env(redis_server, anvil.url, product) for _ in range(4)]
+def mine_until_purged(anvil, redis_client, entity_ids) -> None:
+    """Mine what is pending and every block after it, until each application is purged."""
+    anvil.set_automine(True)
+    anvil.mine(1)
+    wait_until(
+        lambda: purged(redis_client, entity_ids),
+        timeout=60,
+        what="every application confirmed and purged",
+    )
+
+
+def start_on_each_wallet(envs: list[dict], redis_client, spawn) -> list:
+    """A replica per env, each started once the one before holds its wallet: replica i holds
+    wallet i."""
     holders = []
-    for wallet, env in zip(WALLETS[:3], envs):
+    for wallet, env in zip(WALLETS, envs):
         holders.append(spawn(env))
         wait_until(
             lambda wallet=wallet: holder_pid(redis_client, wallet) == holders[-1].pid,
             what=f"a replica on wallet {wallet.index}",
         )
+    return holders
+
+
+def test_a_spare_replica_stands_by_and_takes_over_a_killed_holders_wallet(
+    redis_server, anvil, product, webapp, redis_client, spawn
+):
+    envs = [pool_env(redis_server, anvil.url, product) for _ in range(4)]
+    holders = start_on_each_wallet(envs[:3], redis_client, spawn)
     spare = spawn(envs[3])
     port = int(envs[3]["PORT"])
     ready = wait_until(
@@ -137,13 +155,7 @@ def test_a_spare_replica_stands_by_and_takes_over_a_killed_holders_wallet(
         timeout=20,
         what="the spare holding the dead replica's wallet",
     )
-    anvil.set_automine(True)
-    anvil.mine(1)
-    wait_until(
-        lambda: purged(redis_client, entity_ids),
-        timeout=60,
-        what="every application confirmed and purged",
-    )
+    mine_until_purged(anvil, redis_client, entity_ids)
     assert redis_client.zcard(f"{wallet.prefix}:inflight") == 0
     assert wallet_nonce(anvil, wallet.address) == in_flight, (
         "the spare finished the dead holder's transactions, nothing more from that wallet"
@@ -163,13 +175,7 @@ def test_a_wallet_left_with_transactions_in_flight_is_taken_by_a_replica_with_no
     flight and no spare runs. Once another replica's own wallet has nothing in flight, it
     moves to the wallet left behind and confirms and purges what its holder sent."""
     envs = [pool_env(redis_server, anvil.url, product) for _ in range(3)]
-    holders = []
-    for wallet, env in zip(WALLETS[:3], envs):
-        holders.append(spawn(env))
-        wait_until(
-            lambda wallet=wallet: holder_pid(redis_client, wallet) == holders[-1].pid,
-            what=f"a replica on wallet {wallet.index}",
-        )
+    holders = start_on_each_wallet(envs[:3], redis_client, spawn)
     anvil.set_automine(False)  # what is sent stays in flight
     entity_ids = [webapp.apply() for _ in range(30)]
     wait_until(lambda: landed(redis_client, entity_ids) == 30, what="all 30 recorded")
@@ -181,13 +187,7 @@ def test_a_wallet_left_with_transactions_in_flight_is_taken_by_a_replica_with_no
     assert holder_pid(redis_client, wallet) == 0, "the stopped replica gave its lease up"
     assert redis_client.zcard(f"{wallet.prefix}:inflight") == in_flight
 
-    anvil.set_automine(True)
-    anvil.mine(1)
-    wait_until(
-        lambda: purged(redis_client, entity_ids),
-        timeout=60,
-        what="every application confirmed and purged, the stopped replica's too",
-    )
+    mine_until_purged(anvil, redis_client, entity_ids)  # the stopped replica's too
     survivors = {p.pid for p in holders if p is not stopped}
     assert holder_pid(redis_client, wallet) in survivors
     assert redis_client.zcard(f"{wallet.prefix}:inflight") == 0
