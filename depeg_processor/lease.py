@@ -124,11 +124,12 @@ class Lease:
     def holder(self) -> str | None:
         return self._redis.get(self.key)
 
-    def release(self) -> None:
-        """Give the lease up at a clean stop so a standby takes over at once; it is not taken
-        again by this object."""
+    def release(self, *, for_good: bool = True) -> None:
+        """Give the lease up so another process takes over at once. At a clean stop (for
+        good) it is not taken again by this object, whatever a late renewal tries; a process
+        moving to another wallet of the pool (not for good) may take it again later."""
         with self._lock:
-            self._released = True
+            self._released = self._released or for_good
             self._valid_until = 0.0
         with self._writing:
             try:

@@ -4,16 +4,13 @@ The entry point creates the clients and the stop event; this module only connect
 main thread runs the processor loop, a named thread the receipt watcher, another the monitor,
 and a housekeeping thread trims the stream now and then.
 
-Every wallet of the pool has its own parts (`WalletParts`: lease, records, nonces, sender,
-processor, watcher, consumer name); the process sends from at most one of them at a time. The
-lease-keeper thread renews the lease of the wallet held, or, holding none, takes the first free
-one; the processor loop and the watcher work for whichever wallet is held (with none, the first
-wallet's stand by and watch health only).
+Every wallet of the pool has its own parts (`WalletParts`); the process sends from at most one
+of them at a time, chosen as `wallet_choice` describes. The processor loop and the watcher work
+for whichever wallet is held (with none, the first wallet's stand by and watch health only).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -42,6 +39,7 @@ from .sender import Sender, SenderConfig
 from .signing import TransactionSigner
 from .state import STANDBY, SharedState
 from .systemd import Notifier
+from .wallet_choice import WalletChoice, WalletParts
 from .wallets import Wallet, derive_accounts, pool
 from .watcher import ReceiptWatcher, WatcherConfig
 
@@ -57,22 +55,6 @@ MONITOR_CONNECTION_LIMIT = 500
 MONITOR_CHANNEL_TIMEOUT = 10
 MONITOR_CLEANUP_INTERVAL = 2
 STANDBY_CHECK_INTERVAL = 0.5  # how soon a standby notices that the keeper gained a lease
-
-
-@dataclasses.dataclass
-class WalletParts:
-    """Everything this process needs to send from one wallet of the pool."""
-
-    wallet: Wallet
-    account: LocalAccount
-    lease: Lease
-    keeper: LeaseKeeper
-    queue: StreamQueue
-    records: TxRecords
-    nonces: NonceManager
-    processor: Processor | None = None
-    watcher: ReceiptWatcher | None = None
-    sender: Sender | None = None
 
 
 class Service:
@@ -116,9 +98,7 @@ class Service:
         )
         wallets = pool(accounts, stream=settings.stream_key, consumer=settings.consumer)
         self.parts = [self._wallet_parts(w, a) for w, a in zip(wallets, accounts)]
-        self._current: WalletParts | None = None  # the wallet whose lease is held
-        self._leases = threading.Lock()  # the lease keeper and the loop both change _current
-        self._left_checked_at: float | None = None  # when wallets left in flight were looked for
+        self.choice = WalletChoice(self.parts, redis_client=redis_client, monotonic=clock.monotonic)
         first = self.parts[0]
         self.queue, self.records, self.lease = first.queue, first.records, first.lease
         self.nonces, self.keeper = first.nonces, first.keeper
@@ -186,8 +166,7 @@ class Service:
         )
 
     def _working(self) -> WalletParts:
-        """The wallet held, else the first (whose parts stand by and watch health)."""
-        return self._current or self.parts[0]
+        return self.choice.working()
 
     # -- start-up ------------------------------------------------------------------------------
     def serve_monitor(self) -> int:
@@ -360,7 +339,7 @@ class Service:
         """Start the lease keeper and watcher threads and run the processor loop in this
         thread until stopped; then give the lease up so a standby takes over at once."""
         assert self.processor is not None and self.watcher is not None, "prepare() first"
-        self.keep_leases_once()  # a free lease is taken before the loop starts: no standby blip
+        self.choice.keep_leases_once()  # a free lease is taken before the loop: no standby blip
         self._start_thread("lease-keeper", self._keep_leases)
         self._start_thread("receipt-watcher", self._watch)
         self._start_thread("housekeeping", lambda: self.retention.run(self.stop_event))
@@ -375,14 +354,13 @@ class Service:
             len(self.parts),
         )
         while not self.stop_event.is_set():
-            parts = self._current
-            if parts is None and len(self.parts) > 1:
+            if self.choice.current is None and len(self.parts) > 1:
                 self._stand_by()
             else:  # the held wallet's loop, or the single wallet's standby
                 self._working().processor.run_once()
                 if len(self.parts) > 1:
                     try:
-                        self._take_a_left_wallet()
+                        self.choice.take_a_left_wallet()
                     except redis.RedisError as error:  # looked for again next interval
                         log.warning("could not look for wallets left in flight: %s", error)
         for parts in self.parts:  # the batch in hand goes out before the lease does
@@ -391,70 +369,6 @@ class Service:
         for parts in self.parts:
             parts.lease.release()
 
-    def keep_leases_once(self) -> WalletParts | None:
-        """Renew the lease of the wallet held; holding none (or having lost it), take the first
-        free one of the pool. Returns the wallet held now, if any."""
-        with self._leases:
-            return self._keep_leases_once()
-
-    def _keep_leases_once(self) -> WalletParts | None:
-        current = self._current
-        if current is not None and current.keeper.run_once():
-            return current
-        for parts in self.parts:
-            if parts is not current and parts.keeper.run_once():
-                log.info(
-                    "sending from wallet %s (consumer %s)",
-                    parts.wallet.address,
-                    parts.wallet.consumer,
-                )
-                self._current = parts
-                return parts
-        if current is not None:
-            log.warning(
-                "lost the lease of wallet %s; every wallet of the pool is taken: standing by",
-                current.wallet.address,
-            )
-        self._current = None
-        return None
-
-    def _take_a_left_wallet(self) -> None:
-        """Between two batches, at most once per lease renewal interval: when the wallet held
-        has nothing in flight and the processor nothing in hand, move to a wallet of the pool
-        that no process holds but whose last holder left transactions in flight (it stopped,
-        in a scale-down, or died with no spare to take over), so they are confirmed, purged,
-        resent or replaced. The wallet given up has nothing left to watch."""
-        now = self._monotonic()
-        interval = self.parts[0].keeper.interval
-        if self._left_checked_at is not None and now - self._left_checked_at < interval:
-            return
-        self._left_checked_at = now
-        with self._leases:
-            current = self._current
-            if current is None or not current.processor.idle or current.records.count():
-                return
-            others = [parts for parts in self.parts if parts is not current]
-            pipe = self._redis.pipeline(transaction=False)
-            for parts in others:
-                pipe.exists(parts.lease.key)
-                pipe.zcard(parts.records.inflight_key)
-            replies = pipe.execute()
-            for parts, held, in_flight in zip(others, replies[::2], replies[1::2]):
-                if held or not in_flight or not parts.keeper.run_once():
-                    continue
-                current.sender.finish_broadcast()
-                current.lease.release()
-                self._current = parts
-                log.warning(
-                    "moved from wallet %s (nothing in flight) to wallet %s, which no process "
-                    "held with %s transaction(s) in flight (consumer %s)",
-                    current.wallet.address,
-                    parts.wallet.address,
-                    in_flight,
-                    parts.wallet.consumer,
-                )
-                return
-
     def _keep_leases(self) -> None:
         interval = self.parts[0].keeper.interval
         log.info(
@@ -462,7 +376,7 @@ class Service:
         )
         while not self.stop_event.is_set():
             try:
-                self.keep_leases_once()
+                self.choice.keep_leases_once()
             except Exception:  # a bug must not stop the renewals for good: log it, go on
                 log.exception("lease keeper round failed")
             self.stop_event.wait(interval)

@@ -135,6 +135,16 @@ def test_released_lease_is_free_and_not_taken_again(fake_redis, clock) -> None:
     assert lease(fake_redis, clock, owner="standby").acquire()
 
 
+def test_a_lease_given_up_for_another_wallet_may_be_taken_again(fake_redis, clock) -> None:
+    mine = lease(fake_redis, clock)
+    assert mine.acquire()
+    generation = mine.generation
+    mine.release(for_good=False)
+    assert fake_redis.get(KEY) is None and not mine.held()
+    assert mine.acquire(), "the process may come back to this wallet"
+    assert mine.generation == generation + 1, "and adopts what was left meanwhile"
+
+
 def test_release_leaves_another_holders_lease_alone(fake_redis, clock) -> None:
     mine = lease(fake_redis, clock)
     fake_redis.set(KEY, "other")
