@@ -12,15 +12,7 @@ from depeg_processor.lease import Lease, LeaseKeeper
 from depeg_processor.records import TxRecords
 from depeg_processor.wallet_choice import WalletChoice, WalletParts
 
-TTL = 15.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from .test_lease import TTL, Clock
 
 
 @pytest.fixture
