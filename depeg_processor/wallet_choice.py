@@ -110,10 +110,11 @@ class WalletChoice:
             return None
         self._left_checked_at = now
         current = self._current
-        if current is None or not current.processor.idle:
+        if current is None or not current.processor.idle or current.records.count():
             return None
-        # The last batch out first, outside the lock: a wait on the node under it would keep
-        # the lease keeper from renewing.
+        # The last batch out first (its records may all have been settled by the time its
+        # broadcast returns), outside the lock: a wait on the node under it would keep the
+        # lease keeper from renewing.
         current.sender.finish_broadcast()
         with self._lock:
             if self._current is not current or current.records.count():
