@@ -165,9 +165,6 @@ class Service:
             nonces=nonces,
         )
 
-    def _working(self) -> WalletParts:
-        return self.choice.working()
-
     # -- start-up ------------------------------------------------------------------------------
     def serve_monitor(self) -> int:
         """Start the monitor server in its own thread; returns the bound port."""
@@ -357,7 +354,7 @@ class Service:
             if self.choice.current is None and len(self.parts) > 1:
                 self._stand_by()
             else:  # the held wallet's loop, or the single wallet's standby
-                self._working().processor.run_once()
+                self.choice.working().processor.run_once()
                 if len(self.parts) > 1:
                     try:
                         self.choice.take_a_left_wallet()
@@ -370,7 +367,7 @@ class Service:
             parts.lease.release()
 
     def _keep_leases(self) -> None:
-        interval = self.parts[0].keeper.interval
+        interval = self.choice.interval
         log.info(
             "lease keeper started (%s wallet(s), renewed every %.1fs)", len(self.parts), interval
         )
@@ -388,7 +385,7 @@ class Service:
         watched: WalletParts | None = None
         while not self.stop_event.is_set():
             try:
-                parts = self._working()
+                parts = self.choice.working()
                 if parts is not watched:
                     self._export_gauges(parts, instead_of=watched)
                     watched = parts
