@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -170,6 +172,29 @@ def receipt(anvil: Anvil, tx_hash: str) -> dict | None:
     return anvil.rpc("eth_getTransactionReceipt", tx_hash)
 
 
+LEASE_KEY = f"application:signatures:lease:{PROCESSOR.address}"  # the first wallet's
+
+
+def holder_pid(redis_client: redis.Redis, lease_key: str = LEASE_KEY) -> int:
+    """The process id in the lease's holder (owner@host:pid:nonce), 0 while it is free."""
+    holder = redis_client.get(lease_key)
+    return int(holder.rsplit(":", 2)[1]) if holder else 0
+
+
+def cli(
+    env: dict, *args: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """`python -m depeg_processor <args>` with `env`, run to its end, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "depeg_processor", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def service_env(redis_url: str, rpc_url: str, product: str, **extra: str) -> dict:
     """The environment of `python -m depeg_processor` against the test parts."""
     from devnet.nodes import clean_env, free_port
@@ -195,9 +220,6 @@ def spawn(tmp_path):
     """Start `python -m depeg_processor` processes; any still running are killed at the end.
     Each one's log goes to a file (`log`, else one in the test's temporary directory), never
     to a pipe that nobody reads: a full pipe would stall a busy processor."""
-    import subprocess
-    import sys
-
     processes: list[subprocess.Popen] = []
 
     def start(env: dict, log: Path | None = None) -> subprocess.Popen:

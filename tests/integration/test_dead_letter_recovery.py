@@ -4,21 +4,9 @@ many times (a processor dying on it) is set aside instead of killing every resta
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from tests.conftest import wait_until
-from tests.integration.conftest import application, dead_letters, service_env
-
-
-def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "depeg_processor", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.integration.conftest import application, cli, dead_letters, service_env
 
 
 def test_list_fix_and_requeue(start_service, webapp, product, redis_client, redis_server, anvil):

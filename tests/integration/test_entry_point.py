@@ -12,7 +12,7 @@ import pytest
 
 from devnet.nodes import TEST_MNEMONIC, clean_env
 from tests.conftest import wait_until
-from tests.integration.conftest import application, http_json, service_env
+from tests.integration.conftest import application, cli, http_json, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -41,14 +41,7 @@ def test_bad_configuration_stops_with_one_line_naming_the_variable(tmp_path, cha
             env.pop(name)
         else:
             env[name] = value
-    result = subprocess.run(
-        [sys.executable, "-m", "depeg_processor"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = cli(env, cwd=tmp_path, timeout=30)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and variable in lines[0], result.stderr
@@ -61,14 +54,7 @@ def test_dot_env_file_is_read_from_the_working_directory(tmp_path):
         "DEPEG_PRODUCT_ADDRESS=0x1234\n"
         f"PROCESSOR_MNEMONIC={TEST_MNEMONIC}\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "depeg_processor"],
-        env=clean_env(),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = cli(clean_env(), cwd=tmp_path, timeout=30)
     assert result.returncode == 2 and "DEPEG_PRODUCT_ADDRESS" in result.stderr
 
 

@@ -13,23 +13,17 @@ from pathlib import Path
 
 from tests.conftest import wait_until
 from tests.integration.conftest import (
-    PROCESSOR,
     application,
     dead_letters,
+    holder_pid,
     http_json,
     service_env,
     wallet_nonce,
 )
 
-LEASE_KEY = f"application:signatures:lease:{PROCESSOR.address}"
 LEASE_TTL_MS = 2000
 TOTAL, AFTER_STOP = 60, 20  # applications in all, and at least this many after the SIGTERM
 SENT = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .* sent as tx ", re.MULTILINE)
-
-
-def holder_pid(redis_client) -> int:
-    holder = redis_client.get(LEASE_KEY)
-    return int(holder.rsplit(":", 2)[1]) if holder else 0
 
 
 def send_times(log: Path) -> list[float]:

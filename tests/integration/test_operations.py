@@ -6,14 +6,19 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 
 from depeg_processor import wallets
 from devnet.nodes import TEST_MNEMONIC
 from devnet.proxy import RpcProxy
 from tests.conftest import wait_until
-from tests.integration.conftest import PROCESSOR, application, dead_letters, http_json, service_env
+from tests.integration.conftest import (
+    PROCESSOR,
+    application,
+    cli,
+    dead_letters,
+    http_json,
+    service_env,
+)
 
 P = "depeg_processor_"
 W = PROCESSOR.address
@@ -117,25 +122,6 @@ def test_spending_guard_pauses_sending_and_says_why(
     assert product.application_count() == 1
 
 
-def command(env: dict, *args: str) -> subprocess.CompletedProcess:
-    """`python -m depeg_processor <args>` with `env`, its output captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "depeg_processor", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-def status(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return command(env, "status", *args)
-
-
-def check_config(env: dict) -> subprocess.CompletedProcess:
-    return command(env, "check-config")
-
-
 def test_status_and_check_config_commands(
     redis_server, anvil, product, webapp, redis_client, spawn
 ):
@@ -146,7 +132,7 @@ def test_status_and_check_config_commands(
     tx_hash = wait_until(
         lambda: application(redis_client, entity_id).get("transactionHash"), what="sent"
     )
-    result = status(env, "--json")
+    result = cli(env, "status", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     [wallet] = report["wallets"]
@@ -156,20 +142,20 @@ def test_status_and_check_config_commands(
         tx_hash
     ]
     assert report["dead_letters"] == 0 and str(process.pid) in wallet["lease_holder"]
-    table = status(env)
+    table = cli(env, "status")
     assert table.returncode == 0 and tx_hash in table.stdout and "balance wei" in table.stdout
 
-    ok = check_config(env)
+    ok = cli(env, "check-config")
     assert ok.returncode == 0 and PROCESSOR.address in ok.stdout, ok.stdout
     assert "node simulates each batch in one eth_simulateV1 call" in ok.stdout, ok.stdout
     with RpcProxy(anvil.url, missing_methods=("eth_simulateV1",)) as lacking:
-        without = check_config(env | {"CHAIN_RPC_URL": lacking.url})
+        without = cli(env | {"CHAIN_RPC_URL": lacking.url}, "check-config")
     assert without.returncode == 0 and "node NOTE: eth_simulateV1 failed" in without.stdout, (
         without.stdout
     )
-    down = check_config(env | {"CHAIN_RPC_URL": "http://127.0.0.1:9"})
+    down = cli(env | {"CHAIN_RPC_URL": "http://127.0.0.1:9"}, "check-config")
     assert down.returncode == 1 and "node FAILED" in down.stdout
-    nothing = check_config(env | {"DEPEG_PRODUCT_ADDRESS": PROCESSOR.address})
+    nothing = cli(env | {"DEPEG_PRODUCT_ADDRESS": PROCESSOR.address}, "check-config")
     assert nothing.returncode == 1 and "no contract" in nothing.stdout
 
 
@@ -193,7 +179,7 @@ def test_status_lists_every_wallet_of_the_pool(
     )
     redis_client.set(third.lease_key, "another-replica@host:1:abc")
 
-    report = json.loads(status(env | {"PROCESSOR_WALLETS": "3"}, "--json").stdout)
+    report = json.loads(cli(env | {"PROCESSOR_WALLETS": "3"}, "status", "--json").stdout)
     rows = report["wallets"]
     assert [r["index"] for r in rows] == [0, 1, 2]
     assert [r["address"] for r in rows] == [
@@ -208,7 +194,7 @@ def test_status_lists_every_wallet_of_the_pool(
     assert [f["txHash"] for f in rows[0]["in_flight"]] == [tx_hash]
     assert rows[0]["consumer"] != rows[1]["consumer"] != rows[2]["consumer"]
 
-    table = status(env | {"PROCESSOR_WALLETS": "3"})
+    table = cli(env | {"PROCESSOR_WALLETS": "3"}, "status")
     assert table.returncode == 0
     lines = {
         line.split()[1]: line
@@ -221,15 +207,15 @@ def test_status_lists_every_wallet_of_the_pool(
 
 def test_status_says_which_part_cannot_be_reached(redis_server, redis_client, anvil, product):
     env = service_env(redis_server.url, anvil.url, product.address, PROCESSOR_WALLETS="2")
-    no_node = status(env | {"CHAIN_RPC_URL": "http://127.0.0.1:9"}, "--json")
+    no_node = cli(env | {"CHAIN_RPC_URL": "http://127.0.0.1:9"}, "status", "--json")
     report = json.loads(no_node.stdout)
     assert no_node.returncode == 1 and "node_error" in report and "redis_error" not in report
     assert [r["in_flight_count"] for r in report["wallets"]] == [0, 0]  # redis still answered
-    no_redis = status(env | {"REDIS_URL": "redis://127.0.0.1:9"}, "--json")
+    no_redis = cli(env | {"REDIS_URL": "redis://127.0.0.1:9"}, "status", "--json")
     report = json.loads(no_redis.stdout)
     assert no_redis.returncode == 1 and "redis_error" in report and "node_error" not in report
     assert all(r["balance_wei"] > 0 for r in report["wallets"])  # the node still answered
-    table = status(env | {"REDIS_URL": "redis://127.0.0.1:9"})
+    table = cli(env | {"REDIS_URL": "redis://127.0.0.1:9"}, "status")
     assert table.returncode == 1 and "redis error" in table.stdout
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 import threading
 
 import pytest
@@ -17,7 +16,7 @@ from depeg_processor.chain import Chain
 from depeg_processor.errors import StartupError
 from depeg_processor.service import Service
 from devnet.nodes import RedisServer
-from tests.integration.conftest import PROCESSOR, base_settings, service_env
+from tests.integration.conftest import PROCESSOR, base_settings, cli, service_env
 
 SAFE = ("--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction")
 EVICTING = ("--maxmemory-policy", "allkeys-lru", "--appendonly", "no")
@@ -31,14 +30,7 @@ def server(request):
 
 
 def check_config(redis_url: str, anvil, product) -> subprocess.CompletedProcess:
-    env = service_env(redis_url, anvil.url, product.address)
-    return subprocess.run(
-        [sys.executable, "-m", "depeg_processor", "check-config"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return cli(service_env(redis_url, anvil.url, product.address), "check-config")
 
 
 @pytest.mark.parametrize("server", [SAFE], indirect=True)

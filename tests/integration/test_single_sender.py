@@ -11,20 +11,13 @@ import pytest
 from devnet.proxy import RpcProxy
 from tests.conftest import wait_until
 from tests.integration.conftest import (
-    PROCESSOR,
     application,
     dead_letters,
+    holder_pid,
     http_json,
     service_env,
     wallet_nonce,
 )
-
-LEASE_KEY = f"application:signatures:lease:{PROCESSOR.address}"
-
-
-def holder_pid(redis_client) -> int:
-    holder = redis_client.get(LEASE_KEY)
-    return int(holder.rsplit(":", 2)[1]) if holder else 0
 
 
 @pytest.mark.parametrize(

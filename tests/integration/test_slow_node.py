@@ -23,6 +23,7 @@ from depeg_processor.service import Service
 from devnet.proxy import RpcProxy
 from tests.conftest import wait_until
 from tests.integration.conftest import (
+    LEASE_KEY,
     PROCESSOR,
     Running,
     application,
@@ -34,7 +35,6 @@ from tests.integration.conftest import (
 
 GWEI = 10**9
 STREAM = "application:signatures"
-LEASE_KEY = f"{STREAM}:lease:{PROCESSOR.address}"
 
 
 class RequestLog:

@@ -17,6 +17,7 @@ from tests.conftest import wait_until
 from tests.integration.conftest import (
     application,
     dead_letters,
+    holder_pid,
     http_json,
     receipt,
     service_env,
@@ -26,11 +27,6 @@ from tests.integration.conftest import (
 STREAM = "application:signatures"
 CONSUMER = "depeg-backend-processor-consumer"
 WALLETS = pool(derive_accounts(TEST_MNEMONIC, 4), stream=STREAM, consumer=CONSUMER)
-
-
-def holder_pid(redis_client, wallet) -> int:
-    holder = redis_client.get(wallet.lease_key)
-    return int(holder.rsplit(":", 2)[1]) if holder else 0
 
 
 def nonces(anvil, count: int, block: str = "latest") -> list[int]:
@@ -67,14 +63,20 @@ def test_three_replicas_share_three_wallets_through_a_kill_and_a_late_start(
     with RpcProxy(anvil.url, delay=0.02) as node:
         first, second, late = (pool_env(redis_server, node.url, product) for _ in range(3))
         a = spawn(first)
-        wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == a.pid, what="A on wallet 0")
+        wait_until(
+            lambda: holder_pid(redis_client, WALLETS[0].lease_key) == a.pid, what="A on wallet 0"
+        )
         b = spawn(second)
-        wait_until(lambda: holder_pid(redis_client, WALLETS[1]) == b.pid, what="B on wallet 1")
+        wait_until(
+            lambda: holder_pid(redis_client, WALLETS[1].lease_key) == b.pid, what="B on wallet 1"
+        )
 
         entity_ids = [webapp.apply() for _ in range(100)]
         wait_until(lambda: landed(redis_client, entity_ids) >= 20, what="A and B sending")
         c = spawn(late)
-        wait_until(lambda: holder_pid(redis_client, WALLETS[2]) == c.pid, what="C on wallet 2")
+        wait_until(
+            lambda: holder_pid(redis_client, WALLETS[2].lease_key) == c.pid, what="C on wallet 2"
+        )
         wait_until(lambda: landed(redis_client, entity_ids) >= 40, what="more sent")
         os.kill(a.pid, signal.SIGKILL)
         a.wait(10)
@@ -87,7 +89,7 @@ def test_three_replicas_share_three_wallets_through_a_kill_and_a_late_start(
             what="all 300 confirmed and purged",
         )
         wait_until(
-            lambda: holder_pid(redis_client, WALLETS[0]) == restarted.pid,
+            lambda: holder_pid(redis_client, WALLETS[0].lease_key) == restarted.pid,
             what="the restarted replica on wallet 0 once A's lease ran out",
         )
     assert product.application_count() == 300
@@ -117,7 +119,7 @@ def start_on_each_wallet(envs: list[dict], redis_client, spawn) -> list:
     for wallet, env in zip(WALLETS, envs):
         holders.append(spawn(env))
         wait_until(
-            lambda wallet=wallet: holder_pid(redis_client, wallet) == holders[-1].pid,
+            lambda wallet=wallet: holder_pid(redis_client, wallet.lease_key) == holders[-1].pid,
             what=f"a replica on wallet {wallet.index}",
         )
     return holders
@@ -151,7 +153,7 @@ def test_a_spare_replica_stands_by_and_takes_over_a_killed_holders_wallet(
     victim.wait(10)
 
     wait_until(
-        lambda: holder_pid(redis_client, wallet) == spare.pid,
+        lambda: holder_pid(redis_client, wallet.lease_key) == spare.pid,
         timeout=20,
         what="the spare holding the dead replica's wallet",
     )
@@ -184,12 +186,12 @@ def test_a_wallet_left_with_transactions_in_flight_is_taken_by_a_replica_with_no
     stopped = holders[wallet.index]
     stopped.send_signal(signal.SIGTERM)
     assert stopped.wait(20) == 0
-    assert holder_pid(redis_client, wallet) == 0, "the stopped replica gave its lease up"
+    assert holder_pid(redis_client, wallet.lease_key) == 0, "the stopped replica gave its lease up"
     assert redis_client.zcard(f"{wallet.prefix}:inflight") == in_flight
 
     mine_until_purged(anvil, redis_client, entity_ids)  # the stopped replica's too
     survivors = {p.pid for p in holders if p is not stopped}
-    assert holder_pid(redis_client, wallet) in survivors
+    assert holder_pid(redis_client, wallet.lease_key) in survivors
     assert redis_client.zcard(f"{wallet.prefix}:inflight") == 0
     assert wallet_nonce(anvil, wallet.address) == in_flight
     assert product.application_count() == 30 and sum(nonces(anvil, 3)) == 30
@@ -225,7 +227,8 @@ def test_a_dry_wallet_leaves_the_queue_to_the_others_and_says_why(
     ]
     processes = [spawn(env) for env in envs]
     wait_until(
-        lambda: all(holder_pid(redis_client, w) for w in WALLETS[:3]), what="every wallet held"
+        lambda: all(holder_pid(redis_client, w.lease_key) for w in WALLETS[:3]),
+        what="every wallet held",
     )
     entity_ids = [webapp.apply() for _ in range(60)]
     wait_until(
@@ -235,7 +238,7 @@ def test_a_dry_wallet_leaves_the_queue_to_the_others_and_says_why(
     assert sent[1] == 0 and sent[0] + sent[2] == 60, sent
     assert product.application_count() == 60 and dead_letters(redis_client) == {}
 
-    pid = holder_pid(redis_client, dry)
+    pid = holder_pid(redis_client, dry.lease_key)
     (port,) = [int(env["PORT"]) for p, env in zip(processes, envs) if p.pid == pid]
     status, body = http_json(port, "/api/monitor/readiness")
     assert status == 500, body
@@ -250,7 +253,9 @@ def test_an_application_recorded_by_one_wallet_is_not_sent_by_another(
     )
     anvil.set_automine(False)
     a = spawn(env)
-    wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == a.pid, what="A on wallet 0")
+    wait_until(
+        lambda: holder_pid(redis_client, WALLETS[0].lease_key) == a.pid, what="A on wallet 0"
+    )
     entity_id = webapp.apply()
     wait_until(lambda: redis_client.exists(f"{STREAM}:tx:{entity_id}"), what="recorded")
     assert redis_client.get(owner_key(STREAM, entity_id)) == WALLETS[0].address
@@ -269,7 +274,9 @@ def test_an_application_recorded_by_one_wallet_is_not_sent_by_another(
             redis_server, anvil.url, product, PROCESSOR_WALLETS="2", PROCESSOR_LEASE_TTL="10000"
         )
     )
-    wait_until(lambda: holder_pid(redis_client, WALLETS[1]) == b.pid, what="B on wallet 1")
+    wait_until(
+        lambda: holder_pid(redis_client, WALLETS[1].lease_key) == b.pid, what="B on wallet 1"
+    )
     wait_until(
         lambda: redis_client.xpending(STREAM, "depeg-backend-processor")["pending"] == 0,
         what="the second delivery acknowledged",
@@ -278,7 +285,7 @@ def test_an_application_recorded_by_one_wallet_is_not_sent_by_another(
 
     restarted = spawn(env)  # takes wallet 0 once A's lease ran out, and settles its transaction
     wait_until(
-        lambda: holder_pid(redis_client, WALLETS[0]) == restarted.pid,
+        lambda: holder_pid(redis_client, WALLETS[0].lease_key) == restarted.pid,
         timeout=30,
         what="wallet 0 taken again",
     )
@@ -306,7 +313,9 @@ def test_a_single_wallet_upgrade_lands_what_was_in_flight_once(
     hashes = {e: application(redis_client, e)["transactionHash"] for e in entity_ids}
 
     after = spawn(env | {"PROCESSOR_WALLETS": "1"})
-    wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == after.pid, what="lease taken")
+    wait_until(
+        lambda: holder_pid(redis_client, WALLETS[0].lease_key) == after.pid, what="lease taken"
+    )
     anvil.set_automine(True)
     anvil.mine(1)
     wait_until(lambda: purged(redis_client, entity_ids), timeout=60, what="all purged")
@@ -323,7 +332,9 @@ def test_a_wallet_with_a_nonce_gap_holds_and_another_carries_the_queue(
     env = pool_env(redis_server, anvil.url, product, PROCESSOR_WALLETS="2", TX_STUCK_TIMEOUT="1000")
     anvil.set_automine(False)
     first = spawn(env)
-    wait_until(lambda: holder_pid(redis_client, WALLETS[0]) == first.pid, what="on wallet 0")
+    wait_until(
+        lambda: holder_pid(redis_client, WALLETS[0].lease_key) == first.pid, what="on wallet 0"
+    )
     lost = webapp.apply()
     record = wait_until(lambda: redis_client.hgetall(f"{STREAM}:tx:{lost}"), what="recorded")
     # Its transaction and its record vanish (node and Redis both lost them): nonce 0 of
@@ -345,7 +356,9 @@ def test_a_wallet_with_a_nonce_gap_holds_and_another_carries_the_queue(
     assert status == 500 and WALLETS[0].address in body["sending"], body
 
     second = spawn(pool_env(redis_server, anvil.url, product, PROCESSOR_WALLETS="2"))
-    wait_until(lambda: holder_pid(redis_client, WALLETS[1]) == second.pid, what="on wallet 1")
+    wait_until(
+        lambda: holder_pid(redis_client, WALLETS[1].lease_key) == second.pid, what="on wallet 1"
+    )
     anvil.set_automine(True)
     anvil.mine(1)
     later = [webapp.apply() for _ in range(5)]
