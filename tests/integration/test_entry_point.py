@@ -58,17 +58,23 @@ def test_dot_env_file_is_read_from_the_working_directory(tmp_path):
     assert result.returncode == 2 and "DEPEG_PRODUCT_ADDRESS" in result.stderr
 
 
-def test_sigterm_finishes_and_exits_zero_with_json_logs(
-    redis_server, anvil, product, webapp, redis_client
-):
-    env = service_env(redis_server.url, anvil.url, product.address, NODE_ENV="production")
-    process = subprocess.Popen(
+def start_with_piped_logs(env: dict) -> subprocess.Popen:
+    """The service with its log on a pipe, read by communicate() once it has stopped (these
+    tests send a handful of applications: the pipe does not fill up)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "depeg_processor"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_sigterm_finishes_and_exits_zero_with_json_logs(
+    redis_server, anvil, product, webapp, redis_client
+):
+    env = service_env(redis_server.url, anvil.url, product.address, NODE_ENV="production")
+    process = start_with_piped_logs(env)
     try:
         port = int(env["PORT"])
         wait_until(
@@ -99,13 +105,7 @@ def test_readable_logs_outside_production_never_contain_secrets(
     redis_server, anvil, product, webapp, redis_client
 ):
     env = service_env(redis_server.url, anvil.url, product.address, NODE_ENV="development")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "depeg_processor"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_with_piped_logs(env)
     fields = webapp.application()
     try:
         entity_id = webapp.submit(fields)

@@ -33,6 +33,17 @@ def check_config(redis_url: str, anvil, product) -> subprocess.CompletedProcess:
     return cli(service_env(redis_url, anvil.url, product.address), "check-config")
 
 
+def service_on(redis_url: str, anvil, product) -> Service:
+    """The service, built but not started, against this Redis server."""
+    return Service(
+        settings=base_settings(redis_url, anvil.url, product.address),
+        redis_client=redis.Redis.from_url(redis_url, decode_responses=True),
+        chain=Chain.from_url(anvil.url, timeout=10),
+        account=PROCESSOR,
+        stop=threading.Event(),
+    )
+
+
 @pytest.mark.parametrize("server", [SAFE], indirect=True)
 def test_a_server_as_the_readme_asks_passes_without_warnings(server, anvil, product) -> None:
     result = check_config(server.url, anvil, product)
@@ -50,14 +61,7 @@ def test_eviction_and_no_aof_are_warned_about_at_start_and_by_check_config(
     assert "redis WARNING: maxmemory-policy is 'allkeys-lru'" in result.stdout
     assert "redis WARNING: appendonly is 'no'" in result.stdout
 
-    settings = base_settings(server.url, anvil.url, product.address)
-    service = Service(
-        settings=settings,
-        redis_client=redis.Redis.from_url(server.url, decode_responses=True),
-        chain=Chain.from_url(anvil.url, timeout=10),
-        account=PROCESSOR,
-        stop=threading.Event(),
-    )
+    service = service_on(server.url, anvil, product)
     with caplog.at_level(logging.WARNING, logger="depeg_processor.service"):
         assert service.prepare()
     warned = [r.getMessage() for r in caplog.records if r.name == "depeg_processor.service"]
@@ -83,14 +87,8 @@ def test_a_server_below_the_minimum_refuses_to_start_and_fails_check_config(
 ) -> None:
     # No older redis-server is at hand: raise the floor above the real server's version.
     monkeypatch.setattr(server_check, "MIN_VERSION", (99, 0, 0))
-    settings = base_settings(redis_server.url, anvil.url, product.address)
-    service = Service(
-        settings=settings,
-        redis_client=redis.Redis.from_url(redis_server.url, decode_responses=True),
-        chain=Chain.from_url(anvil.url, timeout=10),
-        account=PROCESSOR,
-        stop=threading.Event(),
-    )
+    service = service_on(redis_server.url, anvil, product)
+    settings = service.settings
     with pytest.raises(StartupError, match=r"Redis 6\.\d+\.\d+ is too old.*99\.0\.0 or later"):
         service.prepare()
     assert command_check_config(settings) == 1

@@ -94,6 +94,11 @@ def test_node_refusals_are_classified(message: str, kind: type) -> None:
     assert not isinstance(error, errors.PermanentError)
 
 
+def error_answer(code: int, message: str, request_id: int | None = 0) -> dict:
+    """A JSON-RPC answer carrying an error object (id None: for no request in particular)."""
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
 def rpc_reply(handler):
     """A responses callback answering single and batch JSON-RPC requests via
     handler(method, params) -> ("result", value) | ("error", error-object)."""
@@ -257,16 +262,12 @@ def eth_call_or(refusal):
     return callback
 
 
-def rpc_error(code: int, message: str) -> str:
-    return json.dumps({"jsonrpc": "2.0", "id": 0, "error": {"code": code, "message": message}})
-
-
 @pytest.mark.parametrize(
     "refusal",
     [
-        (200, {}, rpc_error(-32601, "the method eth_simulateV1 does not exist")),
-        (400, {}, rpc_error(-32004, "method not supported")),
-        (403, {}, rpc_error(-32601, "method not allowed")),
+        (200, {}, json.dumps(error_answer(-32601, "the method eth_simulateV1 does not exist"))),
+        (400, {}, json.dumps(error_answer(-32004, "method not supported"))),
+        (403, {}, json.dumps(error_answer(-32601, "method not allowed"))),
         (501, {}, ""),
         (200, {}, json.dumps({"jsonrpc": "2.0", "id": 0, "result": {"unexpected": "shape"}})),
     ],
@@ -288,7 +289,7 @@ def test_a_node_without_eth_simulate_v1_gets_eth_calls_after_three_batches(
 
 
 def test_a_passing_failure_of_eth_simulate_v1_costs_one_batch_not_the_method(node, chain) -> None:
-    timeout = (200, {}, rpc_error(-32603, "execution aborted (timeout = 5s)"))
+    timeout = (200, {}, json.dumps(error_answer(-32603, "execution aborted (timeout = 5s)")))
     ok = [{"calls": [simulated("0x1", "0x02")] * 4}]
     answers = iter([timeout, timeout, None, timeout, timeout, None])
 
@@ -441,7 +442,7 @@ def test_json_rpc_32005_for_a_whole_batch_is_retried(node, limited, clock) -> No
     node.add(
         responses.POST,
         URL,
-        json={"jsonrpc": "2.0", "id": None, "error": {"code": -32005, "message": "limit exceeded"}},
+        json=error_answer(-32005, "limit exceeded", None),
     )
     node.add_callback(responses.POST, URL, callback=rpc_reply(echo))
     assert limited.batch([("eth_getBalance", ["a"]), ("eth_getBalance", ["b"])]) == [
@@ -504,24 +505,12 @@ def refusing_batches_over(limit: int, refusal):
         lambda body: (
             400,
             {},
-            json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "id": None,
-                    "error": {"code": -32600, "message": "batch too large"},
-                }
-            ),
+            json.dumps(error_answer(-32600, "batch too large", None)),
         ),
         lambda body: (
             200,
             {},
-            json.dumps(
-                {
-                    "jsonrpc": "2.0",
-                    "id": None,
-                    "error": {"code": -32600, "message": "batch too large"},
-                }
-            ),
+            json.dumps(error_answer(-32600, "batch too large", None)),
         ),
         lambda body: (
             200,
@@ -589,7 +578,7 @@ def test_a_rate_limit_answered_with_http_400_is_waited_out_not_taken_as_a_refusa
         responses.POST,
         URL,
         status=400,
-        json={"jsonrpc": "2.0", "id": None, "error": {"code": -32005, "message": "limit exceeded"}},
+        json=error_answer(-32005, "limit exceeded", None),
     )
     node.add_callback(responses.POST, URL, callback=rpc_reply(echo))
     assert limited.batch([("eth_call", ["a"]), ("eth_call", ["b"])]) == ["eth_call:a", "eth_call:b"]
