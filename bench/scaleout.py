@@ -38,20 +38,13 @@ import urllib.request
 from pathlib import Path
 
 import redis
-from eth_account import Account
 
-from bench.throughput import ANVIL_ARGS, enqueue, wait
+from bench.throughput import ANVIL_ARGS, BLOCK_TIME, bench_chain, enqueue, wait
 from depeg_processor import wallets
-from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer, clean_env, free_port
-from devnet.product import Product
-from devnet.proxy import RpcProxy
-from devnet.webapp import WebApp
+from devnet.nodes import TEST_MNEMONIC, clean_env, free_port
 
-Account.enable_unaudited_hdwallet_features()
-DEPLOYER = Account.from_mnemonic(TEST_MNEMONIC, account_path=wallets.derivation_path(9))
 STREAM = "application:signatures"
 CONSUMER = "depeg-backend-processor-consumer"
-BLOCK_TIME = float(os.environ.get("BENCH_BLOCK_TIME", "0.25")) or None
 NODE_DELAY = float(os.environ.get("BENCH_NODE_DELAY", "0.05"))
 DEFAULT_N = 2000
 ROWS = ((1, 1), (2, 2), (4, 4), (4, 2), (4, 1))  # (replicas, wallets)
@@ -156,16 +149,11 @@ def run_row(replica_count: int, pool_size: int, n: int) -> dict:
         wallets.derive_accounts(TEST_MNEMONIC, pool_size), stream=STREAM, consumer=CONSUMER
     )
     with (
-        RedisServer() as redis_server,
-        Anvil(block_time=BLOCK_TIME, extra_args=ANVIL_ARGS) as anvil,
-        RpcProxy(anvil.url, delay=NODE_DELAY) as proxy,
+        bench_chain(delay=NODE_DELAY) as (redis_server, anvil, proxy, product, client, webapp),
         tempfile.TemporaryDirectory(prefix="scaleout-") as logs,
     ):
         for wallet in pool:
             anvil.rpc("anvil_setBalance", wallet.address, hex(WALLET_BALANCE))
-        product = Product.deploy(anvil.url, DEPLOYER)
-        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-        webapp = WebApp(client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
         applications = [webapp.application() for _ in range(n)]
         replicas = start_replicas(
             replica_count,

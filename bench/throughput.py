@@ -22,6 +22,7 @@ per transaction.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -29,6 +30,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -201,17 +203,27 @@ def measure_processor(
     }
 
 
-def measure_idle_and_latency() -> dict:
-    """JSON-RPC calls in an idle minute, then enqueue-to-transactionHash of applications that
-    arrive one by one at an idle processor."""
+@contextlib.contextmanager
+def bench_chain(delay: float = 0.0) -> Iterator[tuple]:
+    """What every measurement runs against, fresh: redis-server; anvil (a block every
+    BLOCK_TIME s, ANVIL_ARGS) behind a counting proxy that answers `delay` s late; the product
+    deployed from account 9 (no pool wallet's nonce is touched); a Redis client; the web app's
+    writer. Yields (redis_server, anvil, proxy, product, client, webapp)."""
     with (
         RedisServer() as redis_server,
         Anvil(block_time=BLOCK_TIME, extra_args=ANVIL_ARGS) as anvil,
-        RpcProxy(anvil.url) as proxy,
+        RpcProxy(anvil.url, delay=delay) as proxy,
     ):
         product = Product.deploy(anvil.url, OWNER)
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         webapp = WebApp(client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
+        yield redis_server, anvil, proxy, product, client, webapp
+
+
+def measure_idle_and_latency() -> dict:
+    """JSON-RPC calls in an idle minute, then enqueue-to-transactionHash of applications that
+    arrive one by one at an idle processor."""
+    with bench_chain() as (redis_server, anvil, proxy, product, client, webapp):
         applications = [webapp.application() for _ in range(LATENCY_SAMPLES)]
         process, parent = start_processor(bench_settings(redis_server, proxy.url, product))
         time.sleep(5)  # past start-up's own calls
@@ -253,14 +265,7 @@ def measure_idle_and_latency() -> dict:
 def run(n: int) -> dict:
     # anvil keeps every block's state in memory by default and slows down block after block
     # (at N=10,000 it passed 6 GB); the benchmark keeps the last states only, for both runs.
-    with (
-        RedisServer() as redis_server,
-        Anvil(block_time=BLOCK_TIME, extra_args=ANVIL_ARGS) as anvil,
-        RpcProxy(anvil.url) as proxy,
-    ):
-        product = Product.deploy(anvil.url, OWNER)
-        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-        webapp = WebApp(client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
+    with bench_chain() as (redis_server, anvil, proxy, product, client, webapp):
         print(f"N={n}: signing {2 * n} applications as the web app does ...", flush=True)
         limit_apps = [webapp.application() for _ in range(n)]
         processor_apps = [webapp.application() for _ in range(n)]
