@@ -7,6 +7,8 @@ import json
 import signal
 import socket
 
+import pytest
+
 from depeg_processor import wallets
 from devnet.nodes import TEST_MNEMONIC
 from devnet.proxy import RpcProxy
@@ -122,9 +124,10 @@ def test_spending_guard_pauses_sending_and_says_why(
     assert product.application_count() == 1
 
 
-def test_status_and_check_config_commands(
-    redis_server, anvil, product, webapp, redis_client, spawn
-):
+@pytest.fixture
+def one_in_flight(redis_server, anvil, product, webapp, redis_client, spawn):
+    """A processor whose one application is sent and not mined (automine off):
+    (its env, its process, the transaction's hash)."""
     env = service_env(redis_server.url, anvil.url, product.address)
     anvil.set_automine(False)
     process = spawn(env)
@@ -132,6 +135,11 @@ def test_status_and_check_config_commands(
     tx_hash = wait_until(
         lambda: application(redis_client, entity_id).get("transactionHash"), what="sent"
     )
+    return env, process, tx_hash
+
+
+def test_status_and_check_config_commands(anvil, one_in_flight):
+    env, process, tx_hash = one_in_flight
     result = cli(env, "status", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -159,16 +167,8 @@ def test_status_and_check_config_commands(
     assert nothing.returncode == 1 and "no contract" in nothing.stdout
 
 
-def test_status_lists_every_wallet_of_the_pool(
-    redis_server, anvil, product, webapp, redis_client, spawn
-):
-    env = service_env(redis_server.url, anvil.url, product.address)
-    anvil.set_automine(False)
-    process = spawn(env)
-    entity_id = webapp.apply()
-    tx_hash = wait_until(
-        lambda: application(redis_client, entity_id).get("transactionHash"), what="sent"
-    )
+def test_status_lists_every_wallet_of_the_pool(redis_client, one_in_flight):
+    env, process, tx_hash = one_in_flight
     third = wallets.pool(
         wallets.derive_accounts(TEST_MNEMONIC, 3), stream="application:signatures", consumer="c"
     )[2]
