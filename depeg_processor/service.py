@@ -355,11 +355,10 @@ class Service:
                 self._stand_by()
             else:  # the held wallet's loop, or the single wallet's standby
                 self.choice.working().processor.run_once()
-                if len(self.parts) > 1:
-                    try:
-                        self.choice.take_a_left_wallet()
-                    except redis.RedisError as error:  # looked for again next interval
-                        log.warning("could not look for wallets left in flight: %s", error)
+                try:
+                    self.choice.take_a_left_wallet()
+                except redis.RedisError as error:  # looked for again next interval
+                    log.warning("could not look for wallets left in flight: %s", error)
         for parts in self.parts:  # the batch in hand goes out before the lease does
             parts.sender.finish_broadcast()
         log.info("processor loop stopped")

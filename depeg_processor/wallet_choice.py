@@ -105,6 +105,8 @@ class WalletChoice:
         in a scale-down, or died with no spare to take over), so they are confirmed, purged,
         resent or replaced. The wallet given up has nothing left to watch, and may be taken
         again later, by any process. Returns the wallet moved to, if any."""
+        if len(self.parts) == 1:  # no other wallet to look at
+            return None
         now = self._monotonic()
         if self._left_checked_at is not None and now - self._left_checked_at < self.interval:
             return None

@@ -97,6 +97,13 @@ def test_no_move_while_its_own_wallet_has_something_in_flight_or_in_hand(fake_re
     assert a.take_a_left_wallet() is a.parts[1]
 
 
+def test_a_single_wallet_asks_redis_nothing_between_batches(fake_redis, clock):
+    only = replica(fake_redis, clock, "a", wallets=1)
+    only.keep_leases_once()
+    fake_redis.pipeline = None  # any look at Redis would fail here
+    assert only.take_a_left_wallet() is None and address(only) == "0xW0"
+
+
 def test_no_move_to_a_wallet_another_process_holds(fake_redis, clock):
     a, b = replica(fake_redis, clock, "a"), replica(fake_redis, clock, "b")
     a.keep_leases_once(), b.keep_leases_once()
