@@ -133,7 +133,10 @@ class RedisServer:
 
 
 class Anvil:
-    """An anvil node; `block_time` None means automine (a block per transaction)."""
+    """An anvil node; `block_time` None means automine (a block per transaction).
+
+    `chain_id` None keeps anvil's own (31337); the real depeg product's price data provider
+    only deploys on the chain ids it knows as test chains, among them 1337."""
 
     def __init__(
         self,
@@ -142,9 +145,11 @@ class Anvil:
         block_time: float | None = None,
         extra_args: tuple[str, ...] = (),
         mnemonic: str = TEST_MNEMONIC,
+        chain_id: int | None = None,
     ) -> None:
         self.port = port or free_port()
         self.block_time = block_time
+        self.chain_id = chain_id
         self.extra_args = extra_args
         self.mnemonic = mnemonic
         self.process: subprocess.Popen | None = None
@@ -167,6 +172,8 @@ class Anvil:
         ]
         if self.block_time is not None:
             args += ["--block-time", str(self.block_time)]
+        if self.chain_id is not None:
+            args += ["--chain-id", str(self.chain_id)]
         self.process = subprocess.Popen(
             [*args, *self.extra_args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
