@@ -8,12 +8,16 @@ import dataclasses
 import os
 import secrets
 import time
+from typing import TYPE_CHECKING
 
 import redis
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from depeg_processor.application import POLICY_TYPES, signature_id_bytes32
+
+if TYPE_CHECKING:
+    from devnet.depeg import Depeg
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 NANOID = "useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyzrict"
@@ -69,16 +73,25 @@ class WebApp:
         )
         return "0x" + signed.signature.hex().removeprefix("0x")
 
-    def application(self, holder: LocalAccount | None = None, **overrides: str) -> dict:
-        """A correctly signed application's fields; `overrides` replace fields after signing."""
+    def application(
+        self,
+        holder: LocalAccount | None = None,
+        *,
+        protected_balance: int = 1199000000,
+        duration: int = 2592000,
+        bundle_id: int = 2,
+        **overrides: str,
+    ) -> dict:
+        """A correctly signed application's fields; `overrides` replace fields after signing.
+        The terms' defaults suit the test double, which checks none of them."""
         holder = holder or Account.create()
         wallet = Account.create().address
         fields = {
             "policyHolder": holder.address,
             "protectedWallet": wallet,
-            "protectedBalance": "1199000000",
-            "duration": "2592000",
-            "bundleId": "2",
+            "protectedBalance": str(protected_balance),
+            "duration": str(duration),
+            "bundleId": str(bundle_id),
             "signatureId": nanoid(),
             "timestamp": f"{time.time():.3f}",
         }
@@ -99,6 +112,49 @@ class WebApp:
         self.redis.hset(f"PendingApplication:{entity_id}", mapping=fields)
         self.redis.xadd(self.stream, {"entityId": entity_id})
         return entity_id
+
+    def apply(self, holder: LocalAccount | None = None, **overrides: str) -> str:
+        return self.submit(self.application(holder, **overrides))
+
+
+@dataclasses.dataclass
+class ProductWebApp:
+    """The web app's way against the real depeg product, which checks what the test double
+    does not: before signing, the policy holder approves the instance's treasury for the
+    premium the product will charge, and the web app waits for that approval's receipt (the
+    product checks balance and allowance when the application is sent). Holders are new
+    accounts that the token owner gives ETH for the approval and the premium in tokens."""
+
+    webapp: WebApp
+    depeg: Depeg
+    bundle_id: int
+    protected_balance: int = 5_000 * 10**6
+    duration: int = 30 * 24 * 3600
+    holder_eth: int = 10**17
+
+    def new_holder(self, tokens: int) -> LocalAccount:
+        """A fresh policy holder with ETH for its approval and `tokens` premium tokens."""
+        holder = Account.create()
+        operator, t = self.depeg.actors.operator, self.depeg.t
+        t.send(operator, {"to": holder.address, "value": self.holder_eth, "gas": 21_000})
+        t.call(operator, self.depeg.token, "transfer", holder.address, tokens)
+        return holder
+
+    def application(self, holder: LocalAccount | None = None, **overrides: str) -> dict:
+        """Fields of an application the product will accept: premium approved, then signed."""
+        premium = self.depeg.premium(self.protected_balance, self.duration, self.bundle_id)
+        holder = holder or self.new_holder(premium)
+        self.depeg.t.call(holder, self.depeg.token, "approve", self.depeg.treasury, premium)
+        return self.webapp.application(
+            holder,
+            protected_balance=self.protected_balance,
+            duration=self.duration,
+            bundle_id=self.bundle_id,
+            **overrides,
+        )
+
+    def submit(self, fields: dict, entity_id: str | None = None) -> str:
+        return self.webapp.submit(fields, entity_id)
 
     def apply(self, holder: LocalAccount | None = None, **overrides: str) -> str:
         return self.submit(self.application(holder, **overrides))
