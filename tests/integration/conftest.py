@@ -27,6 +27,7 @@ from depeg_processor.untrusted import REDIS_DECODING
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
 from devnet.product import Product
 from devnet.webapp import WebApp
+from tests.integration.real_product import real_product  # noqa: F401  (a session fixture)
 
 pytestmark = pytest.mark.integration
 Account.enable_unaudited_hdwallet_features()
