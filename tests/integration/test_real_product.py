@@ -1,0 +1,136 @@
+"""The processor against the real depeg product on a GIF instance (not the test double):
+applications made the web app's way, premium approved first, each land exactly once."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+
+import pytest
+
+from tests.conftest import wait_until
+from tests.integration.conftest import (
+    application,
+    dead_letters,
+    receipt,
+    service_env,
+    wallet_nonce,
+)
+
+pytestmark = pytest.mark.integration
+APPLICATIONS = 10
+CONFIRMATIONS = 3
+
+
+@pytest.fixture
+def anvil(real_product):
+    """The session's chain with the real product, in place of a fresh anvil per test."""
+    return real_product.anvil
+
+
+@pytest.fixture
+def product(real_product):
+    """start_service reads the product's address from here."""
+    return real_product
+
+
+def test_applications_made_the_web_apps_way_land_exactly_once(
+    real_product, start_service, redis_client, anvil
+):
+    bundle_id = real_product.new_bundle(APPLICATIONS)
+    webapp = real_product.webapp(redis_client, bundle_id)
+    submitted = {}
+    for _ in range(APPLICATIONS):
+        fields = webapp.application()
+        submitted[webapp.submit(fields)] = fields
+    start_block = anvil.block_number() + 1
+    nonce_before = wallet_nonce(anvil)
+    policies_before = real_product.depeg.product.functions.policies().call()
+
+    start_service(min_confirmations=CONFIRMATIONS)
+    hashes = wait_until(
+        lambda: (
+            all(application(redis_client, e).get("transactionHash") for e in submitted)
+            and [application(redis_client, e)["transactionHash"] for e in submitted]
+        ),
+        timeout=60,
+        what="transactionHash on every application",
+    )
+    wait_until(lambda: all(receipt(anvil, h) for h in hashes), what="receipts")
+    anvil.mine(CONFIRMATIONS - 1)  # automine made one block each; these confirm the last
+    wait_until(
+        lambda: not any(application(redis_client, e) for e in submitted),
+        timeout=60,
+        what="every application confirmed and purged",
+    )
+
+    events = real_product.applications_created(from_block=start_block)
+    holders = Counter(e["policyHolder"] for e in events)
+    assert holders == Counter(f["policyHolder"] for f in submitted.values()), "one each"
+    assert sorted(e["protectedWallet"] for e in events) == sorted(
+        f["protectedWallet"] for f in submitted.values()
+    )
+    assert sorted(e["transactionHash"] for e in events) == sorted(hashes)
+    assert all(int(receipt(anvil, h)["status"], 16) == 1 for h in hashes)
+    assert real_product.depeg.product.functions.policies().call() == policies_before + APPLICATIONS
+    assert wallet_nonce(anvil) == nonce_before + APPLICATIONS, "one transaction each"
+    assert dead_letters(redis_client) == {}
+    assert (
+        redis_client.xpending("application:signatures", "depeg-backend-processor")["pending"] == 0
+    )
+
+    gas = sorted(real_product.gas_used(h) for h in hashes)
+    print(
+        f"\ngas per application ({len(gas)}): min {gas[0]:,}, "
+        f"median {int(statistics.median(gas)):,}, max {gas[-1]:,}"
+    )
+
+
+def test_the_entry_point_sets_aside_what_the_real_product_refuses(
+    real_product, spawn, redis_server, redis_client, anvil
+):
+    """`python -m depeg_processor` as deployed (environment variables only): the real
+    product's own checks end up as dead letters with its revert strings, and no gas is spent
+    on them; the good applications around them go through."""
+    bundle_id = real_product.new_bundle(2)
+    webapp = real_product.webapp(redis_client, bundle_id)
+    depeg = real_product.depeg
+    premium = depeg.premium(webapp.protected_balance, webapp.duration, bundle_id)
+    terms = dict(
+        protected_balance=webapp.protected_balance, duration=webapp.duration, bundle_id=bundle_id
+    )
+    reused = webapp.application()
+    goods = [webapp.submit(reused), webapp.apply()]
+    bads = {
+        "signature-used": webapp.submit(dict(reused)),
+        "no-allowance": webapp.submit(
+            webapp.webapp.application(webapp.new_holder(premium), **terms)
+        ),
+        "no-bundle": webapp.submit(webapp.webapp.application(**{**terms, "bundle_id": 999})),
+    }
+    nonce_before = wallet_nonce(anvil)
+    spawn(service_env(redis_server.url, anvil.url, real_product.address))
+    wait_until(
+        lambda: (
+            len(dead_letters(redis_client)) == len(bads)
+            and not any(application(redis_client, e) for e in goods)
+        ),
+        timeout=60,
+        what="good applications confirmed, bad ones dead-lettered",
+    )
+    # the bundle is full now: a third policy is refused by underwriting
+    bads["bundle-full"] = webapp.apply()
+    wait_until(
+        lambda: len(dead_letters(redis_client)) == len(bads), what="over-capacity dead letter"
+    )
+
+    letters = dead_letters(redis_client)
+    expected = {
+        "signature-used": "ERROR:DMH-001:SIGNATURE_USED",
+        "no-allowance": "ERROR:DP-015:ALLOWANCE_TOO_LOW",
+        "no-bundle": "ERROR:BUC-060:BUNDLE_DOES_NOT_EXIST",
+        "bundle-full": "ERROR:DP-016:UNDERWRITING_FAILED",
+    }
+    for name, fragment in expected.items():
+        assert fragment in letters[bads[name]]["reason"], (name, letters[bads[name]]["reason"])
+    assert wallet_nonce(anvil) == nonce_before + len(goods), "no gas spent on a refused one"
