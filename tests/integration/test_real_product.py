@@ -134,3 +134,30 @@ def test_the_entry_point_sets_aside_what_the_real_product_refuses(
     for name, fragment in expected.items():
         assert fragment in letters[bads[name]]["reason"], (name, letters[bads[name]]["reason"])
     assert wallet_nonce(anvil) == nonce_before + len(goods), "no gas spent on a refused one"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the first batch estimates each application alone against the pending state, so "
+    "applications beyond a bundle's free capital are all sent; the one that no longer fits "
+    "reverts on chain with DP-016 and its gas is spent",
+)
+def test_applications_beyond_the_bundles_capacity_in_one_batch_cost_no_gas(
+    real_product, start_service, redis_client, anvil
+):
+    bundle_id = real_product.new_bundle(2)
+    webapp = real_product.webapp(redis_client, bundle_id)
+    entity_ids = [webapp.apply() for _ in range(3)]  # waiting together: one batch
+    nonce_before = wallet_nonce(anvil)
+    start_service()
+    wait_until(
+        lambda: (
+            len(dead_letters(redis_client)) == 1
+            and not any(application(redis_client, e) for e in entity_ids)
+        ),
+        timeout=60,
+        what="two confirmed, one dead-lettered",
+    )
+    (letter,) = dead_letters(redis_client).values()
+    assert "ERROR:DP-016:UNDERWRITING_FAILED" in letter["reason"]
+    assert wallet_nonce(anvil) == nonce_before + 2, letter["reason"]
