@@ -27,7 +27,7 @@ import redis
 from eth_account import Account
 from prometheus_client import CollectorRegistry
 
-from depeg_processor.chain import Chain
+from depeg_processor.chain.rpc import Chain
 from depeg_processor.config import DERIVATION_PATH, Settings
 from depeg_processor.metrics import Metrics
 from depeg_processor.service import Service

@@ -36,7 +36,7 @@ def rss_kib() -> int:
 def run(settings_fields: dict, pipe: Connection) -> None:
     from eth_account import Account
 
-    from depeg_processor.chain import Chain
+    from depeg_processor.chain.rpc import Chain
     from depeg_processor.config import DERIVATION_PATH, Settings
     from depeg_processor.service import Service
     from depeg_processor.untrusted import REDIS_DECODING

@@ -23,7 +23,7 @@ from eth_account import Account
 from prometheus_client import CollectorRegistry
 
 from . import errors, redis_server, wallets
-from .chain import Chain
+from .chain.rpc import Chain
 from .config import DERIVATION_PATH, Settings, load_settings
 from .faults import Faults
 from .logs import configure_logging

@@ -22,7 +22,7 @@ import redis
 
 from . import errors
 from .application import Application, application_key, check_entry, parse_application
-from .chain import NodeUnavailable
+from .chain.rpc import NodeUnavailable
 from .clock import SYSTEM, Clock
 from .config import Settings
 from .faults import NO_FAULTS, Faults

@@ -17,7 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from . import errors
 from .application import Application
-from .chain import Chain, NodeUnavailable
+from .chain.rpc import Chain, NodeUnavailable
+from .chain.signing import TransactionSigner
 from .clock import SYSTEM, Clock
 from .config import Settings
 from .errors import FenceLost, LeaseLost
@@ -26,7 +27,6 @@ from .fees import Backlog, FeePolicy, Fees
 from .lease import Fence
 from .nonce import NonceManager
 from .records import TxRecord, TxRecords
-from .signing import TransactionSigner
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,9 @@ from eth_account.signers.local import LocalAccount
 from waitress.server import create_server
 
 from . import errors, redis_server
-from .chain import Chain, NodeUnavailable
+from .chain.product import ProductCalls
+from .chain.rpc import Chain, NodeUnavailable
+from .chain.signing import TransactionSigner
 from .clock import SYSTEM, Clock
 from .config import Settings
 from .errors import StartupError
@@ -31,12 +33,10 @@ from .metrics import Metrics, null_metrics
 from .monitor import Limits, make_monitor_app
 from .nonce import NonceManager
 from .processor import Processor, ProcessorConfig
-from .product import ProductCalls
 from .queue import StreamQueue
 from .records import SpendLedger, TxRecord, TxRecords
 from .retention import StreamRetention
 from .sender import Sender, SenderConfig
-from .signing import TransactionSigner
 from .state import STANDBY, SharedState
 from .systemd import Notifier
 from .wallet_choice import WalletChoice, WalletParts

@@ -33,7 +33,7 @@ from collections.abc import Callable
 import redis
 
 from . import errors
-from .chain import Chain, NodeUnavailable
+from .chain.rpc import Chain, NodeUnavailable
 from .clock import SYSTEM, Clock
 from .config import Settings
 from .errors import FenceLost

@@ -19,7 +19,7 @@ from eth_account import Account
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from depeg_processor.chain import Chain
+from depeg_processor.chain.rpc import Chain
 from depeg_processor.config import DERIVATION_PATH, Settings
 from depeg_processor.metrics import Metrics
 from depeg_processor.service import Service

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from depeg_processor import service as service_module
-from depeg_processor.chain import Chain
+from depeg_processor.chain.rpc import Chain
 from depeg_processor.service import Service
 from tests.integration.conftest import PROCESSOR, base_settings
 

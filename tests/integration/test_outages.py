@@ -8,7 +8,7 @@ import threading
 import pytest
 import redis
 
-from depeg_processor.chain import Chain
+from depeg_processor.chain.rpc import Chain
 from depeg_processor.service import Service
 from depeg_processor.untrusted import REDIS_DECODING
 from devnet.nodes import RedisServer

@@ -12,7 +12,7 @@ import redis
 
 from depeg_processor import redis_server as server_check
 from depeg_processor.__main__ import command_check_config
-from depeg_processor.chain import Chain
+from depeg_processor.chain.rpc import Chain
 from depeg_processor.errors import StartupError
 from depeg_processor.service import Service
 from devnet.nodes import RedisServer

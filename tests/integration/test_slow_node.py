@@ -16,7 +16,7 @@ from eth_account import Account
 from prometheus_client import CollectorRegistry
 from web3 import Web3
 
-from depeg_processor.chain import Chain
+from depeg_processor.chain.rpc import Chain
 from depeg_processor.faults import Faults
 from depeg_processor.metrics import Metrics
 from depeg_processor.service import Service

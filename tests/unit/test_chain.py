@@ -10,9 +10,9 @@ import requests
 import responses
 from eth_abi import encode as abi_encode
 
-from depeg_processor import chain as chain_module
 from depeg_processor import errors
-from depeg_processor.chain import Chain, NodeUnavailable, classify, revert_reason
+from depeg_processor.chain import rpc as chain_module
+from depeg_processor.chain.rpc import Chain, NodeUnavailable, classify, revert_reason
 
 URL = "http://node.test"
 

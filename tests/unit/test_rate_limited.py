@@ -7,7 +7,7 @@ import pytest
 import responses
 
 from depeg_processor import errors
-from depeg_processor.chain import Chain
+from depeg_processor.chain.rpc import Chain
 from depeg_processor.state import SharedState
 
 from .helpers import ENTITY_ID, signed_fields

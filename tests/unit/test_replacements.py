@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from depeg_processor import errors
+from depeg_processor.chain.signing import TransactionSigner
 from depeg_processor.clock import Clock
 from depeg_processor.fees import FeePolicy, raised
 from depeg_processor.lease import Lease
@@ -15,7 +16,6 @@ from depeg_processor.nonce import NonceManager
 from depeg_processor.queue import StreamQueue
 from depeg_processor.records import TxRecord, TxRecords
 from depeg_processor.sender import MAX_REPLACEMENT_BUMPS, LeaseLost, Sender, SenderConfig
-from depeg_processor.signing import TransactionSigner
 
 from .helpers import CHAIN_ID
 

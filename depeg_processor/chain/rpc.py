@@ -19,8 +19,8 @@ import requests
 from eth_abi import decode as abi_decode
 from web3 import Web3
 
-from . import errors
-from .fees import Block
+from .. import errors
+from ..fees import Block
 
 log = logging.getLogger(__name__)
 
