@@ -22,9 +22,9 @@ import redis
 
 from . import errors
 from .application import Application, application_key, check_entry, parse_application
-from .chain.rpc import NodeUnavailable
 from .clock import SYSTEM, Clock
 from .config import Settings
+from .errors import NodeUnavailable
 from .faults import NO_FAULTS, Faults
 from .lease import Lease
 from .metrics import Metrics, null_metrics

@@ -17,11 +17,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from . import errors
 from .application import Application
-from .chain.rpc import Chain, NodeUnavailable
+from .chain.rpc import Chain
 from .chain.signing import TransactionSigner
 from .clock import SYSTEM, Clock
 from .config import Settings
-from .errors import FenceLost, LeaseLost
+from .errors import FenceLost, LeaseLost, NodeUnavailable
 from .faults import NO_FAULTS, Faults
 from .fees import Backlog, FeePolicy, Fees
 from .lease import Fence

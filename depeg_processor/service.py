@@ -21,11 +21,11 @@ from waitress.server import create_server
 
 from . import errors, redis_server
 from .chain.product import ProductCalls
-from .chain.rpc import Chain, NodeUnavailable
+from .chain.rpc import Chain
 from .chain.signing import TransactionSigner
 from .clock import SYSTEM, Clock
 from .config import Settings
-from .errors import StartupError
+from .errors import NodeUnavailable, StartupError
 from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy
 from .lease import Lease, LeaseKeeper, owner_id

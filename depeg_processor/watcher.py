@@ -33,10 +33,10 @@ from collections.abc import Callable
 import redis
 
 from . import errors
-from .chain.rpc import Chain, NodeUnavailable
+from .chain.rpc import Chain
 from .clock import SYSTEM, Clock
 from .config import Settings
-from .errors import FenceLost
+from .errors import FenceLost, NodeUnavailable
 from .fees import raised
 from .head import Head, HeadSchedule
 from .lease import Fence

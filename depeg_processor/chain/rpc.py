@@ -2,8 +2,8 @@
 
 Requests go over a kept-alive `requests` session per thread, so the client sees each HTTP
 status and header (a hosted provider's 429 and Retry-After, a refused batch). Every RPC error
-is turned by :func:`classify` into a permanent or a transient error of
-:mod:`depeg_processor.errors`.
+is turned by :func:`depeg_processor.chain.classify.classify` into a permanent or a transient
+error of :mod:`depeg_processor.errors`.
 """
 
 from __future__ import annotations
@@ -16,69 +16,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import requests
-from eth_abi import decode as abi_decode
 from web3 import Web3
 
 from .. import errors
 from ..fees import Block
+from .classify import ERROR_SELECTOR, classify, error_of, retry_after
 
 log = logging.getLogger(__name__)
-
-ERROR_SELECTOR = "0x08c379a0"  # Error(string)
-PRODUCT_NOT_ACTIVE = "ERROR:DP-010:PRODUCT_NOT_ACTIVE"
-RATE_LIMIT_CODE = -32005  # "limit exceeded" (EIP-1474), used by hosted providers
-RATE_LIMIT_PHRASES = ("limit exceeded", "rate exceeded", "too many requests", "rate limit")
-
-
-def revert_reason(data: Any, message: str) -> str:
-    """The Error(string) of a revert, from the error's data, else from its message."""
-    if isinstance(data, dict):  # some nodes nest the data one level deeper
-        data = data.get("data")
-    if isinstance(data, str) and data.startswith(ERROR_SELECTOR) and len(data) >= 10 + 128:
-        try:
-            return abi_decode(["string"], bytes.fromhex(data[10:]))[0]
-        except Exception:
-            pass
-    prefix = "execution reverted"
-    if message.startswith(prefix):
-        rest = message[len(prefix) :].lstrip(": ").strip()
-        return rest
-    return message
-
-
-def classify(error: dict) -> errors.ProcessorError:
-    """Sort one JSON-RPC error object into the processor's error kinds."""
-    message = str(error.get("message", ""))
-    lowered = message.lower()
-    if error.get("code") == 3 or "revert" in lowered:
-        reason = revert_reason(error.get("data"), message) or "reverted without a reason"
-        if PRODUCT_NOT_ACTIVE in reason:
-            return errors.ProductInactive(reason)
-        return errors.PermanentError(f"reverted: {reason}", kind=errors.revert_kind(reason))
-    if error.get("code") == RATE_LIMIT_CODE or (
-        "gas" not in lowered and any(phrase in lowered for phrase in RATE_LIMIT_PHRASES)
-    ):
-        return errors.RateLimited(f"node error {error.get('code')}: {message}")
-    if "nonce too high" in lowered:
-        return errors.NonceTooHigh(message)
-    if "nonce too low" in lowered or "invalid nonce" in lowered:
-        return errors.NonceConflict(message)
-    if (
-        "less than block base fee" in lowered
-        or "fee cap less than block base fee" in lowered
-        or "max fee per gas less than" in lowered
-    ):
-        return errors.FeeTooLow(message)
-    if "underpriced" in lowered:
-        return errors.ReplacementUnderpriced(message)
-    if "already known" in lowered or "known transaction" in lowered:
-        return errors.AlreadyKnown(message)
-    if "insufficient funds" in lowered:
-        return errors.InsufficientFunds(message)
-    return errors.TransientError(f"node error {error.get('code')}: {message}")
-
-
-NodeUnavailable = errors.NodeUnavailable  # where the callers have always imported it from
 
 FIRST_BACKOFF = 0.25  # s, doubling per refusal of the same call when no Retry-After is given
 MAX_BACKOFF = 2.0  # s, the longest pause between two tries
@@ -202,7 +146,7 @@ class Chain:
                 if "error" not in member:
                     results[i] = member.get("result")
                     continue
-                results[i] = error = self._failed(classify(_error_of(member)))
+                results[i] = error = self._failed(classify(error_of(member)))
                 if isinstance(error, errors.RateLimited):
                     limited.append(i)
             if not limited:
@@ -243,7 +187,7 @@ class Chain:
                 return [answer]
             if ok and isinstance(answer, list) and _answers_each(answer, len(calls)):
                 return sorted(answer, key=lambda member: member["id"])
-            error = classify(_error_of(answer)) if answer is not None else None
+            error = classify(error_of(answer)) if answer is not None else None
             if isinstance(error, errors.RateLimited):
                 self._failed(error)
                 self._pause(str(error), retry_after(response), tries, deadline)
@@ -252,7 +196,9 @@ class Chain:
             if not single and (status in (400, 413) or (ok and answer is not None)):
                 raise errors.BatchRefused(f"HTTP {status}: {error}" if error else f"HTTP {status}")
             raise self._failed(
-                NodeUnavailable(f"node answered HTTP {status} without a JSON-RPC answer ({what})")
+                errors.NodeUnavailable(
+                    f"node answered HTTP {status} without a JSON-RPC answer ({what})"
+                )
             )
 
     def _post(self, payload: object, what: str) -> requests.Response:
@@ -264,7 +210,7 @@ class Chain:
             return session.post(self._url, data=json.dumps(payload), timeout=self._timeout)
         except (requests.RequestException, OSError) as error:
             raise self._failed(
-                NodeUnavailable(f"node unreachable ({what}): {type(error).__name__}")
+                errors.NodeUnavailable(f"node unreachable ({what}): {type(error).__name__}")
             ) from None
 
     def _pause(self, reason: str, retry_after: float | None, tries: int, deadline: float) -> None:
@@ -426,21 +372,3 @@ def _answers_each(answer: list, count: int) -> bool:
         and all(type(i) is int for i in ids)
         and set(ids) == set(range(count))
     )
-
-
-def _error_of(answer: Any) -> dict:
-    """The error object in an answer: its own, or the first member's of an array."""
-    for member in answer if isinstance(answer, list) else [answer]:
-        if isinstance(member, dict) and isinstance(member.get("error"), dict):
-            return member["error"]
-        if isinstance(member, dict) and member.get("error") is not None:
-            return {"message": str(member["error"])}
-    return {"message": "an answer that does not match the calls"}
-
-
-def retry_after(response: requests.Response) -> float | None:
-    """The Retry-After header in seconds (its HTTP-date form is not used by providers)."""
-    try:
-        return max(0.0, float(response.headers.get("Retry-After", "")))
-    except ValueError:
-        return None

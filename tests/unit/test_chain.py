@@ -12,7 +12,9 @@ from eth_abi import encode as abi_encode
 
 from depeg_processor import errors
 from depeg_processor.chain import rpc as chain_module
-from depeg_processor.chain.rpc import Chain, NodeUnavailable, classify, revert_reason
+from depeg_processor.chain.classify import classify, revert_reason
+from depeg_processor.chain.rpc import Chain
+from depeg_processor.errors import NodeUnavailable
 
 URL = "http://node.test"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from depeg_processor.chain.rpc import NodeUnavailable
+from depeg_processor.errors import NodeUnavailable
 from depeg_processor.nonce import NonceManager
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from depeg_processor import errors
 from depeg_processor import processor as processor_module
-from depeg_processor.chain.rpc import NodeUnavailable
 from depeg_processor.clock import Clock as ServiceClock
+from depeg_processor.errors import NodeUnavailable
 from depeg_processor.lease import Lease
 from depeg_processor.nonce import NonceManager
 from depeg_processor.processor import Processor, ProcessorConfig
