@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from . import errors, redis_server, wallets
 from .chain.rpc import Chain
+from .chain.simulation import Simulator
 from .config import DERIVATION_PATH, Settings, load_settings
 from .faults import Faults
 from .logs import configure_logging
@@ -121,7 +122,7 @@ def command_check_config(settings: Settings) -> int:
             print(f"balance WARNING: below PROCESSOR_MIN_BALANCE {settings.min_balance} wei")
         probe = {"from": account.address, "to": account.address, "data": "0x", "gas": "0x5208"}
         try:
-            chain.simulate_v1([probe], "pending")
+            Simulator(chain=chain).simulate_v1([probe], "pending")
             print("node simulates each batch in one eth_simulateV1 call")
         except errors.ProcessorError as error:
             print(

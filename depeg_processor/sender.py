@@ -19,6 +19,7 @@ from . import errors
 from .application import Application
 from .chain.rpc import Chain
 from .chain.signing import TransactionSigner
+from .chain.simulation import Simulator
 from .clock import SYSTEM, Clock
 from .config import Settings
 from .errors import FenceLost, LeaseLost, NodeUnavailable
@@ -54,6 +55,7 @@ class Sender:
         config: SenderConfig,
         clock: Clock = SYSTEM,
         chain: Chain,
+        simulator: Simulator,
         signer: TransactionSigner,
         encode_call: Callable[[Application], str],
         nonces: NonceManager,
@@ -66,6 +68,7 @@ class Sender:
         faults: Faults = NO_FAULTS,
     ) -> None:
         self._chain = chain
+        self._simulator = simulator
         self._signer = signer
         self._chain_id = config.chain_id
         self.product = config.product
@@ -102,7 +105,7 @@ class Sender:
         outcomes: list = [None] * len(apps)
         estimate = list(range(len(apps)))
         if self._gas_limit is not None:
-            results = self._chain.simulate(
+            results = self._simulator.simulate(
                 [self._call(data, self._gas_limit) for data in calldata], "pending"
             )
             estimate = []

@@ -23,6 +23,7 @@ from . import errors, redis_server
 from .chain.product import ProductCalls
 from .chain.rpc import Chain
 from .chain.signing import TransactionSigner
+from .chain.simulation import Simulator
 from .clock import SYSTEM, Clock
 from .config import Settings
 from .errors import NodeUnavailable, StartupError
@@ -78,6 +79,7 @@ class Service:
         self.stop_event = stop
         self._redis = redis_client
         self._chain = chain
+        self.simulator = Simulator(chain=chain)  # shared: the node offers eth_simulateV1 or not
         if accounts is None:
             accounts = (
                 [account]
@@ -262,6 +264,7 @@ class Service:
             config=SenderConfig.from_settings(settings, chain_id=chain_id),
             clock=self.clock,
             chain=chain,
+            simulator=self.simulator,
             signer=TransactionSigner(parts.account.key),
             encode_call=lambda app: calls.apply(app.contract_args()),
             nonces=parts.nonces,

@@ -187,7 +187,7 @@ def test_batches_are_simulated_in_one_call_or_with_eth_call_where_the_node_lacks
     assert wallet_nonce(anvil) == 60, "one transaction per application, no more"
     assert product.application_count() == 60
     assert dead_letters(redis_client) == {}
-    assert running.service._chain.simulates is simulates
+    assert running.service.simulator.simulates is simulates
     if simulates:
         assert calls["eth_call"] == 1, "the message helper's address at start, no simulation"
         assert 5 <= calls["eth_simulateV1"] <= 6, calls  # one per batch

@@ -12,8 +12,10 @@ from eth_abi import encode as abi_encode
 
 from depeg_processor import errors
 from depeg_processor.chain import rpc as chain_module
+from depeg_processor.chain import simulation
 from depeg_processor.chain.classify import classify, revert_reason
 from depeg_processor.chain.rpc import Chain
+from depeg_processor.chain.simulation import Simulator
 from depeg_processor.errors import NodeUnavailable
 
 URL = "http://node.test"
@@ -199,6 +201,11 @@ def test_batch_connection_error_is_node_unavailable(node, chain) -> None:
 
 
 # -- simulating a batch of calls -----------------------------------------------------------------
+@pytest.fixture
+def simulator(chain) -> Simulator:
+    return Simulator(chain=chain)
+
+
 CALLS = [{"from": "0x" + "11" * 20, "to": "0x" + "22" * 20, "data": "0x", "gas": hex(100_000)}] * 4
 
 
@@ -209,7 +216,7 @@ def simulated(status: str, return_data: str = "0x", error: dict | None = None) -
     return outcome
 
 
-def test_simulate_runs_the_calls_in_one_eth_simulate_v1_request(node, chain) -> None:
+def test_simulate_runs_the_calls_in_one_eth_simulate_v1_request(node, simulator) -> None:
     outcomes = [
         simulated("0x1", "0x" + "ab" * 32),
         # anvil: a generic error, the revert data in returnData
@@ -226,7 +233,7 @@ def test_simulate_runs_the_calls_in_one_eth_simulate_v1_request(node, chain) -> 
     node.add_callback(
         responses.POST, URL, callback=rpc_reply(lambda m, p: ("result", [{"calls": outcomes}]))
     )
-    results = chain.simulate(CALLS + CALLS[:1], "pending")
+    results = simulator.simulate(CALLS + CALLS[:1], "pending")
 
     assert results[0] == "0x" + "ab" * 32
     assert isinstance(results[1], errors.PermanentError)
@@ -276,21 +283,23 @@ def eth_call_or(refusal):
     ids=["not found", "400 not supported", "403", "501", "another shape"],
 )
 def test_a_node_without_eth_simulate_v1_gets_eth_calls_after_three_batches(
-    node, chain, refusal
+    node, simulator, refusal
 ) -> None:
     node.add_callback(responses.POST, URL, callback=eth_call_or(refusal))
-    strikes = chain_module.SIMULATE_V1_STRIKES
+    strikes = simulation.SIMULATE_V1_STRIKES
     for batch in range(1, strikes + 1):
-        assert chain.simulate(CALLS, "pending") == ["0x01"] * 4, "each batch still simulated"
-        assert chain.simulates is (batch < strikes)
-    assert chain.simulate(CALLS[:2], "pending") == ["0x01"] * 2
+        assert simulator.simulate(CALLS, "pending") == ["0x01"] * 4, "each batch still simulated"
+        assert simulator.simulates is (batch < strikes)
+    assert simulator.simulate(CALLS[:2], "pending") == ["0x01"] * 2
     assert methods(node) == [
-        *(["eth_simulateV1", ["eth_call"] * 4] * chain_module.SIMULATE_V1_STRIKES),
+        *(["eth_simulateV1", ["eth_call"] * 4] * simulation.SIMULATE_V1_STRIKES),
         ["eth_call"] * 2,
     ], "asked three batches in a row, then never again"
 
 
-def test_a_passing_failure_of_eth_simulate_v1_costs_one_batch_not_the_method(node, chain) -> None:
+def test_a_passing_failure_of_eth_simulate_v1_costs_one_batch_not_the_method(
+    node, simulator
+) -> None:
     timeout = (200, {}, json.dumps(error_answer(-32603, "execution aborted (timeout = 5s)")))
     ok = [{"calls": [simulated("0x1", "0x02")] * 4}]
     answers = iter([timeout, timeout, None, timeout, timeout, None])
@@ -305,18 +314,18 @@ def test_a_passing_failure_of_eth_simulate_v1_costs_one_batch_not_the_method(nod
         return rpc_reply(lambda m, p: ("result", "0x01"))(request)
 
     node.add_callback(responses.POST, URL, callback=callback)
-    results = [chain.simulate(CALLS, "pending")[0] for _batch in range(6)]
+    results = [simulator.simulate(CALLS, "pending")[0] for _batch in range(6)]
     assert results == ["0x01", "0x01", "0x02", "0x01", "0x01", "0x02"]
-    assert chain.simulates, "never three failures in a row"
+    assert simulator.simulates, "never three failures in a row"
 
 
-def test_an_outage_raises_node_unavailable_and_counts_against_no_method(node, chain) -> None:
-    for _batch in range(chain_module.SIMULATE_V1_STRIKES + 1):
+def test_an_outage_raises_node_unavailable_and_counts_against_no_method(node, simulator) -> None:
+    for _batch in range(simulation.SIMULATE_V1_STRIKES + 1):
         node.add(responses.POST, URL, body=requests.ConnectionError("refused"))
         node.add(responses.POST, URL, status=401, json={"error": {"code": -32002}})
         with pytest.raises(NodeUnavailable):
-            chain.simulate(CALLS, "pending")
-    assert chain.simulates, "the node was down (or refused the key), not the method"
+            simulator.simulate(CALLS, "pending")
+    assert simulator.simulates, "the node was down (or refused the key), not the method"
 
 
 # -- a hosted provider's limits ------------------------------------------------------------------

@@ -61,6 +61,7 @@ class Harness:
             config=SenderConfig(chain_id=CHAIN_ID, product=PRODUCT),
             clock=Clock(now=lambda: 1795830700.25),
             chain=self.chain,
+            simulator=self.chain,  # the stub simulates with a batch of eth_call
             signer=SIGNER,
             encode_call=lambda app: "0x",
             fees=FeePolicy(base_fee=self._base_fee, suggested_tip=lambda: GWEI, cap=cap),
