@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import requests
-from web3 import Web3
 
 from .. import errors
 from ..fees import Block
@@ -253,10 +252,6 @@ class Chain:
     def chain_id(self) -> int:
         return int(self.request("eth_chainId", []), 16)
 
-    def base_fee(self) -> int:
-        block = self.request("eth_getBlockByNumber", ["latest", False])
-        return int(block.get("baseFeePerGas") or "0x0", 16)
-
     def latest_block(self) -> Block:
         """The latest block's number, base fee, gas used and gas limit (for the fee policy)."""
         block = self.request("eth_getBlockByNumber", ["latest", False])
@@ -281,9 +276,6 @@ class Chain:
 
     def call(self, tx: dict) -> str:
         return self.request("eth_call", [tx, "latest"])
-
-    def send_raw(self, raw: bytes) -> str:
-        return self.request("eth_sendRawTransaction", [Web3.to_hex(raw)])
 
 
 def _answers_each(answer: list, count: int) -> bool:
