@@ -32,6 +32,7 @@ from .metrics import Metrics
 from .queue import StreamQueue
 from .records import TxRecords
 from .service import Service, StartupError
+from .state import SharedState
 from .systemd import Notifier
 from .untrusted import REDIS_DECODING
 from .wallets import derive_accounts
@@ -68,15 +69,22 @@ def command_run(settings: Settings) -> int:
     install_signal_handlers(stop)
     accounts = derive_accounts(settings.mnemonic, settings.wallets)
     metrics = Metrics(CollectorRegistry())
+    state = SharedState()
     service = Service(
         settings=settings,
         redis_client=build_redis(settings),
         chain=Chain.from_url(
-            settings.chain_rpc_url, timeout=settings.rpc_timeout, on_error=metrics.rpc_error
+            settings.chain_rpc_url,
+            timeout=settings.rpc_timeout,
+            max_batch=settings.chain_max_batch,
+            on_error=metrics.rpc_error,
+            on_rate_limit=state.set_rate_limited,
+            wait=stop.wait,
         ),
         account=accounts[0],
         accounts=accounts,
         stop=stop,
+        state=state,
         metrics=metrics,
         notifier=Notifier.from_environ(os.environ),
         faults=Faults(os.environ.get("DEPEG_PROCESSOR_FAULT") or None),

@@ -74,7 +74,11 @@ class Service:
         notifier: Notifier | None = None,
         faults: Faults = NO_FAULTS,
         clock: Clock = SYSTEM,
+        state: SharedState | None = None,
     ) -> None:
+        """`state` is the shared state the entry point wired `chain` to (its rate-limit fact);
+        without one the service keeps its own, which a chain built without `on_rate_limit`
+        does not report to."""
         self.settings = settings
         self.stop_event = stop
         self._redis = redis_client
@@ -92,12 +96,7 @@ class Service:
         self._faults = faults
         self.metrics = metrics or null_metrics()
         self.notifier = notifier or Notifier(None)
-        self.state = SharedState(monotonic=clock.monotonic)
-        chain.attach(
-            max_batch=settings.chain_max_batch,
-            wait=stop.wait,
-            on_rate_limit=self.state.set_rate_limited,
-        )
+        self.state = state if state is not None else SharedState(monotonic=clock.monotonic)
         wallets = pool(accounts, stream=settings.stream_key, consumer=settings.consumer)
         self.parts = [self._wallet_parts(w, a) for w, a in zip(wallets, accounts)]
         self.choice = WalletChoice(self.parts, redis_client=redis_client, monotonic=clock.monotonic)

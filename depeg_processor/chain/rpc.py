@@ -40,12 +40,17 @@ class Chain:
     batch is cut into chunks of at most `max_batch` calls, a chunk the provider refuses is
     halved and the smaller size kept, and a provider that refuses even two calls in a batch
     gets every call on its own from then on.
+
+    What the service owns is handed in at construction: the batch cap of its settings, its
+    stop-aware `wait` (True when stopping, which ends a rate-limit wait) and `on_rate_limit`,
+    the shared state's rate-limit fact. The defaults (100 calls, a plain sleep, nobody told)
+    suit a one-off command such as check-config.
     """
 
     def __init__(
         self,
-        url: str,
         *,
+        url: str,
         timeout: float,
         max_batch: int = DEFAULT_MAX_BATCH,
         on_error: Callable[[Exception], None] = lambda error: None,
@@ -68,22 +73,24 @@ class Chain:
 
     @classmethod
     def from_url(
-        cls, url: str, *, timeout: float, on_error: Callable[[Exception], None] = lambda error: None
-    ) -> Chain:
-        return cls(url, timeout=timeout, on_error=on_error)
-
-    def attach(
-        self,
+        cls,
+        url: str,
         *,
-        max_batch: int,
-        wait: Callable[[float], bool | None],
-        on_rate_limit: Callable[[str | None], None],
-    ) -> None:
-        """Take what the service owns: the batch cap of its settings, its stop-aware wait
-        (True when stopping) and the shared state's rate-limit fact."""
-        self.max_batch = max_batch
-        self._wait = wait
-        self._on_rate_limit = on_rate_limit
+        timeout: float,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        on_error: Callable[[Exception], None] = lambda error: None,
+        on_rate_limit: Callable[[str | None], None] = lambda reason: None,
+        wait: Callable[[float], bool | None] = time.sleep,
+    ) -> Chain:
+        """The client of the node at `url` (see the class for the keywords)."""
+        return cls(
+            url=url,
+            timeout=timeout,
+            max_batch=max_batch,
+            on_error=on_error,
+            on_rate_limit=on_rate_limit,
+            wait=wait,
+        )
 
     def _failed(self, error: errors.ProcessorError) -> errors.ProcessorError:
         self._on_error(error)

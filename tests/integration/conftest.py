@@ -23,6 +23,7 @@ from depeg_processor.chain.rpc import Chain
 from depeg_processor.config import DERIVATION_PATH, Settings
 from depeg_processor.metrics import Metrics
 from depeg_processor.service import Service
+from depeg_processor.state import SharedState
 from depeg_processor.untrusted import REDIS_DECODING
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
 from devnet.product import Product
@@ -131,12 +132,21 @@ def start_service(redis_server: RedisServer, anvil: Anvil, product: Product):
         settings = base_settings(redis_server.url, anvil.url, product.address, **overrides)
         client = redis.Redis.from_url(settings.redis_url, **REDIS_DECODING, socket_timeout=10)
         metrics = Metrics(CollectorRegistry())
-        service = Service(
+        state, stop = SharedState(), threading.Event()
+        service = Service(  # wired as the entry point wires it
             settings=settings,
             redis_client=client,
-            chain=Chain.from_url(settings.chain_rpc_url, timeout=10, on_error=metrics.rpc_error),
+            chain=Chain.from_url(
+                settings.chain_rpc_url,
+                timeout=10,
+                max_batch=settings.chain_max_batch,
+                on_error=metrics.rpc_error,
+                on_rate_limit=state.set_rate_limited,
+                wait=stop.wait,
+            ),
             account=PROCESSOR,
-            stop=threading.Event(),
+            stop=stop,
+            state=state,
             metrics=metrics,
         )
         port = service.serve_monitor()

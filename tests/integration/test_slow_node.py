@@ -20,6 +20,7 @@ from depeg_processor.chain.rpc import Chain
 from depeg_processor.faults import Faults
 from depeg_processor.metrics import Metrics
 from depeg_processor.service import Service
+from depeg_processor.state import SharedState
 from devnet.proxy import RpcProxy
 from tests.conftest import wait_until
 from tests.integration.conftest import (
@@ -102,13 +103,22 @@ def build_service(
     settings = base_settings(redis_server.url, rpc_url, product.address, **overrides)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
     metrics = Metrics(CollectorRegistry())
-    chain = Chain.from_url(rpc_url, timeout=30, on_error=metrics.rpc_error)
+    state, stop = SharedState(), threading.Event()
+    chain = Chain.from_url(
+        rpc_url,
+        timeout=30,
+        max_batch=settings.chain_max_batch,
+        on_error=metrics.rpc_error,
+        on_rate_limit=state.set_rate_limited,
+        wait=stop.wait,
+    )
     service = Service(
         settings=settings,
         redis_client=client,
         chain=chain,
         account=PROCESSOR,
-        stop=threading.Event(),
+        stop=stop,
+        state=state,
         metrics=metrics,
         faults=faults or Faults(),
     )

@@ -356,7 +356,7 @@ def limited(clock):
     it counted."""
     facts, counted = [], []
     chain = Chain(
-        URL,
+        url=URL,
         timeout=5,
         max_batch=10,
         wait=clock.wait,
@@ -442,7 +442,7 @@ def test_a_retry_after_beyond_the_patience_gives_up_at_once_and_is_honoured_late
 
 
 def test_stopping_ends_the_wait(node, clock) -> None:
-    chain = Chain(URL, timeout=5, wait=lambda seconds: True, monotonic=clock)
+    chain = Chain(url=URL, timeout=5, wait=lambda seconds: True, monotonic=clock)
     node.add(responses.POST, URL, status=429, headers={"Retry-After": "1"})
     with pytest.raises(errors.RateLimited, match="stopping"):
         chain.request("eth_blockNumber", [])

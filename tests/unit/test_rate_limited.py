@@ -84,8 +84,14 @@ def test_the_chain_tells_the_state_while_it_waits_out_a_rate_limit(healthy_state
         now[0] += seconds
         return False
 
-    chain = Chain("http://node.test", timeout=1, monotonic=lambda: now[0])
-    chain.attach(max_batch=7, wait=wait, on_rate_limit=healthy_state.set_rate_limited)
+    chain = Chain(
+        url="http://node.test",
+        timeout=1,
+        max_batch=7,
+        wait=wait,
+        on_rate_limit=healthy_state.set_rate_limited,
+        monotonic=lambda: now[0],
+    )
     with responses.RequestsMock() as node:
         node.add(responses.POST, "http://node.test", status=429, headers={"Retry-After": "0.01"})
         node.add(
