@@ -34,15 +34,14 @@ def rss_kib() -> int:
 
 
 def run(settings_fields: dict, pipe: Connection) -> None:
-    from eth_account import Account
-
     from depeg_processor.chain.rpc import Chain
-    from depeg_processor.config import DERIVATION_PATH, Settings
+    from depeg_processor.config import Settings
     from depeg_processor.service import Service
     from depeg_processor.untrusted import REDIS_DECODING
+    from depeg_processor.wallets import derive_accounts
 
     settings = Settings(**settings_fields)
-    account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)
+    [account] = derive_accounts(settings.mnemonic, 1)
     pool = redis.ConnectionPool.from_url(
         settings.redis_url, **REDIS_DECODING, connection_class=CountingConnection
     )

@@ -19,13 +19,12 @@ from collections.abc import Sequence
 
 import redis
 from decouple import AutoConfig
-from eth_account import Account
 from prometheus_client import CollectorRegistry
 
 from . import errors, redis_server, wallets
 from .chain.rpc import Chain
 from .chain.simulation import Simulator
-from .config import DERIVATION_PATH, Settings, load_settings
+from .config import Settings, load_settings
 from .faults import Faults
 from .logs import configure_logging
 from .metrics import Metrics
@@ -104,7 +103,7 @@ def command_run(settings: Settings) -> int:
 
 def command_check_config(settings: Settings) -> int:
     """Validate the settings and reach Redis and the node; say what is wrong."""
-    account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)
+    [account] = derive_accounts(settings.mnemonic, 1)
     print(f"configuration ok; processor wallet {account.address}")
     problems = 0
     try:

@@ -15,8 +15,6 @@ import dataclasses
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-Account.enable_unaudited_hdwallet_features()
-
 
 def derivation_path(index: int) -> str:
     return f"m/44'/60'/0'/0/{index}"
@@ -63,6 +61,12 @@ def done_key(stream: str, entity_id: str) -> str:
 
 
 def derive_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
+    """The first `count` accounts of the mnemonic, the pool's wallets in order.
+
+    eth_account keeps derivation from a mnemonic behind a switch; it is thrown here, right
+    before the derivation (it is idempotent), so that importing a module changes nothing.
+    """
+    Account.enable_unaudited_hdwallet_features()
     return [Account.from_mnemonic(mnemonic, account_path=derivation_path(i)) for i in range(count)]
 
 
