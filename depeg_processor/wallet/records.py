@@ -208,6 +208,23 @@ class TxRecords:
         pipe.delete(self.owner_key(entity_id))
         pipe.execute()
 
+    def send_back(self, entity_id: str, *, fence: Fence | None = None) -> str:
+        """Enqueue an application again whose transaction can never be mined: drop its record,
+        its `transactionHash` and its owner mark (any wallet may take it now), and add its id
+        to the stream as the web app does. With `fence`, only while that owner holds the lease
+        (else FenceLost, nothing written). Returns the new stream entry's id."""
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            check_fence(pipe, fence)
+            pipe.multi()
+            pipe.delete(self.key(entity_id))
+            pipe.zrem(self.inflight_key, entity_id)
+            pipe.hdel(application_key(entity_id), "transactionHash")
+            pipe.delete(self.owner_key(entity_id))
+            pipe.xadd(self._stream, {"entityId": entity_id})
+
+        return self._redis.transaction(write, *([fence[0]] if fence else []))[-1]
+
     def done_key(self, entity_id: str) -> str:
         return wallets.done_key(self._stream, entity_id)
 

@@ -21,7 +21,7 @@ def derivation_path(index: int) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Wallet:
+class Member:
     """One wallet of the pool and the names of what it owns."""
 
     index: int
@@ -70,12 +70,12 @@ def derive_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
     return [Account.from_mnemonic(mnemonic, account_path=derivation_path(i)) for i in range(count)]
 
 
-def pool(accounts: list[LocalAccount], *, stream: str, consumer: str) -> list[Wallet]:
+def pool(accounts: list[LocalAccount], *, stream: str, consumer: str) -> list[Member]:
     return [
-        Wallet(index=i, address=account.address, stream=stream, base_consumer=consumer)
+        Member(index=i, address=account.address, stream=stream, base_consumer=consumer)
         for i, account in enumerate(accounts)
     ]
 
 
-def find(wallets: list[Wallet], address: str) -> Wallet | None:
+def find(wallets: list[Member], address: str) -> Wallet | None:
     return next((w for w in wallets if w.address == address), None)
