@@ -17,9 +17,9 @@ from eth_keys import keys
 from eth_utils import is_hex_address, keccak, to_checksum_address
 
 from .errors import PermanentError
+from .keys import application_key
 from .untrusted import is_utf8, shown
 
-KEY_PREFIX = "PendingApplication:"
 UINT256_MAX = 2**256 - 1
 # Used with fullmatch: `$` would also accept a trailing newline.
 _DECIMAL = re.compile(r"[0-9]{1,78}")
@@ -91,10 +91,6 @@ def domain_separator(chain_id: int, verifying_contract: str) -> bytes:
             ],
         )
     )
-
-
-def application_key(entity_id: str) -> str:
-    return KEY_PREFIX + entity_id
 
 
 def check_entity_id(entity_id: str | None) -> str:

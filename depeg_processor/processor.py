@@ -21,11 +21,12 @@ from collections.abc import Callable
 import redis
 
 from . import errors
-from .application import Application, application_key, check_entry, parse_application
+from .application import Application, check_entry, parse_application
 from .chain import NodeUnavailable
 from .clock import SYSTEM, Clock
 from .config import Settings
 from .faults import NO_FAULTS, Faults
+from .keys import application_key
 from .lease import Lease
 from .metrics import Metrics, null_metrics
 from .nonce import NonceManager

@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping
 
 import redis
 
-from .application import application_key, check_entity_id
+from .application import check_entity_id
 from .errors import PermanentError
+from .keys import application_key, owner_key, reissued_key
 from .lease import Fence, check_fence
 from .untrusted import KEPT_CHARS, HashContent, HashGuard, escaped, shown
-from .wallets import owner_key
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +367,7 @@ class StreamQueue:
 
     def count_reissue(self, entity_id: str) -> int:
         """How often this application was sent back after an on-chain revert (kept a day)."""
-        key = f"{self.stream}:reissued:{entity_id}"
+        key = reissued_key(self.stream, entity_id)
         pipe = self._redis.pipeline(transaction=True)
         pipe.incr(key)
         pipe.expire(key, 24 * 3600)

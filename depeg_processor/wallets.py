@@ -15,6 +15,8 @@ import dataclasses
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from . import keys
+
 Account.enable_unaudited_hdwallet_features()
 
 
@@ -35,13 +37,11 @@ class Wallet:
     def prefix(self) -> str:
         """Records (`<prefix>:tx:<entityId>`), in-flight set (`<prefix>:inflight`) and spend
         ledger (`<prefix>:spent`) of this wallet."""
-        if self.index == 0:
-            return self.stream
-        return f"{self.stream}:wallet:{self.address}"
+        return keys.wallet_prefix(self.stream, self.index, self.address)
 
     @property
     def lease_key(self) -> str:
-        return f"{self.stream}:lease:{self.address}"
+        return keys.lease_key(self.stream, self.address)
 
     @property
     def consumer(self) -> str:
@@ -50,16 +50,6 @@ class Wallet:
         if self.index == 0:
             return self.base_consumer
         return f"{self.base_consumer}:{self.address}"
-
-
-def owner_key(stream: str, entity_id: str) -> str:
-    """Which wallet recorded a transaction for this application first (its address)."""
-    return f"{stream}:owner:{entity_id}"
-
-
-def done_key(stream: str, entity_id: str) -> str:
-    """Set when an application's transaction is confirmed, whichever wallet sent it."""
-    return f"{stream}:done:{entity_id}"
 
 
 def derive_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
