@@ -351,20 +351,6 @@ class StreamQueue:
             raise
         return {c["name"]: int(c["pending"]) for c in summary.get("consumers") or []}
 
-    def group_info(self) -> tuple[int, int | None]:
-        """(entries delivered but not acknowledged, entries not yet delivered) of the group."""
-        try:
-            groups = self._redis.xinfo_groups(self.stream)
-        except redis.ResponseError as error:
-            if "no such key" in str(error).lower():
-                return 0, None
-            raise
-        for group in groups:
-            if group["name"] == self.group:
-                lag = group.get("lag")
-                return int(group["pending"]), int(lag) if lag is not None else None
-        return 0, None
-
     def count_reissue(self, entity_id: str) -> int:
         """How often this application was sent back after an on-chain revert (kept a day)."""
         key = reissued_key(self.stream, entity_id)

@@ -61,7 +61,3 @@ def pool(accounts: list[LocalAccount], *, stream: str, consumer: str) -> list[Wa
         Wallet(index=i, address=account.address, stream=stream, base_consumer=consumer)
         for i, account in enumerate(accounts)
     ]
-
-
-def find(wallets: list[Wallet], address: str) -> Wallet | None:
-    return next((w for w in wallets if w.address == address), None)
