@@ -29,9 +29,9 @@ from prometheus_client import CollectorRegistry
 
 from depeg_processor.chain import Chain
 from depeg_processor.config import DERIVATION_PATH, Settings
+from depeg_processor.inbound.untrusted import REDIS_DECODING
 from depeg_processor.metrics import Metrics
 from depeg_processor.service import Service
-from depeg_processor.untrusted import REDIS_DECODING
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
 from devnet.product import Product
 from devnet.webapp import WebApp

@@ -38,8 +38,8 @@ def run(settings_fields: dict, pipe: Connection) -> None:
 
     from depeg_processor.chain import Chain
     from depeg_processor.config import DERIVATION_PATH, Settings
+    from depeg_processor.inbound.untrusted import REDIS_DECODING
     from depeg_processor.service import Service
-    from depeg_processor.untrusted import REDIS_DECODING
 
     settings = Settings(**settings_fields)
     account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)

@@ -26,13 +26,13 @@ from . import errors, redis_server, wallets
 from .chain import Chain
 from .config import DERIVATION_PATH, Settings, load_settings
 from .faults import Faults
+from .inbound.untrusted import REDIS_DECODING
 from .logs import configure_logging
 from .metrics import Metrics
 from .queue import StreamQueue
 from .records import TxRecords
 from .service import Service, StartupError
 from .systemd import Notifier
-from .untrusted import REDIS_DECODING
 from .wallets import derive_accounts
 
 log = logging.getLogger("depeg_processor")

@@ -16,8 +16,8 @@ from decouple import UndefinedValueError
 from eth_account import Account
 from eth_utils import to_checksum_address
 
-from .application import is_valid_address
 from .errors import ConfigError
+from .inbound.application import is_valid_address
 
 Account.enable_unaudited_hdwallet_features()
 

@@ -21,11 +21,12 @@ from collections.abc import Callable
 import redis
 
 from . import errors
-from .application import Application, check_entry, parse_application
 from .chain import NodeUnavailable
 from .clock import SYSTEM, Clock
 from .config import Settings
 from .faults import NO_FAULTS, Faults
+from .inbound.application import Application, check_entry, parse_application
+from .inbound.untrusted import HashContent, HashGuard, shown
 from .keys import application_key
 from .lease import Lease
 from .metrics import Metrics, null_metrics
@@ -34,7 +35,6 @@ from .queue import Entry, StreamQueue
 from .records import TxRecord, TxRecords
 from .sender import LeaseLost, Sender
 from .state import SharedState
-from .untrusted import HashContent, HashGuard, shown
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping
 
 import redis
 
-from .application import check_entity_id
 from .errors import PermanentError
+from .inbound.application import check_entity_id
+from .inbound.untrusted import KEPT_CHARS, HashContent, HashGuard, escaped, shown
 from .keys import application_key, owner_key, reissued_key
 from .lease import Fence, check_fence
-from .untrusted import KEPT_CHARS, HashContent, HashGuard, escaped, shown
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from . import errors
-from .application import Application
 from .chain import Chain, NodeUnavailable
 from .clock import SYSTEM, Clock
 from .config import Settings
 from .errors import FenceLost, LeaseLost
 from .faults import NO_FAULTS, Faults
 from .fees import Backlog, FeePolicy, Fees
+from .inbound.application import Application
 from .lease import Fence
 from .nonce import NonceManager
 from .records import TxRecord, TxRecords

@@ -26,6 +26,7 @@ from .config import Settings
 from .errors import StartupError
 from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy
+from .inbound.retention import StreamRetention
 from .lease import Lease, LeaseKeeper, owner_id
 from .metrics import Metrics, null_metrics
 from .monitor import Limits, make_monitor_app
@@ -34,7 +35,6 @@ from .processor import Processor, ProcessorConfig
 from .product import ProductCalls
 from .queue import StreamQueue
 from .records import SpendLedger, TxRecord, TxRecords
-from .retention import StreamRetention
 from .sender import Sender, SenderConfig
 from .signing import TransactionSigner
 from .state import STANDBY, SharedState

@@ -9,8 +9,8 @@ import pytest
 import redis
 
 from depeg_processor.chain import Chain
+from depeg_processor.inbound.untrusted import REDIS_DECODING
 from depeg_processor.service import Service
-from depeg_processor.untrusted import REDIS_DECODING
 from devnet.nodes import RedisServer
 from devnet.proxy import RpcProxy
 from devnet.webapp import WebApp

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from depeg_processor.application import parse_application
 from depeg_processor.fees import Block, FeePolicy
+from depeg_processor.inbound.application import parse_application
 from depeg_processor.nonce import NonceManager
 
 from .helpers import signed_fields

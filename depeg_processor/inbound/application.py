@@ -16,8 +16,8 @@ from eth_abi import encode
 from eth_keys import keys
 from eth_utils import is_hex_address, keccak, to_checksum_address
 
-from .errors import PermanentError
-from .keys import application_key
+from ..errors import PermanentError
+from ..keys import application_key
 from .untrusted import is_utf8, shown
 
 UINT256_MAX = 2**256 - 1
