@@ -26,10 +26,10 @@ from . import errors, redis_server, wallets
 from .chain import Chain
 from .config import DERIVATION_PATH, Settings, load_settings
 from .faults import Faults
+from .inbound.stream import StreamQueue
 from .inbound.untrusted import REDIS_DECODING
 from .logs import configure_logging
 from .metrics import Metrics
-from .queue import StreamQueue
 from .records import TxRecords
 from .service import Service, StartupError
 from .systemd import Notifier

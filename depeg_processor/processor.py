@@ -26,12 +26,12 @@ from .clock import SYSTEM, Clock
 from .config import Settings
 from .faults import NO_FAULTS, Faults
 from .inbound.application import Application, check_entry, parse_application
+from .inbound.stream import Entry, StreamQueue
 from .inbound.untrusted import HashContent, HashGuard, shown
 from .keys import application_key
 from .lease import Lease
 from .metrics import Metrics, null_metrics
 from .nonce import NonceManager
-from .queue import Entry, StreamQueue
 from .records import TxRecord, TxRecords
 from .sender import LeaseLost, Sender
 from .state import SharedState

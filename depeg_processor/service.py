@@ -27,13 +27,13 @@ from .errors import StartupError
 from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy
 from .inbound.retention import StreamRetention
+from .inbound.stream import StreamQueue
 from .lease import Lease, LeaseKeeper, owner_id
 from .metrics import Metrics, null_metrics
 from .monitor import Limits, make_monitor_app
 from .nonce import NonceManager
 from .processor import Processor, ProcessorConfig
 from .product import ProductCalls
-from .queue import StreamQueue
 from .records import SpendLedger, TxRecord, TxRecords
 from .sender import Sender, SenderConfig
 from .signing import TransactionSigner

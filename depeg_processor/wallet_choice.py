@@ -19,10 +19,10 @@ from collections.abc import Callable
 import redis
 from eth_account.signers.local import LocalAccount
 
+from .inbound.stream import StreamQueue
 from .lease import Lease, LeaseKeeper
 from .nonce import NonceManager
 from .processor import Processor
-from .queue import StreamQueue
 from .records import TxRecords
 from .sender import Sender
 from .wallets import Wallet

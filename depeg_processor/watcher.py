@@ -39,9 +39,9 @@ from .config import Settings
 from .errors import FenceLost
 from .fees import raised
 from .head import Head, HeadSchedule
+from .inbound.stream import StreamQueue
 from .lease import Fence
 from .metrics import Metrics, null_metrics
-from .queue import StreamQueue
 from .records import SpendLedger, TxRecord, TxRecords
 from .sender import LeaseLost, Sender
 from .state import SharedState

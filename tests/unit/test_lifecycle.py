@@ -12,7 +12,7 @@ import pytest
 
 from depeg_processor import errors
 from depeg_processor.clock import Clock
-from depeg_processor.queue import StreamQueue
+from depeg_processor.inbound.stream import StreamQueue
 from depeg_processor.records import TxRecord, TxRecords
 from depeg_processor.state import SharedState
 from depeg_processor.watcher import ReceiptWatcher, WatcherConfig

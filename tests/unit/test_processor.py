@@ -11,10 +11,10 @@ from depeg_processor import errors
 from depeg_processor import processor as processor_module
 from depeg_processor.chain import NodeUnavailable
 from depeg_processor.clock import Clock as ServiceClock
+from depeg_processor.inbound.stream import StreamQueue
 from depeg_processor.lease import Lease
 from depeg_processor.nonce import NonceManager
 from depeg_processor.processor import Processor, ProcessorConfig
-from depeg_processor.queue import StreamQueue
 from depeg_processor.records import TxRecord, TxRecords
 from depeg_processor.state import SharedState
 

@@ -1,4 +1,4 @@
-"""queue.StreamQueue over an in-memory Redis: consumer-group reading, settling and dead letters."""
+"""inbound.stream over an in-memory Redis: consumer-group reading, settling and dead letters."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 import redis
 
-from depeg_processor.queue import Backlog, StreamQueue
+from depeg_processor.inbound.stream import StreamBacklog, StreamQueue
 
 from .helpers import ENTITY_ID, signed_fields
 
@@ -351,13 +351,13 @@ def test_reissue_and_dead_letter_free_the_application_for_any_wallet(fake_redis,
 
 def test_backlog_counts_this_consumers_entries_apart_from_the_groups(fake_redis, queue) -> None:
     other = make_queue(fake_redis, consumer="other")
-    assert queue.backlog() == Backlog(group_pending=0, lag=0, own_pending=0)
+    assert queue.backlog() == StreamBacklog(group_pending=0, lag=0, own_pending=0)
     for entity in ("A", "B", "C", "D", "E"):
         fake_redis.xadd(STREAM, {"entityId": entity})
     mine = queue.read(count=2, block_ms=1)
     other.read(count=1, block_ms=1)
-    assert queue.backlog() == Backlog(group_pending=3, lag=2, own_pending=2)
-    assert other.backlog() == Backlog(group_pending=3, lag=2, own_pending=1)
+    assert queue.backlog() == StreamBacklog(group_pending=3, lag=2, own_pending=2)
+    assert other.backlog() == StreamBacklog(group_pending=3, lag=2, own_pending=1)
     assert (queue.own_pending(), other.own_pending()) == (2, 1)
     queue.ack(mine[0].entry_id)
     assert queue.backlog().own_pending == 1 and other.backlog().own_pending == 1
@@ -367,8 +367,8 @@ def test_backlog_without_stream_or_group_is_empty(fake_redis) -> None:
     queue = StreamQueue(
         fake_redis, stream=STREAM, group=GROUP, consumer=CONSUMER, dead_letter_key=DEAD
     )
-    assert queue.backlog() == Backlog(group_pending=0, lag=None, own_pending=0)
+    assert queue.backlog() == StreamBacklog(group_pending=0, lag=None, own_pending=0)
     assert queue.own_pending() == 0
     fake_redis.xadd(STREAM, {"entityId": "A"})  # the stream exists, the group does not
-    assert queue.backlog() == Backlog(group_pending=0, lag=None, own_pending=0)
+    assert queue.backlog() == StreamBacklog(group_pending=0, lag=None, own_pending=0)
     assert queue.own_pending() == 0

@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping
 
 import redis
 
-from .errors import PermanentError
-from .inbound.application import check_entity_id
-from .inbound.untrusted import KEPT_CHARS, HashContent, HashGuard, escaped, shown
-from .keys import application_key, owner_key, reissued_key
-from .lease import Fence, check_fence
+from ..errors import PermanentError
+from ..keys import application_key, owner_key, reissued_key
+from ..lease import Fence, check_fence
+from .application import check_entity_id
+from .untrusted import KEPT_CHARS, HashContent, HashGuard, escaped, shown
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class Entry:
 
 
 @dataclasses.dataclass(frozen=True)
-class Backlog:
+class StreamBacklog:
     """Entries delivered to the group and not acknowledged, entries not yet delivered to it
     (None when Redis does not say: before 7.0), and this consumer's unacknowledged entries."""
 
@@ -303,7 +303,7 @@ class StreamQueue:
 
         return self._redis.transaction(write, *([fence[0]] if fence else []))[-1]
 
-    def backlog(self) -> Backlog:
+    def backlog(self) -> StreamBacklog:
         """The group's figures and this consumer's share, in one round trip: replicas share
         the group, so each judges only the entries delivered to itself."""
         pipe = self._redis.pipeline(transaction=False)
@@ -321,7 +321,7 @@ class StreamQueue:
             else None
         )
         if group is None or isinstance(summary, Exception):
-            return Backlog(group_pending=0, lag=None, own_pending=0)
+            return StreamBacklog(group_pending=0, lag=None, own_pending=0)
         lag = group.get("lag")
         own = next(
             (
@@ -331,7 +331,7 @@ class StreamQueue:
             ),
             0,
         )
-        return Backlog(
+        return StreamBacklog(
             group_pending=int(group["pending"]),
             lag=int(lag) if lag is not None else None,
             own_pending=own,
