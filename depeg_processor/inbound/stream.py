@@ -19,14 +19,10 @@ from ..errors import PermanentError
 from ..keys import application_key, owner_key, reissued_key
 from ..lease import Fence, check_fence
 from .application import check_entity_id
+from .stream_ids import id_after, id_key
 from .untrusted import KEPT_CHARS, HashContent, HashGuard, escaped, shown
 
 log = logging.getLogger(__name__)
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    millis, _, sequence = entry_id.partition("-")
-    return int(millis), int(sequence or 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,8 +124,7 @@ class StreamQueue:
             if not ids:
                 break
             claimed += len(ids)
-            millis, sequence = _id_key(max(ids, key=_id_key))
-            start = f"{millis}-{sequence + 1}"
+            start = id_after(max(ids, key=id_key))
         if claimed:
             log.warning(
                 "claimed %s unacknowledged entries idle for %.1fs or more", claimed, self.claim_idle
@@ -144,8 +139,8 @@ class StreamQueue:
         rows = self._redis.xpending_range(
             self.stream,
             self.group,
-            min=min(entry_ids, key=_id_key),
-            max=max(entry_ids, key=_id_key),
+            min=min(entry_ids, key=id_key),
+            max=max(entry_ids, key=id_key),
             count=len(entry_ids) * 2 + 10,
             consumername=self.consumer,
         )
