@@ -307,7 +307,9 @@ class Processor:
                     record.tx_hash,
                     record.nonce,
                 )
-                self._queue.mark_submitted(entry.entry_id, entity_id, record.tx_hash)
+                self._queue.set_transaction_hashes(
+                    [(entity_id, record.tx_hash)], ack=entry.entry_id
+                )
                 self._settled(entry)
             elif not content.fields and content.sizes is None and done:
                 log.info(

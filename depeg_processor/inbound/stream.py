@@ -151,38 +151,31 @@ class StreamQueue:
             if row["message_id"] in wanted
         }
 
-    def set_transaction_hash(self, entity_id: str, tx_hash: str, *, ack: str | None = None) -> None:
-        """Point the application at its transaction (after a replacement, or when resuming a
-        recorded one) only if the hash still exists, so a purge never leaves a hash of one
-        field behind; with `ack`, acknowledge that stream entry in the same transaction."""
-        key = application_key(entity_id)
-
-        def write(pipe: redis.client.Pipeline) -> None:
-            exists = pipe.exists(key)
-            pipe.multi()
-            if exists:
-                pipe.hset(key, "transactionHash", tx_hash)
-            if ack is not None:
-                pipe.xack(self.stream, self.group, ack)
-
-        self._redis.transaction(write, key)
-
     def set_transaction_hashes(
-        self, hashes: list[tuple[str, str]], *, fence: Fence | None = None
+        self,
+        pairs: list[tuple[str, str]],
+        *,
+        fence: Fence | None = None,
+        ack: str | None = None,
     ) -> None:
-        """`set_transaction_hash` for many (entity id, hash) pairs in one transaction, fenced
-        like the records the hashes come from."""
-        keys = [application_key(entity_id) for entity_id, _hash in hashes]
-        if not keys:
+        """Point each application of the (entity id, hash) pairs at its transaction (after a
+        replacement, or when resuming a recorded one), in one transaction and only where the
+        hash still exists, so a purge never leaves a hash of one field behind. With `fence`,
+        only while that owner holds the lease (else FenceLost, nothing written); with `ack`,
+        acknowledge that one stream entry in the same transaction."""
+        keys = [application_key(entity_id) for entity_id, _hash in pairs]
+        if not keys and ack is None:
             return
 
         def write(pipe: redis.client.Pipeline) -> None:
             check_fence(pipe, fence)
             exists = [pipe.exists(key) for key in keys]
             pipe.multi()
-            for key, (_entity_id, tx_hash), present in zip(keys, hashes, exists):
+            for key, (_entity_id, tx_hash), present in zip(keys, pairs, exists):
                 if present:
                     pipe.hset(key, "transactionHash", tx_hash)
+            if ack is not None:
+                pipe.xack(self.stream, self.group, ack)
 
         self._redis.transaction(write, *keys, *([fence[0]] if fence else []))
 
@@ -215,10 +208,6 @@ class StreamQueue:
         for entity_id, entry_id, tx_hash in submitted:
             pipe.hset(application_key(entity_id), "transactionHash", tx_hash)
             pipe.xack(self.stream, self.group, entry_id)
-
-    def mark_submitted(self, entry_id: str, entity_id: str, tx_hash: str) -> None:
-        """`transactionHash` (if the application still exists) and the acknowledgement."""
-        self.set_transaction_hash(entity_id, tx_hash, ack=entry_id)
 
     def load_application(self, entity_id: str) -> HashContent:
         """The application hash, guarded by size (see untrusted.HashGuard)."""

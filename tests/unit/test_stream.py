@@ -7,6 +7,7 @@ import json
 import pytest
 import redis
 
+from depeg_processor import errors
 from depeg_processor.inbound.stream import StreamBacklog, StreamQueue
 
 from .helpers import ENTITY_ID, signed_fields
@@ -151,20 +152,34 @@ def test_dead_letter_keeps_an_odd_stream_entry(fake_redis, queue) -> None:
     assert queue.pending_count() == 0
 
 
-def test_mark_submitted_writes_the_hash_and_acks(fake_redis, queue) -> None:
+def test_set_transaction_hashes_with_ack_writes_the_hash_and_acks(fake_redis, queue) -> None:
     entry_id = deliver(fake_redis, queue)
     tx = "0x" + "ab" * 32
-    queue.mark_submitted(entry_id, ENTITY_ID, tx)
+    queue.set_transaction_hashes([(ENTITY_ID, tx)], ack=entry_id)
     assert fake_redis.hget(KEY, "transactionHash") == tx
     assert fake_redis.hget(KEY, "signatureId") == signed_fields()["signatureId"]
     assert queue.pending_count() == 0
 
 
-def test_mark_submitted_never_creates_a_one_field_hash(fake_redis, queue) -> None:
+def test_set_transaction_hashes_never_creates_a_one_field_hash(fake_redis, queue) -> None:
     entry_id = deliver(fake_redis, queue)
     fake_redis.delete(KEY)  # purged meanwhile
-    queue.mark_submitted(entry_id, ENTITY_ID, "0x" + "ab" * 32)
+    queue.set_transaction_hashes([(ENTITY_ID, "0x" + "ab" * 32)], ack=entry_id)
     assert not fake_redis.exists(KEY)
+    assert queue.pending_count() == 0
+
+
+def test_a_fenced_ack_is_written_with_the_hash_or_not_at_all(fake_redis, queue) -> None:
+    entry_id = deliver(fake_redis, queue)
+    tx = "0x" + "ab" * 32
+    fake_redis.set("lease", "other")
+    with pytest.raises(errors.FenceLost):
+        queue.set_transaction_hashes([(ENTITY_ID, tx)], fence=("lease", "me"), ack=entry_id)
+    assert fake_redis.hget(KEY, "transactionHash") is None
+    assert queue.pending_count() == 1
+    fake_redis.set("lease", "me")
+    queue.set_transaction_hashes([(ENTITY_ID, tx)], fence=("lease", "me"), ack=entry_id)
+    assert fake_redis.hget(KEY, "transactionHash") == tx
     assert queue.pending_count() == 0
 
 
