@@ -264,7 +264,7 @@ def command_status(settings: Settings, *, as_json: bool) -> int:
 
 def command_dead_letters(settings: Settings, *, count: int, as_json: bool) -> int:
     queue = _queue(settings)
-    letters = queue.dead_letters(count)
+    letters = queue.dead_letters.list(count)
     if as_json:
         print(
             json.dumps(
@@ -285,11 +285,11 @@ def command_dead_letters(settings: Settings, *, count: int, as_json: bool) -> in
 
 def command_requeue(settings: Settings, *, ids: Sequence[str], all_: bool) -> int:
     queue = _queue(settings)
-    targets = [i for i, _ in queue.dead_letters(10_000)] if all_ else list(ids)
+    targets = [i for i, _ in queue.dead_letters.list(10_000)] if all_ else list(ids)
     failed = 0
     for done, dead_id in enumerate(targets, 1):
         try:
-            entry_id = queue.requeue(dead_id)
+            entry_id = queue.dead_letters.restore(dead_id)
             print(
                 f"[{done}/{len(targets)}] requeued dead letter {dead_id} as stream entry {entry_id}"
             )

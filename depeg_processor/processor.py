@@ -248,7 +248,7 @@ class Processor:
                 and entry.entity_id
                 and self._records.get(entry.entity_id) is None
             ):
-                self._queue.dead_letter(
+                self._queue.dead_letters.set_aside(
                     entity_id=entry.entity_id,
                     kind="too_many_deliveries",
                     reason=f"delivered {delivered} times without being settled "
@@ -419,7 +419,7 @@ class Processor:
             )
             self._queue.ack(entry.entry_id)
         else:
-            self._queue.dead_letter(
+            self._queue.dead_letters.set_aside(
                 entity_id=entity_id,
                 kind="other",
                 entry_id=entry.entry_id,
@@ -481,7 +481,7 @@ class Processor:
         application = (
             self._queue.load_application(entry.entity_id) if entry.entity_id else HashContent({})
         )
-        self._queue.dead_letter(
+        self._queue.dead_letters.set_aside(
             entity_id=entry.entity_id,
             reason=error.reason,
             kind=error.kind,
@@ -493,7 +493,7 @@ class Processor:
     def _set_aside(
         self, entry: Entry, entity_id: str, content: HashContent, error: errors.PermanentError
     ) -> None:
-        self._queue.dead_letter(
+        self._queue.dead_letters.set_aside(
             entity_id=entity_id,
             reason=error.reason,
             kind=error.kind,

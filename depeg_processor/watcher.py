@@ -515,7 +515,7 @@ class ReceiptWatcher:
             return
         except errors.PermanentError as error:
             now = error.reason
-        self._queue.dead_letter(
+        self._queue.dead_letters.set_aside(
             entity_id=record.entity_id,
             kind="reverted_on_chain",
             application=self._queue.load_application(record.entity_id),

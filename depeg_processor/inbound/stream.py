@@ -1,4 +1,4 @@
-"""The web app's stream, read through a consumer group, and the dead-letter stream beside it.
+"""The web app's stream, read through a consumer group, with the dead letters beside it.
 
 Reading follows the consumer-group recipe: this consumer's own delivered-but-unacknowledged
 entries first (id `0`), then new ones (id `>`). After a transient failure the reader rewinds, so
@@ -8,19 +8,17 @@ the entry in hand is delivered again rather than skipped.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 
 import redis
 
-from ..errors import PermanentError
 from ..keys import application_key, owner_key, reissued_key
 from ..lease import Fence, check_fence
-from .application import check_entity_id
+from .dead_letters import DeadLetters
 from .stream_ids import id_after, id_key
-from .untrusted import KEPT_CHARS, HashContent, HashGuard, escaped, shown
+from .untrusted import HashContent, HashGuard
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +65,14 @@ class StreamQueue:
         self.group = group
         self.consumer = consumer
         self.claim_idle = claim_idle
-        self.dead_letter_key = dead_letter_key
-        self._clock = clock
-        self._on_dead_letter = on_dead_letter
+        self.dead_letters = DeadLetters(
+            client,
+            stream=stream,
+            group=group,
+            key=dead_letter_key,
+            clock=clock,
+            on_dead_letter=on_dead_letter,
+        )
         self._own_backlog = True
         self.hashes = HashGuard(client)
 
@@ -213,62 +216,6 @@ class StreamQueue:
         """The application hash, guarded by size (see untrusted.HashGuard)."""
         return self.hashes.load(application_key(entity_id))
 
-    def dead_letter(
-        self,
-        *,
-        entity_id: str | None,
-        reason: str,
-        application: HashContent | Mapping[str, str],
-        kind: str = "other",
-        entry_id: str | None = None,
-        entry_fields: Mapping[str, str] | None = None,
-    ) -> str:
-        """Set an application aside for good: append it with its reason to the dead-letter
-        stream, then acknowledge its entry and remove the pending hash together.
-
-        What users sent is kept escaped: `application` as JSON (bytes that are not UTF-8 as
-        \\udcNN escapes, which `requeue` turns back into the same bytes), or only its `sizes`
-        when it was too large to load; an entity id that is not a valid id, and the stream
-        entry's values, as text cut to KEPT_CHARS with their original size."""
-        if not isinstance(application, HashContent):
-            application = HashContent(dict(application))
-        valid_id = _valid_entity_id(entity_id)
-        record = {
-            "entityId": entity_id if valid_id else escaped(entity_id or ""),
-            "reason": escaped(reason, 4 * KEPT_CHARS),
-            "kind": kind,
-            "streamEntryId": entry_id or "",
-            "application": json.dumps(application.fields, sort_keys=True),
-            "failedAt": f"{self._clock():.3f}",
-        }
-        if application.sizes is not None:
-            record["sizes"] = json.dumps(application.sizes, sort_keys=True)
-        if entry_fields is not None and (entry_fields.keys() != {"entityId"} or not valid_id):
-            record["streamEntry"] = json.dumps(
-                {escaped(name): escaped(value) for name, value in entry_fields.items()},
-                sort_keys=True,
-            )
-        # The dead letter is written first and on its own: MULTI does not roll back, so the
-        # entry is acknowledged and the hash removed only once the letter is safely stored.
-        dead_id = self._redis.xadd(self.dead_letter_key, record)
-        pipe = self._redis.pipeline(transaction=True)
-        if entry_id is not None:
-            pipe.xack(self.stream, self.group, entry_id)
-        if entity_id:
-            pipe.delete(application_key(entity_id))
-            pipe.delete(owner_key(self.stream, entity_id))
-        pipe.execute()
-        self._on_dead_letter(kind)
-        log.warning(
-            "dead-lettered application %s (entry %s) as %s (%s): %r",
-            shown(entity_id),
-            entry_id,
-            dead_id,
-            kind,
-            reason,
-        )
-        return dead_id
-
     def reissue(
         self, entity_id: str, *, forget: str, inflight_key: str, fence: Fence | None = None
     ) -> str:
@@ -343,60 +290,8 @@ class StreamQueue:
         pipe.expire(key, 24 * 3600)
         return int(pipe.execute()[0])
 
-    def pending_count(self) -> int:
-        """Entries delivered to the group and not yet acknowledged."""
-        try:
-            summary = self._redis.xpending(self.stream, self.group)
-        except redis.ResponseError as error:
-            if "NOGROUP" in str(error):
-                return 0
-            raise
-        return int(summary["pending"])
-
-    def dead_letters(self, count: int = 100) -> list[tuple[str, dict]]:
-        return [
-            (entry_id, dict(fields))
-            for entry_id, fields in self._redis.xrange(self.dead_letter_key, count=count)
-        ]
-
-    def requeue(self, dead_id: str) -> str:
-        """Put a dead-lettered application back: restore its hash, enqueue its id again as the
-        web app does, and remove the dead letter, in one transaction."""
-        found = self._redis.xrange(self.dead_letter_key, min=dead_id, max=dead_id)
-        if not found:
-            raise KeyError(f"no dead letter {dead_id} in {self.dead_letter_key}")
-        fields = found[0][1]
-        entity_id = fields.get("entityId")
-        try:
-            application = json.loads(fields.get("application") or "{}")
-        except ValueError:
-            application = None
-        if (
-            not _valid_entity_id(entity_id)
-            or not isinstance(application, dict)
-            or not application
-            or not all(isinstance(v, str) for v in application.values())
-        ):
-            raise ValueError(f"dead letter {dead_id} has no application to requeue")
-        application.pop("transactionHash", None)
-        key = application_key(entity_id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(key)
-        pipe.hset(key, mapping=application)
-        pipe.xadd(self.stream, {"entityId": entity_id})
-        pipe.xdel(self.dead_letter_key, dead_id)
-        return pipe.execute()[2]
-
 
 def _missing(error: redis.ResponseError) -> bool:
     """The stream or the group does not exist (yet): nothing is pending."""
     text = str(error)
     return "NOGROUP" in text or "no such key" in text.lower()
-
-
-def _valid_entity_id(entity_id: str | None) -> bool:
-    try:
-        check_entity_id(entity_id)
-    except PermanentError:
-        return False
-    return True

@@ -240,7 +240,7 @@ def test_reverted_is_settled_with_the_simulated_reason(world: World) -> None:
     world.chain.call_error = errors.PermanentError("coverage too high", kind="revert")
 
     assert world.round() == 1
-    [(_id, dead)] = world.queue.dead_letters()
+    [(_id, dead)] = world.queue.dead_letters.list()
     assert dead["entityId"] == ENTITY_ID
     assert record.tx_hash in dead["reason"] and "coverage too high" in dead["reason"]
     assert world.records.get(ENTITY_ID) is None
