@@ -462,17 +462,19 @@ def test_an_unforeseen_error_with_the_whole_batch_ends_in_the_dead_letters(h) ->
     assert h.processor.run_once() == 1  # the loop goes on
 
 
-def test_an_unforeseen_error_while_reading_reads_the_delivered_entries_again(h) -> None:
+def test_an_unforeseen_error_while_reading_reads_the_delivered_entries_again(
+    h, monkeypatch
+) -> None:
     h.enqueue(signed_fields())
-    real = h.queue._xread
+    real = h.redis.xreadgroup
 
-    def read_then_fail(start, **kwargs):
-        real(start, **kwargs)
+    def read_then_fail(*args, **kwargs):
+        real(*args, **kwargs)
         raise RuntimeError("a bug after the delivery")
 
-    h.queue._xread = read_then_fail
+    monkeypatch.setattr(h.redis, "xreadgroup", read_then_fail)
     assert h.processor.run_once() == 0
-    del h.queue._xread
+    monkeypatch.undo()
     assert h.processor.run_once() == 1  # from this consumer's backlog, not left pending
     assert h.sender.calls == [(ENTITY_ID, h.redis.xrange(STREAM)[0][0])]
     assert h.queue.backlog().group_pending == 0
