@@ -16,8 +16,8 @@ from decouple import UndefinedValueError
 from eth_account import Account
 from eth_utils import to_checksum_address
 
-from .application import is_valid_address
 from .errors import ConfigError
+from .inbound.application import is_valid_address
 
 DERIVATION_PATH = "m/44'/60'/0'/0/0"
 _UNITS = {"wei": 0, "kwei": 3, "mwei": 6, "gwei": 9, "szabo": 12, "finney": 15, "ether": 18}

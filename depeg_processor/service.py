@@ -227,8 +227,7 @@ class Service:
         self.state.processor_beat()
         self.runtime.notifier.watchdog()
         self.state.set_holding(
-            f"{STANDBY}: all {len(self.consumers)} wallets of the pool are held by other "
-            "processors"
+            f"{STANDBY}: all {len(self.consumers)} wallets of the pool are held by other processors"
         )
         self.stop_event.wait(STANDBY_CHECK_INTERVAL)
 

@@ -28,7 +28,6 @@ from .consumer.loop import Consumer
 from .errors import StartupError
 from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy
-from .inbound.dead_letters import DeadLetters
 from .inbound.stream import StreamQueue
 from .inbound.untrusted import REDIS_DECODING
 from .metrics import Metrics
@@ -85,18 +84,19 @@ def build_runtime(
     *,
     accounts: list[LocalAccount],
     redis_client: redis.Redis | None = None,
+    chain: Chain | None = None,
     stop: threading.Event | None = None,
     metrics: Metrics | None = None,
     notifier: Notifier | None = None,
     faults: Faults = NO_FAULTS,
     clock: Clock = SYSTEM,
 ) -> Runtime:
-    """The clients for `settings`: the node's tells the shared state when it is rate limited
-    and waits on the stop event."""
+    """The clients for `settings` (or those handed in): the node's tells the shared state when
+    it is rate limited and waits on the stop event."""
     stop = stop or threading.Event()
     metrics = metrics or Metrics(CollectorRegistry())
     state = SharedState(monotonic=clock.monotonic)
-    chain = Chain.from_url(
+    chain = chain or Chain.from_url(
         settings.chain_rpc_url,
         timeout=settings.rpc_timeout,
         max_batch=settings.chain_max_batch,
@@ -164,6 +164,9 @@ def stream_queue(runtime: Runtime, member: Member) -> StreamQueue:
         stream=settings.stream_key,
         group=settings.group,
         consumer=member.consumer,
+        dead_letter_key=settings.dead_letter_key,
+        clock=runtime.clock.now,
+        on_dead_letter=runtime.metrics.dead_letter,
         claim_idle=settings.lease_ttl,
     )
 
@@ -221,6 +224,7 @@ def wallet_context(
 ) -> WalletContext:
     """One wallet's stores: nothing is asked of Redis or the node here."""
     settings, client = runtime.settings, runtime.redis
+    queue = stream_queue(runtime, member)
     records = TxRecords(
         client, prefix=member.prefix, stream=settings.stream_key, owner=member.address
     )
@@ -242,15 +246,8 @@ def wallet_context(
             highest_recorded=records.highest_nonce,
         ),
         facts=WalletFacts(),
-        queue=stream_queue(runtime, member),
-        dead_letters=DeadLetters(
-            client,
-            stream=settings.stream_key,
-            group=settings.group,
-            dead_letter_key=settings.dead_letter_key,
-            clock=runtime.clock.now,
-            on_dead_letter=runtime.metrics.dead_letter,
-        ),
+        queue=queue,
+        dead_letters=queue.dead_letters,
         spend=(
             SpendLedger(client, prefix=member.prefix)
             if settings.max_gas_spend_per_hour is not None

@@ -189,9 +189,12 @@ class BatchHandler:
         )
         return app
 
-    def _submit(self, to_send: list[tuple[Entry, Application, HashContent]], result: BatchResult) -> None:
+    def _submit(
+        self, to_send: list[tuple[Entry, Application, HashContent]], result: BatchResult
+    ) -> None:
         outcomes = self._wallet.submit(
-            [app for _e, app, _c in to_send], entry_ids=[entry.entry_id for entry, _a, _c in to_send]
+            [app for _e, app, _c in to_send],
+            entry_ids=[entry.entry_id for entry, _a, _c in to_send],
         )
         metrics, now = self._wallet.ctx.shared.metrics, self._wallet.ctx.shared.clock.now()
         for (entry, app, content), outcome in zip(to_send, outcomes):
@@ -229,9 +232,7 @@ class BatchHandler:
         if attempts < self._config.max_deliveries:
             return False
         entity_id, records = entry.entity_id, self._wallet.records
-        if entity_id and (
-            records.get(entity_id) is not None or records.owned_elsewhere(entity_id)
-        ):
+        if entity_id and (records.get(entity_id) is not None or records.owned_elsewhere(entity_id)):
             log.warning(
                 "application %s: entry %s failed %s times but its transaction is "
                 "recorded; acknowledged",
@@ -260,11 +261,17 @@ class BatchHandler:
             return
         # Whatever the id, a hash under it goes into the letter (by size) before it is removed.
         queue = self._wallet.queue
-        application = queue.load_application(entry.entity_id) if entry.entity_id else HashContent({})
+        application = (
+            queue.load_application(entry.entity_id) if entry.entity_id else HashContent({})
+        )
         self._set_aside(entry, entry.entity_id, application, error)
 
     def _set_aside(
-        self, entry: Entry, entity_id: str | None, content: HashContent, error: errors.PermanentError
+        self,
+        entry: Entry,
+        entity_id: str | None,
+        content: HashContent,
+        error: errors.PermanentError,
     ) -> None:
         self._dead.set_aside(
             entity_id=entity_id,

@@ -99,7 +99,9 @@ class Consumer:
             self._failures = 0
             return len(entries) - len(result.retry)
         except errors.ProductInactive as error:
-            guards.hold(f"product not active ({error}); retrying in {self._config.error_timeout:.0f}s")
+            guards.hold(
+                f"product not active ({error}); retrying in {self._config.error_timeout:.0f}s"
+            )
         except LeaseLost as error:
             guards.lease_lost()
             log.warning("%s", error)

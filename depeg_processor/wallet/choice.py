@@ -1,11 +1,11 @@
 """Which wallet of the pool this process sends from.
 
 Every wallet of the pool is a `Wallet` of this process; the process sends from at most one of
-them at a time, the one whose lease it holds. The lease-keeper thread renews that lease, or, holding none, takes
-the first free one (`keep_leases_once`). Between two batches the processor loop may move to a
-wallet that no process holds but whose last holder left transactions in flight
-(`take_a_left_wallet`), so that nothing of a wallet stays unwatched while a replica can take it.
-Both threads change the wallet held under one lock.
+them at a time, the one whose lease it holds. The lease-keeper thread renews that lease, or,
+holding none, takes the first free one (`keep_leases_once`). Between two batches the
+consumer loop may move to a wallet that no process holds but whose last holder left
+transactions in flight (`take_a_left_wallet`), so that nothing of a wallet stays unwatched
+while a replica can take it. Both threads change the wallet held under one lock.
 """
 
 from __future__ import annotations

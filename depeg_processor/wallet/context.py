@@ -15,12 +15,12 @@ from ..chain.simulation import Simulator
 from ..clock import SYSTEM, Clock
 from ..config import Settings
 from ..faults import NO_FAULTS, Faults
+from ..fees import FeePolicy
 from ..inbound.dead_letters import DeadLetters
 from ..inbound.stream import StreamQueue
 from ..metrics import Metrics
 from ..state import SharedState
 from .facts import WalletFacts
-from ..fees import FeePolicy
 from .lease import Lease
 from .nonce import NonceManager
 from .records import SpendLedger, TxRecords
@@ -54,8 +54,9 @@ class WalletConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Shared:
-    """What the wallets of one process share: the clients, the product's ABI, the fee policy, the monitor's
-    store (written, never read for decisions), the metrics, the clock and the fault points."""
+    """What the wallets of one process share: the clients, the product's ABI, the fee policy,
+    the monitor's store (written, never read for decisions), the metrics, the clock and the
+    fault points."""
 
     chain: Chain
     simulator: Simulator

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import redis
 
-from .errors import FenceLost
+from ..errors import FenceLost
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,8 @@ import dataclasses
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from .. import keys
+
 
 def derivation_path(index: int) -> str:
     return f"m/44'/60'/0'/0/{index}"
@@ -33,13 +35,11 @@ class Member:
     def prefix(self) -> str:
         """Records (`<prefix>:tx:<entityId>`), in-flight set (`<prefix>:inflight`) and spend
         ledger (`<prefix>:spent`) of this wallet."""
-        if self.index == 0:
-            return self.stream
-        return f"{self.stream}:wallet:{self.address}"
+        return keys.wallet_prefix(self.stream, self.index, self.address)
 
     @property
     def lease_key(self) -> str:
-        return f"{self.stream}:lease:{self.address}"
+        return keys.lease_key(self.stream, self.address)
 
     @property
     def consumer(self) -> str:
@@ -48,16 +48,6 @@ class Member:
         if self.index == 0:
             return self.base_consumer
         return f"{self.base_consumer}:{self.address}"
-
-
-def owner_key(stream: str, entity_id: str) -> str:
-    """Which wallet recorded a transaction for this application first (its address)."""
-    return f"{stream}:owner:{entity_id}"
-
-
-def done_key(stream: str, entity_id: str) -> str:
-    """Set when an application's transaction is confirmed, whichever wallet sent it."""
-    return f"{stream}:done:{entity_id}"
 
 
 def derive_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
@@ -75,7 +65,3 @@ def pool(accounts: list[LocalAccount], *, stream: str, consumer: str) -> list[Me
         Member(index=i, address=account.address, stream=stream, base_consumer=consumer)
         for i, account in enumerate(accounts)
     ]
-
-
-def find(wallets: list[Member], address: str) -> Wallet | None:
-    return next((w for w in wallets if w.address == address), None)

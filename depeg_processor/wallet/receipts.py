@@ -64,9 +64,7 @@ class Receipts:
     def _of_hashes(self, by_hash: dict[str, TxRecord]) -> tuple[list[dict], bool]:
         """The receipts of these hashes that exist, and whether every lookup answered."""
         wanted = list(by_hash)
-        results = self._ctx.shared.chain.batch(
-            [("eth_getTransactionReceipt", [h]) for h in wanted]
-        )
+        results = self._ctx.shared.chain.batch([("eth_getTransactionReceipt", [h]) for h in wanted])
         receipts, complete = [], True
         for tx_hash, receipt in zip(wanted, results):
             if isinstance(receipt, Exception):
@@ -131,7 +129,10 @@ class Receipts:
         for record in records:
             tracked = self._in_flight[record.entity_id]
             mined = tracked.mined
-            if mined is not None and canonical.get(mined.block, mined.block_hash) != mined.block_hash:
+            if (
+                mined is not None
+                and canonical.get(mined.block, mined.block_hash) != mined.block_hash
+            ):
                 log.warning(
                     "application %s tx %s: block %s (%s) was reorganised away; waiting again",
                     record.entity_id,

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from .. import errors
 from ..errors import FenceLost, LeaseLost
-from .context import WalletContext
 from ..fees import Fees
+from .context import WalletContext
 from .publish import Answer, Publisher
 from .records import TxRecord
 from .submit import Submitter
@@ -125,7 +125,9 @@ class Replacer:
             self._write(restore)
         return due, below_base_fee
 
-    def _replaced(self, record: TxRecord, replacement: TxRecord, answer: Answer, result: object) -> None:
+    def _replaced(
+        self, record: TxRecord, replacement: TxRecord, answer: Answer, result: object
+    ) -> None:
         if not answer.in_pool:
             log.warning(
                 "application %s: replacement %s sent with an unknown outcome (%s)",

@@ -17,9 +17,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from .. import errors
 from ..errors import FenceLost, LeaseLost
+from ..fees import Backlog, Fees
 from ..inbound.application import Application
 from .context import WalletContext
-from ..fees import Backlog, Fees
 from .publish import Answer, Publisher
 from .records import TxRecord
 
@@ -63,7 +63,9 @@ class Submitter:
         self._broadcasting = self._broadcaster.submit(self._publish, records)
         return outcomes
 
-    def simulate(self, apps: Sequence[Application]) -> list[tuple[str, int] | errors.ProcessorError]:
+    def simulate(
+        self, apps: Sequence[Application]
+    ) -> list[tuple[str, int] | errors.ProcessorError]:
         """Calldata and gas limit per application, simulated against the pending state (so a
         signature used by a transaction still in the pool is seen as used); a revert gives
         PermanentError or ProductInactive in that application's place.

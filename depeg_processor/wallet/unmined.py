@@ -14,8 +14,8 @@ import logging
 from collections.abc import Callable
 
 from .. import errors
-from .context import WalletContext
 from ..fees import raised
+from .context import WalletContext
 from .inflight import InFlight, Waiting
 from .publish import Answer, Publisher
 from .records import TxRecord

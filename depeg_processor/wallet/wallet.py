@@ -106,6 +106,10 @@ class Wallet:
         """One round of the receipt watcher at its schedule's pace."""
         return self.watcher.step(sending=self.ready())
 
+    def watch_now(self) -> int:
+        """One round of the receipt watcher that asks the node whatever the schedule says."""
+        return self.watcher.run_once(sending=self.ready())
+
     def finish(self) -> None:
         """The batch being published is out."""
         self._submitter.finish()

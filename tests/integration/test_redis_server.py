@@ -15,6 +15,7 @@ from depeg_processor.__main__ import command_check_config
 from depeg_processor.chain.rpc import Chain
 from depeg_processor.errors import StartupError
 from depeg_processor.service import Service
+from depeg_processor.startup import build_runtime
 from devnet.nodes import RedisServer
 from tests.integration.conftest import PROCESSOR, base_settings, cli, service_env
 
@@ -36,11 +37,13 @@ def check_config(redis_url: str, anvil, product) -> subprocess.CompletedProcess:
 def service_on(redis_url: str, anvil, product) -> Service:
     """The service, built but not started, against this Redis server."""
     return Service(
-        settings=base_settings(redis_url, anvil.url, product.address),
-        redis_client=redis.Redis.from_url(redis_url, decode_responses=True),
-        chain=Chain.from_url(anvil.url, timeout=10),
-        account=PROCESSOR,
-        stop=threading.Event(),
+        build_runtime(
+            base_settings(redis_url, anvil.url, product.address),
+            accounts=[PROCESSOR],
+            redis_client=redis.Redis.from_url(redis_url, decode_responses=True),
+            chain=Chain.from_url(anvil.url, timeout=10),
+            stop=threading.Event(),
+        )
     )
 
 

@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from depeg_processor.errors import LeaseLost
-from depeg_processor.lease import SAFETY, Lease, LeaseKeeper
-from depeg_processor.records import TxRecord
+from depeg_processor.wallet.lease import SAFETY, Lease, LeaseKeeper
+from depeg_processor.wallet.records import TxRecord
 
 from .helpers import signed_fields
 from .test_processor import Harness
@@ -177,7 +177,7 @@ def test_keeper_lets_the_lease_run_out_on_redis_errors(clock, caplog) -> None:
     keeper = LeaseKeeper(mine, stop=threading.Event())
     assert keeper.run_once()
     mine._redis = BrokenRedis(server=healthy, decode_responses=True)  # redis goes away
-    with caplog.at_level(logging.WARNING, logger="depeg_processor.lease"):
+    with caplog.at_level(logging.WARNING, logger="depeg_processor.wallet.lease"):
         clock.now += TTL / 3
         assert keeper.run_once(), "still valid: it runs out, it is not dropped"
         clock.now += TTL / 3

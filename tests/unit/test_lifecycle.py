@@ -12,9 +12,9 @@ import pytest
 
 from depeg_processor import errors
 from depeg_processor.clock import Clock
-from depeg_processor.queue import StreamQueue
-from depeg_processor.records import TxRecord, TxRecords
+from depeg_processor.inbound.stream import StreamQueue
 from depeg_processor.state import SharedState
+from depeg_processor.wallet.records import TxRecord, TxRecords
 from depeg_processor.watcher import ReceiptWatcher, WatcherConfig
 
 STREAM = "application:signatures"
@@ -240,7 +240,7 @@ def test_reverted_is_settled_with_the_simulated_reason(world: World) -> None:
     world.chain.call_error = errors.PermanentError("coverage too high", kind="revert")
 
     assert world.round() == 1
-    [(_id, dead)] = world.queue.dead_letters()
+    [(_id, dead)] = world.queue.dead_letters.list()
     assert dead["entityId"] == ENTITY_ID
     assert record.tx_hash in dead["reason"] and "coverage too high" in dead["reason"]
     assert world.records.get(ENTITY_ID) is None

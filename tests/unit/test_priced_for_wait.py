@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from depeg_processor.application import parse_application
 from depeg_processor.fees import Block, FeePolicy
-from depeg_processor.nonce import NonceManager
+from depeg_processor.inbound.application import parse_application
+from depeg_processor.wallet.nonce import NonceManager
 
 from .helpers import signed_fields
 from .test_replacements import GWEI, Harness

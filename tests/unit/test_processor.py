@@ -11,12 +11,12 @@ from depeg_processor import errors
 from depeg_processor import processor as processor_module
 from depeg_processor.clock import Clock as ServiceClock
 from depeg_processor.errors import NodeUnavailable
-from depeg_processor.lease import Lease
-from depeg_processor.nonce import NonceManager
+from depeg_processor.inbound.stream import StreamQueue
 from depeg_processor.processor import Processor, ProcessorConfig
-from depeg_processor.queue import StreamQueue
-from depeg_processor.records import TxRecord, TxRecords
 from depeg_processor.state import SharedState
+from depeg_processor.wallet.lease import Lease
+from depeg_processor.wallet.nonce import NonceManager
+from depeg_processor.wallet.records import TxRecord, TxRecords
 
 from .helpers import CHAIN_ID, ENTITY_ID, MESSAGE_HELPER, OTHER, signed_fields
 
@@ -140,7 +140,7 @@ class Harness:
         return self.redis.xadd(STREAM, {"entityId": entity_id})
 
     def dead_letters(self) -> list[dict]:
-        return [fields for _, fields in self.queue.dead_letters()]
+        return [fields for _, fields in self.queue.dead_letters.list()]
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ def test_good_entry_is_sent_marked_and_acked(h) -> None:
     assert h.processor.run_once() == 1
     assert h.sender.calls == [(ENTITY_ID, entry_id)]
     assert h.redis.hget(KEY, "transactionHash") == TX
-    assert h.queue.pending_count() == 0
+    assert h.queue.backlog().group_pending == 0
     assert h.dead_letters() == []
     snap = h.state.snapshot()
     assert snap.processor_beat == h.clock.now and snap.balance == 2 * ETHER
@@ -165,7 +165,7 @@ def test_several_entries_in_one_run(h) -> None:
         h.enqueue(signed_fields(signature_id=f"sig-{entity}"), entity_id=entity)
     assert h.processor.run_once() == 3
     assert [entity for entity, _ in h.sender.calls] == ["E1", "E2", "E3"]
-    assert h.queue.pending_count() == 0
+    assert h.queue.backlog().group_pending == 0
 
 
 def test_one_signature_twice_in_a_batch_is_sent_once_and_the_other_simulated_after(h) -> None:
@@ -188,7 +188,7 @@ def test_entry_without_entity_id_is_dead_lettered(h) -> None:
     [dead] = h.dead_letters()
     assert "no entityId" in dead["reason"]
     assert json.loads(dead["streamEntry"]) == {"foo": "bar"}
-    assert h.queue.pending_count() == 0 and h.sender.calls == []
+    assert h.queue.backlog().group_pending == 0 and h.sender.calls == []
 
 
 def test_entry_deleted_from_the_stream_while_pending_is_just_acked(h) -> None:
@@ -198,7 +198,7 @@ def test_entry_deleted_from_the_stream_while_pending_is_just_acked(h) -> None:
     h.redis.xdel(STREAM, entry_id)
     h.sender.error = None
     h.processor.run_once()
-    assert h.queue.pending_count() == 0
+    assert h.queue.backlog().group_pending == 0
     assert h.dead_letters() == []
 
 
@@ -207,7 +207,7 @@ def test_missing_application_is_dead_lettered(h) -> None:
     h.processor.run_once()
     [dead] = h.dead_letters()
     assert dead["entityId"] == ENTITY_ID and "not found" in dead["reason"]
-    assert h.queue.pending_count() == 0 and h.sender.calls == []
+    assert h.queue.backlog().group_pending == 0 and h.sender.calls == []
 
 
 def test_malformed_field_is_dead_lettered_naming_it(h) -> None:
@@ -218,7 +218,7 @@ def test_malformed_field_is_dead_lettered_naming_it(h) -> None:
     assert "field duration" in dead["reason"]
     assert json.loads(dead["application"]) == fields
     assert not h.redis.exists(KEY)
-    assert h.queue.pending_count() == 0 and h.sender.calls == []
+    assert h.queue.backlog().group_pending == 0 and h.sender.calls == []
 
 
 def test_invalid_signature_is_dead_lettered_without_sending(h) -> None:
@@ -227,7 +227,7 @@ def test_invalid_signature_is_dead_lettered_without_sending(h) -> None:
     [dead] = h.dead_letters()
     assert "signature invalid" in dead["reason"]
     assert h.sender.calls == []
-    assert h.queue.pending_count() == 0
+    assert h.queue.backlog().group_pending == 0
 
 
 def test_permanent_send_failure_is_dead_lettered(h) -> None:
@@ -236,14 +236,14 @@ def test_permanent_send_failure_is_dead_lettered(h) -> None:
     h.processor.run_once()
     [dead] = h.dead_letters()
     assert "DMH-001" in dead["reason"]
-    assert h.queue.pending_count() == 0 and not h.redis.exists(KEY)
+    assert h.queue.backlog().group_pending == 0 and not h.redis.exists(KEY)
 
 
 def test_product_inactive_holds_the_entry_and_retries_it(h) -> None:
     entry_id = h.enqueue(signed_fields())
     h.sender.error = errors.ProductInactive("ERROR:DP-010:PRODUCT_NOT_ACTIVE")
     assert h.processor.run_once() == 0
-    assert h.queue.pending_count() == 1
+    assert h.queue.backlog().group_pending == 1
     assert not h.redis.hexists(KEY, "transactionHash")
     assert "product not active" in h.state.snapshot().holding
     assert h.dead_letters() == []
@@ -251,7 +251,7 @@ def test_product_inactive_holds_the_entry_and_retries_it(h) -> None:
     h.sender.error = None
     assert h.processor.run_once() == 1
     assert h.sender.calls == [(ENTITY_ID, entry_id)] * 2
-    assert h.queue.pending_count() == 0
+    assert h.queue.backlog().group_pending == 0
     assert h.state.snapshot().holding is None
 
 
@@ -267,7 +267,7 @@ def test_transient_or_unexpected_failure_keeps_the_entry_for_the_next_run(h, err
     entry_id = h.enqueue(signed_fields())
     h.sender.error = error
     assert h.processor.run_once() == 0
-    assert h.queue.pending_count() == 1 and h.dead_letters() == []
+    assert h.queue.backlog().group_pending == 1 and h.dead_letters() == []
 
     h.sender.error = None
     assert h.processor.run_once() == 1
@@ -287,7 +287,7 @@ def test_balance_below_minimum_reads_nothing_and_holds(h) -> None:
     h.balance.wei = ETHER - 1
     h.enqueue(signed_fields())
     assert h.processor.run_once() == 0
-    assert h.queue.pending_count() == 0  # not even delivered
+    assert h.queue.backlog().group_pending == 0  # not even delivered
     assert h.sender.calls == []
     assert "PROCESSOR_MIN_BALANCE" in h.state.snapshot().holding
 
@@ -312,7 +312,7 @@ def test_existing_record_is_resumed_without_sending_again(h) -> None:
     assert h.processor.run_once() == 1
     assert h.sender.calls == []
     assert h.redis.hget(KEY, "transactionHash") == "0x" + "cd" * 32
-    assert h.queue.pending_count() == 0
+    assert h.queue.backlog().group_pending == 0
 
 
 def test_stop_request_leaves_entries_unsettled(h) -> None:
@@ -331,7 +331,7 @@ def test_a_simulation_error_that_keeps_coming_back_is_set_aside_not_retried_fore
     h.processor.run_once()
     [dead] = h.dead_letters()
     assert "simulation failed 3 times" in dead["reason"] and "gas required" in dead["reason"]
-    assert h.queue.pending_count() == 0
+    assert h.queue.backlog().group_pending == 0
 
 
 def test_a_paused_product_is_held_without_limit(h) -> None:
@@ -339,7 +339,7 @@ def test_a_paused_product_is_held_without_limit(h) -> None:
     h.sender.error = errors.ProductInactive("ERROR:DP-010:PRODUCT_NOT_ACTIVE")
     for _ in range(6):
         assert h.processor.run_once() == 0
-    assert h.dead_letters() == [] and h.queue.pending_count() == 1
+    assert h.dead_letters() == [] and h.queue.backlog().group_pending == 1
 
 
 def test_entries_settled_before_a_batch_failure_are_not_retried(h) -> None:
@@ -380,7 +380,7 @@ def test_an_entity_id_that_is_not_utf8_is_set_aside_and_the_rest_go_on(h, raw_re
     assert dead["streamEntryId"] == bad_entry and dead["kind"] == "not_utf8"
     assert dead["entityId"] == "01HZX\\udcff\\udcfe"
     assert json.loads(dead["streamEntry"]) == {"entityId": "01HZX\\udcff\\udcfe"}
-    assert h.queue.pending_count() == 0 and h.kinds == ["not_utf8"]
+    assert h.queue.backlog().group_pending == 0 and h.kinds == ["not_utf8"]
 
 
 @pytest.mark.parametrize("name, value", [(b"duration", b"2592\xff000"), (b"x\xc3\x28", b"1")])
@@ -421,7 +421,7 @@ def test_an_invalid_entity_id_with_a_hash_is_set_aside_with_its_content(h, entit
     assert dead["kind"] == "invalid_entry" and "\n" not in dead["reason"]
     assert json.loads(dead["application"]) == fields
     assert not h.redis.exists(f"PendingApplication:{entity_id}")
-    assert h.sender.calls == [] and h.queue.pending_count() == 0
+    assert h.sender.calls == [] and h.queue.backlog().group_pending == 0
 
 
 def test_an_unforeseen_error_with_one_application_holds_only_that_one(h, monkeypatch) -> None:
@@ -444,7 +444,7 @@ def test_an_unforeseen_error_with_one_application_holds_only_that_one(h, monkeyp
     assert dead["entityId"] == "BAD" and dead["kind"] == "other"
     assert "unexpected error 3 times in a row: KeyError" in dead["reason"]
     assert json.loads(dead["application"]) == signed_fields(signature_id="bad")
-    assert h.queue.pending_count() == 0 and h.processor._attempts == {}
+    assert h.queue.backlog().group_pending == 0 and h.processor._attempts == {}
 
 
 def test_an_unforeseen_error_with_the_whole_batch_ends_in_the_dead_letters(h) -> None:
@@ -452,30 +452,32 @@ def test_an_unforeseen_error_with_the_whole_batch_ends_in_the_dead_letters(h) ->
     h.sender.error = RuntimeError("a bug")
     for _ in range(2):
         assert h.processor.run_once() == 0
-        assert h.dead_letters() == [] and h.queue.pending_count() == 1
+        assert h.dead_letters() == [] and h.queue.backlog().group_pending == 1
     h.processor.run_once()
     [dead] = h.dead_letters()
     assert "RuntimeError" in dead["reason"] and dead["kind"] == "other"
-    assert h.queue.pending_count() == 0 and h.kinds == ["other"]
+    assert h.queue.backlog().group_pending == 0 and h.kinds == ["other"]
     h.enqueue(signed_fields(signature_id="next"), entity_id="E2")
     h.sender.error = None
     assert h.processor.run_once() == 1  # the loop goes on
 
 
-def test_an_unforeseen_error_while_reading_reads_the_delivered_entries_again(h) -> None:
+def test_an_unforeseen_error_while_reading_reads_the_delivered_entries_again(
+    h, monkeypatch
+) -> None:
     h.enqueue(signed_fields())
-    real = h.queue._xread
+    real = h.redis.xreadgroup
 
-    def read_then_fail(start, **kwargs):
-        real(start, **kwargs)
+    def read_then_fail(*args, **kwargs):
+        real(*args, **kwargs)
         raise RuntimeError("a bug after the delivery")
 
-    h.queue._xread = read_then_fail
+    monkeypatch.setattr(h.redis, "xreadgroup", read_then_fail)
     assert h.processor.run_once() == 0
-    del h.queue._xread
+    monkeypatch.undo()
     assert h.processor.run_once() == 1  # from this consumer's backlog, not left pending
     assert h.sender.calls == [(ENTITY_ID, h.redis.xrange(STREAM)[0][0])]
-    assert h.queue.pending_count() == 0
+    assert h.queue.backlog().group_pending == 0
 
 
 def test_attempts_are_forgotten_once_their_entries_are_out_of_hand(h) -> None:
@@ -496,7 +498,7 @@ def test_an_unforeseen_error_before_reading_holds_the_entries_without_counting(h
     h.processor._known_balance = None
     for _ in range(5):
         assert h.processor.run_once() == 0
-    assert h.dead_letters() == [] and h.queue.pending_count() == 1
+    assert h.dead_letters() == [] and h.queue.backlog().group_pending == 1
     h.balance.error = h.sender.error = None
     assert h.processor.run_once() == 1
 
@@ -511,7 +513,7 @@ def test_an_application_another_wallet_owns_is_acknowledged_not_sent(fake_redis)
     h.enqueue(signed_fields())
     fake_redis.set(f"{STREAM}:owner:{ENTITY_ID}", ELSEWHERE)  # recorded by the other wallet
     assert h.processor.run_once() == 1
-    assert h.sender.calls == [] and h.queue.pending_count() == 0
+    assert h.sender.calls == [] and h.queue.backlog().group_pending == 0
     assert h.dead_letters() == [] and fake_redis.exists(KEY), "left to its owner"
 
 
@@ -527,11 +529,13 @@ def test_a_commit_refused_for_another_wallets_application_is_retried_then_left(f
 
     h.processor._load = owned_meanwhile
     assert h.processor.run_once() == 0
-    assert h.records.get(ENTITY_ID) is None and h.queue.pending_count() == 1, "nothing written"
+    assert h.records.get(ENTITY_ID) is None and h.queue.backlog().group_pending == 1, (
+        "nothing written"
+    )
     h.processor._load = load
     assert h.processor.run_once() == 1
     assert h.sender.calls == [(ENTITY_ID, h.sender.calls[0][1])], "signed once, never recorded"
-    assert h.queue.pending_count() == 0 and h.dead_letters() == []
+    assert h.queue.backlog().group_pending == 0 and h.dead_letters() == []
 
 
 def test_a_stuck_transaction_holds_reading_and_the_hold_names_the_wallet(fake_redis) -> None:
@@ -539,7 +543,7 @@ def test_a_stuck_transaction_holds_reading_and_the_hold_names_the_wallet(fake_re
     h.enqueue(signed_fields())
     h.state.set_stuck("transactions cannot be mined: max fee per gas is at the cap")
     assert h.processor.run_once() == 0
-    assert h.sender.calls == [] and h.queue.pending_count() == 0, "not even read"
+    assert h.sender.calls == [] and h.queue.backlog().group_pending == 0, "not even read"
     holding = h.state.snapshot().holding
     assert holding.startswith(f"wallet {WALLET}: ") and "cannot be mined" in holding
     h.state.set_stuck(None)

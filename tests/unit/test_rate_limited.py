@@ -40,7 +40,7 @@ def test_a_rate_limited_simulation_is_not_an_attempt(h, monkeypatch) -> None:
     )  # in each one's place
     for _ in range(6):  # twice the deliveries after which a simulation error sets it aside
         assert h.processor.run_once() == 0
-    assert h.dead_letters() == [] and h.queue.pending_count() == 1
+    assert h.dead_letters() == [] and h.queue.backlog().group_pending == 1
 
     monkeypatch.setattr(h.sender, "submit", submit)
     assert h.processor.run_once() == 1
@@ -53,7 +53,7 @@ def test_a_rate_limited_batch_keeps_the_entry_and_tells_the_monitor(h) -> None:
     h.sender.error = errors.RateLimited("rate limited by the node (HTTP 429); gave up after 5s")
     for _ in range(6):
         assert h.processor.run_once() == 0
-    assert h.dead_letters() == [] and h.queue.pending_count() == 1
+    assert h.dead_letters() == [] and h.queue.backlog().group_pending == 1
     assert "rate limited" in h.state.snapshot().node_error
 
     h.sender.error = None

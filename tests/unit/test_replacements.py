@@ -11,11 +11,11 @@ from depeg_processor import errors
 from depeg_processor.chain.signing import TransactionSigner
 from depeg_processor.clock import Clock
 from depeg_processor.fees import FeePolicy, raised
-from depeg_processor.lease import Lease
-from depeg_processor.nonce import NonceManager
-from depeg_processor.queue import StreamQueue
-from depeg_processor.records import TxRecord, TxRecords
+from depeg_processor.inbound.stream import StreamQueue
 from depeg_processor.sender import MAX_REPLACEMENT_BUMPS, LeaseLost, Sender, SenderConfig
+from depeg_processor.wallet.lease import Lease
+from depeg_processor.wallet.nonce import NonceManager
+from depeg_processor.wallet.records import TxRecord, TxRecords
 
 from .helpers import CHAIN_ID
 

@@ -8,9 +8,9 @@ import types
 
 import pytest
 
-from depeg_processor.lease import Lease, LeaseKeeper
-from depeg_processor.records import TxRecords
-from depeg_processor.wallet_choice import WalletChoice, WalletParts
+from depeg_processor.wallet.choice import WalletChoice, WalletParts
+from depeg_processor.wallet.lease import Lease, LeaseKeeper
+from depeg_processor.wallet.records import TxRecords
 
 from .test_lease import TTL, Clock
 
