@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from depeg_processor import keys
-from depeg_processor.wallet.pool import Wallet
+from depeg_processor.wallet.pool import Member
 from depeg_processor.wallet.records import SpendLedger, TxRecords
 
 STREAM, ADDRESS, ENTITY = "application:signatures", "0x" + "Ab" * 20, "01HZX3Q4K8"
@@ -32,7 +32,7 @@ def test_a_wallets_own_keys_live_under_its_prefix() -> None:
 
 
 def test_wallets_records_and_ledger_use_these_names(fake_redis) -> None:
-    second = Wallet(index=1, address=ADDRESS, stream=STREAM, base_consumer="c")
+    second = Member(index=1, address=ADDRESS, stream=STREAM, base_consumer="c")
     assert second.prefix == keys.wallet_prefix(STREAM, 1, ADDRESS)
     assert second.lease_key == keys.lease_key(STREAM, ADDRESS)
     records = TxRecords(fake_redis, prefix=second.prefix, stream=STREAM)
