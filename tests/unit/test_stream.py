@@ -6,6 +6,7 @@ import pytest
 
 from depeg_processor import errors
 from depeg_processor.inbound.stream import StreamBacklog, StreamQueue
+from depeg_processor.wallet.records import TxRecords
 
 from .helpers import ENTITY_ID, signed_fields
 from .stream_helpers import CONSUMER, DEAD, GROUP, KEY, STREAM, deliver, ids, make_queue
@@ -116,12 +117,12 @@ def test_a_fenced_ack_is_written_with_the_hash_or_not_at_all(fake_redis, queue) 
     assert queue.backlog().group_pending == 0
 
 
-def test_reissue_drops_record_and_hash_and_enqueues_again(fake_redis, queue) -> None:
+def test_send_back_drops_record_and_hash_and_enqueues_again(fake_redis, queue) -> None:
     entry_id = deliver(fake_redis, queue, signed_fields(transactionHash="0x" + "ab" * 32))
     queue.ack(entry_id)
     fake_redis.hset("rec:tx:" + ENTITY_ID, mapping={"txHash": "0x" + "ab" * 32})
     fake_redis.zadd("rec:inflight", {ENTITY_ID: 4})
-    new_entry = queue.reissue(ENTITY_ID, forget="rec:tx:" + ENTITY_ID, inflight_key="rec:inflight")
+    new_entry = TxRecords(fake_redis, prefix="rec", stream=STREAM).send_back(ENTITY_ID)
     assert not fake_redis.exists("rec:tx:" + ENTITY_ID)
     assert fake_redis.zcard("rec:inflight") == 0
     assert fake_redis.hgetall(KEY) == signed_fields()
@@ -152,10 +153,10 @@ def test_only_entries_idle_past_the_lease_ttl_are_claimed(fake_redis) -> None:
     assert ids(dead.read(count=10, block_ms=1)) == []
 
 
-def test_reissue_and_dead_letter_free_the_application_for_any_wallet(fake_redis, queue) -> None:
+def test_send_back_and_dead_letter_free_the_application_for_any_wallet(fake_redis, queue) -> None:
     owner = f"{STREAM}:owner:{ENTITY_ID}"
     fake_redis.set(owner, "0x" + "11" * 20)
-    queue.reissue(ENTITY_ID, forget="rec:tx:" + ENTITY_ID, inflight_key="rec:inflight")
+    TxRecords(fake_redis, prefix="rec", stream=STREAM).send_back(ENTITY_ID)
     assert not fake_redis.exists(owner)
     fake_redis.set(owner, "0x" + "11" * 20)
     queue.dead_letters.set_aside(entity_id=ENTITY_ID, reason="r", application={})
