@@ -90,7 +90,8 @@ def wait(predicate: Callable[[], object], what: str, timeout: float = 180.0):
 
 def flat_pricing(service: Service) -> None:
     """The pricing before the wait was priced: every transaction at 2 x base fee + tip."""
-    service.wallets[0].ctx.shared.fees.for_wait = lambda market, *, gas, backlog, count: [market] * count
+    fees = service.wallets[0].ctx.shared.fees
+    fees.for_wait = lambda market, *, gas, backlog, count: [market] * count
 
 
 def run_burst(

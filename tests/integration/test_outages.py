@@ -92,7 +92,7 @@ def test_redis_restarted_mid_run(anvil, product):
             first = webapp.apply()
             wait_until(lambda: not application(client, first), what="first processed")
 
-            server._halt()
+            server.halt()
             status, body = wait_until(
                 lambda: (r := running.get("/api/monitor"))[0] == 500 and r, what="monitor failing"
             )
