@@ -17,6 +17,7 @@ import redis
 from waitress.server import create_server
 
 from . import errors, startup
+from .consumer.guards import STANDBY_CHECK_INTERVAL
 from .consumer.loop import Consumer
 from .inbound.retention import StreamRetention
 from .monitor import Limits, make_monitor_app
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 MONITOR_CONNECTION_LIMIT = 500
 MONITOR_CHANNEL_TIMEOUT = 10
 MONITOR_CLEANUP_INTERVAL = 2
-STANDBY_CHECK_INTERVAL = 0.5  # how soon a standby notices that the keeper gained a lease
 
 
 class Service:
@@ -155,7 +155,7 @@ class Service:
         assert self.choice is not None, "prepare() first"
         choice = self.choice
         choice.keep_leases_once()  # a free lease is taken before the loop: no standby blip
-        self._start_thread("lease-keeper", self._keep_leases)
+        self._start_thread("lease-keeper", lambda: choice.run(self.stop_event))
         self._start_thread("receipt-watcher", self._watch)
         self._start_thread("housekeeping", lambda: self.retention.run(self.stop_event))
         self.runtime.notifier.ready(
@@ -182,21 +182,6 @@ class Service:
         log.info("processor loop stopped")
         for wallet in self.wallets:
             wallet.lease.release()
-
-    def _keep_leases(self) -> None:
-        choice = self.choice
-        log.info(
-            "lease keeper started (%s wallet(s), renewed every %.1fs)",
-            len(self.consumers),
-            choice.interval,
-        )
-        while not self.stop_event.is_set():
-            try:
-                choice.keep_leases_once()
-            except Exception:  # a bug must not stop the renewals for good: log it, go on
-                log.exception("lease keeper round failed")
-            self.stop_event.wait(choice.interval)
-        log.info("lease keeper stopped")
 
     def _watch(self) -> None:
         """The receipt watcher of the wallet held (with none, the first one's: health only)."""

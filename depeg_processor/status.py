@@ -27,6 +27,14 @@ def gather_status(settings: Settings) -> dict:
     )
     report: dict = {"stream": settings.stream_key, "group": settings.group}
     rows = [{"index": w.index, "address": w.address, "consumer": w.consumer} for w in pool]
+    _from_node(settings, pool, rows, report)
+    _from_redis(settings, pool, rows, report)
+    report["wallets"] = rows
+    return report
+
+
+def _from_node(settings: Settings, pool: list, rows: list[dict], report: dict) -> None:
+    """Each wallet's balance and nonces, in one batch."""
     chain = Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout)
     try:
         report["chain_id"] = chain.chain_id()
@@ -41,16 +49,21 @@ def gather_status(settings: Settings) -> dict:
                 )
             ]
         )
-        for n, row in enumerate(rows):
-            answers = results[3 * n : 3 * n + 3]
-            failed = next((a for a in answers if isinstance(a, Exception)), None)
-            if failed is not None:
-                row["node_error"] = f"{type(failed).__name__}: {failed}"
-                continue
-            balance, latest, pending = (int(a, 16) for a in answers)
-            row.update(balance_wei=balance, nonce_latest=latest, nonce_pending=pending)
     except errors.ProcessorError as error:
         report["node_error"] = str(error)
+        return
+    for n, row in enumerate(rows):
+        answers = results[3 * n : 3 * n + 3]
+        failed = next((a for a in answers if isinstance(a, Exception)), None)
+        if failed is not None:
+            row["node_error"] = f"{type(failed).__name__}: {failed}"
+            continue
+        balance, latest, pending = (int(a, 16) for a in answers)
+        row.update(balance_wei=balance, nonce_latest=latest, nonce_pending=pending)
+
+
+def _from_redis(settings: Settings, pool: list, rows: list[dict], report: dict) -> None:
+    """Each wallet's transactions in flight and lease holder, and the queue's figures."""
     client = build_redis(settings)
     try:
         queue = stream_queue(settings, client)
@@ -84,8 +97,6 @@ def gather_status(settings: Settings) -> dict:
         )
     except redis.RedisError as error:
         report["redis_error"] = f"{type(error).__name__}: {error}"
-    report["wallets"] = rows
-    return report
 
 
 WALLET_COLUMNS = (

@@ -74,6 +74,22 @@ class WalletChoice:
             self._current = None
             return None
 
+    def run(self, stop: threading.Event) -> None:
+        """The lease keeper thread: `keep_leases_once` every `interval` until stopped, on a
+        schedule of its own, so a slow node cannot let the lease lapse."""
+        log.info(
+            "lease keeper started (%s wallet(s), renewed every %.1fs)",
+            len(self.wallets),
+            self.interval,
+        )
+        while not stop.is_set():
+            try:
+                self.keep_leases_once()
+            except Exception:  # a bug must not stop the renewals for good: log it, go on
+                log.exception("lease keeper round failed")
+            stop.wait(self.interval)
+        log.info("lease keeper stopped")
+
     def take_a_left_wallet(self) -> Wallet | None:
         """Between two batches, at most once per lease renewal interval: when the wallet held
         has nothing in flight and its processor nothing in hand, move to a wallet of the pool

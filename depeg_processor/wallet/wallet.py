@@ -17,10 +17,12 @@ import threading
 from collections.abc import Sequence
 
 from ..inbound.application import Application
+from ..inbound.stream import StreamQueue
 from .context import WalletContext
 from .inflight import InFlight
-from .lease import LeaseKeeper
+from .lease import Lease, LeaseKeeper
 from .publish import Publisher
+from .records import TxRecords
 from .replace import Replacer
 from .submit import Outcome, Submitter
 from .unmined import Unmined
@@ -49,15 +51,15 @@ class Wallet:
         return self.ctx.address
 
     @property
-    def lease(self):  # noqa: ANN201 (the Lease; typed in context)
+    def lease(self) -> Lease:
         return self.ctx.lease
 
     @property
-    def records(self):  # noqa: ANN201
+    def records(self) -> TxRecords:
         return self.ctx.records
 
     @property
-    def queue(self):  # noqa: ANN201
+    def queue(self) -> StreamQueue:
         return self.ctx.queue
 
     @property

@@ -10,12 +10,15 @@ import fakeredis
 import pytest
 import redis
 
+from depeg_processor.clock import Clock as ServiceClock
 from depeg_processor.errors import LeaseLost
 from depeg_processor.inbound.application import parse_application
+from depeg_processor.wallet.choice import WalletChoice
 from depeg_processor.wallet.lease import SAFETY, Lease, LeaseKeeper
 
 from .consumer_harness import Harness
 from .helpers import signed_fields
+from .wallet_harness import build_wallet
 
 KEY = "application:signatures:lease:0xWallet"
 TTL = 15.0
@@ -159,11 +162,15 @@ def test_release_leaves_another_holders_lease_alone(fake_redis, clock) -> None:
 
 
 def test_keeper_renews_on_its_own_schedule_so_the_lease_never_lapses(fake_redis, clock) -> None:
-    mine = lease(fake_redis, clock)
     stop = SteppingStop(clock, rounds=30)
-    LeaseKeeper(mine, stop=stop).run()
+    wallet = build_wallet(fake_redis, chain=None, clock=ServiceClock(monotonic=clock), stop=stop)
+    choice = WalletChoice(
+        [wallet], redis_client=fake_redis, monotonic=clock, idle=lambda wallet: True
+    )
+    choice.run(stop)
     assert stop.waited == [TTL / 3] * 30, "every third of the ttl"
     assert clock.now == 100.0 + 10 * TTL
+    mine = wallet.lease
     assert mine.held() and mine.generation == 1, "held throughout, never gained twice"
 
 
