@@ -9,6 +9,7 @@ COPY depeg_processor ./depeg_processor
 RUN pip install --no-cache-dir .
 
 FROM base AS devnet
+RUN pip install --no-cache-dir '.[devnet]'
 COPY devnet ./devnet
 COPY contracts/build ./contracts/build
 

@@ -27,11 +27,12 @@ import redis
 from eth_account import Account
 from prometheus_client import CollectorRegistry
 
-from depeg_processor.chain import Chain
+from depeg_processor.chain.rpc import Chain
 from depeg_processor.config import DERIVATION_PATH, Settings
+from depeg_processor.inbound.untrusted import REDIS_DECODING
 from depeg_processor.metrics import Metrics
 from depeg_processor.service import Service
-from depeg_processor.untrusted import REDIS_DECODING
+from depeg_processor.startup import build_runtime
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
 from devnet.product import Product
 from devnet.webapp import WebApp
@@ -89,7 +90,8 @@ def wait(predicate: Callable[[], object], what: str, timeout: float = 180.0):
 
 def flat_pricing(service: Service) -> None:
     """The pricing before the wait was priced: every transaction at 2 x base fee + tip."""
-    service.fees.for_wait = lambda market, *, gas, backlog, count: [market] * count
+    fees = service.wallets[0].ctx.shared.fees
+    fees.for_wait = lambda market, *, gas, backlog, count: [market] * count
 
 
 def run_burst(
@@ -193,12 +195,14 @@ def one_run(count: int, per_block: int, *, flat: bool) -> BurstResult:
         def start(**overrides: object) -> Service:
             chosen = settings(server.url, anvil.url, product.address, **overrides)
             service = Service(
-                settings=chosen,
-                redis_client=redis.Redis.from_url(chosen.redis_url, **REDIS_DECODING),
-                chain=Chain.from_url(chosen.chain_rpc_url, timeout=10),
-                account=PROCESSOR,
-                stop=threading.Event(),
-                metrics=Metrics(CollectorRegistry()),
+                build_runtime(
+                    chosen,
+                    accounts=[PROCESSOR],
+                    redis_client=redis.Redis.from_url(chosen.redis_url, **REDIS_DECODING),
+                    chain=Chain.from_url(chosen.chain_rpc_url, timeout=10),
+                    stop=threading.Event(),
+                    metrics=Metrics(CollectorRegistry()),
+                )
             )
             service.serve_monitor()
             assert service.prepare()

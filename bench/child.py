@@ -34,24 +34,26 @@ def rss_kib() -> int:
 
 
 def run(settings_fields: dict, pipe: Connection) -> None:
-    from eth_account import Account
-
-    from depeg_processor.chain import Chain
-    from depeg_processor.config import DERIVATION_PATH, Settings
+    from depeg_processor.chain.rpc import Chain
+    from depeg_processor.config import Settings
+    from depeg_processor.inbound.untrusted import REDIS_DECODING
     from depeg_processor.service import Service
-    from depeg_processor.untrusted import REDIS_DECODING
+    from depeg_processor.startup import build_runtime
+    from depeg_processor.wallet.pool import derive_accounts
 
     settings = Settings(**settings_fields)
-    account = Account.from_mnemonic(settings.mnemonic, account_path=DERIVATION_PATH)
+    [account] = derive_accounts(settings.mnemonic, 1)
     pool = redis.ConnectionPool.from_url(
         settings.redis_url, **REDIS_DECODING, connection_class=CountingConnection
     )
     service = Service(
-        settings=settings,
-        redis_client=redis.Redis(connection_pool=pool),
-        chain=Chain.from_url(settings.chain_rpc_url, timeout=30),
-        account=account,
-        stop=threading.Event(),
+        build_runtime(
+            settings,
+            accounts=[account],
+            redis_client=redis.Redis(connection_pool=pool),
+            chain=Chain.from_url(settings.chain_rpc_url, timeout=30),
+            stop=threading.Event(),
+        )
     )
     assert service.prepare()
     ROUND_TRIPS[0] = 0

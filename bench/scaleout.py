@@ -40,7 +40,7 @@ from pathlib import Path
 import redis
 
 from bench.throughput import ANVIL_ARGS, BLOCK_TIME, bench_chain, enqueue, wait
-from depeg_processor import wallets
+from depeg_processor.wallet import pool as wallets
 from devnet.nodes import TEST_MNEMONIC, clean_env, free_port
 
 STREAM = "application:signatures"
@@ -126,7 +126,7 @@ def start_replicas(
     return replicas
 
 
-def wait_for_pool(replicas: list[Replica], pool: list[wallets.Wallet], client: redis.Redis) -> None:
+def wait_for_pool(replicas: list[Replica], pool: list[wallets.Member], client: redis.Redis) -> None:
     """Every replica ready, and as many wallets leased as there are replicas to hold them."""
     wanted = min(len(replicas), len(pool))
     deadline = time.monotonic() + START_TIMEOUT

@@ -38,8 +38,8 @@ import requests
 from eth_account import Account
 
 from bench import child
-from depeg_processor.application import parse_application
 from depeg_processor.config import DERIVATION_PATH
+from depeg_processor.inbound.application import parse_application
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
 from devnet.product import Product
 from devnet.proxy import RpcProxy

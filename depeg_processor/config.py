@@ -16,10 +16,8 @@ from decouple import UndefinedValueError
 from eth_account import Account
 from eth_utils import to_checksum_address
 
-from .application import is_valid_address
 from .errors import ConfigError
-
-Account.enable_unaudited_hdwallet_features()
+from .inbound.application import is_valid_address
 
 DERIVATION_PATH = "m/44'/60'/0'/0/0"
 _UNITS = {"wei": 0, "kwei": 3, "mwei": 6, "gwei": 9, "szabo": 12, "finney": 15, "ether": 18}
@@ -124,6 +122,7 @@ def parse_log_level(text: str) -> str:
 def check_mnemonic(mnemonic: str) -> str:
     """The mnemonic, normalised, if it derives an account; errors never contain it."""
     words = " ".join(mnemonic.split())
+    Account.enable_unaudited_hdwallet_features()  # here, not at import: see derive_accounts
     try:
         Account.from_mnemonic(words, account_path=DERIVATION_PATH)
     except Exception:  # the library's messages may quote the words

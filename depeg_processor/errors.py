@@ -2,7 +2,8 @@
 
 Every failure is either *permanent* (the application can never succeed as it is: set it aside
 in the dead-letter stream) or *transient* (the world may change: keep the entry and retry).
-Chain errors are sorted into these in exactly one place, :func:`depeg_processor.chain.classify`.
+Chain errors are sorted into these in exactly one place,
+:func:`depeg_processor.chain.classify.classify`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(threadName)s %(name)s %(message)s"
-NOISY = ("web3", "urllib3", "requests", "redis", "waitress.queue")
+NOISY = ("urllib3", "requests", "redis", "waitress.queue")
 
 
 def configure_logging(*, level: str, production: bool, stream: TextIO = sys.stderr) -> None:

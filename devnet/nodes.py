@@ -113,16 +113,17 @@ class RedisServer:
 
     def restart(self) -> None:
         """Stop and start again on the same port and data directory (data kept if persistent)."""
-        self._halt()
+        self.halt()
         self.start()
 
-    def _halt(self) -> None:
+    def halt(self) -> None:
+        """Stop the server, keeping its port and data directory for a `start` again."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
 
     def stop(self) -> None:
-        self._halt()
+        self.halt()
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> RedisServer:

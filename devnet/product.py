@@ -77,6 +77,9 @@ class Product:
     def close_bundle(self, bundle_id: int) -> None:
         self._owner_call(self.contract.functions.closeBundle(bundle_id))
 
+    def open_bundle(self, bundle_id: int) -> None:
+        self._owner_call(self.contract.functions.openBundle(bundle_id))
+
     def message_helper(self) -> str:
         return self.contract.functions.getMessageHelperAddress().call()
 

@@ -16,14 +16,13 @@ from pathlib import Path
 import pytest
 import redis
 from eth_account import Account
-from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from depeg_processor.chain import Chain
 from depeg_processor.config import DERIVATION_PATH, Settings
-from depeg_processor.metrics import Metrics
+from depeg_processor.inbound.untrusted import REDIS_DECODING
 from depeg_processor.service import Service
-from depeg_processor.untrusted import REDIS_DECODING
+from depeg_processor.startup import build_runtime
+from depeg_processor.wallet.pool import derive_accounts
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
 from devnet.product import Product
 from devnet.webapp import WebApp
@@ -131,14 +130,12 @@ def start_service(redis_server: RedisServer, anvil: Anvil, product: Product):
     def start(**overrides: object) -> Running:
         settings = base_settings(redis_server.url, anvil.url, product.address, **overrides)
         client = redis.Redis.from_url(settings.redis_url, **REDIS_DECODING, socket_timeout=10)
-        metrics = Metrics(CollectorRegistry())
-        service = Service(
-            settings=settings,
-            redis_client=client,
-            chain=Chain.from_url(settings.chain_rpc_url, timeout=10, on_error=metrics.rpc_error),
-            account=PROCESSOR,
-            stop=threading.Event(),
-            metrics=metrics,
+        service = Service(  # built as the entry point builds it
+            build_runtime(
+                settings,
+                accounts=derive_accounts(settings.mnemonic, settings.wallets),
+                redis_client=client,
+            )
         )
         port = service.serve_monitor()
         assert service.prepare()

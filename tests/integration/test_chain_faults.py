@@ -140,10 +140,8 @@ def test_reorg_of_the_including_block_neither_loses_nor_double_counts(
         lambda: application(redis_client, entity_id).get("transactionHash"), what="sent"
     )
     mined = wait_until(lambda: receipt(anvil, tx_hash), what="mined")
-    watcher = running.service.watcher
-    wait_until(
-        lambda: (t := watcher._tracked.get(entity_id)) and t.mined, what="watcher saw the receipt"
-    )
+    in_flight = running.service.wallets[0].in_flight
+    wait_until(lambda: (t := in_flight.get(entity_id)) and t.mined, what="watcher saw the receipt")
     anvil.set_automine(False)
     anvil.mine(1)  # 2 confirmations
     anvil.rpc("anvil_reorg", 2, [])  # the including block and the next are replaced

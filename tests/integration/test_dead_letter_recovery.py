@@ -24,7 +24,7 @@ def test_list_fix_and_requeue(start_service, webapp, product, redis_client, redi
     [letter] = as_json
     assert letter["entityId"] == entity_id and "signature" not in json.dumps(letter)
 
-    product._owner_call(product.contract.functions.openBundle(2))  # the operator fixes it
+    product.open_bundle(2)  # the operator fixes it
     result = cli(env, "requeue", letter["id"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "requeued" in result.stdout

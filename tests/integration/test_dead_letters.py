@@ -116,7 +116,7 @@ def test_reverts_found_by_one_eth_simulate_v1_call_are_set_aside_with_their_reas
         )
         calls = dict(node.calls)
 
-    assert running.service._chain.simulates
+    assert running.service.wallets[0].ctx.shared.simulator.simulates
     assert calls.get("eth_estimateGas", 0) == 0 and calls["eth_simulateV1"] >= 1, calls
     letters = dead_letters(redis_client)
     assert "ERROR:DP-013:BUNDLE_NOT_ACTIVE" in letters[bads["bundle-closed"]]["reason"]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from depeg_processor.untrusted import escaped
+from depeg_processor.inbound.untrusted import escaped
 from tests.conftest import wait_until
 from tests.integration.conftest import application
 

@@ -14,8 +14,9 @@ import pytest
 import redis
 
 from depeg_processor import service as service_module
-from depeg_processor.chain import Chain
+from depeg_processor.chain.rpc import Chain
 from depeg_processor.service import Service
+from depeg_processor.startup import build_runtime
 from tests.integration.conftest import PROCESSOR, base_settings
 
 IDLE_CONNECTIONS = 200
@@ -27,11 +28,13 @@ def monitor_only() -> Service:
     monitor answers from shared state)."""
     settings = base_settings("redis://127.0.0.1:9/0", "http://127.0.0.1:9", PROCESSOR.address)
     return Service(
-        settings=settings,
-        redis_client=redis.Redis(port=9),
-        chain=Chain.from_url(settings.chain_rpc_url, timeout=1),
-        account=PROCESSOR,
-        stop=threading.Event(),
+        build_runtime(
+            settings,
+            accounts=[PROCESSOR],
+            redis_client=redis.Redis(port=9),
+            chain=Chain.from_url(settings.chain_rpc_url, timeout=1),
+            stop=threading.Event(),
+        )
     )
 
 

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from depeg_processor import wallets
+from depeg_processor.wallet import pool as wallets
 from devnet.nodes import TEST_MNEMONIC
 from devnet.proxy import RpcProxy
 from tests.conftest import wait_until

@@ -8,9 +8,10 @@ import threading
 import pytest
 import redis
 
-from depeg_processor.chain import Chain
+from depeg_processor.chain.rpc import Chain
+from depeg_processor.inbound.untrusted import REDIS_DECODING
 from depeg_processor.service import Service
-from depeg_processor.untrusted import REDIS_DECODING
+from depeg_processor.startup import build_runtime
 from devnet.nodes import RedisServer
 from devnet.proxy import RpcProxy
 from devnet.webapp import WebApp
@@ -29,11 +30,13 @@ def run_service(settings) -> Running:
         settings.redis_url, **REDIS_DECODING, socket_timeout=5, socket_connect_timeout=2
     )
     service = Service(
-        settings=settings,
-        redis_client=client,
-        chain=Chain.from_url(settings.chain_rpc_url, timeout=2),
-        account=PROCESSOR,
-        stop=threading.Event(),
+        build_runtime(
+            settings,
+            accounts=[PROCESSOR],
+            redis_client=client,
+            chain=Chain.from_url(settings.chain_rpc_url, timeout=2),
+            stop=threading.Event(),
+        )
     )
     port = service.serve_monitor()
     assert service.prepare()
@@ -89,7 +92,7 @@ def test_redis_restarted_mid_run(anvil, product):
             first = webapp.apply()
             wait_until(lambda: not application(client, first), what="first processed")
 
-            server._halt()
+            server.halt()
             status, body = wait_until(
                 lambda: (r := running.get("/api/monitor"))[0] == 500 and r, what="monitor failing"
             )

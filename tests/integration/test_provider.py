@@ -134,7 +134,7 @@ def test_two_hundred_applications_land_behind_batch_and_rate_limits(
         tx_hash = redis_client.get(f"application:signatures:done:{entity_id}")
         assert tx_hash and receipt(anvil, tx_hash)["status"] == "0x1", entity_id
     assert provider.rate_limited > 0 and provider.refused_batches > 0
-    assert running.service._chain.max_batch <= 10, "the refused size is remembered"
+    assert running.service.runtime.chain.max_batch <= 10, "the refused size is remembered"
     assert (
         metrics[("depeg_processor_rpc_errors_total", (("kind", "RateLimited"),))]
         >= provider.rate_limited
@@ -163,7 +163,7 @@ def test_twenty_applications_land_through_a_provider_without_batches(
     assert wallet_nonce(anvil) == 20
     assert product.application_count() == 20
     assert dead_letters(redis_client) == {}
-    assert not running.service._chain.batches
+    assert not running.service.runtime.chain.batches
     # the processor, its broadcaster and the watcher may each meet a refusal before the size
     # they share drops to one call; after that no batch is tried again
     assert refused <= 3, "after the first refusals no batch is tried again"
@@ -187,7 +187,7 @@ def test_batches_are_simulated_in_one_call_or_with_eth_call_where_the_node_lacks
     assert wallet_nonce(anvil) == 60, "one transaction per application, no more"
     assert product.application_count() == 60
     assert dead_letters(redis_client) == {}
-    assert running.service._chain.simulates is simulates
+    assert running.service.wallets[0].ctx.shared.simulator.simulates is simulates
     if simulates:
         assert calls["eth_call"] == 1, "the message helper's address at start, no simulation"
         assert 5 <= calls["eth_simulateV1"] <= 6, calls  # one per batch

@@ -11,10 +11,11 @@ import pytest
 import redis
 
 from depeg_processor import redis_server as server_check
-from depeg_processor.__main__ import command_check_config
-from depeg_processor.chain import Chain
+from depeg_processor.chain.rpc import Chain
+from depeg_processor.cli import command_check_config
 from depeg_processor.errors import StartupError
 from depeg_processor.service import Service
+from depeg_processor.startup import build_runtime
 from devnet.nodes import RedisServer
 from tests.integration.conftest import PROCESSOR, base_settings, cli, service_env
 
@@ -36,11 +37,13 @@ def check_config(redis_url: str, anvil, product) -> subprocess.CompletedProcess:
 def service_on(redis_url: str, anvil, product) -> Service:
     """The service, built but not started, against this Redis server."""
     return Service(
-        settings=base_settings(redis_url, anvil.url, product.address),
-        redis_client=redis.Redis.from_url(redis_url, decode_responses=True),
-        chain=Chain.from_url(anvil.url, timeout=10),
-        account=PROCESSOR,
-        stop=threading.Event(),
+        build_runtime(
+            base_settings(redis_url, anvil.url, product.address),
+            accounts=[PROCESSOR],
+            redis_client=redis.Redis.from_url(redis_url, decode_responses=True),
+            chain=Chain.from_url(anvil.url, timeout=10),
+            stop=threading.Event(),
+        )
     )
 
 
@@ -62,9 +65,9 @@ def test_eviction_and_no_aof_are_warned_about_at_start_and_by_check_config(
     assert "redis WARNING: appendonly is 'no'" in result.stdout
 
     service = service_on(server.url, anvil, product)
-    with caplog.at_level(logging.WARNING, logger="depeg_processor.service"):
+    with caplog.at_level(logging.WARNING, logger="depeg_processor.startup"):
         assert service.prepare()
-    warned = [r.getMessage() for r in caplog.records if r.name == "depeg_processor.service"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "depeg_processor.startup"]
     assert any("maxmemory-policy is 'allkeys-lru'" in m for m in warned), warned
     assert any("appendonly is 'no'" in m for m in warned), warned
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from depeg_processor.retention import StreamRetention
+from depeg_processor.inbound.retention import StreamRetention
 from tests.conftest import wait_until
 from tests.integration.conftest import dead_letters
 

@@ -16,10 +16,10 @@ from eth_account import Account
 from prometheus_client import CollectorRegistry
 from web3 import Web3
 
-from depeg_processor.chain import Chain
 from depeg_processor.faults import Faults
 from depeg_processor.metrics import Metrics
 from depeg_processor.service import Service
+from depeg_processor.startup import build_runtime
 from devnet.proxy import RpcProxy
 from tests.conftest import wait_until
 from tests.integration.conftest import (
@@ -99,18 +99,17 @@ class RequestLog:
 def build_service(
     redis_server, rpc_url: str, product, *, faults: Faults | None = None, **overrides: object
 ) -> Service:
+    overrides.setdefault("rpc_timeout", 30.0)
     settings = base_settings(redis_server.url, rpc_url, product.address, **overrides)
     client = redis.Redis.from_url(settings.redis_url, decode_responses=True, socket_timeout=10)
-    metrics = Metrics(CollectorRegistry())
-    chain = Chain.from_url(rpc_url, timeout=30, on_error=metrics.rpc_error)
-    service = Service(
-        settings=settings,
-        redis_client=client,
-        chain=chain,
-        account=PROCESSOR,
-        stop=threading.Event(),
-        metrics=metrics,
-        faults=faults or Faults(),
+    service = Service(  # built as the entry point builds it, with a slower node's timeout
+        build_runtime(
+            settings,
+            accounts=[PROCESSOR],
+            redis_client=client,
+            metrics=Metrics(CollectorRegistry()),
+            faults=faults or Faults(),
+        )
     )
     return service
 
@@ -166,7 +165,7 @@ def test_a_node_answering_in_3s_costs_no_lease_and_every_application_lands_once(
             max_priority_fee_per_gas=GWEI,
         )
         running = services(service)
-        owner = service.lease.owner
+        owner = service.wallets[0].lease.owner
         wait_until(lambda: redis_client.get(LEASE_KEY) == owner, what="the lease taken")
         holders = set()
 
@@ -179,7 +178,7 @@ def test_a_node_answering_in_3s_costs_no_lease_and_every_application_lands_once(
         assert wallet_nonce(anvil) == 20, "each exactly once"
         assert dead_letters(redis_client) == {}
         assert holders == {owner}, "the lease never changed hands nor lapsed in Redis"
-        assert service.lease.held() and service.lease.generation == 1, (
+        assert service.wallets[0].lease.held() and service.wallets[0].lease.generation == 1, (
             "gained once: never lost and taken again"
         )
         assert lease_warnings(caplog) == [], "no LeaseLost, no lost lease"
@@ -224,29 +223,29 @@ def test_writes_after_a_lost_lease_are_refused(
         faults=Faults("after-record", action=use_the_nonce_and_lose_the_lease),
     )
     assert service.prepare()
-    assert service.lease.acquire()  # what the keeper does; driven here step by step
+    assert service.wallets[0].lease.acquire()  # what the keeper does; driven here step by step
     first = webapp.apply()
-    assert service.processor.run_once() == 1
+    assert service.consumers[0].run_once() == 1
     tx_hash = application(redis_client, first)["transactionHash"]
     wait_until(lambda: tx_hash in pool_hashes(anvil), what="in the pool")
     record = redis_client.hgetall(f"{STREAM}:tx:{first}")
 
     # replace: the transaction is stuck under a base fee spike
-    assert service.watcher.run_once() == 0  # seen unmined
+    assert service.wallets[0].watch_now() == 0  # seen unmined
     anvil.rpc("anvil_setNextBlockBaseFeePerGas", hex(10 * GWEI))
     anvil.mine(1)
     redis_client.set(LEASE_KEY, "the-next-holder", px=60_000)
-    assert service.lease.held(), "this process has not noticed"
-    service.watcher.run_once()
+    assert service.wallets[0].lease.held(), "this process has not noticed"
+    service.wallets[0].watch_now()
     assert redis_client.hgetall(f"{STREAM}:tx:{first}") == record, "not overwritten"
     assert application(redis_client, first)["transactionHash"] == tx_hash
     assert pool_hashes(anvil) <= {tx_hash}, "no replacement was sent"
 
     # the control: holding the lease, the next round replaces it
-    redis_client.set(LEASE_KEY, service.lease.owner, px=60_000)
+    redis_client.set(LEASE_KEY, service.wallets[0].lease.owner, px=60_000)
     anvil.rpc("anvil_setNextBlockBaseFeePerGas", hex(10 * GWEI))
     anvil.mine(1)
-    service.watcher.run_once()
+    service.wallets[0].watch_now()
     replaced = redis_client.hgetall(f"{STREAM}:tx:{first}")
     assert replaced["txHash"] != tx_hash and tx_hash in replaced["previousHashes"]
 
@@ -256,15 +255,15 @@ def test_writes_after_a_lost_lease_are_refused(
     anvil.set_automine(True)
 
     def first_purged() -> bool:
-        service.watcher.run_once()
+        service.wallets[0].watch_now()
         return not application(redis_client, first)
 
     wait_until(first_purged, what="the first one mined and purged")
-    assert service.lease.acquire()
+    assert service.wallets[0].lease.acquire()
     second = webapp.apply()
     stream_length = redis_client.xlen(STREAM)
     armed.append(True)
-    assert service.processor.run_once() == 1  # recorded (fenced, while still held)
+    assert service.consumers[0].run_once() == 1  # recorded (fenced, while still held)
     wait_until(
         lambda: any("not enqueued again" in r.getMessage() for r in caplog.records),
         what="the requeue refused",

@@ -10,7 +10,8 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from depeg_processor.wallets import derive_accounts, owner_key, pool
+from depeg_processor.keys import owner_key
+from depeg_processor.wallet.pool import derive_accounts, pool
 from devnet.nodes import TEST_MNEMONIC
 from devnet.proxy import RpcProxy
 from tests.conftest import wait_until

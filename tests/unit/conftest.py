@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from depeg_processor.untrusted import REDIS_DECODING
+from depeg_processor.inbound.untrusted import REDIS_DECODING
 from devnet.webapp import WebApp
 
 from .helpers import CHAIN_ID, MESSAGE_HELPER

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from depeg_processor.application import (
+from depeg_processor.errors import PermanentError
+from depeg_processor.inbound.application import (
     Application,
     check_entity_id,
     check_entry,
     parse_application,
     signature_id_bytes32,
 )
-from depeg_processor.errors import PermanentError
 
 from .helpers import (
     CHAIN_ID,
@@ -207,7 +207,7 @@ def test_policy_digest_matches_eth_accounts_eip712(chain_id, helper) -> None:
     from eth_account.messages import encode_typed_data
     from eth_utils import keccak, to_checksum_address
 
-    from depeg_processor.application import POLICY_TYPES, signature_id_bytes32
+    from depeg_processor.inbound.application import POLICY_TYPES, signature_id_bytes32
 
     app = parse_application(ENTITY_ID, signed_fields())
     helper = to_checksum_address(helper)

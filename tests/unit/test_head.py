@@ -1,4 +1,4 @@
-from depeg_processor.head import Head, HeadSchedule
+from depeg_processor.wallet.head import Head, HeadSchedule
 
 
 class Clock:

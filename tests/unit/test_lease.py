@@ -1,5 +1,5 @@
 """lease.Lease and lease.LeaseKeeper over an in-memory Redis, with an injected clock; and how
-the processor reacts to the lease the keeper holds."""
+the consumer and its wallet react to the lease the keeper holds."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import fakeredis
 import pytest
 import redis
 
+from depeg_processor.clock import Clock as ServiceClock
 from depeg_processor.errors import LeaseLost
-from depeg_processor.lease import SAFETY, Lease, LeaseKeeper
-from depeg_processor.records import TxRecord
+from depeg_processor.inbound.application import parse_application
+from depeg_processor.wallet.choice import WalletChoice
+from depeg_processor.wallet.lease import SAFETY, Lease, LeaseKeeper
 
+from .consumer_harness import Harness
 from .helpers import signed_fields
-from .test_processor import Harness
+from .wallet_harness import build_wallet
 
 KEY = "application:signatures:lease:0xWallet"
 TTL = 15.0
@@ -48,9 +51,15 @@ class SlowRedis(fakeredis.FakeRedis):
         return pipe
 
 
-class BrokenRedis(fakeredis.FakeRedis):
+class FailingRedis(fakeredis.FakeRedis):
+    """Refuses every transaction once `down` is set."""
+
+    down = False
+
     def pipeline(self, *args, **kwargs):
-        raise redis.ConnectionError("connection refused")
+        if self.down:
+            raise redis.ConnectionError("connection refused")
+        return super().pipeline(*args, **kwargs)
 
 
 class SteppingStop(threading.Event):
@@ -153,11 +162,15 @@ def test_release_leaves_another_holders_lease_alone(fake_redis, clock) -> None:
 
 
 def test_keeper_renews_on_its_own_schedule_so_the_lease_never_lapses(fake_redis, clock) -> None:
-    mine = lease(fake_redis, clock)
     stop = SteppingStop(clock, rounds=30)
-    LeaseKeeper(mine, stop=stop).run()
+    wallet = build_wallet(fake_redis, chain=None, clock=ServiceClock(monotonic=clock), stop=stop)
+    choice = WalletChoice(
+        [wallet], redis_client=fake_redis, monotonic=clock, idle=lambda wallet: True
+    )
+    choice.run(stop)
     assert stop.waited == [TTL / 3] * 30, "every third of the ttl"
     assert clock.now == 100.0 + 10 * TTL
+    mine = wallet.lease
     assert mine.held() and mine.generation == 1, "held throughout, never gained twice"
 
 
@@ -172,12 +185,12 @@ def test_keeper_takes_the_lease_once_it_is_free(fake_redis, clock) -> None:
 
 
 def test_keeper_lets_the_lease_run_out_on_redis_errors(clock, caplog) -> None:
-    healthy = fakeredis.FakeServer()
-    mine = lease(fakeredis.FakeRedis(server=healthy, decode_responses=True), clock)
+    client = FailingRedis(decode_responses=True)
+    mine = lease(client, clock)
     keeper = LeaseKeeper(mine, stop=threading.Event())
     assert keeper.run_once()
-    mine._redis = BrokenRedis(server=healthy, decode_responses=True)  # redis goes away
-    with caplog.at_level(logging.WARNING, logger="depeg_processor.lease"):
+    client.down = True  # redis goes away
+    with caplog.at_level(logging.WARNING, logger="depeg_processor.wallet.lease"):
         clock.now += TTL / 3
         assert keeper.run_once(), "still valid: it runs out, it is not dropped"
         clock.now += TTL / 3
@@ -200,44 +213,53 @@ def test_keeper_does_not_renew_for_a_process_that_cannot_send(fake_redis, clock)
     assert not mine.held(), "left to run out, so a standby takes over"
 
 
-# -- the processor reads the lease ----------------------------------------------------------
+# -- the consumer reads the lease -----------------------------------------------------------
 
 
-def test_processor_stands_by_without_the_lease_and_takes_over_once_per_gain(fake_redis) -> None:
-    h = Harness(fake_redis)
+@pytest.fixture
+def h(fake_redis):
+    harness = Harness(fake_redis)
+    yield harness
+    harness.close()
+
+
+def test_consumer_stands_by_without_the_lease_and_takes_over_once_per_gain(h) -> None:
+    nonces = h.wallet.ctx.nonces
     syncs = []
-    sync = h.nonces.sync
-    h.nonces.sync = lambda: syncs.append(1) or sync()
+    sync = nonces.sync
+    nonces.sync = lambda: syncs.append(1) or sync()
     claims = []
     claim = h.queue.claim_abandoned
     h.queue.claim_abandoned = lambda: claims.append(1) or claim()
 
     h.enqueue(signed_fields())
-    h.clock.now += TTL  # the keeper has not renewed: the lease ran out
+    h.time.now += TTL  # the keeper has not renewed: the lease ran out
     h.stop.set()  # the standby pause returns at once
-    assert h.processor.run_once() == 0
-    assert h.sender.calls == [] and syncs == [] and claims == []
+    assert h.run_once() == 0
+    assert h.calls == [] and syncs == [] and claims == []
     assert h.state.snapshot().holding.startswith("standby")
 
     h.stop.clear()
     assert h.lease.acquire() and h.lease.generation == 2  # the keeper takes it again
-    assert h.processor.run_once() == 1
+    assert h.run_once() == 1
     assert syncs == [1] and claims == [1], "the take-over, before sending"
+    assert h.wallet.adopted == 2
     assert h.state.snapshot().holding is None
     h.enqueue(
         signed_fields(signature_id="second-signature-id1"), entity_id="01HZX3K8Q4M7N2P5R8T1V4W7Y1"
     )
-    assert h.processor.run_once() == 1
+    assert h.run_once() == 1
     assert syncs == [1] and claims == [1], "once per gain, not per batch"
 
 
-def test_records_are_not_written_when_the_lease_changed_hands_during_the_batch(fake_redis) -> None:
-    h = Harness(fake_redis)
+def test_records_are_not_written_when_the_lease_changed_hands_during_the_batch(h) -> None:
     h.enqueue(signed_fields())
-    assert h.processor.run_once() == 1  # holding generation 1
-    h.clock.now += TTL
+    assert h.run_once() == 1  # holding generation 1
+    h.time.now += TTL
     assert h.lease.acquire() and h.lease.generation == 2  # lapsed and taken back meanwhile
-    record = TxRecord(entity_id="X", tx_hash="0x" + "cd" * 32, nonce=5, raw="0x00")
+    app = parse_application("X", signed_fields(signature_id="another-signature"))
     with pytest.raises(LeaseLost):
-        h.processor._commit([record])
+        h.wallet.submit([app], entry_ids=["1-0"])  # the take-over of generation 2 not done
     assert h.records.get("X") is None
+    h.wallet.finish()
+    assert len(h.node.sent) == 1, "only the first batch was published"

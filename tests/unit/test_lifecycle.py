@@ -1,25 +1,23 @@
-"""A transaction's life in the receipt watcher, against a fake chain: sent, mined, confirmed and
-purged; reverted and set aside; dropped and resent; stuck and replaced; reorganised away and
-waiting again. Each round is `run_once(ask_node=True)`, with the time set by the test."""
+"""A transaction's life in one wallet's receipt watcher, against a fake chain: sent, mined,
+confirmed and purged; reverted and set aside; dropped and resent; stuck and replaced;
+reorganised away and waiting again. Each round is `Wallet.watch_now()`, with the time set
+by the test."""
 
 from __future__ import annotations
 
 import dataclasses
-import threading
-import types
 
 import pytest
+from eth_utils import keccak
 
 from depeg_processor import errors
 from depeg_processor.clock import Clock
-from depeg_processor.queue import StreamQueue
-from depeg_processor.records import TxRecord, TxRecords
-from depeg_processor.state import SharedState
-from depeg_processor.watcher import ReceiptWatcher, WatcherConfig
+from depeg_processor.wallet.context import WalletConfig
+from depeg_processor.wallet.records import TxRecord
 
-STREAM = "application:signatures"
-WALLET = "0x" + "ab" * 20
-PRODUCT = "0x" + "cd" * 20
+from .helpers import CHAIN_ID
+from .wallet_harness import PRODUCT, build_wallet
+
 ENTITY_ID = "app-1"
 NOW = 1795830700.0
 
@@ -29,8 +27,9 @@ def tx_hash(n: int) -> str:
 
 
 class FakeChain:
-    """The node as the watcher asks it (`batch`, `call`): canonical blocks of receipts, a pool
-    of pending transactions, and the wallet's mined nonce."""
+    """The node as the wallet asks it (`batch`, `call`): canonical blocks of receipts, a pool
+    of pending transactions (a raw transaction sent joins it at its hash, the keccak of its
+    bytes), and the wallet's mined nonce."""
 
     def __init__(self, height: int = 10) -> None:
         self._forks = 0  # how often blocks were replaced: part of every later block's hash
@@ -104,9 +103,12 @@ class FakeChain:
             if receipt is not None:
                 return {"hash": params[0], "blockNumber": receipt["blockNumber"]}
             return {"hash": params[0], "blockNumber": None} if params[0] in self.pool else None
-        if method == "eth_sendRawTransaction":
-            self.sent.append(params[0])
-            return None
+        if method == "eth_sendRawTransaction":  # the node keeps it in its pool, by its hash
+            raw = params[0]
+            self.sent.append(raw)
+            sent_hash = "0x" + keccak(bytes.fromhex(raw.removeprefix("0x"))).hex()
+            self.pool[sent_hash] = raw
+            return sent_hash
         raise AssertionError(f"unexpected call {method}")
 
     def batch(self, calls) -> list:
@@ -118,67 +120,29 @@ class FakeChain:
         return "0x"
 
 
-class StubSender:
-    """What the watcher uses of the sender; a replacement is recorded and put in the pool as
-    Sender.replace_many does, at a new hash."""
-
-    product = PRODUCT
-
-    def __init__(self, chain: FakeChain, records: TxRecords) -> None:
-        self.chain, self.records = chain, records
-        self.replaced: list[list[str]] = []
-        self.fees = types.SimpleNamespace(cap=100 * 10**9)
-
-    def observe_wallet(self, *, mined_nonce: int, balance: int) -> None:
-        pass
-
-    def replace_many(self, records: list[TxRecord]) -> list[TxRecord]:
-        self.replaced.append([r.tx_hash for r in records])
-        out = []
-        for record in records:
-            new = dataclasses.replace(
-                record,
-                tx_hash=tx_hash(int(record.tx_hash, 16) + 1000),
-                max_fee_per_gas=record.max_fee_per_gas * 2,
-                previous_hashes=record.hashes,
-            )
-            self.records.put(new)
-            self.chain.pool[new.tx_hash] = new.raw
-            out.append(new)
-        return out
-
-
 class World:
+    """One wallet built whole over the fake chain; the test sets the time and drives the
+    lease as its keeper thread would."""
+
     def __init__(self, client, *, min_confirmations: int = 2) -> None:
         self.redis = client
         self.now, self.mono = [NOW], [100.0]
-        self.sending = True  # this process holds the wallet's lease
         self.chain = FakeChain()
-        self.records = TxRecords(client, prefix=STREAM + ":w")
-        self.queue = StreamQueue(
-            client, stream=STREAM, group="g", consumer="c", dead_letter_key=STREAM + ":dead"
-        )
-        self.queue.ensure_group()
-        self.sender = StubSender(self.chain, self.records)
-        self.state = SharedState(monotonic=lambda: self.mono[0])
-        self.watcher = ReceiptWatcher(
-            config=WatcherConfig(
+        self.wallet = build_wallet(
+            client,
+            chain=self.chain,
+            clock=Clock(now=lambda: self.now[0], monotonic=lambda: self.mono[0]),
+            config=WalletConfig(
+                chain_id=CHAIN_ID,
+                product=PRODUCT,
                 min_confirmations=min_confirmations,
                 poll_interval=1.0,
                 stuck_blocks=2,
                 stuck_seconds=3600.0,
             ),
-            clock=Clock(now=lambda: self.now[0], monotonic=lambda: self.mono[0]),
-            chain=self.chain,
-            records=self.records,
-            queue=self.queue,
-            sender=self.sender,
-            redis_client=client,
-            state=self.state,
-            stop=threading.Event(),
-            address=WALLET,
-            may_send=lambda: self.sending,
         )
+        self.records, self.queue = self.wallet.records, self.wallet.queue
+        assert self.wallet.keeper.run_once(), "this process holds the wallet's lease"
 
     def send(self, n: int = 1, *, pending: bool = True) -> TxRecord:
         """An application whose transaction was recorded and broadcast (or lost on the way)."""
@@ -202,11 +166,23 @@ class World:
         return record
 
     def round(self) -> int:
+        """A second later: the keeper renews the lease (or finds it taken), then one round
+        of the receipt watcher that asks the node."""
         self.mono[0] += 1.0
-        return self.watcher.run_once(ask_node=True)
+        self.wallet.keeper.run_once()
+        return self.wallet.watch_now()
+
+    def lose_lease(self) -> None:
+        """Another process takes the lease (this one's ran out unnoticed)."""
+        self.redis.set(self.wallet.lease.key, "the-next-holder")
+        assert not self.wallet.keeper.run_once() and not self.wallet.ready()
+
+    def regain_lease(self) -> None:
+        """The other process stops and gives the lease up: the next round's renewal takes it."""
+        self.redis.delete(self.wallet.lease.key)
 
     def tracked(self):
-        return self.watcher._tracked.get(ENTITY_ID)
+        return self.wallet.in_flight.get(ENTITY_ID)
 
 
 @pytest.fixture
@@ -229,7 +205,7 @@ def test_sent_then_mined_then_confirmed_and_purged(world: World) -> None:
     assert world.records.inflight_nonces() == {}
     assert not world.redis.exists(f"PendingApplication:{ENTITY_ID}")
     assert world.records.completed_as(ENTITY_ID) == record.tx_hash
-    assert world.watcher._tracked == {}
+    assert len(world.wallet.in_flight) == 0
 
 
 def test_reverted_is_settled_with_the_simulated_reason(world: World) -> None:
@@ -240,11 +216,11 @@ def test_reverted_is_settled_with_the_simulated_reason(world: World) -> None:
     world.chain.call_error = errors.PermanentError("coverage too high", kind="revert")
 
     assert world.round() == 1
-    [(_id, dead)] = world.queue.dead_letters()
+    [(_id, dead)] = world.queue.dead_letters.list()
     assert dead["entityId"] == ENTITY_ID
     assert record.tx_hash in dead["reason"] and "coverage too high" in dead["reason"]
     assert world.records.get(ENTITY_ID) is None
-    assert world.watcher._tracked == {}
+    assert len(world.wallet.in_flight) == 0
 
 
 def test_dropped_is_resent_with_its_stored_bytes(world: World) -> None:
@@ -267,9 +243,11 @@ def test_stuck_is_replaced_and_the_application_points_at_the_new_hash(world: Wor
     world.chain.mine()
     world.chain.mine()
     world.round()
-    assert world.sender.replaced == [[record.tx_hash]]
     new = world.records.get(ENTITY_ID)
+    assert world.chain.sent == [new.raw], "replaced once, by one new transaction"
     assert new.tx_hash != record.tx_hash and new.previous_hashes == (record.tx_hash,)
+    assert new.nonce == record.nonce and new.max_fee_per_gas > record.max_fee_per_gas
+    assert new.tx_hash in world.chain.pool, "the node took the replacement"
     assert world.redis.hget(f"PendingApplication:{ENTITY_ID}", "transactionHash") == new.tx_hash
     assert world.tracked().record == new
 
@@ -306,13 +284,14 @@ def test_a_reorganised_block_puts_the_transaction_back_to_waiting(fake_redis) ->
 def test_after_the_lease_is_regained_the_records_are_read_again(world: World) -> None:
     record = world.send()
     world.round()
-    world.sending = False
-    world.round()  # a standby: another process holds the lease and replaces
+    world.lose_lease()
+    assert world.round() == 0  # a standby: another process holds the lease and replaces
     other = dataclasses.replace(record, tx_hash=tx_hash(7), previous_hashes=record.hashes)
     world.records.put(other)  # same nonce: only a fresh read can tell
 
-    world.sending = True
+    world.regain_lease()
     world.round()
+    assert world.wallet.adopted == world.wallet.lease.generation == 2
     assert world.tracked().record == other
     world.chain.mine(other.tx_hash)
     world.chain.mine()

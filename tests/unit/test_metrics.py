@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from depeg_processor import errors
-from depeg_processor.chain import classify
+from depeg_processor.chain.classify import classify
 from depeg_processor.metrics import Metrics
 from depeg_processor.monitor import Limits, make_monitor_app
 from depeg_processor.state import SharedState

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from depeg_processor.chain import NodeUnavailable
-from depeg_processor.nonce import NonceManager
+from depeg_processor.errors import NodeUnavailable
+from depeg_processor.wallet.nonce import NonceManager
 
 
 class Sources:

@@ -7,12 +7,12 @@ import pytest
 import responses
 
 from depeg_processor import errors
-from depeg_processor.chain import Chain
+from depeg_processor.chain.rpc import Chain
 from depeg_processor.state import SharedState
 
+from .consumer_harness import KEY, Harness
 from .helpers import ENTITY_ID, signed_fields
 from .test_monitor import get
-from .test_processor import KEY, TX, Harness
 
 LIMITED = errors.RateLimited("node error -32005: limit exceeded")
 
@@ -28,36 +28,37 @@ def healthy_state() -> SharedState:
 
 
 @pytest.fixture
-def h(fake_redis) -> Harness:
-    return Harness(fake_redis)  # max_deliveries=3
+def h(fake_redis):
+    harness = Harness(fake_redis)  # max_deliveries=3
+    yield harness
+    harness.close()
 
 
-def test_a_rate_limited_simulation_is_not_an_attempt(h, monkeypatch) -> None:
+def test_a_rate_limited_simulation_is_not_an_attempt(h) -> None:
     entry_id = h.enqueue(signed_fields())
-    submit = h.sender.submit
-    monkeypatch.setattr(
-        h.sender, "submit", lambda apps, **kwargs: [LIMITED for _app in apps]
-    )  # in each one's place
+    h.node.answer = LIMITED  # in each one's place
     for _ in range(6):  # twice the deliveries after which a simulation error sets it aside
-        assert h.processor.run_once() == 0
-    assert h.dead_letters() == [] and h.queue.pending_count() == 1
+        assert h.run_once() == 0
+    assert h.dead_letters() == [] and h.queue.backlog().group_pending == 1
+    assert h.consumer.in_hand.attempts() == {}, "no attempt counted"
 
-    monkeypatch.setattr(h.sender, "submit", submit)
-    assert h.processor.run_once() == 1
-    assert h.sender.calls == [(ENTITY_ID, entry_id)]
-    assert h.redis.hget(KEY, "transactionHash") == TX
+    h.node.answer = None
+    assert h.run_once() == 1
+    assert h.calls == [(ENTITY_ID, entry_id)] * 7, "six simulations refused, then sent"
+    assert h.records.get(ENTITY_ID).stream_entry_id == entry_id
+    assert h.redis.hget(KEY, "transactionHash") == h.tx_hash()
 
 
 def test_a_rate_limited_batch_keeps_the_entry_and_tells_the_monitor(h) -> None:
     h.enqueue(signed_fields())
-    h.sender.error = errors.RateLimited("rate limited by the node (HTTP 429); gave up after 5s")
+    h.node.failure = errors.RateLimited("rate limited by the node (HTTP 429); gave up after 5s")
     for _ in range(6):
-        assert h.processor.run_once() == 0
-    assert h.dead_letters() == [] and h.queue.pending_count() == 1
+        assert h.run_once() == 0
+    assert h.dead_letters() == [] and h.queue.backlog().group_pending == 1
     assert "rate limited" in h.state.snapshot().node_error
 
-    h.sender.error = None
-    assert h.processor.run_once() == 1
+    h.node.failure = None
+    assert h.run_once() == 1
     assert h.state.snapshot().node_error is None
 
 
@@ -84,8 +85,14 @@ def test_the_chain_tells_the_state_while_it_waits_out_a_rate_limit(healthy_state
         now[0] += seconds
         return False
 
-    chain = Chain("http://node.test", timeout=1, monotonic=lambda: now[0])
-    chain.attach(max_batch=7, wait=wait, on_rate_limit=healthy_state.set_rate_limited)
+    chain = Chain(
+        url="http://node.test",
+        timeout=1,
+        max_batch=7,
+        wait=wait,
+        on_rate_limit=healthy_state.set_rate_limited,
+        monotonic=lambda: now[0],
+    )
     with responses.RequestsMock() as node:
         node.add(responses.POST, "http://node.test", status=429, headers={"Retry-After": "0.01"})
         node.add(

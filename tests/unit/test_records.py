@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from depeg_processor.errors import OwnedElsewhere
-from depeg_processor.records import TxRecord, TxRecords
+from depeg_processor.wallet.records import TxRecord, TxRecords
 
 
 @pytest.fixture
@@ -92,7 +92,7 @@ def test_complete_removes_the_application_too(fake_redis, records) -> None:
 
 
 def test_a_fenced_write_needs_the_lease(fake_redis, records) -> None:
-    from depeg_processor.records import FenceLost
+    from depeg_processor.wallet.records import FenceLost
 
     fake_redis.set("lease", "someone-else")
     with pytest.raises(FenceLost):

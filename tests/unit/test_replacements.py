@@ -1,5 +1,6 @@
-"""sender.Sender.replace_many: a round's stuck transactions re-priced together (one fee lookup,
-one fenced write, one batch), and every write of records and requeues fenced by the lease."""
+"""wallet.replace.Replacer.replace_many: a round's stuck transactions re-priced together (one
+fee lookup, one fenced write, one batch), and every write of records and requeues fenced by
+the lease; wallet.publish.Publisher's answer to a nonce the node calls used."""
 
 from __future__ import annotations
 
@@ -8,86 +9,94 @@ from collections.abc import Callable
 import pytest
 
 from depeg_processor import errors
+from depeg_processor.chain.signing import TransactionSigner
 from depeg_processor.clock import Clock
+from depeg_processor.errors import LeaseLost
 from depeg_processor.fees import FeePolicy, raised
-from depeg_processor.lease import Lease
-from depeg_processor.nonce import NonceManager
-from depeg_processor.queue import StreamQueue
-from depeg_processor.records import TxRecord, TxRecords
-from depeg_processor.sender import MAX_REPLACEMENT_BUMPS, LeaseLost, Sender, SenderConfig
-from depeg_processor.signing import TransactionSigner
+from depeg_processor.wallet.publish import Answer, Publisher
+from depeg_processor.wallet.records import TxRecord
+from depeg_processor.wallet.replace import MAX_REPLACEMENT_BUMPS, Replacer
+from depeg_processor.wallet.submit import Submitter
 
 from .helpers import CHAIN_ID
+from .wallet_harness import GWEI, KEY, PRODUCT, STREAM, build_wallet
 
-GWEI = 10**9
-STREAM = "application:signatures"
-PRODUCT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
-SIGNER = TransactionSigner(bytes.fromhex("c3" * 32))
+SIGNER = TransactionSigner(KEY)  # the wallet's own key
 
 
 class StubChain:
-    """Answers each eth_sendRawTransaction with `respond(raw, attempt)` (a hash by default);
-    keeps every batch it was sent."""
+    """Answers each eth_sendRawTransaction (and eth_estimateGas, eth_call) with
+    `respond(param, attempt)` (a hash by default), `attempt` counting the batches that sent
+    transactions; a receipt only for the hashes in `mined`, and `nonce` as the wallet's mined
+    count. Keeps every batch it was sent."""
 
     def __init__(self) -> None:
         self.batches: list[list[tuple[str, list]]] = []
-        self.respond: Callable[[str, int], object] = lambda raw, attempt: "0x" + "00" * 32
+        self.respond: Callable[[object, int], object] = lambda raw, attempt: "0x" + "00" * 32
+        self.mined: set[str] = set()
+        self.nonce = 0
 
     def batch(self, calls) -> list:
         calls = list(calls)
         self.batches.append(calls)
-        attempt = len(self.batches)
-        return [self.respond(params[0], attempt) for _method, params in calls]
+        attempt = len(self.sends())
+        return [self._answer(method, params, attempt) for method, params in calls]
 
-    def simulate(self, calls, block: str = "pending") -> list:
-        return self.batch([("eth_call", [call, block]) for call in calls])
+    def _answer(self, method: str, params: list, attempt: int) -> object:
+        if method == "eth_getTransactionReceipt":
+            return {"transactionHash": params[0]} if params[0] in self.mined else None
+        if method == "eth_getTransactionCount":
+            return hex(self.nonce)
+        return self.respond(params[0], attempt)
+
+    def sends(self) -> list[list[tuple[str, list]]]:
+        return [c for c in self.batches if any(m == "eth_sendRawTransaction" for m, _p in c)]
 
 
 class Harness:
-    def __init__(self, client, *, cap: int = 100 * GWEI, base_fee: int = 10 * GWEI) -> None:
+    """One wallet over the stub chain, its lease held and adopted."""
+
+    def __init__(
+        self,
+        client,
+        *,
+        cap: int = 100 * GWEI,
+        base_fee: int = 10 * GWEI,
+        fees: FeePolicy | None = None,
+        pending_nonce: int = 0,
+    ) -> None:
         self.redis = client
         self.chain = StubChain()
         self.base_fee = base_fee
         self.fee_lookups = 0
-        self.records = TxRecords(client, prefix=STREAM)
-        self.queue = StreamQueue(
-            client, stream=STREAM, group="g", consumer="c", dead_letter_key=STREAM + ":dead"
-        )
-        self.queue.ensure_group()
-        self.lease = Lease(client, key=STREAM + ":lease:w", owner="me", ttl=15.0)
-        assert self.lease.acquire()
-        self.bumps = 0
-        self.sender = Sender(
-            config=SenderConfig(chain_id=CHAIN_ID, product=PRODUCT),
-            clock=Clock(now=lambda: 1795830700.25),
+        self.wallet = build_wallet(
+            client,
             chain=self.chain,
-            signer=SIGNER,
-            encode_call=lambda app: "0x",
-            fees=FeePolicy(base_fee=self._base_fee, suggested_tip=lambda: GWEI, cap=cap),
-            nonces=NonceManager(
-                chain_pending=lambda: 0, highest_recorded=self.records.highest_nonce
-            ),
-            records=self.records,
-            requeue=self._requeue,
-            may_send=self.lease.held,
-            fence=self.lease.fence,
-            on_fee_bump=self._bumped,
+            clock=Clock(now=lambda: 1795830700.25, monotonic=lambda: 100.0),
+            fees=fees or FeePolicy(base_fee=self._base_fee, suggested_tip=lambda: GWEI, cap=cap),
+            pending_nonce=pending_nonce,
+        )
+        self.records, self.queue, self.lease = (
+            self.wallet.records,
+            self.wallet.queue,
+            self.wallet.lease,
+        )
+        assert self.wallet.keeper.run_once() and self.wallet.ready()
+        publisher = Publisher(self.wallet.ctx)
+        self.publisher = publisher
+        self.replacer = Replacer(
+            self.wallet.ctx, publisher=publisher, submitter=Submitter(self.wallet.ctx, publisher)
         )
 
     def _base_fee(self) -> int:
         self.fee_lookups += 1
         return self.base_fee
 
-    def _bumped(self) -> None:
-        self.bumps += 1
-
-    def _requeue(self, record: TxRecord) -> None:  # as the service wires it
-        self.queue.reissue(
-            record.entity_id,
-            forget=self.records.key(record.entity_id),
-            inflight_key=self.records.inflight_key,
-            fence=self.lease.fence,
-        )
+    @property
+    def bumps(self) -> float:
+        """The fee bumps counted in the wallet's metrics."""
+        registry = self.wallet.ctx.shared.metrics.registry
+        return registry.get_sample_value("depeg_processor_fee_bumps_total") or 0
 
     def stored(self, count: int, *, max_fee: int = 2 * GWEI, tip: int = GWEI) -> list[TxRecord]:
         records = []
@@ -121,8 +130,8 @@ class Harness:
         return records
 
     def sent(self) -> list[int]:
-        """How many transactions each batch sent."""
-        return [len(calls) for calls in self.chain.batches]
+        """How many transactions each batch of sends sent."""
+        return [len(calls) for calls in self.chain.sends()]
 
 
 @pytest.fixture
@@ -132,8 +141,9 @@ def h(fake_redis) -> Harness:
 
 def test_a_rounds_replacements_go_out_in_one_batch_after_one_fee_lookup(h) -> None:
     old = h.stored(150)
-    outcomes = h.sender.replace_many(old)
+    outcomes = h.replacer.replace_many(old)
     assert h.sent() == [150], "one batch, not one request each"
+    assert len(h.chain.batches) == 1, "and nothing else asked"
     assert h.fee_lookups == 1
     assert all(method == "eth_sendRawTransaction" for method, _p in h.chain.batches[0])
     for before, after in zip(old, outcomes):
@@ -168,7 +178,7 @@ def test_underpriced_replacements_are_bumped_again_in_the_same_round(h) -> None:
         return put_many(records, **kwargs)
 
     h.records.put_many = spy
-    outcomes = h.sender.replace_many(old)
+    outcomes = h.replacer.replace_many(old)
     assert h.sent() == [3, 1], "only the refused one again"
     again = outcomes[1]
     assert again.max_fee_per_gas >= raised(first_try[refused_once].max_fee_per_gas)
@@ -192,7 +202,8 @@ def test_outcomes_the_node_decides_per_transaction(h) -> None:
         return answers[nonce]
 
     h.chain.respond = respond
-    sent, mined, poor, unclear = h.sender.replace_many(old)
+    h.chain.mined, h.chain.nonce = {old[1].tx_hash}, 2  # the older one of nonce 1 was mined
+    sent, mined, poor, unclear = h.replacer.replace_many(old)
     assert sent.tx_hash != old[0].tx_hash and h.records.get("E000") == sent
     assert mined == old[1] and h.records.get("E001") == old[1], "an older one was mined"
     assert isinstance(poor, errors.InsufficientFunds) and h.records.get("E002") == old[2]
@@ -200,12 +211,29 @@ def test_outcomes_the_node_decides_per_transaction(h) -> None:
         "an unknown outcome keeps the replacement: it may be out"
     )
     assert h.sent() == [4]
+    *receipts, count = h.chain.batches[-1]  # the one lookup the used nonce took
+    assert len(receipts) == 2, "both hashes signed for nonce 1"
+    assert receipts[0] == ("eth_getTransactionReceipt", [old[1].tx_hash])
+    assert receipts[1][0] == "eth_getTransactionReceipt"
+    assert count == ("eth_getTransactionCount", [h.wallet.address, "latest"])
+    assert h.redis.xlen(STREAM) == 0, "a mined one is the watcher's to confirm"
+
+
+def test_a_replacement_whose_nonce_went_to_another_transaction_is_sent_back(h) -> None:
+    old = h.stored(2)
+    h.chain.respond = lambda raw, attempt: errors.NonceConflict("nonce too low")
+    h.chain.nonce = 2  # both nonces used on chain, by none of the records' hashes
+    outcomes = h.replacer.replace_many(old)
+    assert all(isinstance(o, errors.NonceConflict) for o in outcomes)
+    assert [h.records.get(r.entity_id) for r in old] == [None, None]
+    assert [f["entityId"] for _id, f in h.redis.xrange(STREAM)] == ["E000", "E001"]
+    assert h.sent() == [2] and h.bumps == 0
 
 
 def test_fee_cap_leaves_no_room(fake_redis) -> None:
     h = Harness(fake_redis, cap=2 * GWEI)
     old = h.stored(2, max_fee=2 * GWEI)
-    outcomes = h.sender.replace_many(old)
+    outcomes = h.replacer.replace_many(old)
     assert h.sent() == [], "nothing to send"
     assert all(
         isinstance(o, errors.FeeCapReached) and o.current == r for o, r in zip(outcomes, old)
@@ -215,7 +243,7 @@ def test_fee_cap_leaves_no_room(fake_redis) -> None:
 def test_still_refused_after_the_last_bump(h) -> None:
     old = h.stored(2)
     h.chain.respond = lambda raw, attempt: errors.ReplacementUnderpriced("underpriced")
-    outcomes = h.sender.replace_many(old)
+    outcomes = h.replacer.replace_many(old)
     assert h.sent() == [2] * MAX_REPLACEMENT_BUMPS, "a bounded loop"
     assert all(
         isinstance(o, errors.FeeCapReached) and o.current == r for o, r in zip(outcomes, old)
@@ -231,36 +259,43 @@ def test_replacements_are_not_written_nor_sent_after_the_lease_was_lost(h) -> No
     h.redis.set(h.lease.key, "the-next-holder")  # it expired and another process took it
     assert h.lease.held(), "this process has not noticed yet"
     with pytest.raises(LeaseLost):
-        h.sender.replace_many(old)
+        h.replacer.replace_many(old)
     assert h.sent() == []
     assert [h.records.get(r.entity_id) for r in old] == old
 
 
 def test_a_used_nonce_is_not_requeued_after_the_lease_was_lost(h) -> None:
+    """At the first broadcast, a nonce the node calls used sends the application back only
+    once the receipts show none of its hashes mined and the chain's nonce past it."""
     (record,) = h.stored(1)
     h.chain.respond = lambda raw, attempt: errors.NonceConflict("nonce too low")
+    h.chain.nonce = 1  # used on chain, by none of the record's hashes
     h.redis.set(h.lease.key, "the-next-holder")
-    h.sender._broadcast([record])
+    [(answer, _result)] = h.publisher.publish([record], first=True)
+    assert answer is Answer.NONCE_USED
     assert h.redis.xlen(STREAM) == 0, "not enqueued again"
     assert h.records.get(record.entity_id) == record, "the next holder's to settle"
 
     h.redis.set(h.lease.key, "me")
-    h.sender._broadcast([record])
+    h.chain.nonce = 0  # not used yet on chain: the watcher looks again
+    assert [a for a, _r in h.publisher.publish([record], first=True)] == [Answer.NONCE_USED]
+    h.chain.nonce, h.chain.mined = 1, {record.tx_hash}  # used by its own: the watcher confirms
+    assert [a for a, _r in h.publisher.publish([record], first=True)] == [Answer.NONCE_USED]
+    assert h.redis.xlen(STREAM) == 0 and h.records.get(record.entity_id) == record
+
+    h.chain.mined = set()  # used by another transaction
+    [(answer, _result)] = h.publisher.publish([record], first=True)
+    assert answer is Answer.SENT_BACK
     assert [f["entityId"] for _id, f in h.redis.xrange(STREAM)] == [record.entity_id]
     assert h.records.get(record.entity_id) is None
 
 
-def test_fenced_reissue_and_transaction_hashes(h) -> None:
+def test_fenced_send_back_and_transaction_hashes(h) -> None:
     (record,) = h.stored(1)
     key = f"PendingApplication:{record.entity_id}"
     h.redis.set(h.lease.key, "other")
     with pytest.raises(errors.FenceLost):
-        h.queue.reissue(
-            record.entity_id,
-            forget=h.records.key(record.entity_id),
-            inflight_key=h.records.inflight_key,
-            fence=h.lease.fence,
-        )
+        h.records.send_back(record.entity_id, fence=h.lease.fence)
     with pytest.raises(errors.FenceLost):
         h.queue.set_transaction_hashes([(record.entity_id, "0xnew")], fence=h.lease.fence)
     assert h.redis.xlen(STREAM) == 0 and h.records.get(record.entity_id) == record

@@ -6,7 +6,7 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from depeg_processor.signing import TransactionSigner
+from depeg_processor.chain.signing import TransactionSigner
 
 KEY = bytes.fromhex("4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318")
 PRODUCT = "0x8464135c8F25Da09e49BC8782676a84730C318bC"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from depeg_processor.errors import PermanentError
-from depeg_processor.untrusted import (
+from depeg_processor.inbound.untrusted import (
     MAX_FIELDS,
     MAX_HASH_BYTES,
     MAX_VALUE_BYTES,

@@ -15,7 +15,7 @@ import dataclasses
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-Account.enable_unaudited_hdwallet_features()
+from .. import keys
 
 
 def derivation_path(index: int) -> str:
@@ -23,7 +23,7 @@ def derivation_path(index: int) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
-class Wallet:
+class Member:
     """One wallet of the pool and the names of what it owns."""
 
     index: int
@@ -35,13 +35,11 @@ class Wallet:
     def prefix(self) -> str:
         """Records (`<prefix>:tx:<entityId>`), in-flight set (`<prefix>:inflight`) and spend
         ledger (`<prefix>:spent`) of this wallet."""
-        if self.index == 0:
-            return self.stream
-        return f"{self.stream}:wallet:{self.address}"
+        return keys.wallet_prefix(self.stream, self.index, self.address)
 
     @property
     def lease_key(self) -> str:
-        return f"{self.stream}:lease:{self.address}"
+        return keys.lease_key(self.stream, self.address)
 
     @property
     def consumer(self) -> str:
@@ -52,26 +50,18 @@ class Wallet:
         return f"{self.base_consumer}:{self.address}"
 
 
-def owner_key(stream: str, entity_id: str) -> str:
-    """Which wallet recorded a transaction for this application first (its address)."""
-    return f"{stream}:owner:{entity_id}"
-
-
-def done_key(stream: str, entity_id: str) -> str:
-    """Set when an application's transaction is confirmed, whichever wallet sent it."""
-    return f"{stream}:done:{entity_id}"
-
-
 def derive_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
+    """The first `count` accounts of the mnemonic, the pool's wallets in order.
+
+    eth_account keeps derivation from a mnemonic behind a switch; it is thrown here, right
+    before the derivation (it is idempotent), so that importing a module changes nothing.
+    """
+    Account.enable_unaudited_hdwallet_features()
     return [Account.from_mnemonic(mnemonic, account_path=derivation_path(i)) for i in range(count)]
 
 
-def pool(accounts: list[LocalAccount], *, stream: str, consumer: str) -> list[Wallet]:
+def pool(accounts: list[LocalAccount], *, stream: str, consumer: str) -> list[Member]:
     return [
-        Wallet(index=i, address=account.address, stream=stream, base_consumer=consumer)
+        Member(index=i, address=account.address, stream=stream, base_consumer=consumer)
         for i, account in enumerate(accounts)
     ]
-
-
-def find(wallets: list[Wallet], address: str) -> Wallet | None:
-    return next((w for w in wallets if w.address == address), None)

@@ -16,10 +16,10 @@ from eth_abi import encode
 from eth_keys import keys
 from eth_utils import is_hex_address, keccak, to_checksum_address
 
-from .errors import PermanentError
+from ..errors import PermanentError
+from ..keys import application_key
 from .untrusted import is_utf8, shown
 
-KEY_PREFIX = "PendingApplication:"
 UINT256_MAX = 2**256 - 1
 # Used with fullmatch: `$` would also accept a trailing newline.
 _DECIMAL = re.compile(r"[0-9]{1,78}")
@@ -91,10 +91,6 @@ def domain_separator(chain_id: int, verifying_contract: str) -> bytes:
             ],
         )
     )
-
-
-def application_key(entity_id: str) -> str:
-    return KEY_PREFIX + entity_id
 
 
 def check_entity_id(entity_id: str | None) -> str:
@@ -199,7 +195,29 @@ class Application:
 
 def parse_application(entity_id: str, fields: Mapping[str, str]) -> Application:
     """Validate every field of a `PendingApplication` hash; a bad one is a permanent error
-    naming the field."""
+    naming the field. The checks run in a fixed order, so a hash with several faults is always
+    refused for the same one."""
+    _check_complete(entity_id, fields)
+    signature_id = _signature_id(fields)
+    signature = _signature(fields)
+    timestamp = _timestamp(fields)
+    transaction_hash = _transaction_hash(fields)
+    return Application(
+        entity_id=entity_id,
+        policy_holder=_address(fields, "policyHolder"),
+        protected_wallet=_address(fields, "protectedWallet"),
+        protected_balance=_uint(fields, "protectedBalance"),
+        duration=_uint(fields, "duration"),
+        bundle_id=_uint(fields, "bundleId"),
+        signature_id=signature_id,
+        signature=signature,
+        timestamp=timestamp,
+        transaction_hash=transaction_hash,
+    )
+
+
+def _check_complete(entity_id: str, fields: Mapping[str, str]) -> None:
+    """The hash exists, is text throughout, and has every required field."""
     if not fields:
         raise PermanentError(
             f"application {application_key(entity_id)} not found", kind="not_found"
@@ -213,66 +231,67 @@ def parse_application(entity_id: str, fields: Mapping[str, str]) -> Application:
             f"application is missing field(s): {', '.join(missing)}", kind="invalid_field"
         )
 
-    def address(name: str) -> str:
-        value = fields[name].strip()
-        checksummed = checked_address(value)
-        if checksummed is None:
-            raise PermanentError(
-                f"field {name}: {shown(value)} is not a valid address", kind="invalid_field"
-            )
-        return checksummed
 
-    def uint(name: str, *, positive: bool = False) -> int:
-        value = fields[name].strip()
-        if not _DECIMAL.fullmatch(value) or int(value) > UINT256_MAX:
-            raise PermanentError(
-                f"field {name}: {shown(value)} is not a uint256 decimal string",
-                kind="invalid_field",
-            )
-        if positive and int(value) == 0:
-            raise PermanentError(f"field {name}: must be above zero", kind="invalid_field")
-        return int(value)
+def _address(fields: Mapping[str, str], name: str) -> str:
+    value = fields[name].strip()
+    checksummed = checked_address(value)
+    if checksummed is None:
+        raise PermanentError(
+            f"field {name}: {shown(value)} is not a valid address", kind="invalid_field"
+        )
+    return checksummed
 
+
+def _uint(fields: Mapping[str, str], name: str, *, positive: bool = False) -> int:
+    value = fields[name].strip()
+    if not _DECIMAL.fullmatch(value) or int(value) > UINT256_MAX:
+        raise PermanentError(
+            f"field {name}: {shown(value)} is not a uint256 decimal string",
+            kind="invalid_field",
+        )
+    if positive and int(value) == 0:
+        raise PermanentError(f"field {name}: must be above zero", kind="invalid_field")
+    return int(value)
+
+
+def _signature_id(fields: Mapping[str, str]) -> str:
     signature_id = fields["signatureId"]
     try:
         signature_id_bytes32(signature_id)
     except ValueError as error:
         raise PermanentError(f"field signatureId: {error}", kind="invalid_field") from None
+    return signature_id
 
+
+def _signature(fields: Mapping[str, str]) -> bytes:
     signature = fields["signature"].strip()
     if not _SIGNATURE.fullmatch(signature):
         raise PermanentError(
             "field signature: not a 65-byte 0x-hex signature", kind="invalid_field"
         )
+    return bytes.fromhex(signature[2:])
 
-    timestamp = None
-    if fields.get("timestamp"):
-        try:
-            timestamp = float(fields["timestamp"])
-            if not math.isfinite(timestamp):
-                raise ValueError(timestamp)
-        except ValueError:
-            raise PermanentError(
-                f"field timestamp: {shown(fields['timestamp'])} is not a number",
-                kind="invalid_field",
-            ) from None
 
+def _timestamp(fields: Mapping[str, str]) -> float | None:
+    if not fields.get("timestamp"):
+        return None
+    try:
+        timestamp = float(fields["timestamp"])
+        if not math.isfinite(timestamp):
+            raise ValueError(timestamp)
+    except ValueError:
+        raise PermanentError(
+            f"field timestamp: {shown(fields['timestamp'])} is not a number",
+            kind="invalid_field",
+        ) from None
+    return timestamp
+
+
+def _transaction_hash(fields: Mapping[str, str]) -> str | None:
     transaction_hash = fields.get("transactionHash") or None
     if transaction_hash is not None and not _TX_HASH.fullmatch(transaction_hash):
         raise PermanentError(
             f"field transactionHash: {shown(transaction_hash)} is not a transaction hash",
             kind="invalid_field",
         )
-
-    return Application(
-        entity_id=entity_id,
-        policy_holder=address("policyHolder"),
-        protected_wallet=address("protectedWallet"),
-        protected_balance=uint("protectedBalance"),
-        duration=uint("duration"),
-        bundle_id=uint("bundleId"),
-        signature_id=signature_id,
-        signature=bytes.fromhex(signature[2:]),
-        timestamp=timestamp,
-        transaction_hash=transaction_hash,
-    )
+    return transaction_hash

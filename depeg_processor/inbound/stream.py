@@ -1,4 +1,4 @@
-"""The web app's stream, read through a consumer group, and the dead-letter stream beside it.
+"""The web app's stream, read through a consumer group, with the dead letters beside it.
 
 Reading follows the consumer-group recipe: this consumer's own delivered-but-unacknowledged
 entries first (id `0`), then new ones (id `>`). After a transient failure the reader rewinds, so
@@ -8,25 +8,19 @@ the entry in hand is delivered again rather than skipped.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 
 import redis
 
-from .application import application_key, check_entity_id
-from .errors import PermanentError
-from .lease import Fence, check_fence
-from .untrusted import KEPT_CHARS, HashContent, HashGuard, escaped, shown
-from .wallets import owner_key
+from ..keys import application_key, reissued_key
+from ..wallet.lease import Fence, check_fence
+from .dead_letters import DeadLetters
+from .stream_ids import id_after, id_key
+from .untrusted import HashContent, HashGuard
 
 log = logging.getLogger(__name__)
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    millis, _, sequence = entry_id.partition("-")
-    return int(millis), int(sequence or 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +36,7 @@ class Entry:
 
 
 @dataclasses.dataclass(frozen=True)
-class Backlog:
+class StreamBacklog:
     """Entries delivered to the group and not acknowledged, entries not yet delivered to it
     (None when Redis does not say: before 7.0), and this consumer's unacknowledged entries."""
 
@@ -71,9 +65,14 @@ class StreamQueue:
         self.group = group
         self.consumer = consumer
         self.claim_idle = claim_idle
-        self.dead_letter_key = dead_letter_key
-        self._clock = clock
-        self._on_dead_letter = on_dead_letter
+        self.dead_letters = DeadLetters(
+            client,
+            stream=stream,
+            group=group,
+            key=dead_letter_key,
+            clock=clock,
+            on_dead_letter=on_dead_letter,
+        )
         self._own_backlog = True
         self.hashes = HashGuard(client)
 
@@ -128,8 +127,7 @@ class StreamQueue:
             if not ids:
                 break
             claimed += len(ids)
-            millis, sequence = _id_key(max(ids, key=_id_key))
-            start = f"{millis}-{sequence + 1}"
+            start = id_after(max(ids, key=id_key))
         if claimed:
             log.warning(
                 "claimed %s unacknowledged entries idle for %.1fs or more", claimed, self.claim_idle
@@ -144,8 +142,8 @@ class StreamQueue:
         rows = self._redis.xpending_range(
             self.stream,
             self.group,
-            min=min(entry_ids, key=_id_key),
-            max=max(entry_ids, key=_id_key),
+            min=min(entry_ids, key=id_key),
+            max=max(entry_ids, key=id_key),
             count=len(entry_ids) * 2 + 10,
             consumername=self.consumer,
         )
@@ -156,38 +154,31 @@ class StreamQueue:
             if row["message_id"] in wanted
         }
 
-    def set_transaction_hash(self, entity_id: str, tx_hash: str, *, ack: str | None = None) -> None:
-        """Point the application at its transaction (after a replacement, or when resuming a
-        recorded one) only if the hash still exists, so a purge never leaves a hash of one
-        field behind; with `ack`, acknowledge that stream entry in the same transaction."""
-        key = application_key(entity_id)
-
-        def write(pipe: redis.client.Pipeline) -> None:
-            exists = pipe.exists(key)
-            pipe.multi()
-            if exists:
-                pipe.hset(key, "transactionHash", tx_hash)
-            if ack is not None:
-                pipe.xack(self.stream, self.group, ack)
-
-        self._redis.transaction(write, key)
-
     def set_transaction_hashes(
-        self, hashes: list[tuple[str, str]], *, fence: Fence | None = None
+        self,
+        pairs: list[tuple[str, str]],
+        *,
+        fence: Fence | None = None,
+        ack: str | None = None,
     ) -> None:
-        """`set_transaction_hash` for many (entity id, hash) pairs in one transaction, fenced
-        like the records the hashes come from."""
-        keys = [application_key(entity_id) for entity_id, _hash in hashes]
-        if not keys:
+        """Point each application of the (entity id, hash) pairs at its transaction (after a
+        replacement, or when resuming a recorded one), in one transaction and only where the
+        hash still exists, so a purge never leaves a hash of one field behind. With `fence`,
+        only while that owner holds the lease (else FenceLost, nothing written); with `ack`,
+        acknowledge that one stream entry in the same transaction."""
+        keys = [application_key(entity_id) for entity_id, _hash in pairs]
+        if not keys and ack is None:
             return
 
         def write(pipe: redis.client.Pipeline) -> None:
             check_fence(pipe, fence)
             exists = [pipe.exists(key) for key in keys]
             pipe.multi()
-            for key, (_entity_id, tx_hash), present in zip(keys, hashes, exists):
+            for key, (_entity_id, tx_hash), present in zip(keys, pairs, exists):
                 if present:
                     pipe.hset(key, "transactionHash", tx_hash)
+            if ack is not None:
+                pipe.xack(self.stream, self.group, ack)
 
         self._redis.transaction(write, *keys, *([fence[0]] if fence else []))
 
@@ -221,89 +212,11 @@ class StreamQueue:
             pipe.hset(application_key(entity_id), "transactionHash", tx_hash)
             pipe.xack(self.stream, self.group, entry_id)
 
-    def mark_submitted(self, entry_id: str, entity_id: str, tx_hash: str) -> None:
-        """`transactionHash` (if the application still exists) and the acknowledgement."""
-        self.set_transaction_hash(entity_id, tx_hash, ack=entry_id)
-
     def load_application(self, entity_id: str) -> HashContent:
         """The application hash, guarded by size (see untrusted.HashGuard)."""
         return self.hashes.load(application_key(entity_id))
 
-    def dead_letter(
-        self,
-        *,
-        entity_id: str | None,
-        reason: str,
-        application: HashContent | Mapping[str, str],
-        kind: str = "other",
-        entry_id: str | None = None,
-        entry_fields: Mapping[str, str] | None = None,
-    ) -> str:
-        """Set an application aside for good: append it with its reason to the dead-letter
-        stream, then acknowledge its entry and remove the pending hash together.
-
-        What users sent is kept escaped: `application` as JSON (bytes that are not UTF-8 as
-        \\udcNN escapes, which `requeue` turns back into the same bytes), or only its `sizes`
-        when it was too large to load; an entity id that is not a valid id, and the stream
-        entry's values, as text cut to KEPT_CHARS with their original size."""
-        if not isinstance(application, HashContent):
-            application = HashContent(dict(application))
-        valid_id = _valid_entity_id(entity_id)
-        record = {
-            "entityId": entity_id if valid_id else escaped(entity_id or ""),
-            "reason": escaped(reason, 4 * KEPT_CHARS),
-            "kind": kind,
-            "streamEntryId": entry_id or "",
-            "application": json.dumps(application.fields, sort_keys=True),
-            "failedAt": f"{self._clock():.3f}",
-        }
-        if application.sizes is not None:
-            record["sizes"] = json.dumps(application.sizes, sort_keys=True)
-        if entry_fields is not None and (entry_fields.keys() != {"entityId"} or not valid_id):
-            record["streamEntry"] = json.dumps(
-                {escaped(name): escaped(value) for name, value in entry_fields.items()},
-                sort_keys=True,
-            )
-        # The dead letter is written first and on its own: MULTI does not roll back, so the
-        # entry is acknowledged and the hash removed only once the letter is safely stored.
-        dead_id = self._redis.xadd(self.dead_letter_key, record)
-        pipe = self._redis.pipeline(transaction=True)
-        if entry_id is not None:
-            pipe.xack(self.stream, self.group, entry_id)
-        if entity_id:
-            pipe.delete(application_key(entity_id))
-            pipe.delete(owner_key(self.stream, entity_id))
-        pipe.execute()
-        self._on_dead_letter(kind)
-        log.warning(
-            "dead-lettered application %s (entry %s) as %s (%s): %r",
-            shown(entity_id),
-            entry_id,
-            dead_id,
-            kind,
-            reason,
-        )
-        return dead_id
-
-    def reissue(
-        self, entity_id: str, *, forget: str, inflight_key: str, fence: Fence | None = None
-    ) -> str:
-        """Enqueue an application again whose transaction can never be mined: drop its record
-        (`forget`) and its `transactionHash`, and add its id to the stream as the web app does.
-        With `fence`, only while that owner holds the lease (else FenceLost, nothing written)."""
-
-        def write(pipe: redis.client.Pipeline) -> None:
-            check_fence(pipe, fence)
-            pipe.multi()
-            pipe.delete(forget)
-            pipe.zrem(inflight_key, entity_id)
-            pipe.hdel(application_key(entity_id), "transactionHash")
-            pipe.delete(owner_key(self.stream, entity_id))  # any wallet may take it now
-            pipe.xadd(self.stream, {"entityId": entity_id})
-
-        return self._redis.transaction(write, *([fence[0]] if fence else []))[-1]
-
-    def backlog(self) -> Backlog:
+    def backlog(self) -> StreamBacklog:
         """The group's figures and this consumer's share, in one round trip: replicas share
         the group, so each judges only the entries delivered to itself."""
         pipe = self._redis.pipeline(transaction=False)
@@ -321,7 +234,7 @@ class StreamQueue:
             else None
         )
         if group is None or isinstance(summary, Exception):
-            return Backlog(group_pending=0, lag=None, own_pending=0)
+            return StreamBacklog(group_pending=0, lag=None, own_pending=0)
         lag = group.get("lag")
         own = next(
             (
@@ -331,7 +244,7 @@ class StreamQueue:
             ),
             0,
         )
-        return Backlog(
+        return StreamBacklog(
             group_pending=int(group["pending"]),
             lag=int(lag) if lag is not None else None,
             own_pending=own,
@@ -351,82 +264,16 @@ class StreamQueue:
             raise
         return {c["name"]: int(c["pending"]) for c in summary.get("consumers") or []}
 
-    def group_info(self) -> tuple[int, int | None]:
-        """(entries delivered but not acknowledged, entries not yet delivered) of the group."""
-        try:
-            groups = self._redis.xinfo_groups(self.stream)
-        except redis.ResponseError as error:
-            if "no such key" in str(error).lower():
-                return 0, None
-            raise
-        for group in groups:
-            if group["name"] == self.group:
-                lag = group.get("lag")
-                return int(group["pending"]), int(lag) if lag is not None else None
-        return 0, None
-
     def count_reissue(self, entity_id: str) -> int:
         """How often this application was sent back after an on-chain revert (kept a day)."""
-        key = f"{self.stream}:reissued:{entity_id}"
+        key = reissued_key(self.stream, entity_id)
         pipe = self._redis.pipeline(transaction=True)
         pipe.incr(key)
         pipe.expire(key, 24 * 3600)
         return int(pipe.execute()[0])
-
-    def pending_count(self) -> int:
-        """Entries delivered to the group and not yet acknowledged."""
-        try:
-            summary = self._redis.xpending(self.stream, self.group)
-        except redis.ResponseError as error:
-            if "NOGROUP" in str(error):
-                return 0
-            raise
-        return int(summary["pending"])
-
-    def dead_letters(self, count: int = 100) -> list[tuple[str, dict]]:
-        return [
-            (entry_id, dict(fields))
-            for entry_id, fields in self._redis.xrange(self.dead_letter_key, count=count)
-        ]
-
-    def requeue(self, dead_id: str) -> str:
-        """Put a dead-lettered application back: restore its hash, enqueue its id again as the
-        web app does, and remove the dead letter, in one transaction."""
-        found = self._redis.xrange(self.dead_letter_key, min=dead_id, max=dead_id)
-        if not found:
-            raise KeyError(f"no dead letter {dead_id} in {self.dead_letter_key}")
-        fields = found[0][1]
-        entity_id = fields.get("entityId")
-        try:
-            application = json.loads(fields.get("application") or "{}")
-        except ValueError:
-            application = None
-        if (
-            not _valid_entity_id(entity_id)
-            or not isinstance(application, dict)
-            or not application
-            or not all(isinstance(v, str) for v in application.values())
-        ):
-            raise ValueError(f"dead letter {dead_id} has no application to requeue")
-        application.pop("transactionHash", None)
-        key = application_key(entity_id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(key)
-        pipe.hset(key, mapping=application)
-        pipe.xadd(self.stream, {"entityId": entity_id})
-        pipe.xdel(self.dead_letter_key, dead_id)
-        return pipe.execute()[2]
 
 
 def _missing(error: redis.ResponseError) -> bool:
     """The stream or the group does not exist (yet): nothing is pending."""
     text = str(error)
     return "NOGROUP" in text or "no such key" in text.lower()
-
-
-def _valid_entity_id(entity_id: str | None) -> bool:
-    try:
-        check_entity_id(entity_id)
-    except PermanentError:
-        return False
-    return True

@@ -22,20 +22,11 @@ from collections.abc import Callable
 
 import redis
 
+from .stream_ids import id_after, id_key
+
 log = logging.getLogger(__name__)
 
 TRIM_INTERVAL = 300.0  # seconds between trims: the retention is days, a few minutes is plenty
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    millis, _, sequence = entry_id.partition("-")
-    return int(millis), int(sequence or 0)
-
-
-def _after(entry_id: str) -> str:
-    """The smallest stream id above `entry_id`."""
-    millis, sequence = _id_key(entry_id)
-    return f"{millis}-{sequence + 1}" if sequence < 2**64 - 1 else f"{millis + 1}-0"
 
 
 class StreamRetention:
@@ -71,13 +62,13 @@ class StreamRetention:
         if not groups:
             return None  # nobody has read anything: nothing is acknowledged
         for group in groups:
-            keep.append(_after(str(group["last-delivered-id"])))
+            keep.append(id_after(str(group["last-delivered-id"])))
             if int(group.get("pending") or 0):
                 summary = self._redis.xpending(self.stream, group["name"])
                 if summary.get("pending") and summary.get("min"):
                     keep.append(str(summary["min"]))
-        lowest = min(keep, key=_id_key)
-        return None if _id_key(lowest) <= (0, 1) else lowest
+        lowest = min(keep, key=id_key)
+        return None if id_key(lowest) <= (0, 1) else lowest
 
     def trim(self) -> int:
         """Remove what the rules allow now; returns how many entries went."""

@@ -2,8 +2,8 @@
 
 Requests go over a kept-alive `requests` session per thread, so the client sees each HTTP
 status and header (a hosted provider's 429 and Retry-After, a refused batch). Every RPC error
-is turned by :func:`classify` into a permanent or a transient error of
-:mod:`depeg_processor.errors`.
+is turned by :func:`depeg_processor.chain.classify.classify` into a permanent or a transient
+error of :mod:`depeg_processor.errors`.
 """
 
 from __future__ import annotations
@@ -16,69 +16,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import requests
-from eth_abi import decode as abi_decode
-from web3 import Web3
 
-from . import errors
-from .fees import Block
+from .. import errors
+from ..fees import Block
+from .classify import classify, error_of, retry_after
 
-log = logging.getLogger(__name__)
-
-ERROR_SELECTOR = "0x08c379a0"  # Error(string)
-PRODUCT_NOT_ACTIVE = "ERROR:DP-010:PRODUCT_NOT_ACTIVE"
-RATE_LIMIT_CODE = -32005  # "limit exceeded" (EIP-1474), used by hosted providers
-RATE_LIMIT_PHRASES = ("limit exceeded", "rate exceeded", "too many requests", "rate limit")
-
-
-def revert_reason(data: Any, message: str) -> str:
-    """The Error(string) of a revert, from the error's data, else from its message."""
-    if isinstance(data, dict):  # some nodes nest the data one level deeper
-        data = data.get("data")
-    if isinstance(data, str) and data.startswith(ERROR_SELECTOR) and len(data) >= 10 + 128:
-        try:
-            return abi_decode(["string"], bytes.fromhex(data[10:]))[0]
-        except Exception:
-            pass
-    prefix = "execution reverted"
-    if message.startswith(prefix):
-        rest = message[len(prefix) :].lstrip(": ").strip()
-        return rest
-    return message
-
-
-def classify(error: dict) -> errors.ProcessorError:
-    """Sort one JSON-RPC error object into the processor's error kinds."""
-    message = str(error.get("message", ""))
-    lowered = message.lower()
-    if error.get("code") == 3 or "revert" in lowered:
-        reason = revert_reason(error.get("data"), message) or "reverted without a reason"
-        if PRODUCT_NOT_ACTIVE in reason:
-            return errors.ProductInactive(reason)
-        return errors.PermanentError(f"reverted: {reason}", kind=errors.revert_kind(reason))
-    if error.get("code") == RATE_LIMIT_CODE or (
-        "gas" not in lowered and any(phrase in lowered for phrase in RATE_LIMIT_PHRASES)
-    ):
-        return errors.RateLimited(f"node error {error.get('code')}: {message}")
-    if "nonce too high" in lowered:
-        return errors.NonceTooHigh(message)
-    if "nonce too low" in lowered or "invalid nonce" in lowered:
-        return errors.NonceConflict(message)
-    if (
-        "less than block base fee" in lowered
-        or "fee cap less than block base fee" in lowered
-        or "max fee per gas less than" in lowered
-    ):
-        return errors.FeeTooLow(message)
-    if "underpriced" in lowered:
-        return errors.ReplacementUnderpriced(message)
-    if "already known" in lowered or "known transaction" in lowered:
-        return errors.AlreadyKnown(message)
-    if "insufficient funds" in lowered:
-        return errors.InsufficientFunds(message)
-    return errors.TransientError(f"node error {error.get('code')}: {message}")
-
-
-NodeUnavailable = errors.NodeUnavailable  # where the callers have always imported it from
+log = logging.getLogger(__package__)  # the logger the chain's lines have always come from
 
 FIRST_BACKOFF = 0.25  # s, doubling per refusal of the same call when no Retry-After is given
 MAX_BACKOFF = 2.0  # s, the longest pause between two tries
@@ -86,7 +29,6 @@ PATIENCE = 5.0  # s a call waits on rate limits in all before it raises RateLimi
 # within the loop's heartbeat and the lease's TTL)
 MAX_RETRY_AFTER = 60.0  # s, the most of a Retry-After that is believed
 DEFAULT_MAX_BATCH = 100
-SIMULATE_V1_STRIKES = 3  # batches in a row whose eth_simulateV1 failed while eth_call answered
 
 
 class Chain:
@@ -98,12 +40,17 @@ class Chain:
     batch is cut into chunks of at most `max_batch` calls, a chunk the provider refuses is
     halved and the smaller size kept, and a provider that refuses even two calls in a batch
     gets every call on its own from then on.
+
+    What the service owns is handed in at construction: the batch cap of its settings, its
+    stop-aware `wait` (True when stopping, which ends a rate-limit wait) and `on_rate_limit`,
+    the shared state's rate-limit fact. The defaults (100 calls, a plain sleep, nobody told)
+    suit a one-off command such as check-config.
     """
 
     def __init__(
         self,
-        url: str,
         *,
+        url: str,
         timeout: float,
         max_batch: int = DEFAULT_MAX_BATCH,
         on_error: Callable[[Exception], None] = lambda error: None,
@@ -121,29 +68,29 @@ class Chain:
         self._lock = threading.Lock()
         self.max_batch = max_batch  # lowered when the provider refuses a batch
         self.batches = True  # False once the provider refused batches of two
-        self.simulates = True  # False once eth_simulateV1 failed where eth_call answered
-        self._simulate_strikes = 0  # batches in a row that it did so
         self._resume_at = 0.0  # no request before this (monotonic): the last Retry-After
         self._limited: str | None = None
 
     @classmethod
     def from_url(
-        cls, url: str, *, timeout: float, on_error: Callable[[Exception], None] = lambda error: None
-    ) -> Chain:
-        return cls(url, timeout=timeout, on_error=on_error)
-
-    def attach(
-        self,
+        cls,
+        url: str,
         *,
-        max_batch: int,
-        wait: Callable[[float], bool | None],
-        on_rate_limit: Callable[[str | None], None],
-    ) -> None:
-        """Take what the service owns: the batch cap of its settings, its stop-aware wait
-        (True when stopping) and the shared state's rate-limit fact."""
-        self.max_batch = max_batch
-        self._wait = wait
-        self._on_rate_limit = on_rate_limit
+        timeout: float,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        on_error: Callable[[Exception], None] = lambda error: None,
+        on_rate_limit: Callable[[str | None], None] = lambda reason: None,
+        wait: Callable[[float], bool | None] = time.sleep,
+    ) -> Chain:
+        """The client of the node at `url` (see the class for the keywords)."""
+        return cls(
+            url=url,
+            timeout=timeout,
+            max_batch=max_batch,
+            on_error=on_error,
+            on_rate_limit=on_rate_limit,
+            wait=wait,
+        )
 
     def _failed(self, error: errors.ProcessorError) -> errors.ProcessorError:
         self._on_error(error)
@@ -202,7 +149,7 @@ class Chain:
                 if "error" not in member:
                     results[i] = member.get("result")
                     continue
-                results[i] = error = self._failed(classify(_error_of(member)))
+                results[i] = error = self._failed(classify(error_of(member)))
                 if isinstance(error, errors.RateLimited):
                     limited.append(i)
             if not limited:
@@ -243,7 +190,7 @@ class Chain:
                 return [answer]
             if ok and isinstance(answer, list) and _answers_each(answer, len(calls)):
                 return sorted(answer, key=lambda member: member["id"])
-            error = classify(_error_of(answer)) if answer is not None else None
+            error = classify(error_of(answer)) if answer is not None else None
             if isinstance(error, errors.RateLimited):
                 self._failed(error)
                 self._pause(str(error), retry_after(response), tries, deadline)
@@ -252,7 +199,9 @@ class Chain:
             if not single and (status in (400, 413) or (ok and answer is not None)):
                 raise errors.BatchRefused(f"HTTP {status}: {error}" if error else f"HTTP {status}")
             raise self._failed(
-                NodeUnavailable(f"node answered HTTP {status} without a JSON-RPC answer ({what})")
+                errors.NodeUnavailable(
+                    f"node answered HTTP {status} without a JSON-RPC answer ({what})"
+                )
             )
 
     def _post(self, payload: object, what: str) -> requests.Response:
@@ -264,7 +213,7 @@ class Chain:
             return session.post(self._url, data=json.dumps(payload), timeout=self._timeout)
         except (requests.RequestException, OSError) as error:
             raise self._failed(
-                NodeUnavailable(f"node unreachable ({what}): {type(error).__name__}")
+                errors.NodeUnavailable(f"node unreachable ({what}): {type(error).__name__}")
             ) from None
 
     def _pause(self, reason: str, retry_after: float | None, tries: int, deadline: float) -> None:
@@ -310,10 +259,6 @@ class Chain:
     def chain_id(self) -> int:
         return int(self.request("eth_chainId", []), 16)
 
-    def base_fee(self) -> int:
-        block = self.request("eth_getBlockByNumber", ["latest", False])
-        return int(block.get("baseFeePerGas") or "0x0", 16)
-
     def latest_block(self) -> Block:
         """The latest block's number, base fee, gas used and gas limit (for the fee policy)."""
         block = self.request("eth_getBlockByNumber", ["latest", False])
@@ -339,84 +284,6 @@ class Chain:
     def call(self, tx: dict) -> str:
         return self.request("eth_call", [tx, "latest"])
 
-    def simulate(self, calls: Sequence[dict], block: str = "pending") -> list[Any]:
-        """Each call's return data, or its error sorted as `classify` sorts an eth_call's.
-
-        Where the node offers `eth_simulateV1`, the calls run one after another in one
-        simulated block on top of `block`, in one request: each sees what those before it
-        changed, and the node builds the state of `block` once (for "pending" that means
-        executing the transaction pool, which some nodes do per call). When that request fails
-        as a whole, or the node does not offer it, the calls go again as a batch of `eth_call`,
-        each against `block` alone; once that has happened SIMULATE_V1_STRIKES batches in a
-        row while `eth_call` answered, `eth_simulateV1` is not asked again. Raises
-        NodeUnavailable when `eth_call` gets no answer either (as `batch` does).
-        """
-        calls = list(calls)
-        failure: errors.ProcessorError | None = None
-        if self.simulates and calls:
-            try:
-                results = self.simulate_v1(calls, block)
-                self._simulate_strikes = 0
-                return results
-            except errors.RateLimited:
-                raise
-            except errors.ProcessorError as error:  # an outage too: eth_call tells which
-                failure = error
-        results = self.batch([("eth_call", [call, block]) for call in calls])
-        if failure is not None:
-            self._simulate_v1_failed(failure)
-        return results
-
-    def simulate_v1(self, calls: list[dict], block: str) -> list[Any]:
-        """The calls in one `eth_simulateV1` request (see `simulate`); raises the request's
-        error, or TransientError for an answer of another shape."""
-        simulated: dict[str, Any] = {"calls": calls}
-        if all("gas" in call for call in calls):  # room for all of them in the one block
-            simulated["blockOverrides"] = {
-                "gasLimit": hex(sum(int(call["gas"], 16) for call in calls))
-            }
-        answer = self.request(
-            "eth_simulateV1", [{"blockStateCalls": [simulated], "validation": False}, block]
-        )
-        block_answer = answer[0] if isinstance(answer, list) and len(answer) == 1 else None
-        outcomes = block_answer.get("calls") if isinstance(block_answer, dict) else None
-        if not (
-            isinstance(outcomes, list)
-            and len(outcomes) == len(calls)
-            and all(isinstance(outcome, dict) and "status" in outcome for outcome in outcomes)
-        ):
-            raise errors.TransientError("eth_simulateV1 answered with another shape")
-        return [_simulated(outcome) for outcome in outcomes]
-
-    def _simulate_v1_failed(self, error: errors.ProcessorError) -> None:
-        self._simulate_strikes += 1
-        if self._simulate_strikes < SIMULATE_V1_STRIKES:
-            log.info("eth_simulateV1 failed (%s); this batch was simulated with eth_call", error)
-            return
-        self.simulates = False
-        log.warning(
-            "eth_simulateV1 failed for %s batches in a row while eth_call answered (last: %s); "
-            "each simulation is an eth_call of its own from now on",
-            SIMULATE_V1_STRIKES,
-            error,
-        )
-
-    def send_raw(self, raw: bytes) -> str:
-        return self.request("eth_sendRawTransaction", [Web3.to_hex(raw)])
-
-
-def _simulated(outcome: dict) -> Any:
-    """One call's result in an eth_simulateV1 answer: its return data, or its error. Nodes
-    differ: geth sends an error object with code 3 and the revert data in its `data`; anvil
-    a generic error, with the revert data in `returnData`."""
-    if outcome["status"] == "0x1":
-        return outcome.get("returnData", "0x")
-    data = outcome.get("returnData")
-    if isinstance(data, str) and data.startswith(ERROR_SELECTOR):
-        return classify({"code": 3, "message": "execution reverted", "data": data})
-    error = outcome.get("error")
-    return classify(error if isinstance(error, dict) else {"message": "the call failed"})
-
 
 def _answers_each(answer: list, count: int) -> bool:
     """The array answers each of `count` calls (ids 0..count-1) once."""
@@ -426,21 +293,3 @@ def _answers_each(answer: list, count: int) -> bool:
         and all(type(i) is int for i in ids)
         and set(ids) == set(range(count))
     )
-
-
-def _error_of(answer: Any) -> dict:
-    """The error object in an answer: its own, or the first member's of an array."""
-    for member in answer if isinstance(answer, list) else [answer]:
-        if isinstance(member, dict) and isinstance(member.get("error"), dict):
-            return member["error"]
-        if isinstance(member, dict) and member.get("error") is not None:
-            return {"message": str(member["error"])}
-    return {"message": "an answer that does not match the calls"}
-
-
-def retry_after(response: requests.Response) -> float | None:
-    """The Retry-After header in seconds (its HTTP-date form is not used by providers)."""
-    try:
-        return max(0.0, float(response.headers.get("Retry-After", "")))
-    except ValueError:
-        return None

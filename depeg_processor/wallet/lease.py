@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import redis
 
-from .errors import FenceLost
+from ..errors import FenceLost
 
 log = logging.getLogger(__name__)
 
@@ -159,16 +159,6 @@ class LeaseKeeper:
         self._wanted = wanted
         self.interval = min(lease.ttl / RENEWALS_PER_TTL, MAX_RENEWAL_INTERVAL)
         self._last: str | None = None  # what the last round found, to log changes once
-
-    def run(self) -> None:
-        log.info("lease keeper started (%s, renewed every %.1fs)", self._lease.key, self.interval)
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # a bug must not stop the renewals for good: log it, go on
-                log.exception("lease keeper round failed")
-            self._stop.wait(self.interval)
-        log.info("lease keeper stopped")
 
     def run_once(self) -> bool:
         """One renewal (or attempt to take the lease); True while it is held."""

@@ -12,9 +12,8 @@ from collections.abc import Callable
 
 import redis
 
-from . import wallets
-from .application import application_key
-from .errors import (
+from .. import keys
+from ..errors import (
     FenceLost,  # noqa: F401 (raised by fenced writes; imported from here too)
     OwnedElsewhere,
 )
@@ -100,13 +99,13 @@ class TxRecords:
         self._prefix = prefix
         self._stream = stream or prefix
         self.owner = owner
-        self.inflight_key = f"{prefix}:inflight"
+        self.inflight_key = keys.inflight_key(prefix)
 
     def owner_key(self, entity_id: str) -> str:
-        return wallets.owner_key(self._stream, entity_id)
+        return keys.owner_key(self._stream, entity_id)
 
     def key(self, entity_id: str) -> str:
-        return f"{self._prefix}:tx:{entity_id}"
+        return keys.record_key(self._prefix, entity_id)
 
     def put(self, record: TxRecord) -> None:
         self.put_many([record])
@@ -208,15 +207,32 @@ class TxRecords:
         pipe.delete(self.owner_key(entity_id))
         pipe.execute()
 
+    def send_back(self, entity_id: str, *, fence: Fence | None = None) -> str:
+        """Enqueue an application again whose transaction can never be mined: drop its record,
+        its `transactionHash` and its owner mark (any wallet may take it now), and add its id
+        to the stream as the web app does. With `fence`, only while that owner holds the lease
+        (else FenceLost, nothing written). Returns the new stream entry's id."""
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            check_fence(pipe, fence)
+            pipe.multi()
+            pipe.delete(self.key(entity_id))
+            pipe.zrem(self.inflight_key, entity_id)
+            pipe.hdel(keys.application_key(entity_id), "transactionHash")
+            pipe.delete(self.owner_key(entity_id))
+            pipe.xadd(self._stream, {"entityId": entity_id})
+
+        return self._redis.transaction(write, *([fence[0]] if fence else []))[-1]
+
     def done_key(self, entity_id: str) -> str:
-        return wallets.done_key(self._stream, entity_id)
+        return keys.done_key(self._stream, entity_id)
 
     def complete_many(self, confirmed: list[tuple[str, str]]) -> None:
         """These transactions are confirmed: remove each application and its record together,
         and leave a marker (kept for DONE_TTL) so a late redelivery of its entry is recognised."""
         pipe = self._redis.pipeline(transaction=True)
         for entity_id, tx_hash in confirmed:
-            pipe.delete(application_key(entity_id))
+            pipe.delete(keys.application_key(entity_id))
             pipe.delete(self.key(entity_id))
             pipe.zrem(self.inflight_key, entity_id)
             pipe.delete(self.owner_key(entity_id))
@@ -236,7 +252,7 @@ class SpendLedger:
 
     def __init__(self, client: redis.Redis, *, prefix: str) -> None:
         self._redis = client
-        self.key = f"{prefix}:spent"
+        self.key = keys.spent_key(prefix)
 
     def add_many(self, spends: list[tuple[str, int]], now: float) -> None:
         if spends:

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 import redis
 
-from .errors import PermanentError
+from ..errors import PermanentError
 
 REDIS_DECODING = {"decode_responses": True, "encoding_errors": "surrogateescape"}
 MAX_FIELDS = 32  # the web app writes 9

@@ -1,7 +1,7 @@
 """The depeg product's two functions this service calls, encoded straight from the ABI.
 
-eth_abi encodes the arguments with the selector computed once; going through a web3 contract
-object looks the function up on every call and costs about 20 times as much.
+eth_abi encodes the arguments with the selector computed once; going through a contract object
+of a client library looks the function up on every call and costs about 20 times as much.
 """
 
 from __future__ import annotations

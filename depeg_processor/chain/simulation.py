@@ -1,0 +1,108 @@
+"""Simulating a batch of calls against the pending state, in one request where the node can.
+
+A node that offers `eth_simulateV1` runs a whole batch in one simulated block; one that does
+not (or whose provider refuses it) gets a batch of `eth_call`. Whether the node offers it is
+learned here, by the :class:`Simulator` that asks, and is kept out of the JSON-RPC client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from .. import errors
+from .classify import ERROR_SELECTOR, classify
+from .rpc import Chain
+
+log = logging.getLogger(__package__)  # the logger the chain's lines have always come from
+
+SIMULATE_V1_STRIKES = 3  # batches in a row whose eth_simulateV1 failed while eth_call answered
+
+
+class Simulator:
+    """Simulates batches of calls on one node, remembering whether `eth_simulateV1` works.
+
+    One per node client, shared by every sender on it: the node either offers the method or
+    not, whichever wallet asks.
+    """
+
+    def __init__(self, *, chain: Chain) -> None:
+        self._chain = chain
+        self.simulates = True  # False once eth_simulateV1 failed where eth_call answered
+        self._strikes = 0  # batches in a row that it did so
+
+    def simulate(self, calls: Sequence[dict], block: str = "pending") -> list[Any]:
+        """Each call's return data, or its error sorted as `classify` sorts an eth_call's.
+
+        Where the node offers `eth_simulateV1`, the calls run one after another in one
+        simulated block on top of `block`, in one request: each sees what those before it
+        changed, and the node builds the state of `block` once (for "pending" that means
+        executing the transaction pool, which some nodes do per call). When that request fails
+        as a whole, or the node does not offer it, the calls go again as a batch of `eth_call`,
+        each against `block` alone; once that has happened SIMULATE_V1_STRIKES batches in a
+        row while `eth_call` answered, `eth_simulateV1` is not asked again. Raises
+        NodeUnavailable when `eth_call` gets no answer either (as `Chain.batch` does).
+        """
+        calls = list(calls)
+        failure: errors.ProcessorError | None = None
+        if self.simulates and calls:
+            try:
+                results = self.simulate_v1(calls, block)
+                self._strikes = 0
+                return results
+            except errors.RateLimited:
+                raise
+            except errors.ProcessorError as error:  # an outage too: eth_call tells which
+                failure = error
+        results = self._chain.batch([("eth_call", [call, block]) for call in calls])
+        if failure is not None:
+            self._simulate_v1_failed(failure)
+        return results
+
+    def simulate_v1(self, calls: list[dict], block: str) -> list[Any]:
+        """The calls in one `eth_simulateV1` request (see `simulate`); raises the request's
+        error, or TransientError for an answer of another shape."""
+        simulated: dict[str, Any] = {"calls": calls}
+        if all("gas" in call for call in calls):  # room for all of them in the one block
+            simulated["blockOverrides"] = {
+                "gasLimit": hex(sum(int(call["gas"], 16) for call in calls))
+            }
+        answer = self._chain.request(
+            "eth_simulateV1", [{"blockStateCalls": [simulated], "validation": False}, block]
+        )
+        block_answer = answer[0] if isinstance(answer, list) and len(answer) == 1 else None
+        outcomes = block_answer.get("calls") if isinstance(block_answer, dict) else None
+        if not (
+            isinstance(outcomes, list)
+            and len(outcomes) == len(calls)
+            and all(isinstance(outcome, dict) and "status" in outcome for outcome in outcomes)
+        ):
+            raise errors.TransientError("eth_simulateV1 answered with another shape")
+        return [_simulated(outcome) for outcome in outcomes]
+
+    def _simulate_v1_failed(self, error: errors.ProcessorError) -> None:
+        self._strikes += 1
+        if self._strikes < SIMULATE_V1_STRIKES:
+            log.info("eth_simulateV1 failed (%s); this batch was simulated with eth_call", error)
+            return
+        self.simulates = False
+        log.warning(
+            "eth_simulateV1 failed for %s batches in a row while eth_call answered (last: %s); "
+            "each simulation is an eth_call of its own from now on",
+            SIMULATE_V1_STRIKES,
+            error,
+        )
+
+
+def _simulated(outcome: dict) -> Any:
+    """One call's result in an eth_simulateV1 answer: its return data, or its error. Nodes
+    differ: geth sends an error object with code 3 and the revert data in its `data`; anvil
+    a generic error, with the revert data in `returnData`."""
+    if outcome["status"] == "0x1":
+        return outcome.get("returnData", "0x")
+    data = outcome.get("returnData")
+    if isinstance(data, str) and data.startswith(ERROR_SELECTOR):
+        return classify({"code": 3, "message": "execution reverted", "data": data})
+    error = outcome.get("error")
+    return classify(error if isinstance(error, dict) else {"message": "the call failed"})

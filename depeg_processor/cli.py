@@ -1,0 +1,154 @@
+"""The operator commands beside `run`: check-config, dead-letters and requeue, and the
+command line's parser. Each builds the clients it needs from the settings it is given."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+
+import redis
+
+from . import errors, redis_server
+from .chain.rpc import Chain
+from .chain.simulation import Simulator
+from .config import Settings
+from .errors import StartupError
+from .inbound.stream import StreamQueue
+from .startup import build_redis
+from .wallet.pool import derive_accounts
+
+EXIT_OK, EXIT_FAILURE = 0, 1
+
+
+def command_check_config(settings: Settings) -> int:
+    """Validate the settings and reach Redis and the node; say what is wrong."""
+    [account] = derive_accounts(settings.mnemonic, 1)
+    print(f"configuration ok; processor wallet {account.address}")
+    problems = 0
+    try:
+        server = redis_server.inspect(build_redis(settings))
+        print(f"redis ok ({settings.redis_url.split('@')[-1]}): {server.summary()}")
+        for warning in server.warnings:
+            print(f"redis WARNING: {warning}")
+        for item in server.unchecked:
+            print(f"redis NOT CHECKED: {item}")
+    except (StartupError, redis.RedisError) as error:
+        print(f"redis FAILED: {error}")
+        problems += 1
+    chain = Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout)
+    try:
+        chain_id = chain.chain_id()
+        balance = chain.balance(account.address)
+        has_code = bool(chain.code(settings.product_address))
+        print(f"node ok (chain id {chain_id}); wallet balance {balance} wei")
+        if not has_code:
+            print(f"product FAILED: no contract at {settings.product_address}")
+            problems += 1
+        if balance < settings.min_balance:
+            print(f"balance WARNING: below PROCESSOR_MIN_BALANCE {settings.min_balance} wei")
+        probe = {"from": account.address, "to": account.address, "data": "0x", "gas": "0x5208"}
+        try:
+            Simulator(chain=chain).simulate_v1([probe], "pending")
+            print("node simulates each batch in one eth_simulateV1 call")
+        except errors.ProcessorError as error:
+            print(
+                f"node NOTE: eth_simulateV1 failed ({error}); each application would be "
+                "simulated with an eth_call of its own (about 0.9 JSON-RPC calls more per "
+                "application)"
+            )
+    except errors.ProcessorError as error:
+        print(f"node FAILED: {error}")
+        problems += 1
+    return EXIT_FAILURE if problems else EXIT_OK
+
+
+def command_dead_letters(settings: Settings, *, count: int, as_json: bool) -> int:
+    queue = stream_queue(settings)
+    letters = queue.dead_letters.list(count)
+    if as_json:
+        print(
+            json.dumps(
+                [
+                    {"id": i, **{k: v for k, v in f.items() if k != "application"}}
+                    for i, f in letters
+                ],
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    if not letters:
+        print(f"no dead letters in {settings.dead_letter_key}")
+    for dead_id, fields in letters:
+        print(f"{dead_id}  {fields.get('entityId') or '-':<26}  {fields.get('reason')}")
+    return EXIT_OK
+
+
+def command_requeue(settings: Settings, *, ids: Sequence[str], all_: bool) -> int:
+    queue = stream_queue(settings)
+    targets = [i for i, _ in queue.dead_letters.list(10_000)] if all_ else list(ids)
+    failed = 0
+    for done, dead_id in enumerate(targets, 1):
+        try:
+            entry_id = queue.dead_letters.restore(dead_id)
+            print(
+                f"[{done}/{len(targets)}] requeued dead letter {dead_id} as stream entry {entry_id}"
+            )
+        except (KeyError, ValueError) as error:
+            print(f"[{done}/{len(targets)}] {error.args[0]}")
+            failed += 1
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def stream_queue(settings: Settings, client: redis.Redis | None = None) -> StreamQueue:
+    return StreamQueue(
+        client or build_redis(settings),
+        stream=settings.stream_key,
+        group=settings.group,
+        consumer=settings.consumer,
+        dead_letter_key=settings.dead_letter_key,
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="python -m depeg_processor",
+        description="Relays gasless depeg applications from the web app's Redis stream to the "
+        "depeg product. Configured by environment variables (and .env).",
+    )
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser(
+        "run",
+        help="run the processor (the default)",
+        description="Run the processor until SIGTERM/SIGINT.",
+    )
+    commands.add_parser(
+        "check-config",
+        help="validate the configuration and connectivity",
+        description="Validate the environment, reach Redis and the node; "
+        "exit non-zero with the reason if something is wrong.",
+    )
+    status = commands.add_parser(
+        "status",
+        help="wallets, queue, in-flight transactions",
+        description="Show every wallet of the pool (address, balance, "
+        "nonces, transactions in flight, lease holder), "
+        "the queue's depth and the number of dead "
+        "letters.",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    dead = commands.add_parser(
+        "dead-letters",
+        help="list the dead-lettered applications",
+        description="List the applications set aside, with their reasons.",
+    )
+    dead.add_argument("--count", type=int, default=100, help="at most this many (default 100)")
+    dead.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    requeue = commands.add_parser(
+        "requeue",
+        help="put dead-lettered applications back",
+        description="Put dead-lettered applications back on the queue after their cause was fixed.",
+    )
+    requeue.add_argument("ids", nargs="*", help="dead-letter stream ids (see dead-letters)")
+    requeue.add_argument("--all", action="store_true", dest="all_", help="requeue all of them")
+    return top

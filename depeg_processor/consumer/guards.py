@@ -1,0 +1,163 @@
+"""The guards that hold the consumer loop: the wallet's lease, its balance, the hourly spending
+ceiling and a transaction stuck under the fee cap.
+
+Each reads the wallet's own facts (`wallet.facts`, written by its receipt watcher), never the
+monitor's store, which it only tells why the loop holds. A guard that holds says why once,
+pauses for BALANCE_TOO_LOW_TIMEOUT and says once when it lets go again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ..state import STANDBY
+from ..wallet.records import TxRecord
+from ..wallet.wallet import Wallet
+from .config import ConsumerConfig
+
+log = logging.getLogger(__name__)
+
+STANDBY_CHECK_INTERVAL = 0.5  # how soon a standby notices that the lease keeper gained the lease
+
+
+class Guards:
+    """The conditions under which one wallet's consumer may take entries."""
+
+    def __init__(
+        self, wallet: Wallet, *, config: ConsumerConfig, pause: Callable[[float], None]
+    ) -> None:
+        self._wallet = wallet
+        self._config = config
+        self._pause = pause
+        self._state = wallet.ctx.shared.state
+        self._monotonic = wallet.ctx.shared.clock.monotonic
+        self._holding_for: set[str] = set()  # guards holding now: "balance", "spend", "stuck"
+        self._sending: int | None = None  # the take-over this loop works in (None: standby)
+        self.claim_due = True  # claim what consumers gone meanwhile left, before reading
+        self._known_balance: int | None = None
+        self._balance_read_at = 0.0
+
+    def hold_lease(self) -> bool:
+        """Send only while the wallet's lease is held and its take-over done (`Wallet.ready`);
+        on a new take-over, claim abandoned entries before reading."""
+        wallet = self._wallet
+        if wallet.ready():
+            if wallet.adopted != self._sending:
+                self._sending, self.claim_due = wallet.adopted, True
+                self._state.set_holding(None)
+            return True
+        holder = wallet.lease.holder()
+        if self._sending is not None:
+            log.warning(
+                "lost the wallet's lease %s (now held by %s); standing by", wallet.lease.key, holder
+            )
+        self._sending = None
+        self._state.set_holding(
+            f"{STANDBY}: another processor ({holder}) holds the wallet's lease"
+            if holder and holder != wallet.lease.owner
+            else f"{STANDBY}: waiting for the wallet's lease"
+        )
+        self._pause(STANDBY_CHECK_INTERVAL)
+        return False
+
+    def lease_lost(self) -> None:
+        """A write was refused for the lease: take the wallet over again before sending."""
+        self._sending = None
+        self._wallet.lost()
+
+    def nothing_stuck(self) -> bool:
+        """A transaction of this wallet that cannot be mined under the fee cap holds reading:
+        new ones would queue behind it, while other wallets of the pool can send them."""
+        stuck = self._wallet.ctx.facts.get().stuck
+        return self._guard(
+            "stuck",
+            f"{stuck}; taking no new entries" if stuck else None,
+            resumed="no transaction is stuck any more; resuming",
+        )
+
+    def within_spending_limit(self) -> bool:
+        """With MAX_GAS_SPEND_PER_HOUR set, hold while the last hour's spend has reached the
+        ceiling: what confirmed transactions paid plus the most the ones in flight can cost
+        (counted by the receipt watcher each round, and raised by each transaction sent)."""
+        ceiling = self._config.max_spend_per_hour
+        if ceiling is None:
+            return True
+        spent = self._wallet.ctx.facts.get().spent_last_hour
+        over = spent is not None and spent >= ceiling
+        return self._guard(
+            "spend",
+            f"spending guard: {spent} wei spent in the last hour (confirmed and in flight) "
+            f"reached MAX_GAS_SPEND_PER_HOUR {ceiling} wei"
+            if over
+            else None,
+            resumed=f"spending guard: {spent} wei in the last hour, below the ceiling again; "
+            "resuming",
+        )
+
+    def balance_sufficient(self, *, working: bool) -> bool:
+        minimum = self._config.min_balance
+        balance = self._current_balance(working=working)
+        if self._guard(
+            "balance",
+            None
+            if balance >= minimum
+            else (
+                f"balance {balance} wei is below PROCESSOR_MIN_BALANCE {minimum} wei; nothing "
+                f"is sent, re-checking in {self._config.balance_too_low_timeout:.0f}s"
+            ),
+            resumed=f"balance {balance} wei is sufficient again; resuming",
+        ):
+            return True
+        self._known_balance = None  # read it afresh after the wait
+        return False
+
+    def _current_balance(self, *, working: bool) -> int:
+        """The wallet balance as far as it matters now. It is read from the node only with
+        entries in hand (at most every `balance_ttl` seconds) or while holding for a low
+        balance; an idle loop asks the node nothing and keeps the watcher's last figure. Each
+        transaction sent lowers it locally by what it may cost."""
+        wallet, now = self._wallet, self._monotonic()
+        holding = "balance" in self._holding_for  # a hold's pause is over: look again
+        if self._known_balance is None and not working and not holding:
+            self._known_balance = wallet.ctx.facts.get().balance  # the watcher's last figure
+        stale = now - self._balance_read_at >= self._config.balance_ttl
+        if self._known_balance is None or holding or (working and stale):
+            self._known_balance = wallet.ctx.shared.chain.balance(wallet.address)
+            self._balance_read_at = now
+            wallet.ctx.facts.observed(balance=self._known_balance)
+            self._state.set_balance(self._known_balance)
+            self._state.node_ok("processor")
+        return self._known_balance
+
+    def sent(self, records: list[TxRecord]) -> None:
+        """Transactions just recorded: their worst-case cost is spent until the node says."""
+        for record in records:
+            worst_case = record.gas * record.max_fee_per_gas
+            if self._known_balance is not None:
+                self._known_balance -= worst_case
+            if self._config.max_spend_per_hour is not None:
+                self._wallet.ctx.facts.add_spent(worst_case)
+
+    def forget_balance(self) -> None:
+        """Read the balance from the node next time."""
+        self._known_balance = None
+
+    def _guard(self, kind: str, blocked: str | None, *, resumed: str) -> bool:
+        """Hold for BALANCE_TOO_LOW_TIMEOUT while `blocked` says why; once it no longer does,
+        say so once and clear the hold. True when sending may go on."""
+        if blocked is None:
+            if kind in self._holding_for:
+                log.info("%s", resumed)
+                self._holding_for.discard(kind)
+                self._state.set_holding(None)
+            return True
+        self._holding_for.add(kind)
+        self.hold(blocked, self._config.balance_too_low_timeout)
+        return False
+
+    def hold(self, reason: str, timeout: float | None = None) -> None:
+        reason = f"wallet {self._wallet.address}: {reason}"
+        log.warning("holding: %s", reason)
+        self._state.set_holding(reason)
+        self._pause(self._config.error_timeout if timeout is None else timeout)

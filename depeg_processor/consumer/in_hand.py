@@ -1,0 +1,45 @@
+"""The stream entries the consumer holds for a retry, and their failed attempts in a row.
+
+Entries that fail for a transient reason stay in memory and are retried in order after a
+pause, without being read again: a stream entry's delivery count then grows only when a
+process restarts or takes over. Attempts are counted per entry and forgotten once the entry is
+out of hand, so the count never outgrows the batch.
+"""
+
+from __future__ import annotations
+
+from ..inbound.stream import Entry
+
+
+class InHand:
+    """Entries in hand (in stream order) and the failed attempts of each."""
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        self._attempts: dict[str, int] = {}
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in hand: between batches, no entry waiting for a retry."""
+        return not self.entries
+
+    def settled(self, entry: Entry) -> None:
+        """`entry` needs no retry, whatever happens to the rest of its batch."""
+        self.entries = [e for e in self.entries if e is not entry]
+        self._attempts.pop(entry.entry_id, None)
+
+    def keep(self, retry: list[Entry]) -> None:
+        """After a batch: these entries are retried; the others' attempts are forgotten."""
+        self.entries = retry
+        ids = {entry.entry_id for entry in retry}
+        self._attempts = {i: n for i, n in self._attempts.items() if i in ids}
+
+    def attempt(self, entry: Entry) -> int:
+        """Count one more failed attempt at `entry`; how many in a row so far."""
+        attempts = self._attempts.get(entry.entry_id, 0) + 1
+        self._attempts[entry.entry_id] = attempts
+        return attempts
+
+    def attempts(self) -> dict[str, int]:
+        """Entry id -> failed attempts in a row, of the entries that have any."""
+        return dict(self._attempts)

@@ -1,0 +1,64 @@
+"""Every Redis key name of the service, built here and nowhere else.
+
+Deployed data lives under these names, so each one is part of the service's storage format:
+a change here moves (or strands) data. The web app writes `PendingApplication:<entityId>` and
+the stream; everything else is this service's own. Per-application state that holds whichever
+wallet sends the application (done marker, owner mark, reissue count) lives under the stream's
+name; what one wallet owns (records, in-flight set, spend ledger) lives under its prefix.
+
+Pure functions of their arguments: no I/O, nothing checked (entity ids are validated before a
+key is built for them, or escaped where they are not).
+"""
+
+from __future__ import annotations
+
+APPLICATION_PREFIX = "PendingApplication:"  # the web app's, shared wire format
+
+
+def application_key(entity_id: str) -> str:
+    """The web app's pending application hash."""
+    return APPLICATION_PREFIX + entity_id
+
+
+def owner_key(stream: str, entity_id: str) -> str:
+    """Which wallet recorded a transaction for this application first (its address)."""
+    return f"{stream}:owner:{entity_id}"
+
+
+def done_key(stream: str, entity_id: str) -> str:
+    """Set when an application's transaction is confirmed, whichever wallet sent it."""
+    return f"{stream}:done:{entity_id}"
+
+
+def reissued_key(stream: str, entity_id: str) -> str:
+    """How often this application was sent back to the stream after an on-chain revert."""
+    return f"{stream}:reissued:{entity_id}"
+
+
+def lease_key(stream: str, address: str) -> str:
+    """The lease of one wallet: who sends from it."""
+    return f"{stream}:lease:{address}"
+
+
+def wallet_prefix(stream: str, index: int, address: str) -> str:
+    """Where one wallet keeps its records, in-flight set and spend ledger. The first wallet
+    keeps the stream's own name, as a single-wallet processor always did, so such a deployment
+    upgrades without moving data."""
+    if index == 0:
+        return stream
+    return f"{stream}:wallet:{address}"
+
+
+def record_key(prefix: str, entity_id: str) -> str:
+    """A wallet's write-ahead record of the transaction it signed for this application."""
+    return f"{prefix}:tx:{entity_id}"
+
+
+def inflight_key(prefix: str) -> str:
+    """A wallet's in-flight set: entity ids scored by nonce."""
+    return f"{prefix}:inflight"
+
+
+def spent_key(prefix: str) -> str:
+    """A wallet's spend ledger: "<tx hash>:<wei>" scored by confirmation time."""
+    return f"{prefix}:spent"

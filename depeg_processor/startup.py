@@ -1,0 +1,256 @@
+"""Building the parts: the clients, the checks before the first send, and every wallet of the
+pool with its consumer, each built whole.
+
+The entry point calls `build_runtime` once per process; the service calls `check_node` and
+`check_redis` until they pass, then `build_consumers`. Nothing here runs at import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+
+import redis
+from eth_account.signers.local import LocalAccount
+from prometheus_client import CollectorRegistry
+
+from . import redis_server
+from .chain.product import ProductCalls
+from .chain.rpc import Chain
+from .chain.signing import TransactionSigner
+from .chain.simulation import Simulator
+from .clock import SYSTEM, Clock
+from .config import Settings
+from .consumer.config import ConsumerConfig
+from .consumer.loop import Consumer
+from .errors import StartupError
+from .faults import NO_FAULTS, Faults
+from .fees import FeePolicy
+from .inbound.stream import StreamQueue
+from .inbound.untrusted import REDIS_DECODING
+from .metrics import Metrics
+from .state import SharedState
+from .systemd import Notifier
+from .wallet.context import Shared, WalletConfig, WalletContext
+from .wallet.facts import WalletFacts
+from .wallet.lease import Lease, LeaseKeeper, owner_id
+from .wallet.nonce import NonceManager
+from .wallet.pool import Member, pool
+from .wallet.records import SpendLedger, TxRecords
+from .wallet.wallet import Wallet
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """What a process creates once and hands to everything else."""
+
+    settings: Settings
+    redis: redis.Redis
+    chain: Chain
+    accounts: list[LocalAccount]
+    stop: threading.Event
+    state: SharedState
+    metrics: Metrics
+    notifier: Notifier
+    faults: Faults = NO_FAULTS
+    clock: Clock = SYSTEM
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeFacts:
+    """What the node says at start: the chain, and the product's message helper (the
+    verifying contract of the signatures)."""
+
+    chain_id: int
+    message_helper: str
+
+
+def build_redis(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.redis_url,
+        **REDIS_DECODING,
+        socket_timeout=max(10.0, settings.rpc_timeout),
+        socket_connect_timeout=5.0,
+        health_check_interval=30,
+    )
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    accounts: list[LocalAccount],
+    redis_client: redis.Redis | None = None,
+    chain: Chain | None = None,
+    stop: threading.Event | None = None,
+    metrics: Metrics | None = None,
+    notifier: Notifier | None = None,
+    faults: Faults = NO_FAULTS,
+    clock: Clock = SYSTEM,
+) -> Runtime:
+    """The clients for `settings` (or those handed in): the node's tells the shared state when
+    it is rate limited and waits on the stop event."""
+    stop = stop or threading.Event()
+    metrics = metrics or Metrics(CollectorRegistry())
+    state = SharedState(monotonic=clock.monotonic)
+    chain = chain or Chain.from_url(
+        settings.chain_rpc_url,
+        timeout=settings.rpc_timeout,
+        max_batch=settings.chain_max_batch,
+        on_error=metrics.rpc_error,
+        on_rate_limit=state.set_rate_limited,
+        wait=stop.wait,
+    )
+    return Runtime(
+        settings=settings,
+        redis=redis_client if redis_client is not None else build_redis(settings),
+        chain=chain,
+        accounts=accounts,
+        stop=stop,
+        state=state,
+        metrics=metrics,
+        notifier=notifier or Notifier(None),
+        faults=faults,
+        clock=clock,
+    )
+
+
+def check_node(settings: Settings, chain: Chain) -> NodeFacts:
+    """The chain id and the product's message helper; StartupError if the product address is
+    not the product."""
+    chain_id = chain.chain_id()
+    if not chain.code(settings.product_address):
+        raise StartupError(
+            f"DEPEG_PRODUCT_ADDRESS {settings.product_address} has no contract "
+            f"code on chain {chain_id}"
+        )
+    calls = ProductCalls()
+    result = chain.call({"to": settings.product_address, "data": calls.message_helper_call()})
+    if not result or len(result) < 66:
+        raise StartupError(
+            f"DEPEG_PRODUCT_ADDRESS {settings.product_address}: "
+            "getMessageHelperAddress() returned nothing; is this the product?"
+        )
+    return NodeFacts(chain_id=chain_id, message_helper=calls.message_helper_result(result))
+
+
+def check_redis(runtime: Runtime) -> StreamQueue:
+    """Refuse a Redis too old for the stream commands and warn about settings that can lose
+    data (see README, "Redis requirements"); create the consumer group. Returns the stream as
+    the first wallet's consumer sees it."""
+    server = redis_server.inspect(runtime.redis)
+    log.info("%s", server.summary())
+    for warning in server.warnings:
+        log.warning("redis: %s", warning)
+    for item in server.unchecked:
+        log.warning("redis: could not check %s", item)
+    queue = stream_queue(runtime, pool_of(runtime)[0])
+    queue.ensure_group()
+    return queue
+
+
+def pool_of(runtime: Runtime) -> list[Member]:
+    settings = runtime.settings
+    return pool(runtime.accounts, stream=settings.stream_key, consumer=settings.consumer)
+
+
+def stream_queue(runtime: Runtime, member: Member) -> StreamQueue:
+    settings = runtime.settings
+    return StreamQueue(
+        runtime.redis,
+        stream=settings.stream_key,
+        group=settings.group,
+        consumer=member.consumer,
+        dead_letter_key=settings.dead_letter_key,
+        clock=runtime.clock.now,
+        on_dead_letter=runtime.metrics.dead_letter,
+        claim_idle=settings.lease_ttl,
+    )
+
+
+def build_consumers(
+    runtime: Runtime, node: NodeFacts, *, wanted: Callable[[], bool]
+) -> list[Consumer]:
+    """Every wallet of the pool, whole, each with its consumer loop. `wanted`: whether the
+    process can send (its loop beats), for the lease keepers."""
+    settings, chain = runtime.settings, runtime.chain
+    shared = Shared(
+        chain=chain,
+        simulator=Simulator(chain=chain),  # one per node: it offers eth_simulateV1 or not
+        product=ProductCalls(),
+        redis=runtime.redis,
+        fees=FeePolicy(
+            base_fee=chain.latest_block,
+            suggested_tip=chain.max_priority_fee,
+            cap=settings.max_fee_per_gas,
+            tip=settings.max_priority_fee_per_gas,
+            keep=settings.min_balance,
+            monotonic=runtime.clock.monotonic,
+        ),
+        state=runtime.state,
+        metrics=runtime.metrics,
+        clock=runtime.clock,
+        faults=runtime.faults,
+    )
+    wallet_config = WalletConfig.from_settings(settings, chain_id=node.chain_id)
+    consumer_config = ConsumerConfig.from_settings(
+        settings, chain_id=node.chain_id, message_helper=node.message_helper
+    )
+    consumers = []
+    for member, account in zip(pool_of(runtime), runtime.accounts):
+        ctx = wallet_context(runtime, shared, wallet_config, member=member, account=account)
+        keeper = LeaseKeeper(ctx.lease, stop=runtime.stop, wanted=wanted)
+        consumers.append(
+            Consumer(
+                Wallet(ctx, keeper=keeper),
+                config=consumer_config,
+                stop=runtime.stop,
+                on_beat=runtime.notifier.watchdog,
+            )
+        )
+    return consumers
+
+
+def wallet_context(
+    runtime: Runtime,
+    shared: Shared,
+    config: WalletConfig,
+    *,
+    member: Member,
+    account: LocalAccount,
+) -> WalletContext:
+    """One wallet's stores: nothing is asked of Redis or the node here."""
+    settings, client = runtime.settings, runtime.redis
+    queue = stream_queue(runtime, member)
+    records = TxRecords(
+        client, prefix=member.prefix, stream=settings.stream_key, owner=member.address
+    )
+    return WalletContext(
+        config=config,
+        shared=shared,
+        address=member.address,
+        signer=TransactionSigner(account.key),
+        lease=Lease(
+            client,
+            key=member.lease_key,
+            owner=owner_id(member.consumer),
+            ttl=settings.lease_ttl,
+            monotonic=runtime.clock.monotonic,
+        ),
+        records=records,
+        nonces=NonceManager(
+            chain_pending=lambda: runtime.chain.nonce(member.address, "pending"),
+            highest_recorded=records.highest_nonce,
+        ),
+        facts=WalletFacts(),
+        queue=queue,
+        dead_letters=queue.dead_letters,
+        spend=(
+            SpendLedger(client, prefix=member.prefix)
+            if settings.max_gas_spend_per_hour is not None
+            else None
+        ),
+    )

@@ -1,0 +1,154 @@
+"""`status`: what an operator asks first, for every wallet of the pool."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+from . import errors
+from .chain.rpc import Chain
+from .cli import EXIT_FAILURE, EXIT_OK, stream_queue
+from .config import Settings
+from .startup import build_redis
+from .wallet import pool as wallets
+from .wallet.records import TxRecords
+
+
+def gather_status(settings: Settings) -> dict:
+    """What an operator asks first: every wallet of the pool (balance, nonces, what it has in
+    flight, who holds its lease), the queue, what was set aside. Each part that cannot be
+    reached says why instead of failing the whole report."""
+    pool = wallets.pool(
+        wallets.derive_accounts(settings.mnemonic, settings.wallets),
+        stream=settings.stream_key,
+        consumer=settings.consumer,
+    )
+    report: dict = {"stream": settings.stream_key, "group": settings.group}
+    rows = [{"index": w.index, "address": w.address, "consumer": w.consumer} for w in pool]
+    _from_node(settings, pool, rows, report)
+    _from_redis(settings, pool, rows, report)
+    report["wallets"] = rows
+    return report
+
+
+def _from_node(settings: Settings, pool: list, rows: list[dict], report: dict) -> None:
+    """Each wallet's balance and nonces, in one batch."""
+    chain = Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout)
+    try:
+        report["chain_id"] = chain.chain_id()
+        results = chain.batch(
+            [
+                call
+                for w in pool
+                for call in (
+                    ("eth_getBalance", [w.address, "latest"]),
+                    ("eth_getTransactionCount", [w.address, "latest"]),
+                    ("eth_getTransactionCount", [w.address, "pending"]),
+                )
+            ]
+        )
+    except errors.ProcessorError as error:
+        report["node_error"] = str(error)
+        return
+    for n, row in enumerate(rows):
+        answers = results[3 * n : 3 * n + 3]
+        failed = next((a for a in answers if isinstance(a, Exception)), None)
+        if failed is not None:
+            row["node_error"] = f"{type(failed).__name__}: {failed}"
+            continue
+        balance, latest, pending = (int(a, 16) for a in answers)
+        row.update(balance_wei=balance, nonce_latest=latest, nonce_pending=pending)
+
+
+def _from_redis(settings: Settings, pool: list, rows: list[dict], report: dict) -> None:
+    """Each wallet's transactions in flight and lease holder, and the queue's figures."""
+    client = build_redis(settings)
+    try:
+        queue = stream_queue(settings, client)
+        backlog = queue.backlog()
+        by_consumer = queue.pending_by_consumer()
+        now = time.time()
+        for wallet, row in zip(pool, rows):
+            records = TxRecords(client, prefix=wallet.prefix)
+            nonces = records.inflight_nonces()
+            in_flight = records.get_many(list(nonces))
+            row.update(
+                in_flight_count=len(nonces),
+                lease_holder=client.get(wallet.lease_key),
+                unacknowledged=by_consumer.get(wallet.consumer, 0),
+                in_flight=[
+                    {
+                        "entityId": r.entity_id,
+                        "nonce": r.nonce,
+                        "txHash": r.tx_hash,
+                        "maxFeePerGas": r.max_fee_per_gas,
+                        "ageSeconds": round(now - r.signed_at),
+                    }
+                    for r in sorted(in_flight.values(), key=lambda r: r.nonce)
+                ],
+            )
+        report.update(
+            stream_length=client.xlen(settings.stream_key),
+            unacknowledged=backlog.group_pending,
+            not_yet_delivered=backlog.lag,
+            dead_letters=client.xlen(settings.dead_letter_key),
+        )
+    except redis.RedisError as error:
+        report["redis_error"] = f"{type(error).__name__}: {error}"
+
+
+WALLET_COLUMNS = (
+    ("#", "index"),
+    ("address", "address"),
+    ("balance wei", "balance_wei"),
+    ("nonce latest", "nonce_latest"),
+    ("nonce pending", "nonce_pending"),
+    ("in flight", "in_flight_count"),
+    ("unacknowledged", "unacknowledged"),
+    ("lease holder", "lease_holder"),
+)
+
+
+def print_status(report: dict) -> None:
+    """The report as a table: the queue's figures, one row per wallet, then what each wallet
+    has in flight and why a part could not be reached."""
+    pairs = [(key.replace("_", " "), value) for key, value in report.items() if key != "wallets"]
+    width = max(len(key) for key, _value in pairs)
+    for key, value in pairs:
+        print(f"{key:<{width}}  {value if value is not None else '-'}")
+    rows = report["wallets"]
+    cells = [[title for title, _key in WALLET_COLUMNS]] + [
+        [str(row[key]) if row.get(key) is not None else "-" for _title, key in WALLET_COLUMNS]
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(WALLET_COLUMNS))]
+    print()
+    for line in cells:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    for row in rows:
+        if row.get("node_error"):
+            print(f"wallet {row['index']}: node FAILED: {row['node_error']}")
+        flights = row.get("in_flight", [])
+        if flights:
+            print(f"wallet {row['index']} {row['address']}: {len(flights)} in flight")
+        for item in flights:
+            print(
+                f"  nonce {item['nonce']:<6} {item['entityId']:<26} {item['txHash']}  "
+                f"{item['ageSeconds']}s"
+            )
+
+
+def command_status(settings: Settings, *, as_json: bool) -> int:
+    report = gather_status(settings)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_status(report)
+    failed = (
+        "node_error" in report
+        or "redis_error" in report
+        or any("node_error" in row for row in report["wallets"])
+    )
+    return EXIT_FAILURE if failed else EXIT_OK

@@ -1,0 +1,94 @@
+"""What the parts of one wallet are built from: its numbers, what the process shares between
+its wallets, and the wallet's own stores. Each part takes this one object instead of a long
+list of parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import redis
+
+from ..chain.product import ProductCalls
+from ..chain.rpc import Chain
+from ..chain.signing import TransactionSigner
+from ..chain.simulation import Simulator
+from ..clock import SYSTEM, Clock
+from ..config import Settings
+from ..faults import NO_FAULTS, Faults
+from ..fees import FeePolicy
+from ..inbound.dead_letters import DeadLetters
+from ..inbound.stream import StreamQueue
+from ..metrics import Metrics
+from ..state import SharedState
+from .facts import WalletFacts
+from .lease import Lease
+from .nonce import NonceManager
+from .records import SpendLedger, TxRecords
+
+
+@dataclasses.dataclass(frozen=True)
+class WalletConfig:
+    """The numbers every wallet works by: the chain and product it signs for (as the node
+    names them at start) and the watcher's settings."""
+
+    chain_id: int
+    product: str
+    min_confirmations: int
+    poll_interval: float  # the shortest time between two looks at the head
+    stuck_blocks: int
+    stuck_seconds: float
+    idle_interval: float | None = None  # the head's pace with nothing in flight
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, chain_id: int) -> WalletConfig:
+        return cls(
+            chain_id=chain_id,
+            product=settings.product_address,
+            min_confirmations=settings.min_confirmations,
+            poll_interval=settings.receipt_poll_interval,
+            stuck_blocks=settings.stuck_blocks,
+            stuck_seconds=settings.stuck_timeout,
+            idle_interval=settings.idle_poll_interval,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Shared:
+    """What the wallets of one process share: the clients, the product's ABI, the fee policy,
+    the monitor's store (written, never read for decisions), the metrics, the clock and the
+    fault points."""
+
+    chain: Chain
+    simulator: Simulator
+    product: ProductCalls
+    redis: redis.Redis
+    fees: FeePolicy
+    state: SharedState
+    metrics: Metrics
+    clock: Clock = SYSTEM
+    faults: Faults = NO_FAULTS
+
+
+@dataclasses.dataclass(frozen=True)
+class WalletContext:
+    """One wallet's parts that hold no logic of the transaction's life: its address and
+    signer, lease, nonces, records, facts, and its view of the stream."""
+
+    config: WalletConfig
+    shared: Shared
+    address: str
+    signer: TransactionSigner
+    lease: Lease
+    records: TxRecords
+    nonces: NonceManager
+    facts: WalletFacts
+    queue: StreamQueue
+    dead_letters: DeadLetters
+    spend: SpendLedger | None = None  # with MAX_GAS_SPEND_PER_HOUR: what confirmed ones paid
+
+    def call(self, data: str, gas: int | None = None) -> dict:
+        """The product call from this wallet with `data` (and a gas limit)."""
+        call = {"from": self.address, "to": self.config.product, "data": data}
+        if gas is not None:
+            call["gas"] = hex(gas)
+        return call

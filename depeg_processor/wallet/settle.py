@@ -1,0 +1,102 @@
+"""Settling what is mined: a confirmed transaction's application is purged, a reverted one is
+set aside with its reason or sent back to the queue.
+
+A purge removes the application, its record and its owner mark together, and leaves a done
+marker so a late redelivery of its entry is recognised. A reverted transaction's receipt has
+no reason, so the same call is simulated again to learn it: a paused product (DP-010), or a
+call that would succeed now, sends the application back to the queue (at most MAX_REISSUES
+times for the latter); anything else sets it aside in the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .. import errors
+from .context import WalletContext
+from .inflight import Mined
+from .records import TxRecord
+
+log = logging.getLogger(__name__)
+
+MAX_REISSUES = 3  # an application whose transactions revert on chain but simulate fine
+
+
+class Settler:
+    """Settles one wallet's mined transactions."""
+
+    def __init__(self, ctx: WalletContext) -> None:
+        self._ctx = ctx
+
+    def confirm(self, confirmed: list[tuple[TxRecord, Mined]], head: int) -> None:
+        if not confirmed:
+            return
+        ctx = self._ctx
+        ctx.records.complete_many([(r.entity_id, m.tx_hash) for r, m in confirmed])
+        now, metrics = ctx.shared.clock.now(), ctx.shared.metrics
+        for record, mined in confirmed:
+            log.info(
+                "application %s tx %s confirmed (%s confirmations, block %s); purged",
+                record.entity_id,
+                mined.tx_hash,
+                head - mined.block + 1,
+                mined.block,
+            )
+            metrics.confirmed.inc()
+            metrics.gas_spent.inc(mined.cost)
+            if record.enqueued_at is not None:
+                metrics.confirm_latency.observe(max(0.0, now - record.enqueued_at))
+
+    def count_spend(self, mined: list[tuple[TxRecord, Mined]], records: list[TxRecord]) -> None:
+        """For the spending guard: log what was paid, and tell the wallet's facts the last
+        hour's spend plus the most the transactions still in flight can cost."""
+        ctx = self._ctx
+        if ctx.spend is None:
+            return
+        now = ctx.shared.clock.now()
+        ctx.spend.add_many([(m.tx_hash, m.cost) for _r, m in mined], now)
+        settled = {r.entity_id for r, _m in mined}
+        in_flight = sum(r.gas * r.max_fee_per_gas for r in records if r.entity_id not in settled)
+        ctx.facts.set_spent(ctx.spend.last_hour(now) + in_flight)
+
+    def reverted(self, record: TxRecord, mined: Mined) -> None:
+        """Simulate the reverted call again for its reason; send back or set aside."""
+        ctx = self._ctx
+        try:
+            ctx.shared.chain.call(ctx.call(record.data))
+            if ctx.queue.count_reissue(record.entity_id) <= MAX_REISSUES:
+                log.warning(
+                    "application %s tx %s reverted in block %s but would succeed now "
+                    "(state changed since); enqueued again",
+                    record.entity_id,
+                    mined.tx_hash,
+                    mined.block,
+                )
+                ctx.records.send_back(record.entity_id, fence=ctx.lease.fence)
+                return
+            now = f"it would succeed now, but it reverted on chain {MAX_REISSUES + 1} times"
+        except errors.ProductInactive as error:
+            log.warning(
+                "application %s tx %s reverted in block %s because the product is not "
+                "active (%s); enqueued again",
+                record.entity_id,
+                mined.tx_hash,
+                mined.block,
+                error,
+            )
+            ctx.records.send_back(record.entity_id, fence=ctx.lease.fence)
+            return
+        except errors.PermanentError as error:
+            now = error.reason
+        ctx.dead_letters.set_aside(
+            entity_id=record.entity_id,
+            kind="reverted_on_chain",
+            application=ctx.queue.load_application(record.entity_id),
+            reason=(
+                f"transaction {mined.tx_hash} reverted on chain in block {mined.block} "
+                f"(gas used {mined.gas_used}); simulated again: {now}"
+            ),
+            entry_id=record.stream_entry_id or None,
+            entry_fields={"entityId": record.entity_id},
+        )
+        ctx.records.forget(record.entity_id)

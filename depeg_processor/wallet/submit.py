@@ -1,0 +1,252 @@
+"""Submitting: a batch of validated applications becomes recorded, signed transactions.
+
+simulate → sign → write-ahead → publish. The simulation runs first, so an application the
+contract would refuse costs no gas. The signed transactions are recorded, together with each
+application's `transactionHash` and its entry's acknowledgement, in one Redis transaction
+fenced by the lease, before anything is broadcast (write-ahead): from then on the receipt
+watcher owns their delivery, so a send whose outcome is unknown is not an error here. The
+batch is published from a worker thread while the consumer prepares the next one, whose
+signing waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from .. import errors
+from ..errors import FenceLost, LeaseLost
+from ..fees import Backlog, Fees
+from ..inbound.application import Application
+from .context import WalletContext
+from .publish import Answer, Publisher
+from .records import TxRecord
+
+log = logging.getLogger(__name__)
+
+GAS_HEADROOM = 1.2  # state can change between simulation and inclusion
+
+Outcome = TxRecord | errors.ProcessorError
+
+
+class Submitter:
+    """One wallet's way from applications to transactions in flight."""
+
+    def __init__(self, ctx: WalletContext, publisher: Publisher) -> None:
+        self._ctx = ctx
+        self._publisher = publisher
+        self._gas_limit: int | None = None  # learned from eth_estimateGas, see simulate()
+        self._broadcaster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broadcast")
+        self._broadcasting: Future | None = None
+
+    def submit(
+        self, apps: Sequence[Application], *, entry_ids: Sequence[str], generation: int
+    ) -> list[Outcome]:
+        """Simulate, sign, record and publish a batch; one outcome per application: the record
+        of its transaction, or the error that stopped it before anything was written. The
+        records are written only while the lease is still in `generation` (the one whose
+        take-over is done): else LeaseLost, nothing written."""
+        outcomes: list = list(self.simulate(apps))
+        self._ctx.shared.faults.hit("after-simulate")
+        ready = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, tuple)]
+        if not ready:
+            return outcomes
+        self.finish()  # the previous batch is out (and its nonce answers known)
+        self._check_lease(generation)
+        records = self._sign([(apps[i], entry_ids[i], *outcomes[i]) for i in ready])
+        self._ctx.shared.faults.hit("after-sign")
+        self._write_ahead(records, generation)
+        self._ctx.shared.faults.hit("after-record")
+        for i, record in zip(ready, records):
+            outcomes[i] = record
+        self._broadcasting = self._broadcaster.submit(self._publish, records)
+        return outcomes
+
+    def simulate(
+        self, apps: Sequence[Application]
+    ) -> list[tuple[str, int] | errors.ProcessorError]:
+        """Calldata and gas limit per application, simulated against the pending state (so a
+        signature used by a transaction still in the pool is seen as used); a revert gives
+        PermanentError or ProductInactive in that application's place.
+
+        Once a gas limit is known, the applications are simulated at that limit (one EVM run
+        each; success there means the transaction succeeds with it), one after another in one
+        `eth_simulateV1` request where the node offers it, else each with an `eth_call`.
+        `eth_estimateGas` (a search over many runs) sets the limit on the first batch and takes
+        over for any application that does not fit it."""
+        ctx = self._ctx
+        calldata = [ctx.shared.product.apply(app.contract_args()) for app in apps]
+        outcomes: list = [None] * len(apps)
+        estimate = list(range(len(apps)))
+        if self._gas_limit is not None:
+            calls = [ctx.call(data, self._gas_limit) for data in calldata]
+            estimate = []
+            for i, result in enumerate(ctx.shared.simulator.simulate(calls, "pending")):
+                if not isinstance(result, errors.ProcessorError):
+                    outcomes[i] = (calldata[i], self._gas_limit)
+                elif _reasoned(result):
+                    outcomes[i] = result  # the same at any gas limit
+                else:
+                    estimate.append(i)  # out of gas at the limit, or unclear: estimate it
+        if estimate:
+            results = ctx.shared.chain.batch(
+                [("eth_estimateGas", [ctx.call(calldata[i]), "pending"]) for i in estimate]
+            )
+            for i, result in zip(estimate, results):
+                if isinstance(result, errors.ProcessorError):
+                    outcomes[i] = result
+                else:
+                    gas = int(int(result, 16) * GAS_HEADROOM)
+                    self._gas_limit = max(self._gas_limit or 0, gas)
+                    outcomes[i] = (calldata[i], gas)
+        return outcomes
+
+    def _sign(self, items: list[tuple[Application, str, str, int]]) -> list[TxRecord]:
+        """(application, entry id, calldata, gas) each signed with the next nonce, priced for
+        its place in the wallet's line."""
+        ctx = self._ctx
+        nonces = [ctx.nonces.take() for _item in items]
+        fees = ctx.shared.fees
+        priced = fees.for_wait(
+            fees.current(),
+            gas=max(gas for *_rest, gas in items),
+            backlog=self._backlog(nonces[0]),
+            count=len(items),
+        )
+        now = ctx.shared.clock.now()
+        records = []
+        for (app, entry_id, data, gas), nonce, price in zip(items, nonces, priced):
+            tx_hash, raw = self.sign(nonce=nonce, data=data, gas=gas, fees=price)
+            records.append(
+                TxRecord(
+                    entity_id=app.entity_id,
+                    tx_hash=tx_hash,
+                    nonce=nonce,
+                    raw=raw,
+                    gas=gas,
+                    max_fee_per_gas=price.max_fee_per_gas,
+                    max_priority_fee_per_gas=price.max_priority_fee_per_gas,
+                    stream_entry_id=entry_id,
+                    signed_at=now,
+                    enqueued_at=app.timestamp,
+                    data=data,
+                )
+            )
+        return records
+
+    def sign(self, *, nonce: int, data: str, gas: int, fees: Fees) -> tuple[str, str]:
+        """The product call signed by this wallet: (hash, raw transaction)."""
+        ctx = self._ctx
+        return ctx.signer.sign(
+            chain_id=ctx.config.chain_id,
+            nonce=nonce,
+            to=ctx.config.product,
+            data=data,
+            gas=gas,
+            max_fee_per_gas=fees.max_fee_per_gas,
+            max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
+        )
+
+    def _backlog(self, first_nonce: int) -> Backlog:
+        """The wallet's transactions in flight before `first_nonce`, and what the balance
+        above PROCESSOR_MIN_BALANCE leaves for reservations (unknown before the watcher's
+        first look: then no headroom beyond today's is given)."""
+        facts = self._ctx.facts.get()
+        if facts.mined_nonce is None or facts.balance is None:
+            return Backlog(ahead=0, spendable=0)
+        return Backlog(
+            ahead=max(0, first_nonce - facts.mined_nonce),
+            spendable=facts.balance - self._ctx.shared.fees.keep,
+        )
+
+    def _check_lease(self, generation: int) -> None:
+        lease = self._ctx.lease
+        if not lease.held():
+            raise LeaseLost("the wallet's lease is not held; not sending")
+        if lease.generation != generation:  # lost and gained again meanwhile
+            raise LeaseLost("the wallet's lease changed hands during the batch; not sending")
+
+    def _write_ahead(self, records: list[TxRecord], generation: int) -> None:
+        """The records, each application's transactionHash and the entries' acknowledgements
+        in one transaction fenced by the lease. A batch not written frees its nonces."""
+        ctx = self._ctx
+        try:
+            self._check_lease(generation)
+            ctx.records.put_many(
+                records,
+                fence=ctx.lease.fence,
+                also=lambda pipe: ctx.queue.stage_submitted(
+                    pipe, [(r.entity_id, r.stream_entry_id, r.tx_hash) for r in records]
+                ),
+            )
+        except FenceLost as error:
+            ctx.nonces.sync_later()
+            raise LeaseLost(str(error)) from None
+        except Exception:
+            ctx.nonces.sync_later()
+            raise
+
+    def finish(self) -> None:
+        """Wait until the batch being published is out."""
+        if self._broadcasting is not None:
+            self._broadcasting.result()
+            self._broadcasting = None
+
+    def close(self) -> None:
+        """The last batch out, then the worker thread ends."""
+        self.finish()
+        self._broadcaster.shutdown(wait=True)
+
+    def _publish(self, records: list[TxRecord]) -> None:
+        """The first send of a recorded batch. Nothing is lost by a refusal: the watcher
+        resends or re-prices what the node did not take."""
+        try:
+            answers = self._publisher.publish(records, first=True)
+        except LeaseLost:
+            log.warning(
+                "lease lost before broadcasting %s recorded transaction(s); the next "
+                "holder sends them",
+                len(records),
+            )
+            return
+        except Exception:  # recorded already: the receipt watcher resends what did not go out
+            log.exception(
+                "broadcasting %s recorded transaction(s) failed; the watcher resends them",
+                len(records),
+            )
+            return
+        finally:
+            self._ctx.shared.faults.hit("after-broadcast")
+        for record, (answer, result) in zip(records, answers):
+            if answer.in_pool:
+                log.info(
+                    "application %s sent as tx %s (nonce %s, max fee %s, tip %s, gas %s)",
+                    record.entity_id,
+                    record.tx_hash,
+                    record.nonce,
+                    record.max_fee_per_gas,
+                    record.max_priority_fee_per_gas,
+                    record.gas,
+                )
+            elif answer is Answer.UNANSWERED:
+                log.warning(
+                    "application %s tx %s not broadcast (%s); the watcher resends it",
+                    record.entity_id,
+                    record.tx_hash,
+                    result,
+                )
+            elif answer is not Answer.SENT_BACK:
+                log.warning(
+                    "application %s tx %s: the node refused it for now (%s); the watcher retries",
+                    record.entity_id,
+                    record.tx_hash,
+                    result,
+                )
+
+
+def _reasoned(result: errors.ProcessorError) -> bool:
+    """A revert with the product's reason, or the node down: the same at any gas limit."""
+    return isinstance(result, (errors.ProductInactive, errors.NodeUnavailable)) or (
+        isinstance(result, errors.PermanentError) and "ERROR:" in result.reason
+    )

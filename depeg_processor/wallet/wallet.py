@@ -1,0 +1,121 @@
+"""One wallet of the pool, whole: its stores (`WalletContext`) and every step of its
+transactions' life, built together in one phase.
+
+A transaction's life, and the one module for each step:
+- submit (simulate → sign → write-ahead): `submit.py`;
+- publish (first send, resend, replacement; every node answer): `publish.py`;
+- resend what the node forgot, replace what is stuck: `unmined.py`, `replace.py`;
+- confirm and purge, or settle a revert: `receipts.py`, `settle.py`;
+- a block reorganised away: `receipts.py` (`verify_canonical`);
+- take-over of a wallet another holder left: `Wallet.ready` here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from ..inbound.application import Application
+from ..inbound.stream import StreamQueue
+from .context import WalletContext
+from .inflight import InFlight
+from .lease import Lease, LeaseKeeper
+from .publish import Publisher
+from .records import TxRecords
+from .replace import Replacer
+from .submit import Outcome, Submitter
+from .unmined import Unmined
+from .watch import Watcher
+
+log = logging.getLogger(__name__)
+
+
+class Wallet:
+    """Everything this process does with one wallet of the pool."""
+
+    def __init__(self, ctx: WalletContext, *, keeper: LeaseKeeper) -> None:
+        self.ctx = ctx
+        self.keeper = keeper
+        self.in_flight = InFlight(ctx.records, now=ctx.shared.clock.now)
+        publisher = Publisher(ctx)
+        self._submitter = Submitter(ctx, publisher)
+        replacer = Replacer(ctx, publisher=publisher, submitter=self._submitter)
+        unmined = Unmined(ctx, in_flight=self.in_flight, publisher=publisher, replacer=replacer)
+        self.watcher = Watcher(ctx, in_flight=self.in_flight, unmined=unmined)
+        self._adopting = threading.Lock()
+        self._adopted: int | None = None  # the lease generation whose take-over is done
+
+    @property
+    def address(self) -> str:
+        return self.ctx.address
+
+    @property
+    def lease(self) -> Lease:
+        return self.ctx.lease
+
+    @property
+    def records(self) -> TxRecords:
+        return self.ctx.records
+
+    @property
+    def queue(self) -> StreamQueue:
+        return self.ctx.queue
+
+    @property
+    def adopted(self) -> int | None:
+        """The lease generation whose take-over is done (None before the first)."""
+        return self._adopted
+
+    def ready(self) -> bool:
+        """Whether this process sends from the wallet now: its lease is held, and what another
+        holder may have left is adopted, once per lease gained (either thread may be first)."""
+        lease = self.ctx.lease
+        if not lease.held():
+            return False
+        with self._adopting:
+            generation = lease.generation
+            if generation != self._adopted:
+                self._adopt()
+                self._adopted = generation
+        return True
+
+    def _adopt(self) -> None:
+        """Taking over (or back): another sender may have used nonces, replaced transactions
+        and left entries unacknowledged. Unmarked applications in flight become this wallet's,
+        the next nonce follows the chain and the records, the stream's backlog is read again
+        and every record is read afresh by the watcher."""
+        ctx = self.ctx
+        ctx.records.claim_owners()
+        ctx.nonces.sync()
+        ctx.queue.rewind()
+        self.in_flight.invalidate()
+        log.info(
+            "holding the wallet's lease %s; sending (next nonce %s)", ctx.lease.key, ctx.nonces.next
+        )
+
+    def lost(self) -> None:
+        """A write was refused for the lease: adopt again before the next send."""
+        with self._adopting:
+            self._adopted = None
+
+    def submit(self, apps: Sequence[Application], *, entry_ids: Sequence[str]) -> list[Outcome]:
+        """See `Submitter.submit`: only within the lease generation adopted."""
+        generation = self._adopted if self._adopted is not None else -1
+        return self._submitter.submit(apps, entry_ids=entry_ids, generation=generation)
+
+    def watch(self) -> int:
+        """One round of the receipt watcher at its schedule's pace."""
+        return self.watcher.step(sending=self.ready())
+
+    def watch_now(self) -> int:
+        """One round of the receipt watcher that asks the node whatever the schedule says."""
+        return self.watcher.run_once(sending=self.ready())
+
+    def finish(self) -> None:
+        """The batch being published is out."""
+        self._submitter.finish()
+
+    def close(self) -> None:
+        """At shutdown: the last batch out, the publishing thread ended."""
+        self._submitter.close()

@@ -1,0 +1,218 @@
+"""inbound.dead_letters over an in-memory Redis: letters set aside, escaped and restored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+
+from depeg_processor.inbound.dead_letters import DeadLetters
+from depeg_processor.inbound.stream import StreamQueue
+
+from .helpers import ENTITY_ID, signed_fields
+from .stream_helpers import DEAD, KEY, STREAM, deliver, deliver_only, make_queue
+
+
+@pytest.fixture
+def queue(fake_redis) -> StreamQueue:
+    return make_queue(fake_redis)
+
+
+@pytest.fixture
+def letters(queue) -> DeadLetters:
+    return queue.dead_letters
+
+
+def test_dead_letter_records_acks_and_deletes(fake_redis, queue, letters) -> None:
+    fields = signed_fields()
+    entry_id = deliver(fake_redis, queue, fields)
+    dead_id = letters.set_aside(
+        entity_id=ENTITY_ID,
+        reason="field duration: bad",
+        application=fields,
+        entry_id=entry_id,
+        entry_fields={"entityId": ENTITY_ID},
+    )
+    [(found_id, record)] = letters.list()
+    assert found_id == dead_id
+    assert record["entityId"] == ENTITY_ID
+    assert record["reason"] == "field duration: bad"
+    assert record["streamEntryId"] == entry_id
+    assert json.loads(record["application"]) == fields
+    assert record["failedAt"] == "1795830700.500"
+    assert "streamEntry" not in record  # only kept when it says more than the entityId
+    assert queue.backlog().group_pending == 0
+    assert not fake_redis.exists(KEY)
+
+
+def test_dead_letter_keeps_an_odd_stream_entry(fake_redis, queue, letters) -> None:
+    entry_id = fake_redis.xadd(STREAM, {"foo": "bar"})
+    queue.read(count=10, block_ms=1)
+    letters.set_aside(
+        entity_id=None,
+        reason="stream entry has no entityId",
+        application={},
+        entry_id=entry_id,
+        entry_fields={"foo": "bar"},
+    )
+    [(_, record)] = letters.list()
+    assert record["entityId"] == ""
+    assert json.loads(record["streamEntry"]) == {"foo": "bar"}
+    assert queue.backlog().group_pending == 0
+
+
+def test_restore_puts_the_application_back_on_the_stream(fake_redis, queue, letters) -> None:
+    fields = signed_fields(transactionHash="0x" + "cd" * 32)
+    entry_id = deliver(fake_redis, queue, fields)
+    dead_id = letters.set_aside(
+        entity_id=ENTITY_ID, reason="reverted", application=fields, entry_id=entry_id
+    )
+    new_entry = letters.restore(dead_id)
+    restored = fake_redis.hgetall(KEY)
+    assert "transactionHash" not in restored
+    assert restored == signed_fields()
+    assert letters.list() == []
+    [entry] = queue.read(count=10, block_ms=1)
+    assert (entry.entry_id, entry.entity_id) == (new_entry, ENTITY_ID)
+
+
+def test_restore_of_unknown_or_empty_dead_letter_is_refused(fake_redis, queue, letters) -> None:
+    with pytest.raises(KeyError):
+        letters.restore("1-1")
+    dead_id = letters.set_aside(entity_id=ENTITY_ID, reason="not found", application={})
+    with pytest.raises(ValueError):
+        letters.restore(dead_id)
+    assert len(letters.list()) == 1
+
+
+def test_failed_dead_letter_write_loses_nothing(fake_redis, queue, letters) -> None:
+    entry_id = deliver(fake_redis, queue)
+    fake_redis.set(DEAD, "not a stream")  # e.g. REDIS_QUEUE_DEAD_LETTER_KEY set to a used key
+    with pytest.raises(redis.ResponseError):
+        letters.set_aside(entity_id=ENTITY_ID, reason="bad", application={}, entry_id=entry_id)
+    assert fake_redis.exists(KEY)
+    assert queue.backlog().group_pending == 1
+
+
+def test_a_dead_letter_keeps_bytes_that_are_not_utf8_escaped_and_restore_writes_them_back(
+    fake_redis, raw_redis, queue, letters
+) -> None:
+    raw_redis.hset(
+        KEY.encode(), mapping={k.encode(): v.encode() for k, v in signed_fields().items()}
+    )
+    raw_redis.hset(KEY.encode(), b"duration", b"25\xff92000")
+    raw_redis.hset(KEY.encode(), b"n\xfe", b"1")
+    original = raw_redis.hgetall(KEY.encode())
+    raw_redis.xadd(STREAM, {b"entityId": ENTITY_ID.encode()})
+    [entry] = queue.read(count=10, block_ms=1)
+    dead_id = letters.set_aside(
+        entity_id=ENTITY_ID,
+        reason="field 'duration': not UTF-8",
+        kind="not_utf8",
+        application=queue.load_application(ENTITY_ID),
+        entry_id=entry.entry_id,
+        entry_fields=entry.fields,
+    )
+    [(_, record)] = raw_redis.xrange(DEAD)
+    assert b"\\udcff" in record[b"application"] and b"\\udcfe" in record[b"application"]
+    assert all(value.decode("ascii") for value in record.values())  # nothing raw in the letter
+    assert record[b"kind"] == b"not_utf8"
+    assert not raw_redis.exists(KEY.encode())
+
+    letters.restore(dead_id)
+    assert raw_redis.hgetall(KEY.encode()) == original
+
+
+@pytest.mark.parametrize("entity_id", ["a:b", "A B", ENTITY_ID + "\n", "x" * 10_000, "ab\udcffcd"])
+def test_a_dead_letter_under_an_invalid_id_keeps_its_hash_and_the_id_escaped(
+    fake_redis, queue, entity_id, letters
+) -> None:
+    fields = signed_fields()
+    fake_redis.hset(f"PendingApplication:{entity_id}", mapping=fields)
+    entry_id = fake_redis.xadd(STREAM, {"entityId": entity_id})
+    queue.read(count=10, block_ms=1)
+    dead_id = letters.set_aside(
+        entity_id=entity_id,
+        reason="entityId is not a valid id",
+        kind="invalid_entry",
+        entry_id=entry_id,
+        application=queue.load_application(entity_id),
+        entry_fields={"entityId": entity_id},
+    )
+    [(_, record)] = letters.list()
+    assert json.loads(record["application"]) == fields
+    assert "\n" not in record["entityId"] and len(record["entityId"]) < 1100
+    assert "\n" not in record["streamEntry"] and len(record["streamEntry"]) < 1200
+    if len(entity_id) > 1024:
+        assert record["entityId"].endswith("…[10000 bytes]")
+    assert not fake_redis.exists(f"PendingApplication:{entity_id}")
+    assert queue.backlog().group_pending == 0
+    with pytest.raises(ValueError, match="no application to requeue"):
+        letters.restore(dead_id)
+
+
+def test_a_dead_letter_never_copies_megabytes_of_a_stream_entry(fake_redis, queue, letters) -> None:
+    huge = {"entityId": "E" * 2_000_000, "note": "n" * 3_000_000}
+    entry_id = fake_redis.xadd(STREAM, huge)
+    queue.read(count=10, block_ms=1)
+    letters.set_aside(
+        entity_id=huge["entityId"],
+        reason="entityId 'EEE'… is not a valid id",
+        kind="invalid_entry",
+        application={},
+        entry_id=entry_id,
+        entry_fields=huge,
+    )
+    [(_, record)] = letters.list()
+    assert sum(len(value) for value in record.values()) < 5000
+    assert json.loads(record["streamEntry"])["note"].endswith("…[3000000 bytes]")
+    assert record["entityId"].endswith("…[2000000 bytes]")
+
+
+def test_a_hash_too_large_to_load_is_dead_lettered_with_its_sizes(
+    fake_redis, queue, letters
+) -> None:
+    fake_redis.hset(KEY, mapping=signed_fields(signature="0x" + "ab" * 100_000))
+    entry_id = deliver_only(fake_redis, queue)
+    content = queue.load_application(ENTITY_ID)
+    dead_id = letters.set_aside(
+        entity_id=ENTITY_ID,
+        reason="too large",
+        kind="too_large",
+        application=content,
+        entry_id=entry_id,
+    )
+    [(_, record)] = letters.list()
+    assert json.loads(record["application"]) == {}
+    assert json.loads(record["sizes"])["oversized"] == [
+        {"name": "signature", "nameBytes": 9, "valueBytes": 200_002}
+    ]
+    assert not fake_redis.exists(KEY)
+    with pytest.raises(ValueError):
+        letters.restore(dead_id)
+
+
+def test_dead_letters_of_their_own_see_and_restore_what_the_queue_set_aside(
+    fake_redis, queue, letters, caplog
+) -> None:
+    fields = signed_fields()
+    entry_id = deliver(fake_redis, queue, fields)
+    with caplog.at_level("WARNING"):
+        dead_id = letters.set_aside(
+            entity_id=ENTITY_ID,
+            reason="bad",
+            kind="invalid_field",
+            application=fields,
+            entry_id=entry_id,
+        )
+    assert caplog.messages == [
+        f"dead-lettered application '{ENTITY_ID}' (entry {entry_id}) as {dead_id}"
+        " (invalid_field): 'bad'"
+    ]
+    alone = DeadLetters(fake_redis, stream=STREAM, group="g", key=DEAD)
+    assert [i for i, _ in alone.list()] == [dead_id]
+    new_entry = alone.restore(dead_id)
+    assert fake_redis.hgetall(KEY) == fields and letters.list() == []
+    [entry] = queue.read(count=10, block_ms=1)
+    assert entry.entry_id == new_entry
