@@ -50,12 +50,17 @@ def command_check_config(settings: Settings) -> int:
         probe = {"from": account.address, "to": account.address, "data": "0x", "gas": "0x5208"}
         try:
             Simulator(chain=chain).simulate_v1([probe], "pending")
-            print("node simulates each batch in one eth_simulateV1 call")
+            print(
+                "node simulates each batch in one eth_simulateV1 call, after a replay of "
+                "every transaction the pool has in flight"
+            )
         except errors.ProcessorError as error:
             print(
                 f"node NOTE: eth_simulateV1 failed ({error}); each application would be "
-                "simulated with an eth_call of its own (about 0.9 JSON-RPC calls more per "
-                "application)"
+                "simulated with an eth_call of its own against the pending block (about 0.9 "
+                "JSON-RPC calls more per application), so the pool's gas in flight is held "
+                "within one block's gas limit and a batch sends one application per bundle "
+                "and policy holder"
             )
     except errors.ProcessorError as error:
         print(f"node FAILED: {error}")

@@ -87,6 +87,11 @@ class ProductInactive(TransientError):
     """The product is paused or depegged (DP-010); applications wait until it is active."""
 
 
+class WaitingForRoom(TransientError):
+    """Held for the next batch, so that what is in flight is seen first (a node that
+    simulates each call alone); not an attempt of the application's."""
+
+
 class NonceConflict(TransientError):
     """The nonce is used on chain already ("nonce too low"); the nonce must be resynchronised."""
 

@@ -146,6 +146,18 @@ class FeePolicy:
                 )
             )
 
+    @property
+    def last_block(self) -> int | None:
+        """The number of the latest block the fees were read from (None before one was)."""
+        with self._lock:
+            return self._last_block
+
+    @property
+    def block_gas_limit(self) -> int:
+        """The gas limit of that block (0 before one was seen)."""
+        with self._lock:
+            return self._gas_limit
+
     def gas_per_block(self) -> int | None:
         """The gas a block is expected to take: the recent blocks' gas used, at least the
         target (half the limit: below it the base fee does not rise), at most the limit. None

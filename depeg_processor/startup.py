@@ -194,6 +194,15 @@ def build_consumers(
         metrics=runtime.metrics,
         clock=runtime.clock,
         faults=runtime.faults,
+        pool=tuple(
+            TxRecords(
+                runtime.redis,
+                prefix=member.prefix,
+                stream=settings.stream_key,
+                owner=member.address,
+            )
+            for member in pool_of(runtime)
+        ),
     )
     wallet_config = WalletConfig.from_settings(settings, chain_id=node.chain_id)
     consumer_config = ConsumerConfig.from_settings(

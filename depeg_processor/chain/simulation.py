@@ -32,8 +32,15 @@ class Simulator:
         self.simulates = True  # False once eth_simulateV1 failed where eth_call answered
         self._strikes = 0  # batches in a row that it did so
 
-    def simulate(self, calls: Sequence[dict], block: str = "pending") -> list[Any]:
+    def simulate(
+        self, calls: Sequence[dict], block: str = "pending", *, before: Sequence[dict] = ()
+    ) -> list[Any]:
         """Each call's return data, or its error sorted as `classify` sorts an eth_call's.
+
+        `before` are run first in the same simulated block, their results dropped: what is
+        in flight, replayed so that `calls` see its effects. They need `eth_simulateV1`: when
+        it fails, `calls` go as `eth_call`s against the pending block instead, which holds
+        as much of what is in flight as the node keeps executable.
 
         Where the node offers `eth_simulateV1`, the calls run one after another in one
         simulated block on top of `block`, in one request: each sees what those before it
@@ -44,18 +51,19 @@ class Simulator:
         row while `eth_call` answered, `eth_simulateV1` is not asked again. Raises
         NodeUnavailable when `eth_call` gets no answer either (as `Chain.batch` does).
         """
-        calls = list(calls)
+        calls, before = list(calls), list(before)
         failure: errors.ProcessorError | None = None
         if self.simulates and calls:
             try:
-                results = self.simulate_v1(calls, block)
+                results = self.simulate_v1(before + calls, block)
                 self._strikes = 0
-                return results
+                return results[len(before) :]
             except errors.RateLimited:
                 raise
             except errors.ProcessorError as error:  # an outage too: eth_call tells which
                 failure = error
-        results = self._chain.batch([("eth_call", [call, block]) for call in calls])
+        alone = "pending" if before else block
+        results = self._chain.batch([("eth_call", [call, alone]) for call in calls])
         if failure is not None:
             self._simulate_v1_failed(failure)
         return results

@@ -220,7 +220,9 @@ class BatchHandler:
         """An error of this application's own simulation (not the node's, not a paused
         product) that keeps coming back would block the queue: after REDIS_QUEUE_MAX_DELIVERIES
         attempts in a row the application is set aside with it."""
-        if isinstance(error, (errors.ProductInactive, errors.NodeUnavailable)):
+        if isinstance(
+            error, (errors.ProductInactive, errors.NodeUnavailable, errors.WaitingForRoom)
+        ):
             return False
         return self._in_hand.attempt(entry) >= self._config.max_deliveries
 

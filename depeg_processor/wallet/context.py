@@ -67,6 +67,7 @@ class Shared:
     metrics: Metrics
     clock: Clock = SYSTEM
     faults: Faults = NO_FAULTS
+    pool: tuple[TxRecords, ...] = ()  # every wallet's records: what the pool has in flight
 
 
 @dataclasses.dataclass(frozen=True)

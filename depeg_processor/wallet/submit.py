@@ -20,6 +20,7 @@ from ..errors import FenceLost, LeaseLost
 from ..fees import Backlog, Fees
 from ..inbound.application import Application
 from .context import WalletContext
+from .preflight import Preflight, waiting_for_room
 from .publish import Answer, Publisher
 from .records import TxRecord
 
@@ -36,6 +37,7 @@ class Submitter:
     def __init__(self, ctx: WalletContext, publisher: Publisher) -> None:
         self._ctx = ctx
         self._publisher = publisher
+        self._preflight = Preflight(ctx)
         self._gas_limit: int | None = None  # learned from eth_estimateGas, see simulate()
         self._broadcaster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broadcast")
         self._broadcasting: Future | None = None
@@ -66,41 +68,62 @@ class Submitter:
     def simulate(
         self, apps: Sequence[Application]
     ) -> list[tuple[str, int] | errors.ProcessorError]:
-        """Calldata and gas limit per application, simulated against the pending state (so a
-        signature used by a transaction still in the pool is seen as used); a revert gives
-        PermanentError or ProductInactive in that application's place.
+        """Calldata and gas limit per application, or the error in its place (a revert gives
+        PermanentError or ProductInactive), checked after everything the pool has in flight
+        (see `preflight.py`), the applications one after another in one simulated block.
 
-        Once a gas limit is known, the applications are simulated at that limit (one EVM run
-        each; success there means the transaction succeeds with it), one after another in one
-        `eth_simulateV1` request where the node offers it, else each with an `eth_call`.
-        `eth_estimateGas` (a search over many runs) sets the limit on the first batch and takes
-        over for any application that does not fit it."""
+        Once a gas limit is known the batch is simulated at it (one EVM run each: success
+        there means the transaction succeeds with it). `eth_estimateGas` (a search over many
+        runs) sets the limit on the first batch and for any application that does not fit it;
+        the batch is then simulated again in sequence at the limits found, so no application
+        goes out that only succeeded alone."""
         ctx = self._ctx
         calldata = [ctx.shared.product.apply(app.contract_args()) for app in apps]
         outcomes: list = [None] * len(apps)
-        estimate = list(range(len(apps)))
         if self._gas_limit is not None:
-            calls = [ctx.call(data, self._gas_limit) for data in calldata]
-            estimate = []
-            for i, result in enumerate(ctx.shared.simulator.simulate(calls, "pending")):
+            limits = dict.fromkeys(range(len(apps)), self._gas_limit)
+        else:
+            limits = self._estimate(range(len(apps)), calldata, outcomes)
+        gas = [limits.get(i, 0) for i in range(len(apps))]
+        for i, held in enumerate(self._preflight.hold_back(apps, gas)):
+            if held and outcomes[i] is None:
+                outcomes[i] = waiting_for_room(apps[i])
+        for again in (False, True):
+            todo = [i for i in range(len(apps)) if outcomes[i] is None]
+            if not todo:
+                break
+            results = self._preflight.simulate([ctx.call(calldata[i], limits[i]) for i in todo])
+            unclear = []
+            for i, result in zip(todo, results):
                 if not isinstance(result, errors.ProcessorError):
-                    outcomes[i] = (calldata[i], self._gas_limit)
-                elif _reasoned(result):
-                    outcomes[i] = result  # the same at any gas limit
-                else:
-                    estimate.append(i)  # out of gas at the limit, or unclear: estimate it
-        if estimate:
-            results = ctx.shared.chain.batch(
-                [("eth_estimateGas", [ctx.call(calldata[i]), "pending"]) for i in estimate]
-            )
-            for i, result in zip(estimate, results):
-                if isinstance(result, errors.ProcessorError):
+                    outcomes[i] = (calldata[i], limits[i])
+                elif _reasoned(result) or again:
                     outcomes[i] = result
                 else:
-                    gas = int(int(result, 16) * GAS_HEADROOM)
-                    self._gas_limit = max(self._gas_limit or 0, gas)
-                    outcomes[i] = (calldata[i], gas)
+                    unclear.append(i)  # out of gas at the limit, or unclear: estimate it
+            if not unclear:
+                break
+            limits.update(self._estimate(unclear, calldata, outcomes))
+            for i in todo:  # the sequence changed: simulate the rest again with it
+                if isinstance(outcomes[i], tuple):
+                    outcomes[i] = None
         return outcomes
+
+    def _estimate(self, indices: Sequence[int], calldata: list[str], outcomes: list) -> dict:
+        """Gas limits by `eth_estimateGas` against the pending block, with GAS_HEADROOM; an
+        application whose estimate fails gets the error as its outcome."""
+        ctx, indices = self._ctx, list(indices)
+        results = ctx.shared.chain.batch(
+            [("eth_estimateGas", [ctx.call(calldata[i]), "pending"]) for i in indices]
+        )
+        limits = {}
+        for i, result in zip(indices, results):
+            if isinstance(result, errors.ProcessorError):
+                outcomes[i] = result
+            else:
+                limits[i] = int(int(result, 16) * GAS_HEADROOM)
+                self._gas_limit = max(self._gas_limit or 0, limits[i])
+        return limits
 
     def _sign(self, items: list[tuple[Application, str, str, int]]) -> list[TxRecord]:
         """(application, entry id, calldata, gas) each signed with the next nonce, priced for

@@ -13,8 +13,12 @@ def test_list_fix_and_requeue(start_service, webapp, product, redis_client, redi
     product.close_bundle(2)
     entity_id = webapp.apply()
     start_service()
-    wait_until(lambda: entity_id in dead_letters(redis_client), what="dead-lettered")
-    assert not application(redis_client, entity_id)
+    wait_until(  # the letter is written first, then the hash removed (see DeadLetters)
+        lambda: (
+            entity_id in dead_letters(redis_client) and not application(redis_client, entity_id)
+        ),
+        what="dead-lettered and its hash removed",
+    )
 
     env = service_env(redis_server.url, anvil.url, product.address)
     listing = cli(env, "dead-letters")

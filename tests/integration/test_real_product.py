@@ -136,12 +136,6 @@ def test_the_entry_point_sets_aside_what_the_real_product_refuses(
     assert wallet_nonce(anvil) == nonce_before + len(goods), "no gas spent on a refused one"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the first batch estimates each application alone against the pending state, so "
-    "applications beyond a bundle's free capital are all sent; the one that no longer fits "
-    "reverts on chain with DP-016 and its gas is spent",
-)
 def test_applications_beyond_the_bundles_capacity_in_one_batch_cost_no_gas(
     real_product, start_service, redis_client, anvil
 ):

@@ -34,7 +34,8 @@ class Node:
     """The node as one wallet's consumer sees it. Simulations (`eth_estimateGas`, `eth_call`)
     are answered with `answer` in each one's place when it is set (a revert, a paused product,
     a node error about that call); with `failure` set, each batch of them raises it instead
-    (the node unreachable, or a bug). Raw transactions are taken; the balance is `wei`."""
+    (the node unreachable, or a bug). Raw transactions are taken; the balance is `wei`; the
+    wallet has mined nothing."""
 
     def __init__(self, wei: int = 2 * ETHER) -> None:
         self.wei = wei
@@ -63,6 +64,8 @@ class Node:
             with self._lock:  # the publishing thread
                 self.sent.extend(raw for _method, (raw,) in calls)
             return ["0x" + keccak(hexstr=raw).hex() for _method, (raw,) in calls]
+        if methods == {"eth_getTransactionCount"}:  # what is mined, before a replay
+            return [hex(0) for _call in calls]
         self.unexpected.extend(sorted(methods))
         raise AssertionError(f"unexpected node calls: {sorted(methods)}")
 

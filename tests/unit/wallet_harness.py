@@ -37,13 +37,18 @@ ETHER = 10**18
 
 
 class CallSimulator:
-    """Simulates each call with an `eth_call` in the node double's `batch`, as the real
-    simulator does on a node without `eth_simulateV1`."""
+    """Simulates each call with an `eth_call` in the node double's `batch`; what is in flight
+    (`before`) is asked for, as the real simulator asks `eth_simulateV1`, and kept in
+    `replayed` for the tests to see."""
+
+    simulates = True
 
     def __init__(self, chain: Any) -> None:
         self._chain = chain
+        self.replayed: list[list[dict]] = []
 
-    def simulate(self, calls: list[dict], block: str = "pending") -> list:
+    def simulate(self, calls: list[dict], block: str = "pending", *, before=()) -> list:
+        self.replayed.append(list(before))
         return self._chain.batch([("eth_call", [call, block]) for call in calls])
 
 
@@ -73,10 +78,13 @@ def build_wallet(
     pending_nonce: int = 0,
     stop: threading.Event | None = None,
     lease_key: str = STREAM + ":lease:w",
+    others: tuple[TxRecords, ...] = (),
 ) -> Wallet:
     """A wallet of the pool as `startup` builds it; its lease is not taken yet (the test
     takes it, as the lease keeper would)."""
     signer = TransactionSigner(KEY)
+    records = TxRecords(client, prefix=prefix, stream=STREAM, owner=owner)
+    in_pool = TxRecords(client, prefix=prefix, stream=STREAM, owner=owner or signer.address)
     shared = Shared(
         chain=chain,
         simulator=CallSimulator(chain),
@@ -87,8 +95,8 @@ def build_wallet(
         metrics=metrics or Metrics(CollectorRegistry()),
         clock=clock,
         faults=faults,
+        pool=(in_pool, *others),  # the other wallets of the pool: `others`
     )
-    records = TxRecords(client, prefix=prefix, stream=STREAM, owner=owner)
     queue = StreamQueue(
         client,
         stream=STREAM,

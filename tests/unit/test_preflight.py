@@ -1,0 +1,125 @@
+"""wallet.preflight: a batch is simulated after everything the pool has in flight (replayed
+where the node offers eth_simulateV1), at the latest block read afresh; without a replay, the
+pending block must hold all of it and one batch sends one application per bundle and holder."""
+
+from __future__ import annotations
+
+import pytest
+
+from depeg_processor.clock import Clock
+from depeg_processor.fees import Block, FeePolicy
+from depeg_processor.inbound.application import parse_application
+from depeg_processor.wallet.records import TxRecord, TxRecords
+
+from .helpers import OTHER, signed_fields
+from .wallet_harness import GWEI, STREAM, build_wallet
+
+OTHER_WALLET = "0x" + "77" * 20
+GAS = 1_800_000
+
+
+class Node:
+    """The latest block (its number rises with each look), wallets' mined counts at a block,
+    estimates, and eth_call for simulations, which all succeed."""
+
+    def __init__(self) -> None:
+        self.number = 40
+        self.mined: dict[str, int] = {}
+        self.calls: list[tuple[str, list]] = []
+
+    def latest(self) -> Block:
+        self.number += 1
+        return Block(number=self.number, base_fee=GWEI, gas_used=0, gas_limit=30_000_000)
+
+    def batch(self, calls) -> list:
+        calls = list(calls)
+        self.calls += calls
+        answers = []
+        for method, params in calls:
+            if method == "eth_getTransactionCount":
+                answers.append(hex(self.mined.get(params[0], 0)))
+            elif method == "eth_estimateGas":
+                answers.append(hex(1_500_000))
+            elif method == "eth_call":
+                answers.append("0x")
+            else:
+                answers.append("0x" + "00" * 32)
+        return answers
+
+
+@pytest.fixture
+def world(fake_redis):
+    node = Node()
+    fees = FeePolicy(base_fee=node.latest, suggested_tip=lambda: GWEI, cap=100 * GWEI)
+    other = TxRecords(fake_redis, prefix=f"{STREAM}:wallet:{OTHER_WALLET}", owner=OTHER_WALLET)
+    wallet = build_wallet(fake_redis, chain=node, clock=Clock(), fees=fees, others=(other,))
+    wallet.lease.acquire()
+    assert wallet.ready()
+    yield node, wallet, other
+    wallet.close()
+
+
+def record(entity_id: str, nonce: int) -> TxRecord:
+    return TxRecord(
+        entity_id=entity_id,
+        tx_hash="0x" + f"{nonce:064x}",
+        nonce=nonce,
+        raw="0x02",
+        gas=GAS,
+        data="0xfeed",
+    )
+
+
+def apps(count: int, **fields: str) -> list:
+    return [
+        parse_application(f"A{i:03}", signed_fields(signature_id=f"{i:021d}", **fields))
+        for i in range(count)
+    ]
+
+
+def test_the_batch_is_simulated_after_the_pools_unmined_transactions_at_the_latest_block(
+    world, fake_redis
+) -> None:
+    node, wallet, other = world
+    mine = TxRecords(fake_redis, prefix=STREAM, owner=wallet.address)
+    mine.put_many([record("M0", 0), record("M1", 1)])
+    other.put_many([record("O5", 5), record("O6", 6)])
+    node.mined = {wallet.address: 1, OTHER_WALLET: 5}  # M0 is mined at that block; O5 is not
+    outcomes = wallet.submit(apps(2), entry_ids=["1-0", "1-1"])
+    wallet.finish()
+    assert all(isinstance(o, TxRecord) for o in outcomes)
+    simulator = wallet.ctx.shared.simulator
+    replayed = simulator.replayed[-1]
+    assert sorted((call["from"], call["gas"]) for call in replayed) == sorted(
+        [(OTHER_WALLET, hex(GAS)), (OTHER_WALLET, hex(GAS)), (wallet.address, hex(GAS))]
+    ), "every unmined record of every wallet; the one mined at that block is not replayed"
+    others = [call for call in replayed if call["from"] == OTHER_WALLET]
+    assert others[0]["data"] == others[1]["data"] == "0xfeed" and len(replayed) == 3
+    counts = [params for method, params in node.calls if method == "eth_getTransactionCount"]
+    block = hex(node.number)
+    assert counts and all(tag == block for _address, tag in counts), "counted at the block read"
+    simulated_at = [p[1] for m, p in node.calls if m == "eth_call"]
+    assert simulated_at and set(simulated_at) == {block}, "simulated at that same block"
+
+
+def test_nothing_in_flight_asks_for_no_counts(world) -> None:
+    node, wallet, _other = world
+    wallet.submit(apps(1), entry_ids=["1-0"])
+    wallet.finish()
+    assert not [m for m, _p in node.calls if m == "eth_getTransactionCount"]
+    assert wallet.ctx.shared.simulator.replayed[-1] == []
+
+
+def test_without_a_replay_one_application_per_bundle_and_holder_and_gas_within_a_block(
+    world, fake_redis
+) -> None:
+    node, wallet, other = world
+    wallet.ctx.shared.simulator.simulates = False  # the node lacks eth_simulateV1
+    other.put_many([record(f"O{n}", n) for n in range(15)])  # 27 M gas in flight of 30 M
+    batch = apps(2) + apps(1, bundleId="3", signer=OTHER, policyHolder=OTHER.address)
+    outcomes = wallet.submit(batch, entry_ids=["1-0", "1-1", "1-2"])
+    wallet.finish()
+    kinds = [type(o).__name__ for o in outcomes]
+    assert kinds == ["TxRecord", "WaitingForRoom", "WaitingForRoom"], (
+        "the second of one bundle waits for the next batch; the third does not fit the block"
+    )
