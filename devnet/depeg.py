@@ -88,6 +88,7 @@ class Depeg:
         self,
         capital: int,
         *,
+        riskpool: Contract | None = None,
         name: str | None = None,
         min_protected: int = 2_000 * USD,
         max_protected: int = 100_000 * USD,
@@ -102,9 +103,10 @@ class Depeg:
         self.t.call(self.actors.operator, self.token, "transfer", investor.address, capital)
         self.t.call(investor, self.token, "approve", self.treasury, capital)
         apr = int(APR_FULL * apr_percent / 100)
+        riskpool = riskpool or self.riskpool
         receipt = self.t.call(
             investor,
-            self.riskpool,
+            riskpool,
             "createBundle",
             name or f"bundle-{len(self.bundle_ids) + 1}",
             lifetime,
@@ -115,11 +117,16 @@ class Depeg:
             apr,
             capital,
         )
-        event = self.riskpool.events.LogRiskpoolBundleCreated()
+        event = riskpool.events.LogRiskpoolBundleCreated()
         events = event.process_receipt(receipt, errors=DISCARD)  # other contracts' logs too
         bundle_id = events[0]["args"]["bundleId"]
         self.bundle_ids.append(bundle_id)
         return bundle_id
+
+    def add_riskpool(self, name: str) -> Contract:
+        """Another riskpool on the instance, linked to no product, with the same set-up as the
+        product's own: its bundles are ones the product must refuse (DP-013)."""
+        return _riskpool(self.instance, self.actors, self.token, name)
 
     def applications_created(self, from_block: int = 0) -> list[dict]:
         """The product's LogDepegApplicationCreated events, oldest first, with their
@@ -148,6 +155,30 @@ def _fees(inst: GifInstance, component_id: int, fixed: int, percent: int):
     ).call({"from": inst.operator.address})
 
 
+def _riskpool(inst: GifInstance, a: Actors, token: Contract, name: str) -> Contract:
+    """A DepegRiskpool named `name` by the riskpool keeper (who holds the keeper role),
+    approved, with its wallet and zero capital fees set."""
+    t, ios = inst.transactor, inst.instance_operator_service
+    riskpool = t.deploy(
+        a.riskpool_keeper,
+        "depeg-contracts",
+        "DepegRiskpool",
+        b32(name),
+        POOL_CAPITAL_CAP,
+        SUM_INSURED_PERCENTAGE,
+        token.address,
+        a.riskpool_wallet.address,
+        inst.registry.address,
+    )
+    t.call(a.riskpool_keeper, inst.component_owner_service, "propose", riskpool.address)
+    riskpool_id = riskpool.functions.getId().call()
+    t.call(a.operator, ios, "approve", riskpool_id)
+    t.call(a.riskpool_keeper, riskpool, "setMaximumNumberOfActiveBundles", MAX_ACTIVE_BUNDLES)
+    t.call(a.operator, ios, "setRiskpoolWallet", riskpool_id, a.riskpool_wallet.address)
+    t.call(a.operator, ios, "setCapitalFees", _fees(inst, riskpool_id, 0, 0))
+    return riskpool
+
+
 def deploy_depeg(
     rpc_url: str, actors: Actors | None = None, *, bundles: tuple[int, ...] = ()
 ) -> Depeg:
@@ -167,23 +198,8 @@ def deploy_depeg(
 
     keeper_role = service.functions.getRiskpoolKeeperRole().call()
     t.call(a.operator, ios, "grantRole", keeper_role, a.riskpool_keeper.address)
-    riskpool = t.deploy(
-        a.riskpool_keeper,
-        "depeg-contracts",
-        "DepegRiskpool",
-        b32("DepegRiskpool"),
-        POOL_CAPITAL_CAP,
-        SUM_INSURED_PERCENTAGE,
-        usdt.address,
-        a.riskpool_wallet.address,
-        registry,
-    )
-    t.call(a.riskpool_keeper, inst.component_owner_service, "propose", riskpool.address)
+    riskpool = _riskpool(inst, a, usdt, "DepegRiskpool")
     riskpool_id = riskpool.functions.getId().call()
-    t.call(a.operator, ios, "approve", riskpool_id)
-    t.call(a.riskpool_keeper, riskpool, "setMaximumNumberOfActiveBundles", MAX_ACTIVE_BUNDLES)
-    t.call(a.operator, ios, "setRiskpoolWallet", riskpool_id, a.riskpool_wallet.address)
-    t.call(a.operator, ios, "setCapitalFees", _fees(inst, riskpool_id, 0, 0))
 
     owner_role = service.functions.getProductOwnerRole().call()
     t.call(a.operator, ios, "grantRole", owner_role, a.product_owner.address)
