@@ -124,9 +124,15 @@ class Depeg:
         return bundle_id
 
     def add_riskpool(self, name: str) -> Contract:
-        """Another riskpool on the instance, linked to no product, with the same set-up as the
-        product's own: its bundles are ones the product must refuse (DP-013)."""
-        return _riskpool(self.instance, self.actors, self.token, name)
+        """Another riskpool on the instance, set up as the product's own, with a product of
+        its own (`<name>Product`: without one the treasury knows no token for the riskpool
+        and refuses its bundles' capital). Its bundles are ones this product must refuse
+        (DP-013)."""
+        riskpool = _riskpool(self.instance, self.actors, self.token, name)
+        riskpool_id = riskpool.functions.getId().call()
+        provider, token = self.price_data_provider, self.token
+        _product(self.instance, self.actors, provider, token, riskpool_id, f"{name}Product")
+        return riskpool
 
     def applications_created(self, from_block: int = 0) -> list[dict]:
         """The product's LogDepegApplicationCreated events, oldest first, with their
@@ -179,6 +185,37 @@ def _riskpool(inst: GifInstance, a: Actors, token: Contract, name: str) -> Contr
     return riskpool
 
 
+def _product(
+    inst: GifInstance,
+    a: Actors,
+    provider: Contract,
+    token: Contract,
+    riskpool_id: int,
+    name: str,
+) -> tuple[Contract, Contract]:
+    """A DepegProduct named `name` on riskpool `riskpool_id` with a message helper of its own,
+    by the product owner, approved, its token set (which also sets the riskpool's: the
+    treasury learns a riskpool's token from its product). Returns (product, helper)."""
+    t, ios = inst.transactor, inst.instance_operator_service
+    helper = t.deploy(a.product_owner, "depeg-contracts", "DepegMessageHelper")
+    product = t.deploy(
+        a.product_owner,
+        "depeg-contracts",
+        "DepegProduct",
+        b32(name),
+        provider.address,
+        token.address,
+        inst.registry.address,
+        riskpool_id,
+        helper.address,
+    )
+    t.call(a.product_owner, inst.component_owner_service, "propose", product.address)
+    product_id = product.functions.getId().call()
+    t.call(a.operator, ios, "approve", product_id)
+    t.call(a.operator, ios, "setProductToken", product_id, token.address)
+    return product, helper
+
+
 def deploy_depeg(
     rpc_url: str, actors: Actors | None = None, *, bundles: tuple[int, ...] = ()
 ) -> Depeg:
@@ -188,7 +225,6 @@ def deploy_depeg(
     a = actors or Actors()
     inst = deploy_instance(rpc_url, a.operator, a.instance_wallet.address)
     t, ios, service = inst.transactor, inst.instance_operator_service, inst.instance_service
-    registry = inst.registry.address
 
     usdc = t.deploy(a.operator, "depeg-contracts", "USD1")
     usdt = t.deploy(a.operator, "depeg-contracts", "USD2")
@@ -203,23 +239,10 @@ def deploy_depeg(
 
     owner_role = service.functions.getProductOwnerRole().call()
     t.call(a.operator, ios, "grantRole", owner_role, a.product_owner.address)
-    helper = t.deploy(a.product_owner, "depeg-contracts", "DepegMessageHelper")
-    product = t.deploy(
-        a.product_owner,
-        "depeg-contracts",
-        "DepegProduct",
-        b32("DepegProduct"),
-        provider.address,
-        usdt.address,
-        registry,
-        riskpool_id,
-        helper.address,
+    product, helper = _product(inst, a, provider, usdt, riskpool_id, "DepegProduct")
+    premium_fees = _fees(
+        inst, product.functions.getId().call(), PREMIUM_FIXED_FEE, PREMIUM_FRACTION
     )
-    t.call(a.product_owner, inst.component_owner_service, "propose", product.address)
-    product_id = product.functions.getId().call()
-    t.call(a.operator, ios, "approve", product_id)
-    t.call(a.operator, ios, "setProductToken", product_id, usdt.address)
-    premium_fees = _fees(inst, product_id, PREMIUM_FIXED_FEE, PREMIUM_FRACTION)
     t.call(a.operator, ios, "setPremiumFees", premium_fees)
     t.call(a.product_owner, product, "processLatestPriceInfo")  # the 1.00 round: stays active
 
