@@ -1,8 +1,10 @@
 """`make demo`: see the processor work end to end on a throw-away redis-server and anvil.
 
-Deploys the product test double, enqueues applications exactly as the web app does (one of
-them with a broken signature), runs `python -m depeg_processor` until every application is
-confirmed and purged or set aside, prints what happened and the monitor's answer, cleans up.
+Deploys a GIF instance and the real depeg product from the npm packages (anvil on chain id
+1337, where the product's price data provider deploys), makes applications the web app's way
+(the holder approves the premium, then signs; one holder gives no allowance, which the product
+refuses with DP-015), runs `python -m depeg_processor` until every application is confirmed
+and purged or set aside, prints what happened and the monitor's answer, cleans up.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ import redis
 from eth_account import Account
 
 from depeg_processor.config import DERIVATION_PATH
+from devnet.depeg import Actors, bundle_capital_for, deploy_depeg
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer, clean_env, free_port
-from devnet.product import Product
-from devnet.webapp import WebApp
+from devnet.webapp import ProductWebApp, WebApp
 
 GOOD, CONFIRMATIONS = 5, 3
+CHAIN_ID = 1337  # the price data provider's constructor reverts on anvil's own 31337
+PROTECTED_BALANCE = 5_000 * 10**6
 
 
 def get(port: int, path: str) -> tuple[int, dict]:
@@ -45,18 +49,40 @@ def wait(predicate, what: str, timeout: float = 90.0) -> None:
 def main() -> int:
     Account.enable_unaudited_hdwallet_features()
     processor = Account.from_mnemonic(TEST_MNEMONIC, account_path=DERIVATION_PATH)
-    owner = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/9")
-    with RedisServer() as redis_server, Anvil(block_time=1) as anvil:
-        print(f"redis-server on {redis_server.url}, anvil on {anvil.url} (a block per second)")
-        product = Product.deploy(anvil.url, owner)
+    actors = Actors()
+    with RedisServer() as redis_server, Anvil(chain_id=CHAIN_ID) as anvil:
+        print(f"redis-server on {redis_server.url}, anvil on {anvil.url} (chain id {CHAIN_ID})")
+        for account in actors.all():
+            anvil.set_balance(account.address, 10**24)
+        depeg = deploy_depeg(anvil.url, actors)
+        product = depeg.product
         print(
-            f"product test double at {product.address}, message helper {product.message_helper()}"
+            f"GIF instance and depeg product deployed from node_modules/@etherisc: "
+            f"{depeg.t.transactions} transactions, {depeg.seconds:.1f} s; product at "
+            f"{product.address}, message helper {depeg.message_helper.address}"
         )
+        bundle_id = depeg.create_bundle(bundle_capital_for(GOOD, PROTECTED_BALANCE))
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-        webapp = WebApp(client, int(anvil.rpc("eth_chainId"), 16), product.message_helper())
+        webapp = ProductWebApp(
+            WebApp(client, CHAIN_ID, depeg.message_helper.address),
+            depeg,
+            bundle_id,
+            protected_balance=PROTECTED_BALANCE,
+        )
         good = [webapp.apply() for _ in range(GOOD)]
-        bad = webapp.apply(signature="0x" + "ab" * 65)
-        print(f"web app enqueued {GOOD} signed applications and 1 with a broken signature")
+        premium = depeg.premium(PROTECTED_BALANCE, webapp.duration, bundle_id)
+        no_allowance = webapp.webapp.application(
+            webapp.new_holder(premium),
+            protected_balance=PROTECTED_BALANCE,
+            duration=webapp.duration,
+            bundle_id=bundle_id,
+        )
+        bad = webapp.submit(no_allowance)
+        print(
+            f"web app enqueued {GOOD} applications to bundle {bundle_id} (premium {premium / 1e6} "
+            "tokens approved by each holder) and 1 whose holder approved nothing"
+        )
+        anvil.rpc("anvil_setIntervalMining", 1)  # the set-up was automined; now a block a second
 
         port = free_port()
         env = clean_env() | {
@@ -90,9 +116,14 @@ def main() -> int:
                 lambda: not any(client.exists(f"PendingApplication:{e}") for e in good + [bad]),
                 f"{CONFIRMATIONS} confirmations and the purge",
             )
+            gas = sorted(
+                int(anvil.rpc("eth_getTransactionReceipt", h)["gasUsed"], 16)
+                for h in hashes.values()
+            )
             print(
                 f"all {GOOD} applications confirmed ({CONFIRMATIONS} confirmations) and purged; "
-                f"policies created on chain: {product.application_count()}"
+                f"policies on chain: {product.functions.policies().call()}; gas per "
+                f"application {gas[0]:,} to {gas[-1]:,}"
             )
             for _id, fields in client.xrange("application:signatures:dead"):
                 print(f"  dead letter {fields['entityId']}: {fields['reason']}")
@@ -108,7 +139,7 @@ def main() -> int:
         print(f"service wrote {len(err.splitlines())} JSON log lines; the last one:")
         print("  " + (err.splitlines()[-1] if err else "(none)"))
         ok = (
-            product.application_count() == GOOD
+            product.functions.policies().call() == GOOD
             and service.returncode == 0
             and client.xlen("application:signatures:dead") == 1
         )

@@ -88,6 +88,7 @@ class Depeg:
         self,
         capital: int,
         *,
+        riskpool: Contract | None = None,
         name: str | None = None,
         min_protected: int = 2_000 * USD,
         max_protected: int = 100_000 * USD,
@@ -102,9 +103,10 @@ class Depeg:
         self.t.call(self.actors.operator, self.token, "transfer", investor.address, capital)
         self.t.call(investor, self.token, "approve", self.treasury, capital)
         apr = int(APR_FULL * apr_percent / 100)
+        riskpool = riskpool or self.riskpool
         receipt = self.t.call(
             investor,
-            self.riskpool,
+            riskpool,
             "createBundle",
             name or f"bundle-{len(self.bundle_ids) + 1}",
             lifetime,
@@ -115,11 +117,22 @@ class Depeg:
             apr,
             capital,
         )
-        event = self.riskpool.events.LogRiskpoolBundleCreated()
+        event = riskpool.events.LogRiskpoolBundleCreated()
         events = event.process_receipt(receipt, errors=DISCARD)  # other contracts' logs too
         bundle_id = events[0]["args"]["bundleId"]
         self.bundle_ids.append(bundle_id)
         return bundle_id
+
+    def add_riskpool(self, name: str) -> Contract:
+        """Another riskpool on the instance, set up as the product's own, with a product of
+        its own (`<name>Product`: without one the treasury knows no token for the riskpool
+        and refuses its bundles' capital). Its bundles are ones this product must refuse
+        (DP-013)."""
+        riskpool = _riskpool(self.instance, self.actors, self.token, name)
+        riskpool_id = riskpool.functions.getId().call()
+        provider, token = self.price_data_provider, self.token
+        _product(self.instance, self.actors, provider, token, riskpool_id, f"{name}Product")
+        return riskpool
 
     def applications_created(self, from_block: int = 0) -> list[dict]:
         """The product's LogDepegApplicationCreated events, oldest first, with their
@@ -148,6 +161,61 @@ def _fees(inst: GifInstance, component_id: int, fixed: int, percent: int):
     ).call({"from": inst.operator.address})
 
 
+def _riskpool(inst: GifInstance, a: Actors, token: Contract, name: str) -> Contract:
+    """A DepegRiskpool named `name` by the riskpool keeper (who holds the keeper role),
+    approved, with its wallet and zero capital fees set."""
+    t, ios = inst.transactor, inst.instance_operator_service
+    riskpool = t.deploy(
+        a.riskpool_keeper,
+        "depeg-contracts",
+        "DepegRiskpool",
+        b32(name),
+        POOL_CAPITAL_CAP,
+        SUM_INSURED_PERCENTAGE,
+        token.address,
+        a.riskpool_wallet.address,
+        inst.registry.address,
+    )
+    t.call(a.riskpool_keeper, inst.component_owner_service, "propose", riskpool.address)
+    riskpool_id = riskpool.functions.getId().call()
+    t.call(a.operator, ios, "approve", riskpool_id)
+    t.call(a.riskpool_keeper, riskpool, "setMaximumNumberOfActiveBundles", MAX_ACTIVE_BUNDLES)
+    t.call(a.operator, ios, "setRiskpoolWallet", riskpool_id, a.riskpool_wallet.address)
+    t.call(a.operator, ios, "setCapitalFees", _fees(inst, riskpool_id, 0, 0))
+    return riskpool
+
+
+def _product(
+    inst: GifInstance,
+    a: Actors,
+    provider: Contract,
+    token: Contract,
+    riskpool_id: int,
+    name: str,
+) -> tuple[Contract, Contract]:
+    """A DepegProduct named `name` on riskpool `riskpool_id` with a message helper of its own,
+    by the product owner, approved, its token set (which also sets the riskpool's: the
+    treasury learns a riskpool's token from its product). Returns (product, helper)."""
+    t, ios = inst.transactor, inst.instance_operator_service
+    helper = t.deploy(a.product_owner, "depeg-contracts", "DepegMessageHelper")
+    product = t.deploy(
+        a.product_owner,
+        "depeg-contracts",
+        "DepegProduct",
+        b32(name),
+        provider.address,
+        token.address,
+        inst.registry.address,
+        riskpool_id,
+        helper.address,
+    )
+    t.call(a.product_owner, inst.component_owner_service, "propose", product.address)
+    product_id = product.functions.getId().call()
+    t.call(a.operator, ios, "approve", product_id)
+    t.call(a.operator, ios, "setProductToken", product_id, token.address)
+    return product, helper
+
+
 def deploy_depeg(
     rpc_url: str, actors: Actors | None = None, *, bundles: tuple[int, ...] = ()
 ) -> Depeg:
@@ -157,7 +225,6 @@ def deploy_depeg(
     a = actors or Actors()
     inst = deploy_instance(rpc_url, a.operator, a.instance_wallet.address)
     t, ios, service = inst.transactor, inst.instance_operator_service, inst.instance_service
-    registry = inst.registry.address
 
     usdc = t.deploy(a.operator, "depeg-contracts", "USD1")
     usdt = t.deploy(a.operator, "depeg-contracts", "USD2")
@@ -167,43 +234,15 @@ def deploy_depeg(
 
     keeper_role = service.functions.getRiskpoolKeeperRole().call()
     t.call(a.operator, ios, "grantRole", keeper_role, a.riskpool_keeper.address)
-    riskpool = t.deploy(
-        a.riskpool_keeper,
-        "depeg-contracts",
-        "DepegRiskpool",
-        b32("DepegRiskpool"),
-        POOL_CAPITAL_CAP,
-        SUM_INSURED_PERCENTAGE,
-        usdt.address,
-        a.riskpool_wallet.address,
-        registry,
-    )
-    t.call(a.riskpool_keeper, inst.component_owner_service, "propose", riskpool.address)
+    riskpool = _riskpool(inst, a, usdt, "DepegRiskpool")
     riskpool_id = riskpool.functions.getId().call()
-    t.call(a.operator, ios, "approve", riskpool_id)
-    t.call(a.riskpool_keeper, riskpool, "setMaximumNumberOfActiveBundles", MAX_ACTIVE_BUNDLES)
-    t.call(a.operator, ios, "setRiskpoolWallet", riskpool_id, a.riskpool_wallet.address)
-    t.call(a.operator, ios, "setCapitalFees", _fees(inst, riskpool_id, 0, 0))
 
     owner_role = service.functions.getProductOwnerRole().call()
     t.call(a.operator, ios, "grantRole", owner_role, a.product_owner.address)
-    helper = t.deploy(a.product_owner, "depeg-contracts", "DepegMessageHelper")
-    product = t.deploy(
-        a.product_owner,
-        "depeg-contracts",
-        "DepegProduct",
-        b32("DepegProduct"),
-        provider.address,
-        usdt.address,
-        registry,
-        riskpool_id,
-        helper.address,
+    product, helper = _product(inst, a, provider, usdt, riskpool_id, "DepegProduct")
+    premium_fees = _fees(
+        inst, product.functions.getId().call(), PREMIUM_FIXED_FEE, PREMIUM_FRACTION
     )
-    t.call(a.product_owner, inst.component_owner_service, "propose", product.address)
-    product_id = product.functions.getId().call()
-    t.call(a.operator, ios, "approve", product_id)
-    t.call(a.operator, ios, "setProductToken", product_id, usdt.address)
-    premium_fees = _fees(inst, product_id, PREMIUM_FIXED_FEE, PREMIUM_FRACTION)
     t.call(a.operator, ios, "setPremiumFees", premium_fees)
     t.call(a.product_owner, product, "processLatestPriceInfo")  # the 1.00 round: stays active
 

@@ -8,6 +8,7 @@ block it started at.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -15,13 +16,14 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from devnet.depeg import USD, Actors, Depeg, bundle_capital_for, deploy_depeg
+from devnet.depeg import DAY, USD, Actors, Depeg, bundle_capital_for, deploy_depeg
 from devnet.nodes import Anvil
 from devnet.webapp import ProductWebApp, WebApp
 
 CHAIN_ID = 1337  # the price data provider reverts its constructor on anvil's own 31337
 ACTOR_ETH = 10**24
 PROTECTED_BALANCE = 5_000 * USD  # inside the product's 2,000 to 1,000,000 tokens
+DURATION = 30 * DAY
 
 
 @dataclasses.dataclass
@@ -44,7 +46,11 @@ class RealProduct:
         return self.depeg.create_bundle(bundle_capital_for(policies, protected_balance))
 
     def webapp(
-        self, client: redis.Redis, bundle_id: int, protected_balance: int = PROTECTED_BALANCE
+        self,
+        client: redis.Redis,
+        bundle_id: int,
+        protected_balance: int = PROTECTED_BALANCE,
+        duration: int = DURATION,
     ) -> ProductWebApp:
         """The web app, writing to `client`, for applications to `bundle_id`."""
         return ProductWebApp(
@@ -52,7 +58,35 @@ class RealProduct:
             self.depeg,
             bundle_id,
             protected_balance=protected_balance,
+            duration=duration,
         )
+
+    @contextlib.contextmanager
+    def interval_mining(self, seconds: int | None) -> Iterator[None]:
+        """A block every `seconds` (None: no blocks at all until `resume`), then automine
+        again: what is sent in between stays in flight together."""
+        self.anvil.rpc("anvil_setIntervalMining", seconds or 0)
+        try:
+            yield
+        finally:
+            self.anvil.rpc("anvil_setIntervalMining", 0)
+            self.anvil.set_automine(True)
+
+    def our_receipts(self, addresses: list[str], from_block: int) -> list[dict]:
+        """The receipt of every transaction sent from `addresses` in the blocks from
+        `from_block` on: what those wallets spent, reverted or not."""
+        ours = {a.lower() for a in addresses}
+        receipts = []
+        for number in range(from_block, self.anvil.block_number() + 1):
+            block = self.anvil.rpc("eth_getBlockByNumber", hex(number), True)
+            for tx in block["transactions"]:
+                if tx["from"].lower() in ours:
+                    receipts.append(self.anvil.rpc("eth_getTransactionReceipt", tx["hash"]))
+        return receipts
+
+    def policies_of(self, holders: set[str], from_block: int) -> list[dict]:
+        """The product's LogDepegApplicationCreated events for these policy holders."""
+        return [e for e in self.applications_created(from_block) if e["policyHolder"] in holders]
 
     def applications_created(self, from_block: int = 0) -> list[dict]:
         return self.depeg.applications_created(from_block)

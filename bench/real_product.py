@@ -1,0 +1,265 @@
+"""The real depeg product (GIF instance and product from the npm packages, anvil on chain id
+1337 with 30 M gas blocks): what a burst achieves against the chain's capacity, and how far the
+gas a transaction uses on chain is from the simulated gas.
+
+(i) Burst: 300 applications made the web app's way (3 fresh bundles of 100) are enqueued at
+once into 2 s blocks, for one replica on one wallet and for two replicas on a pool of two. The
+clock runs from the enqueue until the 300th transaction of the pool is mined. Reported:
+applications/s against the chain's capacity (30 M / median gas per application / 2 s), and the
+blocks that held them against the minimum (total gas used / 30 M, rounded up).
+
+(ii) Spread: each receipt's gasUsed against an `eth_estimateGas` of the same call at the block
+before (what the processor's simulation sees, less what came before it in its own block) and
+against the transaction's gas limit (the processor's learned limit, eth_estimateGas x 1.2).
+Groups: a fresh bundle filled to the last policy, one bundle with protected balances of 2,000
+to 50,000 tokens and durations of 14 to 120 days (both automined: one transaction a block), and
+the two bursts (many transactions a block).
+
+    python -m bench.real_product       # writes bench/real-product-last-run.json
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis
+
+from bench.scaleout import WALLET_BALANCE, start_replicas, wait_for_pool
+from bench.throughput import enqueue, wait
+from depeg_processor.wallet import pool as wallets
+from devnet.depeg import DAY, USD, Actors, Depeg, bundle_capital_for, deploy_depeg
+from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
+from devnet.webapp import ProductWebApp, WebApp
+
+CHAIN_ID = 1337  # the price data provider's constructor reverts on anvil's own 31337
+BLOCK_GAS = 30_000_000
+BLOCK_SECONDS = 2
+BURST, BURST_BUNDLES = 300, 3
+ROWS = ((1, 1), (2, 2))  # (replicas, wallets)
+STREAM = "application:signatures"
+CONSUMER = "depeg-backend-processor-consumer"
+OUT = Path(__file__).with_name("real-product-last-run.json")
+
+
+class Bench:
+    """One chain with the product, one Redis, and the applications made for them."""
+
+    def __init__(self, anvil: Anvil, depeg: Depeg, redis_url: str) -> None:
+        self.anvil, self.depeg, self.redis_url = anvil, depeg, redis_url
+        self.client = redis.Redis.from_url(redis_url, decode_responses=True)
+
+    def applications(self, count: int, protected: int, duration: int, capacity: int = 0) -> list:
+        """`count` applications made the web app's way to a fresh bundle with room for
+        `capacity` (default `count`) such policies."""
+        capital = bundle_capital_for(capacity or count, protected)
+        bundle_id = self.depeg.create_bundle(capital)
+        webapp = ProductWebApp(
+            WebApp(self.client, CHAIN_ID, self.depeg.message_helper.address),
+            self.depeg,
+            bundle_id,
+            protected_balance=protected,
+            duration=duration,
+        )
+        return [webapp.application() for _ in range(count)]
+
+    def nonces(self, pool: list) -> int:
+        return sum(
+            int(self.anvil.rpc("eth_getTransactionCount", w.address, "latest"), 16) for w in pool
+        )
+
+    def run(self, applications: list[dict], replicas: int, pool_size: int) -> tuple[float, list]:
+        """Enqueue `applications` at once for `replicas` on `pool_size` wallets; returns the
+        seconds until the last of their transactions is mined, and those transactions."""
+        pool = wallets.pool(
+            wallets.derive_accounts(TEST_MNEMONIC, pool_size), stream=STREAM, consumer=CONSUMER
+        )
+        for wallet in pool:
+            self.anvil.set_balance(wallet.address, WALLET_BALANCE)
+        self.client.flushall()
+        start_block, before = self.anvil.block_number() + 1, self.nonces(pool)
+        with tempfile.TemporaryDirectory(prefix="real-product-") as logs:
+            started = start_replicas(
+                replicas,
+                pool_size,
+                redis_url=self.redis_url,
+                rpc_url=self.anvil.url,
+                product=self.depeg.product.address,
+                logs=Path(logs),
+            )
+            try:
+                wait_for_pool(started, pool, self.client)
+                clock = time.perf_counter()
+                enqueue(self.client, applications)
+                wait(
+                    lambda: self.nonces(pool) - before >= len(applications),
+                    600,
+                    "every application's transaction mined",
+                )
+                seconds = time.perf_counter() - clock
+            finally:
+                for replica in started:
+                    replica.stop()
+        return seconds, self.transactions({w.address for w in pool}, start_block)
+
+    def transactions(self, senders: set[str], from_block: int) -> list[dict]:
+        """Each mined transaction from `senders`: its block, gas limit, gas used, status and
+        an eth_estimateGas of the same call at the block before."""
+        senders = {s.lower() for s in senders}
+        found = []
+        for number in range(from_block, self.anvil.block_number() + 1):
+            block = self.anvil.rpc("eth_getBlockByNumber", hex(number), True)
+            for tx in block["transactions"]:
+                if tx["from"].lower() not in senders:
+                    continue
+                receipt = self.anvil.rpc("eth_getTransactionReceipt", tx["hash"])
+                call = {"from": tx["from"], "to": tx["to"], "data": tx["input"]}
+                try:
+                    estimate = int(self.anvil.rpc("eth_estimateGas", call, hex(number - 1)), 16)
+                except RuntimeError:
+                    estimate = None  # it would not have gone through at the block before
+                found.append(
+                    {
+                        "block": number,
+                        "limit": int(tx["gas"], 16),
+                        "used": int(receipt["gasUsed"], 16),
+                        "status": int(receipt["status"], 16),
+                        "estimate": estimate,
+                    }
+                )
+        return found
+
+
+def spread(transactions: list[dict]) -> dict:
+    """min/median/max of gasUsed, gasUsed/estimate and gasUsed/limit."""
+
+    def three(values: list[float]) -> list[float]:
+        return [min(values), statistics.median(values), max(values)] if values else []
+
+    estimated = [t for t in transactions if t["estimate"]]
+    return {
+        "transactions": len(transactions),
+        "estimate_failed": len(transactions) - len(estimated),
+        "gas_used": three([t["used"] for t in transactions]),
+        "used_per_estimate": [
+            round(x, 4) for x in three([t["used"] / t["estimate"] for t in estimated])
+        ],
+        "used_per_limit": [
+            round(x, 4) for x in three([t["used"] / t["limit"] for t in transactions])
+        ],
+    }
+
+
+def burst_row(bench: Bench, replicas: int, pool_size: int) -> tuple[dict, list]:
+    apps = []
+    for _ in range(BURST_BUNDLES):
+        apps += bench.applications(BURST // BURST_BUNDLES, 5_000 * USD, 30 * DAY)
+    bench.anvil.rpc("anvil_setIntervalMining", BLOCK_SECONDS)
+    try:
+        seconds, txs = bench.run(apps, replicas, pool_size)
+    finally:
+        bench.anvil.rpc("anvil_setIntervalMining", 0)
+        bench.anvil.set_automine(True)
+    median_gas = statistics.median(t["used"] for t in txs)
+    capacity = BLOCK_GAS / median_gas / BLOCK_SECONDS
+    total_gas = sum(t["used"] for t in txs)
+    row = {
+        "replicas": replicas,
+        "wallets": pool_size,
+        "applications": len(apps),
+        "seconds": round(seconds, 2),
+        "per_second": round(len(apps) / seconds, 2),
+        "chain_capacity_per_second": round(capacity, 2),
+        "of_capacity": round(len(apps) / seconds / capacity, 3),
+        "transactions": len(txs),
+        "reverted": sum(1 for t in txs if t["status"] != 1),
+        "blocks_used": len({t["block"] for t in txs}),
+        "blocks_minimum": math.ceil(total_gas / BLOCK_GAS),
+        "median_gas": int(median_gas),
+    }
+    return row, txs
+
+
+def spread_groups(bench: Bench) -> dict[str, list]:
+    """Automined groups: a fresh bundle filled to the last policy, and mixed terms."""
+    fresh = bench.applications(10, 5_000 * USD, 30 * DAY)
+    mixed = []
+    terms = [(p * USD, d * DAY) for p in (2_000, 10_000, 50_000) for d in (14, 60, 120)]
+    capital = bundle_capital_for(len(terms), 50_000 * USD)
+    bundle_id = bench.depeg.create_bundle(capital)
+    for protected, duration in terms:
+        webapp = ProductWebApp(
+            WebApp(bench.client, CHAIN_ID, bench.depeg.message_helper.address),
+            bench.depeg,
+            bundle_id,
+            protected_balance=protected,
+            duration=duration,
+        )
+        mixed.append(webapp.application())
+    return {
+        "fresh bundle to full (automine)": bench.run(fresh, 1, 1)[1],
+        "mixed balances and durations (automine)": bench.run(mixed, 1, 1)[1],
+    }
+
+
+def print_table(result: dict) -> None:
+    print(f"\nreal depeg product, {BLOCK_SECONDS} s blocks of {BLOCK_GAS:,} gas")
+    print(
+        f"{'replicas/wallets':>17} {'apps/s':>7} {'capacity/s':>10} {'share':>6} "
+        f"{'blocks':>6} {'minimum':>7} {'reverted':>8} {'median gas':>11}"
+    )
+    for r in result["burst"]:
+        print(
+            f"{r['replicas']:>8}/{r['wallets']:<8} {r['per_second']:>7} "
+            f"{r['chain_capacity_per_second']:>10} {r['of_capacity']:>6} {r['blocks_used']:>6} "
+            f"{r['blocks_minimum']:>7} {r['reverted']:>8} {r['median_gas']:>11,}"
+        )
+    print(
+        f"\n{'group':<42} {'n':>4} {'gas used min/median/max':>33} "
+        f"{'used/estimate':>22} {'used/limit':>22}"
+    )
+    for name, s in result["spread"].items():
+        gas = "/".join(f"{int(g):,}" for g in s["gas_used"])
+        est = "/".join(str(x) for x in s["used_per_estimate"])
+        lim = "/".join(str(x) for x in s["used_per_limit"])
+        print(f"{name:<42} {s['transactions']:>4} {gas:>33} {est:>22} {lim:>22}")
+
+
+def main(argv: list[str]) -> int:
+    actors = Actors()
+    started = time.monotonic()
+    with (
+        RedisServer() as redis_server,
+        Anvil(chain_id=CHAIN_ID, extra_args=("--gas-limit", str(BLOCK_GAS))) as anvil,
+    ):
+        for account in actors.all():
+            anvil.set_balance(account.address, 10**24)
+        depeg = deploy_depeg(anvil.url, actors)
+        bench = Bench(anvil, depeg, redis_server.url)
+        groups = spread_groups(bench)
+        rows = []
+        for replicas, pool_size in ROWS:
+            row, txs = burst_row(bench, replicas, pool_size)
+            rows.append(row)
+            groups[f"burst {replicas}/{pool_size} ({BLOCK_SECONDS} s blocks)"] = txs
+    result = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "seconds": round(time.monotonic() - started, 1),
+        "burst": rows,
+        "spread": {name: spread(txs) for name, txs in groups.items()},
+    }
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print_table(result)
+    print(f"\n{result['seconds']} s in all; written to {OUT.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
