@@ -92,6 +92,11 @@ class WaitingForRoom(TransientError):
     simulates each call alone); not an attempt of the application's."""
 
 
+class PoolChanged(TransientError):
+    """A write-ahead refused as a whole: another wallet of the pool recorded transactions
+    after this batch was simulated, so it is simulated again; nothing was written."""
+
+
 class NonceConflict(TransientError):
     """The nonce is used on chain already ("nonce too low"); the nonce must be resynchronised."""
 

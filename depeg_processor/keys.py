@@ -62,3 +62,9 @@ def inflight_key(prefix: str) -> str:
 def spent_key(prefix: str) -> str:
     """A wallet's spend ledger: "<tx hash>:<wei>" scored by confirmation time."""
     return f"{prefix}:spent"
+
+
+def pool_version_key(stream: str) -> str:
+    """Counts the batches every wallet of the pool recorded: a batch simulated after what was
+    in flight is written only if no other wallet recorded one meanwhile."""
+    return f"{stream}:pool-version"

@@ -31,6 +31,8 @@ from .records import TxRecord
 
 log = logging.getLogger(__name__)
 
+GAS_HEADROOM = 1.2  # state can change between simulation and inclusion
+
 
 @dataclasses.dataclass(frozen=True)
 class InFlightTx:
@@ -45,6 +47,89 @@ class Preflight:
 
     def __init__(self, ctx: WalletContext) -> None:
         self._ctx = ctx
+        self._tag = "latest"  # the block the last batch was simulated at
+        self.replayed = 0  # how many transactions in flight were replayed before it
+        self._gas_limit: int | None = None  # learned from eth_estimateGas, see check()
+
+    def check(self, apps: Sequence[Application]) -> list[tuple[str, int] | errors.ProcessorError]:
+        """Calldata and gas limit per application, or the error in its place (a revert gives
+        PermanentError or ProductInactive), checked after everything the pool has in flight
+        (see the module docstring), the applications one after another in one simulated block.
+
+        Once a gas limit is known the batch is simulated at it (one EVM run each: success
+        there means the transaction succeeds with it). `eth_estimateGas` (a search over many
+        runs) sets the limit on the first batch and for any application that does not fit it;
+        the batch is then simulated again in sequence at the limits found, so no application
+        goes out that only succeeded alone."""
+        ctx = self._ctx
+        calldata = [ctx.shared.product.apply(app.contract_args()) for app in apps]
+        outcomes: list = [None] * len(apps)
+        if self._gas_limit is not None:
+            limits = dict.fromkeys(range(len(apps)), self._gas_limit)
+        else:
+            limits = self._estimate(range(len(apps)), calldata, outcomes)
+        gas = [limits.get(i, 0) for i in range(len(apps))]
+        for i, held in enumerate(self.hold_back(apps, gas)):
+            if held and outcomes[i] is None:
+                outcomes[i] = waiting_for_room(apps[i])
+        for again in (False, True):
+            todo = [i for i in range(len(apps)) if outcomes[i] is None]
+            if not todo:
+                break
+            results = self.simulate([ctx.call(calldata[i], limits[i]) for i in todo])
+            unclear = []
+            for i, result in zip(todo, results):
+                if not isinstance(result, errors.ProcessorError):
+                    outcomes[i] = (calldata[i], limits[i])
+                elif _reasoned(result) or again:
+                    outcomes[i] = result
+                else:
+                    unclear.append(i)  # out of gas at the limit, or unclear: estimate it
+            if not unclear:
+                break
+            limits.update(self._estimate(unclear, calldata, outcomes))
+            for i in todo:  # the sequence changed: simulate the rest again with it
+                if isinstance(outcomes[i], tuple):
+                    outcomes[i] = None
+        self._wait_for_what_is_in_flight(apps, calldata, limits, outcomes)
+        return outcomes
+
+    def _wait_for_what_is_in_flight(
+        self, apps: Sequence[Application], calldata: list[str], limits: dict, outcomes: list
+    ) -> None:
+        """A refusal that only follows from what is in flight is not final: that may still
+        fail or be dropped. Such an application waits (not an attempt) until it is mined, and
+        is judged then; one refused at the same block without the replay is refused for good."""
+        refused = [
+            i
+            for i, outcome in enumerate(outcomes)
+            if isinstance(outcome, errors.PermanentError) and i in limits
+        ]
+        if not refused or not self.replayed:
+            return
+        calls = [self._ctx.call(calldata[i], limits[i]) for i in refused]
+        for i, alone in zip(refused, self.alone(calls)):
+            if not isinstance(alone, errors.ProcessorError):
+                outcomes[i] = errors.WaitingForRoom(
+                    f"application {apps[i].entity_id} is refused only after what is in flight "
+                    f"({outcomes[i]}); it waits until that is mined"
+                )
+
+    def _estimate(self, indices: Sequence[int], calldata: list[str], outcomes: list) -> dict:
+        """Gas limits by `eth_estimateGas` against the pending block, with GAS_HEADROOM; an
+        application whose estimate fails gets the error as its outcome."""
+        ctx, indices = self._ctx, list(indices)
+        results = ctx.shared.chain.batch(
+            [("eth_estimateGas", [ctx.call(calldata[i]), "pending"]) for i in indices]
+        )
+        limits = {}
+        for i, result in zip(indices, results):
+            if isinstance(result, errors.ProcessorError):
+                outcomes[i] = result
+            else:
+                limits[i] = int(int(result, 16) * GAS_HEADROOM)
+                self._gas_limit = max(self._gas_limit or 0, limits[i])
+        return limits
 
     @property
     def replays(self) -> bool:
@@ -54,6 +139,7 @@ class Preflight:
     def simulate(self, calls: list[dict]) -> list:
         """Each call's result (see `Simulator.simulate`), after everything in flight."""
         shared = self._ctx.shared
+        self.replayed = 0
         if not self.replays:
             return shared.simulator.simulate(calls, "pending")
         shared.fees.current(fresh=True)  # the latest block now: what the web app did is in it
@@ -65,7 +151,12 @@ class Preflight:
         ]
         if before:
             log.debug("simulating %s call(s) after %s in flight", len(calls), len(before))
+        self._tag, self.replayed = tag, len(before)
         return shared.simulator.simulate(calls, tag, before=before)
+
+    def alone(self, calls: list[dict]) -> list:
+        """The calls simulated at the block of the last batch, without what is in flight."""
+        return self._ctx.shared.simulator.simulate(calls, self._tag)
 
     def in_flight(self) -> list[InFlightTx]:
         """Every record in flight of every wallet of the pool, in nonce order per wallet (two
@@ -127,4 +218,11 @@ def waiting_for_room(app: Application) -> errors.WaitingForRoom:
     return errors.WaitingForRoom(
         f"application {app.entity_id} waits for room: the node simulates each call alone, so "
         "it goes after what is in flight is pending"
+    )
+
+
+def _reasoned(result: errors.ProcessorError) -> bool:
+    """A revert with the product's reason, or the node down: the same at any gas limit."""
+    return isinstance(result, (errors.ProductInactive, errors.NodeUnavailable)) or (
+        isinstance(result, errors.PermanentError) and "ERROR:" in result.reason
     )

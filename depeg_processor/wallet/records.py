@@ -16,6 +16,7 @@ from .. import keys
 from ..errors import (
     FenceLost,  # noqa: F401 (raised by fenced writes; imported from here too)
     OwnedElsewhere,
+    PoolChanged,
 )
 from .lease import Fence, check_fence
 
@@ -100,6 +101,7 @@ class TxRecords:
         self._stream = stream or prefix
         self.owner = owner
         self.inflight_key = keys.inflight_key(prefix)
+        self.version_key = keys.pool_version_key(self._stream)
 
     def owner_key(self, entity_id: str) -> str:
         return keys.owner_key(self._stream, entity_id)
@@ -115,18 +117,23 @@ class TxRecords:
         records: list[TxRecord],
         also: Callable[[redis.client.Pipeline], None] | None = None,
         fence: Fence | None = None,
+        version: str | None = None,
     ) -> None:
         """Store records in one transaction, with `also`'s commands in the same MULTI. With
         `fence` (lease key, owner) the transaction commits only while that owner holds the
         lease (WATCH): a sender that lost it cannot overwrite the next holder's records. With
         an owner, the owner marks are WATCHed too: OwnedElsewhere (nothing written) when
-        another wallet owns one of the applications."""
+        another wallet owns one of the applications. With `version` (the pool's version read
+        before the batch was simulated) it commits only if no wallet of the pool recorded new
+        transactions since (PoolChanged, nothing written), and counts this write as one."""
         owner_keys = (
             [self.owner_key(r.entity_id) for r in records] if self.owner is not None else []
         )
 
         def write(pipe: redis.client.Pipeline) -> None:
             check_fence(pipe, fence)
+            if version is not None and (pipe.get(self.version_key) or "0") != version:
+                raise PoolChanged("another wallet of the pool recorded transactions meanwhile")
             if owner_keys:
                 taken = [
                     (r.entity_id, owner)
@@ -144,8 +151,16 @@ class TxRecords:
                 pipe.set(key, self.owner, ex=OWNER_TTL)
             if also is not None:
                 also(pipe)
+            if version is not None:
+                pipe.incr(self.version_key)
 
-        self._redis.transaction(write, *([fence[0]] if fence else []), *owner_keys)
+        watched = [*([fence[0]] if fence else []), *([self.version_key] if version else [])]
+        self._redis.transaction(write, *watched, *owner_keys)
+
+    def pool_version(self) -> str:
+        """How many batches the pool's wallets recorded so far: a simulation that read it
+        holds only while it is unchanged (see `put_many`)."""
+        return self._redis.get(self.version_key) or "0"
 
     def owner_of(self, entity_id: str) -> str | None:
         return self._redis.get(self.owner_key(entity_id))

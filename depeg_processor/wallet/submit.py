@@ -16,17 +16,17 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from .. import errors
-from ..errors import FenceLost, LeaseLost
+from ..errors import FenceLost, LeaseLost, PoolChanged
 from ..fees import Backlog, Fees
 from ..inbound.application import Application
 from .context import WalletContext
-from .preflight import Preflight, waiting_for_room
+from .preflight import Preflight
 from .publish import Answer, Publisher
 from .records import TxRecord
 
 log = logging.getLogger(__name__)
 
-GAS_HEADROOM = 1.2  # state can change between simulation and inclusion
+PREFLIGHT_TRIES = 5  # simulations of one batch while other wallets keep recording theirs
 
 Outcome = TxRecord | errors.ProcessorError
 
@@ -38,7 +38,6 @@ class Submitter:
         self._ctx = ctx
         self._publisher = publisher
         self._preflight = Preflight(ctx)
-        self._gas_limit: int | None = None  # learned from eth_estimateGas, see simulate()
         self._broadcaster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broadcast")
         self._broadcasting: Future | None = None
 
@@ -49,81 +48,31 @@ class Submitter:
         of its transaction, or the error that stopped it before anything was written. The
         records are written only while the lease is still in `generation` (the one whose
         take-over is done): else LeaseLost, nothing written."""
-        outcomes: list = list(self.simulate(apps))
-        self._ctx.shared.faults.hit("after-simulate")
-        ready = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, tuple)]
-        if not ready:
-            return outcomes
-        self.finish()  # the previous batch is out (and its nonce answers known)
-        self._check_lease(generation)
-        records = self._sign([(apps[i], entry_ids[i], *outcomes[i]) for i in ready])
-        self._ctx.shared.faults.hit("after-sign")
-        self._write_ahead(records, generation)
+        for _try in range(PREFLIGHT_TRIES):
+            version = self._ctx.records.pool_version()  # before the simulation reads the pool
+            outcomes: list = list(self._preflight.check(apps))
+            self._ctx.shared.faults.hit("after-simulate")
+            ready = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, tuple)]
+            if not ready:
+                return outcomes
+            self.finish()  # the previous batch is out (and its nonce answers known)
+            self._check_lease(generation)
+            records = self._sign([(apps[i], entry_ids[i], *outcomes[i]) for i in ready])
+            self._ctx.shared.faults.hit("after-sign")
+            try:
+                self._write_ahead(records, generation, version)
+                break
+            except PoolChanged:  # what this batch was simulated after is not all there is
+                log.info("another wallet recorded transactions meanwhile; simulating again")
+        else:
+            return [errors.WaitingForRoom("the pool kept changing during the simulation")] * len(
+                apps
+            )
         self._ctx.shared.faults.hit("after-record")
         for i, record in zip(ready, records):
             outcomes[i] = record
         self._broadcasting = self._broadcaster.submit(self._publish, records)
         return outcomes
-
-    def simulate(
-        self, apps: Sequence[Application]
-    ) -> list[tuple[str, int] | errors.ProcessorError]:
-        """Calldata and gas limit per application, or the error in its place (a revert gives
-        PermanentError or ProductInactive), checked after everything the pool has in flight
-        (see `preflight.py`), the applications one after another in one simulated block.
-
-        Once a gas limit is known the batch is simulated at it (one EVM run each: success
-        there means the transaction succeeds with it). `eth_estimateGas` (a search over many
-        runs) sets the limit on the first batch and for any application that does not fit it;
-        the batch is then simulated again in sequence at the limits found, so no application
-        goes out that only succeeded alone."""
-        ctx = self._ctx
-        calldata = [ctx.shared.product.apply(app.contract_args()) for app in apps]
-        outcomes: list = [None] * len(apps)
-        if self._gas_limit is not None:
-            limits = dict.fromkeys(range(len(apps)), self._gas_limit)
-        else:
-            limits = self._estimate(range(len(apps)), calldata, outcomes)
-        gas = [limits.get(i, 0) for i in range(len(apps))]
-        for i, held in enumerate(self._preflight.hold_back(apps, gas)):
-            if held and outcomes[i] is None:
-                outcomes[i] = waiting_for_room(apps[i])
-        for again in (False, True):
-            todo = [i for i in range(len(apps)) if outcomes[i] is None]
-            if not todo:
-                break
-            results = self._preflight.simulate([ctx.call(calldata[i], limits[i]) for i in todo])
-            unclear = []
-            for i, result in zip(todo, results):
-                if not isinstance(result, errors.ProcessorError):
-                    outcomes[i] = (calldata[i], limits[i])
-                elif _reasoned(result) or again:
-                    outcomes[i] = result
-                else:
-                    unclear.append(i)  # out of gas at the limit, or unclear: estimate it
-            if not unclear:
-                break
-            limits.update(self._estimate(unclear, calldata, outcomes))
-            for i in todo:  # the sequence changed: simulate the rest again with it
-                if isinstance(outcomes[i], tuple):
-                    outcomes[i] = None
-        return outcomes
-
-    def _estimate(self, indices: Sequence[int], calldata: list[str], outcomes: list) -> dict:
-        """Gas limits by `eth_estimateGas` against the pending block, with GAS_HEADROOM; an
-        application whose estimate fails gets the error as its outcome."""
-        ctx, indices = self._ctx, list(indices)
-        results = ctx.shared.chain.batch(
-            [("eth_estimateGas", [ctx.call(calldata[i]), "pending"]) for i in indices]
-        )
-        limits = {}
-        for i, result in zip(indices, results):
-            if isinstance(result, errors.ProcessorError):
-                outcomes[i] = result
-            else:
-                limits[i] = int(int(result, 16) * GAS_HEADROOM)
-                self._gas_limit = max(self._gas_limit or 0, limits[i])
-        return limits
 
     def _sign(self, items: list[tuple[Application, str, str, int]]) -> list[TxRecord]:
         """(application, entry id, calldata, gas) each signed with the next nonce, priced for
@@ -190,15 +139,17 @@ class Submitter:
         if lease.generation != generation:  # lost and gained again meanwhile
             raise LeaseLost("the wallet's lease changed hands during the batch; not sending")
 
-    def _write_ahead(self, records: list[TxRecord], generation: int) -> None:
+    def _write_ahead(self, records: list[TxRecord], generation: int, version: str) -> None:
         """The records, each application's transactionHash and the entries' acknowledgements
-        in one transaction fenced by the lease. A batch not written frees its nonces."""
+        in one transaction fenced by the lease, and only if the pool is at `version` still. A
+        batch not written frees its nonces."""
         ctx = self._ctx
         try:
             self._check_lease(generation)
             ctx.records.put_many(
                 records,
                 fence=ctx.lease.fence,
+                version=version,
                 also=lambda pipe: ctx.queue.stage_submitted(
                     pipe, [(r.entity_id, r.stream_entry_id, r.tx_hash) for r in records]
                 ),
@@ -266,10 +217,3 @@ class Submitter:
                     record.tx_hash,
                     result,
                 )
-
-
-def _reasoned(result: errors.ProcessorError) -> bool:
-    """A revert with the product's reason, or the node down: the same at any gas limit."""
-    return isinstance(result, (errors.ProductInactive, errors.NodeUnavailable)) or (
-        isinstance(result, errors.PermanentError) and "ERROR:" in result.reason
-    )

@@ -10,7 +10,7 @@ import pytest
 
 from depeg_processor.fees import Block, FeePolicy
 from depeg_processor.inbound.application import parse_application
-from depeg_processor.wallet.submit import GAS_HEADROOM
+from depeg_processor.wallet.preflight import GAS_HEADROOM
 
 from .helpers import signed_fields
 from .test_replacements import GWEI, Harness
