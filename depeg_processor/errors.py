@@ -155,3 +155,16 @@ class OwnedElsewhere(TransientError):
             + ", ".join(f"{entity_id!r} ({owner})" for entity_id, owner in taken)
         )
         self.taken = taken
+
+
+class SignatureTaken(TransientError):
+    """A write-ahead refused as a whole: the signature of some of these applications was sent
+    for another application (`taken`: entity id, the other application described); nothing
+    was written. The copies are set aside; the rest of the batch is tried again."""
+
+    def __init__(self, taken: list[tuple[str, str]]) -> None:
+        super().__init__(
+            "signature sent already: "
+            + ", ".join(f"{entity_id!r} (as {other})" for entity_id, other in taken)
+        )
+        self.taken = taken
