@@ -24,19 +24,18 @@ def h(fake_redis):
     harness.close()
 
 
-def test_one_signature_twice_in_a_batch_is_sent_once_and_the_other_simulated_after(h) -> None:
+def test_one_signature_twice_in_a_batch_is_sent_once_and_the_copy_set_aside_unsimulated(h) -> None:
     h.enqueue(signed_fields(), entity_id="E1")
     h.enqueue(signed_fields(), entity_id="E2")  # the same signed message under another id
-    assert h.run_once() == 1
+    assert h.run_once() == 1  # the copy waits for the next batch: no mark yet
     assert [entity for entity, _ in h.calls] == ["E1"]
-    h.node.answer = errors.PermanentError("reverted: ERROR:DMH-001:SIGNATURE_USED")
-    assert h.run_once() == 0  # waits until the first one's batch is broadcast ...
-    assert h.finished == 1
-    assert h.node.sent == [h.records.get("E1").raw]
-    assert h.run_once() == 1  # ... then the deferred one, not read again
-    assert [entity for entity, _ in h.calls] == ["E1", "E2"]
+    simulated = h.node.simulations
+    assert h.run_once() == 1  # the deferred one, not read again: the first one's mark decides
+    assert [entity for entity, _ in h.calls] == ["E1"] and h.node.simulations == simulated
     [dead] = h.dead_letters()
-    assert dead["entityId"] == "E2" and "DMH-001" in dead["reason"]
+    assert dead["entityId"] == "E2" and dead["kind"] == "duplicate"
+    assert "application E1" in dead["reason"] and h.tx_hash("E1") in dead["reason"]
+    assert h.queue.backlog().group_pending == 0
 
 
 def test_entry_without_entity_id_is_dead_lettered(h) -> None:
