@@ -14,7 +14,7 @@ from eth_keys import KeyAPI
 from eth_keys.backends import CoinCurveECCBackend, NativeECCBackend
 from eth_utils import keccak
 
-from depeg_processor.inbound.application import POLICY_TYPES
+from depeg_processor.inbound.eip712 import POLICY_TYPES
 
 ROUNDS = 200
 

@@ -19,22 +19,40 @@ KINDS = frozenset(
         "too_large",
         "not_found",
         "signature_invalid",
+        "duplicate",
         "revert_other",
         "reverted_on_chain",
         "too_many_deliveries",
         "other",
     }
 )
-# The product's revert codes (wire format) that are counted under their own name.
+# The highest revert code number each module of the GIF 2.0 framework and of the depeg
+# product's own contracts ships (@etherisc/gif-contracts, gif-interface, depeg-contracts
+# 1.2.0; their examples and test contracts left out), with DMH-003 and SMH-001 of older
+# deployments (wire format). An application's transaction runs through the framework
+# (policy, pool, bundle, treasury, ...), so a revert may come from any of these modules.
+SHIPPED_CODES = {
+    # GIF framework: access, registry, components, flows, modules, services, tokens
+    "ACL": 4, "ACM": 6, "BOC": 74, "BTK": 5, "BUC": 73, "CCR": 27, "CMP": 4, "COS": 7,
+    "CRC": 4, "CRP": 1, "IOS": 11, "IS": 2, "LIC": 1, "ORA": 1, "PFD": 5, "POC": 111,
+    "POL": 50, "PRS": 2, "QUC": 42, "REC": 102, "RPL": 10, "RPS": 20, "TRS": 92,
+    # the depeg product's contracts: riskpool, price feeds, product, message helper
+    "ADP": 10, "BRP": 2, "DRP": 101, "PRD": 3, "UPDP": 30, "DMH": 3, "SMH": 1,
+}  # fmt: skip
+# The revert codes counted under their own name: every code up to the highest shipped per
+# module (a fixed set of under a thousand, built here), and the product's DP- codes.
 REVERT_CODES = frozenset(
-    {"DMH-001", "DMH-002", "DMH-003", "SMH-001", *(f"DP-{n:03d}" for n in range(1, 100))}
+    {
+        *(f"{module}-{n:03d}" for module, top in SHIPPED_CODES.items() for n in range(1, top + 1)),
+        *(f"DP-{n:03d}" for n in range(1, 100)),
+    }
 )
 _REVERT_CODE = re.compile(r"ERROR:([A-Z]+-[0-9]{3}):")
 
 
 def revert_kind(revert: str) -> str:
-    """The kind of a revert string from the product: its code (`ERROR:DP-012:…`) if it is a
-    known one, else `revert_other`."""
+    """The kind of a revert string from the product or the framework under it: its code
+    (`ERROR:DP-012:…`, `ERROR:BUC-060:…`) if it is a known one, else `revert_other`."""
     code = _REVERT_CODE.match(revert)
     return code.group(1) if code and code.group(1) in REVERT_CODES else "revert_other"
 
@@ -145,5 +163,18 @@ class OwnedElsewhere(TransientError):
         super().__init__(
             "owned by another wallet: "
             + ", ".join(f"{entity_id!r} ({owner})" for entity_id, owner in taken)
+        )
+        self.taken = taken
+
+
+class SignatureTaken(TransientError):
+    """A write-ahead refused as a whole: the signature of some of these applications was sent
+    for another application (`taken`: entity id, the other application described); nothing
+    was written. The copies are set aside; the rest of the batch is tried again."""
+
+    def __init__(self, taken: list[tuple[str, str]]) -> None:
+        super().__init__(
+            "signature sent already: "
+            + ", ".join(f"{entity_id!r} (as {other})" for entity_id, other in taken)
         )
         self.taken = taken

@@ -3,14 +3,17 @@
 Deployed data lives under these names, so each one is part of the service's storage format:
 a change here moves (or strands) data. The web app writes `PendingApplication:<entityId>` and
 the stream; everything else is this service's own. Per-application state that holds whichever
-wallet sends the application (done marker, owner mark, reissue count) lives under the stream's
-name; what one wallet owns (records, in-flight set, spend ledger) lives under its prefix.
+wallet sends the application (done marker, owner mark, signature mark, reissue count) lives
+under the stream's name; what one wallet owns (records, in-flight set, spend ledger) lives under
+its prefix.
 
 Pure functions of their arguments: no I/O, nothing checked (entity ids are validated before a
 key is built for them, or escaped where they are not).
 """
 
 from __future__ import annotations
+
+from eth_utils import keccak
 
 APPLICATION_PREFIX = "PendingApplication:"  # the web app's, shared wire format
 
@@ -23,6 +26,13 @@ def application_key(entity_id: str) -> str:
 def owner_key(stream: str, entity_id: str) -> str:
     """Which wallet recorded a transaction for this application first (its address)."""
     return f"{stream}:owner:{entity_id}"
+
+
+def signature_key(stream: str, signature: bytes) -> str:
+    """Which application sent this signature (its entity id and transaction): one signature,
+    one application. Named by the keccak of the signature's bytes, so a user's value never
+    becomes part of a key name."""
+    return f"{stream}:signature:{keccak(signature).hex()}"
 
 
 def done_key(stream: str, entity_id: str) -> str:

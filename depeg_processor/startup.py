@@ -39,6 +39,7 @@ from .wallet.lease import Lease, LeaseKeeper, owner_id
 from .wallet.nonce import NonceManager
 from .wallet.pool import Member, pool
 from .wallet.records import SpendLedger, TxRecords
+from .wallet.signatures import mark_lifetime
 from .wallet.wallet import Wallet
 
 log = logging.getLogger(__name__)
@@ -235,7 +236,11 @@ def wallet_context(
     settings, client = runtime.settings, runtime.redis
     queue = stream_queue(runtime, member)
     records = TxRecords(
-        client, prefix=member.prefix, stream=settings.stream_key, owner=member.address
+        client,
+        prefix=member.prefix,
+        stream=settings.stream_key,
+        owner=member.address,
+        mark_ttl=mark_lifetime(settings.stream_retention),
     )
     return WalletContext(
         config=config,

@@ -14,7 +14,8 @@ import redis
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from depeg_processor.inbound.application import POLICY_TYPES, signature_id_bytes32
+from depeg_processor.inbound.application import signature_id_bytes32
+from depeg_processor.inbound.eip712 import POLICY_TYPES
 
 if TYPE_CHECKING:
     from devnet.depeg import Depeg

@@ -6,6 +6,7 @@ of a client library looks the function up on every call and costs about 20 times
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,24 @@ def load_functions(path: Path = ABI_PATH) -> dict[str, Function]:
         for entry in json.loads(path.read_text())
         if entry.get("type") == "function"
     }
+
+
+@functools.lru_cache(maxsize=1)
+def _apply_function() -> Function:
+    return load_functions()[APPLY]
+
+
+def signature_in_call(data: str) -> bytes | None:
+    """The `signature` argument of an `applyForPolicyWithBundleAndSignature` calldata, or None
+    for any other data: what a signed transaction spends, read from the transaction itself
+    (records written before they stored the signature carry only the calldata)."""
+    function = _apply_function()
+    if not data.startswith("0x" + function.selector.hex()):
+        return None
+    try:
+        return decode(function.types, bytes.fromhex(data[10:]))[-1]
+    except Exception:  # not the call's encoding after all
+        return None
 
 
 class ProductCalls:

@@ -5,9 +5,12 @@
 - load: each application's record, hash (guarded by size), done marker and owner, in one
   round trip;
 - validate: an application with a record is resumed, one owned by another wallet or already
-  confirmed is acknowledged, a malformed one or one with a bad signature is set aside; a
-  signature seen in this batch or the one before waits until that one is out;
-- submit: the rest go to the wallet together;
+  confirmed is acknowledged, a malformed one or one with a bad signature is set aside;
+- copies: the signatures' marks in one round trip; a copy of an application sent already
+  (its signature marked by another entity id) is set aside as `duplicate`, a second one with
+  a signature of this batch waits for the next (see duplicates);
+- submit: the rest go to the wallet together (a copy that another replica recorded first
+  meanwhile is refused by the write-ahead and set aside the same way);
 - settle: each outcome decides its entry: sent, set aside, or kept for a retry.
 """
 
@@ -24,9 +27,12 @@ from ..keys import application_key
 from ..wallet.records import TxRecord
 from ..wallet.wallet import Wallet
 from .config import ConsumerConfig
+from .duplicates import Sorted, sort_out, taken_by_others
 from .in_hand import InHand
 
 log = logging.getLogger(__name__)
+
+ToSend = tuple[Entry, Application, HashContent]  # an application ready for the wallet
 
 
 @dataclasses.dataclass
@@ -56,12 +62,12 @@ class BatchHandler:
         self._config = config
         self._in_hand = in_hand
         self._dead = wallet.ctx.dead_letters
-        self._last_signatures: set[bytes] = set()  # sent in the batch before
 
     def handle(self, entries: list[Entry]) -> BatchResult:
         retry: list[Entry] = []
         candidates = self._triage(entries, retry)
-        to_send, unforeseen = self._validate(self._load(candidates), retry)
+        parsed, unforeseen = self._validate(self._load(candidates), retry)
+        to_send = self._without_copies(parsed, retry)
         result = BatchResult(retry, None, [])
         if to_send:
             self._submit(to_send, result)
@@ -117,8 +123,8 @@ class BatchHandler:
 
     def _validate(
         self, loaded: list[Loaded], retry: list[Entry]
-    ) -> tuple[list[tuple[Entry, Application, HashContent]], Exception | None]:
-        to_send, signatures, unforeseen, waits = [], set(), None, False
+    ) -> tuple[list[ToSend], Exception | None]:
+        parsed, unforeseen = [], None
         for item in loaded:
             if self._needs_no_send(item):
                 self._in_hand.settled(item.entry)
@@ -137,16 +143,24 @@ class BatchHandler:
                         f"application {item.entity_id}: unexpected {type(error).__name__}"
                     )
                 continue
-            if app.signature in signatures or app.signature in self._last_signatures:
-                retry.append(item.entry)  # one signature succeeds once: simulate this again
-                waits |= app.signature in self._last_signatures  # once the first one is out
-                continue
-            signatures.add(app.signature)
-            to_send.append((item.entry, app, item.content))
-        if waits:
-            self._wallet.finish()  # its next simulation must see the first one
-        self._last_signatures = set()
-        return to_send, unforeseen
+            parsed.append((item.entry, app, item.content))
+        return parsed, unforeseen
+
+    def _without_copies(self, parsed: list[ToSend], retry: list[Entry]) -> list[ToSend]:
+        """The applications to submit: copies of one sent already are set aside (no chain
+        call), a second with a signature of this batch is kept for the next one."""
+        if not parsed:
+            return []
+        apps = [app for _entry, app, _content in parsed]
+        marks = self._wallet.records.marks.get_many([app.signature for app in apps])
+        return self._settle_copies(sort_out(parsed, apps, marks), retry)
+
+    def _settle_copies(self, found: Sorted[ToSend], retry: list[Entry]) -> list[ToSend]:
+        for (entry, app, content), error in found.copies:
+            self._set_aside(entry, app.entity_id, content, error)
+            self._in_hand.settled(entry)
+        retry.extend(entry for entry, _app, _content in found.waiting)
+        return found.to_send
 
     def _needs_no_send(self, item: Loaded) -> bool:
         """Resumed, another wallet's, or confirmed already: the entry is settled as it is."""
@@ -189,17 +203,19 @@ class BatchHandler:
         )
         return app
 
-    def _submit(
-        self, to_send: list[tuple[Entry, Application, HashContent]], result: BatchResult
-    ) -> None:
-        outcomes = self._wallet.submit(
-            [app for _e, app, _c in to_send],
-            entry_ids=[entry.entry_id for entry, _a, _c in to_send],
-        )
+    def _submit(self, to_send: list[ToSend], result: BatchResult) -> None:
+        try:
+            outcomes = self._wallet.submit(
+                [app for _e, app, _c in to_send],
+                entry_ids=[entry.entry_id for entry, _a, _c in to_send],
+            )
+        except errors.SignatureTaken as error:  # nothing written: the copies set aside
+            apps = [app for _entry, app, _content in to_send]
+            self._settle_copies(taken_by_others(to_send, apps, error.taken), result.retry)
+            return
         metrics, now = self._wallet.ctx.shared.metrics, self._wallet.ctx.shared.clock.now()
         for (entry, app, content), outcome in zip(to_send, outcomes):
             if isinstance(outcome, TxRecord):
-                self._last_signatures.add(app.signature)
                 metrics.submitted.inc()
                 if app.timestamp is not None:
                     metrics.submit_latency.observe(max(0.0, now - app.timestamp))

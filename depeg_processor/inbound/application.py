@@ -7,17 +7,15 @@ The web app stores `PendingApplication:<entityId>` as a plain hash of strings
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import re
 from collections.abc import Mapping
 
-from eth_abi import encode
-from eth_keys import keys
-from eth_utils import is_hex_address, keccak, to_checksum_address
+from eth_utils import is_hex_address, to_checksum_address
 
 from ..errors import PermanentError
 from ..keys import application_key
+from .eip712 import check_strict, policy_digest, recover
 from .untrusted import is_utf8, shown
 
 UINT256_MAX = 2**256 - 1
@@ -36,16 +34,6 @@ REQUIRED_FIELDS = (
     "signature",
 )
 
-POLICY_TYPES = {
-    "Policy": [
-        {"name": "wallet", "type": "address"},
-        {"name": "protectedBalance", "type": "uint256"},
-        {"name": "duration", "type": "uint256"},
-        {"name": "bundleId", "type": "uint256"},
-        {"name": "signatureId", "type": "bytes32"},
-    ]
-}
-
 
 def checked_address(value: str) -> str | None:
     """The checksummed address, or None if `value` is not 0x and 40 hex digits or is mixed
@@ -61,36 +49,6 @@ def checked_address(value: str) -> str | None:
 
 def is_valid_address(value: str) -> bool:
     return checked_address(value) is not None
-
-
-# EIP-712, for the one message type the web app signs. The digest is built from eth_abi and
-# keccak with the domain separator computed once per chain: eth-account's generic
-# encode_typed_data costs about ten times as much per application (a unit test holds both equal).
-DOMAIN_NAME, DOMAIN_VERSION = "EtheriscDepeg", "1"
-DOMAIN_TYPEHASH = keccak(
-    text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-)
-POLICY_TYPEHASH = keccak(
-    text="Policy("
-    + ",".join(f"{field['type']} {field['name']}" for field in POLICY_TYPES["Policy"])
-    + ")"
-)
-
-
-@functools.lru_cache(maxsize=16)
-def domain_separator(chain_id: int, verifying_contract: str) -> bytes:
-    return keccak(
-        encode(
-            ["bytes32", "bytes32", "bytes32", "uint256", "address"],
-            [
-                DOMAIN_TYPEHASH,
-                keccak(text=DOMAIN_NAME),
-                keccak(text=DOMAIN_VERSION),
-                chain_id,
-                verifying_contract,
-            ],
-        )
-    )
 
 
 def check_entity_id(entity_id: str | None) -> str:
@@ -150,36 +108,25 @@ class Application:
 
     def policy_digest(self, *, chain_id: int, verifying_contract: str) -> bytes:
         """The EIP-712 digest of this application's `Policy` message."""
-        struct_hash = keccak(
-            encode(
-                ["bytes32", "address", "uint256", "uint256", "uint256", "bytes32"],
-                [
-                    POLICY_TYPEHASH,
-                    self.protected_wallet,
-                    self.protected_balance,
-                    self.duration,
-                    self.bundle_id,
-                    signature_id_bytes32(self.signature_id),
-                ],
-            )
+        values = (
+            self.protected_wallet,
+            self.protected_balance,
+            self.duration,
+            self.bundle_id,
+            signature_id_bytes32(self.signature_id),
         )
-        return keccak(b"\x19\x01" + domain_separator(chain_id, verifying_contract) + struct_hash)
+        return policy_digest(values, chain_id=chain_id, verifying_contract=verifying_contract)
 
     def recover_signer(self, *, chain_id: int, verifying_contract: str) -> str:
         """The address that signed this application's EIP-712 `Policy` message."""
-        v = self.signature[64]
-        signature = keys.Signature(
-            vrs=(
-                v - 27 if v >= 27 else v,
-                int.from_bytes(self.signature[:32], "big"),
-                int.from_bytes(self.signature[32:64], "big"),
-            )
-        )
         digest = self.policy_digest(chain_id=chain_id, verifying_contract=verifying_contract)
-        return signature.recover_public_key_from_msg_hash(digest).to_checksum_address()
+        return recover(digest, self.signature)
 
     def check_signature(self, *, chain_id: int, verifying_contract: str) -> None:
-        """Refuse, without a chain call, a signature the product's helper would reject."""
+        """Refuse, without a chain call, a signature the product's helper would reject: it
+        recovers with OpenZeppelin's ECDSA (4.7.3), which takes only v = 27 or 28 and s in the
+        lower half of the curve order (no malleable twin of a signature)."""
+        check_strict(self.signature)
         try:
             signer = self.recover_signer(chain_id=chain_id, verifying_contract=verifying_contract)
         except Exception:  # malformed r/s/v cannot be recovered at all

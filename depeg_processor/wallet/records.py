@@ -2,13 +2,13 @@
 
 A record is stored before its transaction is broadcast, so after a crash the very same signed
 bytes can be sent again instead of a second, different transaction. The sorted set of in-flight
-entity ids (scored by nonce) is the receipt watcher's work list: no key scans.
+entity ids (scored by nonce) is the receipt watcher's work list: no key scans. Every write of a
+record also marks its signature (see signatures): one signature, one application.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import redis
 
@@ -19,74 +19,19 @@ from ..errors import (
     PoolChanged,
 )
 from .lease import Fence, check_fence
+from .signatures import DONE_TTL, SignatureMark, SignatureMarks
+from .txrecord import TxRecord, signature_of
 
-DONE_TTL = 7 * 24 * 3600  # seconds a completed application is remembered
 OWNER_TTL = DONE_TTL  # an owner mark outlives any transaction; cleared with its record
-
-
-@dataclasses.dataclass(frozen=True)
-class TxRecord:
-    """One application's transaction as signed (and perhaps broadcast)."""
-
-    entity_id: str
-    tx_hash: str
-    nonce: int
-    raw: str = dataclasses.field(repr=False)
-    gas: int = 0
-    max_fee_per_gas: int = 0
-    max_priority_fee_per_gas: int = 0
-    stream_entry_id: str = ""
-    signed_at: float = 0.0
-    enqueued_at: float | None = None
-    data: str = dataclasses.field(default="", repr=False)
-    previous_hashes: tuple[str, ...] = ()
-
-    @property
-    def hashes(self) -> tuple[str, ...]:
-        """Every hash signed for this nonce, the current one last: any of them may be mined."""
-        return (*self.previous_hashes, self.tx_hash)
-
-    def to_fields(self) -> dict[str, str]:
-        fields = {
-            "entityId": self.entity_id,
-            "txHash": self.tx_hash,
-            "nonce": str(self.nonce),
-            "raw": self.raw,
-            "gas": str(self.gas),
-            "maxFeePerGas": str(self.max_fee_per_gas),
-            "maxPriorityFeePerGas": str(self.max_priority_fee_per_gas),
-            "streamEntryId": self.stream_entry_id,
-            "signedAt": f"{self.signed_at:.3f}",
-            "data": self.data,
-            "previousHashes": ",".join(self.previous_hashes),
-        }
-        if self.enqueued_at is not None:
-            fields["enqueuedAt"] = f"{self.enqueued_at:.3f}"
-        return fields
-
-    @classmethod
-    def from_fields(cls, fields: dict[str, str]) -> TxRecord:
-        return cls(
-            entity_id=fields["entityId"],
-            tx_hash=fields["txHash"],
-            nonce=int(fields["nonce"]),
-            raw=fields.get("raw", ""),
-            gas=int(fields.get("gas", 0)),
-            max_fee_per_gas=int(fields.get("maxFeePerGas", 0)),
-            max_priority_fee_per_gas=int(fields.get("maxPriorityFeePerGas", 0)),
-            stream_entry_id=fields.get("streamEntryId", ""),
-            signed_at=float(fields.get("signedAt", 0)),
-            enqueued_at=float(fields["enqueuedAt"]) if fields.get("enqueuedAt") else None,
-            data=fields.get("data", ""),
-            previous_hashes=tuple(h for h in fields.get("previousHashes", "").split(",") if h),
-        )
 
 
 class TxRecords:
     """One wallet's records, under `<prefix>:tx:<entityId>`, and its in-flight set
     `<prefix>:inflight`. With `owner` (the wallet's address) every write-ahead also marks the
     application as this wallet's (`<stream>:owner:<entityId>`) and fails, for the whole batch,
-    if another wallet owns one of them: one application, one wallet, one transaction chain."""
+    if another wallet owns one of them: one application, one wallet, one transaction chain.
+    Whatever the owner, a record's first write fails as a whole if another application sent
+    its signature (`marks`, kept `mark_ttl` seconds: see signatures)."""
 
     def __init__(
         self,
@@ -95,6 +40,7 @@ class TxRecords:
         prefix: str,
         stream: str | None = None,
         owner: str | None = None,
+        mark_ttl: int | None = DONE_TTL,
     ) -> None:
         self._redis = client
         self._prefix = prefix
@@ -102,6 +48,7 @@ class TxRecords:
         self.owner = owner
         self.inflight_key = keys.inflight_key(prefix)
         self.version_key = keys.pool_version_key(self._stream)
+        self.marks = SignatureMarks(client, stream=self._stream, ttl=mark_ttl)
 
     def owner_key(self, entity_id: str) -> str:
         return keys.owner_key(self._stream, entity_id)
@@ -123,12 +70,18 @@ class TxRecords:
         `fence` (lease key, owner) the transaction commits only while that owner holds the
         lease (WATCH): a sender that lost it cannot overwrite the next holder's records. With
         an owner, the owner marks are WATCHed too: OwnedElsewhere (nothing written) when
-        another wallet owns one of the applications. With `version` (the pool's version read
-        before the batch was simulated) it commits only if no wallet of the pool recorded new
-        transactions since (PoolChanged, nothing written), and counts this write as one."""
+        another wallet owns one of the applications. The signature marks are WATCHed and
+        written alike: SignatureTaken (nothing written) when a record's first write (nothing
+        broadcast yet) finds its signature sent for another application. A replacement
+        (already broadcast) is never refused; its mark follows the current hash. With
+        `version` (the pool's version read before the batch was simulated) it commits only if
+        no wallet of the pool recorded new transactions since (PoolChanged, nothing written),
+        and counts this write as one."""
         owner_keys = (
             [self.owner_key(r.entity_id) for r in records] if self.owner is not None else []
         )
+        signed = [r for r in records if r.signature]
+        first = [(r.entity_id, r.signature) for r in signed if not r.previous_hashes]
 
         def write(pipe: redis.client.Pipeline) -> None:
             check_fence(pipe, fence)
@@ -142,6 +95,7 @@ class TxRecords:
                 ]
                 if taken:
                     raise OwnedElsewhere(taken)
+            self.marks.check(pipe, first)
             pipe.multi()
             for record in records:
                 pipe.delete(self.key(record.entity_id))
@@ -149,13 +103,16 @@ class TxRecords:
                 pipe.zadd(self.inflight_key, {record.entity_id: record.nonce})
             for key in owner_keys:
                 pipe.set(key, self.owner, ex=OWNER_TTL)
+            for r in signed:
+                self.marks.stage(pipe, SignatureMark(r.entity_id, r.tx_hash), r.signature)
             if also is not None:
                 also(pipe)
             if version is not None:
                 pipe.incr(self.version_key)
 
+        mark_keys = [self.marks.key(r.signature) for r in signed]
         watched = [*([fence[0]] if fence else []), *([self.version_key] if version else [])]
-        self._redis.transaction(write, *watched, *owner_keys)
+        self._redis.transaction(write, *watched, *owner_keys, *mark_keys)
 
     def pool_version(self) -> str:
         """How many batches the pool's wallets recorded so far: a simulation that read it
@@ -182,6 +139,18 @@ class TxRecords:
         for entity_id in entity_ids:
             pipe.set(self.owner_key(entity_id), self.owner, ex=OWNER_TTL, nx=True)
         return sum(1 for marked in pipe.execute() if marked)
+
+    def mark_signatures(self) -> int:
+        """Mark the signature of every record in flight where no mark exists yet (records
+        written before signatures were marked); how many were marked."""
+        records = self.get_many(list(self.inflight_nonces()))
+        return self.marks.mark_missing(
+            [
+                (SignatureMark(r.entity_id, r.tx_hash), r.signature)
+                for r in records.values()
+                if r.signature
+            ]
+        )
 
     def get(self, entity_id: str) -> TxRecord | None:
         fields = self._redis.hgetall(self.key(entity_id))
@@ -215,36 +184,60 @@ class TxRecords:
         return int(top[0][1]) if top else None
 
     def forget(self, entity_id: str) -> None:
-        """Drop a record whose transaction the node refused (never broadcast)."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(self.key(entity_id))
-        pipe.zrem(self.inflight_key, entity_id)
-        pipe.delete(self.owner_key(entity_id))
-        pipe.execute()
+        """Drop a record whose transaction can never be mined (reverted on chain, or never
+        broadcast), with its owner mark; its signature was not used, so its mark goes too
+        (a corrected resubmission is not refused)."""
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            mark_key = self._releasable_mark(pipe, entity_id)
+            pipe.multi()
+            pipe.delete(self.key(entity_id))
+            pipe.zrem(self.inflight_key, entity_id)
+            pipe.delete(self.owner_key(entity_id))
+            if mark_key is not None:
+                pipe.delete(mark_key)
+
+        self._redis.transaction(write, self.key(entity_id))
 
     def send_back(self, entity_id: str, *, fence: Fence | None = None) -> str:
         """Enqueue an application again whose transaction can never be mined: drop its record,
-        its `transactionHash` and its owner mark (any wallet may take it now), and add its id
-        to the stream as the web app does. With `fence`, only while that owner holds the lease
-        (else FenceLost, nothing written). Returns the new stream entry's id."""
+        its `transactionHash`, its owner mark (any wallet may take it now) and its signature
+        mark (the signature was not used), and add its id to the stream as the web app does.
+        With `fence`, only while that owner holds the lease (else FenceLost, nothing written).
+        Returns the new stream entry's id."""
 
         def write(pipe: redis.client.Pipeline) -> None:
             check_fence(pipe, fence)
+            mark_key = self._releasable_mark(pipe, entity_id)
             pipe.multi()
             pipe.delete(self.key(entity_id))
             pipe.zrem(self.inflight_key, entity_id)
             pipe.hdel(keys.application_key(entity_id), "transactionHash")
             pipe.delete(self.owner_key(entity_id))
+            if mark_key is not None:
+                pipe.delete(mark_key)
             pipe.xadd(self._stream, {"entityId": entity_id})
 
-        return self._redis.transaction(write, *([fence[0]] if fence else []))[-1]
+        watched = [*([fence[0]] if fence else []), self.key(entity_id)]
+        return self._redis.transaction(write, *watched)[-1]
+
+    def _releasable_mark(self, pipe: redis.client.Pipeline, entity_id: str) -> str | None:
+        """Before MULTI, the record WATCHed: the key of its signature's mark, if that names
+        this application (a mark of another is never released for this one)."""
+        signature, data = pipe.hmget(self.key(entity_id), ["signature", "data"])
+        return self.marks.releasable(pipe, entity_id, signature or signature_of(data))
 
     def done_key(self, entity_id: str) -> str:
         return keys.done_key(self._stream, entity_id)
 
-    def complete_many(self, confirmed: list[tuple[str, str]]) -> None:
-        """These transactions are confirmed: remove each application and its record together,
-        and leave a marker (kept for DONE_TTL) so a late redelivery of its entry is recognised."""
+    def complete_many(
+        self, confirmed: list[tuple[str, str]], signatures: Mapping[str, str] | None = None
+    ) -> None:
+        """These (entity id, mined hash) are confirmed: remove each application and its record
+        together, and leave a marker (kept for DONE_TTL) so a late redelivery of its entry is
+        recognised. The signature (`signatures` by entity id) is used on chain now: its mark
+        names the mined transaction, kept for the marks' lifetime from now."""
+        signatures = signatures or {}
         pipe = self._redis.pipeline(transaction=True)
         for entity_id, tx_hash in confirmed:
             pipe.delete(keys.application_key(entity_id))
@@ -252,6 +245,9 @@ class TxRecords:
             pipe.zrem(self.inflight_key, entity_id)
             pipe.delete(self.owner_key(entity_id))
             pipe.set(self.done_key(entity_id), tx_hash, ex=DONE_TTL)
+            if signatures.get(entity_id):
+                mark = SignatureMark(entity_id, tx_hash, confirmed=True)
+                self.marks.stage(pipe, mark, signatures[entity_id])
         pipe.execute()
 
     def completed_as(self, entity_id: str) -> str | None:

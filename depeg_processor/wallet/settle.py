@@ -2,10 +2,12 @@
 set aside with its reason or sent back to the queue.
 
 A purge removes the application, its record and its owner mark together, and leaves a done
-marker so a late redelivery of its entry is recognised. A reverted transaction's receipt has
-no reason, so the same call is simulated again to learn it: a paused product (DP-010), or a
-call that would succeed now, sends the application back to the queue (at most MAX_REISSUES
-times for the latter); anything else sets it aside in the dead-letter stream.
+marker so a late redelivery of its entry is recognised; its signature's mark then names the
+mined transaction (the signature is used: a copy under another id is refused). A reverted
+transaction's receipt has no reason, so the same call is simulated again to learn it: a paused
+product (DP-010), or a call that would succeed now, sends the application back to the queue (at
+most MAX_REISSUES times for the latter); anything else sets it aside in the dead-letter stream.
+Either way its signature was never used, so its mark goes with its record.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ class Settler:
         if not confirmed:
             return
         ctx = self._ctx
-        ctx.records.complete_many([(r.entity_id, m.tx_hash) for r, m in confirmed])
+        ctx.records.complete_many(
+            [(r.entity_id, m.tx_hash) for r, m in confirmed],
+            signatures={r.entity_id: r.signature for r, _m in confirmed},
+        )
         now, metrics = ctx.shared.clock.now(), ctx.shared.metrics
         for record, mined in confirmed:
             log.info(

@@ -82,11 +82,13 @@ class Wallet:
 
     def _adopt(self) -> None:
         """Taking over (or back): another sender may have used nonces, replaced transactions
-        and left entries unacknowledged. Unmarked applications in flight become this wallet's,
-        the next nonce follows the chain and the records, the stream's backlog is read again
-        and every record is read afresh by the watcher."""
+        and left entries unacknowledged. Unmarked applications in flight become this wallet's
+        and their signatures are marked (records of older versions), the next nonce follows
+        the chain and the records, the stream's backlog is read again and every record is read
+        afresh by the watcher."""
         ctx = self.ctx
         ctx.records.claim_owners()
+        ctx.records.mark_signatures()
         ctx.nonces.sync()
         ctx.queue.rewind()
         self.in_flight.invalidate()

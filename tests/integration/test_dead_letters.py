@@ -61,7 +61,7 @@ def test_each_permanent_failure_is_dead_lettered_and_good_ones_pass(
         "bundle-closed": "ERROR:DP-013:BUNDLE_NOT_ACTIVE",
         "bundle-zero": "ERROR:DP-012:BUNDLE_ID_ZERO",
         "wallet-zero": "ERROR:DP-011:WALLET_ADDRESS_ZERO",
-        "signature-used": "ERROR:DMH-001:SIGNATURE_USED",
+        "signature-used": f"duplicate of application {goods[2]}",
     }
     wait_until(
         lambda: len(dead_letters(redis_client)) == len(expected) + 2,
@@ -95,8 +95,9 @@ def test_reverts_found_by_one_eth_simulate_v1_call_are_set_aside_with_their_reas
     start_service, webapp, anvil, product, redis_client
 ):
     """Once the gas limit is learned, a batch is simulated in one eth_simulateV1 call: each
-    application's revert reason still reaches its dead letter, and the good ones, among them
-    one after a bad one with the same signature, go out."""
+    application's revert reason still reaches its dead letter, and the good ones go out; a
+    copy of one of them (the same signature under another id) is set aside as a duplicate
+    before it is simulated."""
     with RpcProxy(anvil.url) as node:
         running = start_service(chain_rpc_url=node.url)
         first = webapp.apply()  # its batch learns the gas limit with eth_estimateGas
@@ -121,7 +122,8 @@ def test_reverts_found_by_one_eth_simulate_v1_call_are_set_aside_with_their_reas
     letters = dead_letters(redis_client)
     assert "ERROR:DP-013:BUNDLE_NOT_ACTIVE" in letters[bads["bundle-closed"]]["reason"]
     assert "ERROR:DP-011:WALLET_ADDRESS_ZERO" in letters[bads["wallet-zero"]]["reason"]
-    assert "ERROR:DMH-001:SIGNATURE_USED" in letters[bads["signature-used"]]["reason"]
+    assert f"duplicate of application {goods[0]}" in letters[bads["signature-used"]]["reason"]
+    assert letters[bads["signature-used"]]["kind"] == "duplicate"
     assert wallet_nonce(anvil) == 1 + len(goods), "no transaction for a bad application"
     assert product.application_count() == 1 + len(goods)
 

@@ -19,6 +19,7 @@ from tests.integration.conftest import (
 )
 
 pytestmark = pytest.mark.integration
+APPLICATIONS_WITH_COPIES = 20
 CONFIRMATIONS = 3
 
 
@@ -127,14 +128,67 @@ def test_the_entry_point_sets_aside_what_the_real_product_refuses(
 
     letters = dead_letters(redis_client)
     expected = {
-        "signature-used": "ERROR:DMH-001:SIGNATURE_USED",
+        "signature-used": f"duplicate of application {goods[0]}",
         "no-allowance": "ERROR:DP-015:ALLOWANCE_TOO_LOW",
         "no-bundle": "ERROR:BUC-060:BUNDLE_DOES_NOT_EXIST",
         "bundle-full": "ERROR:DP-016:UNDERWRITING_FAILED",
     }
     for name, fragment in expected.items():
         assert fragment in letters[bads[name]]["reason"], (name, letters[bads[name]]["reason"])
+    assert letters[bads["signature-used"]]["kind"] == "duplicate"
+    assert letters[bads["no-bundle"]]["kind"] == "BUC-060", "the framework's code is a kind"
     assert wallet_nonce(anvil) == nonce_before + len(goods), "no gas spent on a refused one"
+
+
+def test_copies_under_new_entity_ids_are_set_aside_as_duplicates_and_cost_nothing(
+    real_product, start_service, redis_client, anvil
+):
+    """20 applications, then 5 of them stored again by the web app under new entity ids (the
+    same fields, the same signature) while the originals wait for their confirmations: every
+    transaction sent succeeds, one per original, and each copy is a `duplicate` dead letter
+    naming its original and the original's transaction."""
+    bundle_id = real_product.new_bundle(APPLICATIONS_WITH_COPIES)
+    webapp = real_product.webapp(redis_client, bundle_id)
+    originals = {}
+    for _ in range(APPLICATIONS_WITH_COPIES):
+        fields = webapp.application()
+        originals[webapp.submit(fields)] = fields
+    start_block, nonce_before = anvil.block_number() + 1, wallet_nonce(anvil)
+    start_service(min_confirmations=CONFIRMATIONS)
+    hashes = wait_until(
+        lambda: (
+            all(application(redis_client, e).get("transactionHash") for e in originals)
+            and {e: application(redis_client, e)["transactionHash"] for e in originals}
+        ),
+        timeout=60,
+        what="transactionHash on every original",
+    )
+    copied = list(originals)[::4]
+    copies = {webapp.submit(dict(originals[e])): e for e in copied}
+    wait_until(
+        lambda: len(dead_letters(redis_client)) == len(copies),
+        timeout=60,
+        what="every copy dead-lettered",
+    )
+    wait_until(lambda: all(receipt(anvil, h) for h in hashes.values()), what="receipts")
+    anvil.mine(CONFIRMATIONS)
+    wait_until(
+        lambda: not any(application(redis_client, e) for e in originals),
+        timeout=60,
+        what="every original confirmed and purged",
+    )
+
+    assert all(int(receipt(anvil, h)["status"], 16) == 1 for h in hashes.values())
+    assert wallet_nonce(anvil) == nonce_before + APPLICATIONS_WITH_COPIES, "nothing reverted"
+    letters = dead_letters(redis_client)
+    assert set(letters) == set(copies)
+    for copy, original in copies.items():
+        letter = letters[copy]
+        assert letter["kind"] == "duplicate", letter
+        assert f"application {original}" in letter["reason"], letter["reason"]
+        assert hashes[original] in letter["reason"], letter["reason"]
+    events = real_product.applications_created(from_block=start_block)
+    assert sorted(e["transactionHash"] for e in events) == sorted(hashes.values())
 
 
 def test_applications_beyond_the_bundles_capacity_in_one_batch_cost_no_gas(

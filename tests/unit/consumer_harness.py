@@ -84,15 +84,32 @@ class Harness:
     """A wallet built whole, its lease taken, and its consumer. `calls` lists what the
     consumer handed to the wallet: (entity id, stream entry id) per application."""
 
-    def __init__(self, client, owner: str | None = None, **config_changes) -> None:
+    def __init__(
+        self,
+        client,
+        owner: str | None = None,
+        *,
+        wallet_index: int = 0,
+        claim_idle: float = 0.0,
+        **config_changes,
+    ) -> None:
         self.redis = client
         self.time = Time()
         self.node = Node()
         self.stop = threading.Event()
         clock = Clock(now=lambda: WALL_TIME, monotonic=self.time.monotonic)
         self.state = SharedState(monotonic=clock.monotonic)
+        # wallet_index > 0: another wallet of the pool, with its own keys and consumer name
+        keys = {"prefix": f"w{wallet_index}", "lease_key": f"w{wallet_index}:lease"}
         self.wallet = build_wallet(
-            client, chain=self.node, clock=clock, state=self.state, owner=owner, stop=self.stop
+            client,
+            chain=self.node,
+            clock=clock,
+            state=self.state,
+            owner=owner,
+            stop=self.stop,
+            claim_idle=claim_idle,
+            **({**keys, "consumer": f"c{wallet_index}"} if wallet_index else {}),
         )
         self.queue = self.wallet.queue
         self.records = self.wallet.records

@@ -12,6 +12,7 @@ from depeg_processor.inbound.application import (
     parse_application,
     signature_id_bytes32,
 )
+from depeg_processor.inbound.eip712 import SECP256K1_HALF_N, SECP256K1_N
 
 from .helpers import (
     CHAIN_ID,
@@ -190,7 +191,7 @@ def test_signature_over_other_data_is_rejected() -> None:
 
 
 def test_unrecoverable_signature_is_rejected() -> None:
-    app = app_from(signature="0x" + "00" * 65)
+    app = app_from(signature="0x" + "00" * 64 + "1b")  # r = s = 0, v = 27
     with pytest.raises(PermanentError, match="cannot recover"):
         app.check_signature(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
 
@@ -207,7 +208,8 @@ def test_policy_digest_matches_eth_accounts_eip712(chain_id, helper) -> None:
     from eth_account.messages import encode_typed_data
     from eth_utils import keccak, to_checksum_address
 
-    from depeg_processor.inbound.application import POLICY_TYPES, signature_id_bytes32
+    from depeg_processor.inbound.application import signature_id_bytes32
+    from depeg_processor.inbound.eip712 import POLICY_TYPES
 
     app = parse_application(ENTITY_ID, signed_fields())
     helper = to_checksum_address(helper)
@@ -231,14 +233,46 @@ def test_policy_digest_matches_eth_accounts_eip712(chain_id, helper) -> None:
     assert app.policy_digest(chain_id=chain_id, verifying_contract=helper) == expected
 
 
-def test_signature_with_v_0_or_1_is_recovered_like_27_or_28() -> None:
+def twin(signature: str) -> str:
+    """The malleable twin of a signature: the same signer from (r, n - s) with v flipped."""
+    raw = bytes.fromhex(signature[2:])
+    s = SECP256K1_N - int.from_bytes(raw[32:64], "big")
+    return "0x" + (raw[:32] + s.to_bytes(32, "big") + bytes([55 - raw[64]])).hex()
+
+
+def test_the_high_s_twin_of_a_good_signature_is_refused_like_the_product_does() -> None:
+    fields = signed_fields()
+    app = parse_application(ENTITY_ID, {**fields, "signature": twin(fields["signature"])})
+    # the same signer, recovered (ecrecover would take it; OpenZeppelin's ECDSA does not)
+    assert app.recover_signer(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER) == (
+        HOLDER.address
+    )
+    with pytest.raises(PermanentError, match="s is above half the curve order") as caught:
+        app.check_signature(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
+    assert caught.value.kind == "signature_invalid"
+
+
+@pytest.mark.parametrize("v", [0, 1, 29, 255])
+def test_a_signature_with_v_other_than_27_or_28_is_refused(v) -> None:
+    fields = signed_fields()
+    signature = bytes.fromhex(fields["signature"][2:])
+    other_v = "0x" + (signature[:64] + bytes([v])).hex()
+    app = parse_application(ENTITY_ID, {**fields, "signature": other_v})
+    with pytest.raises(PermanentError, match=f"v is {v}, the product accepts only 27 or 28"):
+        app.check_signature(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
+
+
+def test_a_signature_with_v_0_or_1_is_refused_though_it_recovers_the_holder() -> None:
     fields = signed_fields()
     signature = bytes.fromhex(fields["signature"][2:])
     low_v = "0x" + (signature[:64] + bytes([signature[64] - 27])).hex()
     app = parse_application(ENTITY_ID, {**fields, "signature": low_v})
-    app.check_signature(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
-    bad_v = "0x" + (signature[:64] + bytes([29])).hex()
-    with pytest.raises(PermanentError, match="cannot recover"):
-        parse_application(ENTITY_ID, {**fields, "signature": bad_v}).check_signature(
-            chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER
-        )
+    assert app.recover_signer(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER) == (
+        HOLDER.address
+    )
+    with pytest.raises(PermanentError, match="signature invalid: v is"):
+        app.check_signature(chain_id=CHAIN_ID, verifying_contract=MESSAGE_HELPER)
+
+
+def test_the_products_bound_on_s_is_half_the_curve_order() -> None:
+    assert SECP256K1_HALF_N == 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0

@@ -9,6 +9,7 @@ import pytest
 
 from depeg_processor import errors, keys
 from depeg_processor.consumer import batch as batch_module
+from depeg_processor.inbound.eip712 import SECP256K1_N
 from depeg_processor.wallet.records import TxRecord
 
 from .consumer_harness import KEY, Harness
@@ -23,19 +24,18 @@ def h(fake_redis):
     harness.close()
 
 
-def test_one_signature_twice_in_a_batch_is_sent_once_and_the_other_simulated_after(h) -> None:
+def test_one_signature_twice_in_a_batch_is_sent_once_and_the_copy_set_aside_unsimulated(h) -> None:
     h.enqueue(signed_fields(), entity_id="E1")
     h.enqueue(signed_fields(), entity_id="E2")  # the same signed message under another id
-    assert h.run_once() == 1
+    assert h.run_once() == 1  # the copy waits for the next batch: no mark yet
     assert [entity for entity, _ in h.calls] == ["E1"]
-    h.node.answer = errors.PermanentError("reverted: ERROR:DMH-001:SIGNATURE_USED")
-    assert h.run_once() == 0  # waits until the first one's batch is broadcast ...
-    assert h.finished == 1
-    assert h.node.sent == [h.records.get("E1").raw]
-    assert h.run_once() == 1  # ... then the deferred one, not read again
-    assert [entity for entity, _ in h.calls] == ["E1", "E2"]
+    simulated = h.node.simulations
+    assert h.run_once() == 1  # the deferred one, not read again: the first one's mark decides
+    assert [entity for entity, _ in h.calls] == ["E1"] and h.node.simulations == simulated
     [dead] = h.dead_letters()
-    assert dead["entityId"] == "E2" and "DMH-001" in dead["reason"]
+    assert dead["entityId"] == "E2" and dead["kind"] == "duplicate"
+    assert "application E1" in dead["reason"] and h.tx_hash("E1") in dead["reason"]
+    assert h.queue.backlog().group_pending == 0
 
 
 def test_entry_without_entity_id_is_dead_lettered(h) -> None:
@@ -84,6 +84,29 @@ def test_invalid_signature_is_dead_lettered_without_sending(h) -> None:
     assert "signature invalid" in dead["reason"]
     assert h.calls == [] and h.node.simulations == 0
     assert h.queue.backlog().group_pending == 0
+
+
+def malleated(signature: str, *, high_s: bool) -> str:
+    """A valid signature made one the product refuses: its high-s twin (s' = n - s, v
+    flipped; the same signer) or the same with v as 0/1."""
+    raw = bytes.fromhex(signature[2:])
+    if not high_s:
+        return "0x" + (raw[:64] + bytes([raw[64] - 27])).hex()
+    s = SECP256K1_N - int.from_bytes(raw[32:64], "big")
+    return "0x" + (raw[:32] + s.to_bytes(32, "big") + bytes([55 - raw[64]])).hex()
+
+
+@pytest.mark.parametrize("high_s, reason", [(True, "s is above half"), (False, "v is ")])
+def test_a_signature_the_products_ecdsa_refuses_is_set_aside_without_a_node_call(
+    h, high_s, reason
+) -> None:
+    fields = signed_fields()
+    h.enqueue({**fields, "signature": malleated(fields["signature"], high_s=high_s)})
+    assert h.run_once() == 1
+    [dead] = h.dead_letters()
+    assert dead["kind"] == "signature_invalid" and reason in dead["reason"]
+    assert h.calls == [] and h.node.simulations == 0 and h.node.balance_calls <= 1
+    assert h.dead_lettered() == {"signature_invalid": 1}
 
 
 def test_permanent_send_failure_is_dead_lettered(h) -> None:

@@ -11,11 +11,13 @@ import pytest
 from eth_utils import keccak
 
 from depeg_processor import errors
+from depeg_processor.chain.product import ProductCalls
 from depeg_processor.clock import Clock
+from depeg_processor.inbound.application import parse_application
 from depeg_processor.wallet.context import WalletConfig
 from depeg_processor.wallet.records import TxRecord
 
-from .helpers import CHAIN_ID
+from .helpers import CHAIN_ID, signed_fields
 from .wallet_harness import PRODUCT, build_wallet
 
 ENTITY_ID = "app-1"
@@ -144,7 +146,7 @@ class World:
         self.records, self.queue = self.wallet.records, self.wallet.queue
         assert self.wallet.keeper.run_once(), "this process holds the wallet's lease"
 
-    def send(self, n: int = 1, *, pending: bool = True) -> TxRecord:
+    def send(self, n: int = 1, *, pending: bool = True, data: str = "0x1234") -> TxRecord:
         """An application whose transaction was recorded and broadcast (or lost on the way)."""
         record = TxRecord(
             entity_id=ENTITY_ID,
@@ -154,7 +156,7 @@ class World:
             gas=100_000,
             max_fee_per_gas=10**9,
             signed_at=self.now[0],
-            data="0x1234",
+            data=data,
         )
         self.redis.hset(
             f"PendingApplication:{ENTITY_ID}",
@@ -221,6 +223,38 @@ def test_reverted_is_settled_with_the_simulated_reason(world: World) -> None:
     assert record.tx_hash in dead["reason"] and "coverage too high" in dead["reason"]
     assert world.records.get(ENTITY_ID) is None
     assert len(world.wallet.in_flight) == 0
+
+
+def signed_call() -> tuple[str, bytes]:
+    """The calldata of a signed application's call, and its signature."""
+    app = parse_application(ENTITY_ID, signed_fields())
+    return ProductCalls().apply(app.contract_args()), app.signature
+
+
+def test_a_confirmed_transactions_signature_stays_marked_with_the_mined_hash(world) -> None:
+    data, signature = signed_call()
+    record = world.send(data=data)
+    world.round()
+    world.chain.mine(record.tx_hash)
+    world.chain.mine()
+    assert world.round() == 1
+    [mark] = world.records.marks.get_many([signature])
+    assert (mark.entity_id, mark.tx_hash, mark.confirmed) == (ENTITY_ID, record.tx_hash, True)
+
+
+@pytest.mark.parametrize("simulated", ["a revert", "success now"])
+def test_a_reverted_transactions_signature_is_released(world: World, simulated) -> None:
+    """Set aside (reverts again) or sent back (would succeed now): the signature was never
+    used, so a resubmission under another id is not refused."""
+    data, signature = signed_call()
+    record = world.send(data=data)
+    world.round()
+    world.chain.mine(record.tx_hash, status=0)
+    world.chain.mine()
+    if simulated == "a revert":
+        world.chain.call_error = errors.PermanentError("ERROR:DP-013:BUNDLE_NOT_ACTIVE")
+    assert world.round() == 1
+    assert world.records.marks.get_many([signature]) == [None]
 
 
 def test_dropped_is_resent_with_its_stored_bytes(world: World) -> None:

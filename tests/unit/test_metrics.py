@@ -34,6 +34,14 @@ def scrape(registry: CollectorRegistry) -> dict[tuple, float]:
         ("ERROR:SMH-001:SIGNATURE_USED", "SMH-001"),
         ("ERROR:DP-013:BUNDLE_NOT_ACTIVE", "DP-013"),
         ("ERROR:DP-099:ANYTHING", "DP-099"),
+        ("ERROR:BUC-060:BUNDLE_DOES_NOT_EXIST", "BUC-060"),
+        ("ERROR:POL-022:RISKPOOL_SUM_INSURED_CAP_EXCEEDED", "POL-022"),
+        ("ERROR:TRS-024:FEE_SPEC_UNDEFINED", "TRS-024"),
+        ("ERROR:RPS-010:BUNDLE_CLOSED_OR_BURNED", "RPS-010"),
+        ("ERROR:COS-003:COMPONENT_ID_INVALID", "COS-003"),
+        ("ERROR:UPDP-010:CHAIN_NOT_SUPPORTET", "UPDP-010"),
+        ("ERROR:BUC-999:NOT_SHIPPED", "revert_other"),
+        ("ERROR:AYI-001:AN_EXAMPLE_PRODUCT", "revert_other"),
         ("ERROR:AB-7:MADE_UP", "revert_other"),
         ("ERROR:DP-1234:TOO_LONG", "revert_other"),
         ("ECDSA: invalid signature", "revert_other"),
@@ -43,6 +51,23 @@ def scrape(registry: CollectorRegistry) -> dict[tuple, float]:
 def test_a_revert_is_counted_by_its_code_only_when_the_product_has_it(revert, kind) -> None:
     error = classify({"code": 3, "message": f"execution reverted: {revert}"})
     assert isinstance(error, errors.PermanentError) and error.kind == kind
+
+
+def test_every_revert_code_is_a_short_fixed_label() -> None:
+    """The revert codes counted by name are built in code, a bounded set of short labels."""
+    assert len(errors.REVERT_CODES) < 1000
+    assert all(len(code) <= 8 for code in errors.REVERT_CODES)
+    assert "duplicate" in errors.KINDS and not errors.KINDS & errors.REVERT_CODES
+
+
+def test_a_framework_revert_is_counted_as_its_own_kind() -> None:
+    metrics = Metrics(CollectorRegistry())
+    error = classify(
+        {"code": 3, "message": "execution reverted: ERROR:BUC-060:BUNDLE_DOES_NOT_EXIST"}
+    )
+    metrics.dead_letter(error.kind)
+    key = ("depeg_processor_applications_dead_lettered_total", (("reason", "BUC-060"),))
+    assert scrape(metrics.registry)[key] == 1
 
 
 def test_dead_letter_labels_stay_a_fixed_set_whatever_users_send() -> None:

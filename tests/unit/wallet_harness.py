@@ -79,6 +79,8 @@ def build_wallet(
     stop: threading.Event | None = None,
     lease_key: str = STREAM + ":lease:w",
     others: tuple[TxRecords, ...] = (),
+    consumer: str = "c",
+    claim_idle: float = 0.0,
 ) -> Wallet:
     """A wallet of the pool as `startup` builds it; its lease is not taken yet (the test
     takes it, as the lease keeper would)."""
@@ -101,10 +103,11 @@ def build_wallet(
         client,
         stream=STREAM,
         group="g",
-        consumer="c",
+        consumer=consumer,
         dead_letter_key=STREAM + ":dead",
         clock=clock.now,
         on_dead_letter=shared.metrics.dead_letter,
+        claim_idle=claim_idle,
     )
     queue.ensure_group()
     lease = Lease(client, key=lease_key, owner=lease_owner, ttl=15.0, monotonic=clock.monotonic)
