@@ -2,15 +2,14 @@
 
 - triage: an entry that is not an application's is set aside; the same application twice in a
   batch waits for the first;
-- load: each application's record, hash (guarded by size), done marker and owner, in one
-  round trip;
+- load: each application's record, hash (size-guarded), done marker and owner, one round trip;
 - validate: an application with a record is resumed, one owned by another wallet or already
   confirmed is acknowledged, a malformed one or one with a bad signature is set aside;
 - copies: the signatures' marks in one round trip; a copy of an application sent already
   (its signature marked by another entity id) is set aside as `duplicate`, a second one with
   a signature of this batch waits for the next (see duplicates);
-- submit: the rest go to the wallet together (a copy that another replica recorded first
-  meanwhile is refused by the write-ahead and set aside the same way);
+- submit: the rest go to the wallet together (a copy another replica recorded meanwhile is
+  refused by the write-ahead and set aside the same way);
 - settle: each outcome decides its entry: sent, set aside, or kept for a retry.
 """
 
@@ -31,6 +30,8 @@ from .duplicates import Sorted, sort_out, taken_by_others
 from .in_hand import InHand
 
 log = logging.getLogger(__name__)
+
+NOT_ITS_OWN = (errors.ProductInactive, errors.NodeUnavailable, errors.WaitingForRoom)
 
 ToSend = tuple[Entry, Application, HashContent]  # an application ready for the wallet
 
@@ -234,11 +235,9 @@ class BatchHandler:
 
     def _too_many_attempts(self, entry: Entry, error: Exception) -> bool:
         """An error of this application's own simulation (not the node's, not a paused
-        product) that keeps coming back would block the queue: after REDIS_QUEUE_MAX_DELIVERIES
-        attempts in a row the application is set aside with it."""
-        if isinstance(
-            error, (errors.ProductInactive, errors.NodeUnavailable, errors.WaitingForRoom)
-        ):
+        product, not a wait for what is in flight) that keeps coming back would block the
+        queue: after REDIS_QUEUE_MAX_DELIVERIES attempts in a row it is set aside with it."""
+        if isinstance(error, NOT_ITS_OWN):
             return False
         return self._in_hand.attempt(entry) >= self._config.max_deliveries
 

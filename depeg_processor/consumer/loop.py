@@ -82,6 +82,8 @@ class Consumer:
                 reading = True
                 self.in_hand.keep(self._read())
                 reading = False
+            else:
+                self._keep_claimed()
             self._state.redis_ok("processor")
             entries = self.in_hand.entries
             if not entries or self._stop.is_set() or not guards.balance_sufficient(working=True):
@@ -137,6 +139,15 @@ class Consumer:
                 self._batch.unforeseen(entry, error)
         except Exception:
             log.exception("could not count the failed attempt; retrying")
+
+    def _keep_claimed(self) -> None:
+        """Entries kept for a retry stay this consumer's: their idle time is reset before each
+        try, so no replica claims them as abandoned; one claimed already is the claimer's."""
+        ours = self._wallet.queue.keep_claimed([e.entry_id for e in self.in_hand.entries])
+        for entry in list(self.in_hand.entries):
+            if entry.entry_id not in ours:
+                log.info("stream entry %s was claimed by another consumer", entry.entry_id)
+                self.in_hand.settled(entry)
 
     def _claim_if_due(self) -> None:
         """On taking the wallet and then every lease TTL, while this wallet can send: claim

@@ -154,6 +154,23 @@ class StreamQueue:
             if row["message_id"] in wanted
         }
 
+    def keep_claimed(self, entry_ids: list[str]) -> set[str]:
+        """Of these entries, those still delivered to this consumer, their idle time reset
+        (XCLAIM JUSTID, which counts no delivery): an entry kept in hand for a retry is not
+        taken as abandoned by another replica meanwhile. One another consumer claimed already
+        is not taken back."""
+        ours = [i for i in entry_ids if i in self.delivery_counts(entry_ids)]
+        if ours:
+            self._redis.xclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=0,
+                message_ids=ours,
+                justid=True,
+            )
+        return set(ours)
+
     def set_transaction_hashes(
         self,
         pairs: list[tuple[str, str]],

@@ -97,8 +97,8 @@ def test_the_same_id_stored_again_and_requeued_after_confirmation_is_not_a_dupli
 
 def test_the_same_id_claimed_by_another_wallet_is_not_a_duplicate(fake_redis, h) -> None:
     """The first wallet holds E1 through an outage; the other claims its entry (idle long
-    enough) and sends it; the first's retry finds it another wallet's: one transaction, no
-    dead letter."""
+    enough) and sends it; the first's retry finds the entry claimed by the other consumer and
+    lets it go: one transaction, no dead letter."""
     other = Harness(fake_redis, owner=SECOND, wallet_index=1)
     try:
         h.enqueue(signed_fields(), entity_id="E1")
@@ -106,7 +106,8 @@ def test_the_same_id_claimed_by_another_wallet_is_not_a_duplicate(fake_redis, h)
         assert h.run_once() == 0  # E1 in hand, unacknowledged
         assert other.run_once() == 1  # claimed (no idle time asked here) and sent
         h.node.failure = None
-        assert h.run_once() == 1  # the retry: another wallet's now, acknowledged
+        assert h.run_once() == 0  # the retry: the entry is the other consumer's now
+        assert h.consumer.idle, "nothing kept in hand"
         assert h.dead_letters() == [] and h.node.sent == [] and len(other.calls) == 1
         assert h.queue.backlog().group_pending == 0
     finally:

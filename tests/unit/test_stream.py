@@ -186,3 +186,17 @@ def test_backlog_without_stream_or_group_is_empty(fake_redis) -> None:
     fake_redis.xadd(STREAM, {"entityId": "A"})  # the stream exists, the group does not
     assert queue.backlog() == StreamBacklog(group_pending=0, lag=None, own_pending=0)
     assert queue.own_pending() == 0
+
+
+def test_an_entry_kept_for_a_retry_stays_ours_and_one_claimed_by_another_is_not_taken_back(
+    fake_redis,
+) -> None:
+    mine, other = make_queue(fake_redis, "mine"), make_queue(fake_redis, "other")
+    fake_redis.xadd(STREAM, {"entityId": "E1"})
+    [entry] = mine.read(count=1, block_ms=1)
+    assert mine.keep_claimed([entry.entry_id]) == {entry.entry_id}
+    assert mine.delivery_counts([entry.entry_id]) == {entry.entry_id: 1}, "no delivery counted"
+    other.claim_idle = 0.0  # as if it had been idle for longer than the lease
+    assert other.claim_abandoned() == 1
+    assert mine.keep_claimed([entry.entry_id]) == set(), "the claimer's now"
+    assert other.own_pending() == 1 and mine.own_pending() == 0
