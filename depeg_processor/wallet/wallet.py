@@ -94,6 +94,19 @@ class Wallet:
             "holding the wallet's lease %s; sending (next nonce %s)", ctx.lease.key, ctx.nonces.next
         )
 
+    def unmined(self) -> int:
+        """How many of the wallet's transactions are signed and not yet mined, for the cap on
+        them (PROCESSOR_MAX_IN_FLIGHT). Without I/O once both figures are known: the next
+        nonce less the mined count the watcher last saw, so a transaction counts from its
+        signing until the watcher's next look after it was mined: never fewer than the node's
+        pool holds, and a mined one waiting for its confirmations takes no place. Before the
+        watcher's first look, or while the next nonce is to be synchronised, the in-flight
+        set's size (every record, mined or not)."""
+        next_nonce, mined = self.ctx.nonces.next, self.ctx.facts.get().mined_nonce
+        if next_nonce is None or mined is None:
+            return self.ctx.records.count()
+        return max(0, next_nonce - mined)
+
     def lost(self) -> None:
         """A write was refused for the lease: adopt again before the next send."""
         with self._adopting:
