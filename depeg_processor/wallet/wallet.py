@@ -39,7 +39,9 @@ class Wallet:
         self.keeper = keeper
         self.in_flight = InFlight(ctx.records, now=ctx.shared.clock.now)
         publisher = Publisher(ctx)
-        self._submitter = Submitter(ctx, publisher)
+        self._submitter = Submitter(
+            ctx, publisher, on_below_base_fee=self.in_flight.refused_below_base_fee
+        )
         replacer = Replacer(ctx, publisher=publisher, submitter=self._submitter)
         unmined = Unmined(ctx, in_flight=self.in_flight, publisher=publisher, replacer=replacer)
         self.watcher = Watcher(ctx, in_flight=self.in_flight, unmined=unmined)
