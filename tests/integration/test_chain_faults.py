@@ -123,6 +123,7 @@ def test_dropped_transaction_is_resent_from_its_stored_bytes(
     tx_hash = wait_until(
         lambda: application(redis_client, entity_id).get("transactionHash"), what="sent"
     )
+    wait_until(lambda: pending_hashes(anvil) == [tx_hash], what="broadcast")  # after the record
     anvil.rpc("anvil_dropTransaction", tx_hash)
     assert pending_hashes(anvil) == []
     # unmined for two blocks, the watcher looks for it at the node and resends it
