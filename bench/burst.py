@@ -6,9 +6,13 @@ learn the gas limit the processor gives each transaction; then the block gas lim
 that a block holds PER_BLOCK of them, the next block's base fee to 10 gwei, and N applications
 are enqueued at once. Counted: the blocks from the first one holding one of them to the last,
 against ceil(N / PER_BLOCK); the base fee of each block; reverted transactions; replacements.
-Run once as the processor prices ("for the wait") and once with the earlier flat pricing
-(max fee = 2 x base fee + tip for every transaction; the receipt watcher as it is now, which
-leaves a pending transaction that covers the base fee alone while the wallet's line moves).
+Run as the processor prices ("for the wait") at the default cap on transactions in flight
+(PROCESSOR_MAX_IN_FLIGHT 16), at twice it, and with the cap above the burst (as before there
+was one), then once with the earlier flat pricing (max fee = 2 x base fee + tip for every
+transaction; the receipt watcher as it is now, which leaves a pending transaction that covers
+the base fee alone while the wallet's line moves), the cap above the burst. The cap's cost: one
+wallet has at most that many transactions unmined, and sees them mined at the watcher's pace
+(RECEIPT_POLL_INTERVAL, 2 s), so it sends at most cap / 2 s.
 
     python -m bench.burst            # N = 200, a block holds 10
     python -m bench.burst 400 20
@@ -104,10 +108,13 @@ def run_burst(
     count: int = 200,
     per_block: int = 10,
     base_fee: int = 10 * GWEI,
+    max_in_flight: int | None = None,
 ) -> BurstResult:
-    """The scenario on a node mining at intervals; `start(**settings)` runs the processor."""
+    """The scenario on a node mining at intervals; `start(**settings)` runs the processor.
+    `max_in_flight`: PROCESSOR_MAX_IN_FLIGHT (None: the default)."""
     warm_up = [webapp.apply() for _ in range(2)]  # the first one writes fresh storage
-    service = start(**SETTINGS)
+    cap = {} if max_in_flight is None else {"max_in_flight": max_in_flight}
+    service = start(**SETTINGS, **cap)
     sent = wait(
         lambda: client.hget(f"PendingApplication:{warm_up[1]}", "transactionHash"),
         "the first applications sent",
@@ -185,7 +192,7 @@ def settings(redis_url: str, rpc_url: str, product: str, **overrides: object) ->
     return Settings(**(values | overrides))
 
 
-def one_run(count: int, per_block: int, *, flat: bool) -> BurstResult:
+def one_run(count: int, per_block: int, *, flat: bool, cap: int | None) -> BurstResult:
     with RedisServer() as server, Anvil(block_time=1) as anvil:
         client = redis.Redis.from_url(server.url, **REDIS_DECODING)
         product = Product.deploy(anvil.url, OWNER)
@@ -222,6 +229,7 @@ def one_run(count: int, per_block: int, *, flat: bool) -> BurstResult:
                 start=start,
                 count=count,
                 per_block=per_block,
+                max_in_flight=cap,
             )
         finally:
             for service, thread in services:
@@ -236,15 +244,20 @@ def main(argv: list[str]) -> None:
         f"burst: {count} applications, a block holds {per_block}, base fee from 10 gwei, "
         "a block a second"
     )
-    print("| pricing | blocks used | capacity needs | ratio | replacements | reverted |")
-    print("|---|---|---|---|---|---|")
-    for name, flat in (
-        ("for the wait", False),
-        ("2 x base fee + tip, waiting ones not re-priced", True),
+    print(
+        "| pricing | PROCESSOR_MAX_IN_FLIGHT | blocks used | capacity needs | ratio | "
+        "replacements | reverted |"
+    )
+    print("|---|---:|---|---|---|---|---|")
+    for name, flat, cap in (
+        ("for the wait", False, None),
+        ("for the wait", False, 32),
+        ("for the wait", False, count),
+        ("2 x base fee + tip, waiting ones not re-priced", True, count),
     ):
-        result = one_run(count, per_block, flat=flat)
+        result = one_run(count, per_block, flat=flat, cap=cap)
         print(
-            f"| {name} | {result.used} | {result.needed} | {result.ratio:.2f} | "
+            f"| {name} | {cap or 16} | {result.used} | {result.needed} | {result.ratio:.2f} | "
             f"{result.replaced:.0f} | {result.reverted} |",
             flush=True,
         )

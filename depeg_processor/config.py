@@ -62,6 +62,7 @@ class Settings:
     max_gas_spend_per_hour: int | None = None
     stream_retention: float = 7 * 24 * 3600.0
     wallets: int = 1
+    max_in_flight: int = 16  # geth's txpool.accountslots: what a full pool keeps of an account
 
     @property
     def production(self) -> bool:
@@ -222,6 +223,7 @@ def load_settings(config: Callable[..., object]) -> Settings:
         ),
         stream_retention=get("REDIS_STREAM_RETENTION", parse_millis, "604800000"),
         wallets=get("PROCESSOR_WALLETS", parse_count, "1"),
+        max_in_flight=get("PROCESSOR_MAX_IN_FLIGHT", parse_count, "16"),
     )
     _check_consistency(settings)
     return settings
@@ -255,6 +257,8 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("TX_STUCK_BLOCKS", "must be at least 1")
     if settings.wallets < 1:
         raise ConfigError("PROCESSOR_WALLETS", "must be at least 1")
+    if settings.max_in_flight < 1:
+        raise ConfigError("PROCESSOR_MAX_IN_FLIGHT", "must be at least 1")
     if settings.max_deliveries < 1:
         raise ConfigError("REDIS_QUEUE_MAX_DELIVERIES", "must be at least 1")
     if settings.dead_letter_key == settings.stream_key:
@@ -263,5 +267,3 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("CHAIN_RPC_URL", "must be an http:// or https:// URL")
     if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL", "must be a redis://, rediss:// or unix:// URL")
-    if settings.wallets < 1:
-        raise ConfigError("PROCESSOR_WALLETS", "must be at least 1")

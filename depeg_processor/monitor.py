@@ -3,7 +3,8 @@
 `/api/monitor` (balance, processor, nonAckPendingTx), `/api/monitor/liveness` (processor,
 nonAckPendingTx) and `/api/monitor/readiness` (balance, node, redis) answer 200 when every
 check says "ok" and 500 otherwise, with a JSON body naming each check (readiness adds an
-informational `role` for a hot standby). `/metrics` serves the
+informational `role` for a hot standby, and `inFlight` for a wallet waiting at its cap on
+transactions in flight). `/metrics` serves the
 Prometheus registry when one is given.
 """
 
@@ -18,7 +19,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from .state import SharedState, Snapshot
 
 OK = "ok"
-INFORMATIONAL = frozenset({"role"})  # reported, never a failure
+INFORMATIONAL = frozenset({"role", "inFlight"})  # reported, never a failure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +107,8 @@ def readiness_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, st
     }
     if snap.standby:
         checks["role"] = snap.holding
+    elif snap.at_cap:  # back-pressure: the wallet sends again as its transactions are mined
+        checks["inFlight"] = snap.holding
     elif snap.holding:
         checks["sending"] = f"on hold: {snap.holding}"
     if snap.stuck:

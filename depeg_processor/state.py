@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 STANDBY = "standby"
+AT_CAP = "at the in-flight cap"  # back-pressure: the wallet waits for its transactions mined
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,12 @@ class Snapshot:
         """Waiting because another processor holds the wallet's lease: the processor records
         this as a hold whose reason starts with STANDBY."""
         return self.holding is not None and self.holding.startswith(STANDBY)
+
+    @property
+    def at_cap(self) -> bool:
+        """Reading no new entries because the wallet has PROCESSOR_MAX_IN_FLIGHT transactions
+        unmined: the processor records this as a hold whose reason starts with AT_CAP."""
+        return self.holding is not None and self.holding.startswith(AT_CAP)
 
 
 class SharedState:

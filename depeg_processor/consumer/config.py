@@ -21,6 +21,8 @@ class ConsumerConfig:
     balance_ttl: float = 5.0
     max_spend_per_hour: int | None = None
     claim_interval: float | None = None  # how often abandoned entries are claimed (lease TTL)
+    max_in_flight: int = 16  # the wallet's transactions signed and not yet mined, at most
+    in_flight_poll: float = 2.0  # how often a wallet at that cap looks again (the watcher's pace)
 
     @classmethod
     def from_settings(
@@ -36,4 +38,6 @@ class ConsumerConfig:
             error_timeout=settings.error_timeout,
             max_deliveries=settings.max_deliveries,
             max_spend_per_hour=settings.max_gas_spend_per_hour,
+            max_in_flight=settings.max_in_flight,
+            in_flight_poll=settings.receipt_poll_interval,
         )

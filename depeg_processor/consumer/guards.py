@@ -1,9 +1,11 @@
 """The guards that hold the consumer loop: the wallet's lease, its balance, the hourly spending
-ceiling and a transaction stuck under the fee cap.
+ceiling, a transaction stuck under the fee cap, and the cap on transactions in flight.
 
 Each reads the wallet's own facts (`wallet.facts`, written by its receipt watcher), never the
 monitor's store, which it only tells why the loop holds. A guard that holds says why once,
-pauses for BALANCE_TOO_LOW_TIMEOUT and says once when it lets go again.
+pauses for BALANCE_TOO_LOW_TIMEOUT and says once when it lets go again. The cap is
+back-pressure, not trouble: it waits only as long as the watcher takes to see a block, and the
+monitor shows it without failing readiness.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..state import STANDBY
+from ..state import AT_CAP, STANDBY
 from ..wallet.records import TxRecord
 from ..wallet.wallet import Wallet
 from .config import ConsumerConfig
@@ -32,7 +34,7 @@ class Guards:
         self._pause = pause
         self._state = wallet.ctx.shared.state
         self._monotonic = wallet.ctx.shared.clock.monotonic
-        self._holding_for: set[str] = set()  # guards holding now: "balance", "spend", "stuck"
+        self._holding_for: set[str] = set()  # holding now: "balance", "spend", "stuck", "cap"
         self._sending: int | None = None  # the take-over this loop works in (None: standby)
         self.claim_due = True  # claim what consumers gone meanwhile left, before reading
         self._known_balance: int | None = None
@@ -75,6 +77,35 @@ class Guards:
             f"{stuck}; taking no new entries" if stuck else None,
             resumed="no transaction is stuck any more; resuming",
         )
+
+    def room(self) -> int:
+        """How many entries the wallet may take now: PROCESSOR_MAX_IN_FLIGHT less its
+        transactions signed and not yet mined. A full node pool keeps that many of an account
+        and evicts the rest first, so at the cap the wallet reads nothing (the pool's other
+        wallets take the entries) and looks again at the watcher's pace, which is when a
+        transaction can be seen mined. 0 after such a wait."""
+        cap, unmined = self._config.max_in_flight, self._wallet.unmined()
+        if unmined < cap:
+            if "cap" in self._holding_for:
+                log.info("%s of %s transactions unmined; reading again", unmined, cap)
+                self._holding_for.discard("cap")
+                self._state.set_holding(None)
+            return cap - unmined
+        if "cap" not in self._holding_for:
+            self._holding_for.add("cap")
+            log.info(
+                "wallet %s has %s transactions unmined (PROCESSOR_MAX_IN_FLIGHT %s); reading "
+                "no new entries until some are mined",
+                self._wallet.address,
+                unmined,
+                cap,
+            )
+        self._state.set_holding(
+            f"{AT_CAP}: wallet {self._wallet.address} has {unmined} transactions unmined "
+            f"(PROCESSOR_MAX_IN_FLIGHT {cap}); reading again as they are mined"
+        )
+        self._pause(self._config.in_flight_poll)
+        return 0
 
     def within_spending_limit(self) -> bool:
         """With MAX_GAS_SPEND_PER_HOUR set, hold while the last hour's spend has reached the

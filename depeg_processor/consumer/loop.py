@@ -78,9 +78,12 @@ class Consumer:
             if self.in_hand.idle:
                 if not guards.balance_sufficient(working=False):
                     return 0
+                room = guards.room()
+                if not room:
+                    return 0
                 self._claim_if_due()
                 reading = True
-                self.in_hand.keep(self._read())
+                self.in_hand.keep(self._read(room))
                 reading = False
             else:
                 self._keep_claimed()
@@ -163,10 +166,12 @@ class Consumer:
             self._claimed_at = now
             self._wallet.queue.claim_abandoned()
 
-    def _read(self) -> list[Entry]:
+    def _read(self, room: int) -> list[Entry]:
+        """At most a batch, and no more than the wallet's room under its in-flight cap."""
         queue = self._wallet.queue
         backlog = queue.reading_backlog
-        entries = queue.read(count=self._config.read_count, block_ms=self._block_ms())
+        count = min(self._config.read_count, room)
+        entries = queue.read(count=count, block_ms=self._block_ms())
         if backlog and entries:
             entries = self._drop_poisonous(entries)
         return entries

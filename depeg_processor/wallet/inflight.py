@@ -5,7 +5,10 @@ keeps one `Tracked` value per transaction beside it: the stored record, where it
 since when it waits unmined, and why it is stuck. Records are cached: only ids that are new,
 or whose nonce changed (recorded afresh), are read again. After a take-over (`invalidate`,
 from `Wallet.ready`) every record is read again, since another sender may have replaced some.
-Forgetting a transaction is dropping its one value.
+A first send the node refused below the base fee is told here too (`refused_below_base_fee`,
+from the publishing thread): the watcher's next round looks at it at once instead of after
+TX_STUCK_BLOCKS, so a spike above MAX_FEE_PER_GAS is reported within a round. Forgetting a
+transaction is dropping its one value.
 """
 
 from __future__ import annotations
@@ -64,11 +67,13 @@ class Tracked:
     waiting: Waiting | None = None
     stuck: str | None = None  # the reason it cannot be mined (the fee cap), while it lasts
     stale: bool = False  # the stored record may have changed: read it again
+    refused: bool = False  # the node refused it below the base fee: look after it now
 
 
 class InFlight:
     """The cache of one wallet's transactions in flight. `read` is the watcher's alone;
-    `invalidate` may come from another thread (it only sets a flag)."""
+    `invalidate` and `refused_below_base_fee` may come from another thread (they only set
+    flags, under the lock, without I/O)."""
 
     def __init__(self, records: TxRecords, *, now: Callable[[], float]) -> None:
         self._records = records
@@ -76,6 +81,7 @@ class InFlight:
         self._tracked: dict[str, Tracked] = {}
         self._lock = threading.Lock()
         self._invalid = False
+        self._refused: dict[str, str] = {}  # entity id -> the hash refused below the base fee
         self.sending_since = now()  # a record signed before it was left by another holder
 
     def invalidate(self) -> None:
@@ -83,10 +89,23 @@ class InFlight:
         with self._lock:
             self._invalid = True
 
+    def refused_below_base_fee(self, records: list[TxRecord]) -> None:
+        """The node refused these transactions' first sends: their max fee is under the base
+        fee. The next round looks after them at once (resent, or replaced up to the cap)."""
+        with self._lock:
+            self._refused.update((record.entity_id, record.tx_hash) for record in records)
+
+    @property
+    def refusals_waiting(self) -> bool:
+        """Refusals told since the last `read`: the next round should ask the node."""
+        with self._lock:
+            return bool(self._refused)
+
     def read(self) -> tuple[list[TxRecord], bool]:
         """The records in flight, lowest nonce first, and whether the cache started over."""
         with self._lock:
             started_over, self._invalid = self._invalid, False
+            refused, self._refused = self._refused, {}
         if started_over:
             for tracked in self._tracked.values():
                 tracked.stale, tracked.waiting = True, None
@@ -108,6 +127,11 @@ class InFlight:
             if current is not None and not current.stale:  # a stale one no longer stored: gone
                 tracked[entity_id] = current
         self._tracked = tracked  # what is no longer in flight is forgotten with it
+        for entity_id, tx_hash in refused.items():
+            if (
+                current := tracked.get(entity_id)
+            ) is not None and current.record.tx_hash == tx_hash:
+                current.refused = True
         records = sorted((t.record for t in tracked.values()), key=lambda record: record.nonce)
         return records, started_over
 

@@ -12,7 +12,7 @@ signing waits for it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from .. import errors
@@ -34,10 +34,17 @@ Outcome = TxRecord | errors.ProcessorError
 class Submitter:
     """One wallet's way from applications to transactions in flight."""
 
-    def __init__(self, ctx: WalletContext, publisher: Publisher) -> None:
+    def __init__(
+        self,
+        ctx: WalletContext,
+        publisher: Publisher,
+        *,
+        on_below_base_fee: Callable[[list[TxRecord]], None] = lambda records: None,
+    ) -> None:
         self._ctx = ctx
         self._publisher = publisher
         self._preflight = Preflight(ctx)
+        self._on_below_base_fee = on_below_base_fee  # tells the watcher's in-flight view
         self._broadcaster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broadcast")
         self._broadcasting: Future | None = None
 
@@ -174,7 +181,8 @@ class Submitter:
 
     def _publish(self, records: list[TxRecord]) -> None:
         """The first send of a recorded batch. Nothing is lost by a refusal: the watcher
-        resends or re-prices what the node did not take."""
+        resends or re-prices what the node did not take; those refused below the base fee it
+        is told of at once (a spike above the fee cap is then reported within its round)."""
         try:
             answers = self._publisher.publish(records, first=True)
         except LeaseLost:
@@ -192,6 +200,11 @@ class Submitter:
             return
         finally:
             self._ctx.shared.faults.hit("after-broadcast")
+        below = [
+            r for r, (answer, _result) in zip(records, answers) if answer is Answer.FEE_TOO_LOW
+        ]
+        if below:
+            self._on_below_base_fee(below)
         for record, (answer, result) in zip(records, answers):
             if answer.in_pool:
                 log.info(

@@ -2,7 +2,8 @@
 nothing in flight uses is reported.
 
 A transaction unmined for `stuck_blocks` blocks or `stuck_seconds` seconds (or signed before
-this process held the lease) is looked up at the node: one it no longer knows is resent with
+this process held the lease, or whose first send the node refused below the base fee) is
+looked up at the node: one it no longer knows is resent with
 its stored bytes; one still pending is re-priced, unless it waits its turn in a line that
 moves. Resends and replacements go out as batches, so a round costs a few requests however
 many transactions are due.
@@ -74,7 +75,8 @@ class Unmined:
                 if record.signed_at < self._in_flight.sending_since:  # from before this
                     due.append(record)  # process held the lease: look at the node now
                     continue
-            if self._stale(tracked.waiting, head, now):
+            if tracked.refused or self._stale(tracked.waiting, head, now):
+                tracked.refused = False  # a refused one at once: the fee cap may be reached
                 due.append(record)
         return due
 

@@ -39,7 +39,9 @@ class Wallet:
         self.keeper = keeper
         self.in_flight = InFlight(ctx.records, now=ctx.shared.clock.now)
         publisher = Publisher(ctx)
-        self._submitter = Submitter(ctx, publisher)
+        self._submitter = Submitter(
+            ctx, publisher, on_below_base_fee=self.in_flight.refused_below_base_fee
+        )
         replacer = Replacer(ctx, publisher=publisher, submitter=self._submitter)
         unmined = Unmined(ctx, in_flight=self.in_flight, publisher=publisher, replacer=replacer)
         self.watcher = Watcher(ctx, in_flight=self.in_flight, unmined=unmined)
@@ -95,6 +97,19 @@ class Wallet:
         log.info(
             "holding the wallet's lease %s; sending (next nonce %s)", ctx.lease.key, ctx.nonces.next
         )
+
+    def unmined(self) -> int:
+        """How many of the wallet's transactions are signed and not yet mined, for the cap on
+        them (PROCESSOR_MAX_IN_FLIGHT). Without I/O once both figures are known: the next
+        nonce less the mined count the watcher last saw, so a transaction counts from its
+        signing until the watcher's next look after it was mined: never fewer than the node's
+        pool holds, and a mined one waiting for its confirmations takes no place. Before the
+        watcher's first look, or while the next nonce is to be synchronised, the in-flight
+        set's size (every record, mined or not)."""
+        next_nonce, mined = self.ctx.nonces.next, self.ctx.facts.get().mined_nonce
+        if next_nonce is None or mined is None:
+            return self.ctx.records.count()
+        return max(0, next_nonce - mined)
 
     def lost(self) -> None:
         """A write was refused for the lease: adopt again before the next send."""

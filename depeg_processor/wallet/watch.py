@@ -48,8 +48,10 @@ class Watcher:
         self._mined_nonce: int | None = None  # the wallet's mined count, as last asked
 
     def step(self, *, sending: bool) -> int:
-        """A round at the schedule's pace: the node is asked only when the head is due."""
-        return self.run_once(sending=sending, ask_node=self._schedule.due(busy=self._busy))
+        """A round at the schedule's pace: the node is asked only when the head is due, or when
+        a first send was refused below the base fee (see `InFlight.refused_below_base_fee`)."""
+        due = self._schedule.due(busy=self._busy) or self._in_flight.refusals_waiting
+        return self.run_once(sending=sending, ask_node=due)
 
     def run_once(self, *, sending: bool, ask_node: bool = True) -> int:
         """One round; returns how many applications it settled (purged or set aside). Without

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 from tests.conftest import wait_until
 from tests.integration.conftest import application, dead_letters, receipt, wallet_nonce
 
@@ -120,6 +123,7 @@ def test_dropped_transaction_is_resent_from_its_stored_bytes(
     tx_hash = wait_until(
         lambda: application(redis_client, entity_id).get("transactionHash"), what="sent"
     )
+    wait_until(lambda: pending_hashes(anvil) == [tx_hash], what="broadcast")  # after the record
     anvil.rpc("anvil_dropTransaction", tx_hash)
     assert pending_hashes(anvil) == []
     # unmined for two blocks, the watcher looks for it at the node and resends it
@@ -170,3 +174,55 @@ def test_reorg_of_the_including_block_neither_loses_nor_double_counts(
     assert anvil.block_number() - int(remined["blockNumber"], 16) + 1 >= 4
     assert product.application_count() == 1
     assert wallet_nonce(anvil) == 1 and dead_letters(redis_client) == {}
+
+
+def test_a_spike_above_the_cap_fails_readiness_within_one_watcher_round(
+    start_service, webapp, anvil, product, redis_client, caplog
+):
+    """The base fee jumps above MAX_FEE_PER_GAS (30 gwei) and no block comes: the node refuses
+    the first send below the base fee, and readiness names the cap within one watcher round of
+    that refusal (before, only after TX_STUCK_BLOCKS blocks or TX_STUCK_TIMEOUT). It recovers
+    once the base fee falls and the transaction is mined."""
+    caplog.set_level(logging.WARNING, logger="depeg_processor.wallet.submit")
+    poll = 1.0  # RECEIPT_POLL_INTERVAL: one watcher round
+    anvil.set_automine(False)
+    running = start_service(
+        max_fee_per_gas=30 * GWEI, max_priority_fee_per_gas=GWEI, receipt_poll_interval=poll
+    )
+    wait_until(lambda: running.get("/api/monitor/readiness")[0] == 200, what="ready")
+    mine_at_base_fee(anvil, 40 * GWEI)  # the latest block's base fee, which prices the sends
+    anvil.rpc("anvil_setNextBlockBaseFeePerGas", hex(40 * GWEI))  # and the pending block's
+    spiked_at = anvil.block_number()
+    entity_id = webapp.apply()
+
+    def refused_at() -> float | None:
+        refusals = [r for r in caplog.records if "base fee" in r.getMessage()]
+        return refusals[0].created if refusals else None
+
+    refusal = wait_until(refused_at, what="the first send refused below the base fee")
+    status, body = wait_until(
+        lambda: (
+            (r := running.get("/api/monitor/readiness"))[0] == 500
+            and "MAX_FEE_PER_GAS" in r[1].get("transactions", "")
+            and r
+        ),
+        what="readiness naming the fee cap",
+    )
+    delay = time.time() - refusal
+    print(f"readiness failed {delay:.2f}s after the refusal")
+    assert delay <= poll + 1.0, f"readiness failed {delay:.1f}s after the refusal"
+    assert str(30 * GWEI) in body["transactions"]
+    wait_until(
+        lambda: "MAX_FEE_PER_GAS" in running.get("/api/monitor/readiness")[1].get("sending", ""),
+        what="the wallet holding",
+    )
+    assert anvil.block_number() == spiked_at, "no block came meanwhile"
+    assert receipt(anvil, application(redis_client, entity_id)["transactionHash"]) is None
+
+    def mined_after_spike():
+        mine_at_base_fee(anvil, GWEI)
+        return not application(redis_client, entity_id)
+
+    wait_until(mined_after_spike, what="resent, mined and purged once the base fee fell")
+    wait_until(lambda: running.get("/api/monitor/readiness")[0] == 200, what="ready again")
+    assert product.application_count() == 1 and wallet_nonce(anvil) == 1

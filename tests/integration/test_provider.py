@@ -100,9 +100,10 @@ def test_two_hundred_applications_land_behind_batch_and_rate_limits(
     with RpcProxy(anvil.url, max_batch=10, rate_limit=40, limit_answer="mixed") as provider:
         started = time.monotonic()
         # entries are read 50 at a time, so simulations and sends go out in batches the
-        # provider refuses until the client has learned its limit
+        # provider refuses until the client has learned its limit (the wallet's cap on
+        # transactions in flight above the 200, so reads are not cut to the room under it)
         running = start_service(
-            chain_rpc_url=provider.url, receipt_poll_interval=0.5, read_count=50
+            chain_rpc_url=provider.url, receipt_poll_interval=0.5, read_count=50, max_in_flight=200
         )
         readiness = Readiness(running)
         try:
@@ -176,7 +177,9 @@ def test_batches_are_simulated_in_one_call_or_with_eth_call_where_the_node_lacks
     entity_ids = [webapp.apply() for _ in range(60)]
     missing = () if simulates else ("eth_simulateV1",)
     with RpcProxy(anvil.url, missing_methods=missing) as provider:
-        running = start_service(chain_rpc_url=provider.url)  # batches of 10: the first is
+        # batches of 10 (the in-flight cap above the 60, so no read is cut to the room under
+        # it, as with automine the watcher sees them mined a round later): the first is
+        running = start_service(chain_rpc_url=provider.url, max_in_flight=60)
         wait_until(  # estimated (eth_estimateGas), the five after it simulated
             lambda: not any(application(redis_client, e) for e in entity_ids),
             timeout=120,

@@ -286,6 +286,7 @@ def test_a_fee_spike_with_many_in_flight_is_replaced_in_a_few_requests(
             requests_log.url,
             product,
             read_count=200,
+            max_in_flight=count,  # all of them in flight at once, then the spike
             stuck_blocks=2,
             max_fee_per_gas=50 * GWEI,
             max_priority_fee_per_gas=GWEI,

@@ -366,3 +366,53 @@ def test_a_wallet_with_a_nonce_gap_holds_and_another_carries_the_queue(
     wait_until(lambda: purged(redis_client, later), timeout=30, what="the later ones purged")
     assert wallet_nonce(anvil, WALLETS[1].address) == 5 and wallet_nonce(anvil) == 0
     assert dead_letters(redis_client) == {}
+
+
+def pool_slots(anvil, wallets) -> list[int]:
+    """Each wallet's transactions in the node's pool now (pending count less mined count: the
+    slots geth's txpool.accountslots limits). Pending is asked first, so a block mined between
+    the two questions can only make a figure smaller."""
+    pending = nonces_at(anvil, wallets, "pending")
+    return [p - mined for p, mined in zip(pending, nonces_at(anvil, wallets, "latest"))]
+
+
+def nonces_at(anvil, wallets, block: str) -> list[int]:
+    return [wallet_nonce(anvil, w.address, block) for w in wallets]
+
+
+def test_a_burst_is_spread_over_the_pool_with_no_wallet_above_its_cap_in_flight(
+    redis_server, anvil, product, webapp, redis_client, spawn
+):
+    """300 applications queued at once on three wallets, a block a second: each wallet keeps
+    at most PROCESSOR_MAX_IN_FLIGHT (16, the default) transactions unmined, so the other
+    wallets take what one cannot (without the cap two wallets took them all, 180 and 120)."""
+    cap = 16
+    envs = [pool_env(redis_server, anvil.url, product) for _ in range(3)]
+    ports = [int(env["PORT"]) for env in envs]
+    start_on_each_wallet(envs, redis_client, spawn)
+    anvil.set_automine(False)
+    anvil.rpc("evm_setIntervalMining", 1)  # what is sent stays in flight up to a second
+    applications = [webapp.application() for _ in range(300)]
+    entity_ids = [webapp.submit(fields) for fields in applications]
+    peaks = [0, 0, 0]
+    held_at_cap: set[int] = set()
+
+    def sampled_until_purged() -> bool:
+        for i, slots in enumerate(pool_slots(anvil, WALLETS[:3])):
+            peaks[i] = max(peaks[i], slots)
+        for i, port in enumerate(ports):
+            status, body = http_json(port, "/api/monitor/readiness")
+            assert status == 200, f"the cap is back-pressure, not a failure: {body}"
+            if "PROCESSOR_MAX_IN_FLIGHT" in body.get("inFlight", ""):
+                held_at_cap.add(i)
+        return purged(redis_client, entity_ids)
+
+    wait_until(sampled_until_purged, timeout=120, what="all 300 confirmed and purged")
+    sent = nonces(anvil, 3)
+    assert all(0 < peak <= cap for peak in peaks), f"in the node's pool at most: {peaks}"
+    assert max(peaks) == cap, f"the cap was reached: {peaks}"
+    assert held_at_cap, "readiness showed a wallet at its cap"
+    assert sum(sent) == 300 and all(n > 0 for n in sent), f"every wallet sent: {sent}"
+    assert product.application_count() == 300
+    assert len(product.applications_created()) == 300, "each application once"
+    assert dead_letters(redis_client) == {}

@@ -54,6 +54,7 @@ VARIABLES = (
     "CHAIN_RPC_MAX_BATCH",
     "CHAIN_IDLE_POLL_INTERVAL",
     "PROCESSOR_WALLETS",
+    "PROCESSOR_MAX_IN_FLIGHT",
 )
 
 
@@ -125,6 +126,13 @@ def test_the_wallet_pool_is_one_wallet_unless_set() -> None:
     assert load().wallets == 1
     assert load(PROCESSOR_WALLETS="3").wallets == 3
     assert "PROCESSOR_WALLETS" in str(refusal(PROCESSOR_WALLETS="0"))
+
+
+def test_the_in_flight_cap_is_geths_account_slots_unless_set() -> None:
+    assert load().max_in_flight == 16
+    assert load(PROCESSOR_MAX_IN_FLIGHT="64").max_in_flight == 64
+    assert "PROCESSOR_MAX_IN_FLIGHT" in str(refusal(PROCESSOR_MAX_IN_FLIGHT="0"))
+    assert "PROCESSOR_MAX_IN_FLIGHT" in str(refusal(PROCESSOR_MAX_IN_FLIGHT="many"))
 
 
 def test_values_are_read_and_converted() -> None:
