@@ -82,9 +82,11 @@ class Guards:
         """How many entries the wallet may take now: PROCESSOR_MAX_IN_FLIGHT less its
         transactions signed and not yet mined. A full node pool keeps that many of an account
         and evicts the rest first, so at the cap the wallet reads nothing (the pool's other
-        wallets take the entries) and looks again at the watcher's pace, which is when a
-        transaction can be seen mined. 0 after such a wait."""
+        wallets take the entries) and looks again at the watcher's pace, asking the node for
+        the mined count each time. 0 after such a wait."""
         cap, unmined = self._config.max_in_flight, self._wallet.unmined()
+        if unmined >= cap:  # the watcher's figure may be a block old: ask the node
+            unmined = self._wallet.unmined(fresh=True)
         if unmined < cap:
             if "cap" in self._holding_for:
                 log.info("%s of %s transactions unmined; reading again", unmined, cap)

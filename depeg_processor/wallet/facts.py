@@ -40,6 +40,10 @@ class WalletFacts:
         else:
             self._update(balance=balance, mined_nonce=mined_nonce)
 
+    def observed_mined(self, mined_nonce: int) -> None:
+        """The wallet's mined count, as the node said just now."""
+        self._update(mined_nonce=mined_nonce)
+
     def set_stuck(self, reason: str | None) -> None:
         self._update(stuck=reason)
 

@@ -98,14 +98,16 @@ class Wallet:
             "holding the wallet's lease %s; sending (next nonce %s)", ctx.lease.key, ctx.nonces.next
         )
 
-    def unmined(self) -> int:
+    def unmined(self, *, fresh: bool = False) -> int:
         """How many of the wallet's transactions are signed and not yet mined, for the cap on
         them (PROCESSOR_MAX_IN_FLIGHT). Without I/O once both figures are known: the next
         nonce less the mined count the watcher last saw, so a transaction counts from its
         signing until the watcher's next look after it was mined: never fewer than the node's
         pool holds, and a mined one waiting for its confirmations takes no place. Before the
         watcher's first look, or while the next nonce is to be synchronised, the in-flight
-        set's size (every record, mined or not)."""
+        set's size (every record, mined or not). `fresh` asks the node for the mined count."""
+        if fresh:
+            self.ctx.facts.observed_mined(self.ctx.shared.chain.nonce(self.address, "latest"))
         next_nonce, mined = self.ctx.nonces.next, self.ctx.facts.get().mined_nonce
         if next_nonce is None or mined is None:
             return self.ctx.records.count()

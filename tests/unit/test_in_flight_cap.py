@@ -57,7 +57,8 @@ def enqueue(h: Harness, count: int) -> list[str]:
 
 
 def watcher_saw_mined(h: Harness, mined: int) -> None:
-    """What the receipt watcher publishes after a look at the chain."""
+    """What the receipt watcher publishes after a look at the chain (the node says so too)."""
+    h.node.mined = mined
     h.wallet.ctx.facts.observed(balance=2 * ETHER, mined_nonce=mined)
 
 
@@ -111,3 +112,12 @@ def test_a_mined_transaction_waiting_for_confirmations_takes_no_place(h) -> None
     watcher_saw_mined(h, CAP)  # all mined, none confirmed yet: still in the in-flight set
     assert h.records.count() == CAP
     assert h.run_once() == 1 and undelivered(h) == 0
+
+
+def test_at_the_cap_the_node_is_asked_when_the_watchers_figure_is_old(h) -> None:
+    enqueue(h, 5)
+    watcher_saw_mined(h, 0)
+    assert h.run_once() == CAP
+    h.node.mined = CAP  # mined, but the watcher has not looked since
+    assert h.run_once() == 2, "the node's count frees the room at once"
+    assert not h.waits.waited, "no wait for the watcher's next look"
