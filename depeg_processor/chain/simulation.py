@@ -57,6 +57,15 @@ class Simulator:
             try:
                 results = self.simulate_v1(before + calls, block)
                 self._strikes = 0
+                failed = [r for r in results[: len(before)] if isinstance(r, Exception)]
+                if failed:
+                    log.warning(
+                        "%s of %s replayed transactions in flight fail at block %s (first: %s)",
+                        len(failed),
+                        len(before),
+                        block,
+                        failed[0],
+                    )
                 return results[len(before) :]
             except errors.RateLimited:
                 raise

@@ -4,6 +4,8 @@ pool's wallets were mined and what they spent."""
 
 from __future__ import annotations
 
+import os
+
 import redis
 
 from depeg_processor.wallet.pool import derive_accounts, pool
@@ -19,9 +21,12 @@ WALLETS = pool(
 WALLET_ETH = 10**22
 
 
-def start_replicas(count: int, *, spawn, redis_server, redis_client, real_product) -> list[str]:
+def start_replicas(
+    count: int, *, spawn, redis_server, redis_client, real_product, **extra: str
+) -> list[str]:
     """`count` replicas on a pool of `count` wallets, each started once the one before holds
-    its wallet (so that each sends from one); returns the wallets' addresses."""
+    its wallet (so that each sends from one); returns the wallets' addresses. `extra`: more
+    settings for each."""
     wallets = WALLETS[:count]
     for wallet in wallets:
         real_product.anvil.set_balance(wallet.address, WALLET_ETH)
@@ -31,7 +36,8 @@ def start_replicas(count: int, *, spawn, redis_server, redis_client, real_produc
             real_product.anvil.url,
             real_product.address,
             PROCESSOR_WALLETS=str(count),
-            LOG_LEVEL="WARNING",
+            LOG_LEVEL=os.environ.get("REPLICA_LOG_LEVEL", "WARNING"),
+            **extra,
         )
         process = spawn(env)
         wait_until(

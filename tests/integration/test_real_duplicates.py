@@ -58,6 +58,8 @@ def test_copies_of_applications_are_set_aside_as_duplicates_and_never_sent(
             redis_server=redis_server,
             redis_client=redis_client,
             real_product=real_product,
+            # in-flight: every original unmined at once, more than the default cap
+            PROCESSOR_MAX_IN_FLIGHT=str(ORIGINALS),
         )
         nonces_before = [wallet_nonce(anvil, w) for w in wallets]
         if arrival == "together":
