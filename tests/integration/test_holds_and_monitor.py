@@ -74,7 +74,10 @@ def test_unacknowledged_entries_above_limit_fail_the_monitor(
     assert "limit 2" in body["nonAckPendingTx"]
     live_status, live = running.get("/api/monitor/liveness")
     assert live_status == 500 and set(live) == {"processor", "nonAckPendingTx"}
-    ready_status, ready = running.get("/api/monitor/readiness")
+    ready_status, ready = wait_until(  # entries are delivered before they are simulated
+        lambda: (r := running.get("/api/monitor/readiness"))[1].get("sending") and r,
+        what="readiness naming the hold",
+    )
     assert "ERROR:DP-010:PRODUCT_NOT_ACTIVE" in ready["sending"]
 
     product.set_active(True)

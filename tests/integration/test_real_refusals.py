@@ -112,10 +112,10 @@ def refusals(real_product, redis_client) -> dict[str, tuple[dict, str, str]]:
             "DP-016",
             underwriting,
         ),
-        # the GIF bundle controller's code: not one of the product's, counted as revert_other
+        # the GIF bundle controller's code, a kind of its own like the product's
         "no-bundle": (
             webapp.webapp.application(**{**terms, "bundle_id": 999}),
-            "revert_other",
+            "BUC-060",
             "ERROR:BUC-060:BUNDLE_DOES_NOT_EXIST",
         ),
         "other-riskpool": (
