@@ -20,6 +20,7 @@ from .config import ConsumerConfig
 
 log = logging.getLogger(__name__)
 
+MIN_CAP_WAIT = 0.05  # seconds: the shortest look again at a wallet at its cap
 STANDBY_CHECK_INTERVAL = 0.5  # how soon a standby notices that the lease keeper gained the lease
 
 
@@ -82,8 +83,8 @@ class Guards:
         """How many entries the wallet may take now: PROCESSOR_MAX_IN_FLIGHT less its
         transactions signed and not yet mined. A full node pool keeps that many of an account
         and evicts the rest first, so at the cap the wallet reads nothing (the pool's other
-        wallets take the entries) and looks again at the watcher's pace, asking the node for
-        the mined count each time. 0 after such a wait."""
+        wallets take the entries) and looks again after half a block, asking the node for the
+        mined count each time. 0 after such a wait."""
         cap, unmined = self._config.max_in_flight, self._wallet.unmined()
         if unmined >= cap:  # the watcher's figure may be a block old: ask the node
             unmined = self._wallet.unmined(fresh=True)
@@ -106,8 +107,16 @@ class Guards:
             f"{AT_CAP}: wallet {self._wallet.address} has {unmined} transactions unmined "
             f"(PROCESSOR_MAX_IN_FLIGHT {cap}); reading again as they are mined"
         )
-        self._pause(self._config.in_flight_poll)
+        self._pause(self._cap_wait())
         return 0
+
+    def _cap_wait(self) -> float:
+        """How long a wallet at its cap waits before asking again: half a block (a mined
+        transaction frees its place within about a block), at most the watcher's pace."""
+        block_time = self._wallet.ctx.facts.get().block_time
+        if block_time is None:
+            return self._config.in_flight_poll
+        return min(self._config.in_flight_poll, max(MIN_CAP_WAIT, block_time / 2))
 
     def within_spending_limit(self) -> bool:
         """With MAX_GAS_SPEND_PER_HOUR set, hold while the last hour's spend has reached the

@@ -20,6 +20,7 @@ class Facts:
     mined_nonce: int | None = None  # how many of the wallet's transactions are mined
     stuck: str | None = None  # why transactions in flight cannot be mined, while that lasts
     spent_last_hour: int | None = None  # wei: confirmed plus the most the ones in flight cost
+    block_time: float | None = None  # seconds per block, as the watcher learned it
 
 
 class WalletFacts:
@@ -39,6 +40,9 @@ class WalletFacts:
             self._update(balance=balance)
         else:
             self._update(balance=balance, mined_nonce=mined_nonce)
+
+    def set_block_time(self, seconds: float | None) -> None:
+        self._update(block_time=seconds)
 
     def observed_mined(self, mined_nonce: int) -> None:
         """The wallet's mined count, as the node said just now."""

@@ -165,6 +165,7 @@ class Watcher:
                 raise result
         head = Head.from_block(results[0])
         self._schedule.asked(head, busy=self._busy, refreshed=refresh)
+        ctx.facts.set_block_time(self._schedule.block_time)
         if refresh:
             balance, nonce = int(results[1], 16), int(results[2], 16)
             ctx.shared.state.set_balance(balance)

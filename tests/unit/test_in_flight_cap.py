@@ -121,3 +121,12 @@ def test_at_the_cap_the_node_is_asked_when_the_watchers_figure_is_old(h) -> None
     h.node.mined = CAP  # mined, but the watcher has not looked since
     assert h.run_once() == 2, "the node's count frees the room at once"
     assert not h.waits.waited, "no wait for the watcher's next look"
+
+
+def test_at_the_cap_a_wallet_looks_again_after_half_a_block(h) -> None:
+    enqueue(h, 5)
+    watcher_saw_mined(h, 0)
+    h.wallet.ctx.facts.set_block_time(1.0)  # the watcher learned the chain's pace
+    assert h.run_once() == CAP
+    assert h.run_once() == 0
+    assert sum(h.waits.waited) == 0.5, "half a block, not the watcher's whole round"
