@@ -150,6 +150,9 @@ def bench_settings(redis_server: RedisServer, rpc_url: str, product: Product):
     )
     if os.environ.get("BENCH_READ_COUNT"):  # the batch size; the default is the service's
         settings = dataclasses.replace(settings, read_count=int(os.environ["BENCH_READ_COUNT"]))
+    if os.environ.get("BENCH_MAX_IN_FLIGHT"):  # the cap per wallet; the default is the service's
+        cap = int(os.environ["BENCH_MAX_IN_FLIGHT"])
+        settings = dataclasses.replace(settings, max_in_flight=cap)
     return settings
 
 

@@ -43,6 +43,7 @@ class Block:
     base_fee: int
     gas_used: int = 0
     gas_limit: int = 0
+    block_hash: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +95,7 @@ class FeePolicy:
         self._gas_used: float | None = None  # average over the blocks seen
         self._gas_limit = 0
         self._last_block: int | None = None
+        self._last_hash = ""
 
     def current(self, *, fresh: bool = False) -> Fees:
         """The fees to offer now; `fresh` asks the node instead of using the cached data."""
@@ -138,6 +140,7 @@ class FeePolicy:
             if block.number == self._last_block:
                 return
             self._last_block, self._gas_limit = block.number, block.gas_limit
+            self._last_hash = block.block_hash
             self._gas_used = (
                 block.gas_used
                 if self._gas_used is None
@@ -151,6 +154,12 @@ class FeePolicy:
         """The number of the latest block the fees were read from (None before one was)."""
         with self._lock:
             return self._last_block
+
+    @property
+    def last_block_hash(self) -> str:
+        """That block's hash ("" where the node did not say)."""
+        with self._lock:
+            return self._last_hash
 
     @property
     def block_gas_limit(self) -> int:

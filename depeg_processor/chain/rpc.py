@@ -260,13 +260,15 @@ class Chain:
         return int(self.request("eth_chainId", []), 16)
 
     def latest_block(self) -> Block:
-        """The latest block's number, base fee, gas used and gas limit (for the fee policy)."""
+        """The latest block's number, hash, base fee, gas used and gas limit (the fee policy's
+        input, and the block a batch is simulated at)."""
         block = self.request("eth_getBlockByNumber", ["latest", False])
         return Block(
             number=int(block["number"], 16),
             base_fee=int(block.get("baseFeePerGas") or "0x0", 16),
             gas_used=int(block.get("gasUsed") or "0x0", 16),
             gas_limit=int(block.get("gasLimit") or "0x0", 16),
+            block_hash=block.get("hash") or "",
         )
 
     def max_priority_fee(self) -> int:

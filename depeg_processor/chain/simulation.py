@@ -33,7 +33,7 @@ class Simulator:
         self._strikes = 0  # batches in a row that it did so
 
     def simulate(
-        self, calls: Sequence[dict], block: str = "pending", *, before: Sequence[dict] = ()
+        self, calls: Sequence[dict], block: str | dict = "pending", *, before: Sequence[dict] = ()
     ) -> list[Any]:
         """Each call's return data, or its error sorted as `classify` sorts an eth_call's.
 
@@ -77,7 +77,7 @@ class Simulator:
             self._simulate_v1_failed(failure)
         return results
 
-    def simulate_v1(self, calls: list[dict], block: str) -> list[Any]:
+    def simulate_v1(self, calls: list[dict], block: str | dict) -> list[Any]:
         """The calls in one `eth_simulateV1` request (see `simulate`); raises the request's
         error, or TransientError for an answer of another shape."""
         simulated: dict[str, Any] = {"calls": calls}

@@ -47,7 +47,7 @@ class Preflight:
 
     def __init__(self, ctx: WalletContext) -> None:
         self._ctx = ctx
-        self._tag = "latest"  # the block the last batch was simulated at
+        self._tag: str | dict = "latest"  # the block the last batch was simulated at
         self.replayed = 0  # how many transactions in flight were replayed before it
         self._gas_limit: int | None = None  # learned from eth_estimateGas, see check()
 
@@ -143,8 +143,7 @@ class Preflight:
         if not self.replays:
             return shared.simulator.simulate(calls, "pending")
         shared.fees.current(fresh=True)  # the latest block now: what the web app did is in it
-        block = shared.fees.last_block
-        tag = hex(block) if block is not None else "latest"
+        tag = block_tag(shared.fees.last_block_hash, shared.fees.last_block)
         before = [
             self._ctx.call(t.record.data, t.record.gas) | {"from": t.sender}
             for t in self.unmined(tag)
@@ -177,7 +176,7 @@ class Preflight:
                 found.append(InFlightTx(records.owner, TxRecord.from_fields(fields)))
         return sorted(found, key=lambda tx: (tx.sender, tx.record.nonce))
 
-    def unmined(self, tag: str) -> list[InFlightTx]:
+    def unmined(self, tag: str | dict) -> list[InFlightTx]:
         """The transactions in flight not mined at block `tag`: those at or above their
         wallet's transaction count there."""
         txs = [tx for tx in self.in_flight() if tx.record.data and tx.record.gas]
@@ -191,7 +190,14 @@ class Preflight:
             if isinstance(count, Exception):
                 raise count
         mined = {sender: int(count, 16) for sender, count in zip(senders, counts)}
-        return [tx for tx in txs if tx.record.nonce >= mined[tx.sender]]
+        unmined = [tx for tx in txs if tx.record.nonce >= mined[tx.sender]]
+        log.debug(
+            "at block %s: mined %s; replaying nonces %s",
+            tag,
+            mined,
+            [(tx.sender[:8], tx.record.nonce) for tx in unmined],
+        )
+        return unmined
 
     def hold_back(self, apps: Sequence[Application], gas: Sequence[int]) -> list[bool]:
         """Without a replay: which applications wait for the next batch, so that the pending
@@ -212,6 +218,15 @@ class Preflight:
                 room = None if room is None else room - limit
             held.append(wait)
         return held
+
+
+def block_tag(block_hash: str, number: int | None) -> str | dict:
+    """The block to simulate at, by its hash (EIP-1898) where known: a node asked by number
+    for the block it is sealing may answer one call from the block before and the next from
+    the new one, and the count of what is mined and the simulation must read the same state."""
+    if block_hash:
+        return {"blockHash": block_hash}
+    return hex(number) if number is not None else "latest"
 
 
 def waiting_for_room(app: Application) -> errors.WaitingForRoom:
