@@ -105,9 +105,13 @@ class Wallet:
         signing until the watcher's next look after it was mined: never fewer than the node's
         pool holds, and a mined one waiting for its confirmations takes no place. Before the
         watcher's first look, or while the next nonce is to be synchronised, the in-flight
-        set's size (every record, mined or not). `fresh` asks the node for the mined count."""
+        set's size (every record, mined or not). `fresh` (from the consumer's thread, the one
+        that takes nonces) asks the node for the mined count and synchronises the next nonce
+        if it is to be: mined ones waiting for their confirmations then take no place either."""
         if fresh:
             self.ctx.facts.observed_mined(self.ctx.shared.chain.nonce(self.address, "latest"))
+            if self.ctx.nonces.next is None:
+                self.ctx.nonces.sync()
         next_nonce, mined = self.ctx.nonces.next, self.ctx.facts.get().mined_nonce
         if next_nonce is None or mined is None:
             return self.ctx.records.count()

@@ -130,3 +130,17 @@ def test_at_the_cap_a_wallet_looks_again_after_half_a_block(h) -> None:
     assert h.run_once() == CAP
     assert h.run_once() == 0
     assert sum(h.waits.waited) == 0.5, "half a block, not the watcher's whole round"
+
+
+def test_at_the_cap_a_nonce_to_synchronise_is_synchronised_not_counted_by_records(h) -> None:
+    """A batch not written forgets the local nonce; the records still in flight, mined and
+    waiting for confirmations, must not hold the wallet at its cap until blocks come."""
+    enqueue(h, 5)
+    watcher_saw_mined(h, 0)
+    assert h.run_once() == CAP
+    h.wallet.finish()
+    h.node.mined = CAP  # all three mined; no block confirms them yet
+    h.wallet.ctx.nonces.sync_later()
+    assert h.wallet.records.count() == CAP, "still in flight, waiting for confirmations"
+    assert h.run_once() == 2, "the next nonce is synchronised and the room is free"
+    assert not h.waits.waited
