@@ -27,6 +27,9 @@ from .untrusted import KEPT_CHARS, HashContent, escaped, shown
 
 log = logging.getLogger(__name__)
 
+# Commands staged on a pipeline inside MULTI.
+Staged = Callable[[redis.client.Pipeline], None]
+
 
 class DeadLetters:
     """The dead letters of one applications stream (`key`), and that stream's entries they
@@ -58,10 +61,14 @@ class DeadLetters:
         kind: str = "other",
         entry_id: str | None = None,
         entry_fields: Mapping[str, str] | None = None,
+        commit: Callable[[Staged], None] | None = None,
     ) -> str:
         """Set an application aside for good: append it with its reason to the dead-letter
         stream, then acknowledge its entry and remove the pending hash together; returns the
-        letter's id. `kind` is what the metrics count it by (a fixed set, never user text)."""
+        letter's id. `kind` is what the metrics count it by (a fixed set, never user text).
+        `commit`, if given, runs that removal inside a transaction of its own that drops more
+        (a wallet's record of the application) at once, so no crash leaves one without the
+        other."""
         letter = self._letter(
             entity_id=entity_id,
             reason=reason,
@@ -73,13 +80,20 @@ class DeadLetters:
         # The dead letter is written first and on its own: MULTI does not roll back, so the
         # entry is acknowledged and the hash removed only once the letter is safely stored.
         dead_id = self._redis.xadd(self.key, letter)
-        pipe = self._redis.pipeline(transaction=True)
-        if entry_id is not None:
-            pipe.xack(self.stream, self.group, entry_id)
-        if entity_id:
-            pipe.delete(application_key(entity_id))
-            pipe.delete(owner_key(self.stream, entity_id))
-        pipe.execute()
+
+        def remove(pipe: redis.client.Pipeline) -> None:
+            if entry_id is not None:
+                pipe.xack(self.stream, self.group, entry_id)
+            if entity_id:
+                pipe.delete(application_key(entity_id))
+                pipe.delete(owner_key(self.stream, entity_id))
+
+        if commit is None:
+            pipe = self._redis.pipeline(transaction=True)
+            remove(pipe)
+            pipe.execute()
+        else:
+            commit(remove)
         self._on_dead_letter(kind)
         log.warning(
             "dead-lettered application %s (entry %s) as %s (%s): %r",

@@ -183,10 +183,12 @@ class TxRecords:
         top = self._redis.zrange(self.inflight_key, -1, -1, withscores=True)
         return int(top[0][1]) if top else None
 
-    def forget(self, entity_id: str) -> None:
+    def forget(
+        self, entity_id: str, also: Callable[[redis.client.Pipeline], None] | None = None
+    ) -> None:
         """Drop a record whose transaction can never be mined (reverted on chain, or never
         broadcast), with its owner mark; its signature was not used, so its mark goes too
-        (a corrected resubmission is not refused)."""
+        (a corrected resubmission is not refused). `also` stages more in the same MULTI."""
 
         def write(pipe: redis.client.Pipeline) -> None:
             mark_key = self._releasable_mark(pipe, entity_id)
@@ -196,6 +198,8 @@ class TxRecords:
             pipe.delete(self.owner_key(entity_id))
             if mark_key is not None:
                 pipe.delete(mark_key)
+            if also is not None:
+                also(pipe)
 
         self._redis.transaction(write, self.key(entity_id))
 

@@ -103,5 +103,5 @@ class Settler:
             ),
             entry_id=record.stream_entry_id or None,
             entry_fields={"entityId": record.entity_id},
+            commit=lambda remove: ctx.records.forget(record.entity_id, also=remove),
         )
-        ctx.records.forget(record.entity_id)

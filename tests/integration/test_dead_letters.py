@@ -142,7 +142,8 @@ def test_transaction_reverted_on_chain_is_dead_lettered_with_its_reason(
     wait_until(lambda: entity_id in dead_letters(redis_client), what="revert dead-lettered")
     reason = dead_letters(redis_client)[entity_id]["reason"]
     assert "reverted on chain" in reason and "ERROR:DP-013:BUNDLE_NOT_ACTIVE" in reason
-    assert not application(redis_client, entity_id)
+    # the letter is stored first; the application and the wallet's record then go together
+    wait_until(lambda: not application(redis_client, entity_id), what="application removed")
     assert redis_client.zcard("application:signatures:inflight") == 0
     assert product.application_count() == 0
     assert running.get("/api/monitor")[0] == 200

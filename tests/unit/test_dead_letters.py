@@ -216,3 +216,42 @@ def test_dead_letters_of_their_own_see_and_restore_what_the_queue_set_aside(
     assert fake_redis.hgetall(KEY) == fields and letters.list() == []
     [entry] = queue.read(count=10, block_ms=1)
     assert entry.entry_id == new_entry
+
+
+def test_a_wallets_record_goes_in_the_same_transaction_as_the_application(
+    fake_redis, queue, letters
+) -> None:
+    """A transaction that reverted on chain: its record, the application and the entry go
+    together, once the letter is stored; a crash before that commit loses nothing."""
+    from depeg_processor.wallet.records import TxRecord, TxRecords
+
+    records = TxRecords(fake_redis, prefix=STREAM)
+    fields = signed_fields()
+    entry_id = deliver(fake_redis, queue, fields)
+    records.put(TxRecord(entity_id=ENTITY_ID, tx_hash="0x" + "ab" * 32, nonce=4, raw="0x02"))
+
+    def crash(remove) -> None:
+        raise ConnectionError("the process died here")
+
+    with pytest.raises(ConnectionError):
+        letters.set_aside(
+            entity_id=ENTITY_ID,
+            reason="reverted",
+            application=fields,
+            entry_id=entry_id,
+            commit=crash,
+        )
+    assert len(letters.list()) == 1
+    assert fake_redis.exists(KEY) and records.get(ENTITY_ID) is not None
+    assert queue.backlog().group_pending == 1
+
+    letters.set_aside(
+        entity_id=ENTITY_ID,
+        reason="reverted",
+        application=fields,
+        entry_id=entry_id,
+        commit=lambda remove: records.forget(ENTITY_ID, also=remove),
+    )
+    assert not fake_redis.exists(KEY)
+    assert records.get(ENTITY_ID) is None and records.count() == 0
+    assert queue.backlog().group_pending == 0
