@@ -57,6 +57,9 @@ def revert_kind(revert: str) -> str:
     return code.group(1) if code and code.group(1) in REVERT_CODES else "revert_other"
 
 
+SIGNATURE_USED = frozenset({"DMH-001", "SMH-001"})  # this application's signature is spent
+
+
 class ProcessorError(Exception):
     """Base class of the processor's own errors."""
 
@@ -108,6 +111,12 @@ class ProductInactive(TransientError):
 class WaitingForRoom(TransientError):
     """Held for the next batch, so that what is in flight is seen first (a node that
     simulates each call alone); not an attempt of the application's."""
+
+
+class ReplayFailed(WaitingForRoom):
+    """A transaction in flight failed when replayed before a batch: the simulation does not
+    show the state the batch will meet on chain, so nothing of it is sent on its word; the
+    batch waits until what is in flight is mined (or settled) and is simulated again."""
 
 
 class PoolChanged(TransientError):

@@ -8,7 +8,7 @@ learned here, by the :class:`Simulator` that asks, and is kept out of the JSON-R
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import errors
@@ -33,14 +33,21 @@ class Simulator:
         self._strikes = 0  # batches in a row that it did so
 
     def simulate(
-        self, calls: Sequence[dict], block: str | dict = "pending", *, before: Sequence[dict] = ()
+        self,
+        calls: Sequence[dict],
+        block: str | dict = "pending",
+        *,
+        before: Sequence[dict] = (),
+        done: Callable[[Exception], bool] = lambda error: False,
     ) -> list[Any]:
         """Each call's return data, or its error sorted as `classify` sorts an eth_call's.
 
         `before` are run first in the same simulated block, their results dropped: what is
-        in flight, replayed so that `calls` see its effects. They need `eth_simulateV1`: when
-        it fails, `calls` go as `eth_call`s against the pending block instead, which holds
-        as much of what is in flight as the node keeps executable.
+        in flight, replayed so that `calls` see its effects. One that fails as `done` says
+        is already in `block` (its effects too); if one fails otherwise, the state `calls`
+        see is not the one they will meet: ReplayFailed, and no result. They need
+        `eth_simulateV1`: when it fails, `calls` go as `eth_call`s against the pending block
+        instead, which holds as much of what is in flight as the node keeps executable.
 
         Where the node offers `eth_simulateV1`, the calls run one after another in one
         simulated block on top of `block`, in one request: each sees what those before it
@@ -57,16 +64,17 @@ class Simulator:
             try:
                 results = self.simulate_v1(before + calls, block)
                 self._strikes = 0
-                failed = [r for r in results[: len(before)] if isinstance(r, Exception)]
+                failed = [
+                    r for r in results[: len(before)] if isinstance(r, Exception) and not done(r)
+                ]
                 if failed:
-                    log.warning(
-                        "%s of %s replayed transactions in flight fail at block %s (first: %s)",
-                        len(failed),
-                        len(before),
-                        block,
-                        failed[0],
+                    raise errors.ReplayFailed(
+                        f"{len(failed)} of {len(before)} replayed transactions in flight fail "
+                        f"at block {block} (first: {failed[0]})"
                     )
                 return results[len(before) :]
+            except errors.ReplayFailed:
+                raise
             except errors.RateLimited:
                 raise
             except errors.ProcessorError as error:  # an outage too: eth_call tells which

@@ -9,8 +9,12 @@ node offers `eth_simulateV1`, the batch is simulated against the latest block (r
 each batch: the web app's approval before an application is in it) after a replay of
 every unmined transaction of every wallet of the pool (their write-ahead records hold sender,
 calldata and gas), in one simulated block: each application sees all of them and the ones
-before it in the batch. What is mined at that block (a nonce below the wallet's count there) is
-not replayed, and the count and the simulation read the same block, so nothing counts twice.
+before it in the batch. What is mined at that block already fails there with its signature
+used (the product checks that first): its effects are in the block, and it counts once. The
+simulation is the only read, so what it counts as mined and the state it runs on are one
+(a separate read of the wallets' transaction counts, even by block hash, may come from a
+newer state while the node seals a block: anvil answered so, and over-capacity applications
+were sent on it).
 
 Without `eth_simulateV1` each application is an `eth_call` against "pending", and the guarantee
 is kept another way: the pool's gas in flight is held within the pending block's gas limit (so
@@ -146,12 +150,17 @@ class Preflight:
         tag = block_tag(shared.fees.last_block_hash, shared.fees.last_block)
         before = [
             self._ctx.call(t.record.data, t.record.gas) | {"from": t.sender}
-            for t in self.unmined(tag)
+            for t in self.in_flight()
+            if t.record.data and t.record.gas
         ]
         if before:
             log.debug("simulating %s call(s) after %s in flight", len(calls), len(before))
         self._tag, self.replayed = tag, len(before)
-        return shared.simulator.simulate(calls, tag, before=before)
+        try:
+            return shared.simulator.simulate(calls, tag, before=before, done=signature_used)
+        except errors.ReplayFailed as error:
+            log.warning("%s; the batch waits for them", error)
+            return [error] * len(calls)
 
     def alone(self, calls: list[dict]) -> list:
         """The calls simulated at the block of the last batch, without what is in flight."""
@@ -175,29 +184,6 @@ class Preflight:
             if fields and records.owner is not None:
                 found.append(InFlightTx(records.owner, TxRecord.from_fields(fields)))
         return sorted(found, key=lambda tx: (tx.sender, tx.record.nonce))
-
-    def unmined(self, tag: str | dict) -> list[InFlightTx]:
-        """The transactions in flight not mined at block `tag`: those at or above their
-        wallet's transaction count there."""
-        txs = [tx for tx in self.in_flight() if tx.record.data and tx.record.gas]
-        senders = sorted({tx.sender for tx in txs})
-        if not senders:
-            return []
-        counts = self._ctx.shared.chain.batch(
-            [("eth_getTransactionCount", [sender, tag]) for sender in senders]
-        )
-        for count in counts:
-            if isinstance(count, Exception):
-                raise count
-        mined = {sender: int(count, 16) for sender, count in zip(senders, counts)}
-        unmined = [tx for tx in txs if tx.record.nonce >= mined[tx.sender]]
-        log.debug(
-            "at block %s: mined %s; replaying nonces %s",
-            tag,
-            mined,
-            [(tx.sender[:8], tx.record.nonce) for tx in unmined],
-        )
-        return unmined
 
     def hold_back(self, apps: Sequence[Application], gas: Sequence[int]) -> list[bool]:
         """Without a replay: which applications wait for the next batch, so that the pending
@@ -229,6 +215,11 @@ def block_tag(block_hash: str, number: int | None) -> str | dict:
     return hex(number) if number is not None else "latest"
 
 
+def signature_used(error: Exception) -> bool:
+    """A replayed transaction that is mined already: the product refuses its signature."""
+    return isinstance(error, errors.PermanentError) and error.kind in errors.SIGNATURE_USED
+
+
 def waiting_for_room(app: Application) -> errors.WaitingForRoom:
     return errors.WaitingForRoom(
         f"application {app.entity_id} waits for room: the node simulates each call alone, so "
@@ -238,6 +229,6 @@ def waiting_for_room(app: Application) -> errors.WaitingForRoom:
 
 def _reasoned(result: errors.ProcessorError) -> bool:
     """A revert with the product's reason, or the node down: the same at any gas limit."""
-    return isinstance(result, (errors.ProductInactive, errors.NodeUnavailable)) or (
-        isinstance(result, errors.PermanentError) and "ERROR:" in result.reason
-    )
+    return isinstance(
+        result, (errors.ProductInactive, errors.NodeUnavailable, errors.WaitingForRoom)
+    ) or (isinstance(result, errors.PermanentError) and "ERROR:" in result.reason)

@@ -30,19 +30,9 @@ def anvil(real_product):
     return real_product.anvil
 
 
-TWO_REPLICAS = pytest.param(
-    2,
-    id="two-replicas-two-wallets",
-    marks=pytest.mark.xfail(
-        strict=False,
-        reason="open: in some long runs two replicas still send 2 to 10 over-capacity "
-        "applications that revert (the replayed transactions in flight are then judged "
-        "already used by the node; the cause is not found yet)",
-    ),
+@pytest.mark.parametrize(
+    "replicas", [pytest.param(1, id="one-wallet"), pytest.param(2, id="two-replicas-two-wallets")]
 )
-
-
-@pytest.mark.parametrize("replicas", [pytest.param(1, id="one-wallet"), TWO_REPLICAS])
 def test_applications_beyond_a_bundles_capital_are_refused_without_a_reverted_transaction(
     replicas, real_product, spawn, redis_server, redis_client, anvil
 ):

@@ -19,12 +19,11 @@ GAS = 1_800_000
 
 
 class Node:
-    """The latest block (its number rises with each look), wallets' mined counts at a block,
+    """The latest block (its number rises with each look), transaction counts (none mined),
     estimates, and eth_call for simulations, which all succeed."""
 
     def __init__(self) -> None:
         self.number = 40
-        self.mined: dict[str, int] = {}
         self.calls: list[tuple[str, list]] = []
 
     def latest(self) -> Block:
@@ -41,9 +40,9 @@ class Node:
         calls = list(calls)
         self.calls += calls
         answers = []
-        for method, params in calls:
+        for method, _params in calls:
             if method == "eth_getTransactionCount":
-                answers.append(hex(self.mined.get(params[0], 0)))
+                answers.append(hex(0))
             elif method == "eth_estimateGas":
                 answers.append(hex(1_500_000))
             elif method == "eth_call":
@@ -83,36 +82,42 @@ def apps(count: int, **fields: str) -> list:
     ]
 
 
-def test_the_batch_is_simulated_after_the_pools_unmined_transactions_at_the_latest_block(
+def test_the_batch_is_simulated_after_every_record_of_the_pool_at_the_latest_block(
     world, fake_redis
 ) -> None:
+    """Every record in flight of every wallet is replayed, mined or not: the simulation alone
+    tells which are mined (their signature is used there), so it reads one state."""
+    from depeg_processor import errors
+
     node, wallet, other = world
     mine = TxRecords(fake_redis, prefix=STREAM, owner=wallet.address)
     mine.put_many([record("M0", 0), record("M1", 1)])
     other.put_many([record("O5", 5), record("O6", 6)])
-    node.mined = {wallet.address: 1, OTHER_WALLET: 5}  # M0 is mined at that block; O5 is not
     outcomes = wallet.submit(apps(2), entry_ids=["1-0", "1-1"])
     wallet.finish()
     assert all(isinstance(o, TxRecord) for o in outcomes)
     simulator = wallet.ctx.shared.simulator
     replayed = simulator.replayed[-1]
     assert sorted((call["from"], call["gas"]) for call in replayed) == sorted(
-        [(OTHER_WALLET, hex(GAS)), (OTHER_WALLET, hex(GAS)), (wallet.address, hex(GAS))]
-    ), "every unmined record of every wallet; the one mined at that block is not replayed"
+        [(OTHER_WALLET, hex(GAS))] * 2 + [(wallet.address, hex(GAS))] * 2
+    ), "every record of every wallet"
     others = [call for call in replayed if call["from"] == OTHER_WALLET]
-    assert others[0]["data"] == others[1]["data"] == "0xfeed" and len(replayed) == 3
-    counts = [params for method, params in node.calls if method == "eth_getTransactionCount"]
-    block = {"blockHash": f"0x{node.number:064x}"}  # by hash: the same state for both
-    assert counts and all(tag == block for _address, tag in counts), "counted at the block read"
+    assert others[0]["data"] == others[1]["data"] == "0xfeed"
+    assert not [m for m, _p in node.calls if m == "eth_getTransactionCount"], "no other read"
+    block = {"blockHash": f"0x{node.number:064x}"}  # the latest block, by hash
     simulated_at = [p[1] for m, p in node.calls if m == "eth_call"]
-    assert simulated_at and all(tag == block for tag in simulated_at), "simulated at it too"
+    assert simulated_at and all(tag == block for tag in simulated_at)
+    done = simulator.done[-1]
+    assert done(errors.PermanentError("reverted: ERROR:DMH-001:SIGNATURE_USED", kind="DMH-001"))
+    assert done(errors.PermanentError("reverted: ERROR:SMH-001:SIGNATURE_USED", kind="SMH-001"))
+    assert not done(errors.PermanentError("reverted: ERROR:DP-016:UNDERWRITING_F", kind="DP-016"))
+    assert not done(errors.TransientError("out of gas"))
 
 
-def test_nothing_in_flight_asks_for_no_counts(world) -> None:
+def test_nothing_in_flight_replays_nothing(world) -> None:
     node, wallet, _other = world
     wallet.submit(apps(1), entry_ids=["1-0"])
     wallet.finish()
-    assert not [m for m, _p in node.calls if m == "eth_getTransactionCount"]
     assert wallet.ctx.shared.simulator.replayed[-1] == []
 
 
@@ -129,3 +134,26 @@ def test_without_a_replay_one_application_per_bundle_and_holder_and_gas_within_a
     assert kinds == ["TxRecord", "WaitingForRoom", "WaitingForRoom"], (
         "the second of one bundle waits for the next batch; the third does not fit the block"
     )
+
+
+def test_a_replay_that_fails_sends_nothing_and_the_batch_waits(world, fake_redis) -> None:
+    """A transaction in flight fails when replayed: the batch was simulated on a state it
+    will not meet, so nothing of it is signed; it waits (not an attempt) for what is in flight."""
+    from depeg_processor import errors
+
+    node, wallet, other = world
+    other.put_many([record("O5", 5)])
+    simulator = wallet.ctx.shared.simulator
+    replay_fails = errors.ReplayFailed("1 of 1 replayed transactions in flight fail")
+
+    def simulate(calls, block="pending", *, before=(), done=lambda error: False):
+        simulator.replayed.append(list(before))
+        raise replay_fails
+
+    simulator.simulate = simulate
+    outcomes = wallet.submit(apps(2), entry_ids=["1-0", "1-1"])
+    wallet.finish()
+    assert outcomes == [replay_fails, replay_fails]
+    assert isinstance(replay_fails, errors.WaitingForRoom)
+    assert simulator.replayed[-1] and wallet.ctx.records.count() == 0
+    assert not [m for m, _p in node.calls if m == "eth_sendRawTransaction"]

@@ -143,3 +143,39 @@ def test_an_outage_raises_node_unavailable_and_counts_against_no_method(node, si
         with pytest.raises(NodeUnavailable):
             simulator.simulate(CALLS, "pending")
     assert simulator.simulates, "the node was down (or refused the key), not the method"
+
+
+def test_a_replayed_transaction_that_fails_gives_no_results(node, simulator) -> None:
+    """What is in flight did not replay: the state the calls saw is not the one they will
+    meet on chain, so none of their results is given (nor an eth_call in their place)."""
+    outcomes = [
+        simulated("0x1"),
+        simulated("0x0", error_data("ERROR:DMH-001:SIGNATURE_USED"), {"code": -3200}),
+        simulated("0x1", "0x" + "ab" * 32),
+    ]
+    node.add_callback(
+        responses.POST, URL, callback=rpc_reply(lambda m, p: ("result", [{"calls": outcomes}]))
+    )
+    with pytest.raises(errors.ReplayFailed, match="1 of 2 replayed .*DMH-001"):
+        simulator.simulate(CALLS[:1], "latest", before=CALLS[:2])
+    assert methods(node) == ["eth_simulateV1"] and simulator.simulates
+
+
+def test_a_replayed_transaction_already_mined_is_no_failure(node, simulator) -> None:
+    """A replay that fails as `done` says (mined already: its signature used) counts as in
+    the block; the calls' results are given."""
+    outcomes = [
+        simulated("0x0", error_data("ERROR:DMH-001:SIGNATURE_USED"), {"code": -3200}),
+        simulated("0x1"),
+        simulated("0x1", "0x" + "ab" * 32),
+    ]
+    node.add_callback(
+        responses.POST, URL, callback=rpc_reply(lambda m, p: ("result", [{"calls": outcomes}]))
+    )
+    results = simulator.simulate(
+        CALLS[:1],
+        "latest",
+        before=CALLS[:2],
+        done=lambda error: getattr(error, "kind", None) == "DMH-001",
+    )
+    assert results == ["0x" + "ab" * 32]

@@ -39,16 +39,20 @@ ETHER = 10**18
 class CallSimulator:
     """Simulates each call with an `eth_call` in the node double's `batch`; what is in flight
     (`before`) is asked for, as the real simulator asks `eth_simulateV1`, and kept in
-    `replayed` for the tests to see."""
+    `replayed` (and `done`) for the tests to see."""
 
     simulates = True
 
     def __init__(self, chain: Any) -> None:
         self._chain = chain
         self.replayed: list[list[dict]] = []
+        self.done: list = []  # what each simulation was told counts as mined already
 
-    def simulate(self, calls: list[dict], block: str = "pending", *, before=()) -> list:
+    def simulate(
+        self, calls: list[dict], block: str = "pending", *, before=(), done=lambda error: False
+    ) -> list:
         self.replayed.append(list(before))
+        self.done.append(done)
         return self._chain.batch([("eth_call", [call, block]) for call in calls])
 
 
