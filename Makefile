@@ -39,9 +39,12 @@ integration: install
 demo: install
 	$(PY) -m devnet.demo
 
+# By hand, not in CI: about twelve minutes in all.
 bench: install
 	$(PY) -m bench.throughput
 	$(PY) -m bench.scaleout
+	$(PY) -m bench.replay
+	$(PY) -m bench.real_product
 
 # Rebuild the test double's ABI and bytecode (committed under contracts/build).
 contracts: node_modules/.installed
