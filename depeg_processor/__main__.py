@@ -64,6 +64,9 @@ def command_run(settings: Settings) -> int:
         service.serve_monitor()
         if service.prepare():
             service.run()
+    except errors.ConfigError as error:  # a provider on another chain, first seen now
+        log.critical("configuration error: %s", error)
+        return EXIT_CONFIG
     except errors.StartupError as error:
         log.critical("cannot start: %s", error)
         return EXIT_STARTUP
