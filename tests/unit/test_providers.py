@@ -189,3 +189,19 @@ def test_providers_on_different_chains_are_refused_naming_them(node, providers) 
 
 def test_one_url_is_the_plain_client() -> None:
     assert not isinstance(build_chain([A], timeout=5), Providers)
+
+
+def test_idle_probes_stay_within_ten_calls_a_minute_each(node, providers, clock) -> None:
+    a, b = Provider(node, A), Provider(node, B)
+    b.down = True
+    for _second in range(60):
+        providers.probe_idle()
+        clock.now += 1.0
+    assert len(a.asked) <= 10 + 1, a.asked  # the chain id once, with the first probe
+    assert a.asked.count("eth_blockNumber") == 10
+    assert b.asked == [] and providers.views()[1].errors <= 10, "a dead one: no more often"
+    assert not providers.views()[1].usable
+    b.down = False
+    clock.now += 30.0
+    providers.probe_idle()
+    assert providers.views()[1].usable, "back once a probe has an answer"
