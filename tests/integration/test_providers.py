@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +20,7 @@ from tests.integration.conftest import (
     application,
     cli,
     dead_letters,
+    http_json,
     receipt,
     service_env,
     wallet_nonce,
@@ -110,6 +112,19 @@ def test_the_preferred_provider_cut_while_two_hundred_flow(
     metrics = running.metrics()
     assert metrics[("depeg_processor_provider_usable", (("provider", "0"),))] == 0
     assert metrics[("depeg_processor_provider_usable", (("provider", "1"),))] == 1
+
+    preferred.start()  # back on its port: a probe finds it, and it takes the work back
+    wait_until(
+        lambda: running.service.runtime.chain.views()[0].usable,
+        timeout=60,
+        what="the preferred provider usable again",
+    )
+    preferred.reset_counts()
+    back = [webapp.apply() for _ in range(10)]
+    wait_until(lambda: all_landed(redis_client, back), timeout=60, what="10 more purged")
+    assert preferred.calls["eth_simulateV1"] + preferred.calls["eth_estimateGas"] > 0
+    assert preferred.calls[SEND] == 10
+    assert_each_landed_once(anvil, product, redis_client, entity_ids + back)
 
 
 def test_a_slow_preferred_provider_gives_the_work_away_and_takes_it_back(
@@ -270,3 +285,43 @@ def test_check_config_reaches_each_provider(redis_server, anvil, product, proxie
     ], checked.stdout
     assert "SECRET" not in checked.stdout + checked.stderr
     assert PROCESSOR.address in checked.stdout
+
+
+def test_no_provider_key_reaches_a_log_line_an_endpoint_or_a_command(
+    redis_server, anvil, product, webapp, redis_client, proxies, spawn, tmp_path
+):
+    down, serving = proxies[:2]
+    down.stop()  # its failures are logged, and named in readiness and /metrics
+    keyed = ",".join(
+        f"{p.url}/v3/SECRET-KEY-{i}?apikey=SECRET-KEY-{i}" for i, p in enumerate([down, serving])
+    )
+    env = service_env(redis_server.url, keyed, product.address, NODE_ENV="development")
+    log = tmp_path / "processor.log"
+    process = spawn(env, log)
+    entity_ids = [webapp.apply() for _ in range(5)]
+    wait_until(lambda: all_landed(redis_client, entity_ids), timeout=60, what="5 purged")
+    port = int(env["PORT"])
+    status, readiness = wait_until(
+        lambda: (
+            (answer := http_json(port, "/api/monitor/readiness"))
+            and "providers" in answer[1]
+            and answer
+        ),
+        what="readiness naming the provider that is down",
+    )
+    assert status == 200 and f"#0 http://127.0.0.1:{down.port}" in readiness["providers"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        metrics = answer.read().decode()
+    assert 'depeg_processor_provider_usable{provider="0"} 0.0' in metrics
+    shown = [cli(env, "status"), cli(env, "status", "--json"), cli(env, "check-config")]
+    process.terminate()
+    process.wait(10)
+    text = log.read_text()
+    assert "DEBUG" in text and f"#0 http://127.0.0.1:{down.port}" in text
+    for where, output in [
+        ("log", text),
+        ("readiness", json.dumps(readiness)),
+        ("metrics", metrics),
+        *((" ".join(r.args[3:]), r.stdout + r.stderr) for r in shown),
+    ]:
+        assert "SECRET" not in output, where
