@@ -9,6 +9,7 @@ import redis
 
 from . import errors
 from .chain.clients import build_chain
+from .chain.providers import Providers
 from .chain.survey import lag, survey
 from .cli import EXIT_FAILURE, EXIT_OK, stream_queue
 from .config import Settings
@@ -39,6 +40,8 @@ def _from_node(settings: Settings, pool: list, rows: list[dict], report: dict) -
     """Each wallet's balance and nonces, in one batch."""
     chain = build_chain(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
     try:
+        if isinstance(chain, Providers):  # every head first: a lagging one is not read
+            chain.agree_on_chain_id()
         report["chain_id"] = chain.chain_id()
         results = chain.batch(
             [

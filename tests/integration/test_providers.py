@@ -214,7 +214,9 @@ def test_a_provider_lagging_five_blocks_fools_nothing(
     assert running.service.runtime.chain.views()[0].lag >= 4
     metrics = running.metrics()
     assert metrics[("depeg_processor_provider_lag_blocks", (("provider", "0"),))] >= 4
-    providers = json.loads(status.stdout)["providers"]
+    report = json.loads(status.stdout)
+    assert report["wallets"][0]["nonce_latest"] == 30, "read from the provider that keeps up"
+    providers = report["providers"]
     assert [p["provider"] for p in providers] == [
         f"#0 http://127.0.0.1:{lagging.port}",
         f"#1 http://127.0.0.1:{current.port}",
