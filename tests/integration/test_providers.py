@@ -63,7 +63,9 @@ def test_the_emulator_lags_as_a_node_behind_would(anvil, proxies):
         "eth_sendTransaction",
         {"from": PROCESSOR.address, "to": PROCESSOR.address, "value": "0x1"},
     )
-    mined = int(anvil.rpc("eth_getTransactionReceipt", sent)["blockNumber"], 16)
+    mined = int(
+        wait_until(lambda: receipt(anvil, sent), what="the transfer mined")["blockNumber"], 16
+    )
 
     def ask(method: str, *params: object) -> object:
         return post(lagging.url, {"jsonrpc": "2.0", "id": 1, "method": method, "params": params})[
