@@ -10,8 +10,9 @@ from collections.abc import Sequence
 import redis
 
 from . import errors, redis_server
-from .chain.rpc import Chain
+from .chain.clients import build_chain
 from .chain.simulation import Simulator
+from .chain.survey import survey
 from .config import Settings
 from .errors import StartupError
 from .inbound.stream import StreamQueue
@@ -36,7 +37,9 @@ def command_check_config(settings: Settings) -> int:
     except (StartupError, redis.RedisError) as error:
         print(f"redis FAILED: {error}")
         problems += 1
-    chain = Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout)
+    probe = {"from": account.address, "to": account.address, "data": "0x", "gas": "0x5208"}
+    problems += check_providers(settings, probe)
+    chain = build_chain(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
     try:
         chain_id = chain.chain_id()
         balance = chain.balance(account.address)
@@ -47,7 +50,6 @@ def command_check_config(settings: Settings) -> int:
             problems += 1
         if balance < settings.min_balance:
             print(f"balance WARNING: below PROCESSOR_MIN_BALANCE {settings.min_balance} wei")
-        probe = {"from": account.address, "to": account.address, "data": "0x", "gas": "0x5208"}
         try:
             Simulator(chain=chain).simulate_v1([probe], "pending")
             print(
@@ -66,6 +68,34 @@ def command_check_config(settings: Settings) -> int:
         print(f"node FAILED: {error}")
         problems += 1
     return EXIT_FAILURE if problems else EXIT_OK
+
+
+def check_providers(settings: Settings, probe: dict) -> int:
+    """Reach each provider of CHAIN_RPC_URL and say what it offers; the number of problems
+    (one that does not answer, providers on different chains)."""
+    problems = 0
+    reports = survey(settings.chain_rpc_urls, timeout=settings.rpc_timeout, probe=probe)
+    for r in reports:
+        if r.chain_id is None or r.head is None:
+            print(f"provider {r.name} FAILED: {r.error}")
+            problems += 1
+            continue
+        print(
+            f"provider {r.name} ok: chain id {r.chain_id}, head {r.head}, "
+            f"eth_simulateV1 {_yes(r.simulates)}, eth_getBlockReceipts {_yes(r.block_receipts)}"
+        )
+    chain_ids = {r.chain_id for r in reports if r.chain_id is not None}
+    if len(chain_ids) > 1:
+        print(
+            "providers FAILED: they serve different chains: "
+            + ", ".join(f"{r.name} chain id {r.chain_id}" for r in reports if r.chain_id)
+        )
+        problems += 1
+    return problems
+
+
+def _yes(offered: bool | None) -> str:
+    return "yes" if offered else "no"
 
 
 def command_dead_letters(settings: Settings, *, count: int, as_json: bool) -> int:

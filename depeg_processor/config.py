@@ -16,6 +16,7 @@ from decouple import UndefinedValueError
 from eth_account import Account
 from eth_utils import to_checksum_address
 
+from .chain.urls import split_urls
 from .errors import ConfigError
 from .inbound.application import is_valid_address
 
@@ -29,7 +30,7 @@ class Settings:
     """Everything the processor is told by its operator."""
 
     redis_url: str
-    chain_rpc_url: str
+    chain_rpc_url: str = dataclasses.field(repr=False)  # provider URLs often carry a key
     product_address: str
     mnemonic: str = dataclasses.field(repr=False)
     min_confirmations: int = 6
@@ -67,6 +68,11 @@ class Settings:
     @property
     def production(self) -> bool:
         return self.node_env == "production"
+
+    @property
+    def chain_rpc_urls(self) -> tuple[str, ...]:
+        """The providers of CHAIN_RPC_URL (comma-separated), the preferred one first."""
+        return split_urls(self.chain_rpc_url)
 
 
 def parse_wei(text: str) -> int:
@@ -263,7 +269,12 @@ def _check_consistency(settings: Settings) -> None:
         raise ConfigError("REDIS_QUEUE_MAX_DELIVERIES", "must be at least 1")
     if settings.dead_letter_key == settings.stream_key:
         raise ConfigError("REDIS_QUEUE_DEAD_LETTER_KEY", "must differ from REDIS_QUEUE_STREAM_KEY")
-    if not settings.chain_rpc_url.startswith(("http://", "https://")):
+    urls = split_urls(settings.chain_rpc_url)
+    if not urls:
         raise ConfigError("CHAIN_RPC_URL", "must be an http:// or https:// URL")
+    for index, url in enumerate(urls):
+        if not url.startswith(("http://", "https://")):
+            which = f"URL #{index} of the list" if len(urls) > 1 else "it"
+            raise ConfigError("CHAIN_RPC_URL", f"must be http:// or https:// URLs ({which} is not)")
     if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL", "must be a redis://, rediss:// or unix:// URL")

@@ -187,3 +187,7 @@ class SignatureTaken(TransientError):
             + ", ".join(f"{entity_id!r} (as {other})" for entity_id, other in taken)
         )
         self.taken = taken
+
+
+class NodeBehind(NodeUnavailable):
+    """No provider that answered was at the block asked about: nothing is decided on it."""

@@ -10,6 +10,7 @@ which may carry what users sent.
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -103,6 +104,33 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        labels = ["provider"]  # the provider's index in CHAIN_RPC_URL, never its URL
+        self.provider_usable = Gauge(
+            p + "provider_usable", "1 while the provider takes calls", labels, registry=registry
+        )
+        self.provider_head = Gauge(
+            p + "provider_head", "The provider's head as last seen", labels, registry=registry
+        )
+        self.provider_lag = Gauge(
+            p + "provider_lag_blocks",
+            "Blocks the provider was behind the best head seen",
+            labels,
+            registry=registry,
+        )
+        self.provider_latency = Gauge(
+            p + "provider_latency_seconds",
+            "Running average of the provider's answer times",
+            labels,
+            registry=registry,
+        )
+        self.provider_errors = Counter(
+            p + "provider_errors",
+            "Calls the provider did not answer or refused for its rate limit",
+            labels,
+            registry=registry,
+        )
+        self._errors_seen: dict[int, int] = {}
+        self._lock = threading.Lock()
         self.confirm_latency = Histogram(
             p + "enqueue_to_confirmation_seconds",
             "From the web app's timestamp to the purge after confirmation",
@@ -135,6 +163,23 @@ class Metrics:
                 gauge.remove(*labels)
             except KeyError:
                 pass
+
+    def providers(self, views: list) -> None:
+        """The series of several providers (`chain.health.ProviderView`), by index."""
+        for view in views:
+            label = str(view.index)
+            self.provider_usable.labels(provider=label).set(1 if view.usable else 0)
+            if view.head is not None:
+                self.provider_head.labels(provider=label).set(view.head)
+            if view.lag is not None:
+                self.provider_lag.labels(provider=label).set(view.lag)
+            if view.latency is not None:
+                self.provider_latency.labels(provider=label).set(view.latency)
+            with self._lock:
+                new = view.errors - self._errors_seen.get(view.index, 0)
+                self._errors_seen[view.index] = view.errors
+            if new > 0:
+                self.provider_errors.labels(provider=label).inc(new)
 
     def dead_letter(self, kind: str) -> None:
         known = kind in KINDS or kind in REVERT_CODES

@@ -3,8 +3,9 @@
 `/api/monitor` (balance, processor, nonAckPendingTx), `/api/monitor/liveness` (processor,
 nonAckPendingTx) and `/api/monitor/readiness` (balance, node, redis) answer 200 when every
 check says "ok" and 500 otherwise, with a JSON body naming each check (readiness adds an
-informational `role` for a hot standby, and `inFlight` for a wallet waiting at its cap on
-transactions in flight). `/metrics` serves the
+informational `role` for a hot standby, `inFlight` for a wallet waiting at its cap on
+transactions in flight, and `providers` naming those of several that are not usable while
+another serves; `node` fails only when none answers). `/metrics` serves the
 Prometheus registry when one is given.
 """
 
@@ -19,7 +20,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from .state import SharedState, Snapshot
 
 OK = "ok"
-INFORMATIONAL = frozenset({"role", "inFlight"})  # reported, never a failure
+INFORMATIONAL = frozenset({"role", "inFlight", "providers"})  # reported, never a failure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +79,14 @@ def check_node(snap: Snapshot) -> str:
     return OK
 
 
+def check_providers(snap: Snapshot) -> str | None:
+    """Of several providers, those not usable now (by index and host), or None."""
+    down = [view for view in snap.providers if not view.usable]
+    if not down:
+        return None
+    return "not usable: " + "; ".join(f"{v.name} ({v.why or 'not usable'})" for v in down)
+
+
 def check_redis(snap: Snapshot) -> str:
     return f"redis unavailable: {snap.redis_error}" if snap.redis_error else OK
 
@@ -105,6 +114,9 @@ def readiness_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, st
         "node": check_node(snap),
         "redis": check_redis(snap),
     }
+    providers = check_providers(snap)
+    if providers is not None:
+        checks["providers"] = providers
     if snap.standby:
         checks["role"] = snap.holding
     elif snap.at_cap:  # back-pressure: the wallet sends again as its transactions are mined

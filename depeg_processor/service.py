@@ -17,6 +17,7 @@ import redis
 from waitress.server import create_server
 
 from . import errors, startup
+from .chain.providers import Providers
 from .consumer.guards import STANDBY_CHECK_INTERVAL
 from .consumer.loop import Consumer
 from .inbound.retention import StreamRetention
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 MONITOR_CONNECTION_LIMIT = 500
 MONITOR_CHANNEL_TIMEOUT = 10
 MONITOR_CLEANUP_INTERVAL = 2
+PROBE_TICK = 1.0  # s between looks for idle providers (each is probed at most every 6 s)
 
 
 class Service:
@@ -158,6 +160,8 @@ class Service:
         self._start_thread("lease-keeper", lambda: choice.run(self.stop_event))
         self._start_thread("receipt-watcher", self._watch)
         self._start_thread("housekeeping", lambda: self.retention.run(self.stop_event))
+        if isinstance(self.runtime.chain, Providers):
+            self._start_thread("provider-probe", self._probe)
         self.runtime.notifier.ready(
             f"processing {self.settings.stream_key} with a pool of "
             f"{len(self.consumers)} wallet(s) from {self.runtime.accounts[0].address}"
@@ -198,6 +202,16 @@ class Service:
                 log.exception("receipt watcher round failed")
             self.stop_event.wait(self.settings.receipt_poll_interval)
         log.info("receipt watcher stopped")
+
+    def _probe(self) -> None:
+        """Several providers: ask the idle ones their heads, so a fallback's lag and a failed
+        one's recovery are known before work needs them."""
+        chain = self.runtime.chain
+        while not self.stop_event.wait(PROBE_TICK):
+            try:
+                chain.probe_idle()
+            except Exception:  # a bug must not end the probes for good
+                log.exception("provider probe failed")
 
     def _export_gauges(self, wallet: Wallet, *, instead_of: Wallet | None) -> None:
         """The wallet gauges of /metrics are those of the wallet watched now: a wallet given up

@@ -17,7 +17,9 @@ from eth_account.signers.local import LocalAccount
 from prometheus_client import CollectorRegistry
 
 from . import redis_server
+from .chain.clients import build_chain
 from .chain.product import ProductCalls
+from .chain.providers import Providers
 from .chain.rpc import Chain
 from .chain.signing import TransactionSigner
 from .chain.simulation import Simulator
@@ -51,7 +53,7 @@ class Runtime:
 
     settings: Settings
     redis: redis.Redis
-    chain: Chain
+    chain: Chain | Providers
     accounts: list[LocalAccount]
     stop: threading.Event
     state: SharedState
@@ -85,7 +87,7 @@ def build_runtime(
     *,
     accounts: list[LocalAccount],
     redis_client: redis.Redis | None = None,
-    chain: Chain | None = None,
+    chain: Chain | Providers | None = None,
     stop: threading.Event | None = None,
     metrics: Metrics | None = None,
     notifier: Notifier | None = None,
@@ -93,17 +95,20 @@ def build_runtime(
     clock: Clock = SYSTEM,
 ) -> Runtime:
     """The clients for `settings` (or those handed in): the node's tells the shared state when
-    it is rate limited and waits on the stop event."""
+    it is rate limited (and, with several providers, how each is doing) and waits on the stop
+    event."""
     stop = stop or threading.Event()
     metrics = metrics or Metrics(CollectorRegistry())
     state = SharedState(monotonic=clock.monotonic)
-    chain = chain or Chain.from_url(
-        settings.chain_rpc_url,
+    chain = chain or build_chain(
+        settings.chain_rpc_urls,
         timeout=settings.rpc_timeout,
         max_batch=settings.chain_max_batch,
         on_error=metrics.rpc_error,
         on_rate_limit=state.set_rate_limited,
+        on_change=lambda views: (state.set_providers(views), metrics.providers(views)),
         wait=stop.wait,
+        monotonic=clock.monotonic,
     )
     return Runtime(
         settings=settings,
@@ -119,9 +124,11 @@ def build_runtime(
     )
 
 
-def check_node(settings: Settings, chain: Chain) -> NodeFacts:
+def check_node(settings: Settings, chain: Chain | Providers) -> NodeFacts:
     """The chain id and the product's message helper; StartupError if the product address is
-    not the product."""
+    not the product, ConfigError if several providers serve different chains."""
+    if isinstance(chain, Providers):
+        chain.agree_on_chain_id()
     chain_id = chain.chain_id()
     if not chain.code(settings.product_address):
         raise StartupError(

@@ -31,6 +31,7 @@ class Snapshot:
     head: int | None = None
     stuck: str | None = None
     spent_last_hour: int | None = None
+    providers: tuple = ()  # chain.health.ProviderView of each provider, with several
 
     @property
     def standby(self) -> bool:
@@ -91,6 +92,10 @@ class SharedState:
 
     def node_failed(self, reason: str, source: str = "main") -> None:
         self._dependency("node", source, reason)
+
+    def set_providers(self, views: list) -> None:
+        """How each of several providers is doing (`chain.health.ProviderView`)."""
+        self._update(providers=tuple(views))
 
     def set_rate_limited(self, reason: str | None) -> None:
         """Why the node refuses calls for its rate limit now, or None once it answers again."""

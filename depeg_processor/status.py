@@ -8,7 +8,9 @@ import time
 import redis
 
 from . import errors
-from .chain.rpc import Chain
+from .chain.clients import build_chain
+from .chain.providers import Providers
+from .chain.survey import lag, survey
 from .cli import EXIT_FAILURE, EXIT_OK, stream_queue
 from .config import Settings
 from .startup import build_redis
@@ -27,6 +29,7 @@ def gather_status(settings: Settings) -> dict:
     )
     report: dict = {"stream": settings.stream_key, "group": settings.group}
     rows = [{"index": w.index, "address": w.address, "consumer": w.consumer} for w in pool]
+    report["providers"] = _providers(settings)
     _from_node(settings, pool, rows, report)
     _from_redis(settings, pool, rows, report)
     report["wallets"] = rows
@@ -35,8 +38,10 @@ def gather_status(settings: Settings) -> dict:
 
 def _from_node(settings: Settings, pool: list, rows: list[dict], report: dict) -> None:
     """Each wallet's balance and nonces, in one batch."""
-    chain = Chain.from_url(settings.chain_rpc_url, timeout=settings.rpc_timeout)
+    chain = build_chain(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
     try:
+        if isinstance(chain, Providers):  # every head first: a lagging one is not read
+            chain.agree_on_chain_id()
         report["chain_id"] = chain.chain_id()
         results = chain.batch(
             [
@@ -60,6 +65,26 @@ def _from_node(settings: Settings, pool: list, rows: list[dict], report: dict) -
             continue
         balance, latest, pending = (int(a, 16) for a in answers)
         row.update(balance_wei=balance, nonce_latest=latest, nonce_pending=pending)
+
+
+def _providers(settings: Settings) -> list[dict]:
+    """Each provider of CHAIN_RPC_URL as it answers now: head, lag behind the best of them,
+    latency, failed calls (named by index and host, never by URL)."""
+    reports = survey(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
+    lags = lag(reports)
+    return [
+        {
+            "index": r.index,
+            "provider": r.name,
+            "chain_id": r.chain_id,
+            "head": r.head,
+            "lag_blocks": lags.get(r.index),
+            "latency_ms": None if r.latency is None else round(r.latency * 1000),
+            "errors": r.errors,
+            "error": r.error,
+        }
+        for r in reports
+    ]
 
 
 def _from_redis(settings: Settings, pool: list, rows: list[dict], report: dict) -> None:
@@ -111,22 +136,41 @@ WALLET_COLUMNS = (
 )
 
 
-def print_status(report: dict) -> None:
-    """The report as a table: the queue's figures, one row per wallet, then what each wallet
-    has in flight and why a part could not be reached."""
-    pairs = [(key.replace("_", " "), value) for key, value in report.items() if key != "wallets"]
-    width = max(len(key) for key, _value in pairs)
-    for key, value in pairs:
-        print(f"{key:<{width}}  {value if value is not None else '-'}")
-    rows = report["wallets"]
-    cells = [[title for title, _key in WALLET_COLUMNS]] + [
-        [str(row[key]) if row.get(key) is not None else "-" for _title, key in WALLET_COLUMNS]
+PROVIDER_COLUMNS = (
+    ("provider", "provider"),
+    ("chain id", "chain_id"),
+    ("head", "head"),
+    ("lag", "lag_blocks"),
+    ("latency ms", "latency_ms"),
+    ("errors", "errors"),
+)
+
+
+def print_table(rows: list[dict], columns: tuple[tuple[str, str], ...]) -> None:
+    cells = [[title for title, _key in columns]] + [
+        [str(row[key]) if row.get(key) is not None else "-" for _title, key in columns]
         for row in rows
     ]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(WALLET_COLUMNS))]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     print()
     for line in cells:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+
+
+def print_status(report: dict) -> None:
+    """The report as a table: the queue's figures, the providers, one row per wallet, then
+    what each wallet has in flight and why a part could not be reached."""
+    tables = ("wallets", "providers")
+    pairs = [(key.replace("_", " "), value) for key, value in report.items() if key not in tables]
+    width = max(len(key) for key, _value in pairs)
+    for key, value in pairs:
+        print(f"{key:<{width}}  {value if value is not None else '-'}")
+    print_table(report["providers"], PROVIDER_COLUMNS)
+    for row in report["providers"]:
+        if row.get("error"):
+            print(f"provider {row['provider']} FAILED: {row['error']}")
+    rows = report["wallets"]
+    print_table(rows, WALLET_COLUMNS)
     for row in rows:
         if row.get("node_error"):
             print(f"wallet {row['index']}: node FAILED: {row['node_error']}")

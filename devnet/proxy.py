@@ -6,7 +6,9 @@ It also plays a hosted provider's limits, deterministically: a largest batch (`m
 batches at all (`batches=False`), and a rate limit in calls a second (`rate_limit`, a token
 bucket holding one second's worth; each batch member is one call), answered with HTTP 429 and
 `Retry-After: 1` or, with `limit_answer="mixed"`, every other time with a JSON-RPC -32005 error
-object as other providers do. Connections are kept alive, as a provider's are."""
+object as other providers do; `limiting = True` refuses every request so until it is set back.
+With `lag` it answers as a node that many blocks behind (`devnet.lagging`). Connections are
+kept alive, as a provider's are."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from devnet.lagging import lagging_answers, upstream_json
 from devnet.nodes import free_port
 
 BATCH_TOO_LARGE = {
@@ -71,6 +74,7 @@ class RpcProxy:
         rate_limit: float | None = None,
         limit_answer: str = "http",
         missing_methods: tuple[str, ...] = (),
+        lag: int = 0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.upstream = upstream
@@ -82,6 +86,8 @@ class RpcProxy:
         self.limit_answer = limit_answer  # "http" (429) or "mixed" (429 and -32005 in turn)
         self.bucket = TokenBucket(rate_limit, monotonic) if rate_limit else None
         self.missing_methods = set(missing_methods)  # answered "method not found", as some nodes
+        self.lag = lag  # blocks behind the head it answers from (0: not behind)
+        self.limiting = False  # True: every request is refused for the rate limit
         self.calls: collections.Counter[str] = collections.Counter()
         self.requests = 0
         self.refused_batches = 0  # batches answered as too large / not supported
@@ -151,7 +157,11 @@ class RpcProxy:
         return self
 
     def _forward(self, body: bytes) -> bytes:
-        """The node's answer; calls of a missing method are answered here, the rest passed on."""
+        """The node's answer; calls of a missing method are answered here, the rest passed on
+        (from an older head, when it lags)."""
+        if self.lag:
+            answer = lagging_answers(json.loads(body), self.lag, upstream_json(self._upstream))
+            return json.dumps(answer).encode()
         message = json.loads(body) if self.missing_methods else None
         members = message if isinstance(message, list) else [message]
         if message is None or not any(
@@ -198,7 +208,7 @@ class RpcProxy:
                 self.refused_batches += 1
                 refusal = BATCH_TOO_LARGE if self.batches else NO_BATCHES
                 return self.batch_refusal_status, json.dumps(refusal).encode(), {}
-            if self.bucket is not None and not self.bucket.take(len(members)):
+            if self.limiting or (self.bucket is not None and not self.bucket.take(len(members))):
                 refused = self.rate_limited + self.rate_limited_json
                 if self.limit_answer == "mixed" and refused % 2 == 1:
                     self.rate_limited_json += 1

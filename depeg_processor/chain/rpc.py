@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from .. import errors
-from ..fees import Block
+from .calls import TypedCalls
 from .classify import classify, error_of, retry_after
 
 log = logging.getLogger(__package__)  # the logger the chain's lines have always come from
@@ -31,7 +31,7 @@ MAX_RETRY_AFTER = 60.0  # s, the most of a Retry-After that is believed
 DEFAULT_MAX_BATCH = 100
 
 
-class Chain:
+class Chain(TypedCalls):
     """JSON-RPC calls the processor makes, each returning plain Python values.
 
     One kept-alive HTTP session per thread. A hosted provider's limits are handled here, out
@@ -44,7 +44,9 @@ class Chain:
     What the service owns is handed in at construction: the batch cap of its settings, its
     stop-aware `wait` (True when stopping, which ends a rate-limit wait) and `on_rate_limit`,
     the shared state's rate-limit fact. The defaults (100 calls, a plain sleep, nobody told)
-    suit a one-off command such as check-config.
+    suit a one-off command such as check-config. One of several providers (`Providers`) is
+    built with no `patience`, so a rate limit hands the call to the next provider at once,
+    and with the `name` its lines call it by (never its URL).
     """
 
     def __init__(
@@ -57,8 +59,12 @@ class Chain:
         on_rate_limit: Callable[[str | None], None] = lambda reason: None,
         wait: Callable[[float], bool | None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        patience: float | None = None,
+        name: str = "the node",
     ) -> None:
         self._url = url
+        self._patience = patience  # None: PATIENCE
+        self.name = name
         self._timeout = timeout
         self._on_error = on_error
         self._on_rate_limit = on_rate_limit
@@ -91,6 +97,17 @@ class Chain:
             on_rate_limit=on_rate_limit,
             wait=wait,
         )
+
+    @property
+    def patience(self) -> float:
+        """Seconds a call waits on rate limits in all before it raises RateLimited."""
+        return PATIENCE if self._patience is None else self._patience
+
+    @property
+    def resume_at(self) -> float:
+        """No request before this (monotonic): the last Retry-After or backoff."""
+        with self._lock:
+            return self._resume_at
 
     def _failed(self, error: errors.ProcessorError) -> errors.ProcessorError:
         self._on_error(error)
@@ -126,10 +143,11 @@ class Chain:
                 self.max_batch = min(self.max_batch, (refused + 1) // 2)
             now = self.max_batch if self.batches else 1
         if not self.batches and was > 1:
-            log.warning("the node refuses JSON-RPC batches (%s); calls go one by one", why)
+            log.warning("%s refuses JSON-RPC batches (%s); calls go one by one", self.name, why)
         elif now < was:
             log.warning(
-                "the node refused a batch of %s calls (%s); batches of at most %s from now on",
+                "%s refused a batch of %s calls (%s); batches of at most %s from now on",
+                self.name,
                 refused,
                 why,
                 now,
@@ -139,7 +157,7 @@ class Chain:
     def _call_all(self, calls: list[tuple[str, Sequence[Any]]]) -> list[Any]:
         """The calls in one HTTP request (a batch if more than one); members the node refuses
         for the rate limit are asked again after a pause, until patience runs out."""
-        deadline = self._monotonic() + PATIENCE
+        deadline = self._monotonic() + self.patience
         results: list[Any] = [None] * len(calls)
         todo, tries = list(range(len(calls))), 0
         while todo:
@@ -238,7 +256,7 @@ class Chain:
             return
         if now + delay > deadline + 1e-9:
             raise errors.RateLimited(
-                f"rate limited by the node ({reason}); gave up after {PATIENCE:g}s"
+                f"rate limited by the node ({reason}); gave up after {self.patience:g}s"
             )
         if self._wait(delay):
             raise errors.RateLimited(f"rate limited by the node ({reason}); stopping")
@@ -251,40 +269,9 @@ class Chain:
                 return
             self._on_rate_limit(reason)
         if before is None:
-            log.warning("rate limited by the node: %s", reason)
+            log.warning("rate limited by %s: %s", self.name, reason)
         elif reason is None:
-            log.info("no longer rate limited by the node")
-
-    # -- typed helpers -------------------------------------------------------------------------
-    def chain_id(self) -> int:
-        return int(self.request("eth_chainId", []), 16)
-
-    def latest_block(self) -> Block:
-        """The latest block's number, hash, base fee, gas used and gas limit (the fee policy's
-        input, and the block a batch is simulated at)."""
-        block = self.request("eth_getBlockByNumber", ["latest", False])
-        return Block(
-            number=int(block["number"], 16),
-            base_fee=int(block.get("baseFeePerGas") or "0x0", 16),
-            gas_used=int(block.get("gasUsed") or "0x0", 16),
-            gas_limit=int(block.get("gasLimit") or "0x0", 16),
-            block_hash=block.get("hash") or "",
-        )
-
-    def max_priority_fee(self) -> int:
-        return int(self.request("eth_maxPriorityFeePerGas", []), 16)
-
-    def balance(self, address: str) -> int:
-        return int(self.request("eth_getBalance", [address, "latest"]), 16)
-
-    def nonce(self, address: str, block: str = "pending") -> int:
-        return int(self.request("eth_getTransactionCount", [address, block]), 16)
-
-    def code(self, address: str) -> bytes:
-        return bytes.fromhex(self.request("eth_getCode", [address, "latest"])[2:])
-
-    def call(self, tx: dict) -> str:
-        return self.request("eth_call", [tx, "latest"])
+            log.info("no longer rate limited by %s", self.name)
 
 
 def _answers_each(answer: list, count: int) -> bool:

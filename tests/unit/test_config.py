@@ -311,3 +311,15 @@ def test_repr_does_not_reveal_the_mnemonic() -> None:
     assert settings.mnemonic == MNEMONIC
     assert "junk" not in repr(settings) and "junk" not in str(settings)
     assert "mnemonic" not in repr(settings)
+
+
+def test_a_list_of_rpc_urls_is_the_providers_in_order_of_preference() -> None:
+    settings = load(CHAIN_RPC_URL="https://a.test/v3/KEY-A, http://b.test:8545")
+    assert settings.chain_rpc_urls == ("https://a.test/v3/KEY-A", "http://b.test:8545")
+    assert "KEY-A" not in repr(settings)
+
+
+def test_a_bad_url_in_the_list_is_named_by_its_place_without_echoing_it() -> None:
+    with pytest.raises(ConfigError, match=r"^CHAIN_RPC_URL: .*URL #1 of the list") as raised:
+        load(CHAIN_RPC_URL="https://a.test/KEY-A,wss://b.test/KEY-B")
+    assert "KEY" not in str(raised.value)

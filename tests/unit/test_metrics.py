@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from depeg_processor import errors
 from depeg_processor.chain.classify import classify
+from depeg_processor.chain.health import ProviderView
 from depeg_processor.metrics import Metrics
 from depeg_processor.monitor import Limits, make_monitor_app
 from depeg_processor.state import SharedState
@@ -135,3 +137,30 @@ def test_a_wallet_given_up_leaves_no_stale_series() -> None:
         if dict(labels).get("wallet")
     }
     assert wallets == {kept}
+
+
+def test_provider_series_are_labelled_by_index_only() -> None:
+    metrics = Metrics(CollectorRegistry())
+    view = ProviderView(
+        index=1,
+        name="#1 https://b.test",
+        usable=False,
+        head=90,
+        lag=5,
+        latency=0.2,
+        errors=2,
+        why="node unreachable",
+    )
+    metrics.providers([view])
+    metrics.providers([dataclasses.replace(view, errors=3)])
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
+        for s in family.samples
+    }
+    label = (("provider", "1"),)
+    assert samples[("depeg_processor_provider_usable", label)] == 0
+    assert samples[("depeg_processor_provider_lag_blocks", label)] == 5
+    assert samples[("depeg_processor_provider_head", label)] == 90
+    assert samples[("depeg_processor_provider_errors_total", label)] == 3, "counted once each"
+    assert not any("b.test" in str(key) for key in samples)

@@ -8,6 +8,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
+from depeg_processor.chain.health import ProviderView
 from depeg_processor.monitor import Limits, make_monitor_app
 from depeg_processor.state import SharedState
 
@@ -196,3 +197,35 @@ def test_one_threads_success_does_not_hide_anothers_failure() -> None:
     state.node_failed("node unreachable", "watcher")
     state.node_ok("processor")
     assert state.snapshot().node_error == "node unreachable"
+
+
+def provider(index: int, usable: bool, why: str | None = None) -> ProviderView:
+    return ProviderView(
+        index=index,
+        name=f"#{index} https://p{index}.test",
+        usable=usable,
+        head=100,
+        lag=0,
+        latency=0.01,
+        errors=0 if usable else 3,
+        why=why,
+    )
+
+
+def test_readiness_names_a_provider_not_usable_while_another_serves(state) -> None:
+    state.set_providers([provider(0, False, "node unreachable"), provider(1, True)])
+    status, body = get(state, "/api/monitor/readiness")
+    assert status == 200 and body["node"] == "ok"
+    assert body["providers"] == "not usable: #0 https://p0.test (node unreachable)"
+
+
+def test_readiness_fails_when_no_provider_answers(state) -> None:
+    state.set_providers([provider(0, False, "unreachable"), provider(1, False, "timeout")])
+    state.node_failed(
+        "no provider answered (batch): #0 https://p0.test: unreachable; "
+        "#1 https://p1.test: timeout",
+        "watcher",
+    )
+    status, body = get(state, "/api/monitor/readiness")
+    assert status == 500
+    assert "#0 https://p0.test" in body["node"] and "#1 https://p1.test" in body["node"]

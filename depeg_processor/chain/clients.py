@@ -1,0 +1,52 @@
+"""The node client for CHAIN_RPC_URL: one `Chain` for one URL (exactly as before there could
+be several), a `Providers` set over one `Chain` each for a list."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from .health import ProviderView
+from .providers import Providers
+from .rpc import DEFAULT_MAX_BATCH, Chain
+from .urls import provider_name
+
+
+def build_chain(
+    urls: Sequence[str],
+    *,
+    timeout: float,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    on_error: Callable[[Exception], None] = lambda error: None,
+    on_rate_limit: Callable[[str | None], None] = lambda reason: None,
+    on_change: Callable[[list[ProviderView]], None] = lambda views: None,
+    wait: Callable[[float], bool | None] = time.sleep,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Chain | Providers:
+    """The client of the providers at `urls`, the first preferred. One of several is built
+    without patience for rate limits: the set moves the call to the next instead."""
+    if len(urls) == 1:
+        return Chain.from_url(
+            urls[0],
+            timeout=timeout,
+            max_batch=max_batch,
+            on_error=on_error,
+            on_rate_limit=on_rate_limit,
+            wait=wait,
+        )
+    chains = [
+        Chain(
+            url=url,
+            timeout=timeout,
+            max_batch=max_batch,
+            on_error=on_error,
+            wait=wait,
+            monotonic=monotonic,
+            patience=0.0,
+            name=provider_name(index, url),
+        )
+        for index, url in enumerate(urls)
+    ]
+    return Providers(
+        chains, wait=wait, monotonic=monotonic, on_rate_limit=on_rate_limit, on_change=on_change
+    )
