@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install lint test unit integration demo bench contracts clean
+.PHONY: install lint test unit integration demo bench contracts pins clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -42,6 +42,10 @@ demo: install
 bench: install
 	$(PY) -m bench.throughput
 	$(PY) -m bench.scaleout
+
+# The image's pinned requirements (deploy/image/requirements*.txt) from the installed versions.
+pins: install
+	$(PY) -m devnet.pins
 
 # Rebuild the test double's ABI and bytecode (committed under contracts/build).
 contracts: node_modules/.installed
