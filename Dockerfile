@@ -18,16 +18,16 @@ RUN python -m pip --python /opt/venv/bin/python install --no-compile \
         -r deploy/image/requirements.txt
 COPY setup.py setup.cfg README.md ./
 COPY depeg_processor ./depeg_processor
-RUN python -m pip wheel --no-deps --wheel-dir /tmp/wheels . \
+RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
     && python -m pip --python /opt/venv/bin/python install --no-deps --no-compile /tmp/wheels/*.whl \
     && rm -rf /tmp/wheels build *.egg-info
 
 # docker-compose.yml's one-shot deployment of the product test double (runs as root, local use).
 FROM build AS devnet
-ENV PATH=/opt/venv/bin:$PATH
 COPY deploy/image/requirements-devnet.txt deploy/image/
 RUN python -m pip --python /opt/venv/bin/python install --no-compile \
         -r deploy/image/requirements.txt -r deploy/image/requirements-devnet.txt
+ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /devnet
 COPY devnet ./devnet
 COPY contracts/build ./contracts/build
