@@ -1,9 +1,10 @@
-# Set-up, tests and the demo. `make test` is the test command; CI calls it through .ci/run.
+# Set-up, tests and the demo. `make test` is the test command; CI calls it through .ci/run,
+# then `make check-deploy` (the image, the compose file, the units, the alert rules, for real).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install lint test unit integration demo bench contracts pins clean
+.PHONY: install lint test unit integration demo bench contracts pins check-deploy clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -38,6 +39,12 @@ integration: install
 
 demo: install
 	$(PY) -m devnet.demo
+
+# As root: installs podman, runc, mmdebstrap and prometheus from Debian when missing, builds
+# both image targets and runs the runtime image on loopback (see README, "With Docker").
+# CHECK_DEPLOY_ARGS=--cold starts from an empty image store.
+check-deploy: install
+	$(PY) -m devnet.check_deploy $(CHECK_DEPLOY_ARGS)
 
 bench: install
 	$(PY) -m bench.throughput

@@ -112,6 +112,28 @@ def rebuild_after_a_change(podman: Podman) -> float:
     return took
 
 
+LEFTOVERS_PROBE = """
+import glob, json, subprocess, sys
+found = [p for p in ("/src", "/app/build", "/tmp/wheels") if glob.glob(p)]
+found += glob.glob("/opt/venv/**/*.egg-info", recursive=True) + glob.glob("/app/*.egg-info")
+probe = (
+    "import importlib.util as u, json; "
+    "print(json.dumps([m for m in ('pip', 'setuptools', 'wheel') if u.find_spec(m)]))"
+)
+for python in (sys.executable, sys._base_executable):
+    found += json.loads(subprocess.run([python, "-c", probe], capture_output=True).stdout)
+print(found)
+"""
+
+
+def check_no_leftovers(podman: Podman) -> None:
+    """No build directory, egg-info or wheel left, and neither the service's interpreter nor
+    the base's can import pip, setuptools or wheel."""
+    result = podman("run", "--rm", "--entrypoint", "python", IMAGE, "-c", LEFTOVERS_PROBE)
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+    print("   no /src, build/, *.egg-info; no pip, setuptools or wheel in either interpreter")
+
+
 def check_deployment_files() -> None:
     """tests/unit/test_deployment_files.py, none skipped: docker-compose config -q and
     systemd-analyze verify of both units run here."""
@@ -189,6 +211,8 @@ def main(argv: list[str]) -> int:
         build(podman, ROOT, "devnet", DEVNET_IMAGE)
     size = podman.image_size(IMAGE)
     print(f"   image size: {IMAGE} {size / 1e6:.0f} MB")
+    with steps("runtime image: no build leftovers, no installers"):
+        check_no_leftovers(podman)
     with steps("rebuild after a code and README change"):
         print(f"   rebuilt in {rebuild_after_a_change(podman):.1f} s, dependency layer cached")
     with steps("devnet image deploys the test double"):

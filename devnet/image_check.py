@@ -23,17 +23,18 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 from devnet import prometheus as prom
-from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer, free_port
+from devnet.nodes import ROOT, TEST_MNEMONIC, Anvil, RedisServer, free_port
 from devnet.podman import Podman
 from devnet.proxy import RpcProxy, TokenBucket
 from devnet.scenario import CHAIN_ID, set_up
 from devnet.secrets_check import main as secrets_check
 
 Step = Callable[[str], AbstractContextManager]
-GOOD = 4
+GOOD, LATE = 4, 2  # applications before, and while the node rate-limits
 UID = 10001
 STOP_TIMEOUT = 20  # the systemd units' TimeoutStopSec
 SECRET = "/run/secrets/processor_mnemonic"
+LOG = ROOT / "build" / "check-deploy" / "processor.log"  # the container's log, kept to read
 
 
 def wait(predicate: Callable[[], object], what: str, timeout: float = 90.0) -> None:
@@ -67,9 +68,9 @@ def secret_file(path: Path, *, owner: int, mode: int) -> Path:
     return path
 
 
-def check_secret_recipe(podman: Podman, image: str, directory: Path) -> Path:
-    """The old README's recipe (chmod 600, owned by root) fails; `install -o 10001 -m 0400`
-    works. Returns the file that works."""
+def check_secret_recipe(podman: Podman, image: str, directory: Path, env: dict) -> Path:
+    """The old README's recipe (chmod 600, owned by root) fails; a podman secret given to uid
+    10001 is read. Returns a file owned by uid 10001, mode 0400, for the service to run with."""
     refused = secret_file(directory / "root-only", owner=0, mode=0o600)
     result = podman(
         *("run", "--rm", "--network", "host", "-v", f"{refused}:{SECRET}:ro"),
@@ -79,7 +80,19 @@ def check_secret_recipe(podman: Podman, image: str, directory: Path) -> Path:
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "cannot be read" in output, output
     assert TEST_MNEMONIC not in output
-    print(f"   a root-only secret file is refused: {output.strip().splitlines()[-1]}")
+    print(f"   a root-only file is refused: {output.strip().splitlines()[-1]}")
+    name = f"check-mnemonic-{os.getpid()}"
+    podman("secret", "create", name, str(refused))
+    try:
+        result = podman(
+            *("run", "--rm", "--network", "host", "--secret", f"{name},uid={UID},mode=0400"),
+            *[arg for key, value in env.items() for arg in ("--env", f"{key}={value}")],
+            *("--env", f"PROCESSOR_MNEMONIC_FILE=/run/secrets/{name}", image, "check-config"),
+        )
+    finally:
+        podman("secret", "rm", name, check=False)
+    assert TEST_MNEMONIC not in result.stdout + result.stderr
+    print(f"   a podman secret for uid {UID}: {result.stdout.strip().splitlines()[0]}")
     return secret_file(directory / "mnemonic", owner=UID, mode=0o400)
 
 
@@ -151,24 +164,23 @@ def check_prometheus(prometheus: prom.PrometheusServer, port: int) -> None:
 def check_running_image(podman: Podman, image: str, step: Step) -> None:
     with RedisServer(persistent=True) as redis_server, Anvil(chain_id=CHAIN_ID) as anvil:
         with step("real product deployed, applications made the web app's way"):
-            scenario = set_up(anvil, redis_server.url, applications=GOOD)
+            scenario = set_up(anvil, redis_server.url, applications=GOOD + LATE)
             good = scenario.apply(GOOD)
             refused = scenario.apply_without_allowance()
             anvil.rpc("anvil_setIntervalMining", 1)
         with RpcProxy(anvil.url) as proxy, tempfile.TemporaryDirectory() as directory:
-            with step("secret file recipe"):
-                secret = check_secret_recipe(podman, image, Path(directory))
-            port = free_port()
-            container = f"depeg-check-{port}"
             env = {
                 "REDIS_URL": redis_server.url,
                 "CHAIN_RPC_URL": proxy.url,
                 "DEPEG_PRODUCT_ADDRESS": scenario.depeg.product.address,
-                "PROCESSOR_MNEMONIC_FILE": SECRET,
                 "CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS": "2",
                 "RECEIPT_POLL_INTERVAL": "500",
-                "PORT": str(port),
             }
+            with step("secret file recipe"):
+                secret = check_secret_recipe(podman, image, Path(directory), env)
+            port = free_port()
+            container = f"depeg-check-{port}"
+            env |= {"PROCESSOR_MNEMONIC_FILE": SECRET, "PORT": str(port)}
             with prom.PrometheusServer([f"127.0.0.1:{port}"]) as prometheus:
                 try:
                     _run(podman, image, container, env, secret, port, step)
@@ -194,13 +206,16 @@ def check_running_image(podman: Podman, image: str, step: Step) -> None:
                     with step("rate limiting, a node outage, a Redis restart"):
                         late = []
                         provoke_errors(
-                            port, proxy, redis_server, lambda: late.extend(scenario.apply(2))
+                            port, proxy, redis_server, lambda: late.extend(scenario.apply(LATE))
                         )
                         wait(
                             lambda: not any(client.exists(f"PendingApplication:{e}") for e in late),
                             "the applications sent while rate-limited to be confirmed",
                         )
-                        print(f"   {len(late)} more applications confirmed after the outages")
+                        policies = scenario.depeg.product.functions.policies().call()
+                        letters = client.xlen("application:signatures:dead")
+                        assert (policies, letters) == (GOOD + LATE, 1), (policies, letters)
+                        print(f"   {LATE} more policies on chain after the outages")
                     with step("Prometheus scraping the container"):
                         check_prometheus(prometheus, port)
                     with step(f"podman stop (timeout {STOP_TIMEOUT} s)"):
@@ -234,7 +249,6 @@ def _stop(podman: Podman, container: str) -> None:
     assert state["ExitCode"] == 0, state
     assert took < STOP_TIMEOUT, f"stop took {took:.1f} s"
     print(f"   exit code 0 after {took:.1f} s; {len(logs.stderr.splitlines())} log lines")
-    with tempfile.NamedTemporaryFile("w", suffix=".log") as log:
-        log.write(logs.stdout + logs.stderr)
-        log.flush()
-        assert secrets_check([log.name]) == 0, "the container's log holds a secret"
+    LOG.parent.mkdir(parents=True, exist_ok=True)
+    LOG.write_text(logs.stdout + logs.stderr)
+    assert secrets_check([str(LOG)]) == 0, "the container's log holds a secret"
