@@ -6,7 +6,8 @@
 ARG BASE=python:3.11-slim
 
 # The package goes into a virtual environment at /opt/venv that holds no pip, setuptools or
-# wheel; the runtime stage copies that environment and nothing else from here.
+# wheel; the runtime stage copies that environment and nothing else from here. pip compiles
+# the modules as it installs them, so a start does not compile them again in every container.
 FROM ${BASE} AS build
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
@@ -14,18 +15,18 @@ RUN python -m venv --without-pip /opt/venv
 # The pinned dependencies alone, in a layer of their own: a change to the code or the README
 # leaves it cached (`make pins` writes the file from the versions the tests ran with).
 COPY deploy/image/requirements.txt deploy/image/
-RUN python -m pip --python /opt/venv/bin/python install --no-compile \
+RUN python -m pip --python /opt/venv/bin/python install \
         -r deploy/image/requirements.txt
 COPY setup.py setup.cfg README.md ./
 COPY depeg_processor ./depeg_processor
 RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
-    && python -m pip --python /opt/venv/bin/python install --no-deps --no-compile /tmp/wheels/*.whl \
+    && python -m pip --python /opt/venv/bin/python install --no-deps /tmp/wheels/*.whl \
     && rm -rf /tmp/wheels build *.egg-info
 
 # docker-compose.yml's one-shot deployment of the product test double (runs as root, local use).
 FROM build AS devnet
 COPY deploy/image/requirements-devnet.txt deploy/image/
-RUN python -m pip --python /opt/venv/bin/python install --no-compile \
+RUN python -m pip --python /opt/venv/bin/python install \
         -r deploy/image/requirements.txt -r deploy/image/requirements-devnet.txt
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /devnet

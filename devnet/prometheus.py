@@ -67,7 +67,8 @@ def exported_metrics(text: str) -> set[str]:
     for line in text.splitlines():
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split(maxsplit=3)
-            names |= {name + suffix for suffix in suffixes.get(kind, ("",))}
+            # prometheus-client names a counter's TYPE line with its _total already
+            names |= {name, *(name + suffix for suffix in suffixes.get(kind, ()))}
         elif line and not line.startswith("#"):
             names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
     return names
