@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from devnet import prometheus as prom
-from devnet.image_check import check_running_image
+from devnet.image_check import CheckFailed, check_running_image, require
 from devnet.nodes import ROOT, Anvil
-from devnet.podman import Podman, copy_context, make_base
+from devnet.podman import CommandFailed, Podman, copy_context, make_base
 
 BASE = "localhost/depeg-check-base:bookworm"
 IMAGE = "localhost/depeg-backend-processor:check"
@@ -51,13 +51,14 @@ class Steps:
     def __init__(self) -> None:
         self.times: list[tuple[str, float]] = []
         self.started = time.monotonic()
+        self.current: str | None = None  # the step under way, named when it fails
 
     @contextlib.contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         print(f"-- {name}", flush=True)
-        started = time.monotonic()
+        started, self.current = time.monotonic(), name
         yield
-        took = time.monotonic() - started
+        took, self.current = time.monotonic() - started, None
         self.times.append((name, took))
         print(f"   ok, {took:.1f} s", flush=True)
 
@@ -106,9 +107,10 @@ def rebuild_after_a_change(podman: Podman) -> float:
         took = time.monotonic() - started
     podman("rmi", f"{IMAGE}-rebuild", check=False)
     lines = output.splitlines()
-    [step] = [i for i, line in enumerate(lines) if "RUN" in line and "requirements.txt" in line][:1]
-    assert "Using cache" in lines[step + 1], "\n".join(lines[step : step + 3])
-    assert took < REBUILD_LIMIT, f"the rebuild took {took:.1f} s"
+    found = [i for i, line in enumerate(lines) if "RUN" in line and "requirements.txt" in line]
+    require(found, f"no dependency step in the build's output:\n{output}")
+    require("Using cache" in lines[found[0] + 1], "\n".join(lines[found[0] : found[0] + 3]))
+    require(took < REBUILD_LIMIT, f"the rebuild took {took:.1f} s")
     return took
 
 
@@ -130,7 +132,7 @@ def check_no_leftovers(podman: Podman) -> None:
     """No build directory, egg-info or wheel left, and neither the service's interpreter nor
     the base's can import pip, setuptools or wheel."""
     result = podman("run", "--rm", "--entrypoint", "python", IMAGE, "-c", LEFTOVERS_PROBE)
-    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+    require(result.stdout.strip() == "[]", result.stdout + result.stderr)
     print("   no /src, build/, *.egg-info; no pip, setuptools or wheel in either interpreter")
 
 
@@ -154,7 +156,7 @@ def check_deployment_files() -> None:
         timeout=300,
     )
     summary = result.stdout.strip().splitlines()[-1]
-    assert result.returncode == 0 and "skipped" not in summary, result.stdout + result.stderr
+    require(result.returncode == 0 and "skipped" not in summary, result.stdout + result.stderr)
     print(f"   {summary}")
 
 
@@ -173,7 +175,7 @@ def check_devnet_image(podman: Podman) -> None:
             "--rpc",
             anvil.url,
         )
-        assert anvil.rpc("eth_getCode", TEST_DOUBLE, "latest") not in ("0x", ""), result.stdout
+        require(anvil.rpc("eth_getCode", TEST_DOUBLE, "latest") not in ("0x", ""), result.stdout)
         print(f"   {result.stdout.strip()}")
 
 
@@ -181,27 +183,27 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", action="store_true", help="empty the image store first")
     args = parser.parse_args(argv)
+    steps = Steps()
+    try:
+        size = check_all(steps, cold=args.cold)
+    except (CheckFailed, CommandFailed, RuntimeError) as error:
+        failed = f"{steps.current!r}: " if steps.current else ""
+        print(f"check-deploy FAILED in {failed}{error}\n{steps.summary()}", file=sys.stderr)
+        return 1
+    print(f"check-deploy passed; {IMAGE} is {size / 1e6:.0f} MB\n{steps.summary()}")
+    return 0
+
+
+def check_all(steps: Steps, *, cold: bool) -> int:
+    """Every check in order; the runtime image's size."""
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     store = Path(os.environ.get("CHECK_DEPLOY_STORE") or cache / "depeg-check-deploy")
-    steps = Steps()
     with steps("Debian packages (podman, runc, mmdebstrap, prometheus)"):
         print(f"   installed: {install_tools() or 'nothing, all present'}")
-    if args.cold and store.exists():
-        subprocess.run(
-            [
-                "podman",
-                "--root",
-                str(store / "root"),
-                "--runroot",
-                str(store / "run"),
-                "system",
-                "reset",
-                "--force",
-            ],
-            capture_output=True,
-        )
-        shutil.rmtree(store, ignore_errors=True)
     podman = Podman(store=store)
+    if cold and store.exists():
+        podman("system", "reset", "--force", check=False)
+        shutil.rmtree(store, ignore_errors=True)
     with steps("base image from Debian packages (mmdebstrap, podman import)"):
         took = make_base(podman, BASE)
         print(f"   {BASE}: " + (f"made in {took:.1f} s" if took else "already in the store"))
@@ -223,8 +225,7 @@ def main(argv: list[str]) -> int:
         print("   " + prom.promtool("check", "rules", str(prom.RULES)).splitlines()[-1].strip())
         print("   " + prom.promtool("test", "rules", str(prom.RULE_TESTS)).splitlines()[-1].strip())
     check_running_image(podman, IMAGE, steps)
-    print(f"check-deploy passed; {IMAGE} is {size / 1e6:.0f} MB\n{steps.summary()}")
-    return 0
+    return size
 
 
 if __name__ == "__main__":

@@ -37,11 +37,20 @@ SECRET = "/run/secrets/processor_mnemonic"
 LOG = ROOT / "build" / "check-deploy" / "processor.log"  # the container's log, kept to read
 
 
+class CheckFailed(Exception):
+    """A deployment artefact does not do what it must; says what was seen."""
+
+
+def require(condition: object, seen: object) -> None:
+    if not condition:
+        raise CheckFailed(str(seen))
+
+
 def wait(predicate: Callable[[], object], what: str, timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+            raise CheckFailed(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.25)
 
 
@@ -78,8 +87,8 @@ def check_secret_recipe(podman: Podman, image: str, directory: Path, env: dict) 
         check=False,
     )
     output = result.stdout + result.stderr
-    assert result.returncode != 0 and "cannot be read" in output, output
-    assert TEST_MNEMONIC not in output
+    require(result.returncode != 0 and "cannot be read" in output, output)
+    require(TEST_MNEMONIC not in output, "check-config printed the mnemonic")
     print(f"   a root-only file is refused: {output.strip().splitlines()[-1]}")
     name = f"check-mnemonic-{os.getpid()}"
     podman("secret", "create", name, str(refused))
@@ -91,7 +100,7 @@ def check_secret_recipe(podman: Podman, image: str, directory: Path, env: dict) 
         )
     finally:
         podman("secret", "rm", name, check=False)
-    assert TEST_MNEMONIC not in result.stdout + result.stderr
+    require(TEST_MNEMONIC not in result.stdout + result.stderr, "check-config printed it")
     print(f"   a podman secret for uid {UID}: {result.stdout.strip().splitlines()[0]}")
     return secret_file(directory / "mnemonic", owner=UID, mode=0o400)
 
@@ -105,10 +114,10 @@ def check_process(podman: Podman, container: str) -> None:
     )
     out = podman("exec", container, "python", "-c", probe).stdout.strip()
     uid, rest = out.split(" ", 1)
-    assert int(uid) == UID, out
-    assert "/opt/venv/bin/depeg-processor run" in rest, out
-    assert "/opt/venv/lib/python3.11/site-packages/depeg_processor/" in rest, out
-    assert rest.endswith("/app ['app.json']"), out
+    require(int(uid) == UID, out)
+    require("/opt/venv/bin/depeg-processor run" in rest, out)
+    require("/opt/venv/lib/python3.11/site-packages/depeg_processor/" in rest, out)
+    require(rest.endswith("/app ['app.json']"), out)
     print(f"   pid 1: uid {uid}, {rest}")
 
 
@@ -149,14 +158,14 @@ def check_prometheus(prometheus: prom.PrometheusServer, port: int) -> None:
     queries = prom.dashboard_queries()
     used = prom.used_metrics(prom.rule_expressions() + [query for _, query in queries])
     missing = used - prom.exported_metrics(get(port, "/metrics")[1])
-    assert not missing, f"used by the rules or the dashboard, not in /metrics: {missing}"
+    require(not missing, f"used by the rules or the dashboard, not in /metrics: {missing}")
     print(f"   {len(used)} metrics used by the rules and the dashboard, all in /metrics")
     for title, query in queries:
         wait(lambda q=query: prometheus.query(q), f"data for {title!r}: {query}", 30)
     print(f"   {len(queries)} dashboard queries answered with data")
     rules = [r for g in prometheus.api("rules")["groups"] for r in g["rules"]]
     broken = [r["name"] for r in rules if r["health"] != "ok"]
-    assert len(rules) == len(prom.rule_expressions()) and not broken, broken or rules
+    require(len(rules) == len(prom.rule_expressions()) and not broken, broken or rules)
     firing = sorted({r["name"] for r in rules if r["state"] != "inactive"})
     print(f"   {len(rules)} alert rules evaluated without error; pending or firing: {firing}")
 
@@ -196,12 +205,13 @@ def check_running_image(podman: Podman, image: str, step: Step) -> None:
                             "confirmation and purge",
                         )
                         policies = scenario.depeg.product.functions.policies().call()
-                        assert policies == GOOD, policies
-                        assert client.xlen("application:signatures:dead") == 1
+                        require(policies == GOOD, policies)
+                        letters = client.xlen("application:signatures:dead")
+                        require(letters == 1, f"{letters} dead letters, not 1")
                         print(f"   {GOOD} policies on chain, 1 dead letter (no allowance)")
                     with step("HEALTHCHECK (podman healthcheck run)"):
                         result = podman("healthcheck", "run", container, check=False)
-                        assert result.returncode == 0, result.stdout + result.stderr
+                        require(result.returncode == 0, result.stdout + result.stderr)
                         print(f"   {result.stdout.strip() or 'healthy'}")
                     with step("rate limiting, a node outage, a Redis restart"):
                         late = []
@@ -214,7 +224,7 @@ def check_running_image(podman: Podman, image: str, step: Step) -> None:
                         )
                         policies = scenario.depeg.product.functions.policies().call()
                         letters = client.xlen("application:signatures:dead")
-                        assert (policies, letters) == (GOOD + LATE, 1), (policies, letters)
+                        require((policies, letters) == (GOOD + LATE, 1), (policies, letters))
                         print(f"   {LATE} more policies on chain after the outages")
                     with step("Prometheus scraping the container"):
                         check_prometheus(prometheus, port)
@@ -246,9 +256,9 @@ def _stop(podman: Podman, container: str) -> None:
     took = time.monotonic() - started
     state = podman.inspect(container)["State"]
     logs = podman("logs", container)
-    assert state["ExitCode"] == 0, state
-    assert took < STOP_TIMEOUT, f"stop took {took:.1f} s"
+    require(state["ExitCode"] == 0, state)
+    require(took < STOP_TIMEOUT, f"stop took {took:.1f} s")
     print(f"   exit code 0 after {took:.1f} s; {len(logs.stderr.splitlines())} log lines")
     LOG.parent.mkdir(parents=True, exist_ok=True)
     LOG.write_text(logs.stdout + logs.stderr)
-    assert secrets_check([str(LOG)]) == 0, "the container's log holds a secret"
+    require(secrets_check([str(LOG)]) == 0, "the container's log holds a secret")
