@@ -26,7 +26,7 @@ from devnet import prometheus as prom
 from devnet.nodes import ROOT, TEST_MNEMONIC, Anvil, RedisServer, free_port
 from devnet.podman import Podman
 from devnet.proxy import RpcProxy, TokenBucket
-from devnet.scenario import CHAIN_ID, set_up
+from devnet.scenario import CHAIN_ID, Scenario, set_up
 from devnet.secrets_check import main as secrets_check
 
 Step = Callable[[str], AbstractContextManager]
@@ -122,10 +122,10 @@ def check_process(podman: Podman, container: str) -> None:
 
 
 def provoke_errors(
-    port: int, proxy: RpcProxy, redis_server: RedisServer, apply: Callable[[], object]
-) -> None:
+    port: int, proxy: RpcProxy, redis_server: RedisServer, apply: Callable[[], list[str]]
+) -> list[str]:
     """Rate limiting while applications arrive (`apply`), a node outage, a Redis outage: each
-    until /metrics counts it."""
+    until /metrics counts it. Returns the applications `apply` made."""
 
     def metric(name: str, label: str) -> Callable[[], bool]:
         return lambda: counted(get(port, "/metrics")[1], name, label) > 0
@@ -136,7 +136,7 @@ def provoke_errors(
         print(f"   {what} after {time.monotonic() - started:.1f} s")
 
     proxy.bucket = TokenBucket(1, time.monotonic)
-    apply()
+    made = apply()
     wait(metric("depeg_processor_rpc_errors_total", 'kind="RateLimited"'), "a RateLimited", 30)
     done("2 applications made, the node's rate limit counted")
     proxy.bucket = None
@@ -150,6 +150,7 @@ def provoke_errors(
     redis_server.start()
     wait(lambda: get(port, "/api/monitor")[0] == 200, "/api/monitor 200 after the outages", 60)
     done("Redis back, /api/monitor 200")
+    return made
 
 
 def check_prometheus(prometheus: prom.PrometheusServer, port: int) -> None:
@@ -170,12 +171,29 @@ def check_prometheus(prometheus: prom.PrometheusServer, port: int) -> None:
     print(f"   {len(rules)} alert rules evaluated without error; pending or firing: {firing}")
 
 
+def confirmed(scenario: Scenario, entity_ids: list[str], *, policies: int) -> None:
+    """The applications purged, the product holding `policies` policies, one dead letter."""
+    client = scenario.client
+    wait(
+        lambda: not any(client.exists(f"PendingApplication:{e}") for e in entity_ids),
+        f"{len(entity_ids)} applications confirmed or set aside, and purged",
+    )
+    found = scenario.depeg.product.functions.policies().call()
+    letters = client.xlen("application:signatures:dead")
+    require((found, letters) == (policies, 1), f"{found} policies, {letters} dead letters")
+
+
+def check_health(podman: Podman, container: str) -> None:
+    result = podman("healthcheck", "run", container, check=False)
+    require(result.returncode == 0, result.stdout + result.stderr)
+    print(f"   {result.stdout.strip() or 'healthy'}")
+
+
 def check_running_image(podman: Podman, image: str, step: Step) -> None:
     with RedisServer(persistent=True) as redis_server, Anvil(chain_id=CHAIN_ID) as anvil:
         with step("real product deployed, applications made the web app's way"):
             scenario = set_up(anvil, redis_server.url, applications=GOOD + LATE)
-            good = scenario.apply(GOOD)
-            refused = scenario.apply_without_allowance()
+            first = [*scenario.apply(GOOD), scenario.apply_without_allowance()]
             anvil.rpc("anvil_setIntervalMining", 1)
         with RpcProxy(anvil.url) as proxy, tempfile.TemporaryDirectory() as directory:
             env = {
@@ -194,37 +212,15 @@ def check_running_image(podman: Podman, image: str, step: Step) -> None:
                 try:
                     _run(podman, image, container, env, secret, port, step)
                     with step("applications confirmed, one set aside"):
-                        client = scenario.client
-                        everything = [*good, refused]
-                        wait(
-                            lambda: (
-                                not any(
-                                    client.exists(f"PendingApplication:{e}") for e in everything
-                                )
-                            ),
-                            "confirmation and purge",
-                        )
-                        policies = scenario.depeg.product.functions.policies().call()
-                        require(policies == GOOD, policies)
-                        letters = client.xlen("application:signatures:dead")
-                        require(letters == 1, f"{letters} dead letters, not 1")
+                        confirmed(scenario, first, policies=GOOD)
                         print(f"   {GOOD} policies on chain, 1 dead letter (no allowance)")
                     with step("HEALTHCHECK (podman healthcheck run)"):
-                        result = podman("healthcheck", "run", container, check=False)
-                        require(result.returncode == 0, result.stdout + result.stderr)
-                        print(f"   {result.stdout.strip() or 'healthy'}")
+                        check_health(podman, container)
                     with step("rate limiting, a node outage, a Redis restart"):
-                        late = []
-                        provoke_errors(
-                            port, proxy, redis_server, lambda: late.extend(scenario.apply(LATE))
+                        late = provoke_errors(
+                            port, proxy, redis_server, lambda: scenario.apply(LATE)
                         )
-                        wait(
-                            lambda: not any(client.exists(f"PendingApplication:{e}") for e in late),
-                            "the applications sent while rate-limited to be confirmed",
-                        )
-                        policies = scenario.depeg.product.functions.policies().call()
-                        letters = client.xlen("application:signatures:dead")
-                        require((policies, letters) == (GOOD + LATE, 1), (policies, letters))
+                        confirmed(scenario, late, policies=GOOD + LATE)
                         print(f"   {LATE} more policies on chain after the outages")
                     with step("Prometheus scraping the container"):
                         check_prometheus(prometheus, port)
