@@ -1,9 +1,10 @@
-# Set-up, tests and the demo. `make test` is the test command; CI calls it through .ci/run.
+# Set-up, tests and the demo. `make test` is the test command; CI calls it through .ci/run,
+# then `make check-deploy` (the image, the compose file, the units, the alert rules, for real).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install lint test unit integration demo bench contracts clean
+.PHONY: install lint test unit integration demo bench contracts pins check-deploy clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -39,12 +40,22 @@ integration: install
 demo: install
 	$(PY) -m devnet.demo
 
+# As root: installs podman, runc, mmdebstrap and prometheus from Debian when missing, builds
+# both image targets and runs the runtime image on loopback (see README, "With Docker").
+# CHECK_DEPLOY_ARGS=--cold starts from an empty image store.
+check-deploy: install
+	$(PY) -m devnet.check_deploy $(CHECK_DEPLOY_ARGS)
+
 # By hand, not in CI: about twelve minutes in all.
 bench: install
 	$(PY) -m bench.throughput
 	$(PY) -m bench.scaleout
 	$(PY) -m bench.replay
 	$(PY) -m bench.real_product
+
+# The image's pinned requirements (deploy/image/requirements*.txt) from the installed versions.
+pins: install
+	$(PY) -m devnet.pins
 
 # Rebuild the test double's ABI and bytecode (committed under contracts/build).
 contracts: node_modules/.installed

@@ -17,17 +17,13 @@ import time
 import urllib.error
 import urllib.request
 
-import redis
 from eth_account import Account
 
 from depeg_processor.config import DERIVATION_PATH
-from devnet.depeg import Actors, bundle_capital_for, deploy_depeg
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer, clean_env, free_port
-from devnet.webapp import ProductWebApp, WebApp
+from devnet.scenario import CHAIN_ID, set_up
 
 GOOD, CONFIRMATIONS = 5, 3
-CHAIN_ID = 1337  # the price data provider's constructor reverts on anvil's own 31337
-PROTECTED_BALANCE = 5_000 * 10**6
 
 
 def get(port: int, path: str) -> tuple[int, dict]:
@@ -49,38 +45,22 @@ def wait(predicate, what: str, timeout: float = 90.0) -> None:
 def main() -> int:
     Account.enable_unaudited_hdwallet_features()
     processor = Account.from_mnemonic(TEST_MNEMONIC, account_path=DERIVATION_PATH)
-    actors = Actors()
     with RedisServer() as redis_server, Anvil(chain_id=CHAIN_ID) as anvil:
         print(f"redis-server on {redis_server.url}, anvil on {anvil.url} (chain id {CHAIN_ID})")
-        for account in actors.all():
-            anvil.set_balance(account.address, 10**24)
-        depeg = deploy_depeg(anvil.url, actors)
+        scenario = set_up(anvil, redis_server.url, applications=GOOD)
+        depeg, client = scenario.depeg, scenario.client
         product = depeg.product
         print(
             f"GIF instance and depeg product deployed from node_modules/@etherisc: "
             f"{depeg.t.transactions} transactions, {depeg.seconds:.1f} s; product at "
             f"{product.address}, message helper {depeg.message_helper.address}"
         )
-        bundle_id = depeg.create_bundle(bundle_capital_for(GOOD, PROTECTED_BALANCE))
-        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-        webapp = ProductWebApp(
-            WebApp(client, CHAIN_ID, depeg.message_helper.address),
-            depeg,
-            bundle_id,
-            protected_balance=PROTECTED_BALANCE,
-        )
-        good = [webapp.apply() for _ in range(GOOD)]
-        premium = depeg.premium(PROTECTED_BALANCE, webapp.duration, bundle_id)
-        no_allowance = webapp.webapp.application(
-            webapp.new_holder(premium),
-            protected_balance=PROTECTED_BALANCE,
-            duration=webapp.duration,
-            bundle_id=bundle_id,
-        )
-        bad = webapp.submit(no_allowance)
+        good = scenario.apply(GOOD)
+        bad = scenario.apply_without_allowance()
         print(
-            f"web app enqueued {GOOD} applications to bundle {bundle_id} (premium {premium / 1e6} "
-            "tokens approved by each holder) and 1 whose holder approved nothing"
+            f"web app enqueued {GOOD} applications to bundle {scenario.bundle_id} (premium "
+            f"{scenario.premium() / 1e6} tokens approved by each holder) and 1 whose holder "
+            "approved nothing"
         )
         anvil.rpc("anvil_setIntervalMining", 1)  # the set-up was automined; now a block a second
 

@@ -160,3 +160,22 @@ def test_app_json_gates_a_dokku_deploy_on_readiness() -> None:
     assert "COPY app.json" in dockerfile[dockerfile.index("AS runtime") :], (
         "also in the image's working directory, where Dokku looks for it in image deploys"
     )
+
+
+def test_dockerfile_caches_the_pinned_dependencies_apart_from_the_code() -> None:
+    """A code or README change rebuilds only the layers after the source is copied."""
+    text = (ROOT / "Dockerfile").read_text()
+    build = text[text.index("AS build") : text.index("AS devnet")]
+    dependencies = build.index("-r deploy/image/requirements.txt")
+    assert dependencies < build.index("COPY setup.py setup.cfg README.md")
+    assert dependencies < build.index("COPY depeg_processor")
+    assert "--no-deps" in build[dependencies:]
+    assert "ARG BASE=python:3.11-slim" in text and "FROM ${BASE} AS runtime" in text
+
+
+def test_image_requirements_are_the_installed_pins() -> None:
+    """deploy/image/requirements*.txt are what `make pins` writes from this environment."""
+    from devnet import pins
+
+    for path, text in pins.expected().items():
+        assert path.read_text() == text, f"{path.name} is out of date: run `make pins`"
