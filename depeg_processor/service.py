@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import redis
 from waitress.server import create_server
+from waitress.wasyncore import close_all
 
 from . import errors, startup
 from .chain.providers import Providers
@@ -68,6 +69,7 @@ class Service:
         self.choice: WalletChoice | None = None
         self._threads: list[threading.Thread] = []
         self._server = None
+        self._sockets: dict = {}  # the monitor server's socket map: listener and connections
 
     @property
     def wallets(self) -> list[Wallet]:
@@ -78,6 +80,7 @@ class Service:
         """Start the monitor server in its own thread; returns the bound port."""
         self._server = create_server(
             self.app,
+            map=self._sockets,
             host=self.settings.host,
             port=self.settings.port,
             threads=2,
@@ -242,9 +245,16 @@ class Service:
         server, self._server = self._server, None  # a second shutdown finds nothing to close
         if server is not None:
             # Closed from its own loop thread (a trigger thunk): closing its sockets from here
-            # would race the select() in that thread.
+            # would race the poll() in that thread. Its open connections are closed too: a
+            # scraper's kept-alive one would keep the loop running until its channel timeout.
+            sockets = self._sockets
+
+            def close() -> None:
+                server.close()
+                close_all(sockets)
+
             try:
-                server.trigger.pull_trigger(server.close)
+                server.trigger.pull_trigger(close)
             except OSError as error:  # its loop has closed the trigger already
                 log.debug("monitor server already closed: %s", error)
         deadline = self._monotonic() + timeout

@@ -101,6 +101,35 @@ def test_sigterm_finishes_and_exits_zero_with_json_logs(
     assert TEST_MNEMONIC not in err and "junk" not in err
 
 
+def test_sigterm_with_a_scrapers_kept_alive_connection_stops_every_thread(
+    redis_server, anvil, product, redis_client
+):
+    """A scraper keeps its connection to /metrics open between scrapes: the monitor closes
+    it at shutdown instead of waiting out its idle timeout (every thread stops in time)."""
+    import http.client
+
+    env = service_env(redis_server.url, anvil.url, product.address, NODE_ENV="production")
+    process = start_with_piped_logs(env)
+    try:
+        port = int(env["PORT"])
+        wait_until(lambda: (http_json(port, "/api/monitor") or (0,))[0] == 200, what="monitor up")
+        scraper = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        scraper.request("GET", "/metrics")
+        answer = scraper.getresponse()
+        assert answer.status == 200 and b"depeg" in answer.read()
+        assert answer.getheader("Connection", "").lower() != "close", "kept alive"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert scraper.sock is not None and scraper.sock.recv(1) == b"", "closed by the server"
+        scraper.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    _out, err = process.communicate()
+    messages = [json.loads(line)["message"] for line in err.splitlines() if line.strip()]
+    assert not [m for m in messages if "did not stop" in m], messages[-5:]
+
+
 def test_readable_logs_outside_production_never_contain_secrets(
     redis_server, anvil, product, webapp, redis_client
 ):
