@@ -254,6 +254,8 @@ def _stop(podman: Podman, container: str) -> None:
     logs = podman("logs", container)
     require(state["ExitCode"] == 0, state)
     require(took < STOP_TIMEOUT, f"stop took {took:.1f} s")
+    late = [line for line in logs.stderr.splitlines() if "did not stop" in line]
+    require(not late, f"a thread outlived the shutdown: {late}")
     print(f"   exit code 0 after {took:.1f} s; {len(logs.stderr.splitlines())} log lines")
     LOG.parent.mkdir(parents=True, exist_ok=True)
     LOG.write_text(logs.stdout + logs.stderr)
