@@ -341,6 +341,9 @@ def test_a_wallet_with_a_nonce_gap_holds_and_another_carries_the_queue(
     )
     lost = webapp.apply()
     record = wait_until(lambda: redis_client.hgetall(f"{STREAM}:tx:{lost}"), what="recorded")
+    # (the record is written ahead of the broadcast: dropped before it, the transaction
+    # would reach the node afterwards and fill the gap)
+    wait_until(lambda: anvil.rpc("eth_getTransactionByHash", record["txHash"]), what="broadcast")
     # Its transaction and its record vanish (node and Redis both lost them): nonce 0 of
     # wallet 0 is now used by nothing, and what wallet 0 sends next waits behind it.
     anvil.rpc("anvil_dropTransaction", record["txHash"])
