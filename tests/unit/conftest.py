@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fakeredis
 import pytest
+import responses
 
 from depeg_processor.inbound.untrusted import REDIS_DECODING
 from devnet.webapp import WebApp
@@ -14,6 +15,13 @@ from .helpers import CHAIN_ID, MESSAGE_HELPER
 @pytest.fixture
 def fake_redis() -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis(**REDIS_DECODING)
+
+
+@pytest.fixture
+def node():
+    """A node's JSON-RPC over HTTP, answered by the test (`responses`)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
 
 
 @pytest.fixture

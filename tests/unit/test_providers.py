@@ -24,12 +24,6 @@ TX = "0x" + "ab" * 32
 
 
 @pytest.fixture
-def node():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 

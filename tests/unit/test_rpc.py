@@ -26,12 +26,6 @@ from .fake_node import (
 
 
 @pytest.fixture
-def node():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture
 def chain() -> Chain:
     return Chain.from_url(URL, timeout=5)
 

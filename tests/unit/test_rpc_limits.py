@@ -15,12 +15,6 @@ from .fake_node import URL, Clock, echo, error_answer, limited_chain, rpc_reply,
 
 
 @pytest.fixture
-def node():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 

@@ -19,12 +19,6 @@ from .fake_node import URL, error_answer, error_data, methods, reverted, rpc_rep
 
 
 @pytest.fixture
-def node():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
-
-
-@pytest.fixture
 def simulator() -> Simulator:
     return Simulator(chain=Chain.from_url(URL, timeout=5))
 
