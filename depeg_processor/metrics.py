@@ -45,6 +45,11 @@ class Metrics:
             ["source", "wallet"],
             registry=registry,
         )
+        self.read = Counter(
+            p + "entries_read",
+            "Stream entries delivered to this process for the first time (applications in)",
+            registry=registry,
+        )
         self.submitted = Counter(
             p + "applications_submitted",
             "Applications whose transaction was recorded and broadcast",

@@ -15,7 +15,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry, Gauge, make_wsgi_app
 
 from .state import SharedState, Snapshot
 
@@ -135,11 +135,35 @@ ROUTES: dict[str, Callable[[Snapshot, Limits, float], dict[str, str]]] = {
 }
 
 
+def healthy(checks: dict[str, str]) -> bool:
+    return all(value == OK for key, value in checks.items() if key not in INFORMATIONAL)
+
+
+def export_verdicts(state: SharedState, limits: Limits, registry: CollectorRegistry) -> None:
+    """`depeg_processor_healthy{endpoint}`: 1 where the endpoint would answer 200 now, judged
+    at each scrape from the same state (an alert on liveness needs no probe of its own)."""
+    gauge = Gauge(
+        "depeg_processor_healthy",
+        "1 while the monitor endpoint would answer 200",
+        ["endpoint"],
+        registry=registry,
+    )
+    for path, checks_for in ROUTES.items():
+        gauge.labels(endpoint=path.rsplit("/", 1)[-1]).set_function(
+            lambda checks_for=checks_for: float(
+                healthy(checks_for(state.snapshot(), limits, state.now()))
+            )
+        )
+
+
 def make_monitor_app(
     state: SharedState, limits: Limits, registry: CollectorRegistry | None = None
 ) -> Callable:
-    """The WSGI app over `state`; `registry` adds `/metrics`."""
-    metrics_app = make_wsgi_app(registry) if registry is not None else None
+    """The WSGI app over `state`; `registry` adds `/metrics`, with the endpoints' verdicts."""
+    metrics_app = None
+    if registry is not None:
+        export_verdicts(state, limits, registry)
+        metrics_app = make_wsgi_app(registry)
 
     def respond(
         start_response: Callable, status: str, body: dict, extra: Iterable[tuple[str, str]] = ()
@@ -181,8 +205,7 @@ def make_monitor_app(
                 [("Allow", "GET, HEAD")],
             )
         checks = checks_for(state.snapshot(), limits, state.now())
-        healthy = all(value == OK for key, value in checks.items() if key not in INFORMATIONAL)
-        status = "200 OK" if healthy else "500 Internal Server Error"
+        status = "200 OK" if healthy(checks) else "500 Internal Server Error"
         return respond(start_response, status, checks)
 
     return app

@@ -169,10 +169,11 @@ class Consumer:
     def _read(self, room: int) -> list[Entry]:
         """At most a batch, and no more than the wallet's room under its in-flight cap."""
         queue = self._wallet.queue
-        backlog = queue.reading_backlog
         count = min(self._config.read_count, room)
         entries = queue.read(count=count, block_ms=self._block_ms())
-        if backlog and entries:
+        if not queue.reading_backlog:  # new entries (the backlog, if any, was found empty)
+            self._metrics.read.inc(len(entries))
+        elif entries:
             entries = self._drop_poisonous(entries)
         return entries
 

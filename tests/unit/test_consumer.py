@@ -246,3 +246,20 @@ def test_a_stuck_transaction_holds_reading_and_the_hold_names_the_wallet(pooled)
     h.wallet.ctx.facts.set_stuck(None)
     assert h.run_once() == 1
     assert h.state.snapshot().holding is None
+
+
+def test_entries_read_counts_new_entries_not_redeliveries(h) -> None:
+    """depeg_processor_entries_read_total: applications in, once each; this consumer's own
+    backlog (read again after a restart) is not counted again."""
+    registry = h.wallet.ctx.shared.metrics.registry
+
+    def read() -> float:
+        return registry.get_sample_value("depeg_processor_entries_read_total")
+
+    for entity in ("E1", "E2"):
+        h.enqueue(signed_fields(signature_id=f"sig-{entity}"), entity_id=entity)
+    h.queue.read(count=10, block_ms=1)  # delivered before a restart, not acknowledged
+    h.queue.rewind()
+    assert h.run_once() == 2 and read() == 0.0, "its own backlog, delivered before"
+    h.enqueue(signed_fields(signature_id="sig-E3"), entity_id="E3")
+    assert h.run_once() == 1 and read() == 1.0

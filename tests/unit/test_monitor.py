@@ -185,6 +185,29 @@ def test_metrics_only_with_a_registry(state) -> None:
     assert b"depeg_unit_test_total 1.0" in body
 
 
+def test_metrics_carry_each_endpoints_verdict_as_of_the_scrape(state, clock) -> None:
+    """depeg_processor_healthy{endpoint}: what each endpoint would answer, judged at the
+    scrape: a stalled loop shows as 0 for liveness without a probe of its own."""
+    registry = CollectorRegistry()
+    app = make_monitor_app(state, LIMITS, registry)
+
+    def verdicts() -> dict[str, float]:
+        return {
+            endpoint: registry.get_sample_value("depeg_processor_healthy", {"endpoint": endpoint})
+            for endpoint in ("monitor", "liveness", "readiness")
+        }
+
+    assert verdicts() == {"monitor": 1.0, "liveness": 1.0, "readiness": 1.0}
+    assert b'depeg_processor_healthy{endpoint="liveness"} 1.0' in call(app, "/metrics")[2]
+    clock.now += 61.0  # the loop's heartbeat is stale, the watcher beats on
+    state.watcher_beat()
+    assert verdicts() == {"monitor": 0.0, "liveness": 0.0, "readiness": 1.0}
+    assert get(state, "/api/monitor/liveness")[0] == 500
+    state.processor_beat()
+    state.node_failed("connection refused", "processor")
+    assert verdicts() == {"monitor": 0.0, "liveness": 1.0, "readiness": 0.0}
+
+
 def test_one_threads_success_does_not_hide_anothers_failure() -> None:
     from depeg_processor.state import SharedState
 

@@ -10,12 +10,17 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from depeg_processor.metrics import Metrics
+from depeg_processor.monitor import Limits, export_verdicts
+from depeg_processor.state import SharedState
 from devnet import prometheus as prom
 
 
 def served() -> set[str]:
+    """What /metrics serves: the service's metrics and the monitor's verdicts."""
     metrics = Metrics(CollectorRegistry())
     metrics.wallet("0x0000000000000000000000000000000000000001").balance.set(1)
+    limits = Limits(alert_balance=1, loop_max_age=60, watcher_max_age=60, max_non_ack_pending=10)
+    export_verdicts(SharedState(), limits, metrics.registry)
     return prom.exported_metrics(generate_latest(metrics.registry).decode())
 
 
