@@ -181,8 +181,9 @@ class Metrics:
             if view.latency is not None:
                 self.provider_latency.labels(provider=label).set(view.latency)
             with self._lock:
-                new = view.errors - self._errors_seen.get(view.index, 0)
-                self._errors_seen[view.index] = view.errors
+                seen = self._errors_seen.get(view.index, 0)  # views may come out of order
+                new = view.errors - seen
+                self._errors_seen[view.index] = max(seen, view.errors)
             if new > 0:
                 self.provider_errors.labels(provider=label).inc(new)
 

@@ -257,6 +257,8 @@ class Service:
                 server.trigger.pull_trigger(close)
             except OSError as error:  # its loop has closed the trigger already
                 log.debug("monitor server already closed: %s", error)
+        if isinstance(self.runtime.chain, Providers):
+            self.runtime.chain.close()
         deadline = self._monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - self._monotonic()))

@@ -1,10 +1,14 @@
 """Merging the answers of several providers to one `eth_sendRawTransaction` batch.
 
 A raw transaction goes to every healthy provider; what the publisher reads is one answer per
-transaction, as if from one node: accepted by any is accepted (the hash), "already known"
-where none accepted is known, and a refusal counts only when no provider accepted it: then
-the first refusal in the order of preference stands. A transaction no provider answered for
-is unanswered (NodeUnavailable), as with one node that does not answer.
+transaction, as if from one node. "Nonce too low" from any provider comes first: only a node
+that has seen the nonce used says so (a lagging one accepts), and the publisher then decides
+on receipts read from a provider that is up to date (ours mined: wait; another's: back on the
+queue). Else accepted by any is accepted (the hash); then a fee under the base fee (to be
+re-priced, not hidden by an older copy another provider knows); then "already known"; and a
+refusal counts only when no provider accepted it: the first in the order of preference. A
+transaction no provider answered for is unanswered (NodeUnavailable), as with one node that
+does not answer.
 """
 
 from __future__ import annotations
@@ -29,12 +33,18 @@ def merge(answers: Sequence[Answers], count: int) -> list:
     for i in range(count):
         values = [a[i] if isinstance(a, list) else a for a in answers]
         accepted = [v for v in values if not isinstance(v, Exception)]
-        known = [v for v in values if isinstance(v, errors.AlreadyKnown)]
+        first = [
+            [v for v in values if isinstance(v, kind)]
+            for kind in (errors.FeeTooLow, errors.AlreadyKnown)
+        ]
+        conflict = [v for v in values if isinstance(v, errors.NonceConflict)]
         refused = [v for v in values if not isinstance(v, errors.NodeUnavailable)]
-        if accepted:
+        if conflict:
+            merged.append(conflict[0])
+        elif accepted:
             merged.append(accepted[0])
-        elif known or refused:
-            merged.append((known or refused)[0])
+        elif first[0] or first[1] or refused:
+            merged.append((first[0] or first[1] or refused)[0])
         elif values:
             merged.append(values[0])
         else:

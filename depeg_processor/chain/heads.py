@@ -8,6 +8,9 @@ from typing import Any
 
 DECIDING = frozenset(  # a lagging provider's answer to these would be taken for a fact
     {
+        "eth_call",  # a simulation: a refusal sets an application aside
+        "eth_estimateGas",
+        "eth_simulateV1",
         "eth_getTransactionReceipt",
         "eth_getTransactionByHash",
         "eth_getTransactionCount",

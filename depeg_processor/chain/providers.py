@@ -39,7 +39,7 @@ from .rpc import PATIENCE, Chain
 log = logging.getLogger(__name__)
 
 SEND = "eth_sendRawTransaction"
-BROADCAST_GRACE = 1.0  # s the other providers have to answer once one took a whole batch
+BROADCAST_GRACE = 1.0  # s the other providers have to answer once one answered a batch
 Call = tuple[str, Sequence[Any]]
 
 
@@ -82,8 +82,13 @@ class Providers(TypedCalls):
         return [health.view() for health in self._health]
 
     def best_head(self) -> int | None:
-        heads = [v.head for v in self.views() if v.head is not None and v.on_chain]
+        heads = [v.head for v in self.on_chain() if v.head is not None]
         return max(heads, default=None)
+
+    def on_chain(self) -> list[ProviderView]:
+        """The providers known to serve this chain (every one, before it is known)."""
+        known = self._chain_id is not None
+        return [v for v in self.views() if v.on_chain and (not known or v.index in self._checked)]
 
     # -- the interface of Chain ------------------------------------------------------------------
     def request(self, method: str, params: Sequence[Any]) -> Any:
@@ -133,13 +138,14 @@ class Providers(TypedCalls):
         failures: list[tuple[str, Exception]] = []
         for health, chain in self._order(skip):
             guard = need is not None and (health.head is None or health.head < need)
-            asked = [*calls, ("eth_blockNumber", [])] if guard else calls
+            # the head first: one that moves on during the batch has answered at it or later
+            asked = [("eth_blockNumber", []), *calls] if guard else calls
             results = self._ask(health, chain, asked)
             if isinstance(results, Exception):
                 failures.append((health.name, results))
                 continue
             if guard:
-                number = results.pop()
+                number = results.pop(0)
                 if isinstance(number, Exception) or int(number, 16) < need:
                     failures.append((health.name, errors.NodeBehind(f"behind block {need}")))
                     continue
@@ -156,8 +162,10 @@ class Providers(TypedCalls):
         raise none_answered(failures, what=calls[0][0] if len(calls) == 1 else "batch")
 
     def _order(self, skip: frozenset[int]) -> list[tuple[Health, Chain]]:
-        """The providers to try, best first; those not usable only after every usable one."""
-        views = sorted((v for v in self.views() if v.on_chain), key=preference)
+        """The providers to try, best first; those not usable only after every usable one.
+        Once the chain is known, one whose chain id was never seen (down at start) gets no
+        work until a probe has checked it."""
+        views = sorted((v for v in self.on_chain()), key=preference)
         return [
             (self._health[v.index], self._chains[v.index]) for v in views if v.index not in skip
         ]
@@ -188,9 +196,9 @@ class Providers(TypedCalls):
     # -- broadcasts --------------------------------------------------------------------------------
     def _broadcast(self, calls: list[Call]) -> list[Any]:
         """To every usable provider at once that is not slow (every one, when none is); once
-        one took every transaction, the others get BROADCAST_GRACE more to answer (one
-        that does not answer costs a send no more)."""
-        views = [v for v in self.views() if v.on_chain]
+        one answered (whatever it said), the others get BROADCAST_GRACE more (one that
+        hangs costs a send, or a resend a node knows already, no more)."""
+        views = self.on_chain()
         targets = [v for v in views if v.usable] or views
         targets = sorted([v for v in targets if not v.slow] or targets, key=preference)
         futures: dict[Future, int] = {
@@ -209,9 +217,8 @@ class Providers(TypedCalls):
                 answered[futures[future]] = (
                     result if isinstance(result, list) else unanswered(result)
                 )
-                if until is None and isinstance(result, list):
-                    if not any(isinstance(r, Exception) for r in result):
-                        until = self._monotonic() + BROADCAST_GRACE
+                if until is None and isinstance(result, list):  # one provider answered
+                    until = self._monotonic() + BROADCAST_GRACE
         answers = [answered[n] for n in sorted(answered)]
         if all(isinstance(a, errors.RateLimited) for a in answers):
             raise answers[0]  # every provider refused for its rate limit: waited out
@@ -274,4 +281,5 @@ class Providers(TypedCalls):
             self._on_rate_limit(reason)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False)
+        """Stop the broadcast threads; sends still queued are not made."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

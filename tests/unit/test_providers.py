@@ -134,10 +134,49 @@ def test_a_decision_is_never_read_from_a_provider_behind_the_best_head(node, pro
     a.down = True
     with pytest.raises(errors.NodeUnavailable, match="#1 https://b.test:8443: behind block 100"):
         providers.batch([("eth_getTransactionReceipt", [TX])])
-    assert b.asked[-2:] == ["eth_getTransactionReceipt", "eth_blockNumber"], "asked, then dropped"
+    assert b.asked[-2:] == ["eth_blockNumber", "eth_getTransactionReceipt"], "asked, then dropped"
     b.head = 100  # caught up: its answers count
     assert providers.batch([("eth_getTransactionReceipt", [TX])]) == [None]
     assert providers.views()[1].head == 100
+
+
+def test_a_simulation_is_not_answered_by_a_provider_behind_the_best_head(node, providers) -> None:
+    """A lagging provider's eth_call, eth_estimateGas or eth_simulateV1 would judge an
+    application on an old state (a refusal sets it aside): like the reads a decision rests
+    on, its answer counts only at the best head."""
+    a, b = Provider(node, A, head=100), Provider(node, B, head=99)
+    b.answers["eth_call"] = {"code": 3, "message": "execution reverted"}
+    a.answers["eth_call"] = "0x01"
+    providers.latest_block()  # the best head: 100
+    assert providers.views()[1].head is None or providers.views()[1].head < 100
+    a.down = True
+    for method in ("eth_call", "eth_estimateGas", "eth_simulateV1"):
+        with pytest.raises(errors.NodeUnavailable, match="behind block 100"):
+            providers.batch([(method, [{}, "latest"])])
+    assert b.asked[-2:] == ["eth_blockNumber", "eth_simulateV1"], "asked, then dropped"
+
+
+def test_a_provider_down_at_start_gets_no_work_before_its_chain_id_is_seen(
+    node, providers, clock
+) -> None:
+    """Down when the chain ids were compared, it could serve another chain: until a probe
+    has seen its chain id it is asked nothing else, even with every checked one failing."""
+    a, b = Provider(node, A), Provider(node, B)
+    b.down = True
+    assert providers.agree_on_chain_id() == 0x7A69
+    b.down = False
+    a.answers["eth_getBalance"], b.answers["eth_getBalance"] = "0x1", "0x2"
+    b.answers["eth_chainId"] = "0x1"  # it serves another chain
+    a.down = True
+    with pytest.raises(errors.NodeUnavailable):
+        providers.balance("0x" + "00" * 20)
+    assert "eth_getBalance" not in b.asked, "not asked before its chain id was seen"
+    clock.now += PROBE_INTERVAL * 10
+    providers.probe_idle()
+    assert "eth_chainId" in b.asked and not providers.views()[1].on_chain
+    with pytest.raises(errors.NodeUnavailable):
+        providers.balance("0x" + "00" * 20)
+    assert "eth_getBalance" not in b.asked, "on another chain: never used"
 
 
 def test_a_lagging_provider_is_left_while_another_keeps_up(node, providers, clock) -> None:
@@ -161,13 +200,19 @@ def test_raw_transactions_go_to_every_provider_and_the_answers_merge(node, provi
 
 
 def test_merged_answers_refuse_only_when_no_provider_accepted() -> None:
+    """Accepted by any is accepted, and a refusal counts only when none accepted; but "nonce
+    too low" from any comes first (only a node that saw the nonce used says so: a stale one
+    accepting it must not hide that), and a fee under the base fee comes before "known"."""
     low, known = errors.NonceConflict("nonce too low"), errors.AlreadyKnown("already known")
+    cheap, funds = errors.FeeTooLow("max fee below base fee"), errors.InsufficientFunds("funds")
     down = errors.NodeUnavailable("unreachable")
-    assert merge([[low], [TX]], 1) == [TX]
-    assert merge([[known], [low]], 1) == [known]
-    assert merge([down, [low]], 1) == [low]
+    assert merge([[funds], [TX]], 1) == [TX]
+    assert merge([[known], [funds]], 1) == [known]
+    assert merge([down, [funds]], 1) == [funds]
     assert merge([down, down], 1) == [down]
-    assert merge([[TX, low], [known, TX]], 2) == [TX, TX]
+    assert merge([[TX, funds], [known, TX]], 2) == [TX, TX]
+    assert merge([[TX], [low]], 1) == [low] and merge([[known], [low]], 1) == [low]
+    assert merge([[known], [cheap]], 1) == [cheap] and merge([[cheap], [TX]], 1) == [TX]
 
 
 def test_providers_on_different_chains_are_refused_naming_them(node, providers) -> None:
