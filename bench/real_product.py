@@ -59,15 +59,18 @@ class Bench:
         """`count` applications made the web app's way to a fresh bundle with room for
         `capacity` (default `count`) such policies."""
         capital = bundle_capital_for(capacity or count, protected)
-        bundle_id = self.depeg.create_bundle(capital)
-        webapp = ProductWebApp(
+        webapp = self.webapp(self.depeg.create_bundle(capital), protected, duration)
+        return [webapp.application() for _ in range(count)]
+
+    def webapp(self, bundle_id: int, protected: int, duration: int) -> ProductWebApp:
+        """The web app applying to `bundle_id` for `protected` over `duration`."""
+        return ProductWebApp(
             WebApp(self.client, CHAIN_ID, self.depeg.message_helper.address),
             self.depeg,
             bundle_id,
             protected_balance=protected,
             duration=duration,
         )
-        return [webapp.application() for _ in range(count)]
 
     def nonces(self, pool: list) -> int:
         return sum(
@@ -194,14 +197,7 @@ def spread_groups(bench: Bench) -> dict[str, list]:
     capital = bundle_capital_for(len(terms), 50_000 * USD)
     bundle_id = bench.depeg.create_bundle(capital)
     for protected, duration in terms:
-        webapp = ProductWebApp(
-            WebApp(bench.client, CHAIN_ID, bench.depeg.message_helper.address),
-            bench.depeg,
-            bundle_id,
-            protected_balance=protected,
-            duration=duration,
-        )
-        mixed.append(webapp.application())
+        mixed.append(bench.webapp(bundle_id, protected, duration).application())
     return {
         "fresh bundle to full (automine)": bench.run(fresh, 1, 1)[1],
         "mixed balances and durations (automine)": bench.run(mixed, 1, 1)[1],

@@ -165,7 +165,7 @@ class Providers(TypedCalls):
         """The providers to try, best first; those not usable only after every usable one.
         Once the chain is known, one whose chain id was never seen (down at start) gets no
         work until a probe has checked it."""
-        views = sorted((v for v in self.on_chain()), key=preference)
+        views = sorted(self.on_chain(), key=preference)
         return [
             (self._health[v.index], self._chains[v.index]) for v in views if v.index not in skip
         ]
