@@ -23,18 +23,6 @@ APPLICATIONS_WITH_COPIES = 20
 CONFIRMATIONS = 3
 
 
-@pytest.fixture
-def anvil(real_product):
-    """The session's chain with the real product, in place of a fresh anvil per test."""
-    return real_product.anvil
-
-
-@pytest.fixture
-def product(real_product):
-    """start_service reads the product's address from here."""
-    return real_product
-
-
 @pytest.mark.parametrize("applications", [10, 50])
 def test_applications_made_the_web_apps_way_land_exactly_once(
     applications, real_product, start_service, redis_client, anvil

@@ -18,16 +18,6 @@ pytestmark = pytest.mark.integration
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
-@pytest.fixture
-def anvil(real_product):
-    return real_product.anvil
-
-
-@pytest.fixture
-def product(real_product):
-    return real_product
-
-
 def high_s(signature: str) -> str:
     """The same signature with s replaced by n - s and v flipped: ecrecover gives the same
     signer, but it is another byte string (a second use of one consent), which OpenZeppelin's

@@ -25,11 +25,6 @@ APPLICATIONS, CAPACITY = 40, 24
 BLOCK_SECONDS = 2
 
 
-@pytest.fixture
-def anvil(real_product):
-    return real_product.anvil
-
-
 @pytest.mark.parametrize(
     "replicas", [pytest.param(1, id="one-wallet"), pytest.param(2, id="two-replicas-two-wallets")]
 )

@@ -25,11 +25,6 @@ ORIGINALS, COPIED = 20, 5
 BLOCK_SECONDS = 2
 
 
-@pytest.fixture
-def anvil(real_product):
-    return real_product.anvil
-
-
 def names(letter: dict, entity_id: str) -> bool:
     """The letter names `entity_id` somewhere other than its own entity id."""
     return any(entity_id in value for key, value in letter.items() if key != "entityId")
