@@ -12,11 +12,12 @@ FROM ${BASE} AS build
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv --without-pip /opt/venv
-# The pinned dependencies alone, in a layer of their own: a change to the code or the README
-# leaves it cached (`make pins` writes the file from the versions the tests ran with).
-COPY deploy/image/requirements.txt deploy/image/
-RUN python -m pip --python /opt/venv/bin/python install \
-        -r deploy/image/requirements.txt
+# The locked dependencies alone, in a layer of their own: a change to the code or the README
+# leaves it cached. requirements/runtime.txt is the runtime's part of requirements/lock.txt, the
+# lock the tests install from: the same versions, each checked against its hash.
+COPY requirements/runtime.txt requirements/
+RUN python -m pip --python /opt/venv/bin/python install --require-hashes --no-deps \
+        -r requirements/runtime.txt
 COPY setup.py setup.cfg README.md ./
 COPY depeg_processor ./depeg_processor
 RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels . \
@@ -25,9 +26,9 @@ RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels .
 
 # docker-compose.yml's one-shot deployment of the product test double (runs as root, local use).
 FROM build AS devnet
-COPY deploy/image/requirements-devnet.txt deploy/image/
-RUN python -m pip --python /opt/venv/bin/python install \
-        -r deploy/image/requirements.txt -r deploy/image/requirements-devnet.txt
+COPY requirements/devnet.txt requirements/
+RUN python -m pip --python /opt/venv/bin/python install --require-hashes --no-deps \
+        -r requirements/devnet.txt
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /devnet
 COPY devnet ./devnet

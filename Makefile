@@ -4,14 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install lint test unit integration demo bench contracts pins check-deploy clean
+.PHONY: install lint test unit integration demo bench contracts lock lock-upgrade check-deploy clean
 
 install: $(VENV)/.installed node_modules/.installed
 
-$(VENV)/.installed: setup.cfg setup.py
+# Every package, direct or not, comes from requirements/lock.txt at its locked version and hash:
+# a new release upstream changes nothing here until the lock is refreshed on purpose.
+$(VENV)/.installed: setup.cfg setup.py requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements/lock.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -53,9 +56,20 @@ bench: install
 	$(PY) -m bench.replay
 	$(PY) -m bench.real_product
 
-# The image's pinned requirements (deploy/image/requirements*.txt) from the installed versions.
-pins: install
-	$(PY) -m devnet.pins
+# The lock: requirements/lock.txt holds every package of setup.cfg (with the devnet and test
+# extras) and requirements/tools.in, with hashes; runtime.txt and devnet.txt are the image's
+# parts of it, resolved with the lock as constraints, so they hold the same versions.
+# `make lock` keeps every pin that still fits setup.cfg; `make lock-upgrade` moves all to the
+# newest releases. Both need the registry; nothing else does.
+LOCK = $(VENV)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+	--custom-compile-command 'make lock'
+lock: install
+	$(LOCK) $(UPGRADE) setup.cfg requirements/tools.in --extra devnet --extra test -o requirements/lock.txt
+	$(LOCK) setup.cfg -c requirements/lock.txt -o requirements/runtime.txt
+	$(LOCK) setup.cfg --extra devnet -c requirements/lock.txt -o requirements/devnet.txt
+
+lock-upgrade:
+	$(MAKE) lock UPGRADE=--upgrade
 
 # Rebuild the test double's ABI and bytecode (committed under contracts/build).
 contracts: node_modules/.installed

@@ -107,7 +107,7 @@ def rebuild_after_a_change(podman: Podman) -> float:
         took = time.monotonic() - started
     podman("rmi", f"{IMAGE}-rebuild", check=False)
     lines = output.splitlines()
-    found = [i for i, line in enumerate(lines) if "RUN" in line and "requirements.txt" in line]
+    found = [i for i, line in enumerate(lines) if "RUN" in line and "runtime.txt" in line]
     require(found, f"no dependency step in the build's output:\n{output}")
     require("Using cache" in lines[found[0] + 1], "\n".join(lines[found[0] : found[0] + 3]))
     require(took < REBUILD_LIMIT, f"the rebuild took {took:.1f} s")
