@@ -44,7 +44,7 @@ demo: install
 	$(PY) -m devnet.demo
 
 # As root: installs podman, runc, mmdebstrap and prometheus from Debian when missing, builds
-# both image targets and runs the runtime image on loopback (see README, "With Docker").
+# both image targets and runs the runtime image on loopback (see docs/deployment.md, "With Docker").
 # CHECK_DEPLOY_ARGS=--cold starts from an empty image store.
 check-deploy: install
 	$(PY) -m devnet.check_deploy $(CHECK_DEPLOY_ARGS)

@@ -1,1 +1,1 @@
-"""Benchmarks, run by hand (`make bench`); results go into the README, never into a test."""
+"""Benchmarks, run by hand (`make bench`); results go into docs/performance.md, not a test."""
