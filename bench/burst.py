@@ -31,7 +31,7 @@ import redis
 from eth_account import Account
 from prometheus_client import CollectorRegistry
 
-from depeg_processor.chain.rpc import Chain
+from depeg_processor.chain.rpc import NodeClient
 from depeg_processor.config import DERIVATION_PATH, Settings
 from depeg_processor.inbound.untrusted import REDIS_DECODING
 from depeg_processor.metrics import Metrics
@@ -206,7 +206,7 @@ def one_run(count: int, per_block: int, *, flat: bool, cap: int | None) -> Burst
                     chosen,
                     accounts=[PROCESSOR],
                     redis_client=redis.Redis.from_url(chosen.redis_url, **REDIS_DECODING),
-                    chain=Chain.from_url(chosen.chain_rpc_url, timeout=10),
+                    chain=NodeClient(url=chosen.chain_rpc_url, timeout=10),
                     stop=threading.Event(),
                     metrics=Metrics(CollectorRegistry()),
                 )

@@ -34,7 +34,7 @@ def rss_kib() -> int:
 
 
 def run(settings_fields: dict, pipe: Connection) -> None:
-    from depeg_processor.chain.rpc import Chain
+    from depeg_processor.chain.rpc import NodeClient
     from depeg_processor.config import Settings
     from depeg_processor.inbound.untrusted import REDIS_DECODING
     from depeg_processor.service import Service
@@ -51,7 +51,7 @@ def run(settings_fields: dict, pipe: Connection) -> None:
             settings,
             accounts=[account],
             redis_client=redis.Redis(connection_pool=pool),
-            chain=Chain.from_url(settings.chain_rpc_url, timeout=30),
+            chain=NodeClient(url=settings.chain_rpc_url, timeout=30),
             stop=threading.Event(),
         )
     )

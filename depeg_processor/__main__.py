@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from decouple import AutoConfig
 
 from . import cli, errors, status
-from .chain.providers import Providers
 from .config import Settings, load_settings
 from .faults import Faults
 from .logs import configure_logging
@@ -53,12 +52,11 @@ def command_run(settings: Settings) -> int:
         notifier=Notifier.from_environ(os.environ),
         faults=Faults(os.environ.get("DEPEG_PROCESSOR_FAULT") or None),
     )
-    if isinstance(runtime.chain, Providers):
-        try:  # before anything else is said: the refusal is the one line
-            runtime.chain.agree_on_chain_id()
-        except errors.ConfigError as error:
-            print(f"configuration error: {error}", file=sys.stderr)
-            return EXIT_CONFIG
+    try:  # providers on different chains, before anything else is said: the one line
+        runtime.chain.agree_on_chain_id()
+    except errors.ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     service = Service(runtime)
     try:
         service.serve_monitor()

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import redis
 
 from . import errors, redis_server
-from .chain.clients import build_chain
+from .chain.clients import build_chain_client
+from .chain.each_provider import ask_each_provider
 from .chain.simulation import Simulator
-from .chain.survey import survey
 from .config import Settings
 from .errors import StartupError
 from .inbound.stream import StreamQueue
@@ -39,7 +39,7 @@ def command_check_config(settings: Settings) -> int:
         problems += 1
     probe = {"from": account.address, "to": account.address, "data": "0x", "gas": "0x5208"}
     problems += check_providers(settings, probe)
-    chain = build_chain(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
+    chain = build_chain_client(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
     try:
         chain_id = chain.chain_id()
         balance = chain.balance(account.address)
@@ -74,7 +74,9 @@ def check_providers(settings: Settings, probe: dict) -> int:
     """Reach each provider of CHAIN_RPC_URL and say what it offers; the number of problems
     (one that does not answer, providers on different chains)."""
     problems = 0
-    reports = survey(settings.chain_rpc_urls, timeout=settings.rpc_timeout, probe=probe)
+    reports = ask_each_provider(
+        settings.chain_rpc_urls, timeout=settings.rpc_timeout, transfer=probe
+    )
     for r in reports:
         if r.chain_id is None or r.head is None:
             print(f"provider {r.name} FAILED: {r.error}")

@@ -18,7 +18,6 @@ from waitress.server import create_server
 from waitress.wasyncore import close_all
 
 from . import errors, startup
-from .chain.providers import Providers
 from .consumer.guards import STANDBY_CHECK_INTERVAL
 from .consumer.loop import Consumer
 from .inbound.retention import StreamRetention
@@ -163,8 +162,7 @@ class Service:
         self._start_thread("lease-keeper", lambda: choice.run(self.stop_event))
         self._start_thread("receipt-watcher", self._watch)
         self._start_thread("housekeeping", lambda: self.retention.run(self.stop_event))
-        if isinstance(self.runtime.chain, Providers):
-            self._start_thread("provider-probe", self._probe)
+        self._start_thread("provider-probe", self._probe)
         self.runtime.notifier.ready(
             f"processing {self.settings.stream_key} with a pool of "
             f"{len(self.consumers)} wallet(s) from {self.runtime.accounts[0].address}"
@@ -207,8 +205,8 @@ class Service:
         log.info("receipt watcher stopped")
 
     def _probe(self) -> None:
-        """Several providers: ask the idle ones their heads, so a fallback's lag and a failed
-        one's recovery are known before work needs them."""
+        """Ask the idle providers their heads, so a fallback's lag and a failed one's recovery
+        are known before work needs them (one node: nothing to ask)."""
         chain = self.runtime.chain
         while not self.stop_event.wait(PROBE_TICK):
             try:
@@ -257,8 +255,7 @@ class Service:
                 server.trigger.pull_trigger(close)
             except OSError as error:  # its loop has closed the trigger already
                 log.debug("monitor server already closed: %s", error)
-        if isinstance(self.runtime.chain, Providers):
-            self.runtime.chain.close()
+        self.runtime.chain.close()
         deadline = self._monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - self._monotonic()))

@@ -17,10 +17,9 @@ from eth_account.signers.local import LocalAccount
 from prometheus_client import CollectorRegistry
 
 from . import redis_server
-from .chain.clients import build_chain
+from .chain.calls import ChainClient
+from .chain.clients import build_chain_client
 from .chain.product import ProductCalls
-from .chain.providers import Providers
-from .chain.rpc import Chain
 from .chain.signing import TransactionSigner
 from .chain.simulation import Simulator
 from .clock import SYSTEM, Clock
@@ -53,7 +52,7 @@ class Runtime:
 
     settings: Settings
     redis: redis.Redis
-    chain: Chain | Providers
+    chain: ChainClient
     accounts: list[LocalAccount]
     stop: threading.Event
     state: SharedState
@@ -87,7 +86,7 @@ def build_runtime(
     *,
     accounts: list[LocalAccount],
     redis_client: redis.Redis | None = None,
-    chain: Chain | Providers | None = None,
+    chain: ChainClient | None = None,
     stop: threading.Event | None = None,
     metrics: Metrics | None = None,
     notifier: Notifier | None = None,
@@ -100,7 +99,7 @@ def build_runtime(
     stop = stop or threading.Event()
     metrics = metrics or Metrics(CollectorRegistry())
     state = SharedState(monotonic=clock.monotonic)
-    chain = chain or build_chain(
+    chain = chain or build_chain_client(
         settings.chain_rpc_urls,
         timeout=settings.rpc_timeout,
         max_batch=settings.chain_max_batch,
@@ -124,11 +123,11 @@ def build_runtime(
     )
 
 
-def check_node(settings: Settings, chain: Chain | Providers) -> NodeFacts:
+def check_node(settings: Settings, chain: ChainClient) -> NodeFacts:
     """The chain id and the product's message helper; StartupError if the product address is
-    not the product, ConfigError if several providers serve different chains."""
-    if isinstance(chain, Providers):
-        chain.agree_on_chain_id()
+    not the product, ConfigError if several providers serve different chains (asked of each
+    once: the entry point has asked already unless none answered then)."""
+    chain.agree_on_chain_id()
     chain_id = chain.chain_id()
     if not chain.code(settings.product_address):
         raise StartupError(

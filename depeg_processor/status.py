@@ -8,9 +8,8 @@ import time
 import redis
 
 from . import errors
-from .chain.clients import build_chain
-from .chain.providers import Providers
-from .chain.survey import lag, survey
+from .chain.clients import build_chain_client
+from .chain.each_provider import ask_each_provider, blocks_behind
 from .cli import EXIT_FAILURE, EXIT_OK, stream_queue
 from .config import Settings
 from .startup import build_redis
@@ -38,10 +37,9 @@ def gather_status(settings: Settings) -> dict:
 
 def _from_node(settings: Settings, pool: list, rows: list[dict], report: dict) -> None:
     """Each wallet's balance and nonces, in one batch."""
-    chain = build_chain(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
+    chain = build_chain_client(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
     try:
-        if isinstance(chain, Providers):  # every head first: a lagging one is not read
-            chain.agree_on_chain_id()
+        chain.agree_on_chain_id()  # every provider's head first: a lagging one is not read
         report["chain_id"] = chain.chain_id()
         results = chain.batch(
             [
@@ -70,8 +68,8 @@ def _from_node(settings: Settings, pool: list, rows: list[dict], report: dict) -
 def _providers(settings: Settings) -> list[dict]:
     """Each provider of CHAIN_RPC_URL as it answers now: head, lag behind the best of them,
     latency, failed calls (named by index and host, never by URL)."""
-    reports = survey(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
-    lags = lag(reports)
+    reports = ask_each_provider(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
+    lags = blocks_behind(reports)
     return [
         {
             "index": r.index,

@@ -1,20 +1,42 @@
-"""The typed calls the processor makes, over any client with `request(method, params)`: one
-node's `Chain`, or a set of providers (`Providers`), so both answer the same questions."""
+"""What the rest of the processor asks of the chain, whether CHAIN_RPC_URL names one node
+(`rpc.NodeClient`) or several providers (`providers.Providers`): the same calls, the same
+questions, so no caller needs to know which it holds."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..fees import Block
 
 
-class TypedCalls:
-    """JSON-RPC calls returning plain Python values."""
+class ChainClient:
+    """The chain client's interface: raw calls (`request`, `batch`), the typed calls built on
+    them, and the three things a set of providers does beside its calls (agree on the chain
+    id, probe the idle ones, stop its threads), which one node answers with nothing to do."""
 
     def request(self, method: str, params: Sequence[Any]) -> Any:
         raise NotImplementedError
 
+    def batch(self, calls: Iterable[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """Several calls; each result, in call order, is a value or an error instance."""
+        raise NotImplementedError
+
+    def agree_on_chain_id(self) -> int | None:
+        """Refuse (ConfigError) providers that serve different chains, asking each once.
+        Returns the chain id they agree on, None when nothing was asked or none answered."""
+        raise NotImplementedError
+
+    def probe_idle(self) -> None:
+        """Ask the providers no call reached lately whether they answer (the probe thread
+        calls this every second)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop what the client runs beside its calls."""
+        raise NotImplementedError
+
+    # -- the typed calls ------------------------------------------------------------------------
     def chain_id(self) -> int:
         return int(self.request("eth_chainId", []), 16)
 

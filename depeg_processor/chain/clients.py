@@ -1,18 +1,20 @@
-"""The node client for CHAIN_RPC_URL: one `Chain` for one URL (exactly as before there could
-be several), a `Providers` set over one `Chain` each for a list."""
+"""The chain client for CHAIN_RPC_URL: a `NodeClient` for one URL (exactly as before there
+could be several), a `Providers` set over one `NodeClient` each for a list. Either is a
+`ChainClient`: nothing that holds one asks which."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
 
+from .calls import ChainClient
 from .health import ProviderView
 from .providers import Providers
-from .rpc import DEFAULT_MAX_BATCH, Chain
+from .rpc import DEFAULT_MAX_BATCH, NodeClient
 from .urls import provider_name
 
 
-def build_chain(
+def build_chain_client(
     urls: Sequence[str],
     *,
     timeout: float,
@@ -22,20 +24,22 @@ def build_chain(
     on_change: Callable[[list[ProviderView]], None] = lambda views: None,
     wait: Callable[[float], bool | None] = time.sleep,
     monotonic: Callable[[], float] = time.monotonic,
-) -> Chain | Providers:
+) -> ChainClient:
     """The client of the providers at `urls`, the first preferred. One of several is built
-    without patience for rate limits: the set moves the call to the next instead."""
+    without patience for rate limits: the set moves the call to the next instead. `on_change`
+    hears how each of several is doing; one node has nothing to tell."""
     if len(urls) == 1:
-        return Chain.from_url(
-            urls[0],
+        return NodeClient(
+            url=urls[0],
             timeout=timeout,
             max_batch=max_batch,
             on_error=on_error,
             on_rate_limit=on_rate_limit,
             wait=wait,
+            monotonic=monotonic,
         )
-    chains = [
-        Chain(
+    nodes = [
+        NodeClient(
             url=url,
             timeout=timeout,
             max_batch=max_batch,
@@ -48,5 +52,5 @@ def build_chain(
         for index, url in enumerate(urls)
     ]
     return Providers(
-        chains, wait=wait, monotonic=monotonic, on_rate_limit=on_rate_limit, on_change=on_change
+        nodes, wait=wait, monotonic=monotonic, on_rate_limit=on_rate_limit, on_change=on_change
     )

@@ -1,7 +1,7 @@
 """Several JSON-RPC providers of one chain, used as one node.
 
 `CHAIN_RPC_URL` may list several URLs: the first is preferred, the rest are fallbacks. The set
-answers the calls `Chain` answers, so nothing else knows there are several:
+is a `ChainClient` as one node's `NodeClient` is, so nothing else knows there are several:
 
 - A read goes to the best provider (`health.preference`: usable, keeping up with the best head
   seen, fast, earliest in the list). One that does not answer, or rate-limits, is left for the
@@ -31,10 +31,10 @@ from typing import Any
 from .. import errors
 from ..errors import ConfigError
 from .broadcast import Answers, merge, unanswered
-from .calls import TypedCalls
-from .heads import heads_in, needed_block
+from .calls import ChainClient
+from .freshness import heads_answered, required_block
 from .health import Health, ProviderView, none_answered, preference
-from .rpc import PATIENCE, Chain
+from .rpc import PATIENCE, NodeClient
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +43,22 @@ BROADCAST_GRACE = 1.0  # s the other providers have to answer once one answered 
 Call = tuple[str, Sequence[Any]]
 
 
-class Providers(TypedCalls):
+class Providers(ChainClient):
     """One chain's providers, in the order of preference."""
 
     def __init__(
         self,
-        chains: Sequence[Chain],
+        nodes: Sequence[NodeClient],
         *,
         wait: Callable[[float], bool | None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         on_rate_limit: Callable[[str | None], None] = lambda reason: None,
         on_change: Callable[[list[ProviderView]], None] = lambda views: None,
     ) -> None:
-        self._chains = list(chains)
+        self._nodes = list(nodes)
         self._health = [
-            Health(index=i, name=chain.name, monotonic=monotonic)
-            for i, chain in enumerate(self._chains)
+            Health(index=i, name=node.name, monotonic=monotonic)
+            for i, node in enumerate(self._nodes)
         ]
         self._wait, self._monotonic = wait, monotonic
         self._on_rate_limit, self._on_change = on_rate_limit, on_change
@@ -67,16 +67,16 @@ class Providers(TypedCalls):
         self._chain_id: int | None = None  # agreed at start (`agree_on_chain_id`)
         self._checked: set[int] = set()  # the providers whose chain id was seen
         self._pool = ThreadPoolExecutor(
-            max_workers=2 * len(self._chains), thread_name_prefix="broadcast"
+            max_workers=2 * len(self._nodes), thread_name_prefix="broadcast"
         )
 
     @property
     def max_batch(self) -> int:
-        return self._chains[0].max_batch
+        return self._nodes[0].max_batch
 
     @property
     def batches(self) -> bool:
-        return self._chains[0].batches
+        return self._nodes[0].batches
 
     def views(self) -> list[ProviderView]:
         return [health.view() for health in self._health]
@@ -90,7 +90,7 @@ class Providers(TypedCalls):
         known = self._chain_id is not None
         return [v for v in self.views() if v.on_chain and (not known or v.index in self._checked)]
 
-    # -- the interface of Chain ------------------------------------------------------------------
+    # -- the calls ------------------------------------------------------------------------------
     def request(self, method: str, params: Sequence[Any]) -> Any:
         [result] = self.batch([(method, params)])
         if isinstance(result, errors.ProcessorError):
@@ -98,7 +98,7 @@ class Providers(TypedCalls):
         return result
 
     def batch(self, calls: Iterable[Call]) -> list[Any]:
-        """As `Chain.batch`: raw transactions broadcast, everything else read from the best
+        """As `NodeClient.batch`: raw transactions broadcast, everything else read from the best
         provider that can answer it. Raises NodeUnavailable when no provider answered."""
         calls = list(calls)
         sends = [i for i, (method, _params) in enumerate(calls) if method == SEND]
@@ -125,7 +125,7 @@ class Providers(TypedCalls):
                     return results
                 except errors.RateLimited as error:
                     self._set_limited(str(error))
-                    resume = min(chain.resume_at for chain in self._chains)
+                    resume = min(node.resume_at for node in self._nodes)
                     delay = max(resume - self._monotonic(), 0.05)
                     if self._monotonic() + delay > deadline or self._wait(delay):
                         raise
@@ -134,13 +134,13 @@ class Providers(TypedCalls):
 
     # -- reads -------------------------------------------------------------------------------------
     def _read(self, calls: list[Call], skip: frozenset[int] = frozenset()) -> list[Any]:
-        need = needed_block(calls, self.best_head())
+        need = required_block(calls, self.best_head())
         failures: list[tuple[str, Exception]] = []
-        for health, chain in self._order(skip):
+        for health, node in self._order(skip):
             guard = need is not None and (health.head is None or health.head < need)
             # the head first: one that moves on during the batch has answered at it or later
             asked = [("eth_blockNumber", []), *calls] if guard else calls
-            results = self._ask(health, chain, asked)
+            results = self._ask(health, node, asked)
             if isinstance(results, Exception):
                 failures.append((health.name, results))
                 continue
@@ -151,7 +151,7 @@ class Providers(TypedCalls):
                     continue
             limited = [i for i, r in enumerate(results) if isinstance(r, errors.RateLimited)]
             if limited:  # the members it refused for its rate limit, elsewhere
-                health.limited(str(results[limited[0]]), retry_at=chain.resume_at)
+                health.limited(str(results[limited[0]]), retry_at=node.resume_at)
                 try:
                     again = self._read([calls[i] for i in limited], skip | {health.index})
                 except errors.NodeUnavailable:
@@ -161,22 +161,20 @@ class Providers(TypedCalls):
             return results
         raise none_answered(failures, what=calls[0][0] if len(calls) == 1 else "batch")
 
-    def _order(self, skip: frozenset[int]) -> list[tuple[Health, Chain]]:
+    def _order(self, skip: frozenset[int]) -> list[tuple[Health, NodeClient]]:
         """The providers to try, best first; those not usable only after every usable one.
         Once the chain is known, one whose chain id was never seen (down at start) gets no
         work until a probe has checked it."""
         views = sorted(self.on_chain(), key=preference)
-        return [
-            (self._health[v.index], self._chains[v.index]) for v in views if v.index not in skip
-        ]
+        return [(self._health[v.index], self._nodes[v.index]) for v in views if v.index not in skip]
 
-    def _ask(self, health: Health, chain: Chain, calls: list[Call]) -> list[Any] | Exception:
+    def _ask(self, health: Health, node: NodeClient, calls: list[Call]) -> list[Any] | Exception:
         """One provider's answers (its health told), or why it gave none."""
         started = self._monotonic()
         try:
-            results = chain.batch(calls)
+            results = node.batch(calls)
         except errors.RateLimited as error:
-            health.limited(str(error), retry_at=chain.resume_at)
+            health.limited(str(error), retry_at=node.resume_at)
             return error
         except errors.NodeUnavailable as error:
             if health.view().usable:
@@ -188,7 +186,7 @@ class Providers(TypedCalls):
         return results
 
     def _learn_heads(self, health: Health, calls: list[Call], results: list[Any]) -> None:
-        heads = heads_in(calls, results)
+        heads = heads_answered(calls, results)
         if heads:
             head = max(heads)
             health.saw_head(head, max(head, self.best_head() or 0))
@@ -202,7 +200,7 @@ class Providers(TypedCalls):
         targets = [v for v in views if v.usable] or views
         targets = sorted([v for v in targets if not v.slow] or targets, key=preference)
         futures: dict[Future, int] = {
-            self._pool.submit(self._ask, self._health[v.index], self._chains[v.index], calls): n
+            self._pool.submit(self._ask, self._health[v.index], self._nodes[v.index], calls): n
             for n, v in enumerate(targets)
         }
         answered: dict[int, Answers] = {}
@@ -226,11 +224,14 @@ class Providers(TypedCalls):
 
     # -- the chain id, and probes ------------------------------------------------------------------
     def agree_on_chain_id(self) -> int | None:
-        """Ask every provider its chain id (and head); ConfigError if two differ. Providers
-        that do not answer are checked when they first answer a probe."""
+        """Ask every provider its chain id (and head); ConfigError if two differ. Once one
+        has answered the chain id is settled and later calls ask nothing: providers that did
+        not answer are checked when they first answer a probe. None while none answered."""
+        if self._chain_id is not None:
+            return self._chain_id
         ids = {}
-        for health, chain in zip(self._health, self._chains):
-            answers = self._ask(health, chain, [("eth_chainId", []), ("eth_blockNumber", [])])
+        for health, node in zip(self._health, self._nodes):
+            answers = self._ask(health, node, [("eth_chainId", []), ("eth_blockNumber", [])])
             if isinstance(answers, list) and isinstance(answers[0], str):
                 ids[health.name] = int(answers[0], 16)
                 self._checked.add(health.index)
@@ -251,14 +252,14 @@ class Providers(TypedCalls):
     def probe_idle(self) -> None:
         """Ask each idle provider (and each past its backoff) its head: one cheap call, the
         chain id too until it was seen once."""
-        for health, chain in zip(self._health, self._chains):
+        for health, node in zip(self._health, self._nodes):
             if not health.probe_due():
                 continue
             calls: list[Call] = [("eth_blockNumber", [])]
             if health.index not in self._checked:
                 calls.append(("eth_chainId", []))
             was = health.view().usable
-            answers = self._ask(health, chain, calls)
+            answers = self._ask(health, node, calls)
             if isinstance(answers, list) and len(answers) == 2 and isinstance(answers[1], str):
                 self._check_chain(health, int(answers[1], 16))
             if isinstance(answers, list) and not was and health.view().usable:

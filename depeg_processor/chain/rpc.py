@@ -1,4 +1,4 @@
-"""The node, over JSON-RPC: a thin client whose errors are sorted in one place.
+"""One node, over JSON-RPC: a thin client whose errors are sorted in one place.
 
 Requests go over a kept-alive `requests` session per thread, so the client sees each HTTP
 status and header (a hosted provider's 429 and Retry-After, a refused batch). Every RPC error
@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from .. import errors
-from .calls import TypedCalls
+from .calls import ChainClient
 from .classify import classify, error_of, retry_after
 
 log = logging.getLogger(__package__)  # the logger the chain's lines have always come from
@@ -31,8 +31,8 @@ MAX_RETRY_AFTER = 60.0  # s, the most of a Retry-After that is believed
 DEFAULT_MAX_BATCH = 100
 
 
-class Chain(TypedCalls):
-    """JSON-RPC calls the processor makes, each returning plain Python values.
+class NodeClient(ChainClient):
+    """The client of one node: JSON-RPC calls, each returning plain Python values.
 
     One kept-alive HTTP session per thread. A hosted provider's limits are handled here, out
     of the callers' sight: a rate limit (HTTP 429, error -32005) is waited out (Retry-After,
@@ -44,9 +44,10 @@ class Chain(TypedCalls):
     What the service owns is handed in at construction: the batch cap of its settings, its
     stop-aware `wait` (True when stopping, which ends a rate-limit wait) and `on_rate_limit`,
     the shared state's rate-limit fact. The defaults (100 calls, a plain sleep, nobody told)
-    suit a one-off command such as check-config. One of several providers (`Providers`) is
-    built with no `patience`, so a rate limit hands the call to the next provider at once,
-    and with the `name` its lines call it by (never its URL).
+    suit a one-off command such as check-config; the service hands in its clock's
+    `monotonic` too. One of several providers (`Providers`) is built with no `patience`, so
+    a rate limit hands the call to the next provider at once, and with the `name` its lines
+    call it by (never its URL).
     """
 
     def __init__(
@@ -77,27 +78,6 @@ class Chain(TypedCalls):
         self._resume_at = 0.0  # no request before this (monotonic): the last Retry-After
         self._limited: str | None = None
 
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        timeout: float,
-        max_batch: int = DEFAULT_MAX_BATCH,
-        on_error: Callable[[Exception], None] = lambda error: None,
-        on_rate_limit: Callable[[str | None], None] = lambda reason: None,
-        wait: Callable[[float], bool | None] = time.sleep,
-    ) -> Chain:
-        """The client of the node at `url` (see the class for the keywords)."""
-        return cls(
-            url=url,
-            timeout=timeout,
-            max_batch=max_batch,
-            on_error=on_error,
-            on_rate_limit=on_rate_limit,
-            wait=wait,
-        )
-
     @property
     def patience(self) -> float:
         """Seconds a call waits on rate limits in all before it raises RateLimited."""
@@ -118,6 +98,15 @@ class Chain(TypedCalls):
         if isinstance(result, errors.ProcessorError):
             raise result
         return result
+
+    def agree_on_chain_id(self) -> None:
+        """One node serves one chain: nothing to compare, nothing asked (`chain_id` asks)."""
+
+    def probe_idle(self) -> None:
+        """Nothing to probe: the one node's health is known from the calls the work makes."""
+
+    def close(self) -> None:
+        """Nothing runs beside the calls: each thread's session ends with its thread."""
 
     def batch(self, calls: Iterable[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Several calls, as few HTTP requests as the provider allows; each result, in call

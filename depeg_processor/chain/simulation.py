@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import errors
+from .calls import ChainClient
 from .classify import ERROR_SELECTOR, classify
-from .rpc import Chain
 
 log = logging.getLogger(__package__)  # the logger the chain's lines have always come from
 
@@ -27,7 +27,7 @@ class Simulator:
     not, whichever wallet asks.
     """
 
-    def __init__(self, *, chain: Chain) -> None:
+    def __init__(self, *, chain: ChainClient) -> None:
         self._chain = chain
         self.simulates = True  # False once eth_simulateV1 failed where eth_call answered
         self._strikes = 0  # batches in a row that it did so
@@ -56,7 +56,7 @@ class Simulator:
         as a whole, or the node does not offer it, the calls go again as a batch of `eth_call`,
         each against `block` alone; once that has happened SIMULATE_V1_STRIKES batches in a
         row while `eth_call` answered, `eth_simulateV1` is not asked again. Raises
-        NodeUnavailable when `eth_call` gets no answer either (as `Chain.batch` does).
+        NodeUnavailable when `eth_call` gets no answer either (as `ChainClient.batch` does).
         """
         calls, before = list(calls), list(before)
         failure: errors.ProcessorError | None = None

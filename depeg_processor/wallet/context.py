@@ -8,8 +8,8 @@ import dataclasses
 
 import redis
 
+from ..chain.calls import ChainClient
 from ..chain.product import ProductCalls
-from ..chain.rpc import Chain
 from ..chain.signing import TransactionSigner
 from ..chain.simulation import Simulator
 from ..clock import SYSTEM, Clock
@@ -58,7 +58,7 @@ class Shared:
     the monitor's store (written, never read for decisions), the metrics, the clock and the
     fault points."""
 
-    chain: Chain
+    chain: ChainClient
     simulator: Simulator
     product: ProductCalls
     redis: redis.Redis

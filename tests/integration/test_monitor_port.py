@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from depeg_processor import service as service_module
-from depeg_processor.chain.rpc import Chain
+from depeg_processor.chain.rpc import NodeClient
 from depeg_processor.service import Service
 from depeg_processor.startup import build_runtime
 from tests.integration.conftest import PROCESSOR, base_settings
@@ -32,7 +32,7 @@ def monitor_only() -> Service:
             settings,
             accounts=[PROCESSOR],
             redis_client=redis.Redis(port=9),
-            chain=Chain.from_url(settings.chain_rpc_url, timeout=1),
+            chain=NodeClient(url=settings.chain_rpc_url, timeout=1),
             stop=threading.Event(),
         )
     )

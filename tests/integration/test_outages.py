@@ -8,7 +8,7 @@ import threading
 import pytest
 import redis
 
-from depeg_processor.chain.rpc import Chain
+from depeg_processor.chain.rpc import NodeClient
 from depeg_processor.inbound.untrusted import REDIS_DECODING
 from depeg_processor.service import Service
 from depeg_processor.startup import build_runtime
@@ -34,7 +34,7 @@ def run_service(settings) -> Running:
             settings,
             accounts=[PROCESSOR],
             redis_client=client,
-            chain=Chain.from_url(settings.chain_rpc_url, timeout=2),
+            chain=NodeClient(url=settings.chain_rpc_url, timeout=2),
             stop=threading.Event(),
         )
     )

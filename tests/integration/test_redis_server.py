@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from depeg_processor import redis_server as server_check
-from depeg_processor.chain.rpc import Chain
+from depeg_processor.chain.rpc import NodeClient
 from depeg_processor.cli import command_check_config
 from depeg_processor.errors import StartupError
 from depeg_processor.service import Service
@@ -41,7 +41,7 @@ def service_on(redis_url: str, anvil, product) -> Service:
             base_settings(redis_url, anvil.url, product.address),
             accounts=[PROCESSOR],
             redis_client=redis.Redis.from_url(redis_url, decode_responses=True),
-            chain=Chain.from_url(anvil.url, timeout=10),
+            chain=NodeClient(url=anvil.url, timeout=10),
             stop=threading.Event(),
         )
     )

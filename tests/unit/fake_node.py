@@ -7,7 +7,7 @@ import json
 
 from eth_abi import encode as abi_encode
 
-from depeg_processor.chain.rpc import Chain
+from depeg_processor.chain.rpc import NodeClient
 
 URL = "http://node.test"
 
@@ -74,11 +74,11 @@ class Clock:
         return False
 
 
-def limited_chain(clock: Clock) -> Chain:
+def limited_chain(clock: Clock) -> NodeClient:
     """A chain with a fake clock; .facts lists what it told the shared state, .counted what
     it counted."""
     facts, counted = [], []
-    chain = Chain(
+    chain = NodeClient(
         url=URL,
         timeout=5,
         max_batch=10,

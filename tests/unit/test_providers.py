@@ -12,7 +12,7 @@ import responses
 
 from depeg_processor import errors
 from depeg_processor.chain.broadcast import merge
-from depeg_processor.chain.clients import build_chain
+from depeg_processor.chain.clients import build_chain_client
 from depeg_processor.chain.health import PROBE_INTERVAL
 from depeg_processor.chain.providers import Providers
 from depeg_processor.chain.urls import provider_name, redact, split_urls
@@ -30,7 +30,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def providers(clock) -> Providers:
-    chain = build_chain([A, B], timeout=5, wait=clock.wait, monotonic=clock)
+    chain = build_chain_client([A, B], timeout=5, wait=clock.wait, monotonic=clock)
     assert isinstance(chain, Providers)
     return chain
 
@@ -227,7 +227,39 @@ def test_providers_on_different_chains_are_refused_naming_them(node, providers) 
 
 
 def test_one_url_is_the_plain_client() -> None:
-    assert not isinstance(build_chain([A], timeout=5), Providers)
+    assert not isinstance(build_chain_client([A], timeout=5), Providers)
+
+
+def test_one_url_waits_out_a_rate_limit_on_the_injected_clock(node, clock) -> None:
+    client = build_chain_client([A], timeout=5, wait=clock.wait, monotonic=clock)
+    node.add(responses.POST, A, status=429, headers={"Retry-After": "2"})
+    node.add(responses.POST, A, json={"jsonrpc": "2.0", "id": 0, "result": "0x7a69"})
+    assert client.chain_id() == 0x7A69 and clock.waits == [2.0]
+    node.add(responses.POST, A, json={"jsonrpc": "2.0", "id": 0, "result": "0x7a69"})
+    assert client.chain_id() == 0x7A69
+    assert clock.waits == [2.0], "the pause ended on the injected clock: not waited again"
+
+
+def test_one_node_has_no_chain_ids_to_compare_and_nothing_to_probe(node, clock) -> None:
+    """The set's questions, asked of one node: answered without a call."""
+    client = build_chain_client([A], timeout=5, wait=clock.wait, monotonic=clock)
+    assert client.agree_on_chain_id() is None
+    clock.now += PROBE_INTERVAL * 10
+    client.probe_idle()
+    client.close()
+    assert len(node.calls) == 0
+
+
+def test_the_chain_ids_are_compared_once_a_provider_answered(node, providers) -> None:
+    a, b = Provider(node, A), Provider(node, B)
+    a.down = b.down = True
+    assert providers.agree_on_chain_id() is None, "none answered"
+    a.down = b.down = False
+    assert providers.agree_on_chain_id() == 0x7A69, "asked again, as none had answered"
+    assert a.asked == b.asked == ["eth_chainId", "eth_blockNumber"]
+    b.answers["eth_chainId"] = "0x1"
+    assert providers.agree_on_chain_id() == 0x7A69
+    assert len(a.asked) == len(b.asked) == 2, "settled: the providers are not asked again"
 
 
 def test_idle_probes_stay_within_ten_calls_a_minute_each(node, providers, clock) -> None:

@@ -7,7 +7,7 @@ import pytest
 import responses
 
 from depeg_processor import errors
-from depeg_processor.chain.rpc import Chain
+from depeg_processor.chain.rpc import NodeClient
 from depeg_processor.state import SharedState
 
 from .consumer_harness import KEY, Harness
@@ -85,7 +85,7 @@ def test_the_chain_tells_the_state_while_it_waits_out_a_rate_limit(healthy_state
         now[0] += seconds
         return False
 
-    chain = Chain(
+    chain = NodeClient(
         url="http://node.test",
         timeout=1,
         max_batch=7,

@@ -10,7 +10,7 @@ import requests
 import responses
 
 from depeg_processor import errors
-from depeg_processor.chain.rpc import Chain
+from depeg_processor.chain.rpc import NodeClient
 from depeg_processor.errors import NodeUnavailable
 
 from .fake_node import (
@@ -26,12 +26,12 @@ from .fake_node import (
 
 
 @pytest.fixture
-def chain() -> Chain:
-    return Chain.from_url(URL, timeout=5)
+def chain() -> NodeClient:
+    return NodeClient(url=URL, timeout=5)
 
 
 @pytest.fixture
-def limited() -> Chain:
+def limited() -> NodeClient:
     """A chain that cuts batches at 10 calls."""
     return limited_chain(Clock())
 

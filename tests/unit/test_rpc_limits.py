@@ -8,7 +8,7 @@ import responses
 
 from depeg_processor import errors
 from depeg_processor.chain import rpc as chain_module
-from depeg_processor.chain.rpc import Chain
+from depeg_processor.chain.rpc import NodeClient
 from depeg_processor.errors import NodeUnavailable
 
 from .fake_node import URL, Clock, echo, error_answer, limited_chain, rpc_reply, sizes
@@ -20,7 +20,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def limited(clock: Clock) -> Chain:
+def limited(clock: Clock) -> NodeClient:
     return limited_chain(clock)
 
 
@@ -70,7 +70,7 @@ def test_a_retry_after_beyond_the_patience_gives_up_at_once_and_is_honoured_late
 
 
 def test_stopping_ends_the_wait(node, clock) -> None:
-    chain = Chain(url=URL, timeout=5, wait=lambda seconds: True, monotonic=clock)
+    chain = NodeClient(url=URL, timeout=5, wait=lambda seconds: True, monotonic=clock)
     node.add(responses.POST, URL, status=429, headers={"Retry-After": "1"})
     with pytest.raises(errors.RateLimited, match="stopping"):
         chain.request("eth_blockNumber", [])

@@ -11,7 +11,7 @@ import responses
 
 from depeg_processor import errors
 from depeg_processor.chain import simulation
-from depeg_processor.chain.rpc import Chain
+from depeg_processor.chain.rpc import NodeClient
 from depeg_processor.chain.simulation import Simulator
 from depeg_processor.errors import NodeUnavailable
 
@@ -20,7 +20,7 @@ from .fake_node import URL, error_answer, error_data, methods, reverted, rpc_rep
 
 @pytest.fixture
 def simulator() -> Simulator:
-    return Simulator(chain=Chain.from_url(URL, timeout=5))
+    return Simulator(chain=NodeClient(url=URL, timeout=5))
 
 
 CALLS = [{"from": "0x" + "11" * 20, "to": "0x" + "22" * 20, "data": "0x", "gas": hex(100_000)}] * 4

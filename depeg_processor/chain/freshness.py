@@ -1,5 +1,5 @@
-"""Heads and the calls that depend on them, for several providers: which block a provider must
-have reached before its answer to a call may be believed, and which heads its answers show."""
+"""How fresh a provider must be, for several providers: which block it must have reached before
+its answer to a call may be believed, and which heads its answers show."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ DECIDING = frozenset(  # a lagging provider's answer to these would be taken for
 BY_NUMBER = ("eth_getBlockByNumber", "eth_getBlockReceipts")
 
 
-def needed_block(calls: Sequence[tuple[str, Sequence[Any]]], best: int | None) -> int | None:
+def required_block(calls: Sequence[tuple[str, Sequence[Any]]], best: int | None) -> int | None:
     """The block a provider must be at for `calls`: where an answer decides something, the
     best head seen and any block asked by its number; else None (any provider will do)."""
     deciding = [(method, params) for method, params in calls if method in DECIDING]
@@ -36,7 +36,7 @@ def needed_block(calls: Sequence[tuple[str, Sequence[Any]]], best: int | None) -
     return max(known, default=None)
 
 
-def heads_in(calls: Sequence[tuple[str, Sequence[Any]]], results: Sequence[Any]) -> list[int]:
+def heads_answered(calls: Sequence[tuple[str, Sequence[Any]]], results: Sequence[Any]) -> list[int]:
     """The heads a provider's answers show: `eth_blockNumber`, and the latest block."""
     heads = []
     for (method, params), result in zip(calls, results):

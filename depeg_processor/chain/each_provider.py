@@ -10,13 +10,13 @@ import time
 from collections.abc import Callable, Sequence
 
 from .. import errors
-from .rpc import Chain
+from .rpc import NodeClient
 from .simulation import Simulator
 from .urls import provider_name
 
 
 @dataclasses.dataclass(frozen=True)
-class Survey:
+class ProviderReport:
     """One provider, as it answered just now."""
 
     index: int
@@ -30,33 +30,38 @@ class Survey:
     block_receipts: bool | None = None  # offers eth_getBlockReceipts (None: not asked)
 
 
-def survey(
+def ask_each_provider(
     urls: Sequence[str],
     *,
     timeout: float,
-    probe: dict | None = None,
+    transfer: dict | None = None,
     monotonic: Callable[[], float] = time.monotonic,
-) -> list[Survey]:
-    """Ask each provider; with `probe` (a plain transfer to simulate), its methods too."""
+) -> list[ProviderReport]:
+    """Ask each provider; with `transfer` (a plain one, to simulate), its methods too."""
     return [
-        _one(index, url, timeout=timeout, probe=probe, monotonic=monotonic)
+        _ask_one(index, url, timeout=timeout, transfer=transfer, monotonic=monotonic)
         for index, url in enumerate(urls)
     ]
 
 
-def _one(
-    index: int, url: str, *, timeout: float, probe: dict | None, monotonic: Callable[[], float]
-) -> Survey:
+def _ask_one(
+    index: int,
+    url: str,
+    *,
+    timeout: float,
+    transfer: dict | None,
+    monotonic: Callable[[], float],
+) -> ProviderReport:
     name = provider_name(index, url)
-    chain = Chain(url=url, timeout=timeout, patience=0.0, name=name)
+    node = NodeClient(url=url, timeout=timeout, patience=0.0, name=name)
     started = monotonic()
     try:
-        chain_id, head = chain.batch([("eth_chainId", []), ("eth_blockNumber", [])])
+        chain_id, head = node.batch([("eth_chainId", []), ("eth_blockNumber", [])])
     except errors.ProcessorError as error:
-        return Survey(index=index, name=name, errors=1, error=str(error))
+        return ProviderReport(index=index, name=name, errors=1, error=str(error))
     latency = monotonic() - started
     failed = [a for a in (chain_id, head) if isinstance(a, Exception)]
-    report = Survey(
+    report = ProviderReport(
         index=index,
         name=name,
         chain_id=None if isinstance(chain_id, Exception) else int(chain_id, 16),
@@ -65,12 +70,12 @@ def _one(
         errors=len(failed),
         error=str(failed[0]) if failed else None,
     )
-    if probe is None:
+    if transfer is None:
         return report
     return dataclasses.replace(
         report,
-        simulates=_answers(lambda: Simulator(chain=chain).simulate_v1([probe], "pending")),
-        block_receipts=_answers(lambda: chain.request("eth_getBlockReceipts", ["latest"])),
+        simulates=_answers(lambda: Simulator(chain=node).simulate_v1([transfer], "pending")),
+        block_receipts=_answers(lambda: node.request("eth_getBlockReceipts", ["latest"])),
     )
 
 
@@ -82,7 +87,7 @@ def _answers(ask: Callable[[], object]) -> bool:
     return True
 
 
-def lag(reports: Sequence[Survey]) -> dict[int, int]:
+def blocks_behind(reports: Sequence[ProviderReport]) -> dict[int, int]:
     """Blocks each provider that answered is behind the best head among them."""
     best = max((r.head for r in reports if r.head is not None), default=None)
     return {r.index: best - r.head for r in reports if r.head is not None and best is not None}
