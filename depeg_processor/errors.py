@@ -191,3 +191,9 @@ class SignatureTaken(TransientError):
 
 class NodeBehind(NodeUnavailable):
     """No provider that answered was at the block asked about: nothing is decided on it."""
+
+
+class IllegalMove(ProcessorError):
+    """A bug: a transaction in flight was moved between statuses that the table of
+    `wallet/lifecycle.py` does not allow. Nothing catches it but the watcher loop's last
+    resort, which logs it with its traceback."""

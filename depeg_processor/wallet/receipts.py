@@ -16,6 +16,7 @@ import logging
 from .. import errors
 from .context import WalletContext
 from .inflight import InFlight, Mined
+from .lifecycle import Status
 from .records import TxRecord
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class Receipts:
     def find(self, records: list[TxRecord], head: int) -> None:
         """Look for the unmined records' transactions in the blocks after `scanned` up to
         `head`. A record not seen before gets its hashes asked one by one."""
-        unmined = [r for r in records if self._in_flight[r.entity_id].mined is None]
+        unmined = [r for r in records if self._in_flight[r.entity_id].status is not Status.MINED]
         if self.scanned is not None and self.scanned > head:
             self.scanned = None  # the node went back (a reorg, another node behind it)
         if not unmined:
@@ -53,12 +54,15 @@ class Receipts:
         complete = True
         if receipts is None:
             receipts, complete = self._of_hashes(by_hash)
+        found = {}  # entity id -> its receipt (the last one seen, should there be two)
         for receipt in receipts:
             record = by_hash.get(receipt.get("transactionHash", ""))
             if record is not None and receipt.get("blockNumber") and receipt.get("blockHash"):
-                tracked = self._in_flight[record.entity_id]
-                tracked.mined = Mined.from_receipt(receipt, head=head)
-                tracked.waiting = tracked.stuck = None
+                found[record.entity_id] = receipt
+        for entity_id, receipt in found.items():
+            self._in_flight[entity_id].move(
+                Status.MINED, mined=Mined.from_receipt(receipt, head=head)
+            )
         self.scanned = head if complete else None
 
     def _of_hashes(self, by_hash: dict[str, TxRecord]) -> tuple[list[dict], bool]:
@@ -140,5 +144,5 @@ class Receipts:
                     mined.block,
                     mined.block_hash,
                 )
-                tracked.mined = None
+                tracked.move(Status.SENT)
                 self.scanned = None  # it may be mined again in a block already looked at

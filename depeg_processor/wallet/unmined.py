@@ -18,6 +18,7 @@ from .. import errors
 from ..fees import raised
 from .context import WalletContext
 from .inflight import InFlight, Waiting
+from .lifecycle import Status
 from .publish import Answer, Publisher
 from .records import TxRecord
 from .replace import Replacer
@@ -70,13 +71,15 @@ class Unmined:
         due = []
         for record in unmined:
             tracked = self._in_flight[record.entity_id]
-            if tracked.waiting is None:
+            first_look = tracked.waiting is None
+            if first_look:
                 tracked.waiting = Waiting(head, now)
-                if record.signed_at < self._in_flight.sending_since:  # from before this
-                    due.append(record)  # process held the lease: look at the node now
-                    continue
-            if tracked.refused or self._stale(tracked.waiting, head, now):
-                tracked.refused = False  # a refused one at once: the fee cap may be reached
+            if tracked.status is Status.REFUSED:
+                tracked.move(Status.SENT)  # looked after at once: the fee cap may be reached
+                due.append(record)
+            elif first_look and record.signed_at < self._in_flight.sending_since:
+                due.append(record)  # from before this process held the lease: look now
+            elif self._stale(tracked.waiting, head, now):
                 due.append(record)
         return due
 
@@ -157,24 +160,26 @@ class Unmined:
         try:
             outcomes = self._replacer.replace_many(records)
         except Exception:
-            for record in records:  # read the stored records again next round
-                self._in_flight[record.entity_id].stale = True
+            self._in_flight.read_again([record.entity_id for record in records])
             raise
         moved = []
         for record, outcome in zip(records, outcomes):
             tracked = self._in_flight[record.entity_id]
             if isinstance(outcome, errors.FeeCapReached):
                 current = outcome.current
-                tracked.stuck = (
-                    f"transactions cannot be mined: max fee per gas is at the MAX_FEE_PER_GAS "
-                    f"cap {self._ctx.shared.fees.cap} wei"
+                tracked.move(
+                    Status.STUCK,
+                    stuck=(
+                        "transactions cannot be mined: max fee per gas is at the "
+                        f"MAX_FEE_PER_GAS cap {self._ctx.shared.fees.cap} wei"
+                    ),
                 )
                 log.error(
                     "application %s tx %s is stuck: %s", record.entity_id, current.tx_hash, outcome
                 )
             elif isinstance(outcome, TxRecord):
                 current = outcome
-                tracked.stuck = None
+                tracked.move(Status.SENT)
             elif isinstance(outcome, errors.NonceConflict):  # sent back to the queue
                 continue
             else:  # InsufficientFunds: the older transaction stands

@@ -20,6 +20,7 @@ from ..errors import FenceLost, LeaseLost
 from .context import WalletContext
 from .head import Head, HeadSchedule
 from .inflight import InFlight
+from .lifecycle import Status
 from .receipts import Receipts
 from .settle import Settler
 from .unmined import Unmined
@@ -121,7 +122,11 @@ class Watcher:
         self._receipts.verify_canonical(records, head)
         settled = self._settle(records, head)
         state.watcher_beat()
-        unmined = [r for r in records if (t := self._in_flight.get(r.entity_id)) and not t.mined]
+        unmined = [
+            r
+            for r in records
+            if (t := self._in_flight.get(r.entity_id)) and t.status is not Status.MINED
+        ]
         if self._unmined.look_after(unmined, head, mined_nonce=self._mined_nonce):
             self._schedule.refresh_soon()  # a nonce gap is judged on the next head's nonce
         reasons = self._in_flight.stuck_reasons() | self._unmined.gap_reasons()
@@ -142,8 +147,10 @@ class Watcher:
         for record, mined in reverted:
             self._settler.reverted(record, mined)
             self._ctx.shared.state.watcher_beat()
-        for record, _mined in confirmed + reverted:
-            self._in_flight.forget(record.entity_id)
+        for status, settled in ((Status.CONFIRMED, confirmed), (Status.REVERTED, reverted)):
+            for record, _mined in settled:
+                self._in_flight[record.entity_id].move(status)
+                self._in_flight.forget(record.entity_id)
         if confirmed or reverted:
             self._schedule.refresh_soon()
         return len(confirmed) + len(reverted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from depeg_processor.wallet.lifecycle import Status
 from tests.conftest import wait_until
 from tests.integration.conftest import application, dead_letters, receipt, wallet_nonce
 
@@ -145,7 +146,10 @@ def test_reorg_of_the_including_block_neither_loses_nor_double_counts(
     )
     mined = wait_until(lambda: receipt(anvil, tx_hash), what="mined")
     in_flight = running.service.wallets[0].in_flight
-    wait_until(lambda: (t := in_flight.get(entity_id)) and t.mined, what="watcher saw the receipt")
+    wait_until(
+        lambda: (t := in_flight.get(entity_id)) and t.status is Status.MINED,
+        what="watcher saw the receipt",
+    )
     anvil.set_automine(False)
     anvil.mine(1)  # 2 confirmations
     anvil.rpc("anvil_reorg", 2, [])  # the including block and the next are replaced
