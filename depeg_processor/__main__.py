@@ -78,8 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = cli.parser().parse_args(argv)
     try:
         settings = load_settings(AutoConfig(search_path=os.getcwd()))
-    except errors.ConfigError as error:
-        print(f"configuration error: {error}", file=sys.stderr)
+    except errors.ConfigError as error:  # every bad variable, each on its own line
+        for line in error.lines():
+            print(f"configuration error: {line}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(level=settings.log_level, production=settings.production)
     command = args.command or "run"

@@ -9,6 +9,7 @@ Chain errors are sorted into these in exactly one place,
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 # What a dead letter is counted as (the metric's label): a small fixed set, never free text.
 KINDS = frozenset(
@@ -71,6 +72,25 @@ class ConfigError(ProcessorError):
         super().__init__(f"{name}: {problem}")
         self.name = name
         self.problem = problem
+
+    def lines(self) -> list[str]:
+        """One line per unusable variable."""
+        return [str(self)]
+
+
+class ConfigErrors(ConfigError):
+    """Several variables are unusable at once; `name` and `problem` are the first's, `errors`
+    all of them in the order of the settings table."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        super().__init__(errors[0].name, errors[0].problem)
+        self.errors = tuple(errors)
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def lines(self) -> list[str]:
+        return [line for error in self.errors for line in error.lines()]
 
 
 class StartupError(ProcessorError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..config import Settings
+from ..config import Settings, default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,8 +21,9 @@ class ConsumerConfig:
     balance_ttl: float = 5.0
     max_spend_per_hour: int | None = None
     claim_interval: float | None = None  # how often abandoned entries are claimed (lease TTL)
-    max_in_flight: int = 16  # the wallet's transactions signed and not yet mined, at most
-    in_flight_poll: float = 2.0  # how often a wallet at that cap looks again (the watcher's pace)
+    max_in_flight: int = default("max_in_flight")  # signed and not yet mined, at most
+    # how often a wallet at that cap looks again (the watcher's pace)
+    in_flight_poll: float = default("receipt_poll_interval")
 
     @classmethod
     def from_settings(

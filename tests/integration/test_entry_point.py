@@ -48,6 +48,34 @@ def test_bad_configuration_stops_with_one_line_naming_the_variable(tmp_path, cha
     assert "junk" not in result.stderr and "test test" not in result.stderr
 
 
+@pytest.mark.parametrize("command", [(), ("check-config",)])
+def test_with_nothing_set_every_required_variable_is_named_on_its_line(tmp_path, command):
+    result = cli(clean_env(), *command, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "configuration error: CHAIN_RPC_URL: is required but not set",
+        "configuration error: DEPEG_PRODUCT_ADDRESS: is required but not set",
+        "configuration error: PROCESSOR_MNEMONIC: is required but not set",
+    ]
+
+
+@pytest.mark.parametrize("command", [(), ("check-config",)])
+def test_every_bad_variable_is_named_at_once_without_the_secret(tmp_path, command):
+    env = clean_env() | {
+        "CHAIN_RPC_URL": "http://127.0.0.1:1",
+        "DEPEG_PRODUCT_ADDRESS": "0x" + "11" * 20,
+        "PROCESSOR_MNEMONIC": "test test test test test test test test test test test test",
+        "MAX_FEE_PER_GAS": "abc",
+    }
+    result = cli(env, *command, cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0] == "configuration error: PROCESSOR_MNEMONIC: is not valid"
+    assert lines[1].startswith("configuration error: MAX_FEE_PER_GAS: 'abc' is not valid")
+    assert "test test" not in result.stderr and not result.stdout
+
+
 def test_dot_env_file_is_read_from_the_working_directory(tmp_path):
     (tmp_path / ".env").write_text(
         "CHAIN_RPC_URL=http://127.0.0.1:1\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -323,3 +324,95 @@ def test_a_bad_url_in_the_list_is_named_by_its_place_without_echoing_it() -> Non
     with pytest.raises(ConfigError, match=r"^CHAIN_RPC_URL: .*URL #1 of the list") as raised:
         load(CHAIN_RPC_URL="https://a.test/KEY-A,wss://b.test/KEY-B")
     assert "KEY" not in str(raised.value)
+
+
+def test_with_nothing_set_every_required_variable_is_named() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(Config(DictRepository({})))
+    assert caught.value.lines() == [
+        "CHAIN_RPC_URL: is required but not set",
+        "DEPEG_PRODUCT_ADDRESS: is required but not set",
+        "PROCESSOR_MNEMONIC: is required but not set",
+    ]
+    assert caught.value.name == "CHAIN_RPC_URL"
+    assert str(caught.value).splitlines() == caught.value.lines()
+
+
+def test_every_bad_variable_is_named_on_its_own_line_without_a_secret() -> None:
+    secret = "abandon " * 11 + "abandon"
+    error = refusal(PROCESSOR_MNEMONIC=secret, MAX_FEE_PER_GAS="abc", PORT="70000")
+    lines = error.lines()
+    assert [line.split(":")[0] for line in lines] == [
+        "PROCESSOR_MNEMONIC",
+        "MAX_FEE_PER_GAS",
+        "PORT",
+    ]
+    assert lines[0] == "PROCESSOR_MNEMONIC: is not valid"
+    assert lines[1].startswith("MAX_FEE_PER_GAS: 'abc' is not valid: ")
+    assert "abandon" not in str(error)
+    assert error.__cause__ is None and error.__suppress_context__
+
+
+def test_a_bad_value_and_a_broken_rule_between_two_are_both_named() -> None:
+    error = refusal(
+        REDIS_URL="localhost",
+        PROCESSOR_MIN_BALANCE="2 ether",
+        PROCESSOR_ALERT_BALANCE="1 ether",
+        REDIS_QUEUE_DEAD_LETTER_KEY="application:signatures",
+    )
+    assert [line.split(":")[0] for line in error.lines()] == [
+        "REDIS_URL",
+        "PROCESSOR_ALERT_BALANCE",
+        "REDIS_QUEUE_DEAD_LETTER_KEY",
+    ]
+
+
+def test_a_rule_between_two_is_not_judged_when_one_of_them_is_bad() -> None:
+    error = refusal(MAX_FEE_PER_GAS="lots", MAX_PRIORITY_FEE_PER_GAS="11 gwei")
+    assert error.lines() == [error.lines()[0]] and error.name == "MAX_FEE_PER_GAS"
+
+
+@pytest.mark.parametrize(
+    "name, value, problem",
+    [
+        ("PROCESSOR_LEASE_TTL", "999", "must be at least 1000 ms"),
+        ("RECEIPT_POLL_INTERVAL", "0", "must be above zero"),
+        ("CHAIN_IDLE_POLL_INTERVAL", "0", "must be above zero"),
+        ("MAX_FEE_PER_GAS", "0", "must be above zero"),
+        ("REDIS_READ_COUNT", "0", "must be at least 1"),
+        ("TX_STUCK_BLOCKS", "0", "must be at least 1"),
+        ("REDIS_QUEUE_MAX_DELIVERIES", "0", "must be at least 1"),
+        ("REDIS_URL", "http://cache", "must be a redis://, rediss:// or unix:// URL"),
+    ],
+)
+def test_bounds_name_the_variable_and_the_bound(name: str, value: str, problem: str) -> None:
+    assert str(refusal(**{name: value})) == f"{name}: {problem}"
+
+
+def test_an_empty_required_variable_is_named() -> None:
+    assert str(refusal(DEPEG_PRODUCT_ADDRESS=" ")) == "DEPEG_PRODUCT_ADDRESS: is set but empty"
+
+
+def test_empty_optional_variables_are_unset() -> None:
+    settings = load(MAX_PRIORITY_FEE_PER_GAS="", MAX_GAS_SPEND_PER_HOUR=" ", NODE_ENV="")
+    assert settings.max_priority_fee_per_gas is None and settings.max_gas_spend_per_hour is None
+    assert settings.node_env == "" and settings.log_level == "DEBUG"
+
+
+def test_settings_built_in_code_take_the_tables_defaults() -> None:
+    from depeg_processor.config import Settings
+    from depeg_processor.consumer.config import ConsumerConfig
+
+    settings = Settings(chain_rpc_url="http://node.test", product_address=PRODUCT, mnemonic="m")
+    assert settings == dataclasses.replace(load(), chain_rpc_url="http://node.test", mnemonic="m")
+    consumer = ConsumerConfig(
+        chain_id=1,
+        message_helper=PRODUCT,
+        min_balance=0,
+        read_count=1,
+        read_block=0.0,
+        balance_too_low_timeout=0.0,
+        error_timeout=0.0,
+        max_deliveries=1,
+    )
+    assert (consumer.max_in_flight, consumer.in_flight_poll) == (16, 2.0)
