@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install lint test unit integration demo bench contracts lock lock-upgrade check-deploy clean
+.PHONY: install lint test unit integration demo bench contracts lock lock-upgrade settings-docs check-deploy clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -70,6 +70,11 @@ lock: install
 
 lock-upgrade:
 	$(MAKE) lock UPGRADE=--upgrade
+
+# .env.example and docs/configuration.md from the settings table (depeg_processor/config_table.py);
+# a unit test fails while the committed files differ from what this writes.
+settings-docs: install
+	$(PY) -m depeg_processor.config_docs
 
 # Rebuild the test double's ABI and bytecode (committed under contracts/build).
 contracts: node_modules/.installed

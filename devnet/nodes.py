@@ -252,4 +252,5 @@ _OWN_PREFIXES = (
     "PORT",
     "HOST",
     "RECEIPT_",
+    "TX_",
 )
