@@ -22,15 +22,11 @@ __all__ = ["DERIVATION_PATH", "Settings", "check_mnemonic", "default", "load_set
 
 
 def _field(setting: Setting) -> tuple[str, Any, dataclasses.Field]:
+    """The field a row fills: no default if the variable is required; secrets out of repr."""
     optional = setting.default is None and not setting.required
-    kind = setting.kind.type | None if optional else setting.kind.type
-    if setting.required:
-        return setting.field, kind, dataclasses.field(repr=not setting.secret)
-    return (
-        setting.field,
-        kind,
-        dataclasses.field(default=default(setting.field), repr=not setting.secret),
-    )
+    annotation = setting.kind.type | None if optional else setting.kind.type
+    default = dataclasses.MISSING if setting.required else setting.unset_value
+    return setting.field, annotation, dataclasses.field(default=default, repr=not setting.secret)
 
 
 class Settings(

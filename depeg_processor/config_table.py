@@ -53,6 +53,11 @@ class Setting:
     def file_name(self) -> str:
         return f"{self.name}_FILE"
 
+    @property
+    def unset_value(self) -> object:
+        """The field's value when the variable is unset (None for an optional one)."""
+        return None if self.default is None else self.kind.parse(self.default)
+
 
 def _section(title: str, *rows: Setting) -> tuple[Setting, ...]:
     return tuple(dataclasses.replace(row, section=title) for row in rows)
@@ -190,6 +195,5 @@ def row(field: str) -> Setting:
 
 
 def default(field: str) -> object:
-    """The value a field has when its variable is unset (None for an optional one)."""
-    setting = row(field)
-    return None if setting.default is None else setting.kind.parse(setting.default)
+    """The value a field of `Settings` has when its variable is unset."""
+    return row(field).unset_value
