@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from .chain.rpc import DEFAULT_MAX_BATCH
 from .config_kinds import (
     ABOVE_ZERO,
     ADDRESS,
@@ -122,7 +123,9 @@ TABLE: tuple[Setting, ...] = (
                 bound=ABOVE_ZERO,
                 help="ms between the head, balance and nonce look-ups while nothing is in "
                 "flight (and the slowest head look-up while something is)"),
-        Setting("CHAIN_RPC_MAX_BATCH", "chain_max_batch", COUNT, "100", bound=at_least(1),
+        # the node client's own cap, which one-off commands such as check-config keep
+        Setting("CHAIN_RPC_MAX_BATCH", "chain_max_batch", COUNT, str(DEFAULT_MAX_BATCH),
+                bound=at_least(1),
                 help="most calls in one JSON-RPC batch; lowered by itself when the provider "
                 "refuses a batch (see docs/what-happens-when.md)"),
         Setting("MAX_FEE_PER_GAS", "max_fee_per_gas", WEI, "30 gwei", bound=ABOVE_ZERO,
