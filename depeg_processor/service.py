@@ -130,7 +130,7 @@ class Service:
         self.state.redis_ok()
         self.consumers = startup.build_consumers(runtime, node, wanted=self._processor_alive)
         self._by_wallet = {c.wallet.address: c for c in self.consumers}
-        self.consumers[0].wallet.ctx.facts.observed(balance=balance)
+        self.consumers[0].wallet.observed_balance(balance)
         self.choice = WalletChoice(
             self.wallets,
             redis_client=runtime.redis,
@@ -221,8 +221,7 @@ class Service:
         leaves no series frozen beside its new holder's."""
         if instead_of is not None:
             self.metrics.forget_wallet(instead_of.address)
-        nonces = wallet.ctx.nonces
-        self.metrics.wallet(wallet.address).local_nonce.set_function(lambda: nonces.next or 0)
+        self.metrics.wallet(wallet.address).local_nonce.set_function(lambda: wallet.next_nonce or 0)
 
     def _stand_by(self) -> None:
         """Every wallet of the pool is held by another process: wait for one to come free."""

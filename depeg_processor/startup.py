@@ -225,6 +225,10 @@ def build_consumers(
                 Wallet(ctx, keeper=keeper),
                 config=consumer_config,
                 stop=runtime.stop,
+                state=runtime.state,
+                metrics=runtime.metrics,
+                clock=runtime.clock,
+                faults=runtime.faults,
                 on_beat=runtime.notifier.watchdog,
             )
         )

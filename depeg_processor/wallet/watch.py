@@ -56,7 +56,7 @@ class Watcher:
     def run_once(self, *, sending: bool, ask_node: bool = True) -> int:
         """One round; returns how many applications it settled (purged or set aside). Without
         `ask_node` it only reads Redis. `sending`: this process holds the wallet's lease and
-        has adopted what another holder left (`Wallet.ready`)."""
+        has adopted what another holder left (`Wallet.take_over`)."""
         state = self._ctx.shared.state
         state.watcher_beat()
         head = None

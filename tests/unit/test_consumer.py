@@ -204,10 +204,10 @@ def test_attempts_are_forgotten_once_their_entries_are_out_of_hand(h) -> None:
     h.enqueue(signed_fields())
     h.node.answer = errors.TransientError("node error -32000: gas required exceeds allowance")
     h.run_once()
-    assert list(h.consumer.in_hand.attempts().values()) == [1]
+    assert list(h.consumer.held.attempts().values()) == [1]
     h.node.answer = None
     assert h.run_once() == 1
-    assert h.consumer.in_hand.attempts() == {}
+    assert h.consumer.held.attempts() == {}
 
 
 def test_an_unforeseen_error_before_reading_holds_the_entries_without_counting(h) -> None:

@@ -40,6 +40,9 @@ def h(fake_redis):
     harness.waits = Waits(harness)
     harness.consumer = build_consumer(
         harness.wallet,
+        clock=harness.clock,
+        state=harness.state,
+        metrics=harness.metrics,
         stop=harness.waits,
         max_in_flight=CAP,
         in_flight_poll=POLL,

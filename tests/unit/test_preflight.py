@@ -59,7 +59,7 @@ def world(fake_redis):
     other = TxRecords(fake_redis, prefix=f"{STREAM}:wallet:{OTHER_WALLET}", owner=OTHER_WALLET)
     wallet = build_wallet(fake_redis, chain=node, clock=Clock(), fees=fees, others=(other,))
     wallet.lease.acquire()
-    assert wallet.ready()
+    assert wallet.take_over()
     yield node, wallet, other
     wallet.close()
 

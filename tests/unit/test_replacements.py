@@ -81,7 +81,7 @@ class Harness:
             self.wallet.queue,
             self.wallet.lease,
         )
-        assert self.wallet.keeper.run_once() and self.wallet.ready()
+        assert self.wallet.keeper.run_once() and self.wallet.take_over()
         publisher = Publisher(self.wallet.ctx)
         self.publisher = publisher
         self.replacer = Replacer(

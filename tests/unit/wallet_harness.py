@@ -157,6 +157,21 @@ def consumer_config(**changes: Any) -> ConsumerConfig:
 
 
 def build_consumer(
-    wallet: Wallet, *, stop: threading.Event | None = None, **changes: Any
+    wallet: Wallet,
+    *,
+    clock: Clock,
+    state: SharedState,
+    metrics: Metrics,
+    stop: threading.Event | None = None,
+    **changes: Any,
 ) -> Consumer:
-    return Consumer(wallet, config=consumer_config(**changes), stop=stop or threading.Event())
+    """The wallet's consumer, as `startup` builds it: `clock`, `state` and `metrics` are
+    those the wallet was built with."""
+    return Consumer(
+        wallet,
+        config=consumer_config(**changes),
+        stop=stop or threading.Event(),
+        state=state,
+        metrics=metrics,
+        clock=clock,
+    )
