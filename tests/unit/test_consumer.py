@@ -251,7 +251,7 @@ def test_a_stuck_transaction_holds_reading_and_the_hold_names_the_wallet(pooled)
 def test_entries_read_counts_new_entries_not_redeliveries(h) -> None:
     """depeg_processor_entries_read_total: applications in, once each; this consumer's own
     backlog (read again after a restart) is not counted again."""
-    registry = h.wallet.ctx.shared.metrics.registry
+    registry = h.metrics.registry
 
     def read() -> float:
         return registry.get_sample_value("depeg_processor_entries_read_total")

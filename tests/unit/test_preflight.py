@@ -155,5 +155,5 @@ def test_a_replay_that_fails_sends_nothing_and_the_batch_waits(world, fake_redis
     wallet.finish()
     assert outcomes == [replay_fails, replay_fails]
     assert isinstance(replay_fails, errors.WaitingForRoom)
-    assert simulator.replayed[-1] and wallet.ctx.records.count() == 0
+    assert simulator.replayed[-1] and wallet.records.count() == 0
     assert not [m for m, _p in node.calls if m == "eth_sendRawTransaction"]
