@@ -27,6 +27,7 @@ from .context import WalletContext
 from .facts import Facts
 from .inflight import InFlight
 from .lease import Lease, LeaseKeeper
+from .preflight import Preflight
 from .publish import Publisher
 from .records import TxRecords
 from .replace import Replacer
@@ -46,11 +47,46 @@ class Wallet:
         self.ctx = ctx
         self.keeper = keeper
         self.in_flight = InFlight(ctx.records, now=ctx.shared.clock.now)
-        publisher = Publisher(ctx)
-        self._submitter = Submitter(
-            ctx, publisher, on_below_base_fee=self.in_flight.refused_below_base_fee
+        shared = ctx.shared
+        publisher = Publisher(
+            chain=shared.chain,
+            address=ctx.address,
+            lease=ctx.lease,
+            records=ctx.records,
+            nonces=ctx.nonces,
         )
-        replacer = Replacer(ctx, publisher=publisher, submitter=self._submitter)
+        self._submitter = Submitter(
+            config=ctx.config,
+            signer=ctx.signer,
+            lease=ctx.lease,
+            records=ctx.records,
+            nonces=ctx.nonces,
+            facts=ctx.facts,
+            queue=ctx.queue,
+            fees=shared.fees,
+            clock=shared.clock,
+            faults=shared.faults,
+            preflight=Preflight(
+                call=ctx.call,
+                product=shared.product,
+                chain=shared.chain,
+                simulator=shared.simulator,
+                fees=shared.fees,
+                pool=shared.pool,
+                client=shared.redis,
+            ),
+            publisher=publisher,
+            on_below_base_fee=self.in_flight.refused_below_base_fee,
+        )
+        replacer = Replacer(
+            lease=ctx.lease,
+            records=ctx.records,
+            fees=shared.fees,
+            metrics=shared.metrics,
+            clock=shared.clock,
+            publisher=publisher,
+            submitter=self._submitter,
+        )
         unmined = Unmined(ctx, in_flight=self.in_flight, publisher=publisher, replacer=replacer)
         self.watcher = Watcher(ctx, in_flight=self.in_flight, unmined=unmined)
         self._stored = StoredApplications(
