@@ -3,7 +3,7 @@
 The main thread runs the consumer loop of the wallet held, a named thread its receipt watcher,
 another the lease keeper, another the monitor server, and a housekeeping thread trims the
 stream now and then. The process sends from at most one wallet of its pool at a time, chosen as
-`wallet.choice` describes; with none held, the first wallet's parts stand by and watch health.
+`wallet.sending` describes; with none held, the first wallet's parts stand by and watch health.
 The parts are built by `startup`; nothing here creates a client.
 """
 
@@ -25,7 +25,7 @@ from .inbound.retention import StreamRetention
 from .monitor import Limits, make_monitor_app
 from .startup import Runtime
 from .state import STANDBY
-from .wallet.choice import WalletChoice
+from .wallet.sending import SendingWallet
 from .wallet.wallet import Wallet
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Service:
         )
         self.consumers: list[Consumer] = []  # built by prepare(), once the node answered
         self._by_wallet: dict[str, Consumer] = {}
-        self.choice: WalletChoice | None = None
+        self.sending: SendingWallet | None = None
         self._threads: list[threading.Thread] = []
         self._server = None
         self._sockets: dict = {}  # the monitor server's socket map: listener and connections
@@ -131,7 +131,7 @@ class Service:
         self.consumers = startup.build_consumers(runtime, node, wanted=self._processor_alive)
         self._by_wallet = {c.wallet.address: c for c in self.consumers}
         self.consumers[0].wallet.observed_balance(balance)
-        self.choice = WalletChoice(
+        self.sending = SendingWallet(
             self.wallets,
             redis_client=runtime.redis,
             monotonic=self._monotonic,
@@ -157,10 +157,10 @@ class Service:
     def run(self) -> None:
         """Start the lease keeper, watcher and housekeeping threads and run the consumer loop
         in this thread until stopped; then give the leases up so a standby takes over."""
-        assert self.choice is not None, "prepare() first"
-        choice = self.choice
-        choice.keep_leases_once()  # a free lease is taken before the loop: no standby blip
-        self._start_thread("lease-keeper", lambda: choice.run(self.stop_event))
+        assert self.sending is not None, "prepare() first"
+        sending = self.sending
+        sending.keep_leases_once()  # a free lease is taken before the loop: no standby blip
+        self._start_thread("lease-keeper", lambda: sending.run(self.stop_event))
         self._start_thread("receipt-watcher", self._watch)
         self._start_thread("housekeeping", lambda: self.retention.run(self.stop_event))
         if isinstance(self.runtime.chain, Providers):
@@ -176,12 +176,12 @@ class Service:
             len(self.consumers),
         )
         while not self.stop_event.is_set():
-            if choice.current is None and len(self.consumers) > 1:
+            if sending.current is None and len(self.consumers) > 1:
                 self._stand_by()
                 continue
-            self._by_wallet[choice.working().address].run_once()
+            self._by_wallet[sending.working().address].run_once()
             try:
-                choice.take_a_left_wallet()
+                sending.take_a_left_wallet()
             except redis.RedisError as error:  # looked for again next interval
                 log.warning("could not look for wallets left in flight: %s", error)
         for wallet in self.wallets:  # the batch in hand goes out before the lease does
@@ -196,7 +196,7 @@ class Service:
         watched: Wallet | None = None
         while not self.stop_event.is_set():
             try:
-                wallet = self.choice.working()
+                wallet = self.sending.working()
                 if wallet is not watched:
                     self._export_gauges(wallet, instead_of=watched)
                     watched = wallet

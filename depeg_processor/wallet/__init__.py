@@ -13,5 +13,5 @@ Everything that belongs to one wallet lives here, and nothing of it anywhere els
 - `facts`: what the watcher learns of the wallet, for the consumer's guards;
 - `wallet`: the object that holds all of the above for one wallet, built in one phase, with
   the one take-over path (`Wallet.take_over`) and the one door its callers use;
-- `choice`: which wallet of the pool this process sends from.
+- `sending`: which wallet of the pool this process sends from (`SendingWallet`).
 """
