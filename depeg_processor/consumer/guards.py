@@ -1,9 +1,9 @@
 """The guards that hold the consumer loop: the wallet's lease, its balance, the hourly spending
 ceiling, a transaction stuck under the fee cap, and the cap on transactions in flight.
 
-Each reads the wallet's own facts (`Wallet.facts()`, written by its receipt watcher), never the
-monitor's store (`state`), which it only tells why the loop holds. A guard that holds says why once,
-pauses for BALANCE_TOO_LOW_TIMEOUT and says once when it lets go again. The cap is
+Each reads what the wallet's receipt watcher last saw of it (`Wallet.last_seen()`), never the
+monitor's store (`state`), which it only tells why the loop holds. A guard that holds says why
+once, pauses for BALANCE_TOO_LOW_TIMEOUT and says once when it lets go again. The cap is
 back-pressure, not trouble: it waits only as long as the watcher takes to see a block, and the
 monitor shows it without failing readiness.
 """
@@ -78,7 +78,7 @@ class Guards:
     def nothing_stuck(self) -> bool:
         """A transaction of this wallet that cannot be mined under the fee cap holds reading:
         new ones would queue behind it, while other wallets of the pool can send them."""
-        stuck = self._wallet.facts().stuck
+        stuck = self._wallet.last_seen().stuck
         return self._guard(
             "stuck",
             f"{stuck}; taking no new entries" if stuck else None,
@@ -119,7 +119,7 @@ class Guards:
     def _cap_wait(self) -> float:
         """How long a wallet at its cap waits before asking again: half a block (a mined
         transaction frees its place within about a block), at most the watcher's pace."""
-        block_time = self._wallet.facts().block_time
+        block_time = self._wallet.last_seen().block_time
         if block_time is None:
             return self._config.in_flight_poll
         return min(self._config.in_flight_poll, max(MIN_CAP_WAIT, block_time / 2))
@@ -131,7 +131,7 @@ class Guards:
         ceiling = self._config.max_spend_per_hour
         if ceiling is None:
             return True
-        spent = self._wallet.facts().spent_last_hour
+        spent = self._wallet.last_seen().spent_last_hour
         over = spent is not None and spent >= ceiling
         return self._guard(
             "spend",
@@ -168,7 +168,7 @@ class Guards:
         wallet, now = self._wallet, self._monotonic()
         holding = "balance" in self._holding_for  # a hold's pause is over: look again
         if self._known_balance is None and not working and not holding:
-            self._known_balance = wallet.facts().balance  # the watcher's last figure
+            self._known_balance = wallet.last_seen().balance  # the watcher's last figure
         stale = now - self._balance_read_at >= self._config.balance_ttl
         if self._known_balance is None or holding or (working and stale):
             self._known_balance = wallet.read_balance()

@@ -24,7 +24,7 @@ from ..fees import Backlog, FeePolicy, Fees
 from ..inbound.application import Application
 from ..inbound.stream import StreamQueue
 from .context import WalletConfig
-from .facts import WalletFacts
+from .last_seen import LastSeenHolder
 from .lease import Lease
 from .nonce import NonceManager
 from .preflight import Preflight
@@ -49,7 +49,7 @@ class Submitter:
         lease: Lease,
         records: TxRecords,
         nonces: NonceManager,
-        facts: WalletFacts,
+        last_seen: LastSeenHolder,
         queue: StreamQueue,
         fees: FeePolicy,
         clock: Clock,
@@ -63,7 +63,7 @@ class Submitter:
         self._lease = lease
         self._records = records
         self._nonces = nonces
-        self._facts = facts
+        self._last_seen = last_seen
         self._queue = queue
         self._fees = fees
         self._clock = clock
@@ -155,12 +155,12 @@ class Submitter:
         """The wallet's transactions in flight before `first_nonce`, and what the balance
         above PROCESSOR_MIN_BALANCE leaves for reservations (unknown before the watcher's
         first look: then no headroom beyond today's is given)."""
-        facts = self._facts.get()
-        if facts.mined_nonce is None or facts.balance is None:
+        seen = self._last_seen.get()
+        if seen.mined_nonce is None or seen.balance is None:
             return Backlog(ahead=0, spendable=0)
         return Backlog(
-            ahead=max(0, first_nonce - facts.mined_nonce),
-            spendable=facts.balance - self._fees.keep,
+            ahead=max(0, first_nonce - seen.mined_nonce),
+            spendable=seen.balance - self._fees.keep,
         )
 
     def _check_lease(self, generation: int) -> None:

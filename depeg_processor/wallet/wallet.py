@@ -24,8 +24,8 @@ from ..inbound.application import Application
 from ..inbound.stream import Entry, StreamQueue
 from ..inbound.untrusted import HashContent
 from .context import WalletContext
-from .facts import Facts
 from .inflight import InFlight
+from .last_seen import LastSeen
 from .lease import Lease, LeaseKeeper
 from .preflight import Preflight
 from .publish import Publisher
@@ -61,7 +61,7 @@ class Wallet:
             lease=ctx.lease,
             records=ctx.records,
             nonces=ctx.nonces,
-            facts=ctx.facts,
+            last_seen=ctx.last_seen,
             queue=ctx.queue,
             fees=shared.fees,
             clock=shared.clock,
@@ -161,32 +161,32 @@ class Wallet:
         that takes nonces) asks the node for the mined count and synchronises the next nonce
         if it is to be: mined ones waiting for their confirmations then take no place either."""
         if fresh:
-            self.ctx.facts.observed_mined(self.ctx.shared.chain.nonce(self.address, "latest"))
+            self.ctx.last_seen.observed_mined(self.ctx.shared.chain.nonce(self.address, "latest"))
             if self.ctx.nonces.next is None:
                 self.ctx.nonces.sync()
-        next_nonce, mined = self.ctx.nonces.next, self.ctx.facts.get().mined_nonce
+        next_nonce, mined = self.ctx.nonces.next, self.ctx.last_seen.get().mined_nonce
         if next_nonce is None or mined is None:
             return self.ctx.records.count()
         return max(0, next_nonce - mined)
 
-    def facts(self) -> Facts:
+    def last_seen(self) -> LastSeen:
         """What the receipt watcher (and the consumer) last learned of the wallet."""
-        return self.ctx.facts.get()
+        return self.ctx.last_seen.get()
 
     def read_balance(self) -> int:
-        """The balance as the node says it now; the wallet's facts keep it."""
+        """The balance as the node says it now; the wallet's last seen figures keep it."""
         balance = self.ctx.shared.chain.balance(self.address)
-        self.ctx.facts.observed(balance=balance)
+        self.ctx.last_seen.observed(balance=balance)
         return balance
 
     def observed_balance(self, balance: int) -> None:
-        """The balance read elsewhere (at start), for the wallet's facts."""
-        self.ctx.facts.observed(balance=balance)
+        """The balance read elsewhere (at start), for the wallet's last seen figures."""
+        self.ctx.last_seen.observed(balance=balance)
 
     def count_spend(self, wei: int) -> None:
         """A transaction just recorded may cost `wei`: counted against the hourly ceiling
         until the watcher next counts from the ledger."""
-        self.ctx.facts.add_spent(wei)
+        self.ctx.last_seen.add_spent(wei)
 
     def unsent(self, candidates: Sequence[tuple[Entry, str]]) -> list[HashContent | None]:
         """For each (stream entry, entity id) of a batch: its application hash while it is

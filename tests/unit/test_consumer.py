@@ -238,12 +238,12 @@ def pooled(fake_redis):
 def test_a_stuck_transaction_holds_reading_and_the_hold_names_the_wallet(pooled) -> None:
     h = pooled
     h.enqueue(signed_fields())
-    h.wallet.ctx.facts.set_stuck("transactions cannot be mined: max fee per gas is at the cap")
+    h.wallet.ctx.last_seen.set_stuck("transactions cannot be mined: max fee per gas is at the cap")
     assert h.run_once() == 0
     assert h.calls == [] and h.queue.backlog().group_pending == 0, "not even read"
     holding = h.state.snapshot().holding
     assert holding.startswith(f"wallet {WALLET}: ") and "cannot be mined" in holding
-    h.wallet.ctx.facts.set_stuck(None)
+    h.wallet.ctx.last_seen.set_stuck(None)
     assert h.run_once() == 1
     assert h.state.snapshot().holding is None
 

@@ -95,7 +95,7 @@ def test_a_first_send_refused_above_the_cap_is_stuck_after_one_watcher_round(spi
     assert spike.readiness()[0] == 200, "nothing is known to be stuck yet"
 
     spike.wallet.watch()  # one round, at the same instant: no block, no TX_STUCK_BLOCKS passed
-    stuck = spike.wallet.facts().stuck
+    stuck = spike.wallet.last_seen().stuck
     assert stuck and "MAX_FEE_PER_GAS" in stuck and str(CAP) in stuck, stuck
     status, body = spike.readiness()
     assert status == 500 and "MAX_FEE_PER_GAS" in body["transactions"], body
@@ -130,5 +130,5 @@ def test_once_the_base_fee_falls_the_stuck_transaction_is_resent_mined_and_ready
     spike.chain.mine()
     spike.mono[0] += 1.0
     assert spike.wallet.watch() == 1, "confirmed and purged"
-    assert spike.wallet.facts().stuck is None
+    assert spike.wallet.last_seen().stuck is None
     assert spike.readiness()[0] == 200

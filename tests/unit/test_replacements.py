@@ -99,7 +99,7 @@ class Harness:
             lease=ctx.lease,
             records=ctx.records,
             nonces=ctx.nonces,
-            facts=ctx.facts,
+            last_seen=ctx.last_seen,
             queue=ctx.queue,
             fees=shared.fees,
             clock=shared.clock,
