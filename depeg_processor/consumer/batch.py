@@ -167,10 +167,11 @@ class BatchHandler:
             return False
         entity_id, records = entry.entity_id, self._wallet.records
         if entity_id and (records.get(entity_id) is not None or records.owned_elsewhere(entity_id)):
+            # A recorded application's id was checked before it was written: quoted as is.
             log.warning(
-                "application %s: entry %s failed %s times but its transaction is "
+                "application %r: entry %s failed %s times but its transaction is "
                 "recorded; acknowledged",
-                entry.shown_entity_id,
+                entity_id,
                 entry.entry_id,
                 attempts,
             )

@@ -18,7 +18,7 @@ from ..keys import application_key, reissued_key
 from ..wallet.lease import Fence, check_fence
 from .dead_letters import DeadLetters
 from .stream_ids import id_after, id_key
-from .untrusted import HashContent, HashGuard, shown
+from .untrusted import HashContent, HashGuard
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,6 @@ class Entry:
     @property
     def entity_id(self) -> str | None:
         return self.fields.get("entityId")
-
-    @property
-    def shown_entity_id(self) -> str:
-        """The entity id quoted for a log line: the web app's users wrote it."""
-        return shown(self.entity_id)
 
 
 @dataclasses.dataclass(frozen=True)
