@@ -188,9 +188,7 @@ class BatchHandler:
         entry, content = rejection.entry, rejection.content
         if content is None:
             queue = self._wallet.queue
-            content = (
-                queue.load_application(entry.entity_id) if entry.entity_id else HashContent({})
-            )
+            content = queue.load_application(entry.entity_id) if entry.entity_id else {}
         self._set_aside(entry, rejection.entity_id, content, rejection.error)
 
     def _set_aside(
