@@ -3,7 +3,7 @@
 The main thread runs the consumer loop of the wallet held, a named thread its receipt watcher,
 another the lease keeper, another the monitor server, and a housekeeping thread trims the
 stream now and then. The process sends from at most one wallet of its pool at a time, chosen as
-`wallet.choice` describes; with none held, the first wallet's parts stand by and watch health.
+`wallet.sending` describes; with none held, the first wallet's parts stand by and watch health.
 The parts are built by `startup`; nothing here creates a client.
 """
 
@@ -24,7 +24,7 @@ from .inbound.retention import StreamRetention
 from .monitor import Limits, make_monitor_app
 from .startup import Runtime
 from .state import STANDBY
-from .wallet.choice import WalletChoice
+from .wallet.sending import SendingWallet
 from .wallet.wallet import Wallet
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Service:
         )
         self.consumers: list[Consumer] = []  # built by prepare(), once the node answered
         self._by_wallet: dict[str, Consumer] = {}
-        self.choice: WalletChoice | None = None
+        self.sending: SendingWallet | None = None
         self._threads: list[threading.Thread] = []
         self._server = None
         self._sockets: dict = {}  # the monitor server's socket map: listener and connections
@@ -129,8 +129,8 @@ class Service:
         self.state.redis_ok()
         self.consumers = startup.build_consumers(runtime, node, wanted=self._processor_alive)
         self._by_wallet = {c.wallet.address: c for c in self.consumers}
-        self.consumers[0].wallet.ctx.facts.observed(balance=balance)
-        self.choice = WalletChoice(
+        self.consumers[0].wallet.observed_balance(balance)
+        self.sending = SendingWallet(
             self.wallets,
             redis_client=runtime.redis,
             monotonic=self._monotonic,
@@ -156,10 +156,10 @@ class Service:
     def run(self) -> None:
         """Start the lease keeper, watcher and housekeeping threads and run the consumer loop
         in this thread until stopped; then give the leases up so a standby takes over."""
-        assert self.choice is not None, "prepare() first"
-        choice = self.choice
-        choice.keep_leases_once()  # a free lease is taken before the loop: no standby blip
-        self._start_thread("lease-keeper", lambda: choice.run(self.stop_event))
+        assert self.sending is not None, "prepare() first"
+        sending = self.sending
+        sending.keep_leases_once()  # a free lease is taken before the loop: no standby blip
+        self._start_thread("lease-keeper", lambda: sending.run(self.stop_event))
         self._start_thread("receipt-watcher", self._watch)
         self._start_thread("housekeeping", lambda: self.retention.run(self.stop_event))
         self._start_thread("provider-probe", self._probe)
@@ -174,12 +174,12 @@ class Service:
             len(self.consumers),
         )
         while not self.stop_event.is_set():
-            if choice.current is None and len(self.consumers) > 1:
+            if sending.current is None and len(self.consumers) > 1:
                 self._stand_by()
                 continue
-            self._by_wallet[choice.working().address].run_once()
+            self._by_wallet[sending.working().address].run_once()
             try:
-                choice.take_a_left_wallet()
+                sending.take_a_left_wallet()
             except redis.RedisError as error:  # looked for again next interval
                 log.warning("could not look for wallets left in flight: %s", error)
         for wallet in self.wallets:  # the batch in hand goes out before the lease does
@@ -194,7 +194,7 @@ class Service:
         watched: Wallet | None = None
         while not self.stop_event.is_set():
             try:
-                wallet = self.choice.working()
+                wallet = self.sending.working()
                 if wallet is not watched:
                     self._export_gauges(wallet, instead_of=watched)
                     watched = wallet
@@ -219,8 +219,7 @@ class Service:
         leaves no series frozen beside its new holder's."""
         if instead_of is not None:
             self.metrics.forget_wallet(instead_of.address)
-        nonces = wallet.ctx.nonces
-        self.metrics.wallet(wallet.address).local_nonce.set_function(lambda: nonces.next or 0)
+        self.metrics.wallet(wallet.address).local_nonce.set_function(lambda: wallet.next_nonce or 0)
 
     def _stand_by(self) -> None:
         """Every wallet of the pool is held by another process: wait for one to come free."""

@@ -35,7 +35,7 @@ from .metrics import Metrics
 from .state import SharedState
 from .systemd import Notifier
 from .wallet.context import Shared, WalletConfig, WalletContext
-from .wallet.facts import WalletFacts
+from .wallet.last_seen import LastSeenHolder
 from .wallet.lease import Lease, LeaseKeeper, owner_id
 from .wallet.nonce import NonceManager
 from .wallet.pool import Member, pool
@@ -224,6 +224,10 @@ def build_consumers(
                 Wallet(ctx, keeper=keeper),
                 config=consumer_config,
                 stop=runtime.stop,
+                state=runtime.state,
+                metrics=runtime.metrics,
+                clock=runtime.clock,
+                faults=runtime.faults,
                 on_beat=runtime.notifier.watchdog,
             )
         )
@@ -265,7 +269,7 @@ def wallet_context(
             chain_pending=lambda: runtime.chain.nonce(member.address, "pending"),
             highest_recorded=records.highest_nonce,
         ),
-        facts=WalletFacts(),
+        last_seen=LastSeenHolder(),
         queue=queue,
         dead_letters=queue.dead_letters,
         spend=(

@@ -23,7 +23,7 @@ T = TypeVar("T")  # what the caller keeps with each application
 
 
 @dataclasses.dataclass
-class Sorted(Generic[T]):
+class CopyCheck(Generic[T]):
     """A batch's applications sorted by their signatures' marks."""
 
     to_send: list[T] = dataclasses.field(default_factory=list)
@@ -39,12 +39,12 @@ def duplicate(original: str) -> PermanentError:
     )
 
 
-def sort_out(
+def check_copies(
     items: Sequence[T], apps: Sequence[Application], marks: Sequence[SignatureMark | None]
-) -> Sorted[T]:
+) -> CopyCheck[T]:
     """Each item (with its application and its signature's mark, in order) to send, set aside
     as a copy, or kept waiting for the next batch."""
-    result: Sorted[T] = Sorted()
+    result: CopyCheck[T] = CopyCheck()
     seen: set[bytes] = set()
     for item, app, mark in zip(items, apps, marks):
         if mark is not None and mark.entity_id != app.entity_id:
@@ -59,11 +59,11 @@ def sort_out(
 
 def taken_by_others(
     items: Sequence[T], apps: Sequence[Application], taken: Sequence[tuple[str, str]]
-) -> Sorted[T]:
+) -> CopyCheck[T]:
     """After a write-ahead refused for `taken` (entity id, the original described): those
     are copies, the others wait for the next batch (nothing of theirs was written)."""
     originals = dict(taken)
-    result: Sorted[T] = Sorted()
+    result: CopyCheck[T] = CopyCheck()
     for item, app in zip(items, apps):
         if app.entity_id in originals:
             result.copies.append((item, duplicate(originals[app.entity_id])))

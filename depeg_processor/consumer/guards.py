@@ -1,9 +1,9 @@
 """The guards that hold the consumer loop: the wallet's lease, its balance, the hourly spending
 ceiling, a transaction stuck under the fee cap, and the cap on transactions in flight.
 
-Each reads the wallet's own facts (`wallet.facts`, written by its receipt watcher), never the
-monitor's store, which it only tells why the loop holds. A guard that holds says why once,
-pauses for BALANCE_TOO_LOW_TIMEOUT and says once when it lets go again. The cap is
+Each reads what the wallet's receipt watcher last saw of it (`Wallet.last_seen()`), never the
+monitor's store (`state`), which it only tells why the loop holds. A guard that holds says why
+once, pauses for BALANCE_TOO_LOW_TIMEOUT and says once when it lets go again. The cap is
 back-pressure, not trouble: it waits only as long as the watcher takes to see a block, and the
 monitor shows it without failing readiness.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from ..state import AT_CAP, STANDBY
+from ..state import AT_CAP, STANDBY, SharedState
 from ..wallet.records import TxRecord
 from ..wallet.wallet import Wallet
 from .config import ConsumerConfig
@@ -28,13 +28,19 @@ class Guards:
     """The conditions under which one wallet's consumer may take entries."""
 
     def __init__(
-        self, wallet: Wallet, *, config: ConsumerConfig, pause: Callable[[float], None]
+        self,
+        wallet: Wallet,
+        *,
+        config: ConsumerConfig,
+        state: SharedState,
+        monotonic: Callable[[], float],
+        pause: Callable[[float], None],
     ) -> None:
         self._wallet = wallet
         self._config = config
         self._pause = pause
-        self._state = wallet.ctx.shared.state
-        self._monotonic = wallet.ctx.shared.clock.monotonic
+        self._state = state
+        self._monotonic = monotonic
         self._holding_for: set[str] = set()  # holding now: "balance", "spend", "stuck", "cap"
         self._sending: int | None = None  # the take-over this loop works in (None: standby)
         self.claim_due = True  # claim what consumers gone meanwhile left, before reading
@@ -42,10 +48,10 @@ class Guards:
         self._balance_read_at = 0.0
 
     def hold_lease(self) -> bool:
-        """Send only while the wallet's lease is held and its take-over done (`Wallet.ready`);
-        on a new take-over, claim abandoned entries before reading."""
+        """Send only while the wallet's lease is held and its take-over done
+        (`Wallet.take_over`); on a new take-over, claim abandoned entries before reading."""
         wallet = self._wallet
-        if wallet.ready():
+        if wallet.take_over():
             if wallet.adopted != self._sending:
                 self._sending, self.claim_due = wallet.adopted, True
                 self._state.set_holding(None)
@@ -72,7 +78,7 @@ class Guards:
     def nothing_stuck(self) -> bool:
         """A transaction of this wallet that cannot be mined under the fee cap holds reading:
         new ones would queue behind it, while other wallets of the pool can send them."""
-        stuck = self._wallet.ctx.facts.get().stuck
+        stuck = self._wallet.last_seen().stuck
         return self._guard(
             "stuck",
             f"{stuck}; taking no new entries" if stuck else None,
@@ -113,7 +119,7 @@ class Guards:
     def _cap_wait(self) -> float:
         """How long a wallet at its cap waits before asking again: half a block (a mined
         transaction frees its place within about a block), at most the watcher's pace."""
-        block_time = self._wallet.ctx.facts.get().block_time
+        block_time = self._wallet.last_seen().block_time
         if block_time is None:
             return self._config.in_flight_poll
         return min(self._config.in_flight_poll, max(MIN_CAP_WAIT, block_time / 2))
@@ -125,7 +131,7 @@ class Guards:
         ceiling = self._config.max_spend_per_hour
         if ceiling is None:
             return True
-        spent = self._wallet.ctx.facts.get().spent_last_hour
+        spent = self._wallet.last_seen().spent_last_hour
         over = spent is not None and spent >= ceiling
         return self._guard(
             "spend",
@@ -162,12 +168,11 @@ class Guards:
         wallet, now = self._wallet, self._monotonic()
         holding = "balance" in self._holding_for  # a hold's pause is over: look again
         if self._known_balance is None and not working and not holding:
-            self._known_balance = wallet.ctx.facts.get().balance  # the watcher's last figure
+            self._known_balance = wallet.last_seen().balance  # the watcher's last figure
         stale = now - self._balance_read_at >= self._config.balance_ttl
         if self._known_balance is None or holding or (working and stale):
-            self._known_balance = wallet.ctx.shared.chain.balance(wallet.address)
+            self._known_balance = wallet.read_balance()
             self._balance_read_at = now
-            wallet.ctx.facts.observed(balance=self._known_balance)
             self._state.set_balance(self._known_balance)
             self._state.node_ok("processor")
         return self._known_balance
@@ -179,7 +184,7 @@ class Guards:
             if self._known_balance is not None:
                 self._known_balance -= worst_case
             if self._config.max_spend_per_hour is not None:
-                self._wallet.ctx.facts.add_spent(worst_case)
+                self._wallet.count_spend(worst_case)
 
     def forget_balance(self) -> None:
         """Read the balance from the node next time."""

@@ -16,13 +16,17 @@ from collections.abc import Callable
 import redis
 
 from .. import errors
+from ..clock import SYSTEM, Clock
 from ..errors import LeaseLost
+from ..faults import NO_FAULTS, Faults
 from ..inbound.stream import Entry
+from ..metrics import Metrics
+from ..state import SharedState
 from ..wallet.wallet import Wallet
 from .batch import BatchHandler
 from .config import ConsumerConfig
 from .guards import Guards
-from .in_hand import InHand
+from .held import HeldEntries
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,8 @@ FIRST_BACKOFF = 0.5  # seconds; doubled per consecutive failure up to ERROR_TIME
 
 
 class Consumer:
-    """Reads the stream as the consumer of one wallet and hands its applications to it."""
+    """Reads the stream as the consumer of one wallet and hands its applications to it. It
+    tells the monitor's store (`state`) and the metrics what it does."""
 
     def __init__(
         self,
@@ -39,18 +44,25 @@ class Consumer:
         *,
         config: ConsumerConfig,
         stop: threading.Event,
+        state: SharedState,
+        metrics: Metrics,
+        clock: Clock = SYSTEM,
+        faults: Faults = NO_FAULTS,
         on_beat: Callable[[], None] = lambda: None,
     ) -> None:
         self._wallet = wallet
         self._config = config
         self._stop = stop
         self._on_beat = on_beat
-        shared = wallet.ctx.shared
-        self._state, self._metrics, self._faults = shared.state, shared.metrics, shared.faults
-        self._monotonic = shared.clock.monotonic
-        self.in_hand = InHand()
-        self.guards = Guards(wallet, config=config, pause=self._pause)
-        self._batch = BatchHandler(wallet, config=config, in_hand=self.in_hand)
+        self._state, self._metrics, self._faults = state, metrics, faults
+        self._monotonic = clock.monotonic
+        self.held = HeldEntries()
+        self.guards = Guards(
+            wallet, config=config, state=state, monotonic=clock.monotonic, pause=self._pause
+        )
+        self._batch = BatchHandler(
+            wallet, config=config, held=self.held, metrics=metrics, now=clock.now
+        )
         claim = config.claim_interval
         self._claim_interval = wallet.lease.ttl if claim is None else claim
         self._claimed_at: float | None = None  # when abandoned entries were last claimed
@@ -62,38 +74,38 @@ class Consumer:
 
     @property
     def idle(self) -> bool:
-        """Between batches with nothing in hand (no entry waiting for a retry)."""
-        return self.in_hand.idle
+        """Between batches with no entry held (none waiting for a retry)."""
+        return self.held.idle
 
     def run_once(self) -> int:
         """One iteration over a batch of entries; returns how many were settled."""
         self._beat()
-        reading = False  # from here on an unforeseen error is the entries' (or the read's)
+        against_entries = False  # True: an unforeseen error now counts against the entries held
         guards = self.guards
         try:
             if not (guards.hold_lease() and guards.within_spending_limit()):
                 return 0
             if not guards.nothing_stuck():
                 return 0
-            if self.in_hand.idle:
+            if self.held.idle:
                 if not guards.balance_sufficient(working=False):
                     return 0
                 room = guards.room()
                 if not room:
                     return 0
                 self._claim_if_due()
-                reading = True
-                self.in_hand.keep(self._read(room))
-                reading = False
+                against_entries = True
+                self.held.keep(self._read(room))
+                against_entries = False
             else:
                 self._keep_claimed()
             self._state.redis_ok("processor")
-            entries = self.in_hand.entries
+            entries = self.held.entries
             if not entries or self._stop.is_set() or not guards.balance_sufficient(working=True):
                 return 0
-            reading = True
+            against_entries = True
             result = self._batch.handle(entries)
-            self.in_hand.keep(result.retry)
+            self.held.keep(result.retry)
             guards.sent(result.sent)
             if result.problem is None:
                 self._state.node_ok("processor")
@@ -121,7 +133,7 @@ class Consumer:
             self._retry_later(f"redis: {type(error).__name__}: {error}")
         except Exception as error:  # a bug must not kill the loop nor hold its entries forever
             log.exception("unexpected error; retrying in %.0fs", self._config.error_timeout)
-            if reading:
+            if against_entries:
                 self._count_unexpected(error)
             self._pause(self._config.error_timeout)
         return 0
@@ -136,9 +148,9 @@ class Consumer:
         entries it delivered are read again from this consumer's backlog, which raises their
         delivery counts (see _drop_poisonous)."""
         try:
-            if self.in_hand.idle:
+            if self.held.idle:
                 self._wallet.queue.rewind()
-            for entry in list(self.in_hand.entries):
+            for entry in list(self.held.entries):
                 self._batch.unforeseen(entry, error)
         except Exception:
             log.exception("could not count the failed attempt; retrying")
@@ -146,11 +158,11 @@ class Consumer:
     def _keep_claimed(self) -> None:
         """Entries kept for a retry stay this consumer's: their idle time is reset before each
         try, so no replica claims them as abandoned; one claimed already is the claimer's."""
-        ours = self._wallet.queue.keep_claimed([e.entry_id for e in self.in_hand.entries])
-        for entry in list(self.in_hand.entries):
+        ours = self._wallet.queue.keep_claimed([e.entry_id for e in self.held.entries])
+        for entry in list(self.held.entries):
             if entry.entry_id not in ours:
                 log.info("stream entry %s was claimed by another consumer", entry.entry_id)
-                self.in_hand.settled(entry)
+                self.held.settled(entry)
 
     def _claim_if_due(self) -> None:
         """On taking the wallet and then every lease TTL, while this wallet can send: claim
@@ -190,14 +202,13 @@ class Consumer:
                 and entry.entity_id
                 and self._wallet.records.get(entry.entity_id) is None
             ):
-                self._wallet.ctx.dead_letters.set_aside(
+                self._wallet.set_aside(
+                    entry,
                     entity_id=entry.entity_id,
                     kind="too_many_deliveries",
                     reason=f"delivered {delivered} times without being settled "
                     f"(more than REDIS_QUEUE_MAX_DELIVERIES {limit})",
                     application=queue.load_application(entry.entity_id),
-                    entry_id=entry.entry_id,
-                    entry_fields=entry.fields,
                 )
             else:
                 keep.append(entry)

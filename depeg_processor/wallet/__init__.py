@@ -11,8 +11,8 @@ Everything that belongs to one wallet lives here, and nothing of it anywhere els
 - `inflight`, `receipts`, `watch`, `settle`: the watcher's round over what is in flight
   (receipts, reorgs, dropped and stuck transactions) and the settling of what is mined;
 - `lifecycle`: the one status of a transaction in flight and the moves allowed between them;
-- `facts`: what the watcher learns of the wallet, for the consumer's guards;
+- `last_seen`: what the watcher last saw of the wallet, for the consumer's guards;
 - `wallet`: the object that holds all of the above for one wallet, built in one phase, with
-  the one take-over path (`Wallet.ready`);
-- `choice`: which wallet of the pool this process sends from.
+  the one take-over path (`Wallet.take_over`) and the one door its callers use;
+- `sending`: which wallet of the pool this process sends from (`SendingWallet`).
 """

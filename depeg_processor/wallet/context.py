@@ -20,7 +20,7 @@ from ..inbound.dead_letters import DeadLetters
 from ..inbound.stream import StreamQueue
 from ..metrics import Metrics
 from ..state import SharedState
-from .facts import WalletFacts
+from .last_seen import LastSeenHolder
 from .lease import Lease
 from .nonce import NonceManager
 from .records import SpendLedger, TxRecords
@@ -73,7 +73,7 @@ class Shared:
 @dataclasses.dataclass(frozen=True)
 class WalletContext:
     """One wallet's parts that hold no logic of the transaction's life: its address and
-    signer, lease, nonces, records, facts, and its view of the stream."""
+    signer, lease, nonces, records, what its watcher last saw, and its view of the stream."""
 
     config: WalletConfig
     shared: Shared
@@ -82,7 +82,7 @@ class WalletContext:
     lease: Lease
     records: TxRecords
     nonces: NonceManager
-    facts: WalletFacts
+    last_seen: LastSeenHolder
     queue: StreamQueue
     dead_letters: DeadLetters
     spend: SpendLedger | None = None  # with MAX_GAS_SPEND_PER_HOUR: what confirmed ones paid

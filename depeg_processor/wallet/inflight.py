@@ -5,7 +5,7 @@ keeps one `Tracked` value per transaction beside it: the stored record, its one 
 `lifecycle.py` for the statuses and the moves allowed between them) and since when it waits
 unmined. Records are cached: only ids that are new, or whose nonce changed (recorded afresh),
 or that a step asked to read again (`read_again`), are read again. After a take-over
-(`invalidate`, from `Wallet.ready`) every record is read again, since another sender may
+(`invalidate`, from `Wallet.take_over`) every record is read again, since another sender may
 have replaced some. A first send the node refused below the base fee is told here too
 (`refused_below_base_fee`, from the publishing thread): the watcher's next round moves it to
 REFUSED and looks at it at once instead of after TX_STUCK_BLOCKS, so a spike above

@@ -26,12 +26,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import redis
 
 from .. import errors
+from ..chain.calls import ChainClient
+from ..chain.product import ProductCalls
+from ..chain.simulation import Simulator
+from ..fees import FeePolicy
 from ..inbound.application import Application
-from .context import WalletContext
-from .records import TxRecord
+from .records import TxRecord, TxRecords
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +54,24 @@ class InFlightTx:
 class Preflight:
     """Simulates one wallet's batches after what its pool has in flight."""
 
-    def __init__(self, ctx: WalletContext) -> None:
-        self._ctx = ctx
+    def __init__(
+        self,
+        *,
+        call: Callable[..., dict],
+        product: ProductCalls,
+        chain: ChainClient,
+        simulator: Simulator,
+        fees: FeePolicy,
+        pool: Sequence[TxRecords],
+        client: redis.Redis,
+    ) -> None:
+        self._call = call  # (calldata, gas limit or None) -> the product call from this wallet
+        self._product = product
+        self._chain = chain
+        self._simulator = simulator
+        self._fees = fees
+        self._pool = pool  # every wallet's records: what the pool has in flight
+        self._redis = client
         self._tag: str | dict = "latest"  # the block the last batch was simulated at
         self.replayed = 0  # how many transactions in flight were replayed before it
         self._gas_limit: int | None = None  # learned from eth_estimateGas, see check()
@@ -65,8 +86,7 @@ class Preflight:
         runs) sets the limit on the first batch and for any application that does not fit it;
         the batch is then simulated again in sequence at the limits found, so no application
         goes out that only succeeded alone."""
-        ctx = self._ctx
-        calldata = [ctx.shared.product.apply(app.contract_args()) for app in apps]
+        calldata = [self._product.apply(app.contract_args()) for app in apps]
         outcomes: list = [None] * len(apps)
         if self._gas_limit is not None:
             limits = dict.fromkeys(range(len(apps)), self._gas_limit)
@@ -80,7 +100,7 @@ class Preflight:
             todo = [i for i in range(len(apps)) if outcomes[i] is None]
             if not todo:
                 break
-            results = self.simulate([ctx.call(calldata[i], limits[i]) for i in todo])
+            results = self.simulate([self._call(calldata[i], limits[i]) for i in todo])
             unclear = []
             for i, result in zip(todo, results):
                 if not isinstance(result, errors.ProcessorError):
@@ -111,7 +131,7 @@ class Preflight:
         ]
         if not refused or not self.replayed:
             return
-        calls = [self._ctx.call(calldata[i], limits[i]) for i in refused]
+        calls = [self._call(calldata[i], limits[i]) for i in refused]
         for i, alone in zip(refused, self.alone(calls)):
             if not isinstance(alone, errors.ProcessorError):
                 outcomes[i] = errors.WaitingForRoom(
@@ -122,9 +142,9 @@ class Preflight:
     def _estimate(self, indices: Sequence[int], calldata: list[str], outcomes: list) -> dict:
         """Gas limits by `eth_estimateGas` against the pending block, with GAS_HEADROOM; an
         application whose estimate fails gets the error as its outcome."""
-        ctx, indices = self._ctx, list(indices)
-        results = ctx.shared.chain.batch(
-            [("eth_estimateGas", [ctx.call(calldata[i]), "pending"]) for i in indices]
+        indices = list(indices)
+        results = self._chain.batch(
+            [("eth_estimateGas", [self._call(calldata[i]), "pending"]) for i in indices]
         )
         limits = {}
         for i, result in zip(indices, results):
@@ -138,18 +158,18 @@ class Preflight:
     @property
     def replays(self) -> bool:
         """Whether the node simulates with a replay (`eth_simulateV1`) or each call alone."""
-        return self._ctx.shared.simulator.simulates
+        return self._simulator.simulates
 
     def simulate(self, calls: list[dict]) -> list:
         """Each call's result (see `Simulator.simulate`), after everything in flight."""
-        shared = self._ctx.shared
+        simulator, fees = self._simulator, self._fees
         self.replayed = 0
         if not self.replays:
-            return shared.simulator.simulate(calls, "pending")
-        shared.fees.current(fresh=True)  # the latest block now: what the web app did is in it
-        tag = block_tag(shared.fees.last_block_hash, shared.fees.last_block)
+            return simulator.simulate(calls, "pending")
+        fees.current(fresh=True)  # the latest block now: what the web app did is in it
+        tag = block_tag(fees.last_block_hash, fees.last_block)
         before = [
-            self._ctx.call(t.record.data, t.record.gas) | {"from": t.sender}
+            self._call(t.record.data, t.record.gas) | {"from": t.sender}
             for t in self.in_flight()
             if t.record.data and t.record.gas
         ]
@@ -157,20 +177,19 @@ class Preflight:
             log.debug("simulating %s call(s) after %s in flight", len(calls), len(before))
         self._tag, self.replayed = tag, len(before)
         try:
-            return shared.simulator.simulate(calls, tag, before=before, done=signature_used)
+            return simulator.simulate(calls, tag, before=before, done=signature_used)
         except errors.ReplayFailed as error:
             log.warning("%s; the batch waits for them", error)
             return [error] * len(calls)
 
     def alone(self, calls: list[dict]) -> list:
         """The calls simulated at the block of the last batch, without what is in flight."""
-        return self._ctx.shared.simulator.simulate(calls, self._tag)
+        return self._simulator.simulate(calls, self._tag)
 
     def in_flight(self) -> list[InFlightTx]:
         """Every record in flight of every wallet of the pool, in nonce order per wallet (two
         Redis round trips)."""
-        pool = self._ctx.shared.pool
-        client = self._ctx.shared.redis
+        pool, client = self._pool, self._redis
         pipe = client.pipeline(transaction=False)
         for records in pool:
             pipe.zrange(records.inflight_key, 0, -1)
@@ -190,7 +209,7 @@ class Preflight:
         block holds everything in flight and no two of one batch depend on each other."""
         if self.replays:
             return [False] * len(apps)
-        fees = self._ctx.shared.fees
+        fees = self._fees
         fees.current()  # the latest block's gas limit, cached for about a block
         room = fees.block_gas_limit or None
         if room is not None:

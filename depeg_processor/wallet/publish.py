@@ -16,9 +16,11 @@ import logging
 from collections.abc import Sequence
 
 from .. import errors
+from ..chain.calls import ChainClient
 from ..errors import FenceLost, LeaseLost
-from .context import WalletContext
-from .records import TxRecord
+from .lease import Lease
+from .nonce import NonceManager
+from .records import TxRecord, TxRecords
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +69,20 @@ def sort_answer(result: object) -> Answer:
 class Publisher:
     """Sends one wallet's signed transactions and tells what became of each."""
 
-    def __init__(self, ctx: WalletContext) -> None:
-        self._ctx = ctx
+    def __init__(
+        self,
+        *,
+        chain: ChainClient,
+        address: str,
+        lease: Lease,
+        records: TxRecords,
+        nonces: NonceManager,
+    ) -> None:
+        self._chain = chain
+        self._address = address
+        self._lease = lease
+        self._records = records
+        self._nonces = nonces
 
     def publish(
         self, records: Sequence[TxRecord], *, first: bool = False
@@ -79,10 +93,10 @@ class Publisher:
         when the lease is not held (nothing is sent)."""
         if not records:
             return []
-        if not self._ctx.lease.held():
+        if not self._lease.held():
             raise LeaseLost("the wallet's lease is not held; not sending")
         try:
-            results = self._ctx.shared.chain.batch(
+            results = self._chain.batch(
                 [("eth_sendRawTransaction", [record.raw]) for record in records]
             )
         except errors.NodeUnavailable as error:
@@ -93,15 +107,15 @@ class Publisher:
             for i, answer in zip(conflicts, self._nonce_used([records[i] for i in conflicts])):
                 answers[i] = answer
             if first and Answer.SENT_BACK in answers:
-                self._ctx.nonces.sync()
+                self._nonces.sync()
         return list(zip(answers, results))
 
     def _nonce_used(self, records: list[TxRecord]) -> list[Answer]:
         """The one nonce-conflict policy (see the module docstring)."""
         hashes = [tx_hash for record in records for tx_hash in record.hashes]
-        answers = self._ctx.shared.chain.batch(
+        answers = self._chain.batch(
             [("eth_getTransactionReceipt", [h]) for h in hashes]
-            + [("eth_getTransactionCount", [self._ctx.address, "latest"])]
+            + [("eth_getTransactionCount", [self._address, "latest"])]
         )
         *receipts, mined_count = answers
         mined = {h for h, receipt in zip(hashes, receipts) if receipt is not None}
@@ -118,7 +132,7 @@ class Publisher:
 
     def _send_back(self, record: TxRecord) -> Answer:
         try:
-            self._ctx.records.send_back(record.entity_id, fence=self._ctx.lease.fence)
+            self._records.send_back(record.entity_id, fence=self._lease.fence)
         except FenceLost:
             log.warning(
                 "application %s tx %s: nonce %s already used on chain; not enqueued again: "

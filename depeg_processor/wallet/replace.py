@@ -14,11 +14,13 @@ import logging
 from collections.abc import Sequence
 
 from .. import errors
+from ..clock import Clock
 from ..errors import FenceLost, LeaseLost
-from ..fees import Fees
-from .context import WalletContext
+from ..fees import FeePolicy, Fees
+from ..metrics import Metrics
+from .lease import Lease
 from .publish import Answer, Publisher
-from .records import TxRecord
+from .records import TxRecord, TxRecords
 from .submit import Submitter
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,22 @@ Replaced = TxRecord | errors.ProcessorError
 class Replacer:
     """Re-prices one wallet's stuck transactions."""
 
-    def __init__(self, ctx: WalletContext, *, publisher: Publisher, submitter: Submitter) -> None:
-        self._ctx = ctx
+    def __init__(
+        self,
+        *,
+        lease: Lease,
+        records: TxRecords,
+        fees: FeePolicy,
+        metrics: Metrics,
+        clock: Clock,
+        publisher: Publisher,
+        submitter: Submitter,
+    ) -> None:
+        self._lease = lease
+        self._records = records
+        self._fees = fees
+        self._metrics = metrics
+        self._clock = clock
         self._publisher = publisher
         self._submitter = submitter  # signs the same call again at other fees
 
@@ -41,9 +57,9 @@ class Replacer:
         cap leaves no room for a transaction the node would take; InsufficientFunds; or
         NonceConflict when the nonce went to another transaction and the application is back
         on the queue. Raises LeaseLost when the lease is gone: nothing more is written or sent."""
-        if not self._ctx.lease.held():
+        if not self._lease.held():
             raise LeaseLost("the wallet's lease is not held; not replacing")
-        fees = self._ctx.shared.fees
+        fees = self._fees
         market = fees.current(fresh=True)
         current = {r.entity_id: r for r in records}  # stored now: what the node should have
         floor = {
@@ -135,7 +151,7 @@ class Replacer:
                 replacement.tx_hash,
                 result,
             )
-        self._ctx.shared.metrics.fee_bumps.inc()
+        self._metrics.fee_bumps.inc()
         log.warning(
             "application %s tx %s replaced by %s (nonce %s, max fee %s -> %s, tip %s -> %s)",
             record.entity_id,
@@ -159,16 +175,16 @@ class Replacer:
             raw=raw,
             max_fee_per_gas=fees.max_fee_per_gas,
             max_priority_fee_per_gas=fees.max_priority_fee_per_gas,
-            signed_at=self._ctx.shared.clock.now(),
+            signed_at=self._clock.now(),
             previous_hashes=current.hashes,
         )
 
     def _write(self, records: list[TxRecord]) -> None:
         """Store records only while this process holds the lease (WATCHed in the transaction):
         one that lost it must not overwrite what the next holder wrote."""
-        if not self._ctx.lease.held():
+        if not self._lease.held():
             raise LeaseLost("the wallet's lease is not held; not replacing")
         try:
-            self._ctx.records.put_many(records, fence=self._ctx.lease.fence)
+            self._records.put_many(records, fence=self._lease.fence)
         except FenceLost as error:
             raise LeaseLost(str(error)) from None

@@ -53,8 +53,8 @@ class Settler:
                 metrics.confirm_latency.observe(max(0.0, now - record.enqueued_at))
 
     def count_spend(self, mined: list[tuple[TxRecord, Mined]], records: list[TxRecord]) -> None:
-        """For the spending guard: log what was paid, and tell the wallet's facts the last
-        hour's spend plus the most the transactions still in flight can cost."""
+        """For the spending guard: log what was paid, and keep (with what the watcher last saw) the
+        last hour's spend plus the most the transactions still in flight can cost."""
         ctx = self._ctx
         if ctx.spend is None:
             return
@@ -62,7 +62,7 @@ class Settler:
         ctx.spend.add_many([(m.tx_hash, m.cost) for _r, m in mined], now)
         settled = {r.entity_id for r, _m in mined}
         in_flight = sum(r.gas * r.max_fee_per_gas for r in records if r.entity_id not in settled)
-        ctx.facts.set_spent(ctx.spend.last_hour(now) + in_flight)
+        ctx.last_seen.set_spent(ctx.spend.last_hour(now) + in_flight)
 
     def reverted(self, record: TxRecord, mined: Mined) -> None:
         """Simulate the reverted call again for its reason; send back or set aside."""

@@ -16,13 +16,20 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from .. import errors
+from ..chain.signing import TransactionSigner
+from ..clock import Clock
 from ..errors import FenceLost, LeaseLost, PoolChanged
-from ..fees import Backlog, Fees
+from ..faults import Faults
+from ..fees import Backlog, FeePolicy, Fees
 from ..inbound.application import Application
-from .context import WalletContext
+from ..inbound.stream import StreamQueue
+from .context import WalletConfig
+from .last_seen import LastSeenHolder
+from .lease import Lease
+from .nonce import NonceManager
 from .preflight import Preflight
 from .publish import Answer, Publisher
-from .records import TxRecord
+from .records import TxRecord, TxRecords
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +43,33 @@ class Submitter:
 
     def __init__(
         self,
-        ctx: WalletContext,
-        publisher: Publisher,
         *,
+        config: WalletConfig,
+        signer: TransactionSigner,
+        lease: Lease,
+        records: TxRecords,
+        nonces: NonceManager,
+        last_seen: LastSeenHolder,
+        queue: StreamQueue,
+        fees: FeePolicy,
+        clock: Clock,
+        faults: Faults,
+        preflight: Preflight,
+        publisher: Publisher,
         on_below_base_fee: Callable[[list[TxRecord]], None] = lambda records: None,
     ) -> None:
-        self._ctx = ctx
+        self._config = config
+        self._signer = signer
+        self._lease = lease
+        self._records = records
+        self._nonces = nonces
+        self._last_seen = last_seen
+        self._queue = queue
+        self._fees = fees
+        self._clock = clock
+        self._faults = faults
         self._publisher = publisher
-        self._preflight = Preflight(ctx)
+        self._preflight = preflight
         self._on_below_base_fee = on_below_base_fee  # tells the watcher's in-flight view
         self._broadcaster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broadcast")
         self._broadcasting: Future | None = None
@@ -56,16 +82,16 @@ class Submitter:
         records are written only while the lease is still in `generation` (the one whose
         take-over is done): else LeaseLost, nothing written."""
         for _try in range(PREFLIGHT_TRIES):
-            version = self._ctx.records.pool_version()  # before the simulation reads the pool
+            version = self._records.pool_version()  # before the simulation reads the pool
             outcomes: list = list(self._preflight.check(apps))
-            self._ctx.shared.faults.hit("after-simulate")
+            self._faults.hit("after-simulate")
             ready = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, tuple)]
             if not ready:
                 return outcomes
             self.finish()  # the previous batch is out (and its nonce answers known)
             self._check_lease(generation)
             records = self._sign([(apps[i], entry_ids[i], *outcomes[i]) for i in ready])
-            self._ctx.shared.faults.hit("after-sign")
+            self._faults.hit("after-sign")
             try:
                 self._write_ahead(records, generation, version)
                 break
@@ -75,7 +101,7 @@ class Submitter:
             return [errors.WaitingForRoom("the pool kept changing during the simulation")] * len(
                 apps
             )
-        self._ctx.shared.faults.hit("after-record")
+        self._faults.hit("after-record")
         for i, record in zip(ready, records):
             outcomes[i] = record
         self._broadcasting = self._broadcaster.submit(self._publish, records)
@@ -84,16 +110,15 @@ class Submitter:
     def _sign(self, items: list[tuple[Application, str, str, int]]) -> list[TxRecord]:
         """(application, entry id, calldata, gas) each signed with the next nonce, priced for
         its place in the wallet's line."""
-        ctx = self._ctx
-        nonces = [ctx.nonces.take() for _item in items]
-        fees = ctx.shared.fees
+        nonces = [self._nonces.take() for _item in items]
+        fees = self._fees
         priced = fees.for_wait(
             fees.current(),
             gas=max(gas for *_rest, gas in items),
             backlog=self._backlog(nonces[0]),
             count=len(items),
         )
-        now = ctx.shared.clock.now()
+        now = self._clock.now()
         records = []
         for (app, entry_id, data, gas), nonce, price in zip(items, nonces, priced):
             tx_hash, raw = self.sign(nonce=nonce, data=data, gas=gas, fees=price)
@@ -116,11 +141,10 @@ class Submitter:
 
     def sign(self, *, nonce: int, data: str, gas: int, fees: Fees) -> tuple[str, str]:
         """The product call signed by this wallet: (hash, raw transaction)."""
-        ctx = self._ctx
-        return ctx.signer.sign(
-            chain_id=ctx.config.chain_id,
+        return self._signer.sign(
+            chain_id=self._config.chain_id,
             nonce=nonce,
-            to=ctx.config.product,
+            to=self._config.product,
             data=data,
             gas=gas,
             max_fee_per_gas=fees.max_fee_per_gas,
@@ -131,16 +155,16 @@ class Submitter:
         """The wallet's transactions in flight before `first_nonce`, and what the balance
         above PROCESSOR_MIN_BALANCE leaves for reservations (unknown before the watcher's
         first look: then no headroom beyond today's is given)."""
-        facts = self._ctx.facts.get()
-        if facts.mined_nonce is None or facts.balance is None:
+        seen = self._last_seen.get()
+        if seen.mined_nonce is None or seen.balance is None:
             return Backlog(ahead=0, spendable=0)
         return Backlog(
-            ahead=max(0, first_nonce - facts.mined_nonce),
-            spendable=facts.balance - self._ctx.shared.fees.keep,
+            ahead=max(0, first_nonce - seen.mined_nonce),
+            spendable=seen.balance - self._fees.keep,
         )
 
     def _check_lease(self, generation: int) -> None:
-        lease = self._ctx.lease
+        lease = self._lease
         if not lease.held():
             raise LeaseLost("the wallet's lease is not held; not sending")
         if lease.generation != generation:  # lost and gained again meanwhile
@@ -150,22 +174,21 @@ class Submitter:
         """The records, each application's transactionHash and the entries' acknowledgements
         in one transaction fenced by the lease, and only if the pool is at `version` still. A
         batch not written frees its nonces."""
-        ctx = self._ctx
         try:
             self._check_lease(generation)
-            ctx.records.put_many(
+            self._records.put_many(
                 records,
-                fence=ctx.lease.fence,
+                fence=self._lease.fence,
                 version=version,
-                also=lambda pipe: ctx.queue.stage_submitted(
+                also=lambda pipe: self._queue.stage_submitted(
                     pipe, [(r.entity_id, r.stream_entry_id, r.tx_hash) for r in records]
                 ),
             )
         except FenceLost as error:
-            ctx.nonces.sync_later()
+            self._nonces.sync_later()
             raise LeaseLost(str(error)) from None
         except Exception:
-            ctx.nonces.sync_later()
+            self._nonces.sync_later()
             raise
 
     def finish(self) -> None:
@@ -199,7 +222,7 @@ class Submitter:
             )
             return
         finally:
-            self._ctx.shared.faults.hit("after-broadcast")
+            self._faults.hit("after-broadcast")
         below = [
             r for r, (answer, _result) in zip(records, answers) if answer is Answer.FEE_TOO_LOW
         ]

@@ -7,23 +7,32 @@ A transaction's life, and the one module for each step:
 - resend what the node forgot, replace what is stuck: `unmined.py`, `replace.py`;
 - confirm and purge, or settle a revert: `receipts.py`, `settle.py`;
 - a block reorganised away: `receipts.py` (`verify_canonical`);
-- take-over of a wallet another holder left: `Wallet.ready` here.
+- take-over of a wallet another holder left: `Wallet.take_over` here.
+
+`Wallet` is the one door: the consumer and the service ask it for what they need (the
+applications of a batch still to send, its balance, what the watcher learned, a letter set
+aside) and never reach its stores.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..inbound.application import Application
-from ..inbound.stream import StreamQueue
+from ..inbound.stream import Entry, StreamQueue
+from ..inbound.untrusted import HashContent
 from .context import WalletContext
 from .inflight import InFlight
+from .last_seen import LastSeen
 from .lease import Lease, LeaseKeeper
+from .preflight import Preflight
 from .publish import Publisher
 from .records import TxRecords
 from .replace import Replacer
+from .signatures import SignatureMark
+from .stored import StoredApplications
 from .submit import Outcome, Submitter
 from .unmined import Unmined
 from .watch import Watcher
@@ -38,13 +47,51 @@ class Wallet:
         self.ctx = ctx
         self.keeper = keeper
         self.in_flight = InFlight(ctx.records, now=ctx.shared.clock.now)
-        publisher = Publisher(ctx)
-        self._submitter = Submitter(
-            ctx, publisher, on_below_base_fee=self.in_flight.refused_below_base_fee
+        shared = ctx.shared
+        publisher = Publisher(
+            chain=shared.chain,
+            address=ctx.address,
+            lease=ctx.lease,
+            records=ctx.records,
+            nonces=ctx.nonces,
         )
-        replacer = Replacer(ctx, publisher=publisher, submitter=self._submitter)
+        self._submitter = Submitter(
+            config=ctx.config,
+            signer=ctx.signer,
+            lease=ctx.lease,
+            records=ctx.records,
+            nonces=ctx.nonces,
+            last_seen=ctx.last_seen,
+            queue=ctx.queue,
+            fees=shared.fees,
+            clock=shared.clock,
+            faults=shared.faults,
+            preflight=Preflight(
+                call=ctx.call,
+                product=shared.product,
+                chain=shared.chain,
+                simulator=shared.simulator,
+                fees=shared.fees,
+                pool=shared.pool,
+                client=shared.redis,
+            ),
+            publisher=publisher,
+            on_below_base_fee=self.in_flight.refused_below_base_fee,
+        )
+        replacer = Replacer(
+            lease=ctx.lease,
+            records=ctx.records,
+            fees=shared.fees,
+            metrics=shared.metrics,
+            clock=shared.clock,
+            publisher=publisher,
+            submitter=self._submitter,
+        )
         unmined = Unmined(ctx, in_flight=self.in_flight, publisher=publisher, replacer=replacer)
         self.watcher = Watcher(ctx, in_flight=self.in_flight, unmined=unmined)
+        self._stored = StoredApplications(
+            ctx.shared.redis, records=ctx.records, queue=ctx.queue, address=ctx.address
+        )
         self._adopting = threading.Lock()
         self._adopted: int | None = None  # the lease generation whose take-over is done
 
@@ -69,7 +116,12 @@ class Wallet:
         """The lease generation whose take-over is done (None before the first)."""
         return self._adopted
 
-    def ready(self) -> bool:
+    @property
+    def next_nonce(self) -> int | None:
+        """The nonce the next transaction takes (None while it is to be synchronised)."""
+        return self.ctx.nonces.next
+
+    def take_over(self) -> bool:
         """Whether this process sends from the wallet now: its lease is held, and what another
         holder may have left is adopted, once per lease gained (either thread may be first)."""
         lease = self.ctx.lease
@@ -109,13 +161,61 @@ class Wallet:
         that takes nonces) asks the node for the mined count and synchronises the next nonce
         if it is to be: mined ones waiting for their confirmations then take no place either."""
         if fresh:
-            self.ctx.facts.observed_mined(self.ctx.shared.chain.nonce(self.address, "latest"))
+            self.ctx.last_seen.observed_mined(self.ctx.shared.chain.nonce(self.address, "latest"))
             if self.ctx.nonces.next is None:
                 self.ctx.nonces.sync()
-        next_nonce, mined = self.ctx.nonces.next, self.ctx.facts.get().mined_nonce
+        next_nonce, mined = self.ctx.nonces.next, self.ctx.last_seen.get().mined_nonce
         if next_nonce is None or mined is None:
             return self.ctx.records.count()
         return max(0, next_nonce - mined)
+
+    def last_seen(self) -> LastSeen:
+        """What the receipt watcher (and the consumer) last learned of the wallet."""
+        return self.ctx.last_seen.get()
+
+    def read_balance(self) -> int:
+        """The balance as the node says it now; the wallet's last seen figures keep it."""
+        balance = self.ctx.shared.chain.balance(self.address)
+        self.ctx.last_seen.observed(balance=balance)
+        return balance
+
+    def observed_balance(self, balance: int) -> None:
+        """The balance read elsewhere (at start), for the wallet's last seen figures."""
+        self.ctx.last_seen.observed(balance=balance)
+
+    def count_spend(self, wei: int) -> None:
+        """A transaction just recorded may cost `wei`: counted against the hourly ceiling
+        until the watcher next counts from the ledger."""
+        self.ctx.last_seen.add_spent(wei)
+
+    def unsent(self, candidates: Sequence[tuple[Entry, str]]) -> list[HashContent | None]:
+        """For each (stream entry, entity id) of a batch: its application hash while it is
+        still to be sent, or None once its entry is settled (resumed, another wallet's, or
+        confirmed already). One round trip for the batch; see `stored`."""
+        return self._stored.unsent(candidates)
+
+    def signature_marks(self, signatures: Sequence[bytes]) -> list[SignatureMark | None]:
+        """The mark of each signature (which application sent it), in order."""
+        return self.ctx.records.marks.get_many(signatures)
+
+    def set_aside(
+        self,
+        entry: Entry,
+        *,
+        entity_id: str | None,
+        reason: str,
+        kind: str,
+        application: HashContent | Mapping[str, str],
+    ) -> str:
+        """Set the application of `entry` aside for good (see inbound.dead_letters)."""
+        return self.ctx.dead_letters.set_aside(
+            entity_id=entity_id,
+            reason=reason,
+            kind=kind,
+            application=application,
+            entry_id=entry.entry_id,
+            entry_fields=entry.fields,
+        )
 
     def lost(self) -> None:
         """A write was refused for the lease: adopt again before the next send."""
@@ -129,11 +229,11 @@ class Wallet:
 
     def watch(self) -> int:
         """One round of the receipt watcher at its schedule's pace."""
-        return self.watcher.step(sending=self.ready())
+        return self.watcher.step(sending=self.take_over())
 
     def watch_now(self) -> int:
         """One round of the receipt watcher that asks the node whatever the schedule says."""
-        return self.watcher.run_once(sending=self.ready())
+        return self.watcher.run_once(sending=self.take_over())
 
     def finish(self) -> None:
         """The batch being published is out."""

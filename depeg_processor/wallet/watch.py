@@ -57,7 +57,7 @@ class Watcher:
     def run_once(self, *, sending: bool, ask_node: bool = True) -> int:
         """One round; returns how many applications it settled (purged or set aside). Without
         `ask_node` it only reads Redis. `sending`: this process holds the wallet's lease and
-        has adopted what another holder left (`Wallet.ready`)."""
+        has adopted what another holder left (`Wallet.take_over`)."""
         state = self._ctx.shared.state
         state.watcher_beat()
         head = None
@@ -132,7 +132,7 @@ class Watcher:
         reasons = self._in_flight.stuck_reasons() | self._unmined.gap_reasons()
         stuck = "; ".join(sorted(reasons)) or None
         state.set_stuck(stuck)
-        self._ctx.facts.set_stuck(stuck)
+        self._ctx.last_seen.set_stuck(stuck)
         return settled
 
     def _settle(self, records: list, head: int) -> int:
@@ -172,11 +172,11 @@ class Watcher:
                 raise result
         head = Head.from_block(results[0])
         self._schedule.asked(head, busy=self._busy, refreshed=refresh)
-        ctx.facts.set_block_time(self._schedule.block_time)
+        ctx.last_seen.set_block_time(self._schedule.block_time)
         if refresh:
             balance, nonce = int(results[1], 16), int(results[2], 16)
             ctx.shared.state.set_balance(balance)
-            ctx.facts.observed(balance=balance, mined_nonce=nonce)
+            ctx.last_seen.observed(balance=balance, mined_nonce=nonce)
             gauges = ctx.shared.metrics.wallet(ctx.address)
             gauges.balance.set(balance)
             gauges.chain_nonce.set(nonce)

@@ -7,9 +7,11 @@ import threading
 from collections.abc import Callable
 
 from eth_utils import keccak
+from prometheus_client import CollectorRegistry
 
 from depeg_processor import errors
 from depeg_processor.clock import Clock
+from depeg_processor.metrics import Metrics
 from depeg_processor.state import SharedState
 
 from .helpers import ENTITY_ID
@@ -103,7 +105,9 @@ class Harness:
         self.node = Node()
         self.stop = threading.Event()
         clock = Clock(now=lambda: WALL_TIME, monotonic=self.time.monotonic)
+        self.clock = clock
         self.state = SharedState(monotonic=clock.monotonic)
+        self.metrics = Metrics(CollectorRegistry())
         # wallet_index > 0: another wallet of the pool, with its own keys and consumer name
         keys = {"prefix": f"w{wallet_index}", "lease_key": f"w{wallet_index}:lease"}
         self.wallet = build_wallet(
@@ -111,6 +115,7 @@ class Harness:
             chain=self.node,
             clock=clock,
             state=self.state,
+            metrics=self.metrics,
             owner=owner,
             stop=self.stop,
             claim_idle=claim_idle,
@@ -120,7 +125,14 @@ class Harness:
         self.records = self.wallet.records
         self.lease = self.wallet.lease
         assert self.lease.acquire()  # what the lease keeper does in the service
-        self.consumer = build_consumer(self.wallet, stop=self.stop, **config_changes)
+        self.consumer = build_consumer(
+            self.wallet,
+            clock=clock,
+            state=self.state,
+            metrics=self.metrics,
+            stop=self.stop,
+            **config_changes,
+        )
         self.calls: list[tuple[str, str]] = []
         self.finished = 0
         submit, finish = self.wallet.submit, self.wallet.finish
@@ -149,7 +161,7 @@ class Harness:
 
     def dead_lettered(self) -> dict[str, float]:
         """The metrics' count of applications set aside, by reason."""
-        registry = self.wallet.ctx.shared.metrics.registry
+        registry = self.metrics.registry
         return {
             sample.labels["reason"]: sample.value
             for metric in registry.collect()

@@ -204,10 +204,10 @@ def test_attempts_are_forgotten_once_their_entries_are_out_of_hand(h) -> None:
     h.enqueue(signed_fields())
     h.node.answer = errors.TransientError("node error -32000: gas required exceeds allowance")
     h.run_once()
-    assert list(h.consumer.in_hand.attempts().values()) == [1]
+    assert list(h.consumer.held.attempts().values()) == [1]
     h.node.answer = None
     assert h.run_once() == 1
-    assert h.consumer.in_hand.attempts() == {}
+    assert h.consumer.held.attempts() == {}
 
 
 def test_an_unforeseen_error_before_reading_holds_the_entries_without_counting(h) -> None:
@@ -238,12 +238,12 @@ def pooled(fake_redis):
 def test_a_stuck_transaction_holds_reading_and_the_hold_names_the_wallet(pooled) -> None:
     h = pooled
     h.enqueue(signed_fields())
-    h.wallet.ctx.facts.set_stuck("transactions cannot be mined: max fee per gas is at the cap")
+    h.wallet.ctx.last_seen.set_stuck("transactions cannot be mined: max fee per gas is at the cap")
     assert h.run_once() == 0
     assert h.calls == [] and h.queue.backlog().group_pending == 0, "not even read"
     holding = h.state.snapshot().holding
     assert holding.startswith(f"wallet {WALLET}: ") and "cannot be mined" in holding
-    h.wallet.ctx.facts.set_stuck(None)
+    h.wallet.ctx.last_seen.set_stuck(None)
     assert h.run_once() == 1
     assert h.state.snapshot().holding is None
 
@@ -251,7 +251,7 @@ def test_a_stuck_transaction_holds_reading_and_the_hold_names_the_wallet(pooled)
 def test_entries_read_counts_new_entries_not_redeliveries(h) -> None:
     """depeg_processor_entries_read_total: applications in, once each; this consumer's own
     backlog (read again after a restart) is not counted again."""
-    registry = h.wallet.ctx.shared.metrics.registry
+    registry = h.metrics.registry
 
     def read() -> float:
         return registry.get_sample_value("depeg_processor_entries_read_total")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from depeg_processor import errors, keys
-from depeg_processor.consumer import batch as batch_module
+from depeg_processor.inbound import batch as batch_module
 from depeg_processor.inbound.eip712 import SECP256K1_N
 from depeg_processor.wallet.records import TxRecord
 
@@ -204,7 +204,7 @@ def test_an_unforeseen_error_with_one_application_holds_only_that_one(h, monkeyp
     assert dead["entityId"] == "BAD" and dead["kind"] == "other"
     assert "unexpected error 3 times in a row: KeyError" in dead["reason"]
     assert json.loads(dead["application"]) == signed_fields(signature_id="bad")
-    assert h.queue.backlog().group_pending == 0 and h.consumer.in_hand.attempts() == {}
+    assert h.queue.backlog().group_pending == 0 and h.consumer.held.attempts() == {}
 
 
 # -- one wallet of a pool ----------------------------------------------------------------------

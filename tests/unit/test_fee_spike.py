@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import pytest
 import rlp
+from prometheus_client import CollectorRegistry
 
 from depeg_processor import errors
 from depeg_processor.clock import Clock
 from depeg_processor.fees import Block, FeePolicy
+from depeg_processor.metrics import Metrics
 from depeg_processor.state import SharedState
 
 from .helpers import ENTITY_ID, signed_fields
@@ -58,6 +60,7 @@ class Spike:
         self.chain = SpikedChain(base_fee=40 * GWEI)
         clock = Clock(now=lambda: 1795830700.0, monotonic=lambda: self.mono[0])
         self.state = SharedState(monotonic=clock.monotonic)
+        metrics = Metrics(CollectorRegistry())
         fees = FeePolicy(
             base_fee=lambda: Block(number=self.chain.head, base_fee=self.chain.base_fee),
             suggested_tip=lambda: GWEI,
@@ -65,10 +68,10 @@ class Spike:
             tip=GWEI,
         )
         self.wallet = build_wallet(
-            client, chain=self.chain, clock=clock, fees=fees, state=self.state
+            client, chain=self.chain, clock=clock, fees=fees, state=self.state, metrics=metrics
         )
         assert self.wallet.keeper.run_once(), "this process holds the wallet's lease"
-        self.consumer = build_consumer(self.wallet)
+        self.consumer = build_consumer(self.wallet, clock=clock, state=self.state, metrics=metrics)
         self.redis = client
 
     def readiness(self) -> tuple[int, dict]:
@@ -92,7 +95,7 @@ def test_a_first_send_refused_above_the_cap_is_stuck_after_one_watcher_round(spi
     assert spike.readiness()[0] == 200, "nothing is known to be stuck yet"
 
     spike.wallet.watch()  # one round, at the same instant: no block, no TX_STUCK_BLOCKS passed
-    stuck = spike.wallet.ctx.facts.get().stuck
+    stuck = spike.wallet.last_seen().stuck
     assert stuck and "MAX_FEE_PER_GAS" in stuck and str(CAP) in stuck, stuck
     status, body = spike.readiness()
     assert status == 500 and "MAX_FEE_PER_GAS" in body["transactions"], body
@@ -127,5 +130,5 @@ def test_once_the_base_fee_falls_the_stuck_transaction_is_resent_mined_and_ready
     spike.chain.mine()
     spike.mono[0] += 1.0
     assert spike.wallet.watch() == 1, "confirmed and purged"
-    assert spike.wallet.ctx.facts.get().stuck is None
+    assert spike.wallet.last_seen().stuck is None
     assert spike.readiness()[0] == 200

@@ -40,6 +40,9 @@ def h(fake_redis):
     harness.waits = Waits(harness)
     harness.consumer = build_consumer(
         harness.wallet,
+        clock=harness.clock,
+        state=harness.state,
+        metrics=harness.metrics,
         stop=harness.waits,
         max_in_flight=CAP,
         in_flight_poll=POLL,
@@ -59,7 +62,7 @@ def enqueue(h: Harness, count: int) -> list[str]:
 def watcher_saw_mined(h: Harness, mined: int) -> None:
     """What the receipt watcher publishes after a look at the chain (the node says so too)."""
     h.node.mined = mined
-    h.wallet.ctx.facts.observed(balance=2 * ETHER, mined_nonce=mined)
+    h.wallet.ctx.last_seen.observed(balance=2 * ETHER, mined_nonce=mined)
 
 
 def undelivered(h: Harness) -> int:
@@ -126,7 +129,7 @@ def test_at_the_cap_the_node_is_asked_when_the_watchers_figure_is_old(h) -> None
 def test_at_the_cap_a_wallet_looks_again_after_half_a_block(h) -> None:
     enqueue(h, 5)
     watcher_saw_mined(h, 0)
-    h.wallet.ctx.facts.set_block_time(1.0)  # the watcher learned the chain's pace
+    h.wallet.ctx.last_seen.set_block_time(1.0)  # the watcher learned the chain's pace
     assert h.run_once() == CAP
     assert h.run_once() == 0
     assert sum(h.waits.waited) == 0.5, "half a block, not the watcher's whole round"

@@ -13,8 +13,8 @@ import redis
 from depeg_processor.clock import Clock as ServiceClock
 from depeg_processor.errors import LeaseLost
 from depeg_processor.inbound.application import parse_application
-from depeg_processor.wallet.choice import WalletChoice
 from depeg_processor.wallet.lease import SAFETY, Lease, LeaseKeeper
+from depeg_processor.wallet.sending import SendingWallet
 
 from .consumer_harness import Harness
 from .helpers import signed_fields
@@ -164,7 +164,7 @@ def test_release_leaves_another_holders_lease_alone(fake_redis, clock) -> None:
 def test_keeper_renews_on_its_own_schedule_so_the_lease_never_lapses(fake_redis, clock) -> None:
     stop = SteppingStop(clock, rounds=30)
     wallet = build_wallet(fake_redis, chain=None, clock=ServiceClock(monotonic=clock), stop=stop)
-    choice = WalletChoice(
+    choice = SendingWallet(
         [wallet], redis_client=fake_redis, monotonic=clock, idle=lambda wallet: True
     )
     choice.run(stop)

@@ -177,7 +177,7 @@ class World:
     def lose_lease(self) -> None:
         """Another process takes the lease (this one's ran out unnoticed)."""
         self.redis.set(self.wallet.lease.key, "the-next-holder")
-        assert not self.wallet.keeper.run_once() and not self.wallet.ready()
+        assert not self.wallet.keeper.run_once() and not self.wallet.take_over()
 
     def regain_lease(self) -> None:
         """The other process stops and gives the lease up: the next round's renewal takes it."""

@@ -59,7 +59,7 @@ def world(fake_redis):
     other = TxRecords(fake_redis, prefix=f"{STREAM}:wallet:{OTHER_WALLET}", owner=OTHER_WALLET)
     wallet = build_wallet(fake_redis, chain=node, clock=Clock(), fees=fees, others=(other,))
     wallet.lease.acquire()
-    assert wallet.ready()
+    assert wallet.take_over()
     yield node, wallet, other
     wallet.close()
 
@@ -155,5 +155,5 @@ def test_a_replay_that_fails_sends_nothing_and_the_batch_waits(world, fake_redis
     wallet.finish()
     assert outcomes == [replay_fails, replay_fails]
     assert isinstance(replay_fails, errors.WaitingForRoom)
-    assert simulator.replayed[-1] and wallet.ctx.records.count() == 0
+    assert simulator.replayed[-1] and wallet.records.count() == 0
     assert not [m for m, _p in node.calls if m == "eth_sendRawTransaction"]

@@ -1,6 +1,6 @@
 """Wallet.submit prices each transaction of a batch for its wait behind the wallet's
 transactions in flight (fees.FeePolicy.for_wait), from what the receipt watcher last saw of
-the wallet (its facts)."""
+the wallet."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def submit(h: Harness, count: int) -> list:
 
 
 def test_each_transaction_gets_headroom_for_the_blocks_ahead_of_it(h) -> None:
-    h.wallet.ctx.facts.observed(mined_nonce=0, balance=10**21)  # 100 in flight before the batch
+    h.wallet.ctx.last_seen.observed(mined_nonce=0, balance=10**21)  # 100 in flight before the batch
     records = submit(h, 20)
     assert [r.nonce for r in records] == list(range(100, 120))
     fees = [r.max_fee_per_gas for r in records]
@@ -70,8 +70,8 @@ def test_before_the_watcher_saw_the_wallet_the_fees_are_twice_the_base_fee_plus_
 
 def test_the_headroom_fits_the_balance_above_the_minimum(h) -> None:
     spendable = 120 * GAS * 25 * GWEI  # 120 in flight after the batch, at most 25 gwei each
-    h.wallet.ctx.facts.observed(mined_nonce=0, balance=10**18 + spendable)
+    h.wallet.ctx.last_seen.observed(mined_nonce=0, balance=10**18 + spendable)
     records = submit(h, 20)
     assert max(r.max_fee_per_gas for r in records) == 25 * GWEI
-    h.wallet.ctx.facts.observed(mined_nonce=0, balance=10**18 // 2)  # below the minimum
+    h.wallet.ctx.last_seen.observed(mined_nonce=0, balance=10**18 // 2)  # below the minimum
     assert {r.max_fee_per_gas for r in submit(h, 2)} == {21 * GWEI}

@@ -40,7 +40,7 @@ def test_a_rate_limited_simulation_is_not_an_attempt(h) -> None:
     for _ in range(6):  # twice the deliveries after which a simulation error sets it aside
         assert h.run_once() == 0
     assert h.dead_letters() == [] and h.queue.backlog().group_pending == 1
-    assert h.consumer.in_hand.attempts() == {}, "no attempt counted"
+    assert h.consumer.held.attempts() == {}, "no attempt counted"
 
     h.node.answer = None
     assert h.run_once() == 1

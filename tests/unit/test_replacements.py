@@ -13,6 +13,7 @@ from depeg_processor.chain.signing import TransactionSigner
 from depeg_processor.clock import Clock
 from depeg_processor.errors import LeaseLost
 from depeg_processor.fees import FeePolicy, raised
+from depeg_processor.wallet.preflight import Preflight
 from depeg_processor.wallet.publish import Answer, Publisher
 from depeg_processor.wallet.records import TxRecord
 from depeg_processor.wallet.replace import MAX_REPLACEMENT_BUMPS, Replacer
@@ -81,11 +82,47 @@ class Harness:
             self.wallet.queue,
             self.wallet.lease,
         )
-        assert self.wallet.keeper.run_once() and self.wallet.ready()
-        publisher = Publisher(self.wallet.ctx)
+        assert self.wallet.keeper.run_once() and self.wallet.take_over()
+        # A replacer of its own over the wallet's parts, as `Wallet` builds it.
+        ctx, shared = self.wallet.ctx, self.wallet.ctx.shared
+        publisher = Publisher(
+            chain=shared.chain,
+            address=ctx.address,
+            lease=ctx.lease,
+            records=ctx.records,
+            nonces=ctx.nonces,
+        )
         self.publisher = publisher
+        submitter = Submitter(
+            config=ctx.config,
+            signer=ctx.signer,
+            lease=ctx.lease,
+            records=ctx.records,
+            nonces=ctx.nonces,
+            last_seen=ctx.last_seen,
+            queue=ctx.queue,
+            fees=shared.fees,
+            clock=shared.clock,
+            faults=shared.faults,
+            preflight=Preflight(
+                call=ctx.call,
+                product=shared.product,
+                chain=shared.chain,
+                simulator=shared.simulator,
+                fees=shared.fees,
+                pool=shared.pool,
+                client=shared.redis,
+            ),
+            publisher=publisher,
+        )
         self.replacer = Replacer(
-            self.wallet.ctx, publisher=publisher, submitter=Submitter(self.wallet.ctx, publisher)
+            lease=ctx.lease,
+            records=ctx.records,
+            fees=shared.fees,
+            metrics=shared.metrics,
+            clock=shared.clock,
+            publisher=publisher,
+            submitter=submitter,
         )
 
     def _base_fee(self) -> int:

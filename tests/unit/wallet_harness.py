@@ -21,7 +21,7 @@ from depeg_processor.inbound.stream import StreamQueue
 from depeg_processor.metrics import Metrics
 from depeg_processor.state import SharedState
 from depeg_processor.wallet.context import Shared, WalletConfig, WalletContext
-from depeg_processor.wallet.facts import WalletFacts
+from depeg_processor.wallet.last_seen import LastSeenHolder
 from depeg_processor.wallet.lease import Lease, LeaseKeeper
 from depeg_processor.wallet.nonce import NonceManager
 from depeg_processor.wallet.records import SpendLedger, TxRecords
@@ -133,7 +133,7 @@ def build_wallet(
         nonces=NonceManager(
             chain_pending=lambda: pending_nonce, highest_recorded=records.highest_nonce
         ),
-        facts=WalletFacts(),
+        last_seen=LastSeenHolder(),
         queue=queue,
         dead_letters=queue.dead_letters,
         spend=SpendLedger(client, prefix=prefix) if spend else None,
@@ -157,6 +157,21 @@ def consumer_config(**changes: Any) -> ConsumerConfig:
 
 
 def build_consumer(
-    wallet: Wallet, *, stop: threading.Event | None = None, **changes: Any
+    wallet: Wallet,
+    *,
+    clock: Clock,
+    state: SharedState,
+    metrics: Metrics,
+    stop: threading.Event | None = None,
+    **changes: Any,
 ) -> Consumer:
-    return Consumer(wallet, config=consumer_config(**changes), stop=stop or threading.Event())
+    """The wallet's consumer, as `startup` builds it: `clock`, `state` and `metrics` are
+    those the wallet was built with."""
+    return Consumer(
+        wallet,
+        config=consumer_config(**changes),
+        stop=stop or threading.Event(),
+        state=state,
+        metrics=metrics,
+        clock=clock,
+    )

@@ -3,7 +3,7 @@ pricing of the next batch.
 
 The watcher thread writes, the consumer loop reads; the lock lives here beside the data and no
 I/O happens under it. The monitor has its own store (`state.SharedState`) and only reads that:
-these facts are the wallet's, and the guards that hold sending read them from here.
+these figures are the wallet's, and the guards that hold sending read them from here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import threading
 
 
 @dataclasses.dataclass(frozen=True)
-class Facts:
+class LastSeen:
     """The wallet as of one instant: None where nothing was learned yet."""
 
     balance: int | None = None  # wei, as the node last said
@@ -23,16 +23,16 @@ class Facts:
     block_time: float | None = None  # seconds per block, as the watcher learned it
 
 
-class WalletFacts:
-    """Thread-safe holder of one wallet's `Facts`."""
+class LastSeenHolder:
+    """Thread-safe holder of one wallet's `LastSeen`."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._facts = Facts()
+        self._seen = LastSeen()
 
     def _update(self, **changes: object) -> None:
         with self._lock:
-            self._facts = dataclasses.replace(self._facts, **changes)
+            self._seen = dataclasses.replace(self._seen, **changes)
 
     def observed(self, *, balance: int, mined_nonce: int | None = None) -> None:
         """The node's answer about the wallet (the nonce only where it was asked too)."""
@@ -58,9 +58,9 @@ class WalletFacts:
         """Count a transaction just signed at its worst-case cost, until the watcher next
         publishes the figure from the ledger."""
         with self._lock:
-            spent = (self._facts.spent_last_hour or 0) + wei
-            self._facts = dataclasses.replace(self._facts, spent_last_hour=spent)
+            spent = (self._seen.spent_last_hour or 0) + wei
+            self._seen = dataclasses.replace(self._seen, spent_last_hour=spent)
 
-    def get(self) -> Facts:
+    def get(self) -> LastSeen:
         with self._lock:
-            return self._facts
+            return self._seen

@@ -21,8 +21,9 @@ from .wallet import Wallet
 log = logging.getLogger(__name__)
 
 
-class WalletChoice:
-    """The wallet held, among this process's parts of the pool (thread-safe)."""
+class SendingWallet:
+    """The wallet this process sends from (the one whose lease it holds), among its parts of
+    the pool (thread-safe)."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""wallet.choice.WalletChoice over an in-memory Redis, with real wallets (leases, records): which
+"""wallet.sending.SendingWallet over an in-memory Redis, with real wallets (leases, records): which
 wallet of the pool a process holds, and its move to a wallet left with transactions in flight."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from depeg_processor import clock as clocks
-from depeg_processor.wallet.choice import WalletChoice
+from depeg_processor.wallet.sending import SendingWallet
 from depeg_processor.wallet.wallet import Wallet
 
 from .wallet_harness import build_wallet
@@ -36,7 +36,7 @@ def clock() -> Clock:
     return Clock()
 
 
-class Replica(WalletChoice):
+class Replica(SendingWallet):
     """One process's choice among its wallets, with what the test needs to see of them:
     whether each wallet's consumer has something in hand (`busy`), and how often each
     wallet's last batch was waited for (`finished`)."""
@@ -87,11 +87,11 @@ def in_flight(client, wallet: int, *entity_ids: str) -> None:
         client.zadd(f"w{wallet}:inflight", {entity_id: nonce})
 
 
-def address(choice: WalletChoice) -> str | None:
+def address(choice: SendingWallet) -> str | None:
     return choice.current.address if choice.current else None
 
 
-def stops(choice: WalletChoice) -> None:
+def stops(choice: SendingWallet) -> None:
     """A clean stop, as Service.run ends: every lease given up for good."""
     for wallet in choice.wallets:
         wallet.lease.release()

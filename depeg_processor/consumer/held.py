@@ -1,9 +1,10 @@
-"""The stream entries the consumer holds for a retry, and their failed attempts in a row.
+"""The stream entries the consumer holds (read and not yet settled, so kept for a retry), and
+their failed attempts in a row.
 
 Entries that fail for a transient reason stay in memory and are retried in order after a
 pause, without being read again: a stream entry's delivery count then grows only when a
 process restarts or takes over. Attempts are counted per entry and forgotten once the entry is
-out of hand, so the count never outgrows the batch.
+no longer held, so the count never outgrows the batch.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 from ..inbound.stream import Entry
 
 
-class InHand:
-    """Entries in hand (in stream order) and the failed attempts of each."""
+class HeldEntries:
+    """Entries held (in stream order) and the failed attempts of each."""
 
     def __init__(self) -> None:
         self.entries: list[Entry] = []
@@ -20,7 +21,7 @@ class InHand:
 
     @property
     def idle(self) -> bool:
-        """Nothing in hand: between batches, no entry waiting for a retry."""
+        """Nothing held: between batches, no entry waiting for a retry."""
         return not self.entries
 
     def settled(self, entry: Entry) -> None:
