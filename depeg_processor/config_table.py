@@ -152,8 +152,15 @@ TABLE: tuple[Setting, ...] = (
         Setting("BALANCE_TOO_LOW_TIMEOUT", "balance_too_low_timeout", MILLIS, "60000",
                 help="ms to wait before re-checking a too-low balance"),
         Setting("MAX_GAS_SPEND_PER_HOUR", "max_gas_spend_per_hour", WEI,
-                help="wei per hour the confirmed and in-flight transactions may cost (the "
-                "spending guard, docs/operations.md#spending-guard); unset: no ceiling"),
+                help="wei per hour the pool's mined and in-flight transactions may cost, all "
+                "its wallets together (the spending guard, "
+                "docs/operations.md#spending-guard); unset: no ceiling"),
+        Setting("MAX_REVERTED_GAS_PER_HOUR", "max_reverted_gas_per_hour", COUNT, "2000000",
+                help="gas the pool's transactions that revert on chain may use per hour, all "
+                "its wallets together; at it every wallet holds sending until the hour rolls "
+                "below (the revert budget, docs/operations.md#revert-budget). The default is "
+                "about ten reverts at the allowance check (196 k gas each), two at the bundle's "
+                "capital (1.12 M); 0: no budget"),
         Setting("PROCESSOR_LEASE_TTL", "lease_ttl", MILLIS, "15000",
                 bound=at_least(1.0, "1000 ms"),
                 help="ms the wallet's sender lease lasts unless renewed"),

@@ -74,6 +74,19 @@ def spent_key(prefix: str) -> str:
     return f"{prefix}:spent"
 
 
+def reverted_key(stream: str) -> str:
+    """The pool's revert ledger, for MAX_REVERTED_GAS_PER_HOUR: "<tx hash>:<gas>:<wei>" of each
+    transaction of any wallet that reverted on chain, scored by when it was settled."""
+    return f"{stream}:reverted"
+
+
+def pool_in_flight_key(stream: str) -> str:
+    """For the pool-wide spending guard: a hash, one field per wallet (its address), of
+    "<wei>:<time>", the most that wallet's transactions in flight can cost as its watcher last
+    counted them."""
+    return f"{stream}:pool-in-flight"
+
+
 def pool_version_key(stream: str) -> str:
     """Counts the batches every wallet of the pool recorded: a batch simulated after what was
     in flight is written only if no other wallet recorded one meanwhile."""

@@ -103,6 +103,26 @@ class Metrics:
         self.gas_spent = Counter(
             p + "gas_spent_wei", "Wei paid for confirmed transactions", registry=registry
         )
+        self.reverted_spent = Counter(  # with gas_spent: what the wallets paid
+            p + "reverted_spent_wei",
+            "Wei paid for transactions that reverted on chain",
+            registry=registry,
+        )
+        self.reverted_transactions = Counter(
+            p + "reverted_transactions",
+            "Transactions of the pool that reverted on chain",
+            registry=registry,
+        )
+        self.reverted_gas_last_hour = Gauge(
+            p + "reverted_gas_last_hour",
+            "Gas the pool's transactions that reverted on chain used in the last hour",
+            registry=registry,
+        )
+        self.revert_budget = Gauge(
+            p + "revert_budget_gas",
+            "MAX_REVERTED_GAS_PER_HOUR: at it every wallet holds sending (0: no budget)",
+            registry=registry,
+        )
         self.submit_latency = Histogram(
             p + "enqueue_to_submit_seconds",
             "From the web app's timestamp to the broadcast",

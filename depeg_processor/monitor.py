@@ -5,7 +5,8 @@ nonAckPendingTx) and `/api/monitor/readiness` (balance, node, redis) answer 200 
 check says "ok" and 500 otherwise, with a JSON body naming each check (readiness adds an
 informational `role` for a hot standby, `inFlight` for a wallet waiting at its cap on
 transactions in flight, and `providers` naming those of several that are not usable while
-another serves; `node` fails only when none answers). `/metrics` serves the
+another serves; `node` fails only when none answers; `reverts` fails while the pool's revert
+budget holds sending). `/metrics` serves the
 Prometheus registry when one is given.
 """
 
@@ -125,6 +126,8 @@ def readiness_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, st
         checks["sending"] = f"on hold: {snap.holding}"
     if snap.stuck:
         checks["transactions"] = snap.stuck
+    if snap.reverts:
+        checks["reverts"] = snap.reverts
     return checks
 
 

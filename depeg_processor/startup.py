@@ -34,12 +34,13 @@ from .inbound.untrusted import REDIS_DECODING
 from .metrics import Metrics
 from .state import SharedState
 from .systemd import Notifier
+from .wallet.budget import PoolSpend, RevertLedger
 from .wallet.context import Shared, WalletConfig, WalletContext
 from .wallet.last_seen import LastSeenHolder
 from .wallet.lease import Lease, LeaseKeeper, owner_id
 from .wallet.nonce import NonceManager
 from .wallet.pool import Member, pool
-from .wallet.records import SpendLedger, TxRecords
+from .wallet.records import TxRecords
 from .wallet.signatures import mark_lifetime
 from .wallet.wallet import Wallet
 
@@ -210,7 +211,9 @@ def build_consumers(
             )
             for member in pool_of(runtime)
         ),
+        reverts=RevertLedger(runtime.redis, stream=settings.stream_key),
     )
+    runtime.metrics.revert_budget.set(settings.max_reverted_gas_per_hour)
     wallet_config = WalletConfig.from_settings(settings, chain_id=node.chain_id)
     consumer_config = ConsumerConfig.from_settings(
         settings, chain_id=node.chain_id, message_helper=node.message_helper
@@ -273,7 +276,13 @@ def wallet_context(
         queue=queue,
         dead_letters=queue.dead_letters,
         spend=(
-            SpendLedger(client, prefix=member.prefix)
+            PoolSpend(
+                client,
+                stream=settings.stream_key,
+                address=member.address,
+                own=member.prefix,
+                pool=[m.prefix for m in pool_of(runtime)],
+            )
             if settings.max_gas_spend_per_hour is not None
             else None
         ),

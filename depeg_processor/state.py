@@ -31,6 +31,7 @@ class Snapshot:
     head: int | None = None
     stuck: str | None = None
     spent_last_hour: int | None = None
+    reverts: str | None = None  # why the revert budget holds every wallet, while it does
     providers: tuple = ()  # chain.health.ProviderView of each provider, with several
 
     @property
@@ -114,6 +115,10 @@ class SharedState:
     def set_stuck(self, reason: str | None) -> None:
         """Why transactions cannot be mined (the fee cap is reached), or None."""
         self._update(stuck=reason)
+
+    def set_reverts(self, reason: str | None) -> None:
+        """Why the pool's revert budget holds sending (MAX_REVERTED_GAS_PER_HOUR), or None."""
+        self._update(reverts=reason)
 
     def set_spent_last_hour(self, wei: int) -> None:
         self._update(spent_last_hour=wei)

@@ -20,6 +20,7 @@ class ConsumerConfig:
     max_deliveries: int
     balance_ttl: float = 5.0
     max_spend_per_hour: int | None = None
+    max_reverted_gas_per_hour: int = default("max_reverted_gas_per_hour")  # 0: no budget
     claim_interval: float | None = None  # how often abandoned entries are claimed (lease TTL)
     max_in_flight: int = default("max_in_flight")  # signed and not yet mined, at most
     # how often a wallet at that cap looks again (the watcher's pace)
@@ -39,6 +40,7 @@ class ConsumerConfig:
             error_timeout=settings.error_timeout,
             max_deliveries=settings.max_deliveries,
             max_spend_per_hour=settings.max_gas_spend_per_hour,
+            max_reverted_gas_per_hour=settings.max_reverted_gas_per_hour,
             max_in_flight=settings.max_in_flight,
             in_flight_poll=settings.receipt_poll_interval,
         )

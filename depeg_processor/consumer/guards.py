@@ -1,5 +1,6 @@
-"""The guards that hold the consumer loop: the wallet's lease, its balance, the hourly spending
-ceiling, a transaction stuck under the fee cap, and the cap on transactions in flight.
+"""The guards that hold the consumer loop: the wallet's lease, its balance, the pool's hourly
+spending ceiling and revert budget, a transaction stuck under the fee cap, and the cap on
+transactions in flight.
 
 Each reads what the wallet's receipt watcher last saw of it (`Wallet.last_seen()`), never the
 monitor's store (`state`), which it only tells why the loop holds. A guard that holds says why
@@ -41,7 +42,7 @@ class Guards:
         self._pause = pause
         self._state = state
         self._monotonic = monotonic
-        self._holding_for: set[str] = set()  # holding now: "balance", "spend", "stuck", "cap"
+        self._holding_for: set[str] = set()  # "balance", "spend", "reverts", "stuck", "cap"
         self._sending: int | None = None  # the take-over this loop works in (None: standby)
         self.claim_due = True  # claim what consumers gone meanwhile left, before reading
         self._known_balance: int | None = None
@@ -125,9 +126,10 @@ class Guards:
         return min(self._config.in_flight_poll, max(MIN_CAP_WAIT, block_time / 2))
 
     def within_spending_limit(self) -> bool:
-        """With MAX_GAS_SPEND_PER_HOUR set, hold while the last hour's spend has reached the
-        ceiling: what confirmed transactions paid plus the most the ones in flight can cost
-        (counted by the receipt watcher each round, and raised by each transaction sent)."""
+        """With MAX_GAS_SPEND_PER_HOUR set, hold while the pool's last hour has reached the
+        ceiling: what every wallet's mined transactions paid plus the most their ones in
+        flight can cost (counted by the receipt watcher each round, and raised by each
+        transaction this wallet sends)."""
         ceiling = self._config.max_spend_per_hour
         if ceiling is None:
             return True
@@ -135,12 +137,34 @@ class Guards:
         over = spent is not None and spent >= ceiling
         return self._guard(
             "spend",
-            f"spending guard: {spent} wei spent in the last hour (confirmed and in flight) "
-            f"reached MAX_GAS_SPEND_PER_HOUR {ceiling} wei"
+            f"spending guard: {spent} wei spent by the pool in the last hour (mined and in "
+            f"flight) reached MAX_GAS_SPEND_PER_HOUR {ceiling} wei"
             if over
             else None,
             resumed=f"spending guard: {spent} wei in the last hour, below the ceiling again; "
             "resuming",
+        )
+
+    def within_revert_budget(self) -> bool:
+        """With MAX_REVERTED_GAS_PER_HOUR above 0, hold while the gas the pool's transactions
+        that reverted on chain used in the last hour has reached it (the receipt watcher reads
+        the pool's ledger each round). Without a private relay nothing sent can be kept from
+        the race that makes it revert, so the policy is to hold, not to pick what to send; the
+        hold lifts by itself as the hour rolls below the budget. Readiness names it."""
+        budget = self._config.max_reverted_gas_per_hour
+        gas = self._wallet.last_seen().reverted_gas
+        spent = (
+            f"revert budget spent: {gas} gas reverted in the last hour reached "
+            f"MAX_REVERTED_GAS_PER_HOUR {budget}"
+            if budget and gas is not None and gas >= budget
+            else None
+        )
+        self._state.set_reverts(spent)
+        return self._guard(
+            "reverts",
+            spent,
+            resumed=f"revert budget: {gas} gas reverted in the last hour, below "
+            f"MAX_REVERTED_GAS_PER_HOUR {budget} again; resuming",
         )
 
     def balance_sufficient(self, *, working: bool) -> bool:

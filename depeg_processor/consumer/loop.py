@@ -83,7 +83,11 @@ class Consumer:
         against_entries = False  # True: an unforeseen error now counts against the entries held
         guards = self.guards
         try:
-            if not (guards.hold_lease() and guards.within_spending_limit()):
+            if not (
+                guards.hold_lease()
+                and guards.within_spending_limit()
+                and guards.within_revert_budget()
+            ):
                 return 0
             if not guards.nothing_stuck():
                 return 0

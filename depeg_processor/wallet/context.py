@@ -20,10 +20,11 @@ from ..inbound.dead_letters import DeadLetters
 from ..inbound.stream import StreamQueue
 from ..metrics import Metrics
 from ..state import SharedState
+from .budget import PoolSpend, RevertLedger
 from .last_seen import LastSeenHolder
 from .lease import Lease
 from .nonce import NonceManager
-from .records import SpendLedger, TxRecords
+from .records import TxRecords
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Shared:
     clock: Clock = SYSTEM
     faults: Faults = NO_FAULTS
     pool: tuple[TxRecords, ...] = ()  # every wallet's records: what the pool has in flight
+    reverts: RevertLedger | None = None  # the pool's reverted gas, for MAX_REVERTED_GAS_PER_HOUR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +87,7 @@ class WalletContext:
     last_seen: LastSeenHolder
     queue: StreamQueue
     dead_letters: DeadLetters
-    spend: SpendLedger | None = None  # with MAX_GAS_SPEND_PER_HOUR: what confirmed ones paid
+    spend: PoolSpend | None = None  # with MAX_GAS_SPEND_PER_HOUR: what the pool's wallets paid
 
     def call(self, data: str, gas: int | None = None) -> dict:
         """The product call from this wallet with `data` (and a gas limit)."""

@@ -19,7 +19,8 @@ class LastSeen:
     balance: int | None = None  # wei, as the node last said
     mined_nonce: int | None = None  # how many of the wallet's transactions are mined
     stuck: str | None = None  # why transactions in flight cannot be mined, while that lasts
-    spent_last_hour: int | None = None  # wei: confirmed plus the most the ones in flight cost
+    spent_last_hour: int | None = None  # wei, the pool's: mined plus the most in flight costs
+    reverted_gas: int | None = None  # gas the pool's transactions that reverted used, last hour
     block_time: float | None = None  # seconds per block, as the watcher learned it
 
 
@@ -53,6 +54,9 @@ class LastSeenHolder:
 
     def set_spent(self, wei: int) -> None:
         self._update(spent_last_hour=wei)
+
+    def set_reverted_gas(self, gas: int) -> None:
+        self._update(reverted_gas=gas)
 
     def add_spent(self, wei: int) -> None:
         """Count a transaction just signed at its worst-case cost, until the watcher next

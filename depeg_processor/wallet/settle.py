@@ -53,8 +53,9 @@ class Settler:
                 metrics.confirm_latency.observe(max(0.0, now - record.enqueued_at))
 
     def count_spend(self, mined: list[tuple[TxRecord, Mined]], records: list[TxRecord]) -> None:
-        """For the spending guard: log what was paid, and keep (with what the watcher last saw) the
-        last hour's spend plus the most the transactions still in flight can cost."""
+        """For the spending guard, which is the pool's: log what was paid, publish the most
+        this wallet's transactions still in flight can cost, and keep (with what the watcher
+        last saw) the pool's last hour, both counted."""
         ctx = self._ctx
         if ctx.spend is None:
             return
@@ -62,7 +63,26 @@ class Settler:
         ctx.spend.add_many([(m.tx_hash, m.cost) for _r, m in mined], now)
         settled = {r.entity_id for r, _m in mined}
         in_flight = sum(r.gas * r.max_fee_per_gas for r in records if r.entity_id not in settled)
-        ctx.last_seen.set_spent(ctx.spend.last_hour(now) + in_flight)
+        ctx.last_seen.set_spent(ctx.spend.last_hour(now, in_flight=in_flight))
+
+    def count_reverts(self, reverted: list[tuple[TxRecord, Mined]]) -> None:
+        """Every wei paid shows, and the pool's revert budget sees it: each transaction that
+        reverted on chain goes into the pool's ledger once (before its application is
+        settled, so a crash in between loses nothing), and its gas and wei into the metrics
+        the first time any process writes it. Called every round, so the last hour's figure
+        rolls down as the hour passes even when nothing reverts."""
+        ctx = self._ctx
+        ledger, metrics = ctx.shared.reverts, ctx.shared.metrics
+        if ledger is None:
+            return
+        paid = [(m.tx_hash, m.gas_used, m.cost) for _r, m in reverted]
+        new, gas = ledger.add(paid, ctx.shared.clock.now())
+        for tx_hash, _gas, wei in paid:
+            if tx_hash in new:
+                metrics.reverted_spent.inc(wei)
+                metrics.reverted_transactions.inc()
+        metrics.reverted_gas_last_hour.set(gas)
+        ctx.last_seen.set_reverted_gas(gas)
 
     def reverted(self, record: TxRecord, mined: Mined) -> None:
         """Simulate the reverted call again for its reason; send back or set aside."""

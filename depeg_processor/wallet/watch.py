@@ -144,6 +144,7 @@ class Watcher:
                 (confirmed if mined.status == 1 else reverted).append((record, mined))
         self._settler.confirm(confirmed, head)
         self._settler.count_spend(confirmed + reverted, records)
+        self._settler.count_reverts(reverted)
         for record, mined in reverted:
             self._settler.reverted(record, mined)
             self._ctx.shared.state.watcher_beat()

@@ -20,11 +20,12 @@ from depeg_processor.fees import Block, FeePolicy
 from depeg_processor.inbound.stream import StreamQueue
 from depeg_processor.metrics import Metrics
 from depeg_processor.state import SharedState
+from depeg_processor.wallet.budget import PoolSpend, RevertLedger
 from depeg_processor.wallet.context import Shared, WalletConfig, WalletContext
 from depeg_processor.wallet.last_seen import LastSeenHolder
 from depeg_processor.wallet.lease import Lease, LeaseKeeper
 from depeg_processor.wallet.nonce import NonceManager
-from depeg_processor.wallet.records import SpendLedger, TxRecords
+from depeg_processor.wallet.records import TxRecords
 from depeg_processor.wallet.wallet import Wallet
 
 from .helpers import CHAIN_ID, MESSAGE_HELPER
@@ -102,6 +103,7 @@ def build_wallet(
         clock=clock,
         faults=faults,
         pool=(in_pool, *others),  # the other wallets of the pool: `others`
+        reverts=RevertLedger(client, stream=STREAM),
     )
     queue = StreamQueue(
         client,
@@ -136,7 +138,17 @@ def build_wallet(
         last_seen=LastSeenHolder(),
         queue=queue,
         dead_letters=queue.dead_letters,
-        spend=SpendLedger(client, prefix=prefix) if spend else None,
+        spend=(
+            PoolSpend(
+                client,
+                stream=STREAM,
+                address=owner or signer.address,
+                own=prefix,
+                pool=[prefix],
+            )
+            if spend
+            else None
+        ),
     )
     return Wallet(ctx, keeper=LeaseKeeper(lease, stop=stop or threading.Event()))
 
