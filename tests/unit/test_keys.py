@@ -41,3 +41,12 @@ def test_wallets_records_and_ledger_use_these_names(fake_redis) -> None:
     assert records.owner_key(ENTITY) == f"{STREAM}:owner:{ENTITY}"
     assert records.done_key(ENTITY) == f"{STREAM}:done:{ENTITY}"
     assert SpendLedger(fake_redis, prefix=second.prefix).key == f"{STREAM}:wallet:{ADDRESS}:spent"
+
+
+def test_the_pools_ledgers_live_under_the_stream_beside_the_first_wallets_keys() -> None:
+    """Wallet 0's prefix is the stream's name: the pool's keys must not be one of its own."""
+    assert keys.reverted_key(STREAM) == "application:signatures:reverted"
+    assert keys.pool_in_flight_key(STREAM) == "application:signatures:pool-in-flight"
+    first = keys.wallet_prefix(STREAM, 0, ADDRESS)
+    own = {keys.spent_key(first), keys.inflight_key(first), keys.record_key(first, "reverted")}
+    assert own.isdisjoint({keys.reverted_key(STREAM), keys.pool_in_flight_key(STREAM)})
