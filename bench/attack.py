@@ -5,7 +5,8 @@ transaction for its application with approve(treasury, 0), then approves 100 USD
 
 Reported per row (replicas/wallets): the reverted transactions the pool's wallets paid for per
 attacking holder, their gas and wei, what the wallets paid in all (their balance before and
-after), and what the replicas' /metrics say (depeg_processor_gas_spent_wei, summed).
+after), and what the replicas' /metrics say (depeg_processor_gas_spent_wei and
+depeg_processor_reverted_spent_wei, each summed: together, what the wallets paid).
 
     python -m bench.attack            # every row; writes bench/attack-last-run.json
     python -m bench.attack 1:6        # one row: 1 replica on 1 wallet, 6 confirmations
@@ -76,14 +77,14 @@ def settled(client: redis.Redis, entity_ids: list[str]) -> bool:
     )
 
 
-def gas_spent_metric(port: int) -> float:
+def gas_spent_metric(port: int, name: str = "depeg_processor_gas_spent_wei_total") -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     return sum(
         s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
-        if s.name == "depeg_processor_gas_spent_wei_total"
+        if s.name == name
     )
 
 
@@ -130,6 +131,10 @@ def run_row(anvil: Anvil, depeg, redis_url: str, replicas: int, confirmations: i
             wait(lambda: settled(client, ids), 600, "every application settled")
             anvil.mine(confirmations + 1)  # the last receipts' confirmations
             metric = sum(gas_spent_metric(r.port) for r in running)
+            reverted_metric = sum(
+                gas_spent_metric(r.port, "depeg_processor_reverted_spent_wei_total")
+                for r in running
+            )
         finally:
             for replica in running:
                 replica.stop()
@@ -142,6 +147,7 @@ def run_row(anvil: Anvil, depeg, redis_url: str, replicas: int, confirmations: i
         "confirmations": confirmations,
         "seconds": round(time.monotonic() - started, 1),
         "attacker_errors": attacker.errors,
+        "metrics_reverted_spent_wei": int(reverted_metric),
     }
 
 
