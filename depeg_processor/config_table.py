@@ -98,6 +98,11 @@ TABLE: tuple[Setting, ...] = (
         Setting("REDIS_QUEUE_DEAD_LETTER_KEY", "dead_letter_key", TEXT,
                 "application:signatures:dead",
                 help="dead-letter stream; must differ from REDIS_QUEUE_STREAM_KEY"),
+        Setting("REDIS_DEAD_LETTER_RETENTION", "dead_letter_retention", MILLIS, "2592000000",
+                help="ms a dead letter is kept before it is trimmed (30 days); 0: never by age"),
+        Setting("REDIS_DEAD_LETTER_MAX_COUNT", "dead_letter_max_count", COUNT, "100000",
+                bound=at_least(1),
+                help="how many dead letters are kept at most; the oldest go first"),
         Setting("REDIS_READ_COUNT", "read_count", COUNT, "10", bound=at_least(1),
                 help="entries read per XREADGROUP (a batch); keep it <= "
                 "MAX_NON_ACK_PENDING_MESSAGES, a batch in hand is unacknowledged"),

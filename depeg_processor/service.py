@@ -20,6 +20,7 @@ from waitress.wasyncore import close_all
 from . import errors, startup
 from .consumer.guards import STANDBY_CHECK_INTERVAL
 from .consumer.loop import Consumer
+from .inbound.dead_letters import DeadLetters
 from .inbound.retention import StreamRetention
 from .monitor import Limits, make_monitor_app
 from .startup import Runtime
@@ -62,6 +63,14 @@ class Service:
             stream=settings.stream_key,
             retention=settings.stream_retention,
             clock=runtime.clock.now,
+            letters=DeadLetters(
+                runtime.redis,
+                stream=settings.stream_key,
+                group=settings.group,
+                key=settings.dead_letter_key,
+                clock=runtime.clock.now,
+            ),
+            letter_retention=settings.dead_letter_retention,
         )
         self.consumers: list[Consumer] = []  # built by prepare(), once the node answered
         self._by_wallet: dict[str, Consumer] = {}

@@ -176,6 +176,7 @@ def stream_queue(runtime: Runtime, member: Member) -> StreamQueue:
         clock=runtime.clock.now,
         on_dead_letter=runtime.metrics.dead_letter,
         claim_idle=settings.lease_ttl,
+        max_letters=settings.dead_letter_max_count,
     )
 
 

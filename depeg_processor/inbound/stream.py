@@ -59,6 +59,7 @@ class StreamQueue:
         clock: Callable[[], float] = time.time,
         on_dead_letter: Callable[[str], None] = lambda kind: None,
         claim_idle: float = 0.0,
+        max_letters: int | None = None,
     ) -> None:
         self._redis = client
         self.stream = stream
@@ -72,6 +73,7 @@ class StreamQueue:
             key=dead_letter_key,
             clock=clock,
             on_dead_letter=on_dead_letter,
+            max_letters=max_letters,
         )
         self._own_backlog = True
         self.hashes = HashGuard(client)
