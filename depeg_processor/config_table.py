@@ -154,6 +154,10 @@ TABLE: tuple[Setting, ...] = (
         Setting("MAX_GAS_SPEND_PER_HOUR", "max_gas_spend_per_hour", WEI,
                 help="wei per hour the confirmed and in-flight transactions may cost (the "
                 "spending guard, docs/operations.md#spending-guard); unset: no ceiling"),
+        Setting("HOLDER_HOLD_SECONDS", "holder_hold_seconds", COUNT, "86400",
+                help="seconds a policy holder whose application's transaction reverted on "
+                "chain is held: its applications are set aside meanwhile (`release-holder` "
+                "lifts it; docs/what-happens-when.md#one-paid-revert-per-holder); 0: no hold"),
         Setting("PROCESSOR_LEASE_TTL", "lease_ttl", MILLIS, "15000",
                 bound=at_least(1.0, "1000 ms"),
                 help="ms the wallet's sender lease lasts unless renewed"),
