@@ -1,4 +1,5 @@
-"""Entry point: `python -m depeg_processor [run|check-config|status|dead-letters|requeue]`.
+"""Entry point: `python -m depeg_processor [run|check-config|status|dead-letters|requeue|
+release-holder]`.
 
 The only place with side effects at start: it reads the environment (then `.env` in the working
 directory), configures logging, builds the Redis and node clients (`startup`), installs the
@@ -97,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("requeue: name dead-letter ids or use --all", file=sys.stderr)
             return EXIT_CONFIG
         return cli.command_requeue(settings, ids=args.ids, all_=args.all_)
+    if command == "release-holder":
+        return cli.command_release_holder(settings, holder=args.holder)
     raise AssertionError(command)
 
 

@@ -1,5 +1,5 @@
-"""The operator commands beside `run`: check-config, dead-letters and requeue, and the
-command line's parser. Each builds the clients it needs from the settings it is given."""
+"""The operator commands beside `run`: check-config, dead-letters, requeue and release-holder,
+and the command line's parser. Each builds the clients it needs from the settings it is given."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from .chain.each_provider import ask_each_provider
 from .chain.simulation import Simulator
 from .config import Settings
 from .errors import StartupError
+from .inbound.application import checked_address
 from .inbound.stream import StreamQueue
 from .startup import build_redis
+from .wallet.holders import Holders
 from .wallet.pool import derive_accounts
 
 EXIT_OK, EXIT_FAILURE = 0, 1
@@ -137,6 +139,25 @@ def command_requeue(settings: Settings, *, ids: Sequence[str], all_: bool) -> in
     return EXIT_FAILURE if failed else EXIT_OK
 
 
+def command_release_holder(settings: Settings, *, holder: str) -> int:
+    """Lift a policy holder's hold (see wallet.holders) and say what it held; its applications
+    set aside meanwhile go back with `requeue` (holder_held letters name the holder)."""
+    if checked_address(holder) is None:
+        print(f"release-holder: {holder!r} is not an address")
+        return EXIT_FAILURE
+    holders = Holders(build_redis(settings), stream=settings.stream_key)
+    hold = holders.release_hold(holder)
+    if hold is None:
+        print(f"policy holder {holder.lower()} is not held")
+        return EXIT_OK
+    print(
+        f"released policy holder {hold.holder}: it was held since application "
+        f"{hold.entity_id}'s transaction {hold.tx_hash} reverted on chain in block "
+        f"{hold.block} ({hold.reason}); requeue its holder_held dead letters to send them"
+    )
+    return EXIT_OK
+
+
 def stream_queue(settings: Settings, client: redis.Redis | None = None) -> StreamQueue:
     return StreamQueue(
         client or build_redis(settings),
@@ -188,4 +209,11 @@ def parser() -> argparse.ArgumentParser:
     )
     requeue.add_argument("ids", nargs="*", help="dead-letter stream ids (see dead-letters)")
     requeue.add_argument("--all", action="store_true", dest="all_", help="requeue all of them")
+    release = commands.add_parser(
+        "release-holder",
+        help="lift a policy holder's hold",
+        description="Lift the hold on a policy holder whose application's transaction reverted "
+        "on chain (HOLDER_HOLD_SECONDS); then requeue its dead letters.",
+    )
+    release.add_argument("holder", help="the policy holder's address")
     return top

@@ -166,6 +166,10 @@ TABLE: tuple[Setting, ...] = (
                 "below (the revert budget, docs/operations.md#revert-budget). The default is "
                 "about ten reverts at the allowance check (196 k gas each), two at the bundle's "
                 "capital (1.12 M); 0: no budget"),
+        Setting("HOLDER_HOLD_SECONDS", "holder_hold_seconds", COUNT, "86400",
+                help="seconds a policy holder whose application's transaction reverted on "
+                "chain is held: its applications are set aside meanwhile (`release-holder` "
+                "lifts it; docs/what-happens-when.md#one-paid-revert-per-holder); 0: no hold"),
         Setting("PROCESSOR_LEASE_TTL", "lease_ttl", MILLIS, "15000",
                 bound=at_least(1.0, "1000 ms"),
                 help="ms the wallet's sender lease lasts unless renewed"),

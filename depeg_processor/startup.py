@@ -255,6 +255,7 @@ def wallet_context(
         stream=settings.stream_key,
         owner=member.address,
         mark_ttl=mark_lifetime(settings.stream_retention),
+        hold_seconds=settings.holder_hold_seconds,
     )
     return WalletContext(
         config=config,

@@ -253,4 +253,5 @@ _OWN_PREFIXES = (
     "HOST",
     "RECEIPT_",
     "TX_",
+    "HOLDER_",
 )
