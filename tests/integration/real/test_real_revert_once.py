@@ -19,7 +19,13 @@ from devnet.depeg import USD
 from devnet.webapp import ulid
 from tests.conftest import wait_until
 from tests.integration.conftest import dead_letters
-from tests.integration.real_replicas import describe, settled, start_replicas, submit_together
+from tests.integration.real_replicas import (
+    describe,
+    metric,
+    settled,
+    start_replicas,
+    submit_together,
+)
 
 pytestmark = pytest.mark.integration
 HONEST = 10
@@ -63,12 +69,14 @@ def test_each_attacking_holder_makes_the_pool_pay_for_one_revert_at_most(
 
     with real_product.interval_mining(BLOCK_SECONDS):
         start_block = anvil.block_number() + 1
+        ports: list[int] = []
         wallets = start_replicas(
             replicas,
             spawn=spawn,
             redis_server=redis_server,
             redis_client=redis_client,
             real_product=real_product,
+            ports=ports,
             CHAIN_MINUMUM_REQUIRED_CONFIRMATIONS=str(CONFIRMATIONS),
         )
         attacker = attack(attackers, allowance=ALLOWANCE)
@@ -81,6 +89,15 @@ def test_each_attacking_holder_makes_the_pool_pay_for_one_revert_at_most(
         anvil.mine(CONFIRMATIONS + 1)  # a resend, if any, would be mined by now
     receipts = real_product.our_receipts(wallets, start_block)
     paid = paid_reverts(real_product, receipts)
+    cost = {"0x1": 0, "0x0": 0}  # what the wallets paid, by receipt status
+    for receipt in receipts:
+        cost[receipt["status"]] += int(receipt["gasUsed"], 16) * int(
+            receipt["effectiveGasPrice"], 16
+        )
+    shown = {
+        name: sum(metric(port, f"depeg_processor_{name}_total") for port in ports)
+        for name in ("reverted_spent_wei", "gas_spent_wei")
+    }
     letters = dead_letters(redis_client)
     policies = real_product.policies_of(
         {f["policyHolder"] for f in applications.values()}, start_block
@@ -93,6 +110,9 @@ def test_each_attacking_holder_makes_the_pool_pay_for_one_revert_at_most(
     print(f"\n[{replicas} replica(s)] {outcome}; {time.monotonic() - started:.0f} s")
 
     assert attacker.approvals, "the attacker attacked"
+    # /metrics shows what the reverts cost, to the wei (float64 holds these sums within 2 wei)
+    assert cost["0x0"] > 0 and abs(shown["reverted_spent_wei"] - cost["0x0"]) <= 4, (cost, shown)
+    assert abs(shown["gas_spent_wei"] - cost["0x1"]) <= 4, (cost, shown)
     assert set(paid) <= set(attacked.values()), f"only attackers' reverts; {outcome}"
     assert all(len(gas) <= 1 for gas in paid.values()), f"one revert per holder; {outcome}"
     landed = collections.Counter(p["policyHolder"] for p in policies)
