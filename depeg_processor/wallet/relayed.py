@@ -105,6 +105,7 @@ class RelayHeld:
                     head - self._since.get(record.tx_hash, head),
                 )
                 again.append(record)
+                self._since[record.tx_hash] = head  # not judged again before another drop
             elif isinstance(result, errors.ProductInactive):
                 self._send_back(record, result)
             elif isinstance(result, errors.PermanentError):
