@@ -12,6 +12,8 @@ import redis
 from . import errors, redis_server
 from .chain.clients import build_chain_client
 from .chain.each_provider import ask_each_provider
+from .chain.relay import relay_name
+from .chain.rpc import NodeClient
 from .chain.simulation import Simulator
 from .config import Settings
 from .errors import StartupError
@@ -41,6 +43,7 @@ def command_check_config(settings: Settings) -> int:
         problems += 1
     probe = {"from": account.address, "to": account.address, "data": "0x", "gas": "0x5208"}
     problems += check_providers(settings, probe)
+    problems += check_relay(settings)
     chain = build_chain_client(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
     try:
         chain_id = chain.chain_id()
@@ -96,6 +99,32 @@ def check_providers(settings: Settings, probe: dict) -> int:
         )
         problems += 1
     return problems
+
+
+def check_relay(settings: Settings) -> int:
+    """With CHAIN_SEND_URL: say where raw transactions go, and whether the relay serves the
+    providers' chain (one that answers no eth_chainId is noted, not failed: some answer
+    nothing but raw transactions). The number of problems."""
+    if not settings.chain_send_url:
+        print("raw transactions go to the providers of CHAIN_RPC_URL (no CHAIN_SEND_URL)")
+        return 0
+    name = relay_name(settings.chain_send_url)
+    relay = NodeClient(url=settings.chain_send_url, timeout=settings.rpc_timeout, name=name)
+    reads = build_chain_client(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
+    try:
+        chain_id = relay.chain_id()
+    except errors.ProcessorError as error:
+        print(f"{name} NOTE: no chain id ({error}); raw transactions go there alone")
+        return 0
+    try:
+        expected = reads.chain_id()
+    except errors.ProcessorError:
+        expected = chain_id
+    if chain_id != expected:
+        print(f"{name} FAILED: serves chain id {chain_id}, the providers {expected}")
+        return 1
+    print(f"{name} ok (chain id {chain_id}): raw transactions go there alone, reads never")
+    return 0
 
 
 def _yes(offered: bool | None) -> str:

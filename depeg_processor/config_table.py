@@ -16,6 +16,7 @@ from .config_kinds import (
     ABOVE_ZERO,
     ADDRESS,
     COUNT,
+    HTTP_URL,
     HTTP_URLS,
     LEVEL,
     MILLIS,
@@ -23,6 +24,7 @@ from .config_kinds import (
     PORT,
     REDIS_URL,
     TEXT,
+    URL,
     URLS,
     WEI,
     Bound,
@@ -122,6 +124,14 @@ TABLE: tuple[Setting, ...] = (
                 help="confirmations before an application is purged (the deployed spelling; "
                 "CHAIN_MINIMUM_REQUIRED_CONFIRMATIONS is accepted too, and this one wins when "
                 "both are set)"),
+        Setting("CHAIN_SEND_URL", "chain_send_url", URL, secret=True, bound=HTTP_URL,
+                help="a send-only private relay (Flashbots Protect, MEV Blocker's no-revert "
+                "endpoint): every raw transaction goes there and nowhere else, reads never; "
+                "unset: raw transactions go to CHAIN_RPC_URL (see docs/private-relay.md)"),
+        Setting("CHAIN_SEND_DROP_BLOCKS", "send_drop_blocks", COUNT, "25", bound=at_least(1),
+                help="with CHAIN_SEND_URL: blocks a transaction the relay holds may stay "
+                "unmined before it is simulated again, then sent again or set aside and its "
+                "nonce filled (relays drop what they could not include in about 25 blocks)"),
         Setting("CHAIN_RPC_TIMEOUT", "rpc_timeout", MILLIS, "10000",
                 help="ms for one JSON-RPC request"),
         Setting("CHAIN_IDLE_POLL_INTERVAL", "idle_poll_interval", MILLIS, "30000",

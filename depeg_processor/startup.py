@@ -20,6 +20,7 @@ from . import redis_server
 from .chain.calls import ChainClient
 from .chain.clients import build_chain_client
 from .chain.product import ProductCalls
+from .chain.relay import relay_name
 from .chain.signing import TransactionSigner
 from .chain.simulation import Simulator
 from .clock import SYSTEM, Clock
@@ -109,7 +110,13 @@ def build_runtime(
         on_change=lambda views: (state.set_providers(views), metrics.providers(views)),
         wait=stop.wait,
         monotonic=clock.monotonic,
+        send_url=settings.chain_send_url,
     )
+    if settings.chain_send_url:
+        log.info(
+            "raw transactions go to the private %s only (CHAIN_SEND_URL); reads to CHAIN_RPC_URL",
+            relay_name(settings.chain_send_url),
+        )
     return Runtime(
         settings=settings,
         redis=redis_client if redis_client is not None else build_redis(settings),

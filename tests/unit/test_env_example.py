@@ -90,7 +90,7 @@ def test_the_mnemonic_is_a_placeholder() -> None:
 
 def test_secrets_are_marked_and_shown_without_a_value() -> None:
     secrets = {setting.name for setting in TABLE if setting.secret}
-    assert secrets == {"CHAIN_RPC_URL", "PROCESSOR_MNEMONIC"}
+    assert secrets == {"CHAIN_RPC_URL", "CHAIN_SEND_URL", "PROCESSOR_MNEMONIC"}
     kinds = {name: kind for name, kind, _ in PAGE_ROW.findall(page())}
     for name in secrets:
         assert kinds[name].endswith(", secret"), name
