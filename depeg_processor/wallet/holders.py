@@ -38,7 +38,8 @@ _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del
 
 @dataclasses.dataclass(frozen=True)
 class Hold:
-    """Why a holder is held: its application's transaction that reverted on chain."""
+    """Why a holder is held: its application's transaction that reverted on chain, or (block
+    0) that a private relay did not include since it would have reverted."""
 
     holder: str
     entity_id: str
@@ -74,10 +75,15 @@ class Hold:
         until = datetime.datetime.fromtimestamp(self.until, datetime.UTC).isoformat(
             timespec="seconds"
         )
+        what = (
+            f"reverted on chain in block {self.block}"
+            if self.block
+            else "was not included by the private relay, since it would have reverted"
+        )
         return (
             f"policy holder {self.holder} is held until {until}: its application "
-            f"{self.entity_id}'s transaction {self.tx_hash} reverted on chain in block "
-            f"{self.block} ({self.reason}); `release-holder {self.holder}` lifts it"
+            f"{self.entity_id}'s transaction {self.tx_hash} {what} ({self.reason}); "
+            f"`release-holder {self.holder}` lifts it"
         )
 
 

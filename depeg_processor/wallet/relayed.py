@@ -15,8 +15,9 @@ would be handed to anyone who races it. Instead:
   with the product's reason (kind `not_included_by_relay`; DP-010, a paused product, goes back
   on the queue instead) and its nonce filled at once by a 0-value transfer of the wallet to
   itself, which the relay includes since it cannot fail, and which replaces the held one
-  there, so the wallet's later nonces are never stuck behind a gap. Nothing of this was paid:
-  the relay never mined the failing call.
+  there, so the wallet's later nonces are never stuck behind a gap. Nothing of this was paid
+  but the filler: the relay never mined the failing call. Its policy holder is held as for a
+  revert on chain (see holders.py), so one holder costs the pool one filler at most.
 
 A gap that outlives that (the filler lost, a crash between the set-aside and the fill) is
 found by the nonce-gap check (`unmined.py`) and filled the same way (`fill`).
@@ -26,10 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
+
+import redis
 
 from .. import errors
 from ..fees import Fees
 from .context import WalletContext
+from .holders import Hold
 from .inflight import InFlight
 from .lifecycle import Status
 from .records import TxRecord
@@ -118,6 +123,16 @@ class RelayHeld:
         ctx = self._ctx
         blocks = head - self._since.get(record.tx_hash, head)
         filler = self.fill(record.nonce, above=record)
+        hold = self._hold(record, error.reason)
+
+        def commit(remove: Callable[[redis.client.Pipeline], None]) -> None:
+            def also(pipe: redis.client.Pipeline) -> None:
+                remove(pipe)
+                if hold is not None:
+                    ctx.records.holders.stage_hold(pipe, hold)
+
+            ctx.records.forget(record.entity_id, also=also)
+
         ctx.dead_letters.set_aside(
             entity_id=record.entity_id,
             kind="not_included_by_relay",
@@ -129,8 +144,10 @@ class RelayHeld:
             ),
             entry_id=record.stream_entry_id or None,
             entry_fields={"entityId": record.entity_id},
-            commit=lambda remove: ctx.records.forget(record.entity_id, also=remove),
+            commit=commit,
         )
+        if hold is not None:
+            log.warning("%s", hold.describe())
         self._in_flight.forget(record.entity_id)
         log.warning(
             "application %s tx %s set aside: not included by the relay, and it fails now (%s); "
@@ -140,6 +157,22 @@ class RelayHeld:
             error.reason,
             record.nonce,
             filler,
+        )
+
+    def _hold(self, record: TxRecord, reason: str) -> Hold | None:
+        """The hold of the record's policy holder (None: no holder known, or holding off)."""
+        holders = self._ctx.records.holders
+        if not record.holder or holders.hold_seconds <= 0:
+            return None
+        since = self._ctx.shared.clock.now()
+        return Hold(
+            holder=record.holder,
+            entity_id=record.entity_id,
+            tx_hash=record.tx_hash,
+            block=0,
+            reason=reason,
+            since=since,
+            until=since + holders.hold_seconds,
         )
 
     def _send_back(self, record: TxRecord, error: errors.ProductInactive) -> None:

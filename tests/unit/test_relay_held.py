@@ -16,7 +16,7 @@ from depeg_processor.wallet.context import WalletConfig
 from devnet.rawtx import decode
 
 from .helpers import CHAIN_ID
-from .test_lifecycle import ENTITY_ID, NOW, FakeChain, World
+from .test_lifecycle import ENTITY_ID, NOW, FakeChain, World, signed_call
 from .wallet_harness import PRODUCT, build_wallet
 
 DROP_BLOCKS = 5
@@ -142,7 +142,7 @@ def test_one_that_would_succeed_after_the_drop_is_sent_again_at_todays_fees(worl
 
 
 def test_one_that_fails_after_the_drop_is_set_aside_and_its_nonce_filled(world) -> None:
-    record = world.send(pending=False)
+    record = world.send(pending=False, data=signed_call()[0])
     world.round()
     world.chain.call_error = errors.PermanentError("ERROR:DP-015:ALLOWANCE_TOO_LOW")
     world.blocks(DROP_BLOCKS)
@@ -162,6 +162,9 @@ def test_one_that_fails_after_the_drop_is_set_aside_and_its_nonce_filled(world) 
         "0x",
         "0x5208",
     )
+    [state] = world.wallet.records.holders.states([record.holder])
+    assert state.hold is not None and state.hold.tx_hash == record.tx_hash, "held, as for a revert"
+    assert "not included by the private relay" in state.hold.describe()
 
 
 def test_a_paused_product_after_the_drop_sends_the_application_back(world) -> None:
