@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from decouple import AutoConfig
 
-from . import cli, errors, status
+from . import cli, errors, redaction, status
 from .config import Settings, load_settings
 from .faults import Faults
 from .logs import configure_logging
@@ -43,12 +43,21 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
+def guard_secrets(settings: Settings, keys: Sequence[str] = ()) -> None:
+    """No provider URL's key, Redis password, mnemonic or wallet key in any log line, whichever
+    library writes it (`redaction`)."""
+    urls = (*settings.chain_rpc_urls, settings.redis_url)
+    redaction.install(redaction.Redactor(urls=urls, mnemonic=settings.mnemonic, keys=keys))
+
+
 def command_run(settings: Settings) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
+    accounts = derive_accounts(settings.mnemonic, settings.wallets)
+    guard_secrets(settings, keys=[bytes(account.key).hex() for account in accounts])
     runtime = build_runtime(
         settings,
-        accounts=derive_accounts(settings.mnemonic, settings.wallets),
+        accounts=accounts,
         stop=stop,
         notifier=Notifier.from_environ(os.environ),
         faults=Faults(os.environ.get("DEPEG_PROCESSOR_FAULT") or None),
@@ -84,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"configuration error: {line}", file=sys.stderr)
         return EXIT_CONFIG
     configure_logging(level=settings.log_level, production=settings.production)
+    guard_secrets(settings)
     command = args.command or "run"
     if command == "run":
         return command_run(settings)
