@@ -130,3 +130,18 @@ def test_an_uncaught_exception_in_a_thread_is_logged_redacted(installed) -> None
 def test_records_without_secrets_are_left_as_made(installed) -> None:
     made = logging.getLogRecordFactory()("n", logging.INFO, "f", 1, "a %s", ("b",), None)
     assert made.msg == "a %s" and made.args == ("b",)
+
+
+def test_the_entry_point_masks_the_relays_url_too(installed) -> None:
+    """CHAIN_SEND_URL carries a key as a provider URL does (Flashbots, MEV Blocker)."""
+    from depeg_processor.__main__ import guard_secrets
+
+    from .test_config import load
+
+    relay_key = "relaykey0123456789"
+    guard_secrets(load(CHAIN_SEND_URL=f"https://relay.example.test/{relay_key}"))
+    logging.getLogger("urllib3.connection").warning(
+        "Failed to parse headers (url=https://relay.example.test/%s)", relay_key
+    )
+    assert "relay.example.test" in installed.getvalue()
+    assert relay_key not in installed.getvalue()
