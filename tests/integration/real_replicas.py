@@ -4,6 +4,7 @@ pool's wallets were mined and what they spent."""
 
 from __future__ import annotations
 
+import math
 import os
 import urllib.request
 
@@ -103,3 +104,21 @@ def metric(port: int, name: str) -> float:
         for s in family.samples
         if s.name == name
     )
+
+
+def check_metrics_show_spend(receipts: list[dict], ports: list[int]) -> dict[str, int]:
+    """The replicas' /metrics show what the wallets paid: reverted spend beside confirmed
+    spend, each equal to its receipts' gas used times effective price (the exposition's
+    float64 holds such sums to about one part in 10**16); returns what was paid by status."""
+    paid = {"0x1": 0, "0x0": 0}
+    for receipt in receipts:
+        paid[receipt["status"]] += int(receipt["gasUsed"], 16) * int(
+            receipt["effectiveGasPrice"], 16
+        )
+    shown = {
+        status: sum(metric(port, f"depeg_processor_{name}_total") for port in ports)
+        for name, status in (("reverted_spent_wei", "0x0"), ("gas_spent_wei", "0x1"))
+    }
+    for status, wei in paid.items():
+        assert math.isclose(shown[status], wei, rel_tol=1e-14), (paid, shown)
+    return paid
