@@ -21,9 +21,10 @@ from .config import Settings, load_settings
 from .faults import Faults
 from .logs import configure_logging
 from .service import Service
+from .signer import open_keys
+from .signer.hardening import forget_secrets, no_core_dumps
 from .startup import build_runtime
 from .systemd import Notifier
-from .wallet.pool import derive_accounts
 
 log = logging.getLogger("depeg_processor")
 
@@ -42,12 +43,12 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def command_run(settings: Settings) -> int:
+def command_run(settings: Settings, keys: list) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
     runtime = build_runtime(
         settings,
-        accounts=derive_accounts(settings.mnemonic, settings.wallets),
+        accounts=keys,
         stop=stop,
         notifier=Notifier.from_environ(os.environ),
         faults=Faults(os.environ.get("DEPEG_PROCESSOR_FAULT") or None),
@@ -76,20 +77,28 @@ def command_run(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = cli.parser().parse_args(argv)
+    no_core_dumps()  # before any secret is read
     try:
         settings = load_settings(AutoConfig(search_path=os.getcwd()))
     except errors.ConfigError as error:  # every bad variable, each on its own line
         for line in error.lines():
             print(f"configuration error: {line}", file=sys.stderr)
         return EXIT_CONFIG
+    finally:
+        forget_secrets()
     configure_logging(level=settings.log_level, production=settings.production)
     command = args.command or "run"
+    try:  # a wrong password, PIN or label: one line
+        keys = open_keys(settings) if command in ("run", "check-config", "status") else []
+    except errors.ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     if command == "run":
-        return command_run(settings)
+        return command_run(settings, keys)
     if command == "check-config":
-        return cli.command_check_config(settings)
+        return cli.command_check_config(settings, keys)
     if command == "status":
-        return status.command_status(settings, as_json=args.json)
+        return status.command_status(settings, as_json=args.json, keys=keys)
     if command == "dead-letters":
         return cli.command_dead_letters(settings, count=args.count, as_json=args.json)
     if command == "requeue":

@@ -20,7 +20,7 @@ from . import redis_server
 from .chain.calls import ChainClient
 from .chain.clients import build_chain_client
 from .chain.product import ProductCalls
-from .chain.signing import TransactionSigner
+from .chain.signing import DigestSigner, TransactionSigner
 from .chain.simulation import Simulator
 from .clock import SYSTEM, Clock
 from .config import Settings
@@ -32,6 +32,7 @@ from .fees import FeePolicy
 from .inbound.stream import StreamQueue
 from .inbound.untrusted import REDIS_DECODING
 from .metrics import Metrics
+from .signer.policy import SigningPolicy
 from .state import SharedState
 from .systemd import Notifier
 from .wallet.budget import PoolSpend, RevertLedger
@@ -54,7 +55,7 @@ class Runtime:
     settings: Settings
     redis: redis.Redis
     chain: ChainClient
-    accounts: list[LocalAccount]
+    accounts: list[LocalAccount | DigestSigner]  # the pool's keys, in order
     stop: threading.Event
     state: SharedState
     metrics: Metrics
@@ -85,7 +86,7 @@ def build_redis(settings: Settings) -> redis.Redis:
 def build_runtime(
     settings: Settings,
     *,
-    accounts: list[LocalAccount],
+    accounts: list[LocalAccount | DigestSigner],
     redis_client: redis.Redis | None = None,
     chain: ChainClient | None = None,
     stop: threading.Event | None = None,
@@ -218,9 +219,14 @@ def build_consumers(
     consumer_config = ConsumerConfig.from_settings(
         settings, chain_id=node.chain_id, message_helper=node.message_helper
     )
+    policy = SigningPolicy.for_node(
+        settings, node.chain_id, node.message_helper, on_refused=runtime.metrics.signing_refused.inc
+    )
     consumers = []
     for member, account in zip(pool_of(runtime), runtime.accounts):
-        ctx = wallet_context(runtime, shared, wallet_config, member=member, account=account)
+        ctx = wallet_context(
+            runtime, shared, wallet_config, member=member, account=account, policy=policy
+        )
         keeper = LeaseKeeper(ctx.lease, stop=runtime.stop, wanted=wanted)
         consumers.append(
             Consumer(
@@ -243,7 +249,8 @@ def wallet_context(
     config: WalletConfig,
     *,
     member: Member,
-    account: LocalAccount,
+    account: LocalAccount | DigestSigner,
+    policy: SigningPolicy,
 ) -> WalletContext:
     """One wallet's stores: nothing is asked of Redis or the node here."""
     settings, client = runtime.settings, runtime.redis
@@ -259,7 +266,9 @@ def wallet_context(
         config=config,
         shared=shared,
         address=member.address,
-        signer=TransactionSigner(account.key),
+        signer=TransactionSigner(
+            account.key if isinstance(account, LocalAccount) else account, policy=policy
+        ),
         lease=Lease(
             client,
             key=member.lease_key,
