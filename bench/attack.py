@@ -11,10 +11,11 @@ depeg_processor_reverted_spent_wei, each summed: together, what the wallets paid
     python -m bench.attack            # every row; writes bench/attack-last-run.json
     python -m bench.attack 1:6        # one row: 1 replica on 1 wallet, 6 confirmations
 
-Confirmations matter: the processor simulates a reverted call again once its block has them;
-with 1 the attacker's new approval is not mined yet, the call fails (DP-015) and the
-application is set aside; with 6 (the default) it is, the call "would succeed now", and the
-application is sent again, up to MAX_REISSUES times.
+Before issue 21 confirmations mattered: with 6 a reverted call "would succeed now" once the
+attacker approved again, and the application was sent again (22-24 paid reverts). Now a
+reverted transaction is never sent again and its holder is held (wallet.holders), a holder
+having one application in flight: at most one paid revert per attacking holder, whatever the
+confirmations (tests/integration/real/test_real_revert_once.py measures 4 for 4 holders).
 """
 
 from __future__ import annotations

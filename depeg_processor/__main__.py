@@ -1,4 +1,5 @@
-"""Entry point: `python -m depeg_processor [run|check-config|status|dead-letters|requeue]`.
+"""Entry point: `python -m depeg_processor [run|check-config|status|dead-letters|requeue|
+release-holder]`.
 
 The only place with side effects at start: it reads the environment (then `.env` in the working
 directory), configures logging, builds the Redis and node clients (`startup`), installs the
@@ -16,7 +17,8 @@ from collections.abc import Sequence
 
 from decouple import AutoConfig
 
-from . import cli, errors, status
+from . import cli, errors, redaction, status
+from .chain.signing import LocalKey
 from .config import Settings, load_settings
 from .faults import Faults
 from .logs import configure_logging
@@ -43,9 +45,20 @@ def install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
+def guard_secrets(settings: Settings, keys: Sequence[str] = ()) -> None:
+    """No provider or relay URL's key, Redis password, mnemonic or wallet key in any log line,
+    whichever library writes it (`redaction`)."""
+    urls = (*settings.chain_rpc_urls, settings.redis_url)
+    if settings.chain_send_url:
+        urls += (settings.chain_send_url,)
+    redaction.install(redaction.Redactor(urls=urls, mnemonic=settings.mnemonic, keys=keys))
+
+
 def command_run(settings: Settings, keys: list) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
+    # the keys held in the process (mnemonic, keystore); a token's never are
+    guard_secrets(settings, keys=[k.private_hex() for k in keys if isinstance(k, LocalKey)])
     runtime = build_runtime(
         settings,
         accounts=keys,
@@ -87,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         forget_secrets()
     configure_logging(level=settings.log_level, production=settings.production)
+    guard_secrets(settings)
     command = args.command or "run"
     try:  # a wrong password, PIN or label: one line
         keys = open_keys(settings) if command in ("run", "check-config", "status") else []
@@ -106,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("requeue: name dead-letter ids or use --all", file=sys.stderr)
             return EXIT_CONFIG
         return cli.command_requeue(settings, ids=args.ids, all_=args.all_)
+    if command == "release-holder":
+        return cli.command_release_holder(settings, holder=args.holder)
     raise AssertionError(command)
 
 

@@ -1,5 +1,5 @@
-"""The operator commands beside `run`: check-config, dead-letters and requeue, and the
-command line's parser. Each builds the clients it needs from the settings it is given."""
+"""The operator commands beside `run`: check-config, dead-letters, requeue and release-holder,
+and the command line's parser. Each builds the clients it needs from the settings it is given."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ import redis
 from . import errors, redis_server
 from .chain.clients import build_chain_client
 from .chain.each_provider import ask_each_provider
+from .chain.relay import relay_name
+from .chain.rpc import NodeClient
 from .chain.simulation import Simulator
 from .config import Settings
 from .errors import StartupError
+from .inbound.application import checked_address
 from .inbound.stream import StreamQueue
 from .signer import open_keys
 from .startup import build_redis
+from .wallet.holders import Holders
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 
@@ -40,6 +44,7 @@ def command_check_config(settings: Settings, keys: list | None = None) -> int:
         problems += 1
     probe = {"from": account.address, "to": account.address, "data": "0x", "gas": "0x5208"}
     problems += check_providers(settings, probe)
+    problems += check_relay(settings)
     chain = build_chain_client(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
     try:
         chain_id = chain.chain_id()
@@ -97,6 +102,32 @@ def check_providers(settings: Settings, probe: dict) -> int:
     return problems
 
 
+def check_relay(settings: Settings) -> int:
+    """With CHAIN_SEND_URL: say where raw transactions go, and whether the relay serves the
+    providers' chain (one that answers no eth_chainId is noted, not failed: some answer
+    nothing but raw transactions). The number of problems."""
+    if not settings.chain_send_url:
+        print("raw transactions go to the providers of CHAIN_RPC_URL (no CHAIN_SEND_URL)")
+        return 0
+    name = relay_name(settings.chain_send_url)
+    relay = NodeClient(url=settings.chain_send_url, timeout=settings.rpc_timeout, name=name)
+    reads = build_chain_client(settings.chain_rpc_urls, timeout=settings.rpc_timeout)
+    try:
+        chain_id = relay.chain_id()
+    except errors.ProcessorError as error:
+        print(f"{name} NOTE: no chain id ({error}); raw transactions go there alone")
+        return 0
+    try:
+        expected = reads.chain_id()
+    except errors.ProcessorError:
+        expected = chain_id
+    if chain_id != expected:
+        print(f"{name} FAILED: serves chain id {chain_id}, the providers {expected}")
+        return 1
+    print(f"{name} ok (chain id {chain_id}): raw transactions go there alone, reads never")
+    return 0
+
+
 def _yes(offered: bool | None) -> str:
     return "yes" if offered else "no"
 
@@ -136,6 +167,25 @@ def command_requeue(settings: Settings, *, ids: Sequence[str], all_: bool) -> in
             print(f"[{done}/{len(targets)}] {error.args[0]}")
             failed += 1
     return EXIT_FAILURE if failed else EXIT_OK
+
+
+def command_release_holder(settings: Settings, *, holder: str) -> int:
+    """Lift a policy holder's hold (see wallet.holders) and say what it held; its applications
+    set aside meanwhile go back with `requeue` (holder_held letters name the holder)."""
+    if checked_address(holder) is None:
+        print(f"release-holder: {holder!r} is not an address")
+        return EXIT_FAILURE
+    holders = Holders(build_redis(settings), stream=settings.stream_key)
+    hold = holders.release_hold(holder)
+    if hold is None:
+        print(f"policy holder {holder.lower()} is not held")
+        return EXIT_OK
+    print(
+        f"released policy holder {hold.holder}: it was held since application "
+        f"{hold.entity_id}'s transaction {hold.tx_hash} reverted on chain in block "
+        f"{hold.block} ({hold.reason}); requeue its holder_held dead letters to send them"
+    )
+    return EXIT_OK
 
 
 def stream_queue(settings: Settings, client: redis.Redis | None = None) -> StreamQueue:
@@ -189,4 +239,11 @@ def parser() -> argparse.ArgumentParser:
     )
     requeue.add_argument("ids", nargs="*", help="dead-letter stream ids (see dead-letters)")
     requeue.add_argument("--all", action="store_true", dest="all_", help="requeue all of them")
+    release = commands.add_parser(
+        "release-holder",
+        help="lift a policy holder's hold",
+        description="Lift the hold on a policy holder whose application's transaction reverted "
+        "on chain (HOLDER_HOLD_SECONDS); then requeue its dead letters.",
+    )
+    release.add_argument("holder", help="the policy holder's address")
     return top

@@ -123,6 +123,7 @@ class Kind:
 
 TEXT = Kind("text", str, str)
 URLS = Kind("URL list", str, str)  # kept as written: `Settings.chain_rpc_urls` splits it
+URL = Kind("URL", str, str)
 COUNT = Kind("integer", parse_count, int)
 MILLIS = Kind("ms", parse_millis, float)
 WEI = Kind("wei", parse_wei, int)
@@ -174,3 +175,11 @@ def _http_urls_problem(text: str) -> str | None:
 
 
 HTTP_URLS = Bound("http:// or https:// URLs", _http_urls_problem)
+HTTP_URL = Bound(
+    "an http:// or https:// URL",
+    lambda text: (
+        "must be one http:// or https:// URL"
+        if len(split_urls(text)) > 1
+        else _http_urls_problem(text)
+    ),
+)

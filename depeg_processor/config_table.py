@@ -16,6 +16,7 @@ from .config_kinds import (
     ABOVE_ZERO,
     ADDRESS,
     COUNT,
+    HTTP_URL,
     HTTP_URLS,
     LABELS,
     LEVEL,
@@ -26,6 +27,7 @@ from .config_kinds import (
     SECRET_LINE,
     SIGNER,
     TEXT,
+    URL,
     URLS,
     WEI,
     Bound,
@@ -142,6 +144,11 @@ TABLE: tuple[Setting, ...] = (
         Setting("REDIS_QUEUE_DEAD_LETTER_KEY", "dead_letter_key", TEXT,
                 "application:signatures:dead",
                 help="dead-letter stream; must differ from REDIS_QUEUE_STREAM_KEY"),
+        Setting("REDIS_DEAD_LETTER_RETENTION", "dead_letter_retention", MILLIS, "2592000000",
+                help="ms a dead letter is kept before it is trimmed (30 days); 0: never by age"),
+        Setting("REDIS_DEAD_LETTER_MAX_COUNT", "dead_letter_max_count", COUNT, "100000",
+                bound=at_least(1),
+                help="how many dead letters are kept at most; the oldest go first"),
         Setting("REDIS_READ_COUNT", "read_count", COUNT, "10", bound=at_least(1),
                 help="entries read per XREADGROUP (a batch); keep it <= "
                 "MAX_NON_ACK_PENDING_MESSAGES, a batch in hand is unacknowledged"),
@@ -161,6 +168,14 @@ TABLE: tuple[Setting, ...] = (
                 help="confirmations before an application is purged (the deployed spelling; "
                 "CHAIN_MINIMUM_REQUIRED_CONFIRMATIONS is accepted too, and this one wins when "
                 "both are set)"),
+        Setting("CHAIN_SEND_URL", "chain_send_url", URL, secret=True, bound=HTTP_URL,
+                help="a send-only private relay (Flashbots Protect, MEV Blocker's no-revert "
+                "endpoint): every raw transaction goes there and nowhere else, reads never; "
+                "unset: raw transactions go to CHAIN_RPC_URL (see docs/private-relay.md)"),
+        Setting("CHAIN_SEND_DROP_BLOCKS", "send_drop_blocks", COUNT, "25", bound=at_least(1),
+                help="with CHAIN_SEND_URL: blocks a transaction the relay holds may stay "
+                "unmined before it is simulated again, then sent again or set aside and its "
+                "nonce filled (relays drop what they could not include in about 25 blocks)"),
         Setting("CHAIN_RPC_TIMEOUT", "rpc_timeout", MILLIS, "10000",
                 help="ms for one JSON-RPC request"),
         Setting("CHAIN_IDLE_POLL_INTERVAL", "idle_poll_interval", MILLIS, "30000",
@@ -210,6 +225,10 @@ TABLE: tuple[Setting, ...] = (
                 "below (the revert budget, docs/operations.md#revert-budget). The default is "
                 "about ten reverts at the allowance check (196 k gas each), two at the bundle's "
                 "capital (1.12 M); 0: no budget"),
+        Setting("HOLDER_HOLD_SECONDS", "holder_hold_seconds", COUNT, "86400",
+                help="seconds a policy holder whose application's transaction reverted on "
+                "chain is held: its applications are set aside meanwhile (`release-holder` "
+                "lifts it; docs/what-happens-when.md#one-paid-revert-per-holder); 0: no hold"),
         Setting("PROCESSOR_LEASE_TTL", "lease_ttl", MILLIS, "15000",
                 bound=at_least(1.0, "1000 ms"),
                 help="ms the wallet's sender lease lasts unless renewed"),

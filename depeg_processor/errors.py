@@ -23,6 +23,7 @@ KINDS = frozenset(
         "duplicate",
         "revert_other",
         "reverted_on_chain",
+        "holder_held",
         "too_many_deliveries",
         "signing_refused",
         "other",
@@ -215,6 +216,16 @@ class SignatureTaken(TransientError):
             + ", ".join(f"{entity_id!r} (as {other})" for entity_id, other in taken)
         )
         self.taken = taken
+
+
+class HolderBusy(TransientError):
+    """A write-ahead refused as a whole: the policy holder of some of these applications has
+    another application in flight, or is held (`busy`: entity ids); nothing was written. They
+    wait for the next batch, where the holder's state decides; the rest are tried again."""
+
+    def __init__(self, busy: list[str]) -> None:
+        super().__init__("policy holder busy or held: " + ", ".join(map(repr, busy)))
+        self.busy = busy
 
 
 class NodeBehind(NodeUnavailable):

@@ -3,9 +3,9 @@
 Deployed data lives under these names, so each one is part of the service's storage format:
 a change here moves (or strands) data. The web app writes `PendingApplication:<entityId>` and
 the stream; everything else is this service's own. Per-application state that holds whichever
-wallet sends the application (done marker, owner mark, signature mark, reissue count) lives
-under the stream's name; what one wallet owns (records, in-flight set, spend ledger) lives under
-its prefix.
+wallet sends the application (done marker, owner mark, signature mark), and what holds back a
+policy holder (its hold, its application in flight), lives under the stream's name; what one
+wallet owns (records, in-flight set, spend ledger) lives under its prefix.
 
 Pure functions of their arguments: no I/O, nothing checked (entity ids are validated before a
 key is built for them, or escaped where they are not).
@@ -40,9 +40,17 @@ def done_key(stream: str, entity_id: str) -> str:
     return f"{stream}:done:{entity_id}"
 
 
-def reissued_key(stream: str, entity_id: str) -> str:
-    """How often this application was sent back to the stream after an on-chain revert."""
-    return f"{stream}:reissued:{entity_id}"
+def held_key(stream: str, holder: str) -> str:
+    """A policy holder held to account: a transaction of its application reverted on chain
+    (a hash: entityId, tx, block, reason, since), for HOLDER_HOLD_SECONDS. `holder` is the
+    address in lowercase 0x-hex."""
+    return f"{stream}:held:{holder}"
+
+
+def holder_busy_key(stream: str, holder: str) -> str:
+    """The record key of a policy holder's application with a transaction of the pool not yet
+    settled: one application per holder in flight. Stale once that record is gone."""
+    return f"{stream}:holder-busy:{holder}"
 
 
 def lease_key(stream: str, address: str) -> str:

@@ -8,6 +8,10 @@ transactions in flight, and `providers` naming those of several that are not usa
 another serves; `node` fails only when none answers; `reverts` fails while the pool's revert
 budget holds sending). `/metrics` serves the
 Prometheus registry when one is given.
+
+The port is public (deployments publish it), so an answer names a failing dependency (redis, the
+node, provider `#1`) and never its host or the raw error: those are in the log, where the thread
+that met the failure wrote them.
 """
 
 from __future__ import annotations
@@ -55,9 +59,9 @@ def check_processor(
     if snap.watcher_beat is not None and now - snap.watcher_beat > limits.watcher_max_age:
         return f"the receipt watcher last ran {now - snap.watcher_beat:.0f}s ago"
     if dependencies and snap.redis_error:
-        return f"waiting for redis: {snap.redis_error}"
+        return "waiting for redis (see the log)"
     if dependencies and snap.node_error:
-        return f"waiting for the node: {snap.node_error}"
+        return "waiting for the node (see the log)"
     return OK
 
 
@@ -74,22 +78,24 @@ def check_non_ack(snap: Snapshot, limits: Limits) -> str:
 
 def check_node(snap: Snapshot) -> str:
     if snap.node_error:
-        return f"node unavailable: {snap.node_error}"
+        return "node unavailable (see the log)"
     if snap.rate_limited:
-        return f"rate limited by the node: {snap.rate_limited}"
+        return "rate limited by the node (see the log)"
     return OK
 
 
 def check_providers(snap: Snapshot) -> str | None:
-    """Of several providers, those not usable now (by index and host), or None."""
+    """Of several providers, those not usable now (by their index in the list), or None."""
     down = [view for view in snap.providers if not view.usable]
     if not down:
         return None
-    return "not usable: " + "; ".join(f"{v.name} ({v.why or 'not usable'})" for v in down)
+    return "not usable: " + "; ".join(
+        f"#{v.index} ({'not answering' if v.on_chain else 'on another chain'})" for v in down
+    )
 
 
 def check_redis(snap: Snapshot) -> str:
-    return f"redis unavailable: {snap.redis_error}" if snap.redis_error else OK
+    return "redis unavailable (see the log)" if snap.redis_error else OK
 
 
 def monitor_checks(snap: Snapshot, limits: Limits, now: float) -> dict[str, str]:

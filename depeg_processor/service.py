@@ -14,14 +14,15 @@ import threading
 from collections.abc import Callable
 
 import redis
-from waitress.server import create_server
 from waitress.wasyncore import close_all
 
 from . import errors, startup
 from .consumer.guards import STANDBY_CHECK_INTERVAL
 from .consumer.loop import Consumer
+from .inbound.dead_letters import DeadLetters
 from .inbound.retention import StreamRetention
 from .monitor import Limits, make_monitor_app
+from .monitor_server import create_monitor_server
 from .startup import Runtime
 from .state import STANDBY
 from .wallet.sending import SendingWallet
@@ -29,14 +30,15 @@ from .wallet.wallet import Wallet
 
 log = logging.getLogger(__name__)
 
-# The monitor's sockets. Health probes must get through however many idle connections are open
-# (keep-alives of a load balancer or scraper, a port scanner). Waitress stops accepting once
-# `connection_limit` connections are open (new ones then wait in the listen backlog, probes
-# included) and closes connections idle for `channel_timeout` seconds, looking every
-# `cleanup_interval` seconds. So: room for many connections, idle ones dropped after seconds,
-# and poll() instead of select(), which fails beyond 1024 descriptors.
+# The monitor's sockets. Health probes must get through however many idle or slow connections
+# are open (keep-alives of a load balancer or scraper, a port scanner, a slow-headers attack).
+# Beyond `connection_limit` open connections the one waiting longest for its request is closed
+# (`monitor_server`), connections idle for `channel_timeout` seconds or whose request headers
+# take over MONITOR_HEADER_TIMEOUT are closed, looking every `cleanup_interval` seconds; poll()
+# instead of select(), which fails beyond 1024 descriptors. No request body is read.
 MONITOR_CONNECTION_LIMIT = 500
 MONITOR_CHANNEL_TIMEOUT = 10
+MONITOR_HEADER_TIMEOUT = 5
 MONITOR_CLEANUP_INTERVAL = 2
 PROBE_TICK = 1.0  # s between looks for idle providers (each is probed at most every 6 s)
 
@@ -62,6 +64,14 @@ class Service:
             stream=settings.stream_key,
             retention=settings.stream_retention,
             clock=runtime.clock.now,
+            letters=DeadLetters(
+                runtime.redis,
+                stream=settings.stream_key,
+                group=settings.group,
+                key=settings.dead_letter_key,
+                clock=runtime.clock.now,
+            ),
+            letter_retention=settings.dead_letter_retention,
         )
         self.consumers: list[Consumer] = []  # built by prepare(), once the node answered
         self._by_wallet: dict[str, Consumer] = {}
@@ -77,9 +87,10 @@ class Service:
     # -- start-up ------------------------------------------------------------------------------
     def serve_monitor(self) -> int:
         """Start the monitor server in its own thread; returns the bound port."""
-        self._server = create_server(
+        self._server = create_monitor_server(
             self.app,
-            map=self._sockets,
+            sockets=self._sockets,
+            header_timeout=MONITOR_HEADER_TIMEOUT,
             host=self.settings.host,
             port=self.settings.port,
             threads=2,

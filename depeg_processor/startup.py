@@ -13,13 +13,13 @@ import threading
 from collections.abc import Callable
 
 import redis
-from eth_account.signers.local import LocalAccount
 from prometheus_client import CollectorRegistry
 
 from . import redis_server
 from .chain.calls import ChainClient
 from .chain.clients import build_chain_client
 from .chain.product import ProductCalls
+from .chain.relay import relay_name
 from .chain.signing import DigestSigner, TransactionSigner
 from .chain.simulation import Simulator
 from .clock import SYSTEM, Clock
@@ -32,7 +32,7 @@ from .fees import FeePolicy
 from .inbound.stream import StreamQueue
 from .inbound.untrusted import REDIS_DECODING
 from .metrics import Metrics
-from .signer.policy import SigningPolicy
+from .signer import wallet_signers
 from .state import SharedState
 from .systemd import Notifier
 from .wallet.budget import PoolSpend, RevertLedger
@@ -55,7 +55,7 @@ class Runtime:
     settings: Settings
     redis: redis.Redis
     chain: ChainClient
-    accounts: list[LocalAccount | DigestSigner]  # the pool's keys, in order
+    accounts: list[DigestSigner]  # the pool's keys, in order (eth-account accounts too)
     stop: threading.Event
     state: SharedState
     metrics: Metrics
@@ -86,7 +86,7 @@ def build_redis(settings: Settings) -> redis.Redis:
 def build_runtime(
     settings: Settings,
     *,
-    accounts: list[LocalAccount | DigestSigner],
+    accounts: list[DigestSigner],
     redis_client: redis.Redis | None = None,
     chain: ChainClient | None = None,
     stop: threading.Event | None = None,
@@ -110,7 +110,13 @@ def build_runtime(
         on_change=lambda views: (state.set_providers(views), metrics.providers(views)),
         wait=stop.wait,
         monotonic=clock.monotonic,
+        send_url=settings.chain_send_url,
     )
+    if settings.chain_send_url:
+        log.info(
+            "raw transactions go to the private %s only (CHAIN_SEND_URL); reads to CHAIN_RPC_URL",
+            relay_name(settings.chain_send_url),
+        )
     return Runtime(
         settings=settings,
         redis=redis_client if redis_client is not None else build_redis(settings),
@@ -177,6 +183,7 @@ def stream_queue(runtime: Runtime, member: Member) -> StreamQueue:
         clock=runtime.clock.now,
         on_dead_letter=runtime.metrics.dead_letter,
         claim_idle=settings.lease_ttl,
+        max_letters=settings.dead_letter_max_count,
     )
 
 
@@ -219,14 +226,10 @@ def build_consumers(
     consumer_config = ConsumerConfig.from_settings(
         settings, chain_id=node.chain_id, message_helper=node.message_helper
     )
-    policy = SigningPolicy.for_node(
-        settings, node.chain_id, node.message_helper, on_refused=runtime.metrics.signing_refused.inc
-    )
+    signers = wallet_signers(runtime.accounts, settings, node, runtime.metrics)
     consumers = []
-    for member, account in zip(pool_of(runtime), runtime.accounts):
-        ctx = wallet_context(
-            runtime, shared, wallet_config, member=member, account=account, policy=policy
-        )
+    for member, signer in zip(pool_of(runtime), signers):
+        ctx = wallet_context(runtime, shared, wallet_config, member=member, signer=signer)
         keeper = LeaseKeeper(ctx.lease, stop=runtime.stop, wanted=wanted)
         consumers.append(
             Consumer(
@@ -249,8 +252,7 @@ def wallet_context(
     config: WalletConfig,
     *,
     member: Member,
-    account: LocalAccount | DigestSigner,
-    policy: SigningPolicy,
+    signer: TransactionSigner,
 ) -> WalletContext:
     """One wallet's stores: nothing is asked of Redis or the node here."""
     settings, client = runtime.settings, runtime.redis
@@ -261,14 +263,13 @@ def wallet_context(
         stream=settings.stream_key,
         owner=member.address,
         mark_ttl=mark_lifetime(settings.stream_retention),
+        hold_seconds=settings.holder_hold_seconds,
     )
     return WalletContext(
         config=config,
         shared=shared,
         address=member.address,
-        signer=TransactionSigner(
-            account.key if isinstance(account, LocalAccount) else account, policy=policy
-        ),
+        signer=signer,
         lease=Lease(
             client,
             key=member.lease_key,

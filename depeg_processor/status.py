@@ -10,6 +10,7 @@ import redis
 from . import errors
 from .chain.clients import build_chain_client
 from .chain.each_provider import ask_each_provider, blocks_behind
+from .chain.relay import relay_name
 from .cli import EXIT_FAILURE, EXIT_OK, stream_queue
 from .config import Settings
 from .signer import open_keys
@@ -30,6 +31,9 @@ def gather_status(settings: Settings, keys: list | None = None) -> dict:
     report: dict = {"stream": settings.stream_key, "group": settings.group}
     rows = [{"index": w.index, "address": w.address, "consumer": w.consumer} for w in pool]
     report["providers"] = _providers(settings)
+    report["raw_transactions_to"] = (
+        relay_name(settings.chain_send_url) if settings.chain_send_url else "the providers"
+    )
     _from_node(settings, pool, rows, report)
     _from_redis(settings, pool, rows, report)
     report["wallets"] = rows

@@ -4,10 +4,11 @@ processor send their application, then take the premium's allowance away just be
 It watches for a processor transaction that carries one of its holders' applications: in the
 node's pool (`txpool_content`, where it reads the calldata and the tip to beat) or, where the
 transaction never reaches a public pool, through the hashes the web app shows its users
-(`shown`). Then it sends `approve(treasury, 0)` from that holder with a higher tip, so that it
-is mined first in the same block and the processor's transaction reverts with
-`ERROR:DP-015:ALLOWANCE_TOO_LOW`. Once that approval is mined it approves `allowance` again,
-so the application would succeed if sent again: each resend is one more revert to pay for.
+(`shown`), or both (`pool=True` with `shown`). Then it sends `approve(treasury, 0)` from that
+holder with a higher tip, so that it is mined first in the same block and the processor's
+transaction reverts with `ERROR:DP-015:ALLOWANCE_TOO_LOW`. Once that approval is mined it
+approves `allowance` again, so the application would succeed if sent again: each resend is one
+more revert to pay for.
 
 It signs with the holders' own keys, as a real one does, and runs in a thread of its own until
 its stop Event is set; `run_once()` is one look, for tests that drive it step by step.
@@ -67,6 +68,7 @@ class Attacker:
         holders: Sequence[LocalAccount],
         allowance: int = 100 * 10**6,
         shown: Callable[[], dict[str, str]] | None = None,
+        pool: bool | None = None,
         poll: float = 0.02,
     ) -> None:
         self.w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
@@ -76,6 +78,7 @@ class Attacker:
         self.holders = {h.address.lower(): h for h in holders}
         self.allowance = allowance  # what it approves again after each attack
         self.shown = shown  # None: watch the pool; else {tx hash: holder} as the web app shows
+        self.pool = shown is None if pool is None else pool  # the pool too, with `shown`
         self.poll = poll
         self.attacked: dict[str, str] = {}  # processor transaction hash -> holder address
         self.approvals: list[str] = []  # hashes of its approve(treasury, 0) transactions
@@ -144,6 +147,7 @@ class Attacker:
             for tx_hash, holder in self.shown().items():
                 if holder.lower() in self.holders:
                     yield tx_hash, holder.lower(), BLIND_FEES
+        if not self.pool:
             return
         for tx in pool_transactions(self.w3.provider.make_request("txpool_content", [])["result"]):
             holder = application_holder(tx, self.product)

@@ -7,8 +7,10 @@ batches at all (`batches=False`), and a rate limit in calls a second (`rate_limi
 bucket holding one second's worth; each batch member is one call), answered with HTTP 429 and
 `Retry-After: 1` or, with `limit_answer="mixed"`, every other time with a JSON-RPC -32005 error
 object as other providers do; `limiting = True` refuses every request so until it is set back.
-With `lag` it answers as a node that many blocks behind (`devnet.lagging`). Connections are
-kept alive, as a provider's are."""
+With `lag` it answers as a node that many blocks behind (`devnet.lagging`). With
+`malformed_header` every answer carries one header line without a colon, as some load balancers
+add (urllib3 then logs a warning naming the URL). Connections are kept alive, as a provider's
+are."""
 
 from __future__ import annotations
 
@@ -75,6 +77,7 @@ class RpcProxy:
         limit_answer: str = "http",
         missing_methods: tuple[str, ...] = (),
         lag: int = 0,
+        malformed_header: bool = False,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.upstream = upstream
@@ -87,6 +90,7 @@ class RpcProxy:
         self.bucket = TokenBucket(rate_limit, monotonic) if rate_limit else None
         self.missing_methods = set(missing_methods)  # answered "method not found", as some nodes
         self.lag = lag  # blocks behind the head it answers from (0: not behind)
+        self.malformed_header = malformed_header  # one header line without a colon
         self.limiting = False  # True: every request is refused for the rate limit
         self.calls: collections.Counter[str] = collections.Counter()
         self.requests = 0
@@ -142,6 +146,8 @@ class RpcProxy:
                 self.send_header("Content-Length", str(len(payload)))
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
+                if proxy.malformed_header:  # after Content-Length, so the body is still read
+                    self._headers_buffer.append(b"X-Balancer trace 7f3a without a separator\r\n")
                 self.end_headers()
                 self.wfile.write(payload)
 

@@ -1,4 +1,8 @@
-"""Fail if a log holds the test wallet's mnemonic or private key (run by `make test`)."""
+"""Fail if a log holds a test secret (run by `make test` on the DEBUG log of the whole run).
+
+The secrets: the test mnemonic (and its first words), the private key of every wallet the tests
+derive from it (a pool's wallets and the product owner's, indexes 0 to WALLETS - 1), and the
+API key the tests put in provider URLs (`TEST_PROVIDER_KEY`)."""
 
 from __future__ import annotations
 
@@ -7,14 +11,22 @@ from pathlib import Path
 
 from eth_account import Account
 
-from depeg_processor.config import DERIVATION_PATH
-from devnet.nodes import TEST_MNEMONIC
+from devnet.nodes import TEST_MNEMONIC, TEST_PROVIDER_KEY
+
+WALLETS = 20  # more than any test derives
+
+
+def wallet_keys() -> list[str]:
+    """The private keys (hex, no 0x) of the first WALLETS accounts of the test mnemonic."""
+    Account.enable_unaudited_hdwallet_features()
+    return [
+        bytes(Account.from_mnemonic(TEST_MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}").key).hex()
+        for i in range(WALLETS)
+    ]
 
 
 def secrets() -> list[str]:
-    Account.enable_unaudited_hdwallet_features()
-    key = Account.from_mnemonic(TEST_MNEMONIC, account_path=DERIVATION_PATH).key.hex()
-    return [TEST_MNEMONIC, " ".join(TEST_MNEMONIC.split()[:4]), key.removeprefix("0x")]
+    return [TEST_MNEMONIC, " ".join(TEST_MNEMONIC.split()[:4]), TEST_PROVIDER_KEY, *wallet_keys()]
 
 
 def main(paths: list[str]) -> int:
@@ -30,7 +42,7 @@ def main(paths: list[str]) -> int:
                 found += 1
     if not found:
         print(
-            f"secrets check: no mnemonic or private key in {', '.join(paths)} "
+            f"secrets check: no mnemonic, wallet key or provider key in {', '.join(paths)} "
             f"({sum(len(Path(p).read_text(errors='replace').splitlines()) for p in paths)} lines)"
         )
     return 1 if found else 0

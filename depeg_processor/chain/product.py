@@ -54,11 +54,24 @@ def signature_in_call(data: str) -> bytes | None:
     """The `signature` argument of an `applyForPolicyWithBundleAndSignature` calldata, or None
     for any other data: what a signed transaction spends, read from the transaction itself
     (records written before they stored the signature carry only the calldata)."""
+    args = _apply_args(data)
+    return None if args is None else args[-1]
+
+
+def holder_in_call(data: str) -> str | None:
+    """The `policyHolder` argument of an `applyForPolicyWithBundleAndSignature` calldata
+    (lowercase 0x-hex), or None for any other data: whom a transaction's revert is held
+    against, read from what was signed."""
+    args = _apply_args(data)
+    return None if args is None else str(args[0]).lower()
+
+
+def _apply_args(data: str) -> tuple | None:
     function = _apply_function()
     if not data.startswith("0x" + function.selector.hex()):
         return None
     try:
-        return decode(function.types, bytes.fromhex(data[10:]))[-1]
+        return decode(function.types, bytes.fromhex(data[10:]))
     except Exception:  # not the call's encoding after all
         return None
 

@@ -40,6 +40,10 @@ class LocalKey:
     def __repr__(self) -> str:
         return f"LocalKey({self.address})"
 
+    def private_hex(self) -> str:
+        """The key as hex: only for the log redaction, which masks it wherever it appears."""
+        return self._key.to_bytes().hex()
+
     def sign_digest(self, digest: bytes) -> tuple[int, int, int]:
         return self._key.sign_msg_hash(digest).vrs
 

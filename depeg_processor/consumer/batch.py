@@ -1,4 +1,4 @@
-"""One batch of stream entries, as named steps: read → copies → submit → settle.
+"""One batch of stream entries, as named steps: read → copies → holders → submit → settle.
 
 - read (inbound.read_batch, with the wallet's load): the entries checked, each application's
   record, hash (size-guarded), done marker and owner in one round trip, the hashes validated.
@@ -8,8 +8,12 @@
 - copies: the signatures' marks in one round trip; a copy of an application sent already
   (its signature marked by another entity id) is set aside as `duplicate`, a second one with
   a signature of this batch waits for the next (see duplicates);
+- holders: their state in one round trip (see holders): the applications of a holder held
+  to account are set aside as `holder_held`, one whose holder has an application in flight
+  (or a first one in this batch) waits, kept without reading being held up by it;
 - submit: the rest go to the wallet together (a copy another replica recorded meanwhile is
-  refused by the write-ahead and set aside the same way);
+  refused by the write-ahead and set aside the same way; a holder another replica made busy
+  meanwhile waits);
 - settle: each outcome decides its entry: sent, set aside, or kept for a retry.
 """
 
@@ -29,6 +33,7 @@ from ..wallet.wallet import Wallet
 from .config import ConsumerConfig
 from .duplicates import CopyCheck, check_copies, taken_by_others
 from .held import HeldEntries
+from .holders import busy_in_write, check_holders
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ class BatchResult:
     retry: list[Entry]  # the entries kept for a retry, in stream order
     problem: Exception | None  # the transient failure that kept them
     sent: list[TxRecord]  # the transactions recorded for this batch
+    waiting: list[Entry] = dataclasses.field(default_factory=list)  # in `retry`: for a holder
 
 
 class BatchHandler:
@@ -75,8 +81,8 @@ class BatchHandler:
         )
         retry = list(batch.waiting)
         unforeseen = self._settle_read(batch, retry)
-        to_send = self._without_copies(batch.applications, retry)
         result = BatchResult(retry, None, [])
+        to_send = self._without_held(self._without_copies(batch.applications, retry), result)
         if to_send:
             self._submit(to_send, result)
         retry.sort(key=lambda e: entries.index(e))
@@ -121,6 +127,29 @@ class BatchHandler:
         retry.extend(item.entry for item in found.waiting)
         return found.to_send
 
+    def _without_held(self, received: list[Received], result: BatchResult) -> list[Received]:
+        """The applications to submit: a held holder's are set aside, a busy holder's wait."""
+        if not received:
+            return []
+        apps = [item.application for item in received]
+        states = self._wallet.holders([app.policy_holder for app in apps])
+        found = check_holders(received, apps, states)
+        for item, error in found.held:
+            self._set_aside(item.entry, item.application.entity_id, item.content, error)
+            self._held.settled(item.entry)
+        self._wait_for_holders(found.waiting, result)
+        return found.to_send
+
+    def _wait_for_holders(self, waiting: list[Received], result: BatchResult) -> None:
+        for item in waiting:
+            log.info(
+                "application %s waits: its policy holder %s has another application in flight",
+                item.application.entity_id,
+                item.application.policy_holder,
+            )
+        result.retry.extend(item.entry for item in waiting)
+        result.waiting.extend(item.entry for item in waiting)
+
     def _submit(self, to_send: list[Received], result: BatchResult) -> None:
         apps = [item.application for item in to_send]
         try:
@@ -129,6 +158,11 @@ class BatchHandler:
             )
         except errors.SignatureTaken as error:  # nothing written: the copies set aside
             self._settle_copies(taken_by_others(to_send, apps, error.taken), result.retry)
+            return
+        except errors.HolderBusy as error:  # nothing written: those wait, the rest go again
+            busy = busy_in_write(to_send, apps, error.busy)
+            self._wait_for_holders(busy, result)
+            result.retry.extend(item.entry for item in to_send if item not in busy)
             return
         now = self._now()
         for item, outcome in zip(to_send, outcomes):

@@ -20,6 +20,7 @@ from ..clock import SYSTEM, Clock
 from ..errors import LeaseLost
 from ..faults import NO_FAULTS, Faults
 from ..inbound.stream import Entry
+from ..inbound.stream_ids import id_key
 from ..metrics import Metrics
 from ..state import SharedState
 from ..wallet.wallet import Wallet
@@ -91,7 +92,9 @@ class Consumer:
                 return 0
             if not guards.nothing_stuck():
                 return 0
-            if self.held.idle:
+            if not self.held.idle:
+                self._keep_claimed()
+            if self.held.idle or self.held.only_waiting:
                 if not guards.balance_sufficient(working=False):
                     return 0
                 room = guards.room()
@@ -99,17 +102,15 @@ class Consumer:
                     return 0
                 self._claim_if_due()
                 against_entries = True
-                self.held.keep(self._read(room))
+                self.held.add(self._read(room))
                 against_entries = False
-            else:
-                self._keep_claimed()
             self._state.redis_ok("processor")
             entries = self.held.entries
             if not entries or self._stop.is_set() or not guards.balance_sufficient(working=True):
                 return 0
             against_entries = True
             result = self._batch.handle(entries)
-            self.held.keep(result.retry)
+            self.held.keep(result.retry, result.waiting)
             guards.sent(result.sent)
             if result.problem is None:
                 self._state.node_ok("processor")
@@ -186,7 +187,9 @@ class Consumer:
         """At most a batch, and no more than the wallet's room under its in-flight cap."""
         queue = self._wallet.queue
         count = min(self._config.read_count, room)
-        entries = queue.read(count=count, block_ms=self._block_ms())
+        held = [entry.entry_id for entry in self.held.entries]  # waiting: read after them
+        after = max(held, key=id_key) if held else "0"
+        entries = queue.read(count=count, block_ms=self._block_ms(), after=after)
         if not queue.reading_backlog:  # new entries (the backlog, if any, was found empty)
             self._metrics.read.inc(len(entries))
         elif entries:

@@ -4,11 +4,15 @@ An application that can never succeed as it stands (invalid, refused by the prod
 too often) is appended here with its reason, and only then acknowledged and removed from the
 web app's keys: MULTI does not roll back, so nothing is dropped before its letter is stored.
 After fixing the cause an operator puts letters back with `python -m depeg_processor requeue`
-(`restore`). The stream is never trimmed (see retention): letters leave it by `restore` or by
-an operator's XDEL.
+(`restore`). The stream is bounded: letters older than REDIS_DEAD_LETTER_RETENTION are
+trimmed by the housekeeping thread (see retention), and each append keeps at most
+REDIS_DEAD_LETTER_MAX_COUNT letters (XADD MAXLEN), so a flood of invalid applications cannot
+fill Redis.
 
 A letter holds what users sent, so it is escaped (see untrusted): it can neither carry bytes
-that are not UTF-8 nor copy megabytes, and `restore` turns it back into the very same hash.
+that are not UTF-8 nor copy megabytes: a letter over LETTER_MAX_BYTES drops what users sent
+(the stream entry's values, then the application) and records its original size instead, and
+`restore` turns a kept application back into the very same hash.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from .untrusted import KEPT_CHARS, HashContent, escaped, shown
 
 log = logging.getLogger(__name__)
 
+LETTER_MAX_BYTES = 64 * 1024  # one letter at most; a real application's letter is about 2 KB
+DROPPED_FIRST = ("streamEntry", "application")  # what users sent, least useful first
+
 # Commands staged on a pipeline inside MULTI.
 Staged = Callable[[redis.client.Pipeline], None]
 
@@ -44,6 +51,7 @@ class DeadLetters:
         key: str,
         clock: Callable[[], float] = time.time,
         on_dead_letter: Callable[[str], None] = lambda kind: None,
+        max_letters: int | None = None,
     ) -> None:
         self._redis = client
         self.stream = stream
@@ -51,6 +59,7 @@ class DeadLetters:
         self.key = key
         self._clock = clock
         self._on_dead_letter = on_dead_letter
+        self._max_letters = max_letters or None
 
     def set_aside(
         self,
@@ -79,7 +88,12 @@ class DeadLetters:
         )
         # The dead letter is written first and on its own: MULTI does not roll back, so the
         # entry is acknowledged and the hash removed only once the letter is safely stored.
-        dead_id = self._redis.xadd(self.key, letter)
+        if self._max_letters is None:
+            dead_id = self._redis.xadd(self.key, letter)
+        else:
+            dead_id = self._redis.xadd(
+                self.key, letter, maxlen=self._max_letters, approximate=False
+            )
 
         def remove(pipe: redis.client.Pipeline) -> None:
             if entry_id is not None:
@@ -137,7 +151,15 @@ class DeadLetters:
                 {escaped(name): escaped(value) for name, value in entry_fields.items()},
                 sort_keys=True,
             )
-        return letter
+        return _capped(letter)
+
+    def trim(self, older_than: float) -> int:
+        """Remove the letters appended more than `older_than` seconds ago; returns how many
+        went. Letters are ids by time of writing, so this is one exact XTRIM MINID."""
+        cutoff_ms = int((self._clock() - older_than) * 1000)
+        if older_than <= 0 or cutoff_ms <= 0:
+            return 0
+        return int(self._redis.xtrim(self.key, minid=f"{cutoff_ms}-0", approximate=False))
 
     def list(self, count: int = 100) -> list[tuple[str, dict]]:
         """The oldest `count` letters: (letter id, fields)."""
@@ -175,6 +197,24 @@ class DeadLetters:
         pipe.xadd(self.stream, {"entityId": entity_id})
         pipe.xdel(self.key, dead_id)
         return pipe.execute()[2]
+
+
+def _size(letter: Mapping[str, str]) -> int:
+    return sum(len(name.encode()) + len(value.encode()) for name, value in letter.items())
+
+
+def _capped(letter: dict[str, str]) -> dict[str, str]:
+    """The letter within LETTER_MAX_BYTES: what users sent is dropped, largest part last,
+    until it fits, and the letter says how large it was (`originalBytes`). The reason, kind
+    and ids are already bounded and always kept."""
+    size = _size(letter)
+    if size <= LETTER_MAX_BYTES:
+        return letter
+    letter["originalBytes"] = str(size)
+    for name in DROPPED_FIRST:
+        if name in letter and _size(letter) > LETTER_MAX_BYTES:
+            letter[name] = "{}"
+    return letter
 
 
 def _valid_entity_id(entity_id: str | None) -> bool:

@@ -9,8 +9,8 @@ removes only entries below all of:
   are kept.
 A stream no group reads is left alone. Entries only move out of these bounds (acknowledged,
 delivered), never back in, so a bound read a moment before the trim is still safe when the trim
-runs. The dead-letter stream is never trimmed: its entries are cleared by `requeue` or by an
-operator.
+runs. The dead-letter stream has a retention of its own (REDIS_DEAD_LETTER_RETENTION): no group
+reads it, so its letters older than that simply go, in the same round.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import redis
 
+from .dead_letters import DeadLetters
 from .stream_ids import id_after, id_key
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,8 @@ TRIM_INTERVAL = 300.0  # seconds between trims: the retention is days, a few min
 
 
 class StreamRetention:
-    """Trims one stream; `trim()` is one step, `run()` repeats it every `interval` seconds."""
+    """Trims one stream and, with `letters`, its dead letters; `trim()` is one step, `run()`
+    repeats it every `interval` seconds."""
 
     def __init__(
         self,
@@ -40,12 +42,16 @@ class StreamRetention:
         retention: float,
         interval: float = TRIM_INTERVAL,
         clock: Callable[[], float] = time.time,
+        letters: DeadLetters | None = None,
+        letter_retention: float = 0.0,
     ) -> None:
         self._redis = client
         self.stream = stream
         self.retention = retention
         self.interval = interval
         self._clock = clock
+        self._letters = letters if letter_retention > 0 else None
+        self._letter_retention = letter_retention
 
     def bound(self) -> str | None:
         """The lowest id to keep, or None when there is nothing the rules allow to trim."""
@@ -88,15 +94,31 @@ class StreamRetention:
             )
         return removed
 
+    def trim_letters(self) -> int:
+        """Remove the dead letters older than their retention; returns how many went."""
+        if self._letters is None:
+            return 0
+        removed = self._letters.trim(self._letter_retention)
+        if removed:
+            log.info(
+                "trimmed %s dead letters older than %.0fs from %s",
+                removed,
+                self._letter_retention,
+                self._letters.key,
+            )
+        return removed
+
     def run(self, stop: threading.Event) -> None:
         """Trim now and then every `interval` until `stop`; a failure is logged and retried at
         the next turn (trimming late loses nothing)."""
         if self.retention <= 0:
             log.info("stream retention off: %s is never trimmed", self.stream)
+        if self.retention <= 0 and self._letters is None:
             return
         while not stop.is_set():
-            try:
-                self.trim()
-            except redis.RedisError as error:
-                log.warning("could not trim %s: %s", self.stream, error)
+            for step, key in ((self.trim, self.stream), (self.trim_letters, None)):
+                try:
+                    step()
+                except redis.RedisError as error:
+                    log.warning("could not trim %s: %s", key or "the dead letters", error)
             stop.wait(self.interval)

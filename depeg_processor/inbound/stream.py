@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import redis
 
-from ..keys import application_key, reissued_key
+from ..keys import application_key
 from ..wallet.lease import Fence, check_fence
 from .dead_letters import DeadLetters
 from .stream_ids import id_after, id_key
@@ -59,6 +59,7 @@ class StreamQueue:
         clock: Callable[[], float] = time.time,
         on_dead_letter: Callable[[str], None] = lambda kind: None,
         claim_idle: float = 0.0,
+        max_letters: int | None = None,
     ) -> None:
         self._redis = client
         self.stream = stream
@@ -72,6 +73,7 @@ class StreamQueue:
             key=dead_letter_key,
             clock=clock,
             on_dead_letter=on_dead_letter,
+            max_letters=max_letters,
         )
         self._own_backlog = True
         self.hashes = HashGuard(client)
@@ -86,10 +88,11 @@ class StreamQueue:
             if "BUSYGROUP" not in str(error):
                 raise
 
-    def read(self, *, count: int, block_ms: int) -> list[Entry]:
-        """Own unacknowledged entries first; once none are left, block for new ones."""
+    def read(self, *, count: int, block_ms: int, after: str = "0") -> list[Entry]:
+        """Own unacknowledged entries first (those after `after`: the ones before it are in
+        hand); once none are left, block for new ones."""
         if self._own_backlog:
-            entries = self._xread("0", count=count, block_ms=None)
+            entries = self._xread(after, count=count, block_ms=None)
             if entries:
                 return entries
             self._own_backlog = False
@@ -280,14 +283,6 @@ class StreamQueue:
                 return {}
             raise
         return {c["name"]: int(c["pending"]) for c in summary.get("consumers") or []}
-
-    def count_reissue(self, entity_id: str) -> int:
-        """How often this application was sent back after an on-chain revert (kept a day)."""
-        key = reissued_key(self.stream, entity_id)
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, 24 * 3600)
-        return int(pipe.execute()[0])
 
 
 def _missing(error: redis.ResponseError) -> bool:

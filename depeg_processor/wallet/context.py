@@ -39,6 +39,7 @@ class WalletConfig:
     stuck_blocks: int
     stuck_seconds: float
     idle_interval: float | None = None  # the head's pace with nothing in flight
+    relay_drop_blocks: int | None = None  # CHAIN_SEND_DROP_BLOCKS with a relay; None: none
 
     @classmethod
     def from_settings(cls, settings: Settings, *, chain_id: int) -> WalletConfig:
@@ -50,6 +51,7 @@ class WalletConfig:
             stuck_blocks=settings.stuck_blocks,
             stuck_seconds=settings.stuck_timeout,
             idle_interval=settings.idle_poll_interval,
+            relay_drop_blocks=settings.send_drop_blocks if settings.chain_send_url else None,
         )
 
 

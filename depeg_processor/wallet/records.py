@@ -18,9 +18,10 @@ from ..errors import (
     OwnedElsewhere,
     PoolChanged,
 )
+from .holders import DEFAULT_HOLD_SECONDS, Holders
 from .lease import Fence, check_fence
 from .signatures import DONE_TTL, SignatureMark, SignatureMarks
-from .txrecord import TxRecord, signature_of
+from .txrecord import TxRecord, holder_of, signature_of
 
 OWNER_TTL = DONE_TTL  # an owner mark outlives any transaction; cleared with its record
 
@@ -31,7 +32,8 @@ class TxRecords:
     application as this wallet's (`<stream>:owner:<entityId>`) and fails, for the whole batch,
     if another wallet owns one of them: one application, one wallet, one transaction chain.
     Whatever the owner, a record's first write fails as a whole if another application sent
-    its signature (`marks`, kept `mark_ttl` seconds: see signatures)."""
+    its signature (`marks`, kept `mark_ttl` seconds: see signatures), or if its policy holder
+    is held or has another application in flight (`holders`: see holders)."""
 
     def __init__(
         self,
@@ -41,6 +43,7 @@ class TxRecords:
         stream: str | None = None,
         owner: str | None = None,
         mark_ttl: int | None = DONE_TTL,
+        hold_seconds: int = DEFAULT_HOLD_SECONDS,
     ) -> None:
         self._redis = client
         self._prefix = prefix
@@ -49,6 +52,7 @@ class TxRecords:
         self.inflight_key = keys.inflight_key(prefix)
         self.version_key = keys.pool_version_key(self._stream)
         self.marks = SignatureMarks(client, stream=self._stream, ttl=mark_ttl)
+        self.holders = Holders(client, stream=self._stream, hold_seconds=hold_seconds)
 
     def owner_key(self, entity_id: str) -> str:
         return keys.owner_key(self._stream, entity_id)
@@ -82,6 +86,7 @@ class TxRecords:
         )
         signed = [r for r in records if r.signature]
         first = [(r.entity_id, r.signature) for r in signed if not r.previous_hashes]
+        first_records = [(r, self.key(r.entity_id)) for r in records if not r.previous_hashes]
 
         def write(pipe: redis.client.Pipeline) -> None:
             check_fence(pipe, fence)
@@ -96,6 +101,7 @@ class TxRecords:
                 if taken:
                     raise OwnedElsewhere(taken)
             self.marks.check(pipe, first)
+            self.holders.check(pipe, first_records)
             pipe.multi()
             for record in records:
                 pipe.delete(self.key(record.entity_id))
@@ -105,6 +111,7 @@ class TxRecords:
                 pipe.set(key, self.owner, ex=OWNER_TTL)
             for r in signed:
                 self.marks.stage(pipe, SignatureMark(r.entity_id, r.tx_hash), r.signature)
+            self.holders.stage(pipe, first_records)
             if also is not None:
                 also(pipe)
             if version is not None:
@@ -191,13 +198,10 @@ class TxRecords:
         (a corrected resubmission is not refused). `also` stages more in the same MULTI."""
 
         def write(pipe: redis.client.Pipeline) -> None:
-            mark_key = self._releasable_mark(pipe, entity_id)
+            marks = self._releasable_marks(pipe, entity_id)
             pipe.multi()
-            pipe.delete(self.key(entity_id))
+            pipe.delete(self.key(entity_id), self.owner_key(entity_id), *marks)
             pipe.zrem(self.inflight_key, entity_id)
-            pipe.delete(self.owner_key(entity_id))
-            if mark_key is not None:
-                pipe.delete(mark_key)
             if also is not None:
                 also(pipe)
 
@@ -212,24 +216,25 @@ class TxRecords:
 
         def write(pipe: redis.client.Pipeline) -> None:
             check_fence(pipe, fence)
-            mark_key = self._releasable_mark(pipe, entity_id)
+            marks = self._releasable_marks(pipe, entity_id)
             pipe.multi()
-            pipe.delete(self.key(entity_id))
+            pipe.delete(self.key(entity_id), self.owner_key(entity_id), *marks)
             pipe.zrem(self.inflight_key, entity_id)
             pipe.hdel(keys.application_key(entity_id), "transactionHash")
-            pipe.delete(self.owner_key(entity_id))
-            if mark_key is not None:
-                pipe.delete(mark_key)
             pipe.xadd(self._stream, {"entityId": entity_id})
 
         watched = [*([fence[0]] if fence else []), self.key(entity_id)]
         return self._redis.transaction(write, *watched)[-1]
 
-    def _releasable_mark(self, pipe: redis.client.Pipeline, entity_id: str) -> str | None:
-        """Before MULTI, the record WATCHed: the key of its signature's mark, if that names
-        this application (a mark of another is never released for this one)."""
+    def _releasable_marks(self, pipe: redis.client.Pipeline, entity_id: str) -> list[str]:
+        """Before MULTI, the record WATCHed: the keys of its signature's mark and its holder's
+        busy mark, those that name this application (another's is never released for it)."""
         signature, data = pipe.hmget(self.key(entity_id), ["signature", "data"])
-        return self.marks.releasable(pipe, entity_id, signature or signature_of(data))
+        found = (
+            self.marks.releasable(pipe, entity_id, signature or signature_of(data)),
+            self.holders.releasable(pipe, holder_of(data), self.key(entity_id)),
+        )
+        return [key for key in found if key is not None]
 
     def done_key(self, entity_id: str) -> str:
         return keys.done_key(self._stream, entity_id)

@@ -1,27 +1,35 @@
 """Settling what is mined: a confirmed transaction's application is purged, a reverted one is
-set aside with its reason or sent back to the queue.
+set aside with its reason, and its policy holder held to account.
 
 A purge removes the application, its record and its owner mark together, and leaves a done
 marker so a late redelivery of its entry is recognised; its signature's mark then names the
-mined transaction (the signature is used: a copy under another id is refused). A reverted
-transaction's receipt has no reason, so the same call is simulated again to learn it: a paused
-product (DP-010), or a call that would succeed now, sends the application back to the queue (at
-most MAX_REISSUES times for the latter); anything else sets it aside in the dead-letter stream.
-Either way its signature was never used, so its mark goes with its record.
+mined transaction (the signature is used: a copy under another id is refused). Either way the
+holder's busy mark goes (see holders): its next application may be sent.
+
+A reverted transaction is paid for and is never sent again, whatever a new simulation says: a
+call that "would succeed now" reverted because someone changed the state it reads between the
+simulation and the block (an applicant who takes the premium's allowance away, then gives it
+back, would otherwise make the pool pay again and again). Its receipt has no reason, so the
+call is simulated again to learn one for the letter. Only a paused product (DP-010, the
+owner's doing) sends the application back to the queue. Anything else sets it aside in the
+dead-letter stream (`reverted_on_chain`) and holds its holder (HOLDER_HOLD_SECONDS), in the
+same transaction that forgets the record. Its signature was never used, so its mark goes too.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+
+import redis
 
 from .. import errors
 from .context import WalletContext
+from .holders import Hold
 from .inflight import Mined
 from .records import TxRecord
 
 log = logging.getLogger(__name__)
-
-MAX_REISSUES = 3  # an application whose transactions revert on chain but simulate fine
 
 
 class Settler:
@@ -37,6 +45,9 @@ class Settler:
         ctx.records.complete_many(
             [(r.entity_id, m.tx_hash) for r, m in confirmed],
             signatures={r.entity_id: r.signature for r, _m in confirmed},
+        )
+        ctx.records.holders.release_busy(
+            (r.holder, ctx.records.key(r.entity_id)) for r, _m in confirmed
         )
         now, metrics = ctx.shared.clock.now(), ctx.shared.metrics
         for record, mined in confirmed:
@@ -85,21 +96,15 @@ class Settler:
         ctx.last_seen.set_reverted_gas(gas)
 
     def reverted(self, record: TxRecord, mined: Mined) -> None:
-        """Simulate the reverted call again for its reason; send back or set aside."""
+        """Simulate the reverted call again for its reason; set aside and hold its holder, or
+        send back when the product is paused."""
         ctx = self._ctx
         try:
             ctx.shared.chain.call(ctx.call(record.data))
-            if ctx.queue.count_reissue(record.entity_id) <= MAX_REISSUES:
-                log.warning(
-                    "application %s tx %s reverted in block %s but would succeed now "
-                    "(state changed since); enqueued again",
-                    record.entity_id,
-                    mined.tx_hash,
-                    mined.block,
-                )
-                ctx.records.send_back(record.entity_id, fence=ctx.lease.fence)
-                return
-            now = f"it would succeed now, but it reverted on chain {MAX_REISSUES + 1} times"
+            now = (
+                "would succeed now: the state it reads changed between the simulation and "
+                "the block; not sent again"
+            )
         except errors.ProductInactive as error:
             log.warning(
                 "application %s tx %s reverted in block %s because the product is not "
@@ -113,15 +118,43 @@ class Settler:
             return
         except errors.PermanentError as error:
             now = error.reason
+        reason = (
+            f"transaction {mined.tx_hash} reverted on chain in block {mined.block} "
+            f"(gas used {mined.gas_used}); simulated again: {now}"
+        )
+        hold = self._hold(record, mined, now)
+
+        def commit(remove: Callable[[redis.client.Pipeline], None]) -> None:
+            def also(pipe: redis.client.Pipeline) -> None:
+                remove(pipe)
+                if hold is not None:
+                    ctx.records.holders.stage_hold(pipe, hold)
+
+            ctx.records.forget(record.entity_id, also=also)
+
         ctx.dead_letters.set_aside(
             entity_id=record.entity_id,
             kind="reverted_on_chain",
             application=ctx.queue.load_application(record.entity_id),
-            reason=(
-                f"transaction {mined.tx_hash} reverted on chain in block {mined.block} "
-                f"(gas used {mined.gas_used}); simulated again: {now}"
-            ),
+            reason=reason,
             entry_id=record.stream_entry_id or None,
             entry_fields={"entityId": record.entity_id},
-            commit=lambda remove: ctx.records.forget(record.entity_id, also=remove),
+            commit=commit,
+        )
+        if hold is not None and ctx.records.holders.hold_seconds > 0:
+            log.warning("%s", hold.describe())
+
+    def _hold(self, record: TxRecord, mined: Mined, reason: str) -> Hold | None:
+        """The hold of the record's policy holder for this revert (None: no holder known)."""
+        if not record.holder:
+            return None
+        since = self._ctx.shared.clock.now()
+        return Hold(
+            holder=record.holder,
+            entity_id=record.entity_id,
+            tx_hash=mined.tx_hash,
+            block=mined.block,
+            reason=reason,
+            since=since,
+            until=since + self._ctx.records.holders.hold_seconds,
         )

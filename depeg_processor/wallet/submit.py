@@ -81,17 +81,22 @@ class Submitter:
         of its transaction, or the error that stopped it before anything was written. The
         records are written only while the lease is still in `generation` (the one whose
         take-over is done): else LeaseLost, nothing written."""
+        monotonic = self._clock.monotonic
         for _try in range(PREFLIGHT_TRIES):
+            # The previous batch out (and its nonce answers known) before the simulation, not
+            # after it: what is judged by the simulation should reach the node at once.
+            self.finish()
             version = self._records.pool_version()  # before the simulation reads the pool
             outcomes: list = list(self._preflight.check(apps))
+            simulated = monotonic()
             self._faults.hit("after-simulate")
             ready = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, tuple)]
             ready = [i for i in ready if self._allowed(outcomes, i)]
             if not ready:
                 return outcomes
-            self.finish()  # the previous batch is out (and its nonce answers known)
             self._check_lease(generation)
             records = self._sign([(apps[i], entry_ids[i], *outcomes[i]) for i in ready])
+            signed = monotonic()
             self._faults.hit("after-sign")
             try:
                 self._write_ahead(records, generation, version)
@@ -105,7 +110,8 @@ class Submitter:
         self._faults.hit("after-record")
         for i, record in zip(ready, records):
             outcomes[i] = record
-        self._broadcasting = self._broadcaster.submit(self._publish, records)
+        times = (simulated, signed, monotonic())
+        self._broadcasting = self._broadcaster.submit(self._publish, records, times)
         return outcomes
 
     def _allowed(self, outcomes: list, i: int) -> bool:
@@ -214,12 +220,15 @@ class Submitter:
         self.finish()
         self._broadcaster.shutdown(wait=True)
 
-    def _publish(self, records: list[TxRecord]) -> None:
+    def _publish(self, records: list[TxRecord], times: tuple[float, float, float]) -> None:
         """The first send of a recorded batch. Nothing is lost by a refusal: the watcher
         resends or re-prices what the node did not take; those refused below the base fee it
-        is told of at once (a spike above the fee cap is then reported within its round)."""
+        is told of at once (a spike above the fee cap is then reported within its round).
+        `times`: when the simulation answered, the batch was signed and written ahead."""
         try:
+            sending = self._clock.monotonic()
             answers = self._publisher.publish(records, first=True)
+            _log_race_window(len(records), *times, sending, self._clock.monotonic())
         except LeaseLost:
             log.warning(
                 "lease lost before broadcasting %s recorded transaction(s); the next "
@@ -265,3 +274,20 @@ class Submitter:
                     record.tx_hash,
                     result,
                 )
+
+
+def _log_race_window(
+    count: int, simulated: float, signed: float, written: float, sending: float, answered: float
+) -> None:
+    """The time between the simulation's answer and the broadcast: the window in which a
+    holder can change what the simulation saw (issue 21), and what it is spent on."""
+    log.debug(
+        "batch of %s: %.1f ms from the simulation's answer to the broadcast (signing %.1f, "
+        "write-ahead %.1f, hand-over %.1f); the node answered in %.1f ms",
+        count,
+        (sending - simulated) * 1000,
+        (signed - simulated) * 1000,
+        (written - signed) * 1000,
+        (sending - written) * 1000,
+        (answered - sending) * 1000,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..chain.product import signature_in_call
+from ..chain.product import holder_in_call, signature_in_call
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +31,11 @@ class TxRecord:
     def __post_init__(self) -> None:
         if not self.signature and self.data:
             object.__setattr__(self, "signature", signature_of(self.data))
+
+    @property
+    def holder(self) -> str:
+        """The policy holder the call in `data` applies for (lowercase), or "" without one."""
+        return holder_of(self.data)
 
     @property
     def hashes(self) -> tuple[str, ...]:
@@ -80,3 +85,8 @@ def signature_of(data: str | None) -> str:
     """The application's signature (0x-hex) in a product call's calldata, or ""."""
     found = signature_in_call(data) if data else None
     return "" if found is None else "0x" + found.hex()
+
+
+def holder_of(data: str | None) -> str:
+    """The policy holder (lowercase 0x-hex) a product call's calldata applies for, or ""."""
+    return (holder_in_call(data) if data else None) or ""

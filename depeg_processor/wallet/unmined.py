@@ -6,7 +6,9 @@ this process held the lease, or whose first send the node refused below the base
 looked up at the node: one it no longer knows is resent with
 its stored bytes; one still pending is re-priced, unless it waits its turn in a line that
 moves. Resends and replacements go out as batches, so a round costs a few requests however
-many transactions are due.
+many transactions are due. With a private relay (CHAIN_SEND_URL) no public node knows an
+unmined transaction: `relayed.RelayHeld` says what is sent again instead, and a nonce gap is
+filled rather than only reported.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .inflight import InFlight, Waiting
 from .lifecycle import Status
 from .publish import Answer, Publisher
 from .records import TxRecord
+from .relayed import RelayHeld
 from .replace import Replacer
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,12 @@ class Unmined:
         self._gap: tuple[int, Waiting] | None = None  # the chain nonce nothing in flight uses
         self._gap_reason: str | None = None  # the nonce problem, once reported as stuck
         self._line_moved: tuple[int, float] | None = None  # (head, monotonic) it last moved
+        drop_blocks = ctx.config.relay_drop_blocks
+        self._relay = (
+            None
+            if drop_blocks is None
+            else RelayHeld(ctx, in_flight=in_flight, drop_blocks=drop_blocks)
+        )
 
     def line_moved(self, head: int) -> None:
         """A nonce of the wallet was mined at about `head`."""
@@ -51,6 +60,13 @@ class Unmined:
         """Resend what the node no longer knows, replace what is stuck, then judge a nonce
         gap; True while a gap waits to be judged on a fresh nonce."""
         self._gap_reason = None  # said again below while the gap lasts
+        if self._relay is not None:
+            held = self._relay.look_after(unmined, head)
+            self._resend(held.resend, to_relay=True)
+            self._ctx.shared.state.watcher_beat()
+            self._replace(held.replace)
+            unmined = [r for r in unmined if self._in_flight.get(r.entity_id) is not None]
+            return mined_nonce is not None and self._check_gap(unmined, mined_nonce, head)
         due = self._due(unmined, head)
         if due:
             dropped, stuck = self._sort(due, head)
@@ -119,16 +135,21 @@ class Unmined:
         floor = raised(self._ctx.shared.fees.current().base_fee)
         return lambda record: record.max_fee_per_gas >= floor
 
-    def _resend(self, records: list[TxRecord]) -> list[TxRecord]:
-        """Send again the stored bytes of transactions the node no longer knows; returns those
-        it refuses below the base fee, to be replaced at a higher fee."""
+    def _resend(self, records: list[TxRecord], *, to_relay: bool = False) -> list[TxRecord]:
+        """Send again the stored bytes of transactions the node no longer knows (or, `to_relay`,
+        that the relay holds unmined); returns those it refuses below the base fee, to be
+        replaced at a higher fee."""
         answers = self._publisher.publish(records)
         for answer, result in answers:
             if answer is Answer.UNANSWERED:  # the node is down: tell the monitor
                 raise result
         to_replace = []
         for record, (answer, result) in zip(records, answers):
-            if answer is Answer.ACCEPTED:
+            if answer.in_pool and to_relay:
+                log.debug(
+                    "application %s tx %s sent to the relay again", record.entity_id, record.tx_hash
+                )
+            elif answer is Answer.ACCEPTED:
                 log.warning(
                     "application %s tx %s was unknown to the node; resent (nonce %s)",
                     record.entity_id,
@@ -216,4 +237,7 @@ class Unmined:
             if not since.checked:  # said once per gap
                 since.checked = True
                 log.error("%s", self._gap_reason)
+            if self._relay is not None:  # nothing in flight will ever use these: fill them
+                for nonce in range(chain_nonce, lowest):
+                    self._relay.fill(nonce)
         return True

@@ -5,13 +5,14 @@ A transaction's life, and the one module for each step:
 - submit (simulate → sign → write-ahead): `submit.py`;
 - publish (first send, resend, replacement; every node answer): `publish.py`;
 - resend what the node forgot, replace what is stuck: `unmined.py`, `replace.py`;
-- confirm and purge, or settle a revert: `receipts.py`, `settle.py`;
+- confirm and purge, or settle a revert (and hold its holder): `receipts.py`, `settle.py`,
+  `holders.py`;
 - a block reorganised away: `receipts.py` (`verify_canonical`);
 - take-over of a wallet another holder left: `Wallet.take_over` here.
 
 `Wallet` is the one door: the consumer and the service ask it for what they need (the
-applications of a batch still to send, its balance, what the watcher learned, a letter set
-aside) and never reach its stores.
+applications of a batch still to send, its holders' state, its balance, what the watcher
+learned, a letter set aside) and never reach its stores.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..inbound.application import Application
 from ..inbound.stream import Entry, StreamQueue
 from ..inbound.untrusted import HashContent
 from .context import WalletContext
+from .holders import HolderState
 from .inflight import InFlight
 from .last_seen import LastSeen
 from .lease import Lease, LeaseKeeper
@@ -197,6 +199,11 @@ class Wallet:
     def signature_marks(self, signatures: Sequence[bytes]) -> list[SignatureMark | None]:
         """The mark of each signature (which application sent it), in order."""
         return self.ctx.records.marks.get_many(signatures)
+
+    def holders(self, holders: Sequence[str]) -> list[HolderState]:
+        """The state of each policy holder (held, or busy with an application in flight),
+        pool-wide, in order: see wallet.holders."""
+        return self.ctx.records.holders.states(holders)
 
     def set_aside(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -18,13 +19,15 @@ import redis
 from eth_account import Account
 from prometheus_client.parser import text_string_to_metric_families
 
+from depeg_processor import redaction
 from depeg_processor.config import DERIVATION_PATH, Settings
 from depeg_processor.inbound.untrusted import REDIS_DECODING
 from depeg_processor.service import Service
 from depeg_processor.startup import build_runtime
 from depeg_processor.wallet.pool import derive_accounts
-from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
+from devnet.nodes import TEST_MNEMONIC, TEST_PROVIDER_KEY, Anvil, RedisServer
 from devnet.product import Product
+from devnet.secrets_check import wallet_keys
 from devnet.webapp import WebApp
 from tests.integration.real_product import real_product  # noqa: F401  (a session fixture)
 
@@ -34,6 +37,26 @@ Account.enable_unaudited_hdwallet_features()
 PROCESSOR = Account.from_mnemonic(TEST_MNEMONIC, account_path=DERIVATION_PATH)
 # the product's owner (and the limit's sender) use accounts clear of a pool's first wallets
 OWNER = Account.from_mnemonic(TEST_MNEMONIC, account_path="m/44'/60'/0'/0/9")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redacted_logs() -> Iterator[None]:
+    """This process logs as the entry point does (`__main__.guard_secrets`): the services run
+    in-process log here, through any library, with the tests' secrets masked."""
+    factory, hook, thread_hook = logging.getLogRecordFactory(), sys.excepthook, threading.excepthook
+    redaction.install(
+        redaction.Redactor(
+            urls=[keyed_url("http://127.0.0.1")], mnemonic=TEST_MNEMONIC, keys=wallet_keys()
+        )
+    )
+    yield
+    logging.setLogRecordFactory(factory)
+    sys.excepthook, threading.excepthook = hook, thread_hook
+
+
+def keyed_url(url: str) -> str:
+    """`url` as a hosted provider's, with the tests' API key in its path and query."""
+    return f"{url}/v3/{TEST_PROVIDER_KEY}?apikey={TEST_PROVIDER_KEY}"
 
 
 @pytest.fixture(scope="session")

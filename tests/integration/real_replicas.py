@@ -5,8 +5,10 @@ pool's wallets were mined and what they spent."""
 from __future__ import annotations
 
 import os
+import urllib.request
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from depeg_processor.wallet.pool import derive_accounts, pool
 from devnet.nodes import TEST_MNEMONIC
@@ -22,11 +24,18 @@ WALLET_ETH = 10**22
 
 
 def start_replicas(
-    count: int, *, spawn, redis_server, redis_client, real_product, **extra: str
+    count: int,
+    *,
+    spawn,
+    redis_server,
+    redis_client,
+    real_product,
+    ports: list[int] | None = None,
+    **extra: str,
 ) -> list[str]:
     """`count` replicas on a pool of `count` wallets, each started once the one before holds
-    its wallet (so that each sends from one); returns the wallets' addresses. `extra`: more
-    settings for each."""
+    its wallet (so that each sends from one); returns the wallets' addresses, and appends each
+    replica's monitor port to `ports` when given. `extra`: more settings for each."""
     wallets = WALLETS[:count]
     for wallet in wallets:
         real_product.anvil.set_balance(wallet.address, WALLET_ETH)
@@ -40,6 +49,8 @@ def start_replicas(
             **extra,
         )
         process = spawn(env)
+        if ports is not None:
+            ports.append(int(env["PORT"]))
         wait_until(
             lambda wallet=wallet, process=process: (
                 holder_pid(redis_client, wallet.lease_key) == process.pid
@@ -79,4 +90,16 @@ def describe(receipts: list[dict]) -> str:
     return (
         f"{len(receipts)} transactions mined, {len(failed)} reverted "
         f"(gas {sum(g for _h, g in failed):,}: {[g for _h, g in failed]})"
+    )
+
+
+def metric(port: int, name: str) -> float:
+    """A sample of the replica's /metrics, summed over its labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
     )

@@ -61,3 +61,25 @@ def test_entry_delivered_too_often_is_set_aside(start_service, webapp, product, 
     assert "delivered 5 times" in dead_letters(redis_client)[poison]["reason"]
     wait_until(lambda: not application(redis_client, good), what="the good one landed")
     assert product.application_count() == 1
+
+
+def test_release_holder_lifts_a_hold_and_says_what_it_held(redis_server, anvil, product):
+    """The operator's way out for a holder held after a revert (see wallet.holders)."""
+    import redis
+
+    from depeg_processor.wallet.holders import Hold, Holders
+
+    holder, tx = "0x" + "ab" * 20, "0x" + "12" * 32
+    client = redis.Redis.from_url(redis_server.url)
+    holders = Holders(client, stream="application:signatures")
+    pipe = client.pipeline(transaction=True)
+    holders.stage_hold(pipe, Hold(holder, "01HOLDERHELD", tx, 7, "ERROR:DP-015:X", 1.0, 2.0))
+    pipe.execute()
+    env = service_env(redis_server.url, anvil.url, product.address)
+    released = cli(env, "release-holder", holder.upper().replace("0X", "0x"))
+    assert released.returncode == 0, released.stdout + released.stderr
+    assert tx in released.stdout and "01HOLDERHELD" in released.stdout
+    assert holders.states([holder])[0].hold is None
+    again = cli(env, "release-holder", holder)
+    assert again.returncode == 0 and "is not held" in again.stdout
+    assert cli(env, "release-holder", "0x1234").returncode == 1

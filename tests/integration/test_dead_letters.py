@@ -178,15 +178,22 @@ def receipt_status(anvil, tx_hash):
     return int(anvil.rpc("eth_getTransactionReceipt", tx_hash)["status"], 16)
 
 
-def test_revert_that_would_succeed_now_is_sent_again(
+def test_revert_that_would_succeed_now_is_set_aside_not_sent_again_and_its_holder_held(
     start_service, webapp, anvil, product, redis_client
 ):
     """The bundle closes between simulation and mining and opens again before the revert is
-    settled: the application goes back on the queue and lands, instead of being set aside."""
+    settled: the call would succeed now, but someone changed the state it reads between the
+    simulation and the block (issue 21's attack does it on purpose), so the application is
+    set aside, not sent again, and its policy holder is held: its next application is set
+    aside too, naming the revert."""
+    from eth_account import Account
+
     from tests.integration.test_chain_faults import mining_until
 
     anvil.set_automine(False)
-    entity_id = webapp.apply()
+    holder = Account.create()
+    fields = webapp.application(holder)
+    entity_id = webapp.submit(fields)
     start_service(min_confirmations=3)
     first = wait_until(
         lambda: application(redis_client, entity_id).get("transactionHash"), what="sent"
@@ -196,8 +203,19 @@ def test_revert_that_would_succeed_now_is_sent_again(
     assert receipt_status(anvil, first) == 0
     product.send_first(product.contract.functions.openBundle(2))
     wait_until(
-        mining_until(anvil, lambda: not application(redis_client, entity_id)),
-        what="sent again, mined and purged",
+        mining_until(anvil, lambda: entity_id in dead_letters(redis_client)),
+        what="set aside once settled",
     )
-    assert product.application_count() == 1
-    assert entity_id not in dead_letters(redis_client)
+    letter = dead_letters(redis_client)[entity_id]
+    assert letter["kind"] == "reverted_on_chain" and first in letter["reason"]
+    assert "would succeed now" in letter["reason"]
+    assert product.application_count() == 0, "not sent again"
+    held = holder.address.lower()
+    assert redis_client.hget(f"application:signatures:held:{held}", "tx") == first
+
+    second = webapp.submit(webapp.application(holder))
+    wait_until(lambda: second in dead_letters(redis_client), what="the held holder's next")
+    letter = dead_letters(redis_client)[second]
+    assert letter["kind"] == "holder_held" and held in letter["reason"]
+    assert first in letter["reason"] and entity_id in letter["reason"]
+    assert product.application_count() == 0

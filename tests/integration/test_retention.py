@@ -1,12 +1,14 @@
 """Stream retention against a real redis-server: what XTRIM MINID may remove and what it must
-keep (pending entries, undelivered entries, other groups' work, the dead letters)."""
+keep (pending entries, undelivered entries, other groups' work), and the dead letters' bounds."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
+from depeg_processor.inbound.dead_letters import DeadLetters
 from depeg_processor.inbound.retention import StreamRetention
 from tests.conftest import wait_until
 from tests.integration.conftest import dead_letters
@@ -94,18 +96,28 @@ def test_a_missing_stream_is_not_an_error(redis_client) -> None:
     assert not redis_client.exists(STREAM)
 
 
-def test_the_service_trims_at_start_and_never_touches_the_dead_letters(
+def test_the_service_trims_at_start_and_the_dead_letters_by_their_own_retention(
     redis_client, start_service
 ) -> None:
+    """Old acknowledged entries go after 7 days, dead letters after their 30 days: a letter
+    from 1970 goes, one written a day ago stays."""
     add(redis_client, ["1000-0", "2000-0"])  # from 1970: far older than the default 7 days
     redis_client.xgroup_create(STREAM, GROUP, id="0")
     ack(redis_client, deliver(redis_client, 2))
-    redis_client.xadd(
-        "application:signatures:dead", {"entityId": "x", "reason": "old"}, id="1000-0"
-    )
+    dead = "application:signatures:dead"
+    redis_client.xadd(dead, {"entityId": "x", "reason": "old"}, id="1000-0")
+    yesterday = int((time.time() - 86_400) * 1000)
+    redis_client.xadd(dead, {"entityId": "y", "reason": "recent"}, id=f"{yesterday}-0")
     start_service()
     wait_until(lambda: redis_client.xlen(STREAM) == 0, what="the old entries trimmed")
-    assert list(dead_letters(redis_client)) == ["x"]
+    wait_until(lambda: list(dead_letters(redis_client)) == ["y"], what="the old letter trimmed")
+
+
+def test_dead_letters_keep_their_count_on_a_real_server(redis_client) -> None:
+    letters = DeadLetters(redis_client, stream=STREAM, group=GROUP, key="dead", max_letters=3)
+    for n in range(10):
+        letters.set_aside(entity_id=None, reason=f"bad {n}", application={})
+    assert [fields["reason"] for _id, fields in letters.list()] == ["bad 7", "bad 8", "bad 9"]
 
 
 def test_run_stops_on_the_event(stream) -> None:

@@ -1,5 +1,6 @@
 """The signing policy against real Redis and anvil: records of stuck transactions changed in
-Redis (their `gas`, their `data`, a `to` written in) are never signed again, are reported and
+Redis (their `gas`, their `data`, a `to` written in) while the processor was stopped are never
+signed again when it runs again, are reported and
 kept; the untouched one beside them is replaced as usual, and all land with what was signed."""
 
 from __future__ import annotations
@@ -35,11 +36,17 @@ def test_tampered_records_of_stuck_transactions_are_never_signed(
         lambda: all(anvil.rpc("eth_getTransactionByHash", h) for h in first.values()),
         what="all broadcast",
     )
+    # Stopped and started again, the processor reads every record from Redis: the tampered
+    # ones are what the replacements would sign (a running one may hold a record read before).
+    running.stop()
     gas, data, to, untouched = entity_ids
     redis_client.hset(record_key(STREAM, gas), "gas", str(30_000_000))
     redis_client.hset(record_key(STREAM, data), "data", TRANSFER)
     redis_client.hset(record_key(STREAM, to), "to", ATTACKER)
     tampered = {e: redis_client.hgetall(record_key(STREAM, e)) for e in (gas, data)}
+    running = start_service(
+        stuck_blocks=2, max_fee_per_gas=50 * GWEI, max_priority_fee_per_gas=GWEI
+    )
 
     with caplog.at_level(logging.ERROR):
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
 
 from devnet.webapp import WebApp
 
@@ -17,8 +18,17 @@ SIGNATURE_ID = "WD1ww5ymMhuWphJY5HqJ_"
 ENTITY_ID = "01HZX3K8Q4M7N2P5R8T1V4W7Y0"
 
 
+def holder_of_signature_id(signature_id: str) -> LocalAccount:
+    """The policy holder of the test application with this signature id: HOLDER for the
+    default one, another fixed key per other id (one applicant per application, as the
+    processor sends one application per holder at a time)."""
+    if signature_id == SIGNATURE_ID:
+        return HOLDER
+    return Account.from_key(keccak(text=f"holder of {signature_id}"))
+
+
 def signed_fields(
-    holder: LocalAccount = HOLDER,
+    holder: LocalAccount | None = None,
     *,
     chain_id: int = CHAIN_ID,
     message_helper: str = MESSAGE_HELPER,
@@ -27,7 +37,9 @@ def signed_fields(
     **overrides: str,
 ) -> dict[str, str]:
     """A PendingApplication hash as the web app writes it. `signer` signs in place of the
-    holder; `overrides` replace fields after signing."""
+    holder; `overrides` replace fields after signing. Without `holder`, the holder of the
+    signature id (`holder_of_signature_id`)."""
+    holder = holder or holder_of_signature_id(signature_id)
     webapp = WebApp(redis=None, chain_id=chain_id, message_helper=message_helper)
     fields = {
         "policyHolder": holder.address,

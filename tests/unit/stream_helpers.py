@@ -10,7 +10,7 @@ STREAM, GROUP, CONSUMER, DEAD = "application:signatures", "g", "c", "application
 KEY = f"PendingApplication:{ENTITY_ID}"
 
 
-def make_queue(client, consumer: str = CONSUMER) -> StreamQueue:
+def make_queue(client, consumer: str = CONSUMER, max_letters: int | None = None) -> StreamQueue:
     queue = StreamQueue(
         client,
         stream=STREAM,
@@ -18,6 +18,7 @@ def make_queue(client, consumer: str = CONSUMER) -> StreamQueue:
         consumer=consumer,
         dead_letter_key=DEAD,
         clock=lambda: 1795830700.5,
+        max_letters=max_letters,
     )
     queue.ensure_group()
     return queue

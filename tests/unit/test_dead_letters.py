@@ -7,7 +7,7 @@ import json
 import pytest
 import redis
 
-from depeg_processor.inbound.dead_letters import DeadLetters
+from depeg_processor.inbound.dead_letters import LETTER_MAX_BYTES, DeadLetters
 from depeg_processor.inbound.stream import StreamQueue
 
 from .helpers import ENTITY_ID, signed_fields
@@ -255,3 +255,58 @@ def test_a_wallets_record_goes_in_the_same_transaction_as_the_application(
     assert not fake_redis.exists(KEY)
     assert records.get(ENTITY_ID) is None and records.count() == 0
     assert queue.backlog().group_pending == 0
+
+
+def test_a_letter_is_capped_and_says_how_large_it_was(fake_redis, queue, letters) -> None:
+    """Four fields of 60 KB of bytes that are not UTF-8: under the loader's limits, but its
+    escaped copy would be about 1.5 MB; the letter drops it and keeps the size."""
+    fields = signed_fields()
+    fields.update({f"junk{i}": b"\xff" * 60_000 for i in range(4)})
+    fake_redis.hset(KEY, mapping=fields)
+    entry_id = deliver_only(fake_redis, queue)
+    content = queue.load_application(ENTITY_ID)
+    assert content.sizes is None, "loaded whole: within the untrusted-input limits"
+    dead_id = letters.set_aside(
+        entity_id=ENTITY_ID,
+        reason="application has unknown fields",
+        kind="invalid_field",
+        application=content,
+        entry_id=entry_id,
+        entry_fields={"entityId": ENTITY_ID},
+    )
+    [(_, record)] = letters.list()
+    assert sum(len(k) + len(v) for k, v in record.items()) <= LETTER_MAX_BYTES
+    assert int(record["originalBytes"]) > 1_000_000
+    assert record["reason"] == "application has unknown fields"
+    assert record["kind"] == "invalid_field" and record["entityId"] == ENTITY_ID
+    assert json.loads(record["application"]) == {}
+    with pytest.raises(ValueError, match="no application to requeue"):
+        letters.restore(dead_id)
+
+
+def test_a_small_letter_is_kept_whole_without_a_size(fake_redis, queue, letters) -> None:
+    fields = signed_fields()
+    entry_id = deliver(fake_redis, queue, fields)
+    letters.set_aside(entity_id=ENTITY_ID, reason="bad", application=fields, entry_id=entry_id)
+    [(_, record)] = letters.list()
+    assert "originalBytes" not in record
+    assert json.loads(record["application"]) == fields
+
+
+def test_the_dead_letters_keep_at_most_their_count(fake_redis) -> None:
+    queue = make_queue(fake_redis, max_letters=5)
+    for n in range(12):
+        queue.dead_letters.set_aside(entity_id=None, reason=f"bad {n}", application={})
+    kept = [record["reason"] for _, record in queue.dead_letters.list()]
+    assert kept == [f"bad {n}" for n in range(7, 12)]
+
+
+def test_dead_letters_older_than_their_retention_are_trimmed(fake_redis) -> None:
+    now = [1_700_000_000.0]
+    letters = DeadLetters(fake_redis, stream=STREAM, group="g", key=DEAD, clock=lambda: now[0])
+    for n in range(3):
+        fake_redis.xadd(DEAD, {"reason": f"old {n}"}, id=f"{int((now[0] - 86_400) * 1000)}-{n}")
+    fake_redis.xadd(DEAD, {"reason": "new"}, id=f"{int(now[0] * 1000)}-0")
+    assert letters.trim(older_than=3600) == 3
+    assert [record["reason"] for _, record in letters.list()] == ["new"]
+    assert letters.trim(older_than=0) == 0

@@ -92,6 +92,7 @@ def test_secrets_are_marked_and_shown_without_a_value() -> None:
     secrets = {setting.name for setting in TABLE if setting.secret}
     assert secrets == {
         "CHAIN_RPC_URL",
+        "CHAIN_SEND_URL",
         "PROCESSOR_MNEMONIC",
         "PROCESSOR_KEYSTORE_PASSWORD",
         "PROCESSOR_PKCS11_PIN",

@@ -16,7 +16,14 @@ def test_the_web_apps_application_hash() -> None:
 def test_per_application_keys_live_under_the_stream() -> None:
     assert keys.owner_key(STREAM, ENTITY) == "application:signatures:owner:01HZX3Q4K8"
     assert keys.done_key(STREAM, ENTITY) == "application:signatures:done:01HZX3Q4K8"
-    assert keys.reissued_key(STREAM, ENTITY) == "application:signatures:reissued:01HZX3Q4K8"
+
+
+def test_per_holder_keys_live_under_the_stream_and_collide_with_no_wallets() -> None:
+    holder = "0x" + "ab" * 20
+    assert keys.held_key(STREAM, holder) == f"application:signatures:held:{holder}"
+    assert keys.holder_busy_key(STREAM, holder) == f"application:signatures:holder-busy:{holder}"
+    wallet_zero = {keys.record_key(STREAM, ENTITY), keys.inflight_key(STREAM)}
+    assert not {keys.held_key(STREAM, holder), keys.holder_busy_key(STREAM, holder)} & wallet_zero
 
 
 def test_the_first_wallet_keeps_the_single_wallet_names() -> None:

@@ -133,14 +133,16 @@ def test_readiness_checks_balance_node_and_redis(state) -> None:
 @pytest.mark.parametrize(
     "fail, key",
     [
-        (lambda s: s.node_failed("connection refused"), "node"),
-        (lambda s: s.redis_failed("ConnectionError: refused"), "redis"),
+        (lambda s: s.node_failed("connection refused by node.internal:8545"), "node"),
+        (lambda s: s.redis_failed("ConnectionError: refused by redis.internal:6379"), "redis"),
     ],
 )
 def test_readiness_fails_on_node_or_redis_error(state, fail, key) -> None:
+    """It names the dependency; the host and the raw error are for the log only."""
     fail(state)
     status, body = get(state, "/api/monitor/readiness")
-    assert status == 500 and "refused" in body[key]
+    assert status == 500 and body[key] == f"{key} unavailable (see the log)"
+    assert "internal" not in json.dumps(body) and "refused" not in json.dumps(body)
     assert get(state, "/api/monitor/liveness")[0] == 200
 
 
@@ -239,7 +241,7 @@ def test_readiness_names_a_provider_not_usable_while_another_serves(state) -> No
     state.set_providers([provider(0, False, "node unreachable"), provider(1, True)])
     status, body = get(state, "/api/monitor/readiness")
     assert status == 200 and body["node"] == "ok"
-    assert body["providers"] == "not usable: #0 https://p0.test (node unreachable)"
+    assert body["providers"] == "not usable: #0 (not answering)"
 
 
 def test_readiness_fails_when_no_provider_answers(state) -> None:
@@ -251,4 +253,6 @@ def test_readiness_fails_when_no_provider_answers(state) -> None:
     )
     status, body = get(state, "/api/monitor/readiness")
     assert status == 500
-    assert "#0 https://p0.test" in body["node"] and "#1 https://p1.test" in body["node"]
+    assert body["node"] == "node unavailable (see the log)"
+    assert body["providers"] == "not usable: #0 (not answering); #1 (not answering)"
+    assert "p0.test" not in json.dumps(body) and "timeout" not in json.dumps(body)

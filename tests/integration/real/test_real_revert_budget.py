@@ -12,10 +12,8 @@ reverted call simulated again still sees the allowance taken away and is set asi
 from __future__ import annotations
 
 import collections
-import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from devnet.attacker import application_holder
 from devnet.depeg import USD
@@ -23,7 +21,7 @@ from devnet.webapp import ulid
 from tests.conftest import wait_until
 from tests.integration.conftest import dead_letters, http_json, service_env, wallet_nonce
 from tests.integration.conftest import holder_pid as lease_holder
-from tests.integration.real_replicas import WALLET_ETH, WALLETS, submit_together
+from tests.integration.real_replicas import WALLET_ETH, WALLETS, metric, submit_together
 
 pytestmark = pytest.mark.integration
 ATTACKERS = 6
@@ -31,18 +29,6 @@ HONEST = 2
 BUDGET = 500_000  # gas: two DP-015 reverts (about 196 k each) stay under it, a third reaches it
 ALLOWANCE = 100 * USD
 BLOCK_SECONDS = 2
-
-
-def metric(port: int, name: str) -> float:
-    """One unlabelled sample of the replica's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return sum(
-        s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-        if s.name == name
-    )
 
 
 def start(count: int, *, spawn, redis_server, redis_client, real_product) -> list[int]:
