@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install lint test unit integration demo bench contracts lock lock-upgrade settings-docs check-deploy clean
+.PHONY: install softhsm lint test unit integration demo bench contracts lock lock-upgrade settings-docs check-deploy clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -29,7 +29,12 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: install lint
+# The pkcs11 signer's tests make their own SoftHSM2 tokens with OpenSC's pkcs11-tool: installed
+# from Debian when missing (as root, as CI runs), as check-deploy installs podman.
+softhsm: install
+	$(PY) -m devnet.softhsm
+
+test: install lint softhsm
 	mkdir -p build
 	$(PY) -m pytest --log-file=build/test.log --log-file-level=DEBUG
 	$(PY) -m devnet.secrets_check build/test.log
@@ -37,7 +42,7 @@ test: install lint
 unit: install
 	$(PY) -m pytest tests/unit
 
-integration: install
+integration: install softhsm
 	$(PY) -m pytest tests/integration
 
 demo: install

@@ -18,13 +18,15 @@ from collections.abc import Sequence
 from decouple import AutoConfig
 
 from . import cli, errors, redaction, status
+from .chain.signing import LocalKey
 from .config import Settings, load_settings
 from .faults import Faults
 from .logs import configure_logging
 from .service import Service
+from .signer import open_keys
+from .signer.hardening import forget_secrets, no_core_dumps
 from .startup import build_runtime
 from .systemd import Notifier
-from .wallet.pool import derive_accounts
 
 log = logging.getLogger("depeg_processor")
 
@@ -52,14 +54,14 @@ def guard_secrets(settings: Settings, keys: Sequence[str] = ()) -> None:
     redaction.install(redaction.Redactor(urls=urls, mnemonic=settings.mnemonic, keys=keys))
 
 
-def command_run(settings: Settings) -> int:
+def command_run(settings: Settings, keys: list) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
-    accounts = derive_accounts(settings.mnemonic, settings.wallets)
-    guard_secrets(settings, keys=[bytes(account.key).hex() for account in accounts])
+    # the keys held in the process (mnemonic, keystore); a token's never are
+    guard_secrets(settings, keys=[k.private_hex() for k in keys if isinstance(k, LocalKey)])
     runtime = build_runtime(
         settings,
-        accounts=accounts,
+        accounts=keys,
         stop=stop,
         notifier=Notifier.from_environ(os.environ),
         faults=Faults(os.environ.get("DEPEG_PROCESSOR_FAULT") or None),
@@ -88,21 +90,29 @@ def command_run(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = cli.parser().parse_args(argv)
+    no_core_dumps()  # before any secret is read
     try:
         settings = load_settings(AutoConfig(search_path=os.getcwd()))
     except errors.ConfigError as error:  # every bad variable, each on its own line
         for line in error.lines():
             print(f"configuration error: {line}", file=sys.stderr)
         return EXIT_CONFIG
+    finally:
+        forget_secrets()
     configure_logging(level=settings.log_level, production=settings.production)
     guard_secrets(settings)
     command = args.command or "run"
+    try:  # a wrong password, PIN or label: one line
+        keys = open_keys(settings) if command in ("run", "check-config", "status") else []
+    except errors.ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     if command == "run":
-        return command_run(settings)
+        return command_run(settings, keys)
     if command == "check-config":
-        return cli.command_check_config(settings)
+        return cli.command_check_config(settings, keys)
     if command == "status":
-        return status.command_status(settings, as_json=args.json)
+        return status.command_status(settings, as_json=args.json, keys=keys)
     if command == "dead-letters":
         return cli.command_dead_letters(settings, count=args.count, as_json=args.json)
     if command == "requeue":

@@ -19,16 +19,17 @@ from .config import Settings
 from .errors import StartupError
 from .inbound.application import checked_address
 from .inbound.stream import StreamQueue
+from .signer import open_keys
 from .startup import build_redis
 from .wallet.holders import Holders
-from .wallet.pool import derive_accounts
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 
 
-def command_check_config(settings: Settings) -> int:
-    """Validate the settings and reach Redis and the node; say what is wrong."""
-    [account] = derive_accounts(settings.mnemonic, 1)
+def command_check_config(settings: Settings, keys: list | None = None) -> int:
+    """Validate the settings (and open the keys, unless given) and reach Redis and the node;
+    say what is wrong."""
+    account = (keys or open_keys(settings))[0]
     print(f"configuration ok; processor wallet {account.address}")
     problems = 0
     try:

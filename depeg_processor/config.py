@@ -82,8 +82,8 @@ def _read(config: Callable[..., object], setting: Setting, so_far: dict[str, obj
             name, raw = setting.alias, alias
     empty_is_unset = not setting.required and not setting.default
     if raw is None or (empty_is_unset and not raw.strip()):
-        if setting.required:
-            raise ConfigError(name, "is required but not set")
+        if setting.required or (setting.signer and so_far.get("signer") == setting.signer):
+            raise ConfigError(name, _missing(setting))
         fallback = setting.default
         if setting.production_default and so_far.get("node_env") == "production":
             fallback = setting.production_default  # NODE_ENV is read before: see the table
@@ -91,6 +91,12 @@ def _read(config: Callable[..., object], setting: Setting, so_far: dict[str, obj
     if not raw.strip():
         raise ConfigError(name, "is set but empty")
     return _parse(setting, name, raw)
+
+
+def _missing(setting: Setting) -> str:
+    if setting.signer and setting.signer != default("signer"):
+        return f"is required with PROCESSOR_SIGNER={setting.signer} but not set"
+    return "is required but not set"
 
 
 def _read_file(name: str, path: str) -> str:

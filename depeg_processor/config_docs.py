@@ -14,7 +14,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .config_table import TABLE, Setting
+from .config_table import TABLE, Setting, default
 
 ENV_EXAMPLE = Path(".env.example")
 CONFIGURATION_PAGE = Path("docs/configuration.md")
@@ -76,7 +76,7 @@ def _comment(text: str) -> list[str]:
 
 
 def _example_value(setting: Setting) -> str:
-    if setting.required:
+    if setting.required or setting.example:
         return setting.example
     if setting.production_default:  # no one value is the default
         return ""
@@ -136,6 +136,10 @@ def _kind(setting: Setting) -> str:
 def _shown_default(setting: Setting) -> str:
     if setting.required:
         return "required"
+    if setting.signer:  # the default signer's keys are required as they always were
+        if setting.signer == default("signer"):
+            return "required"
+        return f"required with `PROCESSOR_SIGNER={setting.signer}`"
     if not setting.default:
         return "unset"
     shown = f"`{setting.default}`"

@@ -84,6 +84,34 @@ def check_mnemonic(mnemonic: str) -> str:
     return words
 
 
+SIGNERS = ("mnemonic", "keystore", "pkcs11")
+
+
+def parse_signer(text: str) -> str:
+    signer = text.strip().lower()
+    if signer not in SIGNERS:
+        raise ValueError(f"must be one of {', '.join(SIGNERS)}")
+    return signer
+
+
+def parse_labels(text: str) -> tuple[str, ...]:
+    """Comma-separated names, each non-empty and named once."""
+    labels = tuple(label.strip() for label in text.split(","))
+    if not all(labels):
+        raise ValueError("an empty label in the list")
+    if len(set(labels)) != len(labels):
+        raise ValueError("a label named twice")
+    return labels
+
+
+def secret_line(text: str) -> str:
+    """A password or PIN: the first line, as geth reads --password files; never quoted."""
+    lines = text.splitlines()
+    if not lines or not lines[0]:
+        raise ValueError("is empty on its first line")
+    return lines[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class Kind:
     """How a variable's text becomes a value; `name` is what the docs call it."""
@@ -103,6 +131,9 @@ PORT = Kind("port", parse_port, int)
 ADDRESS = Kind("address", parse_address, str)
 LEVEL = Kind("log level", parse_log_level, str)
 MNEMONIC = Kind("mnemonic", check_mnemonic, str)
+SIGNER = Kind("signer", parse_signer, str)
+LABELS = Kind("label list", parse_labels, tuple)
+SECRET_LINE = Kind("text", secret_line, str)
 
 
 @dataclasses.dataclass(frozen=True)

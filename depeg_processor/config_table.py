@@ -18,11 +18,14 @@ from .config_kinds import (
     COUNT,
     HTTP_URL,
     HTTP_URLS,
+    LABELS,
     LEVEL,
     MILLIS,
     MNEMONIC,
     PORT,
     REDIS_URL,
+    SECRET_LINE,
+    SIGNER,
     TEXT,
     URL,
     URLS,
@@ -51,6 +54,7 @@ class Setting:
     from_file: bool = False  # NAME_FILE names a file that holds the value instead (secrets)
     production_default: str | None = None  # the default when NODE_ENV=production
     section: str = ""
+    signer: str = ""  # required when PROCESSOR_SIGNER is this (read before: see the table)
 
     @property
     def file_name(self) -> str:
@@ -80,11 +84,51 @@ TABLE: tuple[Setting, ...] = (
             "DEPEG_PRODUCT_ADDRESS", "product_address", ADDRESS, required=True, example="0x...",
             help="the depeg product contract (a mixed-case address must have the right checksum)",
         ),
+        # PROCESSOR_SIGNER before the keys' rows: which of them are required depends on it
         Setting(
-            "PROCESSOR_MNEMONIC", "mnemonic", MNEMONIC, required=True, secret=True,
+            "PROCESSOR_SIGNER", "signer", SIGNER, "mnemonic",
+            help="where the wallets' keys are: mnemonic (PROCESSOR_MNEMONIC), keystore "
+            "(PROCESSOR_KEYSTORE) or pkcs11 (a token; the keys never leave it). See "
+            "docs/operations.md#secrets",
+        ),
+        Setting(
+            "PROCESSOR_MNEMONIC", "mnemonic", MNEMONIC, signer="mnemonic", secret=True,
             from_file=True, example="replace with the wallet's twelve or twenty-four words",
             help="BIP-39 mnemonic of the processor wallet (first account, m/44'/60'/0'/0/0); "
             "never commit a real one. Better: PROCESSOR_MNEMONIC_FILE",
+        ),
+    ),
+    *_section(
+        "the keys of the keystore and pkcs11 signers",
+        Setting(
+            "PROCESSOR_KEYSTORE", "keystore", TEXT, signer="keystore",
+            help="a folder of Web3 Secret Storage (v3) files as geth, clef and `cast wallet` "
+            "write them, one wallet each in file-name order, or one such file",
+        ),
+        Setting(
+            "PROCESSOR_KEYSTORE_PASSWORD", "keystore_password", SECRET_LINE, signer="keystore",
+            secret=True, from_file=True,
+            help="the keystore files' password (its first line); better: "
+            "PROCESSOR_KEYSTORE_PASSWORD_FILE",
+        ),
+        Setting(
+            "PROCESSOR_PKCS11_MODULE", "pkcs11_module", TEXT, signer="pkcs11",
+            help="the token's PKCS#11 library (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so; an "
+            "HSM's, AWS CloudHSM's or Google Cloud KMS's own)",
+        ),
+        Setting(
+            "PROCESSOR_PKCS11_TOKEN_LABEL", "pkcs11_token_label", TEXT, signer="pkcs11",
+            help="the label of the token that holds the keys",
+        ),
+        Setting(
+            "PROCESSOR_PKCS11_PIN", "pkcs11_pin", SECRET_LINE, signer="pkcs11", secret=True,
+            from_file=True,
+            help="the token's user PIN (its first line); better: PROCESSOR_PKCS11_PIN_FILE",
+        ),
+        Setting(
+            "PROCESSOR_PKCS11_KEY_LABELS", "pkcs11_key_labels", LABELS, signer="pkcs11",
+            help="labels of the token's secp256k1 key pairs, comma-separated: one wallet each, "
+            "in pool order",
         ),
     ),
     *_section(
@@ -145,6 +189,11 @@ TABLE: tuple[Setting, ...] = (
                 "refuses a batch (see docs/what-happens-when.md)"),
         Setting("MAX_FEE_PER_GAS", "max_fee_per_gas", WEI, "30 gwei", bound=ABOVE_ZERO,
                 help="EIP-1559 fee cap"),
+        Setting("MAX_GAS_PER_TRANSACTION", "max_gas_per_transaction", COUNT, "3000000",
+                bound=at_least(21000),
+                help="the signing policy's gas cap: no transaction is signed with a higher "
+                "limit (the real product's measured limits reach about 2.3 M with eight "
+                "active bundles; see docs/operations.md#signing-policy)"),
         Setting("MAX_PRIORITY_FEE_PER_GAS", "max_priority_fee_per_gas", WEI,
                 help="the tip, at most MAX_FEE_PER_GAS; unset: the node's "
                 "eth_maxPriorityFeePerGas"),
@@ -184,9 +233,10 @@ TABLE: tuple[Setting, ...] = (
                 bound=at_least(1.0, "1000 ms"),
                 help="ms the wallet's sender lease lasts unless renewed"),
         Setting("PROCESSOR_WALLETS", "wallets", COUNT, "1", bound=at_least(1),
-                help="wallets in the pool: the first N accounts of the mnemonic "
-                "(m/44'/60'/0'/0/0 .. N-1); each replica sends from the first one whose lease "
-                "is free (see docs/scaling.md)"),
+                help="with PROCESSOR_SIGNER=mnemonic, wallets in the pool: the first N accounts "
+                "of the mnemonic (m/44'/60'/0'/0/0 .. N-1; the other signers' pool is their "
+                "keys); each replica sends from the first one whose lease is free (see "
+                "docs/scaling.md)"),
         Setting("PROCESSOR_MAX_IN_FLIGHT", "max_in_flight", COUNT, "16", bound=at_least(1),
                 help="transactions a wallet keeps signed and not yet mined; at the cap its "
                 "replica reads no new entries until one is mined (the pool's other wallets "

@@ -25,6 +25,7 @@ KINDS = frozenset(
         "reverted_on_chain",
         "holder_held",
         "too_many_deliveries",
+        "signing_refused",
         "other",
     }
 )
@@ -106,6 +107,13 @@ class PermanentError(ProcessorError):
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
+
+
+class SigningRefused(PermanentError):
+    """The signing policy refused a transaction (signer.policy): nothing was signed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"signing refused: {reason}", kind="signing_refused")
 
 
 class TransientError(ProcessorError):

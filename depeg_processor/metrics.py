@@ -108,6 +108,12 @@ class Metrics:
             "Wei paid for transactions that reverted on chain",
             registry=registry,
         )
+        self.signing_refused = Counter(
+            p + "signing_refused",
+            "Transactions the signing policy refused to sign (a record or a call not the "
+            "processor's to make)",
+            registry=registry,
+        )
         self.reverted_transactions = Counter(
             p + "reverted_transactions",
             "Transactions of the pool that reverted on chain",

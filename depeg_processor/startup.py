@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable
 
 import redis
-from eth_account.signers.local import LocalAccount
 from prometheus_client import CollectorRegistry
 
 from . import redis_server
@@ -21,7 +20,7 @@ from .chain.calls import ChainClient
 from .chain.clients import build_chain_client
 from .chain.product import ProductCalls
 from .chain.relay import relay_name
-from .chain.signing import TransactionSigner
+from .chain.signing import DigestSigner, TransactionSigner
 from .chain.simulation import Simulator
 from .clock import SYSTEM, Clock
 from .config import Settings
@@ -33,6 +32,7 @@ from .fees import FeePolicy
 from .inbound.stream import StreamQueue
 from .inbound.untrusted import REDIS_DECODING
 from .metrics import Metrics
+from .signer import wallet_signers
 from .state import SharedState
 from .systemd import Notifier
 from .wallet.budget import PoolSpend, RevertLedger
@@ -55,7 +55,7 @@ class Runtime:
     settings: Settings
     redis: redis.Redis
     chain: ChainClient
-    accounts: list[LocalAccount]
+    accounts: list[DigestSigner]  # the pool's keys, in order (eth-account accounts too)
     stop: threading.Event
     state: SharedState
     metrics: Metrics
@@ -86,7 +86,7 @@ def build_redis(settings: Settings) -> redis.Redis:
 def build_runtime(
     settings: Settings,
     *,
-    accounts: list[LocalAccount],
+    accounts: list[DigestSigner],
     redis_client: redis.Redis | None = None,
     chain: ChainClient | None = None,
     stop: threading.Event | None = None,
@@ -226,9 +226,10 @@ def build_consumers(
     consumer_config = ConsumerConfig.from_settings(
         settings, chain_id=node.chain_id, message_helper=node.message_helper
     )
+    signers = wallet_signers(runtime.accounts, settings, node, runtime.metrics)
     consumers = []
-    for member, account in zip(pool_of(runtime), runtime.accounts):
-        ctx = wallet_context(runtime, shared, wallet_config, member=member, account=account)
+    for member, signer in zip(pool_of(runtime), signers):
+        ctx = wallet_context(runtime, shared, wallet_config, member=member, signer=signer)
         keeper = LeaseKeeper(ctx.lease, stop=runtime.stop, wanted=wanted)
         consumers.append(
             Consumer(
@@ -251,7 +252,7 @@ def wallet_context(
     config: WalletConfig,
     *,
     member: Member,
-    account: LocalAccount,
+    signer: TransactionSigner,
 ) -> WalletContext:
     """One wallet's stores: nothing is asked of Redis or the node here."""
     settings, client = runtime.settings, runtime.redis
@@ -268,7 +269,7 @@ def wallet_context(
         config=config,
         shared=shared,
         address=member.address,
-        signer=TransactionSigner(account.key),
+        signer=signer,
         lease=Lease(
             client,
             key=member.lease_key,

@@ -13,17 +13,18 @@ from .chain.each_provider import ask_each_provider, blocks_behind
 from .chain.relay import relay_name
 from .cli import EXIT_FAILURE, EXIT_OK, stream_queue
 from .config import Settings
+from .signer import open_keys
 from .startup import build_redis
 from .wallet import pool as wallets
 from .wallet.records import TxRecords
 
 
-def gather_status(settings: Settings) -> dict:
+def gather_status(settings: Settings, keys: list | None = None) -> dict:
     """What an operator asks first: every wallet of the pool (balance, nonces, what it has in
     flight, who holds its lease), the queue, what was set aside. Each part that cannot be
     reached says why instead of failing the whole report."""
     pool = wallets.pool(
-        wallets.derive_accounts(settings.mnemonic, settings.wallets),
+        keys or open_keys(settings),
         stream=settings.stream_key,
         consumer=settings.consumer,
     )
@@ -186,8 +187,8 @@ def print_status(report: dict) -> None:
             )
 
 
-def command_status(settings: Settings, *, as_json: bool) -> int:
-    report = gather_status(settings)
+def command_status(settings: Settings, *, as_json: bool, keys: list | None = None) -> int:
+    report = gather_status(settings, keys)
     if as_json:
         print(json.dumps(report, indent=2))
     else:

@@ -1,14 +1,18 @@
 """EIP-1559 transactions signed with eth-keys and rlp, the libraries eth-account uses
-underneath.
+underneath, by any key that signs a digest.
 
 eth-account's `sign_transaction` validates and reformats a dict through layers of formatters on
 every call: 1.1 ms per transaction on the reference machine, against about 0.1 ms for this
 (libsecp256k1 through coincurve does the signature itself). The processor's transactions all
 have one shape, so the typed envelope is built here; a unit test holds it byte-identical to
-eth-account's output.
+eth-account's output. Where the key lives is the key's business (`DigestSigner`): in the
+process (`LocalKey`, from a mnemonic or a keystore) or in a token (`signer.pkcs11`), which
+returns only (v, r, s) for a 32-byte digest.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import rlp
 from eth_keys import keys
@@ -17,12 +21,54 @@ from eth_utils import keccak, to_canonical_address
 DYNAMIC_FEE_TYPE = b"\x02"
 
 
-class TransactionSigner:
-    """Signs type-2 transactions for one key."""
+class DigestSigner(Protocol):
+    """A secp256k1 key: its checksummed address, and (v in {0, 1}, r, s with s low) for a
+    32-byte digest."""
+
+    address: str
+
+    def sign_digest(self, digest: bytes) -> tuple[int, int, int]: ...
+
+
+class LocalKey:
+    """A private key held in the process (the mnemonic's and the keystore's wallets)."""
 
     def __init__(self, private_key: bytes) -> None:
         self._key = keys.PrivateKey(private_key)
         self.address = self._key.public_key.to_checksum_address()
+
+    def __repr__(self) -> str:
+        return f"LocalKey({self.address})"
+
+    def private_hex(self) -> str:
+        """The key as hex: only for the log redaction, which masks it wherever it appears."""
+        return self._key.to_bytes().hex()
+
+    def sign_digest(self, digest: bytes) -> tuple[int, int, int]:
+        return self._key.sign_msg_hash(digest).vrs
+
+
+class Policy(Protocol):
+    """What may be signed (`signer.policy.SigningPolicy`): raises before a refused signature."""
+
+    def check(self, *, to: str, data: str, gas: int, **transaction: int) -> None: ...
+
+
+class TransactionSigner:
+    """Signs type-2 transactions for one key: a private key's bytes or a `DigestSigner`. With
+    a `policy` (the processor's wallets always have one) every transaction is checked against
+    it before the key sees it."""
+
+    def __init__(self, key: bytes | DigestSigner, *, policy: Policy | None = None) -> None:
+        self._key = LocalKey(key) if isinstance(key, bytes) else key
+        self._policy = policy
+        self.address = self._key.address
+
+    def check_call(self, *, to: str, data: str, gas: int) -> None:
+        """Raise SigningRefused now if the policy would refuse this call at any fee: lets a
+        batch drop it before nonces are handed out."""
+        if self._policy is not None:
+            self._policy.check(to=to, data=data, gas=gas)
 
     def __repr__(self) -> str:
         return f"TransactionSigner({self.address})"
@@ -39,7 +85,19 @@ class TransactionSigner:
         max_priority_fee_per_gas: int,
         value: int = 0,
     ) -> tuple[str, str]:
-        """(hash, raw) of the signed transaction, both 0x-hex."""
+        """(hash, raw) of the signed transaction, both 0x-hex; SigningRefused if the policy
+        refuses it."""
+        if self._policy is not None:
+            self._policy.check(
+                to=to,
+                data=data,
+                gas=gas,
+                value=value,
+                chain_id=chain_id,
+                max_fee_per_gas=max_fee_per_gas,
+                max_priority_fee_per_gas=max_priority_fee_per_gas,
+                nonce=nonce,
+            )
         fields = [
             chain_id,
             nonce,
@@ -51,6 +109,6 @@ class TransactionSigner:
             bytes.fromhex(data.removeprefix("0x")),
             [],
         ]
-        signature = self._key.sign_msg_hash(keccak(DYNAMIC_FEE_TYPE + rlp.encode(fields)))
-        raw = DYNAMIC_FEE_TYPE + rlp.encode(fields + [signature.v, signature.r, signature.s])
+        v, r, s = self._key.sign_digest(keccak(DYNAMIC_FEE_TYPE + rlp.encode(fields)))
+        raw = DYNAMIC_FEE_TYPE + rlp.encode(fields + [v, r, s])
         return "0x" + keccak(raw).hex(), "0x" + raw.hex()

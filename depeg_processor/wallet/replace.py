@@ -56,7 +56,8 @@ class Replacer:
         """One outcome per record: the record now current; FeeCapReached (carrying it) when the
         cap leaves no room for a transaction the node would take; InsufficientFunds; or
         NonceConflict when the nonce went to another transaction and the application is back
-        on the queue. Raises LeaseLost when the lease is gone: nothing more is written or sent."""
+        on the queue; SigningRefused when the signing policy refuses what the record holds (kept
+        unchanged). Raises LeaseLost when the lease is gone: nothing more is written or sent."""
         if not self._lease.held():
             raise LeaseLost("the wallet's lease is not held; not replacing")
         fees = self._fees
@@ -80,7 +81,12 @@ class Replacer:
                         current[record.entity_id],
                     )
                 else:
-                    signed.append((record, bumped, self._resign(current[record.entity_id], bumped)))
+                    try:
+                        replacement = self._resign(current[record.entity_id], bumped)
+                    except errors.SigningRefused as refused:  # the stored record stays as is
+                        outcomes[record.entity_id] = refused
+                        continue
+                    signed.append((record, bumped, replacement))
             if not signed:
                 due = []
                 break

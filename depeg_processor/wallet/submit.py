@@ -91,6 +91,7 @@ class Submitter:
             simulated = monotonic()
             self._faults.hit("after-simulate")
             ready = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, tuple)]
+            ready = [i for i in ready if self._allowed(outcomes, i)]
             if not ready:
                 return outcomes
             self._check_lease(generation)
@@ -112,6 +113,17 @@ class Submitter:
         times = (simulated, signed, monotonic())
         self._broadcasting = self._broadcaster.submit(self._publish, records, times)
         return outcomes
+
+    def _allowed(self, outcomes: list, i: int) -> bool:
+        """Whether the signing policy takes the call simulated for application `i`; if not,
+        its outcome becomes the refusal (set aside), before any nonce is handed out."""
+        data, gas = outcomes[i]
+        try:
+            self._signer.check_call(to=self._config.product, data=data, gas=gas)
+        except errors.SigningRefused as refused:
+            outcomes[i] = refused
+            return False
+        return True
 
     def _sign(self, items: list[tuple[Application, str, str, int]]) -> list[TxRecord]:
         """(application, entry id, calldata, gas) each signed with the next nonce, priced for

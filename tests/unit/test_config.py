@@ -62,6 +62,16 @@ VARIABLES = (
     "CHAIN_IDLE_POLL_INTERVAL",
     "PROCESSOR_WALLETS",
     "PROCESSOR_MAX_IN_FLIGHT",
+    "PROCESSOR_SIGNER",
+    "PROCESSOR_KEYSTORE",
+    "PROCESSOR_KEYSTORE_PASSWORD",
+    "PROCESSOR_KEYSTORE_PASSWORD_FILE",
+    "PROCESSOR_PKCS11_MODULE",
+    "PROCESSOR_PKCS11_TOKEN_LABEL",
+    "PROCESSOR_PKCS11_PIN",
+    "PROCESSOR_PKCS11_PIN_FILE",
+    "PROCESSOR_PKCS11_KEY_LABELS",
+    "MAX_GAS_PER_TRANSACTION",
 )
 
 
@@ -317,7 +327,8 @@ def test_repr_does_not_reveal_the_mnemonic() -> None:
     settings = load()
     assert settings.mnemonic == MNEMONIC
     assert "junk" not in repr(settings) and "junk" not in str(settings)
-    assert "mnemonic" not in repr(settings)
+    assert "mnemonic=" not in repr(settings) and MNEMONIC not in repr(settings)
+    assert settings.signer == "mnemonic"  # the signer's name is shown, not its key
 
 
 def test_a_list_of_rpc_urls_is_the_providers_in_order_of_preference() -> None:

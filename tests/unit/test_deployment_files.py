@@ -54,6 +54,21 @@ def test_unit_is_notify_with_watchdog_and_restart_policy() -> None:
     assert "PROCESSOR_MNEMONIC_FILE" in service["Environment"]
 
 
+@pytest.mark.parametrize("path", [UNIT, TEMPLATE], ids=["unit", "template"])
+def test_units_dump_no_core_and_keep_secrets_out_of_the_environment(path: Path) -> None:
+    service = unit(path)["Service"]
+    assert service["LimitCORE"] == "0"
+    assert any(
+        value.startswith("PROCESSOR_MNEMONIC_FILE=%d/") for value in lines(path, "Environment")
+    )
+    assert not any(
+        value.startswith(
+            ("PROCESSOR_MNEMONIC=", "PROCESSOR_KEYSTORE_PASSWORD=", "PROCESSOR_PKCS11_PIN=")
+        )
+        for value in lines(path, "Environment")
+    )
+
+
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 def test_unit_passes_systemd_analyze_verify(tmp_path) -> None:
     copy = runnable_copy(UNIT, tmp_path)
@@ -129,6 +144,13 @@ def test_compose_file_passes_docker_compose_config() -> None:
         [*compose_command(), "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_compose_processor_dumps_no_core_and_reads_its_secret_from_a_file() -> None:
+    processor = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["processor"]
+    assert processor["ulimits"] == {"core": 0}
+    assert "PROCESSOR_MNEMONIC" not in processor["environment"]
+    assert processor["environment"]["PROCESSOR_MNEMONIC_FILE"].startswith("/run/secrets/")
 
 
 def test_compose_processor_scales_out() -> None:

@@ -13,6 +13,7 @@ from depeg_processor.chain.signing import TransactionSigner
 from depeg_processor.clock import Clock
 from depeg_processor.errors import LeaseLost
 from depeg_processor.fees import FeePolicy, raised
+from depeg_processor.signer.policy import SigningPolicy
 from depeg_processor.wallet.preflight import Preflight
 from depeg_processor.wallet.publish import Answer, Publisher
 from depeg_processor.wallet.records import TxRecord
@@ -65,6 +66,7 @@ class Harness:
         base_fee: int = 10 * GWEI,
         fees: FeePolicy | None = None,
         pending_nonce: int = 0,
+        policy: SigningPolicy | None = None,
     ) -> None:
         self.redis = client
         self.chain = StubChain()
@@ -76,6 +78,7 @@ class Harness:
             clock=Clock(now=lambda: 1795830700.25, monotonic=lambda: 100.0),
             fees=fees or FeePolicy(base_fee=self._base_fee, suggested_tip=lambda: GWEI, cap=cap),
             pending_nonce=pending_nonce,
+            policy=policy,
         )
         self.records, self.queue, self.lease = (
             self.wallet.records,

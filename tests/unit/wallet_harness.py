@@ -19,6 +19,7 @@ from depeg_processor.faults import NO_FAULTS, Faults
 from depeg_processor.fees import Block, FeePolicy
 from depeg_processor.inbound.stream import StreamQueue
 from depeg_processor.metrics import Metrics
+from depeg_processor.signer.policy import SigningPolicy
 from depeg_processor.state import SharedState
 from depeg_processor.wallet.budget import PoolSpend, RevertLedger
 from depeg_processor.wallet.context import Shared, WalletConfig, WalletContext
@@ -86,10 +87,11 @@ def build_wallet(
     others: tuple[TxRecords, ...] = (),
     consumer: str = "c",
     claim_idle: float = 0.0,
+    policy: SigningPolicy | None = None,
 ) -> Wallet:
     """A wallet of the pool as `startup` builds it; its lease is not taken yet (the test
     takes it, as the lease keeper would)."""
-    signer = TransactionSigner(KEY)
+    signer = TransactionSigner(KEY, policy=policy)
     records = TxRecords(client, prefix=prefix, stream=STREAM, owner=owner)
     in_pool = TxRecords(client, prefix=prefix, stream=STREAM, owner=owner or signer.address)
     shared = Shared(
