@@ -51,7 +51,7 @@ class LocalKey:
 class Policy(Protocol):
     """What may be signed (`signer.policy.SigningPolicy`): raises before a refused signature."""
 
-    def check(self, *, to: str, data: str, gas: int, **transaction: int) -> None: ...
+    def check(self, *, to: str, data: str, gas: int, **transaction: int | str) -> None: ...
 
 
 class TransactionSigner:
@@ -97,6 +97,7 @@ class TransactionSigner:
                 max_fee_per_gas=max_fee_per_gas,
                 max_priority_fee_per_gas=max_priority_fee_per_gas,
                 nonce=nonce,
+                sender=self.address,
             )
         fields = [
             chain_id,

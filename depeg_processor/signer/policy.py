@@ -6,10 +6,13 @@ say (whoever can write there can change a record's `data` or `gas`, and a replac
 them again), a key signs only that: to DEPEG_PRODUCT_ADDRESS on the chain the node names,
 value 0, calldata that is the canonical encoding of that call whose EIP-712 `Policy` signature
 recovers to the policy holder it names (as the product's message helper will check), gas at
-most MAX_GAS_PER_TRANSACTION and fees at most MAX_FEE_PER_GAS. `chain.signing.TransactionSigner`
-asks it on every signature: first sends, replacements, anything added later. A refusal is
-logged at ERROR, counted (`depeg_processor_signing_refused_total`) and raised as
-`SigningRefused`; the caller keeps what it had (a record stays as it is stored).
+most MAX_GAS_PER_TRANSACTION and fees at most MAX_FEE_PER_GAS. The one other transaction it
+signs moves nothing: a nonce filler (`wallet/relayed.py`), a 0-value transfer of the signing
+wallet to itself with no calldata and 21000 gas, under the same fee cap.
+`chain.signing.TransactionSigner` asks it on every signature: first sends, replacements,
+anything added later. A refusal is logged at ERROR, counted
+(`depeg_processor_signing_refused_total`) and raised as `SigningRefused`; the caller keeps what
+it had (a record stays as it is stored).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from ..errors import PermanentError, SigningRefused
 from ..inbound.eip712 import check_strict, policy_digest, recover
 
 log = logging.getLogger(__name__)
+
+FILLER_GAS = 21_000  # a plain transfer's gas: a nonce filler uses exactly this
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +71,7 @@ class SigningPolicy:
         max_fee_per_gas: int | None = None,
         max_priority_fee_per_gas: int | None = None,
         nonce: int | None = None,
+        sender: str | None = None,
     ) -> None:
         """Raise SigningRefused (reported) unless the transaction is one the processor may
         sign; the fees and chain are checked when given (a call is checked before it is
@@ -78,6 +84,7 @@ class SigningPolicy:
             chain_id=chain_id,
             max_fee_per_gas=max_fee_per_gas,
             max_priority_fee_per_gas=max_priority_fee_per_gas,
+            sender=sender,
         )
         if problem is None:
             return
@@ -95,23 +102,30 @@ class SigningPolicy:
         chain_id: int | None,
         max_fee_per_gas: int | None,
         max_priority_fee_per_gas: int | None,
+        sender: str | None = None,
     ) -> str | None:
         """What is wrong with the transaction, in words that quote no calldata; None: fine."""
         if chain_id is not None and chain_id != self.chain_id:
             return f"chain id {chain_id} is not the node's {self.chain_id}"
+        filler = sender is not None and to_checksum_address(to) == to_checksum_address(sender)
+        if filler and (value, data.removeprefix("0x"), gas) == (0, "", FILLER_GAS):
+            return self._fee_problem(max_fee_per_gas, max_priority_fee_per_gas)
         if to_checksum_address(to) != self.product:
             return f"to {to_checksum_address(to)} is not DEPEG_PRODUCT_ADDRESS"
         if value != 0:
             return f"value {value} wei is not 0"
         if not 0 < gas <= self.max_gas:
             return f"gas {gas} is not within 1 .. MAX_GAS_PER_TRANSACTION {self.max_gas}"
-        if max_fee_per_gas is not None and max_fee_per_gas > self.max_fee_per_gas:
-            return f"max fee {max_fee_per_gas} wei is above MAX_FEE_PER_GAS"
-        if max_priority_fee_per_gas is not None and (
-            max_priority_fee_per_gas > (max_fee_per_gas or self.max_fee_per_gas)
-        ):
-            return f"tip {max_priority_fee_per_gas} wei is above the max fee"
-        return self._call_problem(data)
+        return self._fee_problem(max_fee_per_gas, max_priority_fee_per_gas) or self._call_problem(
+            data
+        )
+
+    def _fee_problem(self, max_fee: int | None, tip: int | None) -> str | None:
+        if max_fee is not None and max_fee > self.max_fee_per_gas:
+            return f"max fee {max_fee} wei is above MAX_FEE_PER_GAS"
+        if tip is not None and tip > (max_fee or self.max_fee_per_gas):
+            return f"tip {tip} wei is above the max fee"
+        return None
 
     def _call_problem(self, data: str) -> str | None:
         """The calldata is `applyForPolicyWithBundleAndSignature`, canonically encoded, with a

@@ -33,6 +33,7 @@ import redis
 
 from .. import errors
 from ..fees import Fees
+from ..signer.policy import FILLER_GAS
 from .context import WalletContext
 from .holders import Hold
 from .inflight import InFlight
@@ -40,8 +41,6 @@ from .lifecycle import Status
 from .records import TxRecord
 
 log = logging.getLogger(__name__)
-
-FILL_GAS = 21_000  # a plain transfer: it cannot fail, so the relay includes it
 
 
 @dataclasses.dataclass
@@ -208,7 +207,7 @@ class RelayHeld:
             nonce=nonce,
             to=ctx.address,
             data="0x",
-            gas=FILL_GAS,
+            gas=FILLER_GAS,  # a plain transfer: it cannot fail, so the relay includes it
             max_fee_per_gas=price.max_fee_per_gas,
             max_priority_fee_per_gas=price.max_priority_fee_per_gas,
         )

@@ -90,6 +90,33 @@ def test_the_processors_own_call_is_signed(policy, refusals) -> None:
     assert refusals.count == 0
 
 
+FILLER = {"data": "0x", "gas": 21_000}  # what wallet/relayed.py sends to fill a nonce
+
+
+def test_a_nonce_filler_of_the_wallet_to_itself_is_signed(policy, refusals) -> None:
+    signer = TransactionSigner(KEY, policy=policy)
+    tx_hash, raw = signer.sign(nonce=3, **transaction(to=signer.address, **FILLER))
+    assert raw.startswith("0x02") and refusals.count == 0
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"to": ATTACKER, **FILLER}, "is not DEPEG_PRODUCT_ADDRESS"),  # a transfer elsewhere
+        ({"value": 1, **FILLER}, "is not DEPEG_PRODUCT_ADDRESS"),  # moves value: no filler
+        ({"data": "0x00", "gas": 21_000}, "is not DEPEG_PRODUCT_ADDRESS"),
+        ({"data": "0x", "gas": 30_000}, "is not DEPEG_PRODUCT_ADDRESS"),
+        ({"max_fee_per_gas": CAP + 1, **FILLER}, "above MAX_FEE_PER_GAS"),
+    ],
+)
+def test_only_that_filler_is_signed_besides_the_call(policy, refusals, changes, words) -> None:
+    signer = TransactionSigner(KEY, policy=policy)
+    fields = transaction(**({"to": signer.address} | changes))
+    with pytest.raises(errors.SigningRefused) as refused:
+        signer.sign(nonce=3, **fields)
+    assert words in str(refused.value) and refusals.count == 1
+
+
 HIGH_S = (lambda sig: sig[:32] + (2**256 - 1).to_bytes(32, "big") + sig[64:])(
     parse_application(ENTITY_ID, signed_fields()).signature
 )
