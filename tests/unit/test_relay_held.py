@@ -12,10 +12,11 @@ import pytest
 from depeg_processor import errors
 from depeg_processor.chain.relay import Relayed, relay_name
 from depeg_processor.clock import Clock
+from depeg_processor.signer.policy import SigningPolicy
 from depeg_processor.wallet.context import WalletConfig
 from devnet.rawtx import decode
 
-from .helpers import CHAIN_ID
+from .helpers import CHAIN_ID, MESSAGE_HELPER
 from .test_lifecycle import ENTITY_ID, NOW, FakeChain, World, signed_call
 from .wallet_harness import PRODUCT, build_wallet
 
@@ -83,7 +84,7 @@ class RelayChain(FakeChain):
 
 
 class RelayWorld(World):
-    def __init__(self, client) -> None:  # World's, with a relay's drop after DROP_BLOCKS
+    def __init__(self, client, policy: SigningPolicy | None = None) -> None:  # with a relay
         self.redis = client
         self.now, self.mono = [NOW], [100.0]
         self.chain = RelayChain()
@@ -100,6 +101,7 @@ class RelayWorld(World):
                 stuck_seconds=3600.0,
                 relay_drop_blocks=DROP_BLOCKS,
             ),
+            policy=policy,
         )
         self.records, self.queue = self.wallet.records, self.wallet.queue
         assert self.wallet.keeper.run_once(), "this process holds the wallet's lease"
@@ -186,3 +188,23 @@ def test_a_nonce_nothing_in_flight_uses_is_filled(world) -> None:
     world.blocks(2)  # the gap is stale after TX_STUCK_BLOCKS
     fillers = [decode(raw) for raw in world.chain.sent if raw != record.raw]
     assert fillers and all(f.nonce == 0 and f.call["data"] == "0x" for f in fillers)
+
+
+def test_the_signing_policy_lets_the_filler_through(fake_redis) -> None:
+    """The wallet's keys sign nothing but the product call and this filler (signer/policy)."""
+    refused = []
+    policy = SigningPolicy(
+        chain_id=CHAIN_ID,
+        product=PRODUCT,
+        verifying_contract=MESSAGE_HELPER,
+        max_gas=3_000_000,
+        max_fee_per_gas=10**12,
+        on_refused=lambda: refused.append(1),
+    )
+    world = RelayWorld(fake_redis, policy=policy)
+    record = world.send(pending=False, data=signed_call()[0])
+    world.round()
+    world.chain.call_error = errors.PermanentError("ERROR:DP-015:ALLOWANCE_TOO_LOW")
+    world.blocks(DROP_BLOCKS)
+    filler = decode(world.chain.sent[-1])
+    assert filler.nonce == record.nonce and filler.call["data"] == "0x" and refused == []
