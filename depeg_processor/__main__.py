@@ -46,12 +46,15 @@ def install_signal_handlers(stop: threading.Event) -> None:
 
 
 def guard_secrets(settings: Settings, keys: Sequence[str] = ()) -> None:
-    """No provider or relay URL's key, Redis password, mnemonic or wallet key in any log line,
-    whichever library writes it (`redaction`)."""
+    """No provider or relay URL's key, Redis password, mnemonic, wallet key, keystore password
+    or token PIN in any log line, whichever library writes it (`redaction`)."""
     urls = (*settings.chain_rpc_urls, settings.redis_url)
     if settings.chain_send_url:
         urls += (settings.chain_send_url,)
-    redaction.install(redaction.Redactor(urls=urls, mnemonic=settings.mnemonic, keys=keys))
+    passwords = (settings.keystore_password, settings.pkcs11_pin)
+    redaction.install(
+        redaction.Redactor(urls=urls, mnemonic=settings.mnemonic, keys=keys, passwords=passwords)
+    )
 
 
 def command_run(settings: Settings, keys: list) -> int:

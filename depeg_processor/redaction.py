@@ -51,9 +51,11 @@ class Redactor:
         urls: Iterable[str] = (),
         mnemonic: str | None = None,
         keys: Iterable[str] = (),
+        passwords: Iterable[str] = (),
     ) -> None:
         literal = set().union(*(url_secrets(url) for url in urls if url))
         literal |= {key.removeprefix("0x") for key in keys if key}
+        literal |= {word for word in passwords if word}  # a keystore's password, a token's PIN
         patterns = [re.escape(s) for s in sorted(literal, key=len, reverse=True)]
         if mnemonic and mnemonic.split():  # however its words are spaced
             patterns.insert(0, r"\s+".join(re.escape(word) for word in mnemonic.split()))

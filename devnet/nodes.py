@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_MNEMONIC = "test test test test test test test test test test test junk"  # anvil's default
 # The API key of the tests' provider URLs (`<proxy>/v3/<key>`): the secrets check looks for it.
 TEST_PROVIDER_KEY = "tEsT-pRoViDeR-kEy-8c1f0e6b"
+TEST_KEYSTORE_PASSWORD = "correct horse battery staple"  # the tests' v3 keystores
 
 
 def free_port() -> int:

@@ -1,8 +1,9 @@
 """Fail if a log holds a test secret (run by `make test` on the DEBUG log of the whole run).
 
 The secrets: the test mnemonic (and its first words), the private key of every wallet the tests
-derive from it (a pool's wallets and the product owner's, indexes 0 to WALLETS - 1), and the
-API key the tests put in provider URLs (`TEST_PROVIDER_KEY`)."""
+derive from it (a pool's wallets and the product owner's, indexes 0 to WALLETS - 1), the API
+key the tests put in provider URLs (`TEST_PROVIDER_KEY`), the SoftHSM2 token's PINs and the
+keystores' password."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 from eth_account import Account
 
-from devnet.nodes import TEST_MNEMONIC, TEST_PROVIDER_KEY
+from devnet.nodes import TEST_KEYSTORE_PASSWORD, TEST_MNEMONIC, TEST_PROVIDER_KEY
+from devnet.softhsm import SO_PIN, USER_PIN
 
 WALLETS = 20  # more than any test derives
 
@@ -26,7 +28,15 @@ def wallet_keys() -> list[str]:
 
 
 def secrets() -> list[str]:
-    return [TEST_MNEMONIC, " ".join(TEST_MNEMONIC.split()[:4]), TEST_PROVIDER_KEY, *wallet_keys()]
+    return [
+        TEST_MNEMONIC,
+        " ".join(TEST_MNEMONIC.split()[:4]),
+        TEST_PROVIDER_KEY,
+        TEST_KEYSTORE_PASSWORD,
+        USER_PIN,
+        SO_PIN,
+        *wallet_keys(),
+    ]
 
 
 def main(paths: list[str]) -> int:
@@ -42,7 +52,8 @@ def main(paths: list[str]) -> int:
                 found += 1
     if not found:
         print(
-            f"secrets check: no mnemonic, wallet key or provider key in {', '.join(paths)} "
+            "secrets check: no mnemonic, wallet key, provider key, PIN or password in "
+            f"{', '.join(paths)} "
             f"({sum(len(Path(p).read_text(errors='replace').splitlines()) for p in paths)} lines)"
         )
     return 1 if found else 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 PACKAGES = {"softhsm2-util": "softhsm2", "pkcs11-tool": "opensc"}
-USER_PIN, SO_PIN = "246810", "13579"
+USER_PIN, SO_PIN = "pin-4e1d7a0c", "so-pin-b38f2e61"  # distinct: the secrets check looks for them
 
 
 def install() -> list[str]:

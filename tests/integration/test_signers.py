@@ -14,6 +14,7 @@ import pytest
 from eth_account import Account
 
 from depeg_processor.wallet.pool import pool
+from devnet.nodes import TEST_KEYSTORE_PASSWORD
 from devnet.softhsm import Token
 from tests.conftest import wait_until
 from tests.integration.conftest import (
@@ -27,7 +28,7 @@ from tests.integration.conftest import (
 
 STREAM = "application:signatures"
 CONSUMER = "depeg-backend-processor-consumer"
-PASSWORD = "correct horse battery staple"
+PASSWORD = TEST_KEYSTORE_PASSWORD
 LABELS = ["wallet-a", "wallet-b"]
 
 

@@ -145,3 +145,14 @@ def test_the_entry_point_masks_the_relays_url_too(installed) -> None:
     )
     assert "relay.example.test" in installed.getvalue()
     assert relay_key not in installed.getvalue()
+
+
+def test_the_entry_point_masks_a_keystores_password_and_a_tokens_pin(installed) -> None:
+    from depeg_processor.__main__ import guard_secrets
+
+    from .test_config import load
+
+    settings = load(PROCESSOR_KEYSTORE_PASSWORD="hunter2-keystore")
+    guard_secrets(settings)
+    logging.getLogger("x").warning("opened with %s", "hunter2-keystore")
+    assert "hunter2-keystore" not in installed.getvalue() and "opened with" in installed.getvalue()
