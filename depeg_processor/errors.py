@@ -21,6 +21,7 @@ KINDS = frozenset(
         "not_found",
         "signature_invalid",
         "duplicate",
+        "already_applied",
         "revert_other",
         "reverted_on_chain",
         "holder_held",

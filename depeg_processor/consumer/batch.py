@@ -28,6 +28,7 @@ from ..inbound.batch import Batch, Received, Rejection, read_batch, unexpected
 from ..inbound.stream import Entry
 from ..inbound.untrusted import HashContent
 from ..metrics import Metrics
+from ..wallet.applied import Applied
 from ..wallet.records import TxRecord
 from ..wallet.wallet import Wallet
 from .config import ConsumerConfig
@@ -172,6 +173,8 @@ class BatchHandler:
                 if app.timestamp is not None:
                     self._metrics.submit_latency.observe(max(0.0, now - app.timestamp))
                 result.sent.append(outcome)
+            elif isinstance(outcome, Applied):  # the pool's own transaction created it
+                self._held.settled(entry)
             elif isinstance(outcome, errors.PermanentError):
                 self._set_aside(entry, app.entity_id, item.content, outcome)
             elif self._too_many_attempts(entry, outcome):

@@ -42,7 +42,7 @@ class Guards:
         self._pause = pause
         self._state = state
         self._monotonic = monotonic
-        self._holding_for: set[str] = set()  # "balance", "spend", "reverts", "stuck", "cap"
+        self._holding_for: set[str] = set()  # "balance", "spend", "reverts", "stuck", "cap", …
         self._sending: int | None = None  # the take-over this loop works in (None: standby)
         self.claim_due = True  # claim what consumers gone meanwhile left, before reading
         self._known_balance: int | None = None
@@ -124,6 +124,27 @@ class Guards:
         if block_time is None:
             return self._config.in_flight_poll
         return min(self._config.in_flight_poll, max(MIN_CAP_WAIT, block_time / 2))
+
+    def nonces_explained(self) -> bool:
+        """Before a batch: hold while a wallet of the pool has transactions in the node's pool
+        that no record explains (Redis lost writes; see wallet.reconcile), looking again every
+        half a block; say so once, and once when they are mined (or dropped)."""
+        why = self._wallet.unexplained()
+        if why is None:
+            if "nonces" in self._holding_for:
+                log.info("the pool's transactions are explained by its records again; sending")
+                self._holding_for.discard("nonces")
+                self._state.set_holding(None)
+            return True
+        if "nonces" not in self._holding_for:
+            self._holding_for.add("nonces")
+            log.warning(
+                "holding until they are mined: %s (Redis lost the writes that recorded them)",
+                why,
+            )
+        self._state.set_holding(f"wallet {self._wallet.address}: {why}; waiting until mined")
+        self._pause(self._cap_wait())
+        return False
 
     def within_spending_limit(self) -> bool:
         """With MAX_GAS_SPEND_PER_HOUR set, hold while the pool's last hour has reached the

@@ -108,6 +108,8 @@ class Consumer:
             entries = self.held.entries
             if not entries or self._stop.is_set() or not guards.balance_sufficient(working=True):
                 return 0
+            if not guards.nonces_explained():
+                return 0
             against_entries = True
             result = self._batch.handle(entries)
             self.held.keep(result.retry, result.waiting)

@@ -8,7 +8,9 @@ A transaction's life, and the one module for each step:
 - confirm and purge, or settle a revert (and hold its holder): `receipts.py`, `settle.py`,
   `holders.py`;
 - a block reorganised away: `receipts.py` (`verify_canonical`);
-- take-over of a wallet another holder left: `Wallet.take_over` here.
+- take-over of a wallet another holder left: `Wallet.take_over` here;
+- what Redis forgot: the node's nonces explained by the records (`reconcile.py`), an
+  application whose signature the pool's own transaction used completed (`applied.py`).
 
 `Wallet` is the one door: the consumer and the service ask it for what they need (the
 applications of a batch still to send, its holders' state, its balance, what the watcher
@@ -21,9 +23,11 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 
+from ..errors import SIGNATURE_USED, PermanentError, ProcessorError
 from ..inbound.application import Application
 from ..inbound.stream import Entry, StreamQueue
 from ..inbound.untrusted import HashContent
+from .applied import Applied, UsedSignatures
 from .context import WalletContext
 from .holders import HolderState
 from .inflight import InFlight
@@ -31,6 +35,7 @@ from .last_seen import LastSeen
 from .lease import Lease, LeaseKeeper
 from .preflight import Preflight
 from .publish import Publisher
+from .reconcile import unexplained
 from .records import TxRecords
 from .replace import Replacer
 from .signatures import SignatureMark
@@ -94,6 +99,7 @@ class Wallet:
         self._stored = StoredApplications(
             ctx.shared.redis, records=ctx.records, queue=ctx.queue, address=ctx.address
         )
+        self._used = UsedSignatures(ctx)
         self._adopting = threading.Lock()
         self._adopted: int | None = None  # the lease generation whose take-over is done
 
@@ -229,10 +235,28 @@ class Wallet:
         with self._adopting:
             self._adopted = None
 
-    def submit(self, apps: Sequence[Application], *, entry_ids: Sequence[str]) -> list[Outcome]:
-        """See `Submitter.submit`: only within the lease generation adopted."""
+    def unexplained(self) -> str | None:
+        """Why the pool may not send now: transactions of its wallets in the node's pool that
+        no record explains (see reconcile), or None."""
+        shared = self.ctx.shared
+        found = unexplained(shared.chain, shared.redis, shared.pool or (self.ctx.records,))
+        return "; ".join(map(str, found)) or None
+
+    def submit(
+        self, apps: Sequence[Application], *, entry_ids: Sequence[str]
+    ) -> list[Outcome | Applied]:
+        """See `Submitter.submit`: only within the lease generation adopted. An application
+        whose signature is used already is looked up on chain (see applied): `Applied` when
+        the pool's own transaction created its policy."""
         generation = self._adopted if self._adopted is not None else -1
-        return self._submitter.submit(apps, entry_ids=entry_ids, generation=generation)
+        outcomes: list = self._submitter.submit(apps, entry_ids=entry_ids, generation=generation)
+        for i, outcome in enumerate(outcomes):
+            if isinstance(outcome, PermanentError) and outcome.kind in SIGNATURE_USED:
+                try:
+                    outcomes[i] = self._used.settle(apps[i], entry_ids[i])
+                except ProcessorError as error:  # the node did not say: tried again later
+                    outcomes[i] = error
+        return outcomes
 
     def watch(self) -> int:
         """One round of the receipt watcher at its schedule's pace."""

@@ -50,6 +50,10 @@ class Node:
         self.simulations = 0  # calls simulated
         self.sent: list[str] = []  # raw transactions taken, in order
         self.unexpected: list[str] = []  # methods the consumer had no reason to call
+        self.head = 100  # the latest block's number
+        self.logs: list[dict] = []  # the product's logs (eth_getLogs answers all of them)
+        self.transactions: dict[str, dict] = {}  # by hash
+        self.pending = 0  # the wallet's pending count over its mined one (eth_getTransactionCount)
         self._lock = threading.Lock()
 
     def nonce(self, address: str, block: str = "pending") -> int:
@@ -72,9 +76,20 @@ class Node:
                 self.sent.extend(raw for _method, (raw,) in calls)
             return ["0x" + keccak(hexstr=raw).hex() for _method, (raw,) in calls]
         if methods == {"eth_getTransactionCount"}:  # what is mined, before a replay
-            return [hex(0) for _call in calls]
+            return [hex(self.pending if params[1] == "pending" else 0) for _method, params in calls]
         self.unexpected.extend(sorted(methods))
         raise AssertionError(f"unexpected node calls: {sorted(methods)}")
+
+    def request(self, method: str, params: list):
+        """What a used signature's lookup asks (see wallet.applied)."""
+        if method == "eth_blockNumber":
+            return hex(self.head)
+        if method == "eth_getLogs":
+            return list(self.logs)
+        if method == "eth_getTransactionByHash":
+            return self.transactions.get(params[0])
+        self.unexpected.append(method)
+        raise AssertionError(f"unexpected node call: {method}")
 
     def _simulate(self, calls: list[tuple[str, list]]) -> list:
         self.simulations += len(calls)

@@ -78,7 +78,8 @@ def test_the_same_id_sent_back_after_a_nonce_conflict_is_sent_again(h) -> None:
 
 
 def test_the_same_id_stored_again_and_requeued_after_confirmation_is_not_a_duplicate(h) -> None:
-    """Its mark names it: the node decides (here: the signature is used), never the mark."""
+    """Its mark names it: the node decides (here: the signature is used, by a transaction the
+    product's logs do not show), never the mark."""
     fields = signed_fields()
     h.enqueue(fields, entity_id="E1")
     h.run_once()
@@ -88,11 +89,11 @@ def test_the_same_id_stored_again_and_requeued_after_confirmation_is_not_a_dupli
     h.node.answer = errors.PermanentError("reverted: ERROR:DMH-001:SIGNATURE_USED", kind="DMH-001")
     h.run_once()
     [(letter_id, dead)] = h.queue.dead_letters.list()
-    assert dead["kind"] == "DMH-001"
+    assert dead["kind"] == "already_applied" and "signature is used" in dead["reason"]
     h.queue.dead_letters.restore(letter_id)  # an operator requeues it
     h.run_once()
-    assert [fields["kind"] for fields in h.dead_letters()] == ["DMH-001"]
-    assert h.dead_lettered() == {"DMH-001": 2}
+    assert [fields["kind"] for fields in h.dead_letters()] == ["already_applied"]
+    assert h.dead_lettered() == {"already_applied": 2}
 
 
 def test_the_same_id_claimed_by_another_wallet_is_not_a_duplicate(fake_redis, h) -> None:

@@ -1,0 +1,175 @@
+"""A used signature is news, not always a failure: which transaction used it, and what that
+means for its application.
+
+The product takes a signature once (`DMH-001`, `SMH-001` on older deployments, after that).
+When Redis loses writes (a restart from a snapshot, a failover to a replica that was behind)
+the processor forgets what it sent: the application comes back as new, and its simulation
+says its signature is used, by the pool's own transaction mined meanwhile. Setting it aside
+as a failure would be false; so the transaction is looked up on chain. Each application the
+product creates emits `LogDepegApplicationCreated(processId, policyHolder, protectedWallet,
+protectedBalance, sumInsured, premium)` (no field indexed), so the product's logs of the last
+LOOKBACK_BLOCKS are read newest first, those of the application's holder, wallet and balance
+kept, and each one's transaction read: the one whose calldata carries this signature is it.
+
+- sent by a wallet of the pool: the application is done. Once the transaction has its
+  confirmations it is completed as usual (purged, its done marker naming the transaction, its
+  signature marked as used) and its entry acknowledged: `Applied`.
+- sent by anyone else (the holder applied with the signature themselves, another relayer):
+  set aside with the kind `already_applied`, naming that transaction; not a failure of the
+  processor, and the dead-letter alert does not count it.
+- not found in the window: set aside as `already_applied` all the same (the chain says the
+  signature is used), saying that the transaction was not found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Collection
+
+from eth_abi import decode
+from eth_utils import keccak
+
+from .. import errors
+from ..chain.calls import ChainClient
+from ..chain.product import signature_in_call
+from ..inbound.application import Application
+from .context import WalletContext
+
+log = logging.getLogger(__name__)
+
+APPLICATION_CREATED = (
+    "0x"
+    + keccak(
+        text="LogDepegApplicationCreated(bytes32,address,address,uint256,uint256,uint256)"
+    ).hex()
+)
+EVENT_TYPES = ["bytes32", "address", "address", "uint256", "uint256", "uint256"]
+LOOKBACK_BLOCKS = 50_000  # about a week on mainnet: far beyond what a rollback forgets
+CHUNK_BLOCKS = 2_000  # within what hosted providers answer in one eth_getLogs
+
+
+@dataclasses.dataclass(frozen=True)
+class Used:
+    """The transaction that used an application's signature."""
+
+    tx_hash: str
+    sender: str
+    block: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Applied:
+    """An application whose policy a transaction of the pool created: completed and purged."""
+
+    entity_id: str
+    tx_hash: str
+    sender: str
+
+
+def used_by(app: Application, *, chain: ChainClient, product: str, head: int) -> Used | None:
+    """The transaction that applied with `app`'s signature, searched newest first in the
+    product's logs of the LOOKBACK_BLOCKS up to `head`; None when none is found there."""
+    low = max(0, head - LOOKBACK_BLOCKS)
+    wanted = (app.policy_holder.lower(), app.protected_wallet.lower(), app.protected_balance)
+    top = head
+    while top >= low:
+        bottom = max(low, top - CHUNK_BLOCKS + 1)
+        logs = chain.request(
+            "eth_getLogs",
+            [
+                {
+                    "address": product,
+                    "topics": [APPLICATION_CREATED],
+                    "fromBlock": hex(bottom),
+                    "toBlock": hex(top),
+                }
+            ],
+        )
+        for entry in reversed(logs or []):
+            if _fields(entry) != wanted:
+                continue
+            tx = chain.request("eth_getTransactionByHash", [entry["transactionHash"]])
+            if tx and signature_in_call(tx.get("input") or "") == app.signature:
+                return Used(tx["hash"], tx["from"], int(entry["blockNumber"], 16))
+        top = bottom - 1
+    return None
+
+
+def _fields(entry: dict) -> tuple[str, str, int] | None:
+    """(holder, protected wallet, protected balance) of one LogDepegApplicationCreated."""
+    try:
+        _id, holder, wallet, balance, *_rest = decode(
+            EVENT_TYPES, bytes.fromhex(entry["data"].removeprefix("0x"))
+        )
+    except Exception:  # not the event's layout: not one of ours
+        return None
+    return holder.lower(), wallet.lower(), balance
+
+
+def judge(
+    app: Application,
+    used: Used | None,
+    *,
+    pool: Collection[str],
+    head: int,
+    confirmations: int,
+) -> Used | errors.ProcessorError:
+    """What a used signature means: `used` itself when the pool's transaction is confirmed
+    (the caller completes the application), WaitingForRoom while it waits for its
+    confirmations, or an `already_applied` PermanentError (someone else's, or not found)."""
+    if used is None:
+        return errors.PermanentError(
+            f"application {app.entity_id}: its signature is used on chain already, by a "
+            f"transaction not found in the product's logs of the last {LOOKBACK_BLOCKS} blocks",
+            kind="already_applied",
+        )
+    if used.sender.lower() not in {address.lower() for address in pool}:
+        return errors.PermanentError(
+            f"application {app.entity_id} was applied already by transaction {used.tx_hash} "
+            f"from {used.sender} (not a wallet of this processor) in block {used.block}",
+            kind="already_applied",
+        )
+    if head - used.block + 1 < confirmations:
+        return errors.WaitingForRoom(
+            f"application {app.entity_id} was applied by the pool's transaction "
+            f"{used.tx_hash} in block {used.block}; it waits for its confirmations"
+        )
+    return used
+
+
+class UsedSignatures:
+    """One wallet's answer to a simulation that found an application's signature used."""
+
+    def __init__(self, ctx: WalletContext) -> None:
+        self._ctx = ctx
+
+    def settle(self, app: Application, entry_id: str) -> Applied | errors.ProcessorError:
+        """Complete the application if the pool's transaction used its signature (`Applied`),
+        else the error to act on (see `judge`)."""
+        ctx = self._ctx
+        shared = ctx.shared
+        product = ctx.config.product
+        head = int(shared.chain.request("eth_blockNumber", []), 16)
+        used = used_by(app, chain=shared.chain, product=product, head=head)
+        pool = {records.owner for records in shared.pool if records.owner} | {ctx.address}
+        verdict = judge(app, used, pool=pool, head=head, confirmations=ctx.config.min_confirmations)
+        if not isinstance(verdict, Used):
+            if isinstance(verdict, errors.PermanentError):
+                log.warning("%s; set aside as already applied", verdict.reason)
+            return verdict
+        ctx.records.complete_many(
+            [(app.entity_id, verdict.tx_hash)],
+            signatures={app.entity_id: "0x" + app.signature.hex()},
+        )
+        ctx.queue.ack(entry_id)
+        shared.metrics.confirmed.inc()
+        log.info(
+            "application %s was applied by tx %s of the pool's wallet %s in block %s (its "
+            "record was lost); purged as confirmed",
+            app.entity_id,
+            verdict.tx_hash,
+            verdict.sender,
+            verdict.block,
+        )
+        return Applied(app.entity_id, verdict.tx_hash, verdict.sender)
