@@ -19,6 +19,11 @@ kept, and each one's transaction read: the one whose calldata carries this signa
   processor, and the dead-letter alert does not count it.
 - not found in the window: set aside as `already_applied` all the same (the chain says the
   signature is used), saying that the transaction was not found.
+
+The same question comes after a transaction of ours reverted on chain with its signature used
+(see settle): a copy sent after Redis lost the original's record (completed with the
+original's hash, not a failure), or a holder who front-ran it with their own signature
+(`already_applied`, and the holder held: one paid revert, not one per application).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from ..chain.calls import ChainClient
 from ..chain.product import signature_in_call
 from ..inbound.application import Application
 from .context import WalletContext
+from .txrecord import TxRecord
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,29 @@ class Used:
 
 
 @dataclasses.dataclass(frozen=True)
+class Sought:
+    """What an application's call says of it: enough to find the transaction that used its
+    signature (an Application has the same fields)."""
+
+    entity_id: str
+    policy_holder: str
+    protected_wallet: str
+    protected_balance: int
+    signature: bytes
+
+    @classmethod
+    def from_record(cls, record: TxRecord) -> Sought | None:
+        """From the call a record signed (None: not an application's call)."""
+        signature = signature_in_call(record.data)
+        if signature is None:
+            return None
+        holder, wallet, balance = decode(  # the call's first three arguments, static
+            ["address", "address", "uint256"], bytes.fromhex(record.data[10:])[:96]
+        )
+        return cls(record.entity_id, holder, wallet, balance, signature)
+
+
+@dataclasses.dataclass(frozen=True)
 class Applied:
     """An application whose policy a transaction of the pool created: completed and purged."""
 
@@ -67,7 +96,9 @@ class Applied:
     sender: str
 
 
-def used_by(app: Application, *, chain: ChainClient, product: str, head: int) -> Used | None:
+def used_by(
+    app: Application | Sought, *, chain: ChainClient, product: str, head: int
+) -> Used | None:
     """The transaction that applied with `app`'s signature, searched newest first in the
     product's logs of the LOOKBACK_BLOCKS up to `head`; None when none is found there."""
     low = max(0, head - LOOKBACK_BLOCKS)
@@ -108,7 +139,7 @@ def _fields(entry: dict) -> tuple[str, str, int] | None:
 
 
 def judge(
-    app: Application,
+    app: Application | Sought,
     used: Used | None,
     *,
     pool: Collection[str],
@@ -164,6 +195,7 @@ class UsedSignatures:
         )
         ctx.queue.ack(entry_id)
         shared.metrics.confirmed.inc()
+        self.count_gas(verdict)
         log.info(
             "application %s was applied by tx %s of the pool's wallet %s in block %s (its "
             "record was lost); purged as confirmed",
@@ -173,3 +205,37 @@ class UsedSignatures:
             verdict.block,
         )
         return Applied(app.entity_id, verdict.tx_hash, verdict.sender)
+
+    def behind_revert(self, record: TxRecord, block: int) -> Used | errors.ProcessorError:
+        """`record`'s transaction reverted in `block` because its signature was used: by the
+        pool's transaction (`Used`: mined at or before `block`, so it has its confirmations
+        as the revert has), or else the `already_applied` error naming what used it."""
+        ctx = self._ctx
+        sought = Sought.from_record(record)
+        if sought is None:
+            return errors.PermanentError(
+                f"application {record.entity_id}: its signature is used on chain already",
+                kind="already_applied",
+            )
+        used = used_by(sought, chain=ctx.shared.chain, product=ctx.config.product, head=block)
+        pool = {records.owner for records in ctx.shared.pool if records.owner} | {ctx.address}
+        return judge(sought, used, pool=pool, head=block, confirmations=1)
+
+    def count_gas(self, used: Used) -> None:
+        """What the pool's transaction paid, from its receipt, into the spend metric and the
+        spending guard's ledger (its record, which would have counted it, was lost). Best
+        effort: the application is done whether or not the node answers."""
+        ctx = self._ctx
+        try:
+            receipt = ctx.shared.chain.request("eth_getTransactionReceipt", [used.tx_hash])
+        except errors.ProcessorError as error:
+            log.warning("the gas of tx %s could not be read: %s", used.tx_hash, error)
+            return
+        if not receipt:
+            return
+        cost = int(receipt.get("gasUsed") or "0x0", 16) * int(
+            receipt.get("effectiveGasPrice") or "0x0", 16
+        )
+        ctx.shared.metrics.gas_spent.inc(cost)
+        if ctx.spend is not None:
+            ctx.spend.add_many([(used.tx_hash, cost)], ctx.shared.clock.now())

@@ -14,6 +14,12 @@ call is simulated again to learn one for the letter. Only a paused product (DP-0
 owner's doing) sends the application back to the queue. Anything else sets it aside in the
 dead-letter stream (`reverted_on_chain`) and holds its holder (HOLDER_HOLD_SECONDS), in the
 same transaction that forgets the record. Its signature was never used, so its mark goes too.
+
+A revert whose new simulation says the signature is used (`DMH-001`, `SMH-001`) asks which
+transaction used it (see applied): the pool's own (a copy sent after Redis lost the original's
+record) means the application is done: it is completed with that transaction's hash and purged
+as confirmed, nobody held. Someone else's (the holder front-ran with their own signature) sets
+it aside as `already_applied`, naming that transaction, and holds its holder as any revert.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from collections.abc import Callable
 import redis
 
 from .. import errors
+from .applied import Used, UsedSignatures
 from .context import WalletContext
 from .holders import Hold
 from .inflight import Mined
@@ -37,6 +44,7 @@ class Settler:
 
     def __init__(self, ctx: WalletContext) -> None:
         self._ctx = ctx
+        self._used = UsedSignatures(ctx)
 
     def confirm(self, confirmed: list[tuple[TxRecord, Mined]], head: int) -> None:
         if not confirmed:
@@ -97,8 +105,11 @@ class Settler:
 
     def reverted(self, record: TxRecord, mined: Mined) -> None:
         """Simulate the reverted call again for its reason; set aside and hold its holder, or
-        send back when the product is paused."""
+        send back when the product is paused; complete it when the pool's own transaction
+        used its signature. Raises NodeUnavailable when that cannot be looked up now (the
+        watcher's next round asks again)."""
         ctx = self._ctx
+        kind = "reverted_on_chain"
         try:
             ctx.shared.chain.call(ctx.call(record.data))
             now = (
@@ -118,6 +129,12 @@ class Settler:
             return
         except errors.PermanentError as error:
             now = error.reason
+            if error.kind in errors.SIGNATURE_USED:
+                verdict = self._used.behind_revert(record, mined.block)
+                if isinstance(verdict, Used):
+                    self._done_before(record, mined, verdict)
+                    return
+                kind, now = "already_applied", f"{now}; {verdict}"
         reason = (
             f"transaction {mined.tx_hash} reverted on chain in block {mined.block} "
             f"(gas used {mined.gas_used}); simulated again: {now}"
@@ -134,7 +151,7 @@ class Settler:
 
         ctx.dead_letters.set_aside(
             entity_id=record.entity_id,
-            kind="reverted_on_chain",
+            kind=kind,
             application=ctx.queue.load_application(record.entity_id),
             reason=reason,
             entry_id=record.stream_entry_id or None,
@@ -143,6 +160,28 @@ class Settler:
         )
         if hold is not None and ctx.records.holders.hold_seconds > 0:
             log.warning("%s", hold.describe())
+
+    def _done_before(self, record: TxRecord, mined: Mined, used: Used) -> None:
+        """The pool's transaction `used` created the policy before `record`'s copy reverted:
+        completed with its hash, as if it had been confirmed from its record."""
+        ctx = self._ctx
+        ctx.records.complete_many(
+            [(record.entity_id, used.tx_hash)], signatures={record.entity_id: record.signature}
+        )
+        ctx.records.holders.release_busy([(record.holder, ctx.records.key(record.entity_id))])
+        ctx.shared.metrics.confirmed.inc()
+        self._used.count_gas(used)
+        log.warning(
+            "application %s tx %s reverted in block %s: its signature was used by tx %s of the "
+            "pool's wallet %s in block %s (a copy sent after its record was lost); purged as "
+            "confirmed",
+            record.entity_id,
+            mined.tx_hash,
+            mined.block,
+            used.tx_hash,
+            used.sender,
+            used.block,
+        )
 
     def _hold(self, record: TxRecord, mined: Mined, reason: str) -> Hold | None:
         """The hold of the record's policy holder for this revert (None: no holder known)."""

@@ -53,6 +53,7 @@ class Node:
         self.head = 100  # the latest block's number
         self.logs: list[dict] = []  # the product's logs (eth_getLogs answers all of them)
         self.transactions: dict[str, dict] = {}  # by hash
+        self.receipts: dict[str, dict] = {}  # by hash
         self.pending = 0  # the wallet's pending count over its mined one (eth_getTransactionCount)
         self._lock = threading.Lock()
 
@@ -88,6 +89,8 @@ class Node:
             return list(self.logs)
         if method == "eth_getTransactionByHash":
             return self.transactions.get(params[0])
+        if method == "eth_getTransactionReceipt":
+            return self.receipts.get(params[0])
         self.unexpected.append(method)
         raise AssertionError(f"unexpected node call: {method}")
 

@@ -40,6 +40,8 @@ class FakeChain:
         self.nonce = 0  # the wallet's mined transactions
         self.sent: list[str] = []  # raw transactions sent to it
         self.call_error: Exception | None = None  # what simulating the call raises
+        self.logs: list[dict] = []  # the product's logs, as eth_getLogs answers them
+        self.transactions: dict[str, dict] = {}  # what eth_getTransactionByHash says of these
 
     def _block(self, number: int, receipts: list[dict]) -> dict:
         block_hash = "0x" + f"{number:032x}{self._forks:032x}"
@@ -115,6 +117,14 @@ class FakeChain:
 
     def batch(self, calls) -> list:
         return [self._answer(method, params) for method, params in calls]
+
+    def request(self, method: str, params: list) -> object:
+        if method == "eth_getLogs":
+            low, high = int(params[0]["fromBlock"], 16), int(params[0]["toBlock"], 16)
+            return [e for e in self.logs if low <= int(e["blockNumber"], 16) <= high]
+        if method == "eth_getTransactionByHash" and params[0] in self.transactions:
+            return self.transactions[params[0]]
+        return self._answer(method, params)
 
     def call(self, tx: dict) -> str:
         if self.call_error is not None:

@@ -10,9 +10,12 @@ from depeg_processor import errors
 from depeg_processor.chain.product import ProductCalls
 from depeg_processor.inbound.application import parse_application
 from depeg_processor.wallet.applied import APPLICATION_CREATED, Used, judge
+from depeg_processor.wallet.records import TxRecord
 from tests.unit.consumer_harness import ENTITY_ID, Harness
-from tests.unit.helpers import signed_fields
+from tests.unit.helpers import HOLDER, signed_fields
 from tests.unit.test_in_flight_cap import Waits
+from tests.unit.test_lifecycle import ENTITY_ID as LIFE_ID
+from tests.unit.test_lifecycle import World, signed_call
 from tests.unit.wallet_harness import build_consumer
 
 USED = errors.PermanentError("reverted: ERROR:DMH-001:SIGNATURE_USED", kind="DMH-001")
@@ -65,6 +68,7 @@ def applied_on_chain(h: Harness, fields: dict, *, sender: str, block: int = 90) 
         "from": sender,
         "input": ProductCalls().apply(app.contract_args()),
     }
+    h.node.receipts[TX] = {"gasUsed": hex(200_000), "effectiveGasPrice": hex(3 * 10**9)}
 
 
 def test_a_signature_used_by_the_pools_own_transaction_is_completed_not_set_aside(h) -> None:
@@ -82,6 +86,8 @@ def test_a_signature_used_by_the_pools_own_transaction_is_completed_not_set_asid
     [mark] = h.records.marks.get_many([bytes.fromhex(fields["signature"][2:])])
     assert mark.entity_id == ENTITY_ID and mark.tx_hash == TX and mark.confirmed
     assert h.node.sent == []
+    spent = h.metrics.registry.get_sample_value("depeg_processor_gas_spent_wei_total")
+    assert spent == 200_000 * 3 * 10**9, "its gas counted from its receipt"
 
 
 def test_a_signature_used_by_someone_else_is_set_aside_as_already_applied(h) -> None:
@@ -132,3 +138,78 @@ def test_the_wallets_own_records_explain_its_pending_nonces(h) -> None:
     assert h.wallet.unexplained() is None
     h.node.pending = 2  # and one more that nothing recorded
     assert "nonces 1;" in h.wallet.unexplained()
+
+
+ORIGINAL = "0x" + "0e" * 32  # the pool's transaction that Redis forgot
+
+
+def our_copy_reverted(world: World, *, sender: str | None = None) -> TxRecord:
+    """The holder's application was applied by `ORIGINAL` from `sender` (the wallet itself
+    when None); a copy of ours then reverted on chain and its new simulation says DMH-001."""
+    data, _signature = signed_call()
+    app = parse_application(LIFE_ID, signed_fields())
+    event = encode(
+        ["bytes32", "address", "address", "uint256", "uint256", "uint256"],
+        [b"\x01" * 32, app.policy_holder, app.protected_wallet, app.protected_balance, 1, 1],
+    )
+    block = world.chain.mine(ORIGINAL)
+    world.chain.logs.append(
+        {
+            "transactionHash": ORIGINAL,
+            "blockNumber": hex(block),
+            "topics": [APPLICATION_CREATED],
+            "data": "0x" + event.hex(),
+        }
+    )
+    world.chain.transactions[ORIGINAL] = {
+        "hash": ORIGINAL,
+        "from": sender or world.wallet.address,
+        "input": data,
+    }
+    record = world.send(data=data)
+    world.round()
+    world.chain.mine(record.tx_hash, status=0)
+    world.chain.mine()
+    world.chain.call_error = USED
+    assert world.round() == 1
+    return record
+
+
+def test_a_copy_that_reverted_on_the_pools_own_transaction_is_completed_by_it(
+    fake_redis,
+) -> None:
+    """After a rollback a copy was sent and reverted (paid): the application is done all the
+    same, by the original; nobody is held, no dead letter, its gas counted from its receipt."""
+    world = World(fake_redis)
+    metrics = world.wallet.ctx.shared.metrics
+    record = our_copy_reverted(world)
+    assert world.queue.dead_letters.list() == []
+    assert world.records.completed_as(LIFE_ID) == ORIGINAL
+    assert world.records.get(LIFE_ID) is None
+    assert not fake_redis.exists(f"PendingApplication:{LIFE_ID}")
+    [state] = world.records.holders.states([HOLDER.address])
+    assert state.hold is None and state.busy is None
+    [mark] = world.records.marks.get_many([signed_call()[1]])
+    assert (mark.tx_hash, mark.confirmed) == (ORIGINAL, True)
+    registry = metrics.registry
+    assert registry.get_sample_value("depeg_processor_applications_confirmed_total") == 1
+    # the original's receipt (21000 gas at 1 gwei); the copy's revert is counted apart
+    assert registry.get_sample_value("depeg_processor_gas_spent_wei_total") == 21_000 * 10**9
+    assert world.chain.sent == [] and record.tx_hash != ORIGINAL
+
+
+def test_a_revert_on_someone_elses_use_of_the_signature_is_already_applied_and_held(
+    fake_redis,
+) -> None:
+    """The holder front-ran our transaction with their own signature: set aside as
+    `already_applied` naming their transaction, and the holder held (one paid revert, not
+    one per application)."""
+    world = World(fake_redis)
+    record = our_copy_reverted(world, sender=OTHER_RELAYER)
+    [(_id, dead)] = world.queue.dead_letters.list()
+    assert dead["kind"] == "already_applied"
+    assert ORIGINAL in dead["reason"] and OTHER_RELAYER in dead["reason"]
+    assert record.tx_hash in dead["reason"]
+    [state] = world.records.holders.states([HOLDER.address])
+    assert state.hold is not None and state.hold.tx_hash == record.tx_hash
+    assert world.records.completed_as(LIFE_ID) is None
