@@ -16,6 +16,7 @@ from .chain.relay import relay_name
 from .chain.rpc import NodeClient
 from .chain.simulation import Simulator
 from .config import Settings
+from .durable import Durability
 from .errors import StartupError
 from .inbound.application import checked_address
 from .inbound.stream import StreamQueue
@@ -39,6 +40,8 @@ def command_check_config(settings: Settings, keys: list | None = None) -> int:
             print(f"redis WARNING: {warning}")
         for item in server.unchecked:
             print(f"redis NOT CHECKED: {item}")
+        durability = Durability.of(build_redis(settings), timeout=settings.durable_wait)
+        print(f"redis durability: {durability.describe()}")
     except (StartupError, redis.RedisError) as error:
         print(f"redis FAILED: {error}")
         problems += 1

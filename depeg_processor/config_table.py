@@ -149,6 +149,10 @@ TABLE: tuple[Setting, ...] = (
         Setting("REDIS_DEAD_LETTER_MAX_COUNT", "dead_letter_max_count", COUNT, "100000",
                 bound=at_least(1),
                 help="how many dead letters are kept at most; the oldest go first"),
+        Setting("REDIS_DURABLE_WAIT", "durable_wait", MILLIS, "1000",
+                help="ms a batch's write-ahead may wait to reach the append-only file (WAITAOF, "
+                "Redis 7.2+) or a replica (WAIT) before its broadcast; it goes out anyway "
+                "after; 0: no wait"),
         Setting("REDIS_READ_COUNT", "read_count", COUNT, "10", bound=at_least(1),
                 help="entries read per XREADGROUP (a batch); keep it <= "
                 "MAX_NON_ACK_PENDING_MESSAGES, a batch in hand is unacknowledged"),

@@ -100,6 +100,11 @@ class Metrics:
         self.redis_errors = Counter(
             p + "redis_errors", "Redis errors by kind", ["kind"], registry=registry
         )
+        self.durable_timeouts = Counter(
+            p + "redis_durable_timeouts",
+            "Write-aheads broadcast before Redis said they reached the AOF or a replica",
+            registry=registry,
+        )
         self.gas_spent = Counter(
             p + "gas_spent_wei", "Wei paid for confirmed transactions", registry=registry
         )

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import redis
 from prometheus_client import CollectorRegistry
 
-from . import redis_server
+from . import durable, redis_server
 from .chain.calls import ChainClient
 from .chain.clients import build_chain_client
 from .chain.product import ProductCalls
@@ -153,9 +153,8 @@ def check_node(settings: Settings, chain: ChainClient) -> NodeFacts:
 
 
 def check_redis(runtime: Runtime) -> StreamQueue:
-    """Refuse a Redis too old for the stream commands and warn about settings that can lose
-    data (see README, "Redis requirements"); create the consumer group. Returns the stream as
-    the first wallet's consumer sees it."""
+    """Refuse a Redis too old for the stream commands, warn about settings that can lose data
+    (README, "Redis requirements"); create the consumer group. Returns the first's stream."""
     server = redis_server.inspect(runtime.redis)
     log.info("%s", server.summary())
     for warning in server.warnings:
@@ -220,6 +219,7 @@ def build_consumers(
             for member in pool_of(runtime)
         ),
         reverts=RevertLedger(runtime.redis, stream=settings.stream_key),
+        durable=durable.wait_of(runtime.redis, settings, runtime.metrics),
     )
     runtime.metrics.revert_budget.set(settings.max_reverted_gas_per_hour)
     wallet_config = WalletConfig.from_settings(settings, chain_id=node.chain_id)

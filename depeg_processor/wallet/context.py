@@ -5,6 +5,7 @@ list of parameters."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import redis
 
@@ -72,6 +73,7 @@ class Shared:
     faults: Faults = NO_FAULTS
     pool: tuple[TxRecords, ...] = ()  # every wallet's records: what the pool has in flight
     reverts: RevertLedger | None = None  # the pool's reverted gas, for MAX_REVERTED_GAS_PER_HOUR
+    durable: Callable[[str], bool] | None = None  # the wait before a broadcast (see durable)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -57,6 +57,7 @@ class Submitter:
         preflight: Preflight,
         publisher: Publisher,
         on_below_base_fee: Callable[[list[TxRecord]], None] = lambda records: None,
+        durable: Callable[[str], bool] | None = None,
     ) -> None:
         self._config = config
         self._signer = signer
@@ -71,6 +72,7 @@ class Submitter:
         self._publisher = publisher
         self._preflight = preflight
         self._on_below_base_fee = on_below_base_fee  # tells the watcher's in-flight view
+        self._durable = durable or (lambda tx_hash: True)  # see durable: WAIT / WAITAOF
         self._broadcaster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="broadcast")
         self._broadcasting: Future | None = None
 
@@ -226,6 +228,7 @@ class Submitter:
         is told of at once (a spike above the fee cap is then reported within its round).
         `times`: when the simulation answered, the batch was signed and written ahead."""
         try:
+            self._durable(records[0].tx_hash)  # bounded; broadcast whether reached or not
             sending = self._clock.monotonic()
             answers = self._publisher.publish(records, first=True)
             _log_race_window(len(records), *times, sending, self._clock.monotonic())

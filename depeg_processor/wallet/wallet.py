@@ -73,6 +73,7 @@ class Wallet:
             fees=shared.fees,
             clock=shared.clock,
             faults=shared.faults,
+            durable=shared.durable,
             preflight=Preflight(
                 call=ctx.call,
                 product=shared.product,
