@@ -193,11 +193,11 @@ TABLE: tuple[Setting, ...] = (
                 "refuses a batch (see docs/what-happens-when.md)"),
         Setting("MAX_FEE_PER_GAS", "max_fee_per_gas", WEI, "30 gwei", bound=ABOVE_ZERO,
                 help="EIP-1559 fee cap"),
-        Setting("MAX_GAS_PER_TRANSACTION", "max_gas_per_transaction", COUNT, "3000000",
+        Setting("MAX_GAS_PER_TRANSACTION", "max_gas_per_transaction", COUNT, "10000000",
                 bound=at_least(21000),
                 help="the signing policy's gas cap: no transaction is signed with a higher "
-                "limit (the real product's measured limits reach about 2.3 M with eight "
-                "active bundles; see docs/operations.md#signing-policy)"),
+                "limit (the real product's gas grows by about 60,000 with each active bundle "
+                "of its riskpool; see docs/operations.md#signing-policy)"),
         Setting("MAX_PRIORITY_FEE_PER_GAS", "max_priority_fee_per_gas", WEI,
                 help="the tip, at most MAX_FEE_PER_GAS; unset: the node's "
                 "eth_maxPriorityFeePerGas"),
