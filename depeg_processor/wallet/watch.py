@@ -47,6 +47,7 @@ class Watcher:
         )
         self._busy = False  # transactions of ours in flight at the last read
         self._mined_nonce: int | None = None  # the wallet's mined count, as last asked
+        self._lease_lost_said = False  # a lost lease is said once, not every round until retaken
 
     def step(self, *, sending: bool) -> int:
         """A round at the schedule's pace: the node is asked only when the head is due, or when
@@ -76,9 +77,15 @@ class Watcher:
         try:
             settled = self._round(records, head) if sending else self._standby(records, head)
             state.node_ok("watcher")
+            self._lease_lost_said = False
             return settled
         except (LeaseLost, FenceLost) as error:
-            log.warning("receipt watcher: %s; the next holder settles what is in flight", error)
+            log.log(
+                logging.DEBUG if self._lease_lost_said else logging.WARNING,
+                "receipt watcher: %s; the next holder settles what is in flight",
+                error,
+            )
+            self._lease_lost_said = True
         except (errors.NodeUnavailable, errors.TransientError) as error:
             self._node_failed(error)
         except redis.RedisError as error:

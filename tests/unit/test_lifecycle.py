@@ -6,6 +6,7 @@ by the test."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 from eth_utils import keccak
@@ -341,3 +342,21 @@ def test_after_the_lease_is_regained_the_records_are_read_again(world: World) ->
     world.chain.mine()
     assert world.round() == 1
     assert world.records.completed_as(ENTITY_ID) == other.tx_hash
+
+
+def test_a_lost_lease_is_said_once_not_every_round(world: World, caplog) -> None:
+    """The lease gone while this process still thinks it holds it (Redis rolled back, or it
+    expired unnoticed): each round's refused replacement of a stuck transaction says so once,
+    then quietly until a round succeeds again."""
+    world.send()
+    world.round()
+    world.redis.set(world.wallet.lease.key, "the-next-holder")  # the keeper has not looked
+    with caplog.at_level(logging.DEBUG, logger="depeg_processor.wallet.watch"):
+        for _ in range(5):
+            world.chain.mine()
+            world.chain.mine()
+            world.mono[0] += 1.0
+            world.wallet.watch_now()
+    said = [r for r in caplog.records if "receipt watcher" in r.getMessage()]
+    assert [r.levelno for r in said] == [logging.WARNING] + [logging.DEBUG] * 4
+    assert world.chain.sent == [], "nothing replaced without the lease"
