@@ -148,3 +148,4 @@ def test_a_replica_promoted_after_it_missed_the_last_writes(real_product, spawn,
     assert completed == CAP, completed
     assert text.count("; purged") == APPLICATIONS, "each one purged as confirmed"
     assert text.count("is not held by this process") <= 2, "the lease's loss said once or twice"
+    assert text.count("vanished; creating it again") <= 1, "the group's loss said once at most"

@@ -153,3 +153,4 @@ def test_a_rollback_to_a_snapshot_with_transactions_in_the_pool(
     completed = text.count("(its record was lost); purged as confirmed")
     assert completed == (0 if pool_lost else in_pool), completed
     assert text.count("is not held by this process") <= 2, "the lease's loss said once or twice"
+    assert text.count("vanished; creating it again") <= 1, "the group's loss said once at most"
