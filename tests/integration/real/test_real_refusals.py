@@ -78,7 +78,9 @@ def refusals(real_product, redis_client) -> dict[str, tuple[dict, str, str]]:
     }
     underwriting = "ERROR:DP-016:UNDERWRITING_FAILED"
     cases = {
-        "signature-used": (dict(used), "DMH-001", "ERROR:DMH-001:SIGNATURE_USED"),
+        # used by a transaction of someone else's (the holder applied directly): news, set
+        # aside as already applied, naming that transaction, and no alert (issue 22)
+        "signature-used": (dict(used), "already_applied", "was applied already by transaction"),
         "balance-too-low": (
             webapp.application(webapp.new_holder(premium - 1)),
             "DP-014",
