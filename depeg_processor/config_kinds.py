@@ -10,9 +10,9 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from eth_account import Account
 from eth_utils import to_checksum_address
 
+from . import hdkeys
 from .chain.urls import split_urls
 from .inbound.application import is_valid_address
 
@@ -74,13 +74,10 @@ def parse_log_level(text: str) -> str:
 
 
 def check_mnemonic(mnemonic: str) -> str:
-    """The mnemonic, normalised, if it derives an account; errors never contain it."""
+    """The mnemonic, normalised, if it is a valid BIP-39 mnemonic (its words in one list, its
+    checksum); errors never contain it."""
     words = " ".join(mnemonic.split())
-    Account.enable_unaudited_hdwallet_features()  # here, not at import: see derive_accounts
-    try:
-        Account.from_mnemonic(words, account_path=DERIVATION_PATH)
-    except Exception:  # the library's messages may quote the words
-        raise ValueError("is not a valid BIP-39 mnemonic") from None
+    hdkeys.check(words)
     return words
 
 

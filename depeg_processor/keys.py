@@ -58,6 +58,13 @@ def lease_key(stream: str, address: str) -> str:
     return f"{stream}:lease:{address}"
 
 
+def lease_released_channel(stream: str) -> str:
+    """The pub/sub channel on which a process stopping cleanly announces the lease it gave up
+    ("<lease key> <owner>"), so a standby takes the wallet over at once. A channel, not a key:
+    nothing is stored under it."""
+    return f"{stream}:lease-released"
+
+
 def wallet_prefix(stream: str, index: int, address: str) -> str:
     """Where one wallet keeps its records, in-flight set and spend ledger. The first wallet
     keeps the stream's own name, as a single-wallet processor always did, so such a deployment

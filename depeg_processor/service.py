@@ -16,7 +16,7 @@ from collections.abc import Callable
 import redis
 from waitress.wasyncore import close_all
 
-from . import errors, startup
+from . import errors, keys, startup
 from .consumer.guards import STANDBY_CHECK_INTERVAL
 from .consumer.loop import Consumer
 from .inbound.dead_letters import DeadLetters
@@ -25,6 +25,7 @@ from .monitor import Limits, make_monitor_app
 from .monitor_server import create_monitor_server
 from .startup import Runtime
 from .state import STANDBY
+from .wallet.handover import Releases
 from .wallet.sending import SendingWallet
 from .wallet.wallet import Wallet
 
@@ -146,6 +147,12 @@ class Service:
             redis_client=runtime.redis,
             monotonic=self._monotonic,
             idle=lambda wallet: self._by_wallet[wallet.address].idle,
+            releases=Releases(
+                runtime.redis,
+                channel=keys.lease_released_channel(settings.stream_key),
+                stop=self.stop_event,
+                monotonic=self._monotonic,
+            ),
         )
         log.info(
             "processor wallet %s on chain %s, product %s (message helper %s), "
@@ -239,7 +246,7 @@ class Service:
         self.state.set_holding(
             f"{STANDBY}: all {len(self.consumers)} wallets of the pool are held by other processors"
         )
-        self.stop_event.wait(STANDBY_CHECK_INTERVAL)
+        self.sending.wait_for_wallet(STANDBY_CHECK_INTERVAL)
 
     def _start_thread(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import redis
 from prometheus_client import CollectorRegistry
 
-from . import durable, redis_server
+from . import durable, keys, redis_server
 from .chain.calls import ChainClient
 from .chain.clients import build_chain_client
 from .chain.product import ProductCalls
@@ -95,9 +95,8 @@ def build_runtime(
     faults: Faults = NO_FAULTS,
     clock: Clock = SYSTEM,
 ) -> Runtime:
-    """The clients for `settings` (or those handed in): the node's tells the shared state when
-    it is rate limited (and, with several providers, how each is doing) and waits on the stop
-    event."""
+    """The clients for `settings` (or those handed in): the node's tells the shared state when it
+    is rate limited (and, with several providers, how each is doing) and waits on the stop event."""
     stop = stop or threading.Event()
     metrics = metrics or Metrics(CollectorRegistry())
     state = SharedState(monotonic=clock.monotonic)
@@ -276,6 +275,7 @@ def wallet_context(
             owner=owner_id(member.consumer),
             ttl=settings.lease_ttl,
             monotonic=runtime.clock.monotonic,
+            channel=keys.lease_released_channel(settings.stream_key),
         ),
         records=records,
         nonces=NonceManager(

@@ -22,7 +22,7 @@ from .config import ConsumerConfig
 log = logging.getLogger(__name__)
 
 MIN_CAP_WAIT = 0.05  # seconds: the shortest look again at a wallet at its cap
-STANDBY_CHECK_INTERVAL = 0.5  # how soon a standby notices that the lease keeper gained the lease
+STANDBY_CHECK_INTERVAL = 0.5  # s: the longest a standby waits for the lease between two looks
 
 
 class Guards:
@@ -68,7 +68,8 @@ class Guards:
             if holder and holder != wallet.lease.owner
             else f"{STANDBY}: waiting for the wallet's lease"
         )
-        self._pause(STANDBY_CHECK_INTERVAL)
+        # woken as soon as the lease keeper gains the lease (at once after a clean release)
+        wallet.lease.wait_held(STANDBY_CHECK_INTERVAL)
         return False
 
     def lease_lost(self) -> None:

@@ -23,6 +23,7 @@ from ..inbound.stream import Entry
 from ..inbound.stream_ids import id_key
 from ..metrics import Metrics
 from ..state import SharedState
+from ..wallet.handover import claim_entries_left
 from ..wallet.wallet import Wallet
 from .batch import BatchHandler
 from .config import ConsumerConfig
@@ -183,7 +184,9 @@ class Consumer:
         ):
             self.guards.claim_due = False
             self._claimed_at = now
-            self._wallet.queue.claim_abandoned()
+            wallet = self._wallet
+            claim_entries_left(wallet.ctx.shared.redis, wallet.queue, wallet.lease.handed_over())
+            wallet.queue.claim_abandoned()
 
     def _read(self, room: int) -> list[Entry]:
         """At most a batch, and no more than the wallet's room under its in-flight cap."""

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from ..chain.signing import DigestSigner, LocalKey, TransactionSigner
+from ..chain.signing import DigestSigner, TransactionSigner
 from ..config import Settings
 from ..metrics import Metrics
 from .policy import SigningPolicy
@@ -35,8 +35,7 @@ def open_keys(settings: Settings) -> list[DigestSigner]:
         )
     from ..wallet.pool import derive_accounts
 
-    accounts = derive_accounts(settings.mnemonic, settings.wallets)
-    return [LocalKey(account.key) for account in accounts]
+    return derive_accounts(settings.mnemonic, settings.wallets)
 
 
 def wallet_signers(

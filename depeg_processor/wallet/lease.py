@@ -10,6 +10,10 @@ node takes to answer the processor or the watcher, the lease is renewed every th
 to live. The other threads only read `held()` and `generation`; every write of theirs that only
 the holder may make is fenced (`check_fence`) so that a process that lost the lease without
 noticing cannot overwrite what the next holder wrote.
+
+A clean stop deletes the lease (compare-and-delete: only the owner's own) and announces it on
+the pool's release channel in the same transaction, so a standby listening there
+(`handover.Releases`) takes the wallet over at once rather than at its next renewal round.
 """
 
 from __future__ import annotations
@@ -58,17 +62,22 @@ class Lease:
         owner: str,
         ttl: float,
         monotonic: Callable[[], float] = time.monotonic,
+        channel: str | None = None,
     ) -> None:
         self._redis = client
         self.key = key
         self.owner = owner
         self.ttl = ttl
+        self.channel = channel  # where a release is announced (`keys.lease_released_channel`)
         self._monotonic = monotonic
         self._lock = threading.Lock()  # guards the fields below (no I/O under it)
+        self._gained = threading.Condition(self._lock)  # notified when the lease is gained
         self._writing = threading.Lock()  # one write at a time: a release is never undone
         self._valid_until = 0.0
         self._generation = 0
         self._released = False
+        self._released_by: str | None = None  # the owner a release notice named, until used
+        self._handed_over: str | None = None  # its consumer, if that release handed it to us
 
     @property
     def fence(self) -> Fence:
@@ -78,6 +87,25 @@ class Lease:
         """Whether this process may send now (local view; no I/O)."""
         with self._lock:
             return self._monotonic() < self._valid_until
+
+    def wait_held(self, timeout: float) -> bool:
+        """Wait at most `timeout` seconds for the lease to be held (the keeper thread gains
+        it); True once held. A standby's loop waits here, so it sends as soon as it may."""
+        with self._gained:
+            return self._gained.wait_for(lambda: self._monotonic() < self._valid_until, timeout)
+
+    def note_released(self, owner: str) -> None:
+        """A release notice: `owner` gave this lease up cleanly (its batch out, its entries
+        acknowledged or left for the next holder)."""
+        with self._lock:
+            self._released_by = owner
+
+    def handed_over(self) -> str | None:
+        """Once, after the lease was gained right after its holder released it cleanly: that
+        holder's consumer name, whose unacknowledged entries are the new holder's at once."""
+        with self._lock:
+            consumer, self._handed_over = self._handed_over, None
+            return consumer
 
     @property
     def generation(self) -> int:
@@ -95,6 +123,7 @@ class Lease:
                 if self._released:
                     return False
                 continuous = started < self._valid_until
+                noted, self._released_by = self._released_by, None
             try:
                 with self._redis.pipeline(transaction=True) as pipe:
                     pipe.watch(self.key)
@@ -114,7 +143,10 @@ class Lease:
                 # have been held (and released) by another sender meanwhile.
                 if not (continuous and holder == self.owner):
                     self._generation += 1
+                if holder is None and noted is not None:  # freed by that release, not expired
+                    self._handed_over = noted.rsplit("@", 1)[0]
                 self._valid_until = started + self.ttl * SAFETY
+                self._gained.notify_all()
             return True
 
     def _lapse(self) -> None:
@@ -138,6 +170,8 @@ class Lease:
                     if pipe.get(self.key) == self.owner:
                         pipe.multi()
                         pipe.delete(self.key)
+                        if self.channel is not None:
+                            pipe.publish(self.channel, f"{self.key} {self.owner}")
                         pipe.execute()
                     else:
                         pipe.unwatch()

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-
 from .. import keys
+from ..chain.signing import LocalKey
+from ..hdkeys import wallet_keys
 
 
 def derivation_path(index: int) -> str:
@@ -50,17 +49,13 @@ class Member:
         return f"{self.base_consumer}:{self.address}"
 
 
-def derive_accounts(mnemonic: str, count: int) -> list[LocalAccount]:
-    """The first `count` accounts of the mnemonic, the pool's wallets in order.
-
-    eth_account keeps derivation from a mnemonic behind a switch; it is thrown here, right
-    before the derivation (it is idempotent), so that importing a module changes nothing.
-    """
-    Account.enable_unaudited_hdwallet_features()
-    return [Account.from_mnemonic(mnemonic, account_path=derivation_path(i)) for i in range(count)]
+def derive_accounts(mnemonic: str, count: int) -> list[LocalKey]:
+    """The first `count` accounts of the mnemonic (`derivation_path`), the pool's wallets in
+    order (`hdkeys`: without eth-account, which weighs on the start)."""
+    return [LocalKey(key) for key in wallet_keys(mnemonic, count)]
 
 
-def pool(accounts: list[LocalAccount], *, stream: str, consumer: str) -> list[Member]:
+def pool(accounts: list, *, stream: str, consumer: str) -> list[Member]:
     return [
         Member(index=i, address=account.address, stream=stream, base_consumer=consumer)
         for i, account in enumerate(accounts)

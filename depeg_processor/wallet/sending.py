@@ -6,6 +6,9 @@ holding none, takes the first free one (`keep_leases_once`). Between two batches
 consumer loop may move to a wallet that no process holds but whose last holder left
 transactions in flight (`take_a_left_wallet`), so that nothing of a wallet stays unwatched
 while a replica can take it. Both threads change the wallet held under one lock.
+
+Between two rounds the keeper listens for release notices (`handover.Releases`): a wallet
+given up by a process stopping cleanly is taken within milliseconds, not at the next round.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from collections.abc import Callable
 
 import redis
 
+from .handover import Releases
 from .wallet import Wallet
 
 log = logging.getLogger(__name__)
@@ -32,13 +36,16 @@ class SendingWallet:
         redis_client: redis.Redis,
         monotonic: Callable[[], float],
         idle: Callable[[Wallet], bool],
+        releases: Releases | None = None,
     ) -> None:
         self.wallets = wallets
+        self._releases = releases
         self._idle = idle  # the wallet's consumer has nothing in hand
         self._redis = redis_client
         self._monotonic = monotonic
         self._current: Wallet | None = None
         self._lock = threading.Lock()  # the lease keeper and the loop both change _current
+        self._gained = threading.Condition(self._lock)  # notified when a wallet is taken
         self._left_checked_at: float | None = None  # when left wallets were last looked for
         self.interval = wallets[0].keeper.interval
 
@@ -66,6 +73,7 @@ class SendingWallet:
                         wallet.queue.consumer,
                     )
                     self._current = wallet
+                    self._gained.notify_all()
                     return wallet
             if current is not None:
                 log.warning(
@@ -75,9 +83,15 @@ class SendingWallet:
             self._current = None
             return None
 
+    def wait_for_wallet(self, timeout: float) -> bool:
+        """Wait at most `timeout` seconds for a wallet to be held (a standby's loop)."""
+        with self._gained:
+            return self._gained.wait_for(lambda: self._current is not None, timeout)
+
     def run(self, stop: threading.Event) -> None:
         """The lease keeper thread: `keep_leases_once` every `interval` until stopped, on a
-        schedule of its own, so a slow node cannot let the lease lapse."""
+        schedule of its own, so a slow node cannot let the lease lapse; at once when a lease
+        of the pool is released."""
         log.info(
             "lease keeper started (%s wallet(s), renewed every %.1fs)",
             len(self.wallets),
@@ -88,8 +102,21 @@ class SendingWallet:
                 self.keep_leases_once()
             except Exception:  # a bug must not stop the renewals for good: log it, go on
                 log.exception("lease keeper round failed")
-            stop.wait(self.interval)
+            self._wait(stop)
+        if self._releases is not None:
+            self._releases.close()
         log.info("lease keeper stopped")
+
+    def _wait(self, stop: threading.Event) -> None:
+        """Until the next round: the interval, or less when a lease of the pool is released
+        (its wallet then knows who released it, `Lease.note_released`)."""
+        if self._releases is None:
+            stop.wait(self.interval)
+            return
+        by_key = {wallet.lease.key: wallet for wallet in self.wallets}
+        for key, owner in self._releases.wait(self.interval):
+            if key in by_key:
+                by_key[key].lease.note_released(owner)
 
     def take_a_left_wallet(self) -> Wallet | None:
         """Between two batches, at most once per lease renewal interval: when the wallet held

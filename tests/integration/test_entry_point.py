@@ -176,3 +176,42 @@ def test_readable_logs_outside_production_never_contain_secrets(
     assert "DEBUG" in err and entity_id in err
     assert fields["signature"][2:] not in err, "the user's signature must not be logged"
     assert "junk" not in err
+
+
+# Run as `python -m depeg_processor` would, then name the heavy packages loaded by the end.
+HEAVY_AT_EXIT = """
+import atexit, runpy, sys
+def report():
+    loaded = {m.split(".")[0] for m in sys.modules}
+    heavy = sorted(loaded & {"eth_account", "eth_keyfile", "py_ecc"})
+    print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+atexit.register(report)
+sys.argv = ["depeg_processor"]
+runpy.run_module("depeg_processor", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_mnemonic_processor_sends_without_eth_account_or_its_keystore_and_bls_code(
+    redis_server, anvil, product, webapp, redis_client
+):
+    """eth-account's import brings eth-keyfile and py_ecc's BLS pairing code, a quarter of a
+    second of the start; with a mnemonic nothing of them runs, from start to a confirmed
+    application to the stop."""
+    env = service_env(redis_server.url, anvil.url, product.address, NODE_ENV="production")
+    entity_id = webapp.apply()
+    process = subprocess.Popen(
+        [sys.executable, "-c", HEAVY_AT_EXIT],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: not application(redis_client, entity_id), what="processed")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    _out, err = process.communicate()
+    assert "HEAVY=\n" in err, err[-2000:]
