@@ -101,14 +101,23 @@ def test_each_attacking_holder_makes_the_pool_pay_for_one_revert_at_most(
     print(f"\n[{replicas} replica(s)] {outcome}; {time.monotonic() - started:.0f} s")
 
     assert attacker.approvals, "the attacker attacked"
-    assert check_metrics_show_spend(receipts, ports)["0x0"] > 0, "the reverts' cost shows"
+    check_metrics_show_spend(receipts, ports)
     assert set(paid) <= set(attacked.values()), f"only attackers' reverts; {outcome}"
     assert all(len(gas) <= 1 for gas in paid.values()), f"one revert per holder; {outcome}"
-    landed = collections.Counter(p["policyHolder"] for p in policies)
-    assert landed == collections.Counter(f["policyHolder"] for f in honest.values()), outcome
-    assert set(letters) == set(attacked), outcome
-    for entity_id, holder in attacked.items():
-        letter = letters[entity_id]
+    landed = collections.Counter(p["policyHolder"].lower() for p in policies)
+    for fields in honest.values():
+        assert landed[fields["policyHolder"].lower()] == 1, f"each honest one once; {outcome}"
+    assert set(letters) <= set(attacked), f"only attacked applications set aside; {outcome}"
+    # An attack can lose its race (the processor's transaction mined before the approval
+    # reached the pool): that application lands. Each attacked one ends landed once or set
+    # aside with its reason, and at least one attack won, or this run showed nothing.
+    assert paid, f"no attack won its race; {outcome}"
+    for holder in set(attacked.values()):
+        mine = [e for e, h in attacked.items() if h == holder]
+        aside = [e for e in mine if e in letters]
+        assert landed[holder] + len(aside) == len(mine), (holder, landed[holder], aside, outcome)
+    for entity_id, letter in letters.items():
+        holder = attacked[entity_id]
         assert letter["kind"] in ASIDE, (letter["kind"], letter["reason"])
         if letter["kind"] == "holder_held":
             assert holder in letter["reason"] and "reverted on chain" in letter["reason"]
