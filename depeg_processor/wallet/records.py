@@ -18,7 +18,7 @@ from ..errors import (
     OwnedElsewhere,
     PoolChanged,
 )
-from .holders import DEFAULT_HOLD_SECONDS, Holders
+from .holders import DEFAULT_HOLD_SECONDS, Hold, Holders
 from .lease import Fence, check_fence
 from .signatures import DONE_TTL, SignatureMark, SignatureMarks
 from .txrecord import TxRecord, holder_of, signature_of
@@ -206,6 +206,19 @@ class TxRecords:
                 also(pipe)
 
         self._redis.transaction(write, self.key(entity_id))
+
+    def forget_holding(self, entity_id: str, hold: Hold | None) -> Callable:
+        """A dead letter's commit: the record forgotten, and its holder held, in one MULTI."""
+
+        def commit(remove: Callable[[redis.client.Pipeline], None]) -> None:
+            def also(pipe: redis.client.Pipeline) -> None:
+                remove(pipe)
+                if hold is not None:
+                    self.holders.stage_hold(pipe, hold)
+
+            self.forget(entity_id, also=also)
+
+        return commit
 
     def send_back(self, entity_id: str, *, fence: Fence | None = None) -> str:
         """Enqueue an application again whose transaction can never be mined: drop its record,

@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
-
-import redis
 
 from .. import errors
 from ..fees import Fees
@@ -124,14 +121,6 @@ class RelayHeld:
         filler = self.fill(record.nonce, above=record)
         hold = self._hold(record, error.reason)
 
-        def commit(remove: Callable[[redis.client.Pipeline], None]) -> None:
-            def also(pipe: redis.client.Pipeline) -> None:
-                remove(pipe)
-                if hold is not None:
-                    ctx.records.holders.stage_hold(pipe, hold)
-
-            ctx.records.forget(record.entity_id, also=also)
-
         ctx.dead_letters.set_aside(
             entity_id=record.entity_id,
             kind="not_included_by_relay",
@@ -143,7 +132,7 @@ class RelayHeld:
             ),
             entry_id=record.stream_entry_id or None,
             entry_fields={"entityId": record.entity_id},
-            commit=commit,
+            commit=ctx.records.forget_holding(record.entity_id, hold),
         )
         if hold is not None:
             log.warning("%s", hold.describe())

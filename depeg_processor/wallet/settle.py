@@ -25,9 +25,6 @@ it aside as `already_applied`, naming that transaction, and holds its holder as 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-
-import redis
 
 from .. import errors
 from .applied import Used, UsedSignatures
@@ -141,14 +138,6 @@ class Settler:
         )
         hold = self._hold(record, mined, now)
 
-        def commit(remove: Callable[[redis.client.Pipeline], None]) -> None:
-            def also(pipe: redis.client.Pipeline) -> None:
-                remove(pipe)
-                if hold is not None:
-                    ctx.records.holders.stage_hold(pipe, hold)
-
-            ctx.records.forget(record.entity_id, also=also)
-
         ctx.dead_letters.set_aside(
             entity_id=record.entity_id,
             kind=kind,
@@ -156,7 +145,7 @@ class Settler:
             reason=reason,
             entry_id=record.stream_entry_id or None,
             entry_fields={"entityId": record.entity_id},
-            commit=commit,
+            commit=ctx.records.forget_holding(record.entity_id, hold),
         )
         if hold is not None and ctx.records.holders.hold_seconds > 0:
             log.warning("%s", hold.describe())
