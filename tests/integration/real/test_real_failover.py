@@ -12,7 +12,6 @@ four are sent: every policy once, no paid revert, no dead letter, the processor 
 
 from __future__ import annotations
 
-import collections
 import os
 import signal
 
@@ -23,8 +22,8 @@ from depeg_processor.inbound.untrusted import REDIS_DECODING
 from devnet.forward import TcpForwarder
 from devnet.nodes import RedisServer
 from tests.conftest import wait_until
-from tests.integration.conftest import dead_letters, service_env, wallet_nonce
-from tests.integration.real.test_real_rollback import count, sent
+from tests.integration.conftest import service_env, wallet_nonce
+from tests.integration.real.test_real_rollback import check_recovered, count, sent, settle_all
 from tests.integration.real_replicas import STREAM, WALLET_ETH, WALLETS, submit_together
 
 pytestmark = pytest.mark.integration
@@ -102,50 +101,12 @@ def test_a_replica_promoted_after_it_missed_the_last_writes(real_product, spawn,
                     what="the processor holding after the failover",
                 )
                 assert wallet_nonce(anvil, WALLET.address) == first_nonce, "nothing mined yet"
-                anvil.rpc("anvil_setIntervalMining", 1)
-                wait_until(
-                    lambda: (
-                        not any(client.exists(f"PendingApplication:{e}") for e in applications)
-                        and client.xpending(STREAM, "depeg-backend-processor")["pending"] == 0
-                    ),
-                    timeout=120,
-                    what="every application settled",
-                )
-                wait_until(
-                    lambda: (
-                        wallet_nonce(anvil, WALLET.address)
-                        == wallet_nonce(anvil, WALLET.address, "pending")
-                    ),
-                    what="the wallet's transactions mined",
-                )
-                assert process.poll() is None, "the processor stays up"
-            receipts = real_product.our_receipts([WALLET.address], start_block)
-            created = [
-                e
-                for e in real_product.applications_created(start_block)
-                if e["policyHolder"].lower() in holders
-            ]
-            letters = dead_letters(client)
+                settle_all(anvil, client, applications, process)
             text = log.read_text()
+            completed = check_recovered(real_product, client, holders, start_block, text)
             client.close()
             promoted.close()
         finally:
             replica.stop()
-    reverted = [r["transactionHash"] for r in receipts if r["status"] != "0x1"]
-    by_holder = collections.Counter(e["policyHolder"].lower() for e in created)
-    completed = text.count("(its record was lost); purged as confirmed")
-    print(
-        f"\n{len(receipts)} transactions mined, {len(reverted)} reverted; "
-        f"{len(created)} policies; {len(letters)} dead letters; "
-        f"{text.count('is not held by this process')} lease warnings; "
-        f"{completed} completed from the chain; "
-        f"{text.count('; purged')} purged in all"
-    )
-    assert reverted == [], "no paid revert"
-    assert len(receipts) == APPLICATIONS, "one transaction per application"
-    assert by_holder == dict.fromkeys(holders, 1), "every policy once"
-    assert letters == {}, f"no false dead letter: {letters}"
     assert completed == CAP, completed
     assert text.count("; purged") == APPLICATIONS, "each one purged as confirmed"
-    assert text.count("is not held by this process") <= 2, "the lease's loss said once or twice"
-    assert text.count("vanished; creating it again") <= 1, "the group's loss said once at most"

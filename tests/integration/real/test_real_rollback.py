@@ -36,6 +36,55 @@ def sent(client: redis.Redis, entity_ids) -> int:
     return sum(1 for e in entity_ids if client.hget(f"PendingApplication:{e}", "transactionHash"))
 
 
+def settle_all(anvil, client: redis.Redis, applications, process) -> None:
+    """Blocks again, until every application is settled, every transaction of the wallet
+    mined, and the processor still up."""
+    anvil.rpc("anvil_setIntervalMining", 1)
+    wait_until(
+        lambda: (
+            not any(client.exists(f"PendingApplication:{e}") for e in applications)
+            and client.xpending(STREAM, "depeg-backend-processor")["pending"] == 0
+        ),
+        timeout=120,
+        what="every application settled",
+    )
+    wait_until(
+        lambda: (
+            wallet_nonce(anvil, WALLET.address) == wallet_nonce(anvil, WALLET.address, "pending")
+        ),
+        what="the wallet's transactions mined",
+    )
+    assert process.poll() is None, "the processor stays up"
+
+
+def check_recovered(real_product, client, holders, start_block, text: str) -> int:
+    """Every policy once, no paid revert, no false dead letter, each loss said once at most;
+    returns how many applications were completed from the chain (their records lost)."""
+    receipts = real_product.our_receipts([WALLET.address], start_block)
+    created = [
+        e
+        for e in real_product.applications_created(start_block)
+        if e["policyHolder"].lower() in holders
+    ]
+    letters = dead_letters(client)
+    reverted = [r["transactionHash"] for r in receipts if r["status"] != "0x1"]
+    completed = text.count("(its record was lost); purged as confirmed")
+    print(
+        f"\n{len(receipts)} transactions mined, {len(reverted)} reverted; "
+        f"{len(created)} policies; {len(letters)} dead letters; "
+        f"{text.count('is not held by this process')} lease warnings; "
+        f"{completed} completed from the chain; {text.count('; purged')} purged in all"
+    )
+    assert reverted == [], "no paid revert"
+    assert len(receipts) == APPLICATIONS, "one transaction per application"
+    by_holder = collections.Counter(e["policyHolder"].lower() for e in created)
+    assert by_holder == dict.fromkeys(holders, 1), "every policy once"
+    assert letters == {}, f"no false dead letter: {letters}"
+    assert text.count("is not held by this process") <= 2, "the lease's loss said once or twice"
+    assert text.count("vanished; creating it again") <= 1, "the group's loss said once at most"
+    return completed
+
+
 def kill_and_restore(server: RedisServer, *, meanwhile=lambda: None) -> None:
     """Kill the server (no shutdown save), do `meanwhile`, and start it again on its data
     directory: it loads the last snapshot."""
@@ -112,45 +161,7 @@ def test_a_rollback_to_a_snapshot_with_transactions_in_the_pool(
                 what="the processor holding after the rollback",
             )
             assert wallet_nonce(anvil, WALLET.address) == first_nonce  # nothing mined yet
-            anvil.rpc("anvil_setIntervalMining", 1)  # blocks again
-            wait_until(
-                lambda: (
-                    not any(client.exists(f"PendingApplication:{e}") for e in applications)
-                    and client.xpending(STREAM, "depeg-backend-processor")["pending"] == 0
-                ),
-                timeout=120,
-                what="every application settled",
-            )
-            wait_until(
-                lambda: (
-                    wallet_nonce(anvil, WALLET.address)
-                    == wallet_nonce(anvil, WALLET.address, "pending")
-                ),
-                what="the wallet's transactions mined",
-            )
-            assert process.poll() is None, "the processor stays up"
-        receipts = real_product.our_receipts([WALLET.address], start_block)
-        created = [
-            e
-            for e in real_product.applications_created(start_block)
-            if e["policyHolder"].lower() in holders
-        ]
-        letters = dead_letters(client)
-        text = log.read_text()
+            settle_all(anvil, client, applications, process)
+        completed = check_recovered(real_product, client, holders, start_block, log.read_text())
         client.close()
-    reverted = [r["transactionHash"] for r in receipts if r["status"] != "0x1"]
-    by_holder = collections.Counter(e["policyHolder"].lower() for e in created)
-    print(
-        f"\n{len(receipts)} transactions mined, {len(reverted)} reverted; "
-        f"{len(created)} policies; {len(letters)} dead letters; "
-        f"{text.count('is not held by this process')} lease warnings; "
-        f"{text.count('purged as confirmed')} completed from the chain"
-    )
-    assert reverted == [], "no paid revert"
-    assert len(receipts) == APPLICATIONS, "one transaction per application"
-    assert by_holder == dict.fromkeys(holders, 1), "every policy once"
-    assert letters == {}, f"no false dead letter: {letters}"
-    completed = text.count("(its record was lost); purged as confirmed")
     assert completed == (0 if pool_lost else in_pool), completed
-    assert text.count("is not held by this process") <= 2, "the lease's loss said once or twice"
-    assert text.count("vanished; creating it again") <= 1, "the group's loss said once at most"
