@@ -187,6 +187,12 @@ TABLE: tuple[Setting, ...] = (
                 bound=at_least(1),
                 help="most calls in one JSON-RPC batch; lowered by itself when the provider "
                 "refuses a batch (see docs/what-happens-when.md)"),
+        Setting("CHAIN_SIMULATION_GAS_CAP", "simulation_gas_cap", COUNT, "50000000",
+                bound=at_least(3_000_000),
+                help="most gas one eth_simulateV1 request may ask (the replay of what is in "
+                "flight and the batch together): the node's own cap, 50 M by default on geth, "
+                "reth (--rpc.gascap) and anvil; lowered by itself when the node refuses a "
+                "simulation for it, and a batch that does not fit waits"),
         Setting("MAX_FEE_PER_GAS", "max_fee_per_gas", WEI, "30 gwei", bound=ABOVE_ZERO,
                 help="EIP-1559 fee cap"),
         Setting("MAX_GAS_PER_TRANSACTION", "max_gas_per_transaction", COUNT, "3000000",

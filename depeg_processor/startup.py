@@ -195,7 +195,8 @@ def build_consumers(
     settings, chain = runtime.settings, runtime.chain
     shared = Shared(
         chain=chain,
-        simulator=Simulator(chain=chain),  # one per node: it offers eth_simulateV1 or not
+        # one per node: it offers eth_simulateV1 or not, up to its gas cap
+        simulator=Simulator(chain=chain, gas_cap=settings.simulation_gas_cap),
         product=ProductCalls(),
         redis=runtime.redis,
         fees=FeePolicy(

@@ -7,10 +7,11 @@ batches at all (`batches=False`), and a rate limit in calls a second (`rate_limi
 bucket holding one second's worth; each batch member is one call), answered with HTTP 429 and
 `Retry-After: 1` or, with `limit_answer="mixed"`, every other time with a JSON-RPC -32005 error
 object as other providers do; `limiting = True` refuses every request so until it is set back.
-With `lag` it answers as a node that many blocks behind (`devnet.lagging`). With
-`malformed_header` every answer carries one header line without a colon, as some load balancers
-add (urllib3 then logs a warning naming the URL). Connections are kept alive, as a provider's
-are."""
+With `lag` it answers as a node that many blocks behind (`devnet.lagging`); with
+`simulation_gas_cap` it refuses an eth_simulateV1 asking more gas, as reth does
+(`devnet.simcap`). With `malformed_header` every answer carries one header line without a
+colon, as some load balancers add (urllib3 then logs a warning naming the URL). Connections
+are kept alive, as a provider's are."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from devnet.lagging import lagging_answers, upstream_json
 from devnet.nodes import free_port
+from devnet.simcap import over_cap
 
 BATCH_TOO_LARGE = {
     "jsonrpc": "2.0",
@@ -78,6 +80,7 @@ class RpcProxy:
         missing_methods: tuple[str, ...] = (),
         lag: int = 0,
         malformed_header: bool = False,
+        simulation_gas_cap: int | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.upstream = upstream
@@ -92,6 +95,8 @@ class RpcProxy:
         self.lag = lag  # blocks behind the head it answers from (0: not behind)
         self.malformed_header = malformed_header  # one header line without a colon
         self.limiting = False  # True: every request is refused for the rate limit
+        self.simulation_gas_cap = simulation_gas_cap  # refuse bigger eth_simulateV1 (simcap)
+        self.simulations_refused = 0
         self.calls: collections.Counter[str] = collections.Counter()
         self.requests = 0
         self.refused_batches = 0  # batches answered as too large / not supported
@@ -209,6 +214,12 @@ class RpcProxy:
             return None
         batch = isinstance(message, list)
         members = message if batch else [message]
+        cap = self.simulation_gas_cap
+        refused = None if cap is None or batch else over_cap(message, cap)
+        if refused is not None:
+            with self._lock:
+                self.simulations_refused += 1
+            return 200, json.dumps(refused).encode(), {}
         with self._lock:
             if batch and (not self.batches or (self.max_batch and len(members) > self.max_batch)):
                 self.refused_batches += 1

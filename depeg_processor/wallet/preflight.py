@@ -31,11 +31,12 @@ from collections.abc import Callable, Sequence
 import redis
 
 from .. import errors
-from ..chain.calls import ChainClient
+from ..chain.calls import ChainClient, block_of
 from ..chain.product import ProductCalls
-from ..chain.simulation import Simulator
+from ..chain.simulation import Simulator, requested_gas
 from ..fees import FeePolicy
 from ..inbound.application import Application
+from .mined import MinedBlocks
 from .records import TxRecord, TxRecords
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ class Preflight:
         self._tag: str | dict = "latest"  # the block the last batch was simulated at
         self.replayed = 0  # how many transactions in flight were replayed before it
         self._gas_limit: int | None = None  # learned from eth_estimateGas, see check()
+        self._mined = MinedBlocks(fetch=self._blocks)
 
     def check(self, apps: Sequence[Application]) -> list[tuple[str, int] | errors.ProcessorError]:
         """Calldata and gas limit per application, or the error in its place (a revert gives
@@ -161,30 +163,69 @@ class Preflight:
         return self._simulator.simulates
 
     def simulate(self, calls: list[dict]) -> list:
-        """Each call's result (see `Simulator.simulate`), after everything in flight."""
+        """Each call's result (see `Simulator.simulate`), after everything in flight that the
+        simulated block does not hold yet (see `mined.py`). The request stays within the
+        node's simulation gas cap: the calls that do not fit after the replay wait for the
+        next batch (WaitingForRoom: back-pressure, not an attempt); a refusal for the cap
+        teaches the simulator a lower one and the batch is fitted to it once more."""
         simulator, fees = self._simulator, self._fees
         self.replayed = 0
         if not self.replays:
             return simulator.simulate(calls, "pending")
         fees.current(fresh=True)  # the latest block now: what the web app did is in it
-        tag = block_tag(fees.last_block_hash, fees.last_block)
+        latest = fees.latest
+        if latest is not None:
+            tag = block_tag(latest.block_hash, latest.number)
+        else:
+            tag = block_tag(fees.last_block_hash, fees.last_block)
+        self._mined.follow(latest)
         before = [
             self._call(t.record.data, t.record.gas) | {"from": t.sender}
             for t in self.in_flight()
-            if t.record.data and t.record.gas
+            if t.record.data and t.record.gas and not self._mined.holds(t.record)
         ]
-        if before:
-            log.debug("simulating %s call(s) after %s in flight", len(calls), len(before))
         self._tag, self.replayed = tag, len(before)
-        try:
-            return simulator.simulate(calls, tag, before=before, done=signature_used)
-        except errors.ReplayFailed as error:
-            log.warning("%s; the batch waits for them", error)
-            return [error] * len(calls)
+        for _try in range(2):
+            fit = fitting(before, calls, simulator.gas_cap)
+            if fit < len(calls):
+                log.info(
+                    "%s of %s call(s) wait for room: %s replayed in flight leave room for %s "
+                    "under the node's simulation gas cap of %s",
+                    len(calls) - fit,
+                    len(calls),
+                    len(before),
+                    fit,
+                    simulator.gas_cap,
+                )
+            if not fit:
+                return [self._no_room(len(before))] * len(calls)
+            if before:
+                log.debug("simulating %s call(s) after %s in flight", fit, len(before))
+            try:
+                results = simulator.simulate(calls[:fit], tag, before=before, done=signature_used)
+            except errors.ReplayFailed as error:
+                log.warning("%s; the batch waits for them", error)
+                return [error] * len(calls)
+            except errors.SimulationTooLarge as error:
+                refused = error
+                continue
+            return results + [self._no_room(len(before))] * (len(calls) - fit)
+        return [refused] * len(calls)
+
+    def _no_room(self, replayed: int) -> errors.WaitingForRoom:
+        return errors.WaitingForRoom(
+            f"waits for room under the node's simulation gas cap ({self._simulator.gas_cap}) "
+            f"after {replayed} transactions in flight"
+        )
 
     def alone(self, calls: list[dict]) -> list:
         """The calls simulated at the block of the last batch, without what is in flight."""
         return self._simulator.simulate(calls, self._tag)
+
+    def _blocks(self, numbers: Sequence[int]) -> list:
+        """The blocks of these numbers (None for one the node did not give), in one batch."""
+        answers = self._chain.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        return [block_of(a) if isinstance(a, dict) else None for a in answers]
 
     def in_flight(self) -> list[InFlightTx]:
         """Every record in flight of every wallet of the pool, in nonce order per wallet (two
@@ -223,6 +264,18 @@ class Preflight:
                 room = None if room is None else room - limit
             held.append(wait)
         return held
+
+
+def fitting(before: Sequence[dict], calls: Sequence[dict], cap: int) -> int:
+    """How many of `calls` (from the first) fit one simulation after `before` under `cap`."""
+    room = cap - requested_gas(before)
+    fit = 0
+    for call in calls:
+        room -= requested_gas([call])
+        if room < 0:
+            break
+        fit += 1
+    return fit
 
 
 def block_tag(block_hash: str, number: int | None) -> str | dict:
