@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Sequence
 
 import redis
@@ -41,7 +42,12 @@ from .records import TxRecord, TxRecords
 
 log = logging.getLogger(__name__)
 
-GAS_HEADROOM = 1.2  # state can change between simulation and inclusion
+GAS_HEADROOM = 1.2  # on an estimate: state can change between simulation and inclusion
+# On the simulation's own gasUsed for the application at its place: the real product uses
+# 0.958-0.997 of eth_estimateGas (the least limit that succeeds), so 1/0.958 = 1.044 covers the
+# gas a call needs above what it uses (refunds, the 63/64 rule), and the rest the state moving
+# between simulation and inclusion (docs/performance.md).
+GAS_MARGIN = 1.07
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +71,7 @@ class Preflight:
         fees: FeePolicy,
         pool: Sequence[TxRecords],
         client: redis.Redis,
+        on_gas_used: Callable[[int], None] | None = None,
     ) -> None:
         self._call = call  # (calldata, gas limit or None) -> the product call from this wallet
         self._product = product
@@ -77,6 +84,8 @@ class Preflight:
         self.replayed = 0  # how many transactions in flight were replayed before it
         self._gas_limit: int | None = None  # learned from eth_estimateGas, see check()
         self._mined = MinedBlocks(fetch=self._blocks)
+        self._measured: int | None = None  # the largest limit fitted to a simulated gasUsed
+        self._on_gas_used = on_gas_used  # told each application's simulated gasUsed
 
     def check(self, apps: Sequence[Application]) -> list[tuple[str, int] | errors.ProcessorError]:
         """Calldata and gas limit per application, or the error in its place (a revert gives
@@ -106,7 +115,7 @@ class Preflight:
             unclear = []
             for i, result in zip(todo, results):
                 if not isinstance(result, errors.ProcessorError):
-                    outcomes[i] = (calldata[i], limits[i])
+                    outcomes[i] = (calldata[i], self._fitted(result, limits[i]))
                 elif _reasoned(result) or again:
                     outcomes[i] = result
                 else:
@@ -141,6 +150,21 @@ class Preflight:
                     f"({outcomes[i]}); it waits until that is mined"
                 )
 
+    def _fitted(self, result: object, limit: int) -> int:
+        """The gas limit to sign with: what the simulation says the call used at its place,
+        with GAS_MARGIN, never above the limit it succeeded at. Later batches are simulated
+        at the largest such limit seen (one that needs more runs out there, and is
+        estimated)."""
+        used = getattr(result, "gas_used", None)
+        if not used:
+            return limit  # an eth_call: the estimate's limit
+        if self._on_gas_used is not None:
+            self._on_gas_used(used)
+        fitted = min(limit, math.ceil(used * GAS_MARGIN))
+        self._measured = max(self._measured or 0, fitted)
+        self._gas_limit = self._measured
+        return fitted
+
     def _estimate(self, indices: Sequence[int], calldata: list[str], outcomes: list) -> dict:
         """Gas limits by `eth_estimateGas` against the pending block, with GAS_HEADROOM; an
         application whose estimate fails gets the error as its outcome."""
@@ -154,7 +178,8 @@ class Preflight:
                 outcomes[i] = result
             else:
                 limits[i] = int(int(result, 16) * GAS_HEADROOM)
-                self._gas_limit = max(self._gas_limit or 0, limits[i])
+                if self._measured is None:  # else the simulation's figures set it
+                    self._gas_limit = max(self._gas_limit or 0, limits[i])
         return limits
 
     @property

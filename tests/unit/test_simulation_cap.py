@@ -105,3 +105,26 @@ def test_a_simulation_under_the_cap_passes_the_emulator() -> None:
     }
     assert over_cap(member, 50_000_000) is None
     assert over_cap({"method": "eth_call", "params": []}, 1) is None
+
+
+def test_the_gas_limit_is_the_simulated_gas_used_with_the_measured_margin() -> None:
+    from depeg_processor.chain.simulation import Returned
+    from depeg_processor.wallet.preflight import GAS_MARGIN, Preflight
+
+    seen = []
+    preflight = Preflight(
+        call=lambda data, gas=None: {},
+        product=None,
+        chain=None,
+        simulator=None,
+        fees=None,
+        pool=(),
+        client=None,
+        on_gas_used=seen.append,
+    )
+    assert preflight._fitted(Returned.of("0x", 1_480_000), 2_060_000) == 1_583_600
+    assert GAS_MARGIN * 0.958 > 1.02  # above the least the real product ever needed
+    assert preflight._fitted(Returned.of("0x", 2_000_000), 2_060_000) == 2_060_000
+    assert preflight._fitted("0x", 2_060_000) == 2_060_000  # an eth_call says no gas used
+    assert seen == [1_480_000, 2_000_000]
+    assert preflight._gas_limit == 2_060_000  # the next batch is simulated at the largest
