@@ -20,6 +20,7 @@ from ..inbound.dead_letters import DeadLetters
 from ..inbound.stream import StreamQueue
 from ..metrics import Metrics
 from ..state import SharedState
+from .block_room import BlockRoom
 from .budget import PoolSpend, RevertLedger
 from .last_seen import LastSeenHolder
 from .lease import Lease
@@ -72,6 +73,7 @@ class Shared:
     faults: Faults = NO_FAULTS
     pool: tuple[TxRecords, ...] = ()  # every wallet's records: what the pool has in flight
     reverts: RevertLedger | None = None  # the pool's reverted gas, for MAX_REVERTED_GAS_PER_HOUR
+    room: BlockRoom = dataclasses.field(default_factory=BlockRoom)  # the in-flight limit
 
 
 @dataclasses.dataclass(frozen=True)
