@@ -176,3 +176,15 @@ def _simulated(outcome: dict) -> Any:
 def requested_gas(calls: Sequence[dict]) -> int:
     """The gas one eth_simulateV1 of `calls` asks for: what a node's cap counts."""
     return sum(int(call.get("gas", "0x0"), 16) for call in calls)
+
+
+def fitting(before: Sequence[dict], calls: Sequence[dict], cap: int) -> int:
+    """How many of `calls` (from the first) fit one simulation after `before` under `cap`."""
+    room = cap - requested_gas(before)
+    fit = 0
+    for call in calls:
+        room -= requested_gas([call])
+        if room < 0:
+            break
+        fit += 1
+    return fit

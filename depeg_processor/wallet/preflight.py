@@ -7,8 +7,9 @@ real applications in flight (1.5 M gas each) it sees 19 of them, so a simulation
 premium balance or allowance), and such a transaction reverts on chain, paid for. So where the
 node offers `eth_simulateV1`, the batch is simulated against the latest block (read afresh for
 each batch: the web app's approval before an application is in it) after a replay of
-every unmined transaction of every wallet of the pool (their write-ahead records hold sender,
-calldata and gas), in one simulated block: each application sees all of them and the ones
+every transaction of every wallet of the pool that the block does not hold yet (`mined.py`;
+their write-ahead records hold sender, calldata and gas; the request within the node's
+simulation gas cap), in one simulated block: each application sees all of them and the ones
 before it in the batch. What is mined at that block already fails there with its signature
 used (the product checks that first): its effects are in the block, and it counts once. The
 simulation is the only read, so what it counts as mined and the state it runs on are one
@@ -24,7 +25,6 @@ policy holder goes out (the others wait for the next batch, which sees it pendin
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -34,11 +34,12 @@ import redis
 from .. import errors
 from ..chain.calls import ChainClient, block_of
 from ..chain.product import ProductCalls
-from ..chain.simulation import Simulator, requested_gas
+from ..chain.simulation import Simulator, fitting
 from ..fees import FeePolicy
 from ..inbound.application import Application
 from .mined import MinedBlocks
-from .records import TxRecord, TxRecords
+from .pool_flight import InFlightTx, pool_in_flight
+from .records import TxRecords
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,6 @@ GAS_HEADROOM = 1.2  # on an estimate: state can change between simulation and in
 # gas a call needs above what it uses (refunds, the 63/64 rule), and the rest the state moving
 # between simulation and inclusion (docs/performance.md).
 GAS_MARGIN = 1.07
-
-
-@dataclasses.dataclass(frozen=True)
-class InFlightTx:
-    """One transaction of the pool in flight, as its record has it."""
-
-    sender: str
-    record: TxRecord
 
 
 class Preflight:
@@ -253,22 +246,8 @@ class Preflight:
         return [block_of(a) if isinstance(a, dict) else None for a in answers]
 
     def in_flight(self) -> list[InFlightTx]:
-        """Every record in flight of every wallet of the pool, in nonce order per wallet (two
-        Redis round trips)."""
-        pool, client = self._pool, self._redis
-        pipe = client.pipeline(transaction=False)
-        for records in pool:
-            pipe.zrange(records.inflight_key, 0, -1)
-        ids = pipe.execute()
-        pipe = client.pipeline(transaction=False)
-        wanted = [(records, entity_id) for records, found in zip(pool, ids) for entity_id in found]
-        for records, entity_id in wanted:
-            pipe.hgetall(records.key(entity_id))
-        found = []
-        for (records, _entity_id), fields in zip(wanted, pipe.execute()):
-            if fields and records.owner is not None:
-                found.append(InFlightTx(records.owner, TxRecord.from_fields(fields)))
-        return sorted(found, key=lambda tx: (tx.sender, tx.record.nonce))
+        """Every record in flight of every wallet of the pool, in nonce order per wallet."""
+        return pool_in_flight(self._pool, self._redis)
 
     def hold_back(self, apps: Sequence[Application], gas: Sequence[int]) -> list[bool]:
         """Without a replay: which applications wait for the next batch, so that the pending
@@ -289,18 +268,6 @@ class Preflight:
                 room = None if room is None else room - limit
             held.append(wait)
         return held
-
-
-def fitting(before: Sequence[dict], calls: Sequence[dict], cap: int) -> int:
-    """How many of `calls` (from the first) fit one simulation after `before` under `cap`."""
-    room = cap - requested_gas(before)
-    fit = 0
-    for call in calls:
-        room -= requested_gas([call])
-        if room < 0:
-            break
-        fit += 1
-    return fit
 
 
 def block_tag(block_hash: str, number: int | None) -> str | dict:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from depeg_processor import errors
 from depeg_processor.chain.classify import classify
-from depeg_processor.chain.simulation import Simulator
+from depeg_processor.chain.simulation import Simulator, fitting
 from depeg_processor.fees import Block
 from depeg_processor.wallet.mined import MinedBlocks
-from depeg_processor.wallet.preflight import fitting
 from depeg_processor.wallet.txrecord import TxRecord
 from devnet.simcap import over_cap
 
