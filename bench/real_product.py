@@ -3,7 +3,9 @@
 gas a transaction uses on chain is from the simulated gas.
 
 (i) Burst: 300 applications made the web app's way (3 fresh bundles of 100) are enqueued at
-once into 2 s blocks, for one replica on one wallet and for two replicas on a pool of two. The
+once into 2 s blocks, for one replica on one wallet, for two replicas on a pool of two, and for
+three on a pool of three behind a node that refuses simulations over 50 M gas (as reth does,
+played by `devnet.proxy`), with the ERROR lines that name a wait counted. The
 clock runs from the enqueue until the 300th transaction of the pool is mined. Reported:
 applications/s against the chain's capacity (30 M / median gas per application / 2 s), and the
 blocks that held them against the minimum (total gas used / 30 M, rounded up).
@@ -36,13 +38,16 @@ from bench.throughput import enqueue, wait
 from depeg_processor.wallet import pool as wallets
 from devnet.depeg import DAY, USD, Actors, Depeg, bundle_capital_for, deploy_depeg
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
+from devnet.proxy import RpcProxy
 from devnet.webapp import ProductWebApp, WebApp
 
 CHAIN_ID = 1337  # the price data provider's constructor reverts on anvil's own 31337
 BLOCK_GAS = 30_000_000
 BLOCK_SECONDS = 2
 BURST, BURST_BUNDLES = 300, 3
-ROWS = ((1, 1), (2, 2))  # (replicas, wallets)
+SIMULATION_GAS_CAP = 50_000_000  # geth's and reth's default --rpc.gascap
+# (replicas, wallets, the node's simulation gas cap: None for anvil's own, which refuses none)
+ROWS = ((1, 1, None), (2, 2, None), (3, 3, SIMULATION_GAS_CAP))
 STREAM = "application:signatures"
 CONSUMER = "depeg-backend-processor-consumer"
 OUT = Path(__file__).with_name("real-product-last-run.json")
@@ -54,6 +59,7 @@ class Bench:
     def __init__(self, anvil: Anvil, depeg: Depeg, redis_url: str) -> None:
         self.anvil, self.depeg, self.redis_url = anvil, depeg, redis_url
         self.client = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.waiting_errors = 0
 
     def applications(self, count: int, protected: int, duration: int, capacity: int = 0) -> list:
         """`count` applications made the web app's way to a fresh bundle with room for
@@ -77,9 +83,13 @@ class Bench:
             int(self.anvil.rpc("eth_getTransactionCount", w.address, "latest"), 16) for w in pool
         )
 
-    def run(self, applications: list[dict], replicas: int, pool_size: int) -> tuple[float, list]:
-        """Enqueue `applications` at once for `replicas` on `pool_size` wallets; returns the
-        seconds until the last of their transactions is mined, and those transactions."""
+    def run(
+        self, applications: list[dict], replicas: int, pool_size: int, rpc_url: str = ""
+    ) -> tuple[float, list]:
+        """Enqueue `applications` at once for `replicas` on `pool_size` wallets (through
+        `rpc_url`, else anvil's own); returns the seconds until the last of their transactions
+        is mined, and those transactions. The ERROR lines that name a wait are counted in
+        `self.waiting_errors`."""
         pool = wallets.pool(
             wallets.derive_accounts(TEST_MNEMONIC, pool_size), stream=STREAM, consumer=CONSUMER
         )
@@ -92,7 +102,7 @@ class Bench:
                 replicas,
                 pool_size,
                 redis_url=self.redis_url,
-                rpc_url=self.anvil.url,
+                rpc_url=rpc_url or self.anvil.url,
                 product=self.depeg.product.address,
                 logs=Path(logs),
             )
@@ -109,6 +119,12 @@ class Bench:
             finally:
                 for replica in started:
                     replica.stop()
+            self.waiting_errors = sum(
+                1
+                for path in Path(logs).glob("*.log")
+                for line in path.read_text().splitlines()
+                if "ERROR" in line and "wait" in line
+            )
         return seconds, self.transactions({w.address for w in pool}, start_block)
 
     def transactions(self, senders: set[str], from_block: int) -> list[dict]:
@@ -159,14 +175,19 @@ def spread(transactions: list[dict]) -> dict:
     }
 
 
-def burst_row(bench: Bench, replicas: int, pool_size: int) -> tuple[dict, list]:
+def burst_row(
+    bench: Bench, replicas: int, pool_size: int, cap: int | None = None
+) -> tuple[dict, list]:
     apps = []
     for _ in range(BURST_BUNDLES):
         apps += bench.applications(BURST // BURST_BUNDLES, 5_000 * USD, 30 * DAY)
     bench.anvil.rpc("anvil_setIntervalMining", BLOCK_SECONDS)
+    proxy = RpcProxy(bench.anvil.url, simulation_gas_cap=cap).start() if cap else None
     try:
-        seconds, txs = bench.run(apps, replicas, pool_size)
+        seconds, txs = bench.run(apps, replicas, pool_size, proxy.url if proxy else "")
     finally:
+        if proxy is not None:
+            proxy.stop()
         bench.anvil.rpc("anvil_setIntervalMining", 0)
         bench.anvil.set_automine(True)
     median_gas = statistics.median(t["used"] for t in txs)
@@ -175,6 +196,9 @@ def burst_row(bench: Bench, replicas: int, pool_size: int) -> tuple[dict, list]:
     row = {
         "replicas": replicas,
         "wallets": pool_size,
+        "simulation_gas_cap": cap,
+        "simulations_refused": proxy.simulations_refused if proxy else 0,
+        "error_lines_for_waiting": bench.waiting_errors,
         "applications": len(apps),
         "seconds": round(seconds, 2),
         "per_second": round(len(apps) / seconds, 2),
@@ -208,13 +232,16 @@ def print_table(result: dict) -> None:
     print(f"\nreal depeg product, {BLOCK_SECONDS} s blocks of {BLOCK_GAS:,} gas")
     print(
         f"{'replicas/wallets':>17} {'apps/s':>7} {'capacity/s':>10} {'share':>6} "
-        f"{'blocks':>6} {'minimum':>7} {'reverted':>8} {'median gas':>11}"
+        f"{'blocks':>6} {'minimum':>7} {'reverted':>8} {'median gas':>11} {'sim cap':>8} "
+        f"{'refused':>7} {'ERROR waits':>11}"
     )
     for r in result["burst"]:
         print(
             f"{r['replicas']:>8}/{r['wallets']:<8} {r['per_second']:>7} "
             f"{r['chain_capacity_per_second']:>10} {r['of_capacity']:>6} {r['blocks_used']:>6} "
-            f"{r['blocks_minimum']:>7} {r['reverted']:>8} {r['median_gas']:>11,}"
+            f"{r['blocks_minimum']:>7} {r['reverted']:>8} {r['median_gas']:>11,} "
+            f"{str(r['simulation_gas_cap'] or '-'):>8} {r['simulations_refused']:>7} "
+            f"{r['error_lines_for_waiting']:>11}"
         )
     print(
         f"\n{'group':<42} {'n':>4} {'gas used min/median/max':>33} "
@@ -240,8 +267,8 @@ def main(argv: list[str]) -> int:
         bench = Bench(anvil, depeg, redis_server.url)
         groups = spread_groups(bench)
         rows = []
-        for replicas, pool_size in ROWS:
-            row, txs = burst_row(bench, replicas, pool_size)
+        for replicas, pool_size, cap in ROWS:
+            row, txs = burst_row(bench, replicas, pool_size, cap)
             rows.append(row)
             groups[f"burst {replicas}/{pool_size} ({BLOCK_SECONDS} s blocks)"] = txs
     result = {

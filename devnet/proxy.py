@@ -9,9 +9,10 @@ bucket holding one second's worth; each batch member is one call), answered with
 object as other providers do; `limiting = True` refuses every request so until it is set back.
 With `lag` it answers as a node that many blocks behind (`devnet.lagging`); with
 `simulation_gas_cap` it refuses an eth_simulateV1 asking more gas, as reth does
-(`devnet.simcap`). With `malformed_header` every answer carries one header line without a
-colon, as some load balancers add (urllib3 then logs a warning naming the URL). Connections
-are kept alive, as a provider's are."""
+(`devnet.simcap`); with `account_slots` it plays a full pool (`devnet.fullpool`). With
+`malformed_header` every answer carries one header line without a colon, as some load
+balancers add (urllib3 then logs a warning naming the URL). Connections are kept alive, as a
+provider's are."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from devnet.fullpool import refusals
 from devnet.lagging import lagging_answers, upstream_json
 from devnet.nodes import free_port
 from devnet.simcap import over_cap
@@ -81,6 +83,7 @@ class RpcProxy:
         lag: int = 0,
         malformed_header: bool = False,
         simulation_gas_cap: int | None = None,
+        account_slots: int | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.upstream = upstream
@@ -97,6 +100,8 @@ class RpcProxy:
         self.limiting = False  # True: every request is refused for the rate limit
         self.simulation_gas_cap = simulation_gas_cap  # refuse bigger eth_simulateV1 (simcap)
         self.simulations_refused = 0
+        self.account_slots = account_slots  # a full pool: refuse beyond them (fullpool)
+        self.pool_full_refusals = 0
         self.calls: collections.Counter[str] = collections.Counter()
         self.requests = 0
         self.refused_batches = 0  # batches answered as too large / not supported
@@ -170,6 +175,8 @@ class RpcProxy:
     def _forward(self, body: bytes) -> bytes:
         """The node's answer; calls of a missing method are answered here, the rest passed on
         (from an older head, when it lags)."""
+        if self.account_slots is not None:
+            return self._full_pool(json.loads(body))
         if self.lag:
             answer = lagging_answers(json.loads(body), self.lag, upstream_json(self._upstream))
             return json.dumps(answer).encode()
@@ -196,6 +203,23 @@ class RpcProxy:
             }
             for m in members
         ]
+        return json.dumps(replies if isinstance(message, list) else replies[0]).encode()
+
+    def _full_pool(self, message: object) -> bytes:
+        """The node's answers, but a send beyond the account's slots refused (fullpool)."""
+        members = message if isinstance(message, list) else [message]
+        ask = upstream_json(self._upstream)
+
+        def count(address: str, tag: str) -> int:
+            call = {"jsonrpc": "2.0", "id": 0, "method": "eth_getTransactionCount"}
+            return int(ask(call | {"params": [address, tag]})["result"], 16)
+
+        refused = refusals(members, self.account_slots or 0, count)
+        with self._lock:
+            self.pool_full_refusals += len(refused)
+        kept = [m for i, m in enumerate(members) if i not in refused]
+        answers = iter(ask(kept) if kept else [])
+        replies = [refused[i] if i in refused else next(answers) for i in range(len(members))]
         return json.dumps(replies if isinstance(message, list) else replies[0]).encode()
 
     def _upstream(self, body: bytes) -> bytes:
