@@ -18,6 +18,7 @@ to 50,000 tokens and durations of 14 to 120 days (both automined: one transactio
 the two bursts (many transactions a block).
 
     python -m bench.real_product       # writes bench/real-product-last-run.json
+    python -m bench.real_product 1/1   # only that burst row (replicas/wallets)
 """
 
 from __future__ import annotations
@@ -208,6 +209,13 @@ def burst_row(
         "reverted": sum(1 for t in txs if t["status"] != 1),
         "blocks_used": len({t["block"] for t in txs}),
         "blocks_minimum": math.ceil(total_gas / BLOCK_GAS),
+        "per_block": [
+            sum(1 for t in txs if t["block"] == b) for b in sorted({t["block"] for t in txs})
+        ],
+        "fill_per_block": [
+            round(sum(t["used"] for t in txs if t["block"] == b) / BLOCK_GAS, 2)
+            for b in sorted({t["block"] for t in txs})
+        ],
         "median_gas": int(median_gas),
     }
     return row, txs
@@ -268,6 +276,8 @@ def main(argv: list[str]) -> int:
         groups = spread_groups(bench)
         rows = []
         for replicas, pool_size, cap in ROWS:
+            if argv and f"{replicas}/{pool_size}" not in argv:
+                continue  # only the rows asked for, as "2/2"
             row, txs = burst_row(bench, replicas, pool_size, cap)
             rows.append(row)
             groups[f"burst {replicas}/{pool_size} ({BLOCK_SECONDS} s blocks)"] = txs
@@ -278,8 +288,11 @@ def main(argv: list[str]) -> int:
         "burst": rows,
         "spread": {name: spread(txs) for name, txs in groups.items()},
     }
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
+    if argv:  # a part of the run: shown, not kept as the last run
+        print(json.dumps(result["burst"], indent=1))
+        return 0
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{result['seconds']} s in all; written to {OUT.name}")
     return 0
 

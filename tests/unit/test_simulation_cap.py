@@ -123,7 +123,10 @@ def test_the_gas_limit_is_the_simulated_gas_used_with_the_measured_margin() -> N
     )
     assert preflight._fitted(Returned.of("0x", 1_480_000), 2_060_000) == 1_583_600
     assert GAS_MARGIN * 0.958 > 1.02  # above the least the real product ever needed
+    # a cheaper one after it gets the dearest recent one's limit: where it lands it may cost
+    # as much
+    assert preflight._fitted(Returned.of("0x", 1_400_000), 2_060_000) == 1_583_600
     assert preflight._fitted(Returned.of("0x", 2_000_000), 2_060_000) == 2_060_000
     assert preflight._fitted("0x", 2_060_000) == 2_060_000  # an eth_call says no gas used
-    assert seen == [1_480_000, 2_000_000]
+    assert seen == [1_480_000, 1_400_000, 2_000_000]
     assert preflight._gas_limit == 2_060_000  # the next batch is simulated at the largest
