@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import platform
 import statistics
 import sys
@@ -98,7 +100,8 @@ class Bench:
             self.anvil.set_balance(wallet.address, WALLET_BALANCE)
         self.client.flushall()
         start_block, before = self.anvil.block_number() + 1, self.nonces(pool)
-        with tempfile.TemporaryDirectory(prefix="real-product-") as logs:
+        keep = os.environ.get("BENCH_LOGS")  # a folder to keep the replicas' logs in
+        with tempfile.TemporaryDirectory(prefix="real-product-", dir=keep) as logs:
             started = start_replicas(
                 replicas,
                 pool_size,
@@ -120,6 +123,8 @@ class Bench:
             finally:
                 for replica in started:
                     replica.stop()
+            if keep:
+                shutil.copytree(logs, Path(keep) / f"{replicas}-{pool_size}", dirs_exist_ok=True)
             self.waiting_errors = sum(
                 1
                 for path in Path(logs).glob("*.log")
