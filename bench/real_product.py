@@ -26,8 +26,8 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
