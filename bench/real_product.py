@@ -3,7 +3,9 @@
 gas a transaction uses on chain is from the simulated gas.
 
 (i) Burst: 300 applications made the web app's way (3 fresh bundles of 100) are enqueued at
-once into 2 s blocks, for one replica on one wallet and for two replicas on a pool of two. The
+once into 2 s blocks, for one replica on one wallet, for two replicas on a pool of two, and for
+three on a pool of three behind a node that refuses simulations over 50 M gas (as reth does,
+played by `devnet.proxy`), with the ERROR lines that name a wait counted. The
 clock runs from the enqueue until the 300th transaction of the pool is mined. Reported:
 applications/s against the chain's capacity (30 M / median gas per application / 2 s), and the
 blocks that held them against the minimum (total gas used / 30 M, rounded up).
@@ -16,13 +18,16 @@ to 50,000 tokens and durations of 14 to 120 days (both automined: one transactio
 the two bursts (many transactions a block).
 
     python -m bench.real_product       # writes bench/real-product-last-run.json
+    python -m bench.real_product 1/1   # only that burst row (replicas/wallets)
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -36,13 +41,16 @@ from bench.throughput import enqueue, wait
 from depeg_processor.wallet import pool as wallets
 from devnet.depeg import DAY, USD, Actors, Depeg, bundle_capital_for, deploy_depeg
 from devnet.nodes import TEST_MNEMONIC, Anvil, RedisServer
+from devnet.proxy import RpcProxy
 from devnet.webapp import ProductWebApp, WebApp
 
 CHAIN_ID = 1337  # the price data provider's constructor reverts on anvil's own 31337
 BLOCK_GAS = 30_000_000
 BLOCK_SECONDS = 2
 BURST, BURST_BUNDLES = 300, 3
-ROWS = ((1, 1), (2, 2))  # (replicas, wallets)
+SIMULATION_GAS_CAP = 50_000_000  # geth's and reth's default --rpc.gascap
+# (replicas, wallets, the node's simulation gas cap: None for anvil's own, which refuses none)
+ROWS = ((1, 1, None), (2, 2, None), (3, 3, SIMULATION_GAS_CAP))
 STREAM = "application:signatures"
 CONSUMER = "depeg-backend-processor-consumer"
 OUT = Path(__file__).with_name("real-product-last-run.json")
@@ -54,6 +62,7 @@ class Bench:
     def __init__(self, anvil: Anvil, depeg: Depeg, redis_url: str) -> None:
         self.anvil, self.depeg, self.redis_url = anvil, depeg, redis_url
         self.client = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.waiting_errors = 0
 
     def applications(self, count: int, protected: int, duration: int, capacity: int = 0) -> list:
         """`count` applications made the web app's way to a fresh bundle with room for
@@ -77,9 +86,13 @@ class Bench:
             int(self.anvil.rpc("eth_getTransactionCount", w.address, "latest"), 16) for w in pool
         )
 
-    def run(self, applications: list[dict], replicas: int, pool_size: int) -> tuple[float, list]:
-        """Enqueue `applications` at once for `replicas` on `pool_size` wallets; returns the
-        seconds until the last of their transactions is mined, and those transactions."""
+    def run(
+        self, applications: list[dict], replicas: int, pool_size: int, rpc_url: str = ""
+    ) -> tuple[float, list]:
+        """Enqueue `applications` at once for `replicas` on `pool_size` wallets (through
+        `rpc_url`, else anvil's own); returns the seconds until the last of their transactions
+        is mined, and those transactions. The ERROR lines that name a wait are counted in
+        `self.waiting_errors`."""
         pool = wallets.pool(
             wallets.derive_accounts(TEST_MNEMONIC, pool_size), stream=STREAM, consumer=CONSUMER
         )
@@ -87,12 +100,13 @@ class Bench:
             self.anvil.set_balance(wallet.address, WALLET_BALANCE)
         self.client.flushall()
         start_block, before = self.anvil.block_number() + 1, self.nonces(pool)
-        with tempfile.TemporaryDirectory(prefix="real-product-") as logs:
+        keep = os.environ.get("BENCH_LOGS")  # a folder to keep the replicas' logs in
+        with tempfile.TemporaryDirectory(prefix="real-product-", dir=keep) as logs:
             started = start_replicas(
                 replicas,
                 pool_size,
                 redis_url=self.redis_url,
-                rpc_url=self.anvil.url,
+                rpc_url=rpc_url or self.anvil.url,
                 product=self.depeg.product.address,
                 logs=Path(logs),
             )
@@ -109,6 +123,14 @@ class Bench:
             finally:
                 for replica in started:
                     replica.stop()
+            if keep:
+                shutil.copytree(logs, Path(keep) / f"{replicas}-{pool_size}", dirs_exist_ok=True)
+            self.waiting_errors = sum(
+                1
+                for path in Path(logs).glob("*.log")
+                for line in path.read_text().splitlines()
+                if "ERROR" in line and "wait" in line
+            )
         return seconds, self.transactions({w.address for w in pool}, start_block)
 
     def transactions(self, senders: set[str], from_block: int) -> list[dict]:
@@ -159,14 +181,19 @@ def spread(transactions: list[dict]) -> dict:
     }
 
 
-def burst_row(bench: Bench, replicas: int, pool_size: int) -> tuple[dict, list]:
+def burst_row(
+    bench: Bench, replicas: int, pool_size: int, cap: int | None = None
+) -> tuple[dict, list]:
     apps = []
     for _ in range(BURST_BUNDLES):
         apps += bench.applications(BURST // BURST_BUNDLES, 5_000 * USD, 30 * DAY)
     bench.anvil.rpc("anvil_setIntervalMining", BLOCK_SECONDS)
+    proxy = RpcProxy(bench.anvil.url, simulation_gas_cap=cap).start() if cap else None
     try:
-        seconds, txs = bench.run(apps, replicas, pool_size)
+        seconds, txs = bench.run(apps, replicas, pool_size, proxy.url if proxy else "")
     finally:
+        if proxy is not None:
+            proxy.stop()
         bench.anvil.rpc("anvil_setIntervalMining", 0)
         bench.anvil.set_automine(True)
     median_gas = statistics.median(t["used"] for t in txs)
@@ -175,6 +202,9 @@ def burst_row(bench: Bench, replicas: int, pool_size: int) -> tuple[dict, list]:
     row = {
         "replicas": replicas,
         "wallets": pool_size,
+        "simulation_gas_cap": cap,
+        "simulations_refused": proxy.simulations_refused if proxy else 0,
+        "error_lines_for_waiting": bench.waiting_errors,
         "applications": len(apps),
         "seconds": round(seconds, 2),
         "per_second": round(len(apps) / seconds, 2),
@@ -184,6 +214,13 @@ def burst_row(bench: Bench, replicas: int, pool_size: int) -> tuple[dict, list]:
         "reverted": sum(1 for t in txs if t["status"] != 1),
         "blocks_used": len({t["block"] for t in txs}),
         "blocks_minimum": math.ceil(total_gas / BLOCK_GAS),
+        "per_block": [
+            sum(1 for t in txs if t["block"] == b) for b in sorted({t["block"] for t in txs})
+        ],
+        "fill_per_block": [
+            round(sum(t["used"] for t in txs if t["block"] == b) / BLOCK_GAS, 2)
+            for b in sorted({t["block"] for t in txs})
+        ],
         "median_gas": int(median_gas),
     }
     return row, txs
@@ -208,13 +245,16 @@ def print_table(result: dict) -> None:
     print(f"\nreal depeg product, {BLOCK_SECONDS} s blocks of {BLOCK_GAS:,} gas")
     print(
         f"{'replicas/wallets':>17} {'apps/s':>7} {'capacity/s':>10} {'share':>6} "
-        f"{'blocks':>6} {'minimum':>7} {'reverted':>8} {'median gas':>11}"
+        f"{'blocks':>6} {'minimum':>7} {'reverted':>8} {'median gas':>11} {'sim cap':>8} "
+        f"{'refused':>7} {'ERROR waits':>11}"
     )
     for r in result["burst"]:
         print(
             f"{r['replicas']:>8}/{r['wallets']:<8} {r['per_second']:>7} "
             f"{r['chain_capacity_per_second']:>10} {r['of_capacity']:>6} {r['blocks_used']:>6} "
-            f"{r['blocks_minimum']:>7} {r['reverted']:>8} {r['median_gas']:>11,}"
+            f"{r['blocks_minimum']:>7} {r['reverted']:>8} {r['median_gas']:>11,} "
+            f"{str(r['simulation_gas_cap'] or '-'):>8} {r['simulations_refused']:>7} "
+            f"{r['error_lines_for_waiting']:>11}"
         )
     print(
         f"\n{'group':<42} {'n':>4} {'gas used min/median/max':>33} "
@@ -240,8 +280,10 @@ def main(argv: list[str]) -> int:
         bench = Bench(anvil, depeg, redis_server.url)
         groups = spread_groups(bench)
         rows = []
-        for replicas, pool_size in ROWS:
-            row, txs = burst_row(bench, replicas, pool_size)
+        for replicas, pool_size, cap in ROWS:
+            if argv and f"{replicas}/{pool_size}" not in argv:
+                continue  # only the rows asked for, as "2/2"
+            row, txs = burst_row(bench, replicas, pool_size, cap)
             rows.append(row)
             groups[f"burst {replicas}/{pool_size} ({BLOCK_SECONDS} s blocks)"] = txs
     result = {
@@ -251,8 +293,11 @@ def main(argv: list[str]) -> int:
         "burst": rows,
         "spread": {name: spread(txs) for name, txs in groups.items()},
     }
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
     print_table(result)
+    if argv:  # a part of the run: shown, not kept as the last run
+        print(json.dumps(result["burst"], indent=1))
+        return 0
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{result['seconds']} s in all; written to {OUT.name}")
     return 0
 

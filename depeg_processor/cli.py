@@ -63,7 +63,10 @@ def command_check_config(settings: Settings, keys: list | None = None) -> int:
             Simulator(chain=chain).simulate_v1([probe], "pending")
             print(
                 "node simulates each batch in one eth_simulateV1 call, after a replay of "
-                "every transaction the pool has in flight"
+                "every transaction the pool has in flight and the latest block does not hold; "
+                f"at most {settings.simulation_gas_cap} gas a request "
+                "(CHAIN_SIMULATION_GAS_CAP: the node's simulation gas cap, lowered by itself "
+                "when the node refuses a simulation over it)"
             )
         except errors.ProcessorError as error:
             print(

@@ -191,6 +191,12 @@ TABLE: tuple[Setting, ...] = (
                 bound=at_least(1),
                 help="most calls in one JSON-RPC batch; lowered by itself when the provider "
                 "refuses a batch (see docs/what-happens-when.md)"),
+        Setting("CHAIN_SIMULATION_GAS_CAP", "simulation_gas_cap", COUNT, "50000000",
+                bound=at_least(3_000_000),
+                help="most gas one eth_simulateV1 request may ask (the replay of what is in "
+                "flight and the batch together): the node's own cap, 50 M by default on geth, "
+                "reth (--rpc.gascap) and anvil; lowered by itself when the node refuses a "
+                "simulation for it, and a batch that does not fit waits"),
         Setting("MAX_FEE_PER_GAS", "max_fee_per_gas", WEI, "30 gwei", bound=ABOVE_ZERO,
                 help="EIP-1559 fee cap"),
         Setting("MAX_GAS_PER_TRANSACTION", "max_gas_per_transaction", COUNT, "10000000",
@@ -241,12 +247,13 @@ TABLE: tuple[Setting, ...] = (
                 "of the mnemonic (m/44'/60'/0'/0/0 .. N-1; the other signers' pool is their "
                 "keys); each replica sends from the first one whose lease is free (see "
                 "docs/scaling.md)"),
-        Setting("PROCESSOR_MAX_IN_FLIGHT", "max_in_flight", COUNT, "16", bound=at_least(1),
-                help="transactions a wallet keeps signed and not yet mined; at the cap its "
-                "replica reads no new entries until one is mined (the pool's other wallets "
-                "take them; see docs/scaling.md). 16 is geth's txpool.accountslots: what a "
-                "full mempool keeps of one account before its transactions are the first "
-                "evicted"),
+        Setting("PROCESSOR_MAX_IN_FLIGHT", "max_in_flight", COUNT, "64", bound=at_least(1),
+                help="the most transactions a wallet keeps signed and not yet mined; below it "
+                "the limit follows what the next blocks take by gas (1.5 blocks of the chain's "
+                "gas limit over the gas an application uses, at least 16: geth's "
+                "txpool.accountslots, what a full pool keeps of one account), and falls back "
+                "to 16 while the node's pool shows it is full (docs/scaling.md). At the limit "
+                "the replica reads no new entries until one is mined"),
     ),
     *_section(
         "the loop, the monitor, the logs",

@@ -149,6 +149,11 @@ class ReplayFailed(WaitingForRoom):
     batch waits until what is in flight is mined (or settled) and is simulated again."""
 
 
+class SimulationTooLarge(WaitingForRoom):
+    """The node refused an `eth_simulateV1` for its simulation gas cap (reth's -38026, geth's
+    --rpc.gascap): the batch is shortened to fit, the rest waits; not an attempt."""
+
+
 class PoolChanged(TransientError):
     """A write-ahead refused as a whole: another wallet of the pool recorded transactions
     after this batch was simulated, so it is simulated again; nothing was written."""

@@ -44,6 +44,8 @@ class Block:
     gas_used: int = 0
     gas_limit: int = 0
     block_hash: str = ""
+    parent_hash: str = ""
+    transactions: tuple[str, ...] = ()  # the hashes of the transactions it holds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +98,7 @@ class FeePolicy:
         self._gas_limit = 0
         self._last_block: int | None = None
         self._last_hash = ""
+        self._latest: Block | None = None
 
     def current(self, *, fresh: bool = False) -> Fees:
         """The fees to offer now; `fresh` asks the node instead of using the cached data."""
@@ -137,6 +140,7 @@ class FeePolicy:
         if block.number is None or block.gas_limit <= 0:
             return
         with self._lock:
+            self._latest = block
             if block.number == self._last_block:
                 return
             self._last_block, self._gas_limit = block.number, block.gas_limit
@@ -154,6 +158,12 @@ class FeePolicy:
         """The number of the latest block the fees were read from (None before one was)."""
         with self._lock:
             return self._last_block
+
+    @property
+    def latest(self) -> Block | None:
+        """The latest block read, whole (its number, hash and transactions from one answer)."""
+        with self._lock:
+            return self._latest
 
     @property
     def last_block_hash(self) -> str:

@@ -193,7 +193,7 @@ def build_consumers(
     settings, chain = runtime.settings, runtime.chain
     shared = Shared(
         chain=chain,
-        simulator=Simulator(chain=chain),  # one per node: it offers eth_simulateV1 or not
+        simulator=Simulator(chain=chain, gas_cap=settings.simulation_gas_cap),  # one per node
         product=ProductCalls(),
         redis=runtime.redis,
         fees=FeePolicy(

@@ -7,10 +7,12 @@ batches at all (`batches=False`), and a rate limit in calls a second (`rate_limi
 bucket holding one second's worth; each batch member is one call), answered with HTTP 429 and
 `Retry-After: 1` or, with `limit_answer="mixed"`, every other time with a JSON-RPC -32005 error
 object as other providers do; `limiting = True` refuses every request so until it is set back.
-With `lag` it answers as a node that many blocks behind (`devnet.lagging`). With
-`malformed_header` every answer carries one header line without a colon, as some load balancers
-add (urllib3 then logs a warning naming the URL). Connections are kept alive, as a provider's
-are."""
+With `lag` it answers as a node that many blocks behind (`devnet.lagging`); with
+`simulation_gas_cap` it refuses an eth_simulateV1 asking more gas, as reth does
+(`devnet.simcap`); with `account_slots` it plays a full pool (`devnet.fullpool`). With
+`malformed_header` every answer carries one header line without a colon, as some load
+balancers add (urllib3 then logs a warning naming the URL). Connections are kept alive, as a
+provider's are."""
 
 from __future__ import annotations
 
@@ -23,8 +25,10 @@ import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from devnet.fullpool import refusals
 from devnet.lagging import lagging_answers, upstream_json
 from devnet.nodes import free_port
+from devnet.simcap import over_cap
 
 BATCH_TOO_LARGE = {
     "jsonrpc": "2.0",
@@ -78,6 +82,8 @@ class RpcProxy:
         missing_methods: tuple[str, ...] = (),
         lag: int = 0,
         malformed_header: bool = False,
+        simulation_gas_cap: int | None = None,
+        account_slots: int | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.upstream = upstream
@@ -92,6 +98,10 @@ class RpcProxy:
         self.lag = lag  # blocks behind the head it answers from (0: not behind)
         self.malformed_header = malformed_header  # one header line without a colon
         self.limiting = False  # True: every request is refused for the rate limit
+        self.simulation_gas_cap = simulation_gas_cap  # refuse bigger eth_simulateV1 (simcap)
+        self.simulations_refused = 0
+        self.account_slots = account_slots  # a full pool: refuse beyond them (fullpool)
+        self.pool_full_refusals = 0
         self.calls: collections.Counter[str] = collections.Counter()
         self.requests = 0
         self.refused_batches = 0  # batches answered as too large / not supported
@@ -165,6 +175,8 @@ class RpcProxy:
     def _forward(self, body: bytes) -> bytes:
         """The node's answer; calls of a missing method are answered here, the rest passed on
         (from an older head, when it lags)."""
+        if self.account_slots is not None:
+            return self._full_pool(json.loads(body))
         if self.lag:
             answer = lagging_answers(json.loads(body), self.lag, upstream_json(self._upstream))
             return json.dumps(answer).encode()
@@ -193,6 +205,23 @@ class RpcProxy:
         ]
         return json.dumps(replies if isinstance(message, list) else replies[0]).encode()
 
+    def _full_pool(self, message: object) -> bytes:
+        """The node's answers, but a send beyond the account's slots refused (fullpool)."""
+        members = message if isinstance(message, list) else [message]
+        ask = upstream_json(self._upstream)
+
+        def count(address: str, tag: str) -> int:
+            call = {"jsonrpc": "2.0", "id": 0, "method": "eth_getTransactionCount"}
+            return int(ask(call | {"params": [address, tag]})["result"], 16)
+
+        refused = refusals(members, self.account_slots or 0, count)
+        with self._lock:
+            self.pool_full_refusals += len(refused)
+        kept = [m for i, m in enumerate(members) if i not in refused]
+        answers = iter(ask(kept) if kept else [])
+        replies = [refused[i] if i in refused else next(answers) for i in range(len(members))]
+        return json.dumps(replies if isinstance(message, list) else replies[0]).encode()
+
     def _upstream(self, body: bytes) -> bytes:
         request = urllib.request.Request(
             self.upstream, data=body, headers={"Content-Type": "application/json"}
@@ -209,6 +238,12 @@ class RpcProxy:
             return None
         batch = isinstance(message, list)
         members = message if batch else [message]
+        cap = self.simulation_gas_cap
+        refused = None if cap is None or batch else over_cap(message, cap)
+        if refused is not None:
+            with self._lock:
+                self.simulations_refused += 1
+            return 200, json.dumps(refused).encode(), {}
         with self._lock:
             if batch and (not self.batches or (self.max_batch and len(members) > self.max_batch)):
                 self.refused_batches += 1

@@ -43,14 +43,7 @@ class ChainClient:
     def latest_block(self) -> Block:
         """The latest block's number, hash, base fee, gas used and gas limit (the fee policy's
         input, and the block a batch is simulated at)."""
-        block = self.request("eth_getBlockByNumber", ["latest", False])
-        return Block(
-            number=int(block["number"], 16),
-            base_fee=int(block.get("baseFeePerGas") or "0x0", 16),
-            gas_used=int(block.get("gasUsed") or "0x0", 16),
-            gas_limit=int(block.get("gasLimit") or "0x0", 16),
-            block_hash=block.get("hash") or "",
-        )
+        return block_of(self.request("eth_getBlockByNumber", ["latest", False]))
 
     def max_priority_fee(self) -> int:
         return int(self.request("eth_maxPriorityFeePerGas", []), 16)
@@ -66,3 +59,16 @@ class ChainClient:
 
     def call(self, tx: dict) -> str:
         return self.request("eth_call", [tx, "latest"])
+
+
+def block_of(block: dict) -> Block:
+    """A block as `eth_getBlockByNumber(..., false)` answers it."""
+    return Block(
+        number=int(block["number"], 16),
+        base_fee=int(block.get("baseFeePerGas") or "0x0", 16),
+        gas_used=int(block.get("gasUsed") or "0x0", 16),
+        gas_limit=int(block.get("gasLimit") or "0x0", 16),
+        block_hash=block.get("hash") or "",
+        parent_hash=block.get("parentHash") or "",
+        transactions=tuple(t for t in block.get("transactions") or () if isinstance(t, str)),
+    )

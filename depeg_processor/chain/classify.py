@@ -18,6 +18,8 @@ from .. import errors
 ERROR_SELECTOR = "0x08c379a0"  # Error(string)
 PRODUCT_NOT_ACTIVE = "ERROR:DP-010:PRODUCT_NOT_ACTIVE"
 RATE_LIMIT_CODE = -32005  # "limit exceeded" (EIP-1474), used by hosted providers
+SIMULATION_CAP_CODE = -38026  # eth_simulateV1's "client adjustable limit reached" (reth)
+SIMULATION_CAP_PHRASES = ("gas cap", "gascap", "adjustable limit")
 RATE_LIMIT_PHRASES = ("limit exceeded", "rate exceeded", "too many requests", "rate limit")
 
 
@@ -46,6 +48,10 @@ def classify(error: dict) -> errors.ProcessorError:
         if PRODUCT_NOT_ACTIVE in reason:
             return errors.ProductInactive(reason)
         return errors.PermanentError(f"reverted: {reason}", kind=errors.revert_kind(reason))
+    if error.get("code") == SIMULATION_CAP_CODE or any(
+        phrase in lowered for phrase in SIMULATION_CAP_PHRASES
+    ):
+        return errors.SimulationTooLarge(f"node error {error.get('code')}: {message}")
     if error.get("code") == RATE_LIMIT_CODE or (
         "gas" not in lowered and any(phrase in lowered for phrase in RATE_LIMIT_PHRASES)
     ):

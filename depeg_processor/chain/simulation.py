@@ -18,6 +18,21 @@ from .classify import ERROR_SELECTOR, classify
 log = logging.getLogger(__package__)  # the logger the chain's lines have always come from
 
 SIMULATE_V1_STRIKES = 3  # batches in a row whose eth_simulateV1 failed while eth_call answered
+DEFAULT_GAS_CAP = 50_000_000  # geth's and reth's --rpc.gascap, anvil's: for a whole request
+LOWEST_GAS_CAP = 3_000_000  # a refusal never teaches a cap below one transaction's worth
+
+
+class Returned(str):
+    """A call's return data, with the gas the simulation says it used (None: an eth_call,
+    which does not say)."""
+
+    gas_used: int | None = None
+
+    @classmethod
+    def of(cls, data: str, gas_used: int | None) -> Returned:
+        returned = cls(data)
+        returned.gas_used = gas_used
+        return returned
 
 
 class Simulator:
@@ -27,10 +42,11 @@ class Simulator:
     not, whichever wallet asks.
     """
 
-    def __init__(self, *, chain: ChainClient) -> None:
+    def __init__(self, *, chain: ChainClient, gas_cap: int = DEFAULT_GAS_CAP) -> None:
         self._chain = chain
         self.simulates = True  # False once eth_simulateV1 failed where eth_call answered
         self._strikes = 0  # batches in a row that it did so
+        self.gas_cap = gas_cap  # the most gas one eth_simulateV1 may ask; lowered on refusal
 
     def simulate(
         self,
@@ -77,6 +93,9 @@ class Simulator:
                 raise
             except errors.RateLimited:
                 raise
+            except errors.SimulationTooLarge as error:
+                self._over_cap(before + calls, error)
+                raise
             except errors.ProcessorError as error:  # an outage too: eth_call tells which
                 failure = error
         alone = "pending" if before else block
@@ -106,6 +125,24 @@ class Simulator:
             raise errors.TransientError("eth_simulateV1 answered with another shape")
         return [_simulated(outcome) for outcome in outcomes]
 
+    def _over_cap(self, calls: list[dict], error: errors.SimulationTooLarge) -> None:
+        """The node refused a request for its simulation gas cap: below what it asked (a
+        cap it names in its message, else three quarters of it), never below
+        LOWEST_GAS_CAP. Not a strike: the node simulates, only not that much at once."""
+        asked = requested_gas(calls)
+        named = [int(word) for word in str(error).replace(",", " ").split() if word.isdigit()]
+        named = [n for n in named if LOWEST_GAS_CAP <= n < asked]
+        learned = max(LOWEST_GAS_CAP, min(named) if named else asked * 3 // 4)
+        if learned < self.gas_cap:
+            log.info(
+                "the node refused a simulation of %s gas (%s); simulating at most %s gas a "
+                "request from now on",
+                asked,
+                error,
+                learned,
+            )
+            self.gas_cap = learned
+
     def _simulate_v1_failed(self, error: errors.ProcessorError) -> None:
         self._strikes += 1
         if self._strikes < SIMULATE_V1_STRIKES:
@@ -125,9 +162,29 @@ def _simulated(outcome: dict) -> Any:
     differ: geth sends an error object with code 3 and the revert data in its `data`; anvil
     a generic error, with the revert data in `returnData`."""
     if outcome["status"] == "0x1":
-        return outcome.get("returnData", "0x")
+        used = outcome.get("gasUsed")
+        return Returned.of(
+            outcome.get("returnData", "0x"), int(used, 16) if isinstance(used, str) else None
+        )
     data = outcome.get("returnData")
     if isinstance(data, str) and data.startswith(ERROR_SELECTOR):
         return classify({"code": 3, "message": "execution reverted", "data": data})
     error = outcome.get("error")
     return classify(error if isinstance(error, dict) else {"message": "the call failed"})
+
+
+def requested_gas(calls: Sequence[dict]) -> int:
+    """The gas one eth_simulateV1 of `calls` asks for: what a node's cap counts."""
+    return sum(int(call.get("gas", "0x0"), 16) for call in calls)
+
+
+def fitting(before: Sequence[dict], calls: Sequence[dict], cap: int) -> int:
+    """How many of `calls` (from the first) fit one simulation after `before` under `cap`."""
+    room = cap - requested_gas(before)
+    fit = 0
+    for call in calls:
+        room -= requested_gas([call])
+        if room < 0:
+            break
+        fit += 1
+    return fit

@@ -88,12 +88,16 @@ class Guards:
         )
 
     def room(self) -> int:
-        """How many entries the wallet may take now: PROCESSOR_MAX_IN_FLIGHT less its
-        transactions signed and not yet mined. A full node pool keeps that many of an account
+        """How many entries the wallet may take now: its in-flight limit (what the next
+        blocks take by gas, at most PROCESSOR_MAX_IN_FLIGHT, 16 while the node's pool is
+        full: see wallet/block_room.py) less its transactions signed and not yet mined. A
+        full node pool keeps that many of an account
         and evicts the rest first, so at the cap the wallet reads nothing (the pool's other
         wallets take the entries) and looks again after half a block, asking the node for the
         mined count each time. 0 after such a wait."""
-        cap, unmined = self._config.max_in_flight, self._wallet.unmined()
+        upper = self._config.max_in_flight
+        cap = self._wallet.in_flight_limit(upper)
+        unmined = self._wallet.unmined()
         if unmined >= cap:  # the watcher's figure may be a block old: ask the node
             unmined = self._wallet.unmined(fresh=True)
         if unmined < cap:
@@ -105,15 +109,17 @@ class Guards:
         if "cap" not in self._holding_for:
             self._holding_for.add("cap")
             log.info(
-                "wallet %s has %s transactions unmined (PROCESSOR_MAX_IN_FLIGHT %s); reading "
-                "no new entries until some are mined",
+                "wallet %s has %s transactions unmined (in-flight limit %s, "
+                "PROCESSOR_MAX_IN_FLIGHT %s); reading no new entries until some are mined",
                 self._wallet.address,
                 unmined,
                 cap,
+                upper,
             )
         self._state.set_holding(
             f"{AT_CAP}: wallet {self._wallet.address} has {unmined} transactions unmined "
-            f"(PROCESSOR_MAX_IN_FLIGHT {cap}); reading again as they are mined"
+            f"(in-flight limit {cap}, PROCESSOR_MAX_IN_FLIGHT {upper}); reading again as they "
+            "are mined"
         )
         self._pause(self._cap_wait())
         return 0

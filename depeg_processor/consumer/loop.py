@@ -133,6 +133,8 @@ class Consumer:
         except errors.NodeUnavailable as error:
             self._state.node_failed(str(error), "processor")
             self._retry_later(str(error))
+        except errors.WaitingForRoom as error:  # back-pressure, not trouble
+            self._wait_for_room(str(error))
         except errors.TransientError as error:
             self._retry_later(str(error))
         except redis.RedisError as error:
@@ -232,6 +234,13 @@ class Consumer:
         delay = min(self._config.error_timeout, FIRST_BACKOFF * 2 ** (self._failures - 1))
         log.error("transient failure, retrying in %.1fs: %s", delay, reason)
         self._pause(delay)
+
+    def _wait_for_room(self, reason: str) -> None:
+        """A batch that waits for room (what is in flight, the node's simulation cap) is
+        normal back-pressure in a burst: said at INFO, looked at again after the first
+        backoff step, without the backoff growing."""
+        log.info("transient failure, retrying in %.1fs: %s", FIRST_BACKOFF, reason)
+        self._pause(FIRST_BACKOFF)
 
     def _pause(self, seconds: float) -> None:
         """Wait without going silent: the heartbeat shows the loop is alive while it holds."""

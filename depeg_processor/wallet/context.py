@@ -21,6 +21,7 @@ from ..inbound.dead_letters import DeadLetters
 from ..inbound.stream import StreamQueue
 from ..metrics import Metrics
 from ..state import SharedState
+from .block_room import BlockRoom
 from .budget import PoolSpend, RevertLedger
 from .last_seen import LastSeenHolder
 from .lease import Lease
@@ -74,6 +75,7 @@ class Shared:
     pool: tuple[TxRecords, ...] = ()  # every wallet's records: what the pool has in flight
     reverts: RevertLedger | None = None  # the pool's reverted gas, for MAX_REVERTED_GAS_PER_HOUR
     durable: Callable[[str], bool] | None = None  # the wait before a broadcast (see durable)
+    room: BlockRoom = dataclasses.field(default_factory=BlockRoom)  # the in-flight limit
 
 
 @dataclasses.dataclass(frozen=True)

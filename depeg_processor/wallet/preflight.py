@@ -6,15 +6,14 @@ real applications in flight (1.5 M gas each) it sees 19 of them, so a simulation
 "pending" misses what the others change (a bundle's free capital, a signature used, a holder's
 premium balance or allowance), and such a transaction reverts on chain, paid for. So where the
 node offers `eth_simulateV1`, the batch is simulated against the latest block (read afresh for
-each batch: the web app's approval before an application is in it) after a replay of
-every unmined transaction of every wallet of the pool (their write-ahead records hold sender,
-calldata and gas), in one simulated block: each application sees all of them and the ones
-before it in the batch. What is mined at that block already fails there with its signature
-used (the product checks that first): its effects are in the block, and it counts once. The
-simulation is the only read, so what it counts as mined and the state it runs on are one
-(a separate read of the wallets' transaction counts, even by block hash, may come from a
-newer state while the node seals a block: anvil answered so, and over-capacity applications
-were sent on it).
+each batch: the web app's approval before an application is in it) after a replay of every
+transaction of the pool that the block does not hold yet (`mined.py`; their records hold sender,
+calldata and gas; the request within the node's simulation gas cap), in one simulated block:
+each application sees all of them and the ones before it in the batch. What is mined at that
+block already fails there with its signature used (the product checks that first), so it counts
+once. The simulation is the only read, so what it counts as mined and the state it runs on are
+one (a separate read of the wallets' transaction counts may come from a newer state while the
+node seals a block: anvil answered so, and over-capacity applications were sent on it).
 
 Without `eth_simulateV1` each application is an `eth_call` against "pending", and the guarantee
 is kept another way: the pool's gas in flight is held within the pending block's gas limit (so
@@ -24,31 +23,31 @@ policy holder goes out (the others wait for the next batch, which sees it pendin
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import logging
+import math
 from collections.abc import Callable, Sequence
 
 import redis
 
 from .. import errors
-from ..chain.calls import ChainClient
+from ..chain.calls import ChainClient, block_of
 from ..chain.product import ProductCalls
-from ..chain.simulation import Simulator
+from ..chain.simulation import Simulator, fitting
 from ..fees import FeePolicy
 from ..inbound.application import Application
-from .records import TxRecord, TxRecords
+from .mined import MinedBlocks
+from .pool_flight import InFlightTx, pool_in_flight
+from .records import TxRecords
 
 log = logging.getLogger(__name__)
 
-GAS_HEADROOM = 1.2  # state can change between simulation and inclusion
-
-
-@dataclasses.dataclass(frozen=True)
-class InFlightTx:
-    """One transaction of the pool in flight, as its record has it."""
-
-    sender: str
-    record: TxRecord
+GAS_HEADROOM = 1.2  # on an estimate: state can change between simulation and inclusion
+# An application's gas depends on where it lands (1.09-1.11 in one real-product burst), so its
+# limit is over the most any of the last RECENT used; GAS_MARGIN covers what a call needs above
+# what it uses (used/estimate >= 0.958) and the state's drift (docs/performance.md).
+GAS_MARGIN = 1.07
+RECENT = 100  # applications whose simulated gasUsed the limit is taken over
 
 
 class Preflight:
@@ -64,6 +63,7 @@ class Preflight:
         fees: FeePolicy,
         pool: Sequence[TxRecords],
         client: redis.Redis,
+        on_gas_used: Callable[[int], None] | None = None,
     ) -> None:
         self._call = call  # (calldata, gas limit or None) -> the product call from this wallet
         self._product = product
@@ -75,6 +75,10 @@ class Preflight:
         self._tag: str | dict = "latest"  # the block the last batch was simulated at
         self.replayed = 0  # how many transactions in flight were replayed before it
         self._gas_limit: int | None = None  # learned from eth_estimateGas, see check()
+        self._mined = MinedBlocks(fetch=self._blocks)
+        self._measured: int | None = None  # the largest limit fitted to a simulated gasUsed
+        self._on_gas_used = on_gas_used  # told each application's simulated gasUsed
+        self._recent: collections.deque[int] = collections.deque(maxlen=RECENT)
 
     def check(self, apps: Sequence[Application]) -> list[tuple[str, int] | errors.ProcessorError]:
         """Calldata and gas limit per application, or the error in its place (a revert gives
@@ -104,7 +108,7 @@ class Preflight:
             unclear = []
             for i, result in zip(todo, results):
                 if not isinstance(result, errors.ProcessorError):
-                    outcomes[i] = (calldata[i], limits[i])
+                    outcomes[i] = (calldata[i], self._fitted(result, limits[i]))
                 elif _reasoned(result) or again:
                     outcomes[i] = result
                 else:
@@ -139,6 +143,22 @@ class Preflight:
                     f"({outcomes[i]}); it waits until that is mined"
                 )
 
+    def _fitted(self, result: object, limit: int) -> int:
+        """The gas limit to sign with: the most the simulation says this call or any of the
+        last RECENT used, with GAS_MARGIN (see there), never above the limit it succeeded at.
+        Later batches are simulated at the largest such limit seen (one that needs more runs
+        out there, and is estimated)."""
+        used = getattr(result, "gas_used", None)
+        if not used:
+            return limit  # an eth_call: the estimate's limit
+        if self._on_gas_used is not None:
+            self._on_gas_used(used)
+        self._recent.append(used)
+        fitted = min(limit, math.ceil(max(self._recent) * GAS_MARGIN))
+        self._measured = max(self._measured or 0, fitted)
+        self._gas_limit = self._measured
+        return fitted
+
     def _estimate(self, indices: Sequence[int], calldata: list[str], outcomes: list) -> dict:
         """Gas limits by `eth_estimateGas` against the pending block, with GAS_HEADROOM; an
         application whose estimate fails gets the error as its outcome."""
@@ -152,7 +172,8 @@ class Preflight:
                 outcomes[i] = result
             else:
                 limits[i] = int(int(result, 16) * GAS_HEADROOM)
-                self._gas_limit = max(self._gas_limit or 0, limits[i])
+                if self._measured is None:  # else the simulation's figures set it
+                    self._gas_limit = max(self._gas_limit or 0, limits[i])
         return limits
 
     @property
@@ -161,48 +182,73 @@ class Preflight:
         return self._simulator.simulates
 
     def simulate(self, calls: list[dict]) -> list:
-        """Each call's result (see `Simulator.simulate`), after everything in flight."""
+        """Each call's result (see `Simulator.simulate`), after everything in flight that the
+        simulated block does not hold yet (see `mined.py`). The request stays within the
+        node's simulation gas cap: the calls that do not fit after the replay wait for the
+        next batch (WaitingForRoom: back-pressure, not an attempt); a refusal for the cap
+        teaches the simulator a lower one and the batch is fitted to it once more."""
         simulator, fees = self._simulator, self._fees
         self.replayed = 0
         if not self.replays:
             return simulator.simulate(calls, "pending")
         fees.current(fresh=True)  # the latest block now: what the web app did is in it
-        tag = block_tag(fees.last_block_hash, fees.last_block)
+        latest = fees.latest
+        if latest is not None:
+            tag = block_tag(latest.block_hash, latest.number)
+        else:
+            tag = block_tag(fees.last_block_hash, fees.last_block)
+        self._mined.follow(latest)
         before = [
             self._call(t.record.data, t.record.gas) | {"from": t.sender}
             for t in self.in_flight()
-            if t.record.data and t.record.gas
+            if t.record.data and t.record.gas and not self._mined.holds(t.record)
         ]
-        if before:
-            log.debug("simulating %s call(s) after %s in flight", len(calls), len(before))
         self._tag, self.replayed = tag, len(before)
-        try:
-            return simulator.simulate(calls, tag, before=before, done=signature_used)
-        except errors.ReplayFailed as error:
-            log.warning("%s; the batch waits for them", error)
-            return [error] * len(calls)
+        for _try in range(2):
+            fit = fitting(before, calls, simulator.gas_cap)
+            if fit < len(calls):
+                log.info(
+                    "%s of %s call(s) wait for room: %s replayed in flight leave room for %s "
+                    "under the node's simulation gas cap of %s",
+                    len(calls) - fit,
+                    len(calls),
+                    len(before),
+                    fit,
+                    simulator.gas_cap,
+                )
+            if not fit:
+                return [self._no_room(len(before))] * len(calls)
+            if before:
+                log.debug("simulating %s call(s) after %s in flight", fit, len(before))
+            try:
+                results = simulator.simulate(calls[:fit], tag, before=before, done=signature_used)
+            except errors.ReplayFailed as error:
+                log.warning("%s; the batch waits for them", error)
+                return [error] * len(calls)
+            except errors.SimulationTooLarge as error:
+                refused = error
+                continue
+            return results + [self._no_room(len(before))] * (len(calls) - fit)
+        return [refused] * len(calls)
+
+    def _no_room(self, replayed: int) -> errors.WaitingForRoom:
+        return errors.WaitingForRoom(
+            f"waits for room under the node's simulation gas cap ({self._simulator.gas_cap}) "
+            f"after {replayed} transactions in flight"
+        )
 
     def alone(self, calls: list[dict]) -> list:
         """The calls simulated at the block of the last batch, without what is in flight."""
         return self._simulator.simulate(calls, self._tag)
 
+    def _blocks(self, numbers: Sequence[int]) -> list:
+        """The blocks of these numbers (None for one the node did not give), in one batch."""
+        answers = self._chain.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        return [block_of(a) if isinstance(a, dict) else None for a in answers]
+
     def in_flight(self) -> list[InFlightTx]:
-        """Every record in flight of every wallet of the pool, in nonce order per wallet (two
-        Redis round trips)."""
-        pool, client = self._pool, self._redis
-        pipe = client.pipeline(transaction=False)
-        for records in pool:
-            pipe.zrange(records.inflight_key, 0, -1)
-        ids = pipe.execute()
-        pipe = client.pipeline(transaction=False)
-        wanted = [(records, entity_id) for records, found in zip(pool, ids) for entity_id in found]
-        for records, entity_id in wanted:
-            pipe.hgetall(records.key(entity_id))
-        found = []
-        for (records, _entity_id), fields in zip(wanted, pipe.execute()):
-            if fields and records.owner is not None:
-                found.append(InFlightTx(records.owner, TxRecord.from_fields(fields)))
-        return sorted(found, key=lambda tx: (tx.sender, tx.record.nonce))
+        """Every record in flight of every wallet of the pool, in nonce order per wallet."""
+        return pool_in_flight(self._pool, self._redis)
 
     def hold_back(self, apps: Sequence[Application], gas: Sequence[int]) -> list[bool]:
         """Without a replay: which applications wait for the next batch, so that the pending

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .. import errors
 from ..chain.calls import ChainClient
@@ -66,6 +66,15 @@ def sort_answer(result: object) -> Answer:
     return Answer.REFUSED
 
 
+def pool_is_full(error: Exception) -> bool:
+    """A first send refused because the node's pool is full: geth's "txpool is full", or
+    "transaction underpriced" (not a replacement's: below the cheapest the full pool keeps)."""
+    message = str(error).lower()
+    return "txpool is full" in message or (
+        "underpriced" in message and "replacement" not in message
+    )
+
+
 class Publisher:
     """Sends one wallet's signed transactions and tells what became of each."""
 
@@ -77,8 +86,10 @@ class Publisher:
         lease: Lease,
         records: TxRecords,
         nonces: NonceManager,
+        on_pool_full: Callable[[str], None] = lambda why: None,
     ) -> None:
         self._chain = chain
+        self._on_pool_full = on_pool_full
         self._address = address
         self._lease = lease
         self._records = records
@@ -102,6 +113,10 @@ class Publisher:
         except errors.NodeUnavailable as error:
             results = [error] * len(records)
         answers = [sort_answer(result) for result in results]
+        if first:
+            full = [r for r in results if isinstance(r, Exception) and pool_is_full(r)]
+            if full:
+                self._on_pool_full(f"a first send refused: {full[0]}")
         conflicts = [i for i, answer in enumerate(answers) if answer is Answer.NONCE_USED]
         if conflicts:
             for i, answer in zip(conflicts, self._nonce_used([records[i] for i in conflicts])):

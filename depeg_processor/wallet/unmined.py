@@ -121,6 +121,13 @@ class Unmined:
             ):
                 stuck.append(record)  # still pending: re-price it (a mined one needs nothing)
             waiting.head, waiting.since, waiting.checked = head, now, True
+        if dropped:
+            known = [r.nonce for r, tx in zip(due, known) if isinstance(tx, dict)]
+            if known and min(r.nonce for r in dropped) < max(known):
+                self._ctx.shared.room.pool_full(
+                    f"the node forgot nonce {min(r.nonce for r in dropped)} while it keeps "
+                    f"nonce {max(known)}"
+                )
         return dropped, stuck
 
     def _waiting_turn(self, head: int, now: float) -> Callable[[TxRecord], bool]:

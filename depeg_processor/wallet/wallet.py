@@ -61,6 +61,7 @@ class Wallet:
             lease=ctx.lease,
             records=ctx.records,
             nonces=ctx.nonces,
+            on_pool_full=shared.room.pool_full,
         )
         self._submitter = Submitter(
             config=ctx.config,
@@ -82,6 +83,7 @@ class Wallet:
                 fees=shared.fees,
                 pool=shared.pool,
                 client=shared.redis,
+                on_gas_used=shared.room.measured,
             ),
             publisher=publisher,
             on_below_base_fee=self.in_flight.refused_below_base_fee,
@@ -177,6 +179,11 @@ class Wallet:
         if next_nonce is None or mined is None:
             return self.ctx.records.count()
         return max(0, next_nonce - mined)
+
+    def in_flight_limit(self, upper: int) -> int:
+        """How many transactions it may keep unmined, at most `upper` (see block_room)."""
+        shared = self.ctx.shared
+        return shared.room.limit(upper=upper, block_gas_limit=shared.fees.block_gas_limit)
 
     def last_seen(self) -> LastSeen:
         """What the receipt watcher (and the consumer) last learned of the wallet."""

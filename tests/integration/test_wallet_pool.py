@@ -390,10 +390,14 @@ def test_a_burst_is_spread_over_the_pool_with_no_wallet_above_its_cap_in_flight(
     redis_server, anvil, product, webapp, redis_client, spawn
 ):
     """300 applications queued at once on three wallets, a block a second: each wallet keeps
-    at most PROCESSOR_MAX_IN_FLIGHT (16, the default) transactions unmined, so the other
-    wallets take what one cannot (without the cap two wallets took them all, 180 and 120)."""
+    at most PROCESSOR_MAX_IN_FLIGHT (set to 16, geth's account slots: the limit that follows
+    the blocks stays under it) transactions unmined, so the other wallets take what one cannot
+    (without the cap two wallets took them all, 180 and 120)."""
     cap = 16
-    envs = [pool_env(redis_server, anvil.url, product) for _ in range(3)]
+    envs = [
+        pool_env(redis_server, anvil.url, product) | {"PROCESSOR_MAX_IN_FLIGHT": str(cap)}
+        for _ in range(3)
+    ]
     ports = [int(env["PORT"]) for env in envs]
     start_on_each_wallet(envs, redis_client, spawn)
     anvil.set_automine(False)

@@ -60,6 +60,7 @@ VARIABLES = (
     "HOLDER_HOLD_SECONDS",
     "REDIS_STREAM_RETENTION",
     "CHAIN_RPC_MAX_BATCH",
+    "CHAIN_SIMULATION_GAS_CAP",
     "CHAIN_IDLE_POLL_INTERVAL",
     "PROCESSOR_WALLETS",
     "PROCESSOR_MAX_IN_FLIGHT",
@@ -146,8 +147,9 @@ def test_the_wallet_pool_is_one_wallet_unless_set() -> None:
     assert "PROCESSOR_WALLETS" in str(refusal(PROCESSOR_WALLETS="0"))
 
 
-def test_the_in_flight_cap_is_geths_account_slots_unless_set() -> None:
-    assert load().max_in_flight == 16
+def test_the_in_flight_cap_is_an_upper_bound_over_geths_account_slots_unless_set() -> None:
+    # the limit below it follows the blocks, from geth's 16 (tests/unit/test_block_room.py)
+    assert load().max_in_flight == 64
     assert load(PROCESSOR_MAX_IN_FLIGHT="64").max_in_flight == 64
     assert "PROCESSOR_MAX_IN_FLIGHT" in str(refusal(PROCESSOR_MAX_IN_FLIGHT="0"))
     assert "PROCESSOR_MAX_IN_FLIGHT" in str(refusal(PROCESSOR_MAX_IN_FLIGHT="many"))
@@ -433,4 +435,4 @@ def test_settings_built_in_code_take_the_tables_defaults() -> None:
         error_timeout=0.0,
         max_deliveries=1,
     )
-    assert (consumer.max_in_flight, consumer.in_flight_poll) == (16, 2.0)
+    assert (consumer.max_in_flight, consumer.in_flight_poll) == (64, 2.0)

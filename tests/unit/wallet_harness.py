@@ -44,6 +44,7 @@ class CallSimulator:
     `replayed` (and `done`) for the tests to see."""
 
     simulates = True
+    gas_cap = 50_000_000  # the node's simulation gas cap, as the real simulator's default
 
     def __init__(self, chain: Any) -> None:
         self._chain = chain
