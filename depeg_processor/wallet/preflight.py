@@ -23,9 +23,7 @@ policy holder goes out (the others wait for the next batch, which sees it pendin
 
 from __future__ import annotations
 
-import collections
 import logging
-import math
 from collections.abc import Callable, Sequence
 
 import redis
@@ -43,11 +41,6 @@ from .records import TxRecords
 log = logging.getLogger(__name__)
 
 GAS_HEADROOM = 1.2  # on an estimate: state can change between simulation and inclusion
-# An application's gas depends on where it lands (1.09-1.11 in one real-product burst), so its
-# limit is over the most any of the last RECENT used; GAS_MARGIN covers what a call needs above
-# what it uses (used/estimate >= 0.958) and the state's drift (docs/performance.md).
-GAS_MARGIN = 1.07
-RECENT = 100  # applications whose simulated gasUsed the limit is taken over
 
 
 class Preflight:
@@ -76,9 +69,7 @@ class Preflight:
         self.replayed = 0  # how many transactions in flight were replayed before it
         self._gas_limit: int | None = None  # learned from eth_estimateGas, see check()
         self._mined = MinedBlocks(fetch=self._blocks)
-        self._measured: int | None = None  # the largest limit fitted to a simulated gasUsed
         self._on_gas_used = on_gas_used  # told each application's simulated gasUsed
-        self._recent: collections.deque[int] = collections.deque(maxlen=RECENT)
 
     def check(self, apps: Sequence[Application]) -> list[tuple[str, int] | errors.ProcessorError]:
         """Calldata and gas limit per application, or the error in its place (a revert gives
@@ -144,20 +135,15 @@ class Preflight:
                 )
 
     def _fitted(self, result: object, limit: int) -> int:
-        """The gas limit to sign with: the most the simulation says this call or any of the
-        last RECENT used, with GAS_MARGIN (see there), never above the limit it succeeded at.
-        Later batches are simulated at the largest such limit seen (one that needs more runs
-        out there, and is estimated)."""
+        """The gas limit to sign with: the one the simulation succeeded at (the estimate with
+        GAS_HEADROOM, then the largest seen). Not the simulated gasUsed with a smaller margin:
+        the replay warms storage that the chain may still find cold (a transaction of the pool
+        that is never mined), so a call can use more on chain than in the simulation, and an
+        out-of-gas revert is paid. The gasUsed feeds the in-flight limit (block_room) only."""
         used = getattr(result, "gas_used", None)
-        if not used:
-            return limit  # an eth_call: the estimate's limit
-        if self._on_gas_used is not None:
+        if used and self._on_gas_used is not None:
             self._on_gas_used(used)
-        self._recent.append(used)
-        fitted = min(limit, math.ceil(max(self._recent) * GAS_MARGIN))
-        self._measured = max(self._measured or 0, fitted)
-        self._gas_limit = self._measured
-        return fitted
+        return limit
 
     def _estimate(self, indices: Sequence[int], calldata: list[str], outcomes: list) -> dict:
         """Gas limits by `eth_estimateGas` against the pending block, with GAS_HEADROOM; an
@@ -172,8 +158,7 @@ class Preflight:
                 outcomes[i] = result
             else:
                 limits[i] = int(int(result, 16) * GAS_HEADROOM)
-                if self._measured is None:  # else the simulation's figures set it
-                    self._gas_limit = max(self._gas_limit or 0, limits[i])
+                self._gas_limit = max(self._gas_limit or 0, limits[i])
         return limits
 
     @property

@@ -171,10 +171,12 @@ class Wallet:
         set's size (every record, mined or not). `fresh` (from the consumer's thread, the one
         that takes nonces) asks the node for the mined count and synchronises the next nonce
         if it is to be: mined ones waiting for their confirmations then take no place either."""
-        if fresh:
+        # Not while the pool paid for reverts this hour: then what is mined waits for the
+        # watcher, which counts its reverts first, so the revert budget is not outrun.
+        if fresh and not self.ctx.last_seen.get().reverted_gas:
             self.ctx.last_seen.observed_mined(self.ctx.shared.chain.nonce(self.address, "latest"))
-            if self.ctx.nonces.next is None:
-                self.ctx.nonces.sync()
+        if fresh and self.ctx.nonces.next is None:
+            self.ctx.nonces.sync()
         next_nonce, mined = self.ctx.nonces.next, self.ctx.last_seen.get().mined_nonce
         if next_nonce is None or mined is None:
             return self.ctx.records.count()
