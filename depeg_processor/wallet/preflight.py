@@ -99,7 +99,14 @@ class Preflight:
             unclear = []
             for i, result in zip(todo, results):
                 if not isinstance(result, errors.ProcessorError):
-                    outcomes[i] = (calldata[i], self._fitted(result, limits[i]))
+                    # signed at the limit it succeeded at (the estimate with GAS_HEADROOM, then
+                    # the largest seen), never cut to its simulated gasUsed: the replay warms
+                    # storage the chain may find cold (a transaction of the pool never mined),
+                    # and an out-of-gas revert is paid. The gasUsed sizes the in-flight limit.
+                    used = getattr(result, "gas_used", None)
+                    if used and self._on_gas_used is not None:
+                        self._on_gas_used(used)
+                    outcomes[i] = (calldata[i], limits[i])
                 elif _reasoned(result) or again:
                     outcomes[i] = result
                 else:
@@ -133,17 +140,6 @@ class Preflight:
                     f"application {apps[i].entity_id} is refused only after what is in flight "
                     f"({outcomes[i]}); it waits until that is mined"
                 )
-
-    def _fitted(self, result: object, limit: int) -> int:
-        """The gas limit to sign with: the one the simulation succeeded at (the estimate with
-        GAS_HEADROOM, then the largest seen). Not the simulated gasUsed with a smaller margin:
-        the replay warms storage that the chain may still find cold (a transaction of the pool
-        that is never mined), so a call can use more on chain than in the simulation, and an
-        out-of-gas revert is paid. The gasUsed feeds the in-flight limit (block_room) only."""
-        used = getattr(result, "gas_used", None)
-        if used and self._on_gas_used is not None:
-            self._on_gas_used(used)
-        return limit
 
     def _estimate(self, indices: Sequence[int], calldata: list[str], outcomes: list) -> dict:
         """Gas limits by `eth_estimateGas` against the pending block, with GAS_HEADROOM; an

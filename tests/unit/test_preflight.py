@@ -157,3 +157,34 @@ def test_a_replay_that_fails_sends_nothing_and_the_batch_waits(world, fake_redis
     assert isinstance(replay_fails, errors.WaitingForRoom)
     assert simulator.replayed[-1] and wallet.records.count() == 0
     assert not [m for m, _p in node.calls if m == "eth_sendRawTransaction"]
+
+
+class SimulatingNode(Node):
+    """Its simulations say how much gas each call used: less than the estimate."""
+
+    def batch(self, calls) -> list:
+        from depeg_processor.chain.simulation import Returned
+
+        answers = super().batch(calls)
+        return [
+            Returned.of("0x", 1_200_000) if method == "eth_call" else answer
+            for (method, _params), answer in zip(calls, answers)
+        ]
+
+
+def test_the_gas_limit_is_never_cut_to_the_simulated_gas_used(fake_redis) -> None:
+    """The replay warms storage that the chain may find cold (a transaction of the pool that
+    is never mined): a limit of 1.07 x the simulated gasUsed ran out of gas on chain, a paid
+    revert against an honest applicant. Each is signed at the estimate with its headroom; the
+    gasUsed only feeds the in-flight limit."""
+    node = SimulatingNode()
+    fees = FeePolicy(base_fee=node.latest, suggested_tip=lambda: GWEI, cap=100 * GWEI)
+    wallet = build_wallet(fake_redis, chain=node, clock=Clock(), fees=fees)
+    wallet.lease.acquire()
+    assert wallet.take_over()
+    try:
+        outcomes = wallet.submit(apps(2), entry_ids=["1-0", "1-1"])
+        wallet.finish()
+    finally:
+        wallet.close()
+    assert [o.gas for o in outcomes] == [1_800_000, 1_800_000], "1.5 M estimated x 1.2"

@@ -104,28 +104,3 @@ def test_a_simulation_under_the_cap_passes_the_emulator() -> None:
     }
     assert over_cap(member, 50_000_000) is None
     assert over_cap({"method": "eth_call", "params": []}, 1) is None
-
-
-def test_the_gas_limit_is_never_cut_to_the_simulated_gas_used() -> None:
-    """The replay warms storage the chain may find cold (a transaction of the pool that is
-    never mined): a limit of 1.07 x the simulated gasUsed ran out of gas on chain, a paid
-    revert against an honest applicant. The limit signed is the one the simulation succeeded
-    at; the gasUsed only feeds the in-flight limit."""
-    from depeg_processor.chain.simulation import Returned
-    from depeg_processor.wallet.preflight import Preflight
-
-    seen = []
-    preflight = Preflight(
-        call=lambda data, gas=None: {},
-        product=None,
-        chain=None,
-        simulator=None,
-        fees=None,
-        pool=(),
-        client=None,
-        on_gas_used=seen.append,
-    )
-    assert preflight._fitted(Returned.of("0x", 1_480_000), 2_060_000) == 2_060_000
-    assert preflight._fitted(Returned.of("0x", 1_400_000), 2_060_000) == 2_060_000
-    assert preflight._fitted("0x", 2_060_000) == 2_060_000  # an eth_call says no gas used
-    assert seen == [1_480_000, 1_400_000]
