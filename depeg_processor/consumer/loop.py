@@ -23,7 +23,6 @@ from ..inbound.stream import Entry
 from ..inbound.stream_ids import id_key
 from ..metrics import Metrics
 from ..state import SharedState
-from ..wallet.handover import claim_entries_left
 from ..wallet.wallet import Wallet
 from .batch import BatchHandler
 from .config import ConsumerConfig
@@ -187,7 +186,7 @@ class Consumer:
             self.guards.claim_due = False
             self._claimed_at = now
             wallet = self._wallet
-            claim_entries_left(wallet.ctx.shared.redis, wallet.queue, wallet.lease.handed_over())
+            wallet.claim_entries_left()
             wallet.queue.claim_abandoned()
 
     def _read(self, room: int) -> list[Entry]:

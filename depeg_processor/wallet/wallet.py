@@ -29,6 +29,7 @@ from ..inbound.stream import Entry, StreamQueue
 from ..inbound.untrusted import HashContent
 from .applied import Applied, UsedSignatures
 from .context import WalletContext
+from .handover import claim_entries_left
 from .holders import HolderState
 from .inflight import InFlight
 from .last_seen import LastSeen
@@ -160,6 +161,11 @@ class Wallet:
         log.info(
             "holding the wallet's lease %s; sending (next nonce %s)", ctx.lease.key, ctx.nonces.next
         )
+
+    def claim_entries_left(self) -> int:
+        """The unacknowledged entries of the holder that released this wallet cleanly, made
+        this consumer's at once (see handover); how many."""
+        return claim_entries_left(self.ctx.shared.redis, self.queue, self.lease.handed_over())
 
     def unmined(self, *, fresh: bool = False) -> int:
         """How many of the wallet's transactions are signed and not yet mined, for the cap on
