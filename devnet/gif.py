@@ -99,6 +99,10 @@ class Transactor:
     def connect(cls, rpc_url: str) -> Transactor:
         return cls(Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 60})))
 
+    def forget_nonces(self) -> None:
+        """The chain went back (a snapshot restored): read each sender's nonce again."""
+        self._nonces.clear()
+
     def _next_nonce(self, address: str) -> int:
         if address not in self._nonces:
             self._nonces[address] = self.w3.eth.get_transaction_count(address, "pending")
