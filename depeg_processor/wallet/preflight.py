@@ -16,9 +16,7 @@ one (a separate read of the wallets' transaction counts may come from a newer st
 node seals a block: anvil answered so, and over-capacity applications were sent on it).
 
 Without `eth_simulateV1` each application is an `eth_call` against "pending", and the guarantee
-is kept another way: the pool's gas in flight is held within the pending block's gas limit (so
-that block holds all of it), and of one batch only the first application of a bundle and of a
-policy holder goes out (the others wait for the next batch, which sees it pending).
+is kept another way (`alone.py`).
 """
 
 from __future__ import annotations
@@ -31,9 +29,11 @@ import redis
 from .. import errors
 from ..chain.calls import ChainClient, block_of
 from ..chain.product import ProductCalls
-from ..chain.simulation import Simulator, fitting
+from ..chain.simulation import Simulator, fitting, requested_gas
 from ..fees import FeePolicy
 from ..inbound.application import Application
+from .alone import held_back, waiting_for_room
+from .gas_fit import GasFit
 from .mined import MinedBlocks
 from .pool_flight import InFlightTx, pool_in_flight
 from .records import TxRecords
@@ -70,6 +70,8 @@ class Preflight:
         self._gas_limit: int | None = None  # learned from eth_estimateGas, see check()
         self._mined = MinedBlocks(fetch=self._blocks)
         self._on_gas_used = on_gas_used  # told each application's simulated gasUsed
+        self._before: list[dict] = []  # what the last batch was simulated after
+        self._fit = GasFit()
 
     def check(self, apps: Sequence[Application]) -> list[tuple[str, int] | errors.ProcessorError]:
         """Calldata and gas limit per application, or the error in its place (a revert gives
@@ -88,6 +90,7 @@ class Preflight:
         else:
             limits = self._estimate(range(len(apps)), calldata, outcomes)
         gas = [limits.get(i, 0) for i in range(len(apps))]
+        used: dict[int, int] = {}
         for i, held in enumerate(self.hold_back(apps, gas)):
             if held and outcomes[i] is None:
                 outcomes[i] = waiting_for_room(apps[i])
@@ -99,13 +102,8 @@ class Preflight:
             unclear = []
             for i, result in zip(todo, results):
                 if not isinstance(result, errors.ProcessorError):
-                    # signed at the limit it succeeded at (the estimate with GAS_HEADROOM, then
-                    # the largest seen), never cut to its simulated gasUsed: the replay warms
-                    # storage the chain may find cold (a transaction of the pool never mined),
-                    # and an out-of-gas revert is paid. The gasUsed sizes the in-flight limit.
-                    used = getattr(result, "gas_used", None)
-                    if used and self._on_gas_used is not None:
-                        self._on_gas_used(used)
+                    # at the limit it succeeded at, unless fitted below (see gas_fit.py)
+                    used[i] = getattr(result, "gas_used", None) or 0
                     outcomes[i] = (calldata[i], limits[i])
                 elif _reasoned(result) or again:
                     outcomes[i] = result
@@ -117,8 +115,37 @@ class Preflight:
             for i in todo:  # the sequence changed: simulate the rest again with it
                 if isinstance(outcomes[i], tuple):
                     outcomes[i] = None
+        for i, gas_used in used.items():
+            if gas_used and isinstance(outcomes[i], tuple) and self._on_gas_used is not None:
+                self._on_gas_used(gas_used)  # sizes the in-flight limit (block_room.py)
+        self._fit_to_blocks(calldata, limits, used, outcomes)
         self._wait_for_what_is_in_flight(apps, calldata, limits, outcomes)
         return outcomes
+
+    def _fit_to_blocks(
+        self, calldata: list[str], limits: dict, used: dict[int, int], outcomes: list
+    ) -> None:
+        """While what is in flight and this batch exceed a block, a call's limit is fitted to
+        the gas it used (gas_fit.py) where the batch succeeds at the fitted limits in two more
+        simulations at the same block, in one request: after the same replay, and after this
+        wallet's own transactions in flight only (those are mined before it, or it is not
+        mined; the others' may come after it, so the chain can be that much colder). Else it
+        keeps the limit it succeeded at."""
+        ok = [i for i, o in enumerate(outcomes) if isinstance(o, tuple) and used.get(i)]
+        if not ok or not self.replays:
+            return
+        fitted = {i: self._fit.limit(used[i], limits[i]) for i in ok}
+        room = self._fees.block_gas_limit
+        asked = requested_gas(self._before) + sum(limits[i] for i in ok)
+        if all(fitted[i] >= limits[i] for i in ok) or not room or asked <= room:
+            return
+        calls = [self._call(calldata[i], fitted[i]) for i in ok]
+        proven = self._fit.prove(
+            self._simulator, self._tag, self._before, calls, reasoned=_reasoned, done=signature_used
+        )
+        for i, fits in zip(ok, proven):
+            if fits:
+                outcomes[i] = (calldata[i], fitted[i])
 
     def _wait_for_what_is_in_flight(
         self, apps: Sequence[Application], calldata: list[str], limits: dict, outcomes: list
@@ -184,7 +211,7 @@ class Preflight:
             for t in self.in_flight()
             if t.record.data and t.record.gas and not self._mined.holds(t.record)
         ]
-        self._tag, self.replayed = tag, len(before)
+        self._tag, self.replayed, self._before = tag, len(before), before
         for _try in range(2):
             fit = fitting(before, calls, simulator.gas_cap)
             if fit < len(calls):
@@ -232,24 +259,14 @@ class Preflight:
         return pool_in_flight(self._pool, self._redis)
 
     def hold_back(self, apps: Sequence[Application], gas: Sequence[int]) -> list[bool]:
-        """Without a replay: which applications wait for the next batch, so that the pending
-        block holds everything in flight and no two of one batch depend on each other."""
+        """Without a replay: which applications wait for the next batch (see held_back)."""
         if self.replays:
             return [False] * len(apps)
-        fees = self._fees
-        fees.current()  # the latest block's gas limit, cached for about a block
-        room = fees.block_gas_limit or None
+        self._fees.current()  # the latest block's gas limit, cached for about a block
+        room = self._fees.block_gas_limit or None
         if room is not None:
             room -= sum(tx.record.gas for tx in self.in_flight())
-        held, seen = [], set()
-        for app, limit in zip(apps, gas):
-            keys = {("bundle", app.bundle_id), ("holder", app.policy_holder)}
-            wait = bool(keys & seen) or (room is not None and limit > room)
-            if not wait:
-                seen |= keys
-                room = None if room is None else room - limit
-            held.append(wait)
-        return held
+        return held_back(apps, gas, room)
 
 
 def block_tag(block_hash: str, number: int | None) -> str | dict:
@@ -264,13 +281,6 @@ def block_tag(block_hash: str, number: int | None) -> str | dict:
 def signature_used(error: Exception) -> bool:
     """A replayed transaction that is mined already: the product refuses its signature."""
     return isinstance(error, errors.PermanentError) and error.kind in errors.SIGNATURE_USED
-
-
-def waiting_for_room(app: Application) -> errors.WaitingForRoom:
-    return errors.WaitingForRoom(
-        f"application {app.entity_id} waits for room: the node simulates each call alone, so "
-        "it goes after what is in flight is pending"
-    )
 
 
 def _reasoned(result: errors.ProcessorError) -> bool:

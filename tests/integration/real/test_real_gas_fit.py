@@ -1,0 +1,124 @@
+"""Fitted gas limits on the real product, in the case they must hold against: a transaction of
+the pool replayed before an application in its simulation is not mined before it, so the chain
+runs the application on storage the simulation saw written. It still succeeds."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+
+import pytest
+
+from depeg_processor.wallet.gas_fit import DRIFT, NEED
+from devnet.webapp import ulid
+from tests.conftest import wait_until
+from tests.integration.conftest import dead_letters, holder_pid, service_env
+from tests.integration.real_replicas import WALLET_ETH, WALLETS, settled, submit_together
+
+pytestmark = pytest.mark.integration
+CROWDED_BLOCK = 3_000_000  # two applications' generous limits exceed it: limits are fitted
+
+
+def recorded_tx(redis_client, entity_id: str) -> str | None:
+    return redis_client.hget(f"PendingApplication:{entity_id}", "transactionHash")
+
+
+@pytest.mark.parametrize(
+    "fresh",
+    [
+        pytest.param(True, id="first-policies-of-a-fresh-bundle"),
+        pytest.param(False, id="a-bundle-with-a-policy"),
+    ],
+)
+def test_an_application_simulated_after_one_mined_later_succeeds(
+    fresh, real_product, spawn, redis_server, redis_client, anvil
+):
+    """Two replicas on two wallets, blocks of 3 M gas (crowded at two applications): the
+    first sends one, then stops; the second sends another to the same bundle, simulated after
+    the first's replay; the first leaves the node and a block is mined. On a fresh bundle the
+    second is the bundle's first policy on chain after all (1.59 M gas where the simulation
+    saw 1.41 M), which only the generous limit holds: the check without the others in flight
+    keeps it. On a bundle with a policy it goes at its fitted limit, and succeeds."""
+    bundle_id = real_product.new_bundle(4)
+    webapp = real_product.webapp(redis_client, bundle_id)
+    if not fresh:
+        earlier = ulid()
+        earlier_fields = webapp.application()
+    first, second = ulid(), ulid()
+    first_fields, second_fields = webapp.application(), webapp.application()
+    for wallet in WALLETS:
+        anvil.set_balance(wallet.address, WALLET_ETH)
+    anvil.rpc("evm_setBlockGasLimit", hex(CROWDED_BLOCK))
+    replicas = []
+    try:
+        anvil.mine(1)  # the latest block now says the lower limit
+        with real_product.interval_mining(None):
+            for wallet in WALLETS:
+                env = service_env(
+                    redis_server.url,
+                    anvil.url,
+                    real_product.address,
+                    PROCESSOR_WALLETS="2",
+                    PROCESSOR_LEASE_TTL="60000",  # the stopped replica keeps its wallet
+                )
+                replicas.append(spawn(env))
+                wait_until(
+                    lambda w=wallet, p=replicas[-1]: holder_pid(redis_client, w.lease_key) == p.pid,
+                    what=f"a replica on wallet {wallet.index}",
+                )
+            if not fresh:
+                submit_together(redis_client, {earlier: earlier_fields})
+                wait_until(lambda: recorded_tx(redis_client, earlier), what="earlier sent")
+                anvil.mine(1)
+            submit_together(redis_client, {first: first_fields})
+            first_tx = wait_until(lambda: recorded_tx(redis_client, first), what="first sent")
+            wait_until(lambda: anvil.rpc("eth_getTransactionByHash", first_tx), what="broadcast")
+            first_sent = anvil.rpc("eth_getTransactionByHash", first_tx)
+            sender = first_sent["from"].lower()
+            stopped = next(p for p, w in zip(replicas, WALLETS) if w.address.lower() == sender)
+            os.kill(stopped.pid, signal.SIGSTOP)  # the other replica takes the second
+            try:
+                submit_together(redis_client, {second: second_fields})
+                second_tx = wait_until(lambda: recorded_tx(redis_client, second), what="sent")
+                wait_until(
+                    lambda: anvil.rpc("eth_getTransactionByHash", second_tx), what="broadcast"
+                )
+                # the first leaves the node before any block: the second runs without it
+                anvil.rpc("anvil_dropTransaction", first_tx)
+                anvil.mine(1)
+            finally:
+                os.kill(stopped.pid, signal.SIGCONT)
+            mined = anvil.rpc("eth_getTransactionReceipt", second_tx)
+            tx = anvil.rpc("eth_getTransactionByHash", second_tx)
+            limit, used = int(tx["gas"], 16), int(mined["gasUsed"], 16)
+            assert int(mined["status"], 16) == 1, f"reverted: {used} used of {limit}"
+            after_first = simulated_after(anvil, [first_sent, tx], int(mined["blockNumber"], 16))
+            if fresh:  # on chain it paid for the bundle's first policy, the simulation not
+                assert used > after_first + 2 * DRIFT, (used, after_first)
+            else:
+                assert limit <= math.ceil(after_first * NEED) + DRIFT, "fitted"
+                assert used <= after_first + DRIFT, (used, after_first)
+        wait_until(
+            lambda: settled(redis_client, [first, second]),
+            timeout=90,
+            what="both confirmed, the first sent again",
+        )
+    finally:
+        anvil.rpc("evm_setBlockGasLimit", hex(30_000_000))
+        anvil.mine(1)
+    assert dead_letters(redis_client) == {}
+    holders = {first_fields["policyHolder"], second_fields["policyHolder"]}
+    assert len(real_product.policies_of(holders, 0)) == 2
+
+
+def simulated_after(anvil, txs: list[dict], block: int) -> int:
+    """The gas the last of `txs` uses simulated after the others, at the block before
+    `block`: what the processor's simulation saw."""
+    calls = [{"from": t["from"], "to": t["to"], "data": t["input"], "gas": t["gas"]} for t in txs]
+    answer = anvil.rpc(
+        "eth_simulateV1",
+        {"blockStateCalls": [{"calls": calls}], "validation": False},
+        hex(block - 1),
+    )
+    return int(answer[0]["calls"][-1]["gasUsed"], 16)
