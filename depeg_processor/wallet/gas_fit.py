@@ -16,6 +16,13 @@ first simulation saw written. That costs real gas: a write from zero is 20,000 a
 and the real product's first policy of a fresh bundle used 1.59 M where the next used 1.41 M
 (bench/real_product.py). A call that fails the second simulation keeps its generous limit.
 
+A wallet's limits never fall from one nonce to the next (a fitted limit is raised to the one
+before it, never above what the call succeeded at): anvil, building a block, skips a
+transaction whose limit does not fit what is left, tries the same wallet's next one, and drops
+that and every later one from its pool as invalid, its nonce not being next (a bench run lost
+nine transactions of a wallet so, a fitted batch behind a generous limit). geth stops taking
+the wallet's transactions for that block, which the rule does not hurt.
+
 The fitted limit is the simulated gasUsed x NEED plus DRIFT:
 - NEED covers what a call needs above what it uses: a CALL forwards at most 63/64 of the gas
   left, and refunds are paid only at the end. The real product used 0.993-0.996 of its

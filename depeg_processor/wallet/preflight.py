@@ -143,9 +143,14 @@ class Preflight:
         proven = self._fit.prove(
             self._simulator, self._tag, self._before, calls, reasoned=_reasoned, done=signature_used
         )
+        sender = calls[0]["from"].lower()
+        floor = max(
+            [int(c["gas"], 16) for c in self._before if c["from"].lower() == sender][-1:] or [0]
+        )
         for i, fits in zip(ok, proven):
-            if fits:
-                outcomes[i] = (calldata[i], fitted[i])
+            if fits:  # never below the wallet's limit before it (see gas_fit.py)
+                outcomes[i] = (calldata[i], min(limits[i], max(fitted[i], floor)))
+            floor = max(floor, outcomes[i][1])
 
     def _wait_for_what_is_in_flight(
         self, apps: Sequence[Application], calldata: list[str], limits: dict, outcomes: list

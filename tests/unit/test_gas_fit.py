@@ -25,7 +25,7 @@ class Node:
     def __init__(self, needed: int = NEEDED) -> None:
         self.simulates, self.gas_cap = True, 50_000_000
         self.needed = needed
-        self.colder = 0
+        self.colder, self.cold_call = 0, 0
         self.asked: list[list[int]] = []  # the gas limits of each simulation's calls
 
     def simulate(self, calls, block="pending", *, before=(), done=None):
@@ -41,8 +41,8 @@ class Node:
         """After all in flight, then after the wallet's own only (here: nothing in flight, and
         `colder` is what the first call needs in the second run)."""
         warm, cold = self.simulate(runs[0], block), self.simulate(runs[1], block)
-        if int(runs[1][0]["gas"], 16) < self.colder:
-            cold[0] = errors.PermanentError("out of gas", kind="out_of_gas")
+        if int(runs[1][self.cold_call]["gas"], 16) < self.colder:
+            cold[self.cold_call] = errors.PermanentError("out of gas", kind="out_of_gas")
         return [warm, cold]
 
     def batch(self, requests):
@@ -113,12 +113,22 @@ def test_a_call_short_at_the_fitted_limit_keeps_the_batch_at_its_limit_and_raise
     assert node.asked[-1] == [refitted] * 20
 
 
-def test_a_call_short_of_gas_without_the_others_in_flight_keeps_its_limit_alone() -> None:
+def test_a_call_short_of_gas_without_the_others_in_flight_keeps_its_limit() -> None:
+    """As the first policy of a fresh bundle does, where another wallet's is replayed."""
+    fitted, generous = math.ceil(USED * NEED) + DRIFT, int(ESTIMATE * 1.2)
     node = Node()
-    node.colder = math.ceil(USED * NEED) + DRIFT + 1  # as the first policy of a fresh bundle
+    node.colder, node.cold_call = fitted + 1, 19
     outcomes = preflight(node, block_gas_limit=30_000_000).check(apps(20))
-    fitted = math.ceil(USED * NEED) + DRIFT
-    assert [gas for _data, gas in outcomes] == [int(ESTIMATE * 1.2)] + [fitted] * 19
+    assert [gas for _data, gas in outcomes] == [fitted] * 19 + [generous]
+
+
+def test_a_wallets_limits_never_fall_from_one_nonce_to_the_next() -> None:
+    """A block builder that skips one that does not fit must not find the next one fitting."""
+    fitted, generous = math.ceil(USED * NEED) + DRIFT, int(ESTIMATE * 1.2)
+    node = Node()
+    node.colder, node.cold_call = fitted + 1, 3
+    outcomes = preflight(node, block_gas_limit=30_000_000).check(apps(20))
+    assert [gas for _data, gas in outcomes] == [fitted] * 3 + [generous] * 17
 
 
 def test_the_fitted_limit_is_never_above_the_limit_proven() -> None:
