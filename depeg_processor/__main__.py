@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from decouple import AutoConfig
 
-from . import cli, errors, redaction, status
+from . import cli, errors, redaction
 from .chain.signing import LocalKey
 from .config import Settings, load_settings
 from .faults import Faults
@@ -126,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "check-config":
         return cli.command_check_config(settings, keys)
     if command == "status":
+        from . import status  # an operator's command: not imported by a start
+
         return status.command_status(settings, as_json=args.json, keys=keys)
     if command == "dead-letters":
         return cli.command_dead_letters(settings, count=args.count, as_json=args.json)
