@@ -11,7 +11,6 @@ import redis
 
 from . import errors, redis_server
 from .chain.clients import build_chain_client
-from .chain.each_provider import ask_each_provider
 from .chain.relay import relay_name
 from .chain.rpc import NodeClient
 from .chain.simulation import Simulator
@@ -85,6 +84,8 @@ def command_check_config(settings: Settings, keys: list | None = None) -> int:
 def check_providers(settings: Settings, probe: dict) -> int:
     """Reach each provider of CHAIN_RPC_URL and say what it offers; the number of problems
     (one that does not answer, providers on different chains)."""
+    from .chain.each_provider import ask_each_provider  # check-config's and status's alone
+
     problems = 0
     reports = ask_each_provider(
         settings.chain_rpc_urls, timeout=settings.rpc_timeout, transfer=probe

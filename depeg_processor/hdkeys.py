@@ -38,15 +38,20 @@ def wordlists() -> dict[str, tuple[str, ...]]:
         raise RuntimeError("eth-account's BIP-39 word lists are not installed")
     folder = Path(spec.submodule_search_locations[0]) / "hdaccount" / "wordlist"
     lists = {}
-    for file in sorted(folder.glob("*.txt")):
-        words = tuple(w.strip() for w in file.read_text(encoding="utf-8").splitlines())
-        lists[file.stem] = tuple(w for w in words if w)
+    for file in sorted(folder.glob("*.txt")):  # one word a line, no word holds a space
+        lists[file.stem] = tuple(file.read_text(encoding="utf-8").split())
     return lists
+
+
+@cache
+def _word_sets() -> dict[str, frozenset[str]]:
+    """The word lists as sets, made once (a start checks the mnemonic twice)."""
+    return {name: frozenset(wordlist) for name, wordlist in wordlists().items()}
 
 
 def _language(words: list[str]) -> tuple[str, ...]:
     """The one word list holding every word (the two Chinese lists overlap: simplified)."""
-    matching = [name for name, wordlist in wordlists().items() if set(words) <= set(wordlist)]
+    matching = [name for name, word_set in _word_sets().items() if set(words) <= word_set]
     if len(matching) == 2 and all("chinese" in name for name in matching):
         matching = ["chinese_simplified"]
     if len(matching) != 1:

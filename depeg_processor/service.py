@@ -23,6 +23,7 @@ from .inbound.dead_letters import DeadLetters
 from .inbound.retention import StreamRetention
 from .monitor import Limits, make_monitor_app
 from .monitor_server import create_monitor_server
+from .node_facts import check_node
 from .startup import Runtime
 from .state import STANDBY
 from .wallet.handover import Releases
@@ -132,16 +133,15 @@ class Service:
 
     def _prepare_once(self) -> None:
         runtime, settings = self.runtime, self.settings
-        node = startup.check_node(settings, runtime.chain)
-        balance = runtime.chain.balance(runtime.accounts[0].address)
-        self.state.set_balance(balance)
+        node = check_node(settings, runtime.chain, runtime.accounts[0].address)
+        self.state.set_balance(node.balance)
         self.state.node_ok()
         queue = startup.check_redis(runtime)
         self.state.set_non_ack_pending(queue.own_pending())
         self.state.redis_ok()
         self.consumers = startup.build_consumers(runtime, node, wanted=self._processor_alive)
         self._by_wallet = {c.wallet.address: c for c in self.consumers}
-        self.consumers[0].wallet.observed_balance(balance)
+        self.consumers[0].wallet.observed_balance(node.balance)
         self.sending = SendingWallet(
             self.wallets,
             redis_client=runtime.redis,

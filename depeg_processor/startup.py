@@ -1,8 +1,9 @@
 """Building the parts: the clients, the checks before the first send, and every wallet of the
 pool with its consumer, each built whole.
 
-The entry point calls `build_runtime` once per process; the service calls `check_node` and
-`check_redis` until they pass, then `build_consumers`. Nothing here runs at import.
+The entry point calls `build_runtime` once per process; the service calls
+`node_facts.check_node` and `check_redis` until they pass, then `build_consumers`. Nothing
+here runs at import.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from .clock import SYSTEM, Clock
 from .config import Settings
 from .consumer.config import ConsumerConfig
 from .consumer.loop import Consumer
-from .errors import StartupError
 from .faults import NO_FAULTS, Faults
 from .fees import FeePolicy
 from .inbound.stream import StreamQueue
 from .inbound.untrusted import REDIS_DECODING
 from .metrics import Metrics
+from .node_facts import NodeFacts
 from .signer import wallet_signers
 from .state import SharedState
 from .systemd import Notifier
@@ -62,15 +63,6 @@ class Runtime:
     notifier: Notifier
     faults: Faults = NO_FAULTS
     clock: Clock = SYSTEM
-
-
-@dataclasses.dataclass(frozen=True)
-class NodeFacts:
-    """What the node says at start: the chain, and the product's message helper (the
-    verifying contract of the signatures)."""
-
-    chain_id: int
-    message_helper: str
 
 
 def build_redis(settings: Settings) -> redis.Redis:
@@ -128,27 +120,6 @@ def build_runtime(
         faults=faults,
         clock=clock,
     )
-
-
-def check_node(settings: Settings, chain: ChainClient) -> NodeFacts:
-    """The chain id and the product's message helper; StartupError if the product address is
-    not the product, ConfigError if several providers serve different chains (asked of each
-    once: the entry point has asked already unless none answered then)."""
-    chain.agree_on_chain_id()
-    chain_id = chain.chain_id()
-    if not chain.code(settings.product_address):
-        raise StartupError(
-            f"DEPEG_PRODUCT_ADDRESS {settings.product_address} has no contract "
-            f"code on chain {chain_id}"
-        )
-    calls = ProductCalls()
-    result = chain.call({"to": settings.product_address, "data": calls.message_helper_call()})
-    if not result or len(result) < 66:
-        raise StartupError(
-            f"DEPEG_PRODUCT_ADDRESS {settings.product_address}: "
-            "getMessageHelperAddress() returned nothing; is this the product?"
-        )
-    return NodeFacts(chain_id=chain_id, message_helper=calls.message_helper_result(result))
 
 
 def check_redis(runtime: Runtime) -> StreamQueue:

@@ -42,7 +42,7 @@ def wallet_signers(
     keys: list, settings: Settings, node: object, metrics: Metrics
 ) -> list[TransactionSigner]:
     """One transaction signer per key, each bound to the signing policy for the chain and
-    message helper the node named (`node`: `startup.NodeFacts`). An eth-account account (the
+    message helper the node named (`node`: `node_facts.NodeFacts`). An eth-account account (the
     tests hand those in) is signed for by its key."""
     policy = SigningPolicy.for_node(
         settings, node.chain_id, node.message_helper, on_refused=metrics.signing_refused.inc

@@ -159,3 +159,12 @@ def test_the_word_lists_are_read_without_importing_eth_account(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
     assert len(hdkeys.wordlists()["english"]) == 2048
+
+
+def test_the_word_lists_are_eth_accounts_word_for_word():
+    from eth_account.hdaccount.mnemonic import Mnemonic, get_wordlist
+
+    languages = Mnemonic.list_languages()
+    assert sorted(hdkeys.wordlists()) == sorted(languages) and len(languages) == 9
+    for language in languages:
+        assert list(hdkeys.wordlists()[language]) == get_wordlist(language), language
