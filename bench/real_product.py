@@ -6,13 +6,15 @@ gas a transaction uses on chain is from the simulated gas.
 every active bundle), 300 applications made the web app's way (3 fresh bundles of 100) are
 enqueued at once into 2 s blocks, for one replica on one wallet, for two replicas on a pool of
 two, and for three on a pool of three behind a node that refuses simulations over 50 M gas (as
-reth does, played by `devnet.proxy`), with the ERROR lines that name a wait counted. The clock runs from the enqueue until the 300th transaction of the pool is mined. Reported:
-applications/s against the chain's capacity (30 M / median gas per application / 2 s), and the
-blocks that held them against the minimum (total gas used / 30 M, rounded up).
+reth does, played by `devnet.proxy`), with the ERROR lines that name a wait counted. The clock
+runs from the enqueue until the 300th transaction of the pool is mined. Reported: applications/s
+against the chain's capacity (30 M / median gas per application / 2 s), and the blocks that held
+them against the minimum (total gas used / 30 M, rounded up).
 
 (ii) Spread: each receipt's gasUsed against an `eth_estimateGas` of the same call at the block
 before (what the processor's simulation sees, less what came before it in its own block) and
-against the transaction's gas limit (the processor's learned limit, eth_estimateGas x 1.2).
+against the transaction's gas limit (the learned one, eth_estimateGas x 1.2, or one fitted to
+the simulated gas while blocks are crowded).
 Groups: a fresh bundle filled to the last policy, one bundle with protected balances of 2,000
 to 50,000 tokens and durations of 14 to 120 days (both automined: one transaction a block), and
 the two bursts (many transactions a block).
