@@ -77,6 +77,7 @@ class FeePolicy:
         *,
         base_fee: Callable[[], int | Block],
         suggested_tip: Callable[[], int],
+        market: Callable[[], tuple[Block, Callable[[], int]]] | None = None,
         cap: int,
         tip: int | None = None,
         ttl: float = 2.0,
@@ -84,9 +85,13 @@ class FeePolicy:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """`base_fee` gives the base fee, or the latest Block (then the gas its blocks use is
-        followed too); `keep` is the balance never to be reserved (PROCESSOR_MIN_BALANCE)."""
+        followed too); `market`, where given, asks for the latest block and the node's tip in
+        one round trip and is used instead of the two while no tip is configured (it gives
+        the block and what `suggested_tip` would: the tip, or the error its call raises);
+        `keep` is the balance never to be reserved (PROCESSOR_MIN_BALANCE)."""
         self._base_fee = base_fee
         self._suggested_tip = suggested_tip
+        self._market = market
         self.cap = cap
         self._tip = tip
         self._ttl = ttl
@@ -106,12 +111,13 @@ class FeePolicy:
             cached = self._cached
         if not fresh and cached is not None and self._monotonic() - cached[0] < self._ttl:
             return cached[1]
-        latest = self._base_fee()
-        block = latest if isinstance(latest, Block) else Block(None, latest)
+        if self._tip is None and self._market is not None:
+            block, suggested_tip = self._market()
+        else:
+            latest, suggested_tip = self._base_fee(), self._suggested_tip
+            block = latest if isinstance(latest, Block) else Block(None, latest)
         self.observe(block)
-        fees = self.compute(
-            block.base_fee, self._tip if self._tip is not None else self._suggested_tip()
-        )
+        fees = self.compute(block.base_fee, self._tip if self._tip is not None else suggested_tip())
         with self._lock:
             self._cached = (self._monotonic(), fees)
         return fees

@@ -133,6 +133,7 @@ class Service:
 
     def _prepare_once(self) -> None:
         runtime, settings = self.runtime, self.settings
+        read_at = self._monotonic()  # the balance below is at least this fresh
         node = check_node(settings, runtime.chain, runtime.accounts[0].address)
         self.state.set_balance(node.balance)
         self.state.node_ok()
@@ -142,6 +143,7 @@ class Service:
         self.consumers = startup.build_consumers(runtime, node, wanted=self._processor_alive)
         self._by_wallet = {c.wallet.address: c for c in self.consumers}
         self.consumers[0].wallet.observed_balance(node.balance)
+        self.consumers[0].guards.observed_balance(node.balance, at=read_at)
         self.sending = SendingWallet(
             self.wallets,
             redis_client=runtime.redis,

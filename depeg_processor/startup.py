@@ -170,6 +170,7 @@ def build_consumers(
         fees=FeePolicy(
             base_fee=chain.latest_block,
             suggested_tip=chain.max_priority_fee,
+            market=chain.fee_market,
             cap=settings.max_fee_per_gas,
             tip=settings.max_priority_fee_per_gas,
             keep=settings.min_balance,

@@ -4,9 +4,10 @@ questions, so no caller needs to know which it holds."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from .. import errors
 from ..fees import Block
 
 
@@ -47,6 +48,24 @@ class ChainClient:
 
     def max_priority_fee(self) -> int:
         return int(self.request("eth_maxPriorityFeePerGas", []), 16)
+
+    def fee_market(self) -> tuple[Block, Callable[[], int]]:
+        """`latest_block` and `max_priority_fee` in one batch (one round trip where there
+        were two, at each refresh of the fees): the block, raising its call's error as
+        `latest_block` does, and the tip as a call that gives it or raises its error as
+        `max_priority_fee` does (so a block read is still taken when the tip failed)."""
+        block, tip = self.batch(
+            [("eth_getBlockByNumber", ["latest", False]), ("eth_maxPriorityFeePerGas", [])]
+        )
+        if isinstance(block, errors.ProcessorError):
+            raise block
+
+        def suggested_tip() -> int:
+            if isinstance(tip, errors.ProcessorError):
+                raise tip
+            return int(tip, 16)
+
+        return block_of(block), suggested_tip
 
     def balance(self, address: str) -> int:
         return int(self.request("eth_getBalance", [address, "latest"]), 16)

@@ -238,6 +238,13 @@ class Guards:
             if self._config.max_spend_per_hour is not None:
                 self._wallet.count_spend(worst_case)
 
+    def observed_balance(self, balance: int, *, at: float) -> None:
+        """The balance read elsewhere at `at` (monotonic): start-up's, with the node's facts.
+        It stands for this guard's own reading until `balance_ttl` has passed since, so the
+        first batch does not ask the node again what it said a moment before; after that the
+        guard reads as it always does."""
+        self._known_balance, self._balance_read_at = balance, at
+
     def forget_balance(self) -> None:
         """Read the balance from the node next time."""
         self._known_balance = None

@@ -166,6 +166,40 @@ def test_an_idle_consumer_asks_the_node_nothing(h) -> None:
     assert h.node.balance_calls == 2
 
 
+def test_the_balance_read_at_start_serves_the_first_batch_while_fresh(h) -> None:
+    read_at = h.time.now
+    h.consumer.guards.observed_balance(2 * ETHER, at=read_at)
+    h.time.now += 4.9  # within the balance's time to live (5 s)
+    h.enqueue(signed_fields(signature_id="one"), entity_id="E1")
+    assert h.run_once() == 1
+    assert h.node.balance_calls == 0, "start-up's reading, not asked again"
+    h.time.now = read_at + 5.0  # as old as the time to live: read as before
+    h.enqueue(signed_fields(signature_id="two"), entity_id="E2")
+    assert h.run_once() == 1
+    assert h.node.balance_calls == 1
+
+
+def test_a_stale_balance_from_start_is_read_again(h) -> None:
+    h.consumer.guards.observed_balance(2 * ETHER, at=h.time.now)
+    h.time.now += 5.0  # a standby's first batch, long after its start
+    h.node.wei = ETHER - 1
+    h.enqueue(signed_fields())
+    assert h.run_once() == 0
+    assert h.node.balance_calls == 1 and h.calls == []
+    assert "PROCESSOR_MIN_BALANCE" in h.state.snapshot().holding
+
+
+def test_a_low_balance_at_start_holds_and_is_read_again_after_the_hold(h) -> None:
+    h.consumer.guards.observed_balance(ETHER - 1, at=h.time.now)
+    h.enqueue(signed_fields())
+    assert h.run_once() == 0
+    assert h.node.balance_calls == 0 and h.calls == []
+    assert "PROCESSOR_MIN_BALANCE" in h.state.snapshot().holding
+    assert h.run_once() == 1  # re-read at once after the hold, not the start's figure
+    assert h.node.balance_calls == 1
+    assert h.state.snapshot().holding is None
+
+
 def test_an_unforeseen_error_with_the_whole_batch_ends_in_the_dead_letters(h) -> None:
     h.enqueue(signed_fields())
     h.node.failure = RuntimeError("a bug")
