@@ -38,8 +38,9 @@ def test_an_application_simulated_after_one_mined_later_succeeds(
     first sends one, then stops; the second sends another to the same bundle, simulated after
     the first's replay; the first leaves the node and a block is mined. On a fresh bundle the
     second is the bundle's first policy on chain after all (1.59 M gas where the simulation
-    saw 1.41 M), which only the generous limit holds: the check without the others in flight
-    keeps it. On a bundle with a policy it goes at its fitted limit, and succeeds."""
+    saw 1.41 M on a chain with one bundle), more than a limit fitted to that simulation holds
+    (it ran out of gas so): the check without the others in flight keeps its generous limit.
+    On a bundle with a policy it goes at its fitted limit, and succeeds."""
     bundle_id = real_product.new_bundle(4)
     webapp = real_product.webapp(redis_client, bundle_id)
     if not fresh:
@@ -95,7 +96,7 @@ def test_an_application_simulated_after_one_mined_later_succeeds(
             assert int(mined["status"], 16) == 1, f"reverted: {used} used of {limit}"
             after_first = simulated_after(anvil, [first_sent, tx], int(mined["blockNumber"], 16))
             if fresh:  # on chain it paid for the bundle's first policy, the simulation not
-                assert used > after_first + 2 * DRIFT, (used, after_first)
+                assert used > after_first, (used, after_first)
             else:
                 assert limit <= math.ceil(after_first * NEED) + DRIFT, "fitted"
                 assert used <= after_first + DRIFT, (used, after_first)
