@@ -64,8 +64,9 @@ class PoolInFlight:
         for _sender, key, _nonce in wanted:
             pipe.hmget(key, HASHES)
         hashes = pipe.execute()
-        new = [i for i, (tx_hash, _previous) in enumerate(hashes) if tx_hash not in self._signed]
-        signed = {h: self._signed[h] for h, _previous in hashes if h in self._signed}
+        known = self._signed
+        new = [i for i, (h, _previous) in enumerate(hashes) if h is not None and h not in known]
+        signed = {h: known[h] for h, _previous in hashes if h in known}
         if new:
             pipe = self._redis.pipeline(transaction=False)
             for i in new:
