@@ -4,14 +4,15 @@ preflight simulates a batch after (`preflight.py`).
 It is read before every batch, and the records in flight grow with what awaits its
 confirmations (about a hundred on mainnet with 6). Reading each record whole (its raw
 transaction too) took most of a batch's time, so only what a replay needs is read: each
-record's hashes every time, and its calldata and gas once per transaction hash. A hash commits
-to the calldata and gas it signed, so what was read for it stays true while it is in flight.
+record's hashes, and its calldata and gas once per transaction hash (a hash commits to the
+calldata and gas it signed, so what was read for it stays true while it is in flight); and
+not even the hashes of a record found mined at the simulated block last time (see `read`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 
@@ -40,17 +41,24 @@ class InFlightTx:
 
 
 class PoolInFlight:
-    """Reads the pool's records in flight, keeping the calldata and gas of each transaction
-    hash while it is in flight (see the module docstring)."""
+    """Reads the pool's records in flight, keeping what it read of each (see the module
+    docstring)."""
 
     def __init__(self, pool: Sequence[TxRecords], client: redis.Redis) -> None:
         self._pool = pool
         self._redis = client
-        self._signed: dict[str, tuple[str, int]] = {}  # tx hash -> (calldata, gas)
+        self._kept: dict[str, Signed] = {}  # record key -> what the last read found
 
-    def read(self) -> list[InFlightTx]:
+    def read(self, *, mined: Callable[[Signed], bool] | None = None) -> list[InFlightTx]:
         """Every record in flight of every wallet of the pool, in nonce order per wallet (two
-        Redis round trips; three when a transaction is new since the last read)."""
+        Redis round trips; three when a transaction is new since the last read).
+
+        `mined` says which transactions the simulated block holds (or a block below it): a
+        record found so last time, at the same nonce, is not read again. That nonce is used
+        on chain, so no transaction the record may hold now can take effect (a replacement
+        or one written again for it never mines); they are the most of the records in flight
+        (waiting for the watcher's purge). A block lost to a reorganisation no longer holds
+        them, and they are read again."""
         wallets = [records for records in self._pool if records.owner is not None]
         pipe = self._redis.pipeline(transaction=False)
         for records in wallets:
@@ -60,27 +68,40 @@ class PoolInFlight:
             for records, members in zip(wallets, pipe.execute())
             for entity_id, nonce in members
         ]
+        kept, found = self._kept, {}
+        for sender, key, nonce in wanted:
+            prior = kept.get(key)
+            if mined is not None and prior is not None and prior.nonce == nonce and mined(prior):
+                found[key] = (sender, prior)
+        unsettled = [(sender, key, nonce) for sender, key, nonce in wanted if key not in found]
         pipe = self._redis.pipeline(transaction=False)
-        for _sender, key, _nonce in wanted:
+        for _sender, key, _nonce in unsettled:
             pipe.hmget(key, HASHES)
         hashes = pipe.execute()
-        known = self._signed
-        new = [i for i, (h, _previous) in enumerate(hashes) if h is not None and h not in known]
-        signed = {h: known[h] for h, _previous in hashes if h in known}
+        new = [
+            i
+            for i, ((_sender, key, _nonce), (tx_hash, _previous)) in enumerate(
+                zip(unsettled, hashes)
+            )
+            if tx_hash is not None and (key not in kept or kept[key].hashes[-1] != tx_hash)
+        ]
+        signed: dict[int, tuple[str, int]] = {}  # read now, by index in `unsettled`
         if new:
             pipe = self._redis.pipeline(transaction=False)
             for i in new:
-                pipe.hmget(wanted[i][1], SIGNED)
+                pipe.hmget(unsettled[i][1], SIGNED)
             for i, (tx_hash, previous, data, gas) in zip(new, pipe.execute()):
                 hashes[i] = [tx_hash, previous]  # rewritten meanwhile: the newer one
-                if tx_hash is not None:
-                    signed[tx_hash] = (data or "", int(gas or 0))
-        self._signed = signed  # the hashes no longer in flight are forgotten
-        found = []
-        for (sender, _key, nonce), (tx_hash, previous) in zip(wanted, hashes):
+                signed[i] = (data or "", int(gas or 0))
+        for i, ((sender, key, nonce), (tx_hash, previous)) in enumerate(zip(unsettled, hashes)):
             if tx_hash is None:  # purged since the in-flight set was read
                 continue
-            data, gas = signed[tx_hash]
+            # a hash commits to the calldata and gas it signed: what was read for it holds
+            data, gas = signed[i] if i in signed else (kept[key].data, kept[key].gas)
             previous_hashes = tuple(h for h in (previous or "").split(",") if h)
-            found.append(InFlightTx(sender, Signed(nonce, data, gas, (*previous_hashes, tx_hash))))
-        return sorted(found, key=lambda tx: (tx.sender, tx.record.nonce))
+            found[key] = (sender, Signed(nonce, data, gas, (*previous_hashes, tx_hash)))
+        self._kept = {key: record for key, (_sender, record) in found.items()}
+        return sorted(
+            (InFlightTx(sender, record) for sender, record in found.values()),
+            key=lambda tx: (tx.sender, tx.record.nonce),
+        )

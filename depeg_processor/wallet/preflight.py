@@ -180,7 +180,7 @@ class Preflight:
         self._mined.follow(latest)
         before = [
             self._call(t.record.data, t.record.gas) | {"from": t.sender}
-            for t in self.in_flight()
+            for t in self._pool.read(mined=self._mined.holds)
             if t.record.data and t.record.gas and not self._mined.holds(t.record)
         ]
         self._tag, self.replayed = tag, len(before)

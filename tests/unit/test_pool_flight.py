@@ -89,3 +89,26 @@ def test_a_purged_record_is_not_replayed_nor_kept(fake_redis) -> None:
     records.put_many([signed("a2", 8, "0xa2", gas=260_000)])  # written again: read again
     [again] = pool.read()
     assert (again.record.gas, counting.data_reads) == (260_000, 3)
+
+
+def test_a_record_found_mined_is_not_read_again_until_its_block_is_lost(fake_redis) -> None:
+    records = TxRecords(fake_redis, prefix="a", stream="s", owner=WALLET_A)
+    records.put_many([signed("a1", 7, "0xa1"), signed("a2", 8, "0xa2")])
+    counting = CountingRedis(fake_redis)
+    pool = PoolInFlight([records], counting)
+    block = {"0xa1"}
+
+    def mined(record) -> bool:  # noqa: ANN001
+        return any(h in block for h in record.hashes)
+
+    assert len(pool.read(mined=mined)) == 2
+    fake_redis.hset(records.key("a1"), "gas", "1")  # not read again while its block holds it
+    again = pool.read(mined=mined)
+    assert [t.record.gas for t in again] == [200_000, 200_000]
+    records.put_many([signed("a3", 9, "0xa3")])
+    assert [t.record.nonce for t in pool.read(mined=mined)] == [7, 8, 9]
+    assert counting.data_reads == 3
+    block.clear()  # a reorganisation: a1 is read again, hashes and all
+    fake_redis.hset(records.key("a1"), "txHash", "0xa1c")
+    first = pool.read(mined=mined)[0]
+    assert (first.record.hashes, first.record.gas, counting.data_reads) == (("0xa1c",), 1, 4)
