@@ -12,6 +12,11 @@ Then, once, the idle cost and the latency: the processor with an empty queue for
 (JSON-RPC calls counted), then 30 applications that arrive one by one, each timed from its
 XADD to its `transactionHash` in the application hash (median and worst).
 
+Each run also reports the processor's simulations: the replay's depth (transactions in flight
+replayed before a batch's calls in its `eth_simulateV1`; median and largest) and the cost of
+one simulation (its time, the time per call it holds, its answer's size). The processor waits
+for BENCH_CONFIRMATIONS confirmations (default 1; mainnet's 6 keep more records in flight).
+
 The node mines a block every BENCH_BLOCK_TIME seconds (default 0.25, a fast chain: blocks hold
 many transactions, as on a real chain under load); BENCH_BLOCK_TIME=0 uses automine, one block
 per transaction.
@@ -54,6 +59,7 @@ GWEI = 10**9
 ANVIL_ARGS = ("--prune-history", "128")
 BLOCK_TIME = float(os.environ.get("BENCH_BLOCK_TIME", "0.25")) or None
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
+CONFIRMATIONS = int(os.environ.get("BENCH_CONFIRMATIONS", "1"))
 LATENCY_SAMPLES = 30
 
 
@@ -138,7 +144,7 @@ def bench_settings(redis_server: RedisServer, rpc_url: str, product: Product):
         chain_rpc_url=rpc_url,
         product_address=product.address,
         mnemonic=TEST_MNEMONIC,
-        min_confirmations=1,
+        min_confirmations=CONFIRMATIONS,
         node_env="production",
         log_level="WARNING",
         port=0,
@@ -203,6 +209,7 @@ def measure_processor(
         "rpc_by_method": {k: round(v / n, 3) for k, v in sorted(rpc_by_method.items())},
         "redis_round_trips_per_app": report["redis_round_trips"] / n,
         "peak_rss_mib": report["peak_rss_kib"] / 1024,
+        "simulations": child.simulation_figures(report["simulations"], report["replays"]),
     }
 
 
@@ -290,6 +297,15 @@ def run(n: int) -> dict:
             f"trips/app, peak RSS {result['peak_rss_mib']:.0f} MiB",
             flush=True,
         )
+        sims = result["simulations"]
+        print(
+            f"N={n}: {sims['count']} simulations at {CONFIRMATIONS} confirmation(s): replay "
+            f"depth median {sims['replay_depth_median']}, largest {sims['replay_depth_max']}; "
+            f"{sims['calls_median']} calls each (median), {sims['ms_median']:.1f} ms "
+            f"(largest {sims['ms_max']:.1f}), {sims['ms_per_call']:.2f} ms a call, answer "
+            f"{sims['answer_kib_median']:.1f} KiB",
+            flush=True,
+        )
         return result
 
 
@@ -299,20 +315,23 @@ def main(argv: list[str]) -> int:
     idle = measure_idle_and_latency()
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     mining = f"a block every {BLOCK_TIME} s" if BLOCK_TIME else "automine"
+    mining += f", {CONFIRMATIONS} confirmation(s)"
     print(
         f"\nmachine: {machine}; anvil {mining} ({' '.join(ANVIL_ARGS)}); processor, node "
         f"and Redis on one host\n"
     )
     print(
         "| N | limit (tx/s) | processor (apps/s) | processor / limit | JSON-RPC calls / app "
-        "| Redis round trips / app | peak RSS |"
+        "| Redis round trips / app | peak RSS | replay depth (median, largest) "
+        "| one simulation (median) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         print(
             f"| {r['n']:,} | {r['limit_per_second']:.0f} | {r['per_second']:.0f} | "
             f"{r['ratio']:.0%} | {r['rpc_per_app']:.2f} | {r['redis_round_trips_per_app']:.2f} "
-            f"| {r['peak_rss_mib']:.0f} MiB |"
+            f"| {r['peak_rss_mib']:.0f} MiB | {r['simulations']['replay_depth_median']}, "
+            f"{r['simulations']['replay_depth_max']} | {r['simulations']['ms_median']:.1f} ms |"
         )
     print("\n| idle JSON-RPC calls / minute | enqueue → transactionHash, median | worst |")
     print("|---:|---:|---:|")

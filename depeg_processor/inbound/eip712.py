@@ -88,9 +88,11 @@ def check_strict(signature: bytes) -> None:
         )
 
 
+@functools.lru_cache(maxsize=1024)
 def recover(digest: bytes, signature: bytes) -> str:
     """The checksummed address that made the 65-byte signature (r, s, v) of `digest`; v = 0
-    or 1 is recovered too (check_strict is what refuses it)."""
+    or 1 is recovered too (check_strict is what refuses it). The last 1024 are remembered: an
+    application's signature is recovered when it is read and again by the signing policy."""
     v = signature[64]
     vrs = (
         v - 27 if v >= 27 else v,

@@ -16,12 +16,19 @@ the node reports as done there is the old path: its signature is used).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from ..fees import Block
-from .txrecord import TxRecord
 
 MAX_GAP = 16  # blocks asked for at most to link a new head to the blocks known
 DEPTH = 64  # blocks kept: more than any confirmation depth the processor waits
+
+
+class Hashed(Protocol):
+    """A record, or what a replay reads of one (`pool_flight.Signed`)."""
+
+    @property
+    def hashes(self) -> tuple[str, ...]: ...
 
 
 class MinedBlocks:
@@ -52,7 +59,7 @@ class MinedBlocks:
         self._blocks = linked
         self._hashes = {h.lower() for block in linked.values() for h in block.transactions}
 
-    def holds(self, record: TxRecord) -> bool:
+    def holds(self, record: Hashed) -> bool:
         """Whether one of the record's transactions is in the simulated block or below it."""
         return any(tx_hash.lower() in self._hashes for tx_hash in record.hashes)
 

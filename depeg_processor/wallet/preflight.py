@@ -35,7 +35,7 @@ from ..inbound.application import Application
 from .alone import held_back, waiting_for_room
 from .gas_fit import GasFit
 from .mined import MinedBlocks
-from .pool_flight import InFlightTx, pool_in_flight
+from .pool_flight import InFlightTx, PoolInFlight
 from .records import TxRecords
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,7 @@ class Preflight:
         self._chain = chain
         self._simulator = simulator
         self._fees = fees
-        self._pool = pool  # every wallet's records: what the pool has in flight
-        self._redis = client
+        self._pool = PoolInFlight(pool, client)  # every wallet's records: what is in flight
         self._tag: str | dict = "latest"  # the block the last batch was simulated at
         self.replayed = 0  # how many transactions in flight were replayed before it
         self._gas_limit: int | None = None  # learned from eth_estimateGas, see check()
@@ -213,7 +212,7 @@ class Preflight:
         self._mined.follow(latest)
         before = [
             self._call(t.record.data, t.record.gas) | {"from": t.sender}
-            for t in self.in_flight()
+            for t in self._pool.read(mined=self._mined.holds)
             if t.record.data and t.record.gas and not self._mined.holds(t.record)
         ]
         self._tag, self.replayed, self._before = tag, len(before), before
@@ -261,7 +260,7 @@ class Preflight:
 
     def in_flight(self) -> list[InFlightTx]:
         """Every record in flight of every wallet of the pool, in nonce order per wallet."""
-        return pool_in_flight(self._pool, self._redis)
+        return self._pool.read()
 
     def hold_back(self, apps: Sequence[Application], gas: Sequence[int]) -> list[bool]:
         """Without a replay: which applications wait for the next batch (see held_back)."""

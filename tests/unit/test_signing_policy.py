@@ -5,6 +5,7 @@ reported and kept as it is stored."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
@@ -235,3 +236,19 @@ def test_a_to_written_into_a_record_is_not_where_a_replacement_goes(guarded, fak
     assert Account.recover_transaction(raw) == TransactionSigner(KEY).address
     sent = rlp.decode(bytes.fromhex(raw[4:]))  # after the type byte
     assert sent[5] == bytes.fromhex(PRODUCT[2:]) and ATTACKER.lower()[2:] not in raw.lower()
+
+
+def test_a_remembered_verdict_is_the_one_for_its_chain_and_message_helper(policy) -> None:
+    """The verdict on a calldata is remembered (checked before its nonce and when signed), but
+    only for the chain and message helper it was judged for: the same calldata for another
+    domain is judged again, and refused."""
+    policy.check(to=PRODUCT, data=GOOD, gas=1_700_000)
+    policy.check(to=PRODUCT, data=GOOD, gas=1_700_000)  # remembered: still taken
+    for other in (
+        dataclasses.replace(policy, chain_id=CHAIN_ID + 1),
+        dataclasses.replace(policy, verifying_contract=OTHER.address),
+    ):
+        with pytest.raises(
+            errors.SigningRefused, match="not the policy holder's|recovers no signer"
+        ):
+            other.check(to=PRODUCT, data=GOOD, gas=1_700_000)
