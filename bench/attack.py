@@ -32,8 +32,8 @@ from pathlib import Path
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.feed import enqueue, wait
 from bench.scaleout import WALLET_BALANCE, Replica, replica_env, wait_for_pool
-from bench.throughput import enqueue, wait
 from depeg_processor.wallet import pool as wallets
 from devnet.attacker import Attacker, application_holder
 from devnet.depeg import USD, Actors, bundle_capital_for, deploy_depeg

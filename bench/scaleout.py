@@ -39,7 +39,8 @@ from pathlib import Path
 
 import redis
 
-from bench.throughput import ANVIL_ARGS, BLOCK_TIME, bench_chain, enqueue, wait
+from bench.feed import enqueue, wait
+from bench.throughput import ANVIL_ARGS, BLOCK_TIME, bench_chain
 from depeg_processor.wallet import pool as wallets
 from devnet.nodes import TEST_MNEMONIC, clean_env, free_port
 
