@@ -110,23 +110,6 @@ class Simulator:
         answer = self._chain.request("eth_simulateV1", simulate_v1_params(calls, block))
         return _outcomes(answer, len(calls))
 
-    def simulate_runs(self, runs: Sequence[list[dict]], block: str | dict) -> list[Any]:
-        """Several `eth_simulateV1` requests at one block in one JSON-RPC batch, each of its
-        calls in sequence: per run its calls' results (see `simulate_v1`), or the error
-        that run got."""
-        answers = self._chain.batch(
-            [("eth_simulateV1", simulate_v1_params(calls, block)) for calls in runs]
-        )
-        results: list[Any] = []
-        for calls, answer in zip(runs, answers):
-            try:
-                if isinstance(answer, errors.ProcessorError):
-                    raise answer
-                results.append(_outcomes(answer, len(calls)))
-            except errors.ProcessorError as error:
-                results.append(error)
-        return results
-
     def _over_cap(self, calls: list[dict], error: errors.SimulationTooLarge) -> None:
         """The node refused a request for its simulation gas cap: below what it asked (a
         cap it names in its message, else three quarters of it), never below

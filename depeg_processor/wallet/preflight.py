@@ -130,9 +130,9 @@ class Preflight:
         wallet's own transactions in flight only (those are mined before it, or it is not
         mined; the others' may come after it, so the chain can be that much colder). Else it
         keeps the limit it succeeded at."""
-        ok = [i for i, o in enumerate(outcomes) if isinstance(o, tuple) and used.get(i)]
-        if not ok or not self.replays:
-            return
+        ok = [i for i, o in enumerate(outcomes) if isinstance(o, tuple)]
+        if not ok or not self.replays or not all(used.get(i) for i in ok):
+            return  # (a success without its gasUsed: the sequence cannot be run without it)
         fitted = {i: self._fit.limit(used[i], limits[i]) for i in ok}
         room = self._fees.block_gas_limit
         asked = requested_gas(self._before) + sum(limits[i] for i in ok)
@@ -146,10 +146,9 @@ class Preflight:
         floor = max(
             [int(c["gas"], 16) for c in self._before if c["from"].lower() == sender][-1:] or [0]
         )
-        for i, fits in zip(ok, proven):
-            if fits:  # never below the wallet's limit before it (see gas_fit.py)
-                outcomes[i] = (calldata[i], min(limits[i], max(fitted[i], floor)))
-            floor = max(floor, outcomes[i][1])
+        for i, fits in zip(ok, proven):  # never below the wallet's limit before (gas_fit.py)
+            limit = max(fitted[i] if fits else limits[i], floor)
+            outcomes[i], floor = (calldata[i], limit), limit
 
     def _wait_for_what_is_in_flight(
         self, apps: Sequence[Application], calldata: list[str], limits: dict, outcomes: list
