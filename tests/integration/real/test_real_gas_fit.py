@@ -70,8 +70,11 @@ def test_an_application_simulated_after_one_mined_later_succeeds(
                 )
             if not fresh:
                 submit_together(redis_client, {earlier: earlier_fields})
-                wait_until(lambda: recorded_tx(redis_client, earlier), what="earlier sent")
+                earlier_tx = wait_until(lambda: recorded_tx(redis_client, earlier), what="sent")
+                # (written ahead of its broadcast: mined only once the node has it)
+                wait_until(lambda: anvil.rpc("eth_getTransactionByHash", earlier_tx), what="known")
                 anvil.mine(1)
+                assert anvil.rpc("eth_getTransactionReceipt", earlier_tx), "the bundle's policy"
             submit_together(redis_client, {first: first_fields})
             first_tx = wait_until(lambda: recorded_tx(redis_client, first), what="first sent")
             wait_until(lambda: anvil.rpc("eth_getTransactionByHash", first_tx), what="broadcast")
@@ -106,6 +109,11 @@ def test_an_application_simulated_after_one_mined_later_succeeds(
             what="both confirmed, the first sent again",
         )
     finally:
+        for replica in replicas:  # stopped before the chain is handed on, nothing left pending
+            os.kill(replica.pid, signal.SIGCONT)
+            replica.kill()
+            replica.wait(10)
+        anvil.rpc("anvil_dropAllTransactions")
         anvil.rpc("evm_setBlockGasLimit", hex(30_000_000))
         anvil.mine(1)
     assert dead_letters(redis_client) == {}
