@@ -57,12 +57,18 @@ def test_the_pool_in_flight_in_nonce_order_per_wallet(fake_redis) -> None:
     assert (found[0].record.data, found[0].record.gas) == ("0x00000007", 300_000)
 
 
-def test_calldata_is_read_once_per_hash_and_a_replacement_is_seen(fake_redis) -> None:
+def read_once(fake_redis) -> tuple:
+    """Wallet A's records of nonces 7 and 8, read once through a Redis that counts reads."""
     records = TxRecords(fake_redis, prefix="a", stream="s", owner=WALLET_A)
     records.put_many([signed("a1", 7, "0xa1"), signed("a2", 8, "0xa2")])
     counting = CountingRedis(fake_redis)
     pool = PoolInFlight([records], counting)
     pool.read()
+    return records, counting, pool
+
+
+def test_calldata_is_read_once_per_hash_and_a_replacement_is_seen(fake_redis) -> None:
+    records, counting, pool = read_once(fake_redis)
     assert counting.data_reads == 2
     pool.read()
     assert counting.data_reads == 2  # nothing new: the hashes only
@@ -78,11 +84,7 @@ def test_calldata_is_read_once_per_hash_and_a_replacement_is_seen(fake_redis) ->
 
 
 def test_a_purged_record_is_not_replayed_nor_kept(fake_redis) -> None:
-    records = TxRecords(fake_redis, prefix="a", stream="s", owner=WALLET_A)
-    records.put_many([signed("a1", 7, "0xa1"), signed("a2", 8, "0xa2")])
-    counting = CountingRedis(fake_redis)
-    pool = PoolInFlight([records], counting)
-    pool.read()
+    records, counting, pool = read_once(fake_redis)
     records.complete_many([("a1", "0xa1")])
     fake_redis.delete(records.key("a2"))  # purged between the two reads of a batch
     assert pool.read() == []
