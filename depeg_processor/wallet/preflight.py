@@ -29,11 +29,10 @@ import redis
 from .. import errors
 from ..chain.calls import ChainClient, block_of
 from ..chain.product import ProductCalls
-from ..chain.simulation import Simulator, fitting, requested_gas
+from ..chain.simulation import Simulator, fitting
 from ..fees import FeePolicy
 from ..inbound.application import Application
 from .alone import held_back, waiting_for_room
-from .gas_fit import GasFit
 from .mined import MinedBlocks
 from .pool_flight import InFlightTx, PoolInFlight
 from .records import TxRecords
@@ -69,8 +68,6 @@ class Preflight:
         self._gas_limit: int | None = None  # learned from eth_estimateGas, see check()
         self._mined = MinedBlocks(fetch=self._blocks)
         self._on_gas_used = on_gas_used  # told each application's simulated gasUsed
-        self._before: list[dict] = []  # what the last batch was simulated after
-        self._fit = GasFit()
 
     def check(self, apps: Sequence[Application]) -> list[tuple[str, int] | errors.ProcessorError]:
         """Calldata and gas limit per application, or the error in its place (a revert gives
@@ -101,7 +98,10 @@ class Preflight:
             unclear = []
             for i, result in zip(todo, results):
                 if not isinstance(result, errors.ProcessorError):
-                    # at the limit it succeeded at, unless fitted below (see gas_fit.py)
+                    # signed at the limit it succeeded at, not fitted to its gasUsed: a
+                    # transaction before it that is mined after it, late, never, or reverted
+                    # (an attacker can make it revert) leaves the chain colder than any
+                    # simulation, and an out-of-gas revert is paid (docs/performance.md)
                     used[i] = getattr(result, "gas_used", None) or 0
                     outcomes[i] = (calldata[i], limits[i])
                 elif _reasoned(result) or again:
@@ -117,38 +117,8 @@ class Preflight:
         for i, gas_used in used.items():
             if gas_used and isinstance(outcomes[i], tuple) and self._on_gas_used is not None:
                 self._on_gas_used(gas_used)  # sizes the in-flight limit (block_room.py)
-        self._fit_to_blocks(calldata, limits, used, outcomes)
         self._wait_for_what_is_in_flight(apps, calldata, limits, outcomes)
         return outcomes
-
-    def _fit_to_blocks(
-        self, calldata: list[str], limits: dict, used: dict[int, int], outcomes: list
-    ) -> None:
-        """While what is in flight and this batch exceed a block, a call's limit is fitted to
-        the gas it used (gas_fit.py) where the batch succeeds at the fitted limits in two more
-        simulations at the same block, in one request: after the same replay, and after this
-        wallet's own transactions in flight only (those are mined before it, or it is not
-        mined; the others' may come after it, so the chain can be that much colder). Else it
-        keeps the limit it succeeded at."""
-        ok = [i for i, o in enumerate(outcomes) if isinstance(o, tuple)]
-        if not ok or not self.replays or not all(used.get(i) for i in ok):
-            return  # (a success without its gasUsed: the sequence cannot be run without it)
-        fitted = {i: self._fit.limit(used[i], limits[i]) for i in ok}
-        room = self._fees.block_gas_limit
-        asked = requested_gas(self._before) + sum(limits[i] for i in ok)
-        if all(fitted[i] >= limits[i] for i in ok) or not room or asked <= room:
-            return
-        calls = [self._call(calldata[i], fitted[i]) for i in ok]
-        proven = self._fit.prove(
-            self._simulator, self._tag, self._before, calls, reasoned=_reasoned, done=signature_used
-        )
-        sender = calls[0]["from"].lower()
-        floor = max(
-            [int(c["gas"], 16) for c in self._before if c["from"].lower() == sender][-1:] or [0]
-        )
-        for i, fits in zip(ok, proven):  # never below the wallet's limit before (gas_fit.py)
-            limit = max(fitted[i] if fits else limits[i], floor)
-            outcomes[i], floor = (calldata[i], limit), limit
 
     def _wait_for_what_is_in_flight(
         self, apps: Sequence[Application], calldata: list[str], limits: dict, outcomes: list
@@ -214,7 +184,7 @@ class Preflight:
             for t in self._pool.read(mined=self._mined.holds)
             if t.record.data and t.record.gas and not self._mined.holds(t.record)
         ]
-        self._tag, self.replayed, self._before = tag, len(before), before
+        self._tag, self.replayed = tag, len(before)
         for _try in range(2):
             fit = fitting(before, calls, simulator.gas_cap)
             if fit < len(calls):
