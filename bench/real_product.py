@@ -13,8 +13,7 @@ them against the minimum (total gas used / 30 M, rounded up).
 
 (ii) Spread: each receipt's gasUsed against an `eth_estimateGas` of the same call at the block
 before (what the processor's simulation sees, less what came before it in its own block) and
-against the transaction's gas limit (the learned one, eth_estimateGas x 1.2, or one fitted to
-the simulated gas while blocks are crowded).
+against the transaction's gas limit (the processor's learned limit, eth_estimateGas x 1.2).
 Groups: a fresh bundle filled to the last policy, one bundle with protected balances of 2,000
 to 50,000 tokens and durations of 14 to 120 days (both automined: one transaction a block), and
 the two bursts (many transactions a block).
