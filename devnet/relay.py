@@ -1,18 +1,16 @@
 """A private relay in front of anvil, as Flashbots Protect or MEV Blocker's no-revert endpoint
-promise to be (issue 21): a send-only JSON-RPC endpoint whose transactions never reach the
-public pool, are included only where they succeed, and are dropped, costing nothing, when they
-have not for `max_blocks` blocks.
+promise to be: a send-only JSON-RPC endpoint whose transactions never reach the public pool,
+are included only where they succeed, and are dropped, costing nothing, after `max_blocks`.
 
 The relay makes the blocks: it turns anvil's automine off and, at each `mine()` (every
 `block_time` seconds in a thread of its own, or called by a test), first mines the public
-block (what anvil's pool holds, ordered by tip), then includes what it holds right after it,
-in a block of its own: per sender, in nonce order from the sender's next nonce, each
-transaction simulated (`eth_simulateV1`, one after another on top of the public block) and
-kept only if it succeeds, with every later nonce of its sender left waiting behind one that
-does not. The kept ones go to anvil only then, and are mined at once; should one still revert
-(a public transaction that reached anvil in between ran first), the block is taken back
-(`evm_snapshot`/`evm_revert`), that public transaction sent again, and the relay's wait for
-the next block: a transaction of the relay's never stays mined with status 0.
+block (what anvil's pool holds, ordered by tip), then includes what it holds in a block of its
+own, as much as the block's gas limit takes: per sender, in nonce order from its next nonce,
+each simulated (`eth_simulateV1`, one after another on top of the public block) and kept only
+if it succeeds, every later nonce of its sender waiting behind one that does not. Should one
+still revert (a public transaction reached anvil in between), the block is taken back
+(`evm_snapshot`/`evm_revert`) and that public transaction sent again: a transaction of the
+relay's never stays mined with status 0.
 
 It answers `eth_sendRawTransaction` with the hash (a held transaction sent again, or its
 replacement for the same nonce, too), `eth_getTransactionByHash` with null for what it holds
@@ -136,7 +134,7 @@ class Relay:
             return included
 
     def _include(self) -> list[str]:
-        chosen = self._succeeding(self._candidates())
+        chosen = self._fitting(self._succeeding(self._candidates()))
         if not chosen:
             return []
         snapshot = self._rpc("evm_snapshot")
@@ -200,6 +198,18 @@ class Relay:
                 h for h in candidates if h.sender != failed.sender or h.nonce < failed.nonce
             ]
         return []
+
+    def _fitting(self, chosen: list[Held]) -> list[Held]:
+        """What one block takes of `chosen`, by gas limits; a sender's later nonces wait."""
+        room = int(self._rpc("eth_getBlockByNumber", "latest", False)["gasLimit"], 16)
+        kept, stopped = [], set()
+        for held in chosen:
+            if held.sender in stopped or int(held.call["gas"], 16) > room:
+                stopped.add(held.sender)
+            else:
+                kept.append(held)
+                room -= int(held.call["gas"], 16)
+        return kept
 
     def _drop(self, held: Held) -> None:
         with self._lock:
