@@ -107,8 +107,23 @@ class Simulator:
     def simulate_v1(self, calls: list[dict], block: str | dict) -> list[Any]:
         """The calls in one `eth_simulateV1` request (see `simulate`); raises the request's
         error, or TransientError for an answer of another shape."""
-        answer = self._chain.request("eth_simulateV1", simulate_v1_params(calls, block))
-        return _outcomes(answer, len(calls))
+        simulated: dict[str, Any] = {"calls": calls}
+        if all("gas" in call for call in calls):  # room for all of them in the one block
+            simulated["blockOverrides"] = {
+                "gasLimit": hex(sum(int(call["gas"], 16) for call in calls))
+            }
+        answer = self._chain.request(
+            "eth_simulateV1", [{"blockStateCalls": [simulated], "validation": False}, block]
+        )
+        block_answer = answer[0] if isinstance(answer, list) and len(answer) == 1 else None
+        outcomes = block_answer.get("calls") if isinstance(block_answer, dict) else None
+        if not (
+            isinstance(outcomes, list)
+            and len(outcomes) == len(calls)
+            and all(isinstance(outcome, dict) and "status" in outcome for outcome in outcomes)
+        ):
+            raise errors.TransientError("eth_simulateV1 answered with another shape")
+        return [_simulated(outcome) for outcome in outcomes]
 
     def _over_cap(self, calls: list[dict], error: errors.SimulationTooLarge) -> None:
         """The node refused a request for its simulation gas cap: below what it asked (a
@@ -140,29 +155,6 @@ class Simulator:
             SIMULATE_V1_STRIKES,
             error,
         )
-
-
-def simulate_v1_params(calls: list[dict], block: str | dict) -> list:
-    """The parameters of one `eth_simulateV1` of `calls` in one block on top of `block`, with
-    room for all of them where their gas is given."""
-    simulated: dict[str, Any] = {"calls": calls}
-    if all("gas" in call for call in calls):
-        simulated["blockOverrides"] = {"gasLimit": hex(requested_gas(calls))}
-    return [{"blockStateCalls": [simulated], "validation": False}, block]
-
-
-def _outcomes(answer: Any, count: int) -> list[Any]:
-    """Each call's result in an `eth_simulateV1` answer of one block of `count` calls;
-    TransientError for an answer of another shape."""
-    block_answer = answer[0] if isinstance(answer, list) and len(answer) == 1 else None
-    outcomes = block_answer.get("calls") if isinstance(block_answer, dict) else None
-    if not (
-        isinstance(outcomes, list)
-        and len(outcomes) == count
-        and all(isinstance(outcome, dict) and "status" in outcome for outcome in outcomes)
-    ):
-        raise errors.TransientError("eth_simulateV1 answered with another shape")
-    return [_simulated(outcome) for outcome in outcomes]
 
 
 def _simulated(outcome: dict) -> Any:

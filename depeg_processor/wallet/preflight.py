@@ -86,7 +86,6 @@ class Preflight:
         else:
             limits = self._estimate(range(len(apps)), calldata, outcomes)
         gas = [limits.get(i, 0) for i in range(len(apps))]
-        used: dict[int, int] = {}
         for i, held in enumerate(self.hold_back(apps, gas)):
             if held and outcomes[i] is None:
                 outcomes[i] = waiting_for_room(apps[i])
@@ -101,8 +100,11 @@ class Preflight:
                     # signed at the limit it succeeded at, not fitted to its gasUsed: a
                     # transaction before it that is mined after it, late, never, or reverted
                     # (an attacker can make it revert) leaves the chain colder than any
-                    # simulation, and an out-of-gas revert is paid (docs/performance.md)
-                    used[i] = getattr(result, "gas_used", None) or 0
+                    # simulation, and an out-of-gas revert is paid (docs/performance.md).
+                    # The gasUsed sizes the in-flight limit.
+                    used = getattr(result, "gas_used", None)
+                    if used and self._on_gas_used is not None:
+                        self._on_gas_used(used)
                     outcomes[i] = (calldata[i], limits[i])
                 elif _reasoned(result) or again:
                     outcomes[i] = result
@@ -114,9 +116,6 @@ class Preflight:
             for i in todo:  # the sequence changed: simulate the rest again with it
                 if isinstance(outcomes[i], tuple):
                     outcomes[i] = None
-        for i, gas_used in used.items():
-            if gas_used and isinstance(outcomes[i], tuple) and self._on_gas_used is not None:
-                self._on_gas_used(gas_used)  # sizes the in-flight limit (block_room.py)
         self._wait_for_what_is_in_flight(apps, calldata, limits, outcomes)
         return outcomes
 
