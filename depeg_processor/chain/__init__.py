@@ -9,5 +9,7 @@ answers to a raw transaction), `clients` builds the one or the other, `each_prov
 each provider directly for the operator commands and `urls` is the one way a provider is
 shown. `classify` sorts every node error into the processor's kinds, `simulation` runs a
 batch of calls against the pending state, `product` encodes the product's calldata and
-`signing` signs its transactions.
+`signing` signs its transactions. Beneath them, what the Ethereum libraries did at a tenth of
+a second of every start: `abi` (the ABI words of the few types used), `hexaddr` (keccak and
+EIP-55 addresses), `secp256k1` (sign, recover) and `rlp_encode` (the envelope).
 """
