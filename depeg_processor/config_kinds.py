@@ -10,9 +10,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from eth_utils import to_checksum_address
-
 from . import hdkeys
+from .chain.hexaddr import checksum_address
 from .chain.urls import split_urls
 from .inbound.application import is_valid_address
 
@@ -63,7 +62,7 @@ def parse_address(text: str) -> str:
         raise ValueError(
             "not a valid address (0x and 40 hex digits, correct checksum if mixed case)"
         )
-    return to_checksum_address(text.strip())
+    return checksum_address(text.strip())
 
 
 def parse_log_level(text: str) -> str:

@@ -13,7 +13,7 @@ key is built for them, or escaped where they are not).
 
 from __future__ import annotations
 
-from eth_utils import keccak
+from .chain.hexaddr import keccak256
 
 APPLICATION_PREFIX = "PendingApplication:"  # the web app's, shared wire format
 
@@ -32,7 +32,7 @@ def signature_key(stream: str, signature: bytes) -> str:
     """Which application sent this signature (its entity id and transaction): one signature,
     one application. Named by the keccak of the signature's bytes, so a user's value never
     becomes part of a key name."""
-    return f"{stream}:signature:{keccak(signature).hex()}"
+    return f"{stream}:signature:{keccak256(signature).hex()}"
 
 
 def done_key(stream: str, entity_id: str) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import requests
-from eth_abi import decode as abi_decode
 
 from .. import errors
+from .abi import decode as abi_decode
 
 ERROR_SELECTOR = "0x08c379a0"  # Error(string)
 PRODUCT_NOT_ACTIVE = "ERROR:DP-010:PRODUCT_NOT_ACTIVE"

@@ -1,6 +1,6 @@
 """The depeg product's two functions this service calls, encoded straight from the ABI.
 
-eth_abi encodes the arguments with the selector computed once; going through a contract object
+`abi` encodes the arguments with the selector computed once; going through a contract object
 of a client library looks the function up on every call and costs about 20 times as much.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eth_abi import decode, encode
-from eth_utils import keccak, to_checksum_address
+from .abi import decode, encode
+from .hexaddr import checksum_address, keccak_text
 
 ABI_PATH = Path(__file__).with_name("product_abi.json")
 APPLY = "applyForPolicyWithBundleAndSignature"
@@ -28,7 +28,7 @@ class Function:
         self.types = [item["type"] for item in entry["inputs"]]
         self.output_types = [item["type"] for item in entry.get("outputs", [])]
         self.signature = f"{self.name}({','.join(self.types)})"
-        self.selector = keccak(text=self.signature)[:4]
+        self.selector = keccak_text(self.signature)[:4]
 
     def encode(self, args: Sequence[Any] = ()) -> str:
         return "0x" + (self.selector + encode(self.types, list(args))).hex()
@@ -91,4 +91,4 @@ class ProductCalls:
         return self._helper.encode()
 
     def message_helper_result(self, data: str) -> str:
-        return to_checksum_address(self._helper.decode_result(data)[0])
+        return checksum_address(self._helper.decode_result(data)[0])

@@ -1,22 +1,20 @@
-"""EIP-1559 transactions signed with eth-keys and rlp, the libraries eth-account uses
-underneath, by any key that signs a digest.
+"""EIP-1559 transactions, RLP-encoded and signed by any key that signs a digest.
 
 eth-account's `sign_transaction` validates and reformats a dict through layers of formatters on
 every call: 1.1 ms per transaction on the reference machine, against about 0.1 ms for this
-(libsecp256k1 through coincurve does the signature itself). The processor's transactions all
-have one shape, so the typed envelope is built here; a unit test holds it byte-identical to
-eth-account's output. Where the key lives is the key's business (`DigestSigner`): in the
-process (`LocalKey`, from a mnemonic or a keystore) or in a token (`signer.pkcs11`), which
-returns only (v, r, s) for a 32-byte digest.
+(libsecp256k1 through coincurve does the signature itself, `secp256k1`; `rlp_encode` the
+envelope). The processor's transactions all have one shape, so the typed envelope is built
+here; a unit test holds it byte-identical to eth-account's output. Where the key lives is the
+key's business (`DigestSigner`): in the process (`LocalKey`, from a mnemonic or a keystore) or
+in a token (`signer.pkcs11`), which returns only (v, r, s) for a 32-byte digest.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-import rlp
-from eth_keys import keys
-from eth_utils import keccak, to_canonical_address
+from . import rlp_encode, secp256k1
+from .hexaddr import canonical_address, keccak256
 
 DYNAMIC_FEE_TYPE = b"\x02"
 
@@ -34,18 +32,18 @@ class LocalKey:
     """A private key held in the process (the mnemonic's and the keystore's wallets)."""
 
     def __init__(self, private_key: bytes) -> None:
-        self._key = keys.PrivateKey(private_key)
-        self.address = self._key.public_key.to_checksum_address()
+        self._key = secp256k1.private_key(private_key)
+        self.address = secp256k1.address_of(secp256k1.public_key_of(self._key))
 
     def __repr__(self) -> str:
         return f"LocalKey({self.address})"
 
     def private_hex(self) -> str:
         """The key as hex: only for the log redaction, which masks it wherever it appears."""
-        return self._key.to_bytes().hex()
+        return self._key.secret.hex()
 
     def sign_digest(self, digest: bytes) -> tuple[int, int, int]:
-        return self._key.sign_msg_hash(digest).vrs
+        return secp256k1.sign(self._key, digest)
 
 
 class Policy(Protocol):
@@ -105,11 +103,11 @@ class TransactionSigner:
             max_priority_fee_per_gas,
             max_fee_per_gas,
             gas,
-            to_canonical_address(to),
+            canonical_address(to),
             value,
             bytes.fromhex(data.removeprefix("0x")),
             [],
         ]
-        v, r, s = self._key.sign_digest(keccak(DYNAMIC_FEE_TYPE + rlp.encode(fields)))
-        raw = DYNAMIC_FEE_TYPE + rlp.encode(fields + [v, r, s])
-        return "0x" + keccak(raw).hex(), "0x" + raw.hex()
+        v, r, s = self._key.sign_digest(keccak256(DYNAMIC_FEE_TYPE + rlp_encode.encode(fields)))
+        raw = DYNAMIC_FEE_TYPE + rlp_encode.encode(fields + [v, r, s])
+        return "0x" + keccak256(raw).hex(), "0x" + raw.hex()

@@ -11,8 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 
-from eth_utils import is_hex_address, to_checksum_address
-
+from ..chain.hexaddr import checksum_address, is_hex_address
 from ..errors import PermanentError
 from ..keys import application_key
 from .eip712 import check_strict, policy_digest, recover
@@ -40,7 +39,7 @@ def checked_address(value: str) -> str | None:
     case with a wrong EIP-55 checksum."""
     if not is_hex_address(value):
         return None
-    checksummed = to_checksum_address(value)
+    checksummed = checksum_address(value)
     body = value[2:]
     if body != body.lower() and body != body.upper() and value != checksummed:
         return None

@@ -1,6 +1,6 @@
 """The EIP-712 `Policy` message the user signed, and the signatures the product accepts.
 
-The digest is built from eth_abi and keccak with the domain separator computed once per chain:
+The digest is built from ABI words and keccak with the domain separator computed once per chain:
 eth-account's generic encode_typed_data costs about ten times as much per application (a unit
 test holds both equal). The product's message helper recovers the signer with OpenZeppelin's
 ECDSA (4.7.3), which refuses some signatures before recovering anything; `recover` refuses the
@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import functools
 
-from eth_abi import encode
-from eth_keys import keys
-from eth_utils import keccak
-
+from ..chain import secp256k1
+from ..chain.abi import encode
+from ..chain.hexaddr import keccak256, keccak_text
 from ..errors import PermanentError
 
 POLICY_TYPES = {
@@ -27,15 +26,15 @@ POLICY_TYPES = {
     ]
 }
 DOMAIN_NAME, DOMAIN_VERSION = "EtheriscDepeg", "1"
-DOMAIN_TYPEHASH = keccak(
-    text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+DOMAIN_TYPEHASH = keccak_text(
+    "EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 )
-POLICY_TYPEHASH = keccak(
-    text="Policy("
+POLICY_TYPEHASH = keccak_text(
+    "Policy("
     + ",".join(f"{field['type']} {field['name']}" for field in POLICY_TYPES["Policy"])
     + ")"
 )
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+SECP256K1_N = secp256k1.N
 # OpenZeppelin's bound (0x7FFF…5D576E7357A4501DDFE92F46681B20A0): for every signature (r, s)
 # there is a twin (r, n - s) of the same signer; only the lower s is accepted.
 SECP256K1_HALF_N = SECP256K1_N // 2
@@ -43,13 +42,13 @@ SECP256K1_HALF_N = SECP256K1_N // 2
 
 @functools.lru_cache(maxsize=16)
 def domain_separator(chain_id: int, verifying_contract: str) -> bytes:
-    return keccak(
+    return keccak256(
         encode(
             ["bytes32", "bytes32", "bytes32", "uint256", "address"],
             [
                 DOMAIN_TYPEHASH,
-                keccak(text=DOMAIN_NAME),
-                keccak(text=DOMAIN_VERSION),
+                keccak_text(DOMAIN_NAME),
+                keccak_text(DOMAIN_VERSION),
                 chain_id,
                 verifying_contract,
             ],
@@ -62,13 +61,13 @@ def policy_digest(
 ) -> bytes:
     """The digest of a `Policy` message: (wallet, protectedBalance, duration, bundleId,
     signatureId as bytes32)."""
-    struct_hash = keccak(
+    struct_hash = keccak256(
         encode(
             ["bytes32", "address", "uint256", "uint256", "uint256", "bytes32"],
             [POLICY_TYPEHASH, *values],
         )
     )
-    return keccak(b"\x19\x01" + domain_separator(chain_id, verifying_contract) + struct_hash)
+    return keccak256(b"\x19\x01" + domain_separator(chain_id, verifying_contract) + struct_hash)
 
 
 def check_strict(signature: bytes) -> None:
@@ -94,10 +93,9 @@ def recover(digest: bytes, signature: bytes) -> str:
     or 1 is recovered too (check_strict is what refuses it). The last 1024 are remembered: an
     application's signature is recovered when it is read and again by the signing policy."""
     v = signature[64]
-    vrs = (
+    return secp256k1.recover_address(
+        digest,
         v - 27 if v >= 27 else v,
         int.from_bytes(signature[:32], "big"),
         int.from_bytes(signature[32:64], "big"),
     )
-    public_key = keys.Signature(vrs=vrs).recover_public_key_from_msg_hash(digest)
-    return public_key.to_checksum_address()

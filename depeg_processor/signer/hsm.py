@@ -19,10 +19,10 @@ import os
 import threading
 
 import pkcs11
-from eth_keys import keys
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as failed
 
+from ..chain import secp256k1
 from ..errors import ConfigError
 from ..inbound.eip712 import SECP256K1_HALF_N, SECP256K1_N
 
@@ -39,7 +39,7 @@ class TokenKey:
         self._private = private
         self._public_key = public_key  # 64 bytes, x and y
         self._lock = lock
-        self.address = keys.PublicKey(public_key).to_checksum_address()
+        self.address = secp256k1.address_of(public_key)
 
     def __repr__(self) -> str:
         return f"TokenKey({self.label}, {self.address})"
@@ -51,8 +51,7 @@ class TokenKey:
         if s > SECP256K1_HALF_N:
             s = SECP256K1_N - s
         for v in (0, 1):
-            recovered = keys.Signature(vrs=(v, r, s)).recover_public_key_from_msg_hash(digest)
-            if recovered.to_bytes() == self._public_key:
+            if secp256k1.recover(digest, v, r, s) == self._public_key:
                 return v, r, s
         raise RuntimeError(f"the token's signature does not recover to {self.address}")
 

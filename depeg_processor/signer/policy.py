@@ -22,9 +22,8 @@ import functools
 import logging
 from collections.abc import Callable
 
-from eth_abi import decode, encode
-from eth_utils import to_checksum_address
-
+from ..chain.abi import decode, encode
+from ..chain.hexaddr import checksum_address
 from ..chain.product import APPLY, Function, load_functions
 from ..config import Settings
 from ..errors import PermanentError, SigningRefused
@@ -111,11 +110,11 @@ class SigningPolicy:
         """What is wrong with the transaction, in words that quote no calldata; None: fine."""
         if chain_id is not None and chain_id != self.chain_id:
             return f"chain id {chain_id} is not the node's {self.chain_id}"
-        filler = sender is not None and to_checksum_address(to) == to_checksum_address(sender)
+        filler = sender is not None and checksum_address(to) == checksum_address(sender)
         if filler and (value, data.removeprefix("0x"), gas) == (0, "", FILLER_GAS):
             return self._fee_problem(max_fee_per_gas, max_priority_fee_per_gas)
-        if to_checksum_address(to) != self.product:
-            return f"to {to_checksum_address(to)} is not DEPEG_PRODUCT_ADDRESS"
+        if checksum_address(to) != self.product:
+            return f"to {checksum_address(to)} is not DEPEG_PRODUCT_ADDRESS"
         if value != 0:
             return f"value {value} wei is not 0"
         if not 0 < gas <= self.max_gas:
@@ -167,7 +166,7 @@ def call_problem(data: str, chain_id: int, verifying_contract: str) -> str | Non
         return f"the application's {error.reason}"
     except Exception:
         return "the application's signature recovers no signer"
-    if signer != to_checksum_address(holder):
+    if signer != checksum_address(holder):
         return "the application's signature is not the policy holder's"
     return None
 

@@ -32,11 +32,10 @@ import dataclasses
 import logging
 from collections.abc import Collection
 
-from eth_abi import decode
-from eth_utils import keccak
-
 from .. import errors
+from ..chain.abi import decode
 from ..chain.calls import ChainClient
+from ..chain.hexaddr import keccak_text
 from ..chain.product import signature_in_call
 from ..inbound.application import Application
 from .context import WalletContext
@@ -46,8 +45,8 @@ log = logging.getLogger(__name__)
 
 APPLICATION_CREATED = (
     "0x"
-    + keccak(
-        text="LogDepegApplicationCreated(bytes32,address,address,uint256,uint256,uint256)"
+    + keccak_text(
+        "LogDepegApplicationCreated(bytes32,address,address,uint256,uint256,uint256)"
     ).hex()
 )
 EVENT_TYPES = ["bytes32", "address", "address", "uint256", "uint256", "uint256"]
