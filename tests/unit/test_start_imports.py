@@ -49,3 +49,78 @@ def test_the_garbage_collector_is_on_once_the_entry_point_is_imported() -> None:
     found = probe()
     assert found["gc"] is True
     assert found["frozen"] > 10_000  # the modules' objects, left out of every collection
+
+
+WORK = """
+import json, sys
+from depeg_processor.chain.classify import revert_reason
+from depeg_processor.chain.product import ProductCalls, holder_in_call
+from depeg_processor.config import Settings
+from depeg_processor.inbound.application import parse_application
+from depeg_processor.signer import open_keys
+from depeg_processor.signer.policy import SigningPolicy
+from depeg_processor.chain.signing import TransactionSigner
+
+HELPER = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+settings = Settings(chain_rpc_url="http://x", product_address=%(product)r, mnemonic=%(words)r)
+policy = SigningPolicy.for_node(settings, 31337, HELPER, on_refused=lambda: None)
+key = open_keys(settings)[0]
+app = parse_application("e1", %(fields)r)
+app.check_signature(chain_id=31337, verifying_contract=HELPER)
+data = ProductCalls().apply(app.contract_args())
+signer = TransactionSigner(key, policy=policy)
+signer.sign(chain_id=31337, nonce=0, to=%(product)r, data=data, gas=500_000,
+            max_fee_per_gas=10**9, max_priority_fee_per_gas=1)
+assert holder_in_call(data) == app.policy_holder.lower()
+revert_reason("0x08c379a0" + "00" * 31 + "20" + "00" * 31 + "01" + "41" + "00" * 31, "")
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def test_the_send_path_itself_loads_none_of_them_either() -> None:
+    """Keys opened, an application checked, its call encoded and signed under the policy, a
+    revert decoded: the work before the first send imports nothing lazily from that list."""
+    from eth_account import Account
+    from eth_account.messages import encode_typed_data
+
+    from depeg_processor.inbound.eip712 import DOMAIN_NAME, DOMAIN_VERSION, POLICY_TYPES
+
+    product, helper = (
+        "0x8464135c8F25Da09e49BC8782676a84730C318bC",
+        ("0x5FbDB2315678afecb367f032d93F642f64180aa3"),
+    )
+    holder = Account.create()
+    message = {
+        "wallet": holder.address,
+        "protectedBalance": 10**9,
+        "duration": 86_400,
+        "bundleId": 1,
+        "signatureId": b"sig-1".ljust(32, b"\0"),
+    }
+    signable = encode_typed_data(
+        domain_data={
+            "name": DOMAIN_NAME,
+            "version": DOMAIN_VERSION,
+            "chainId": 31337,
+            "verifyingContract": helper,
+        },
+        message_types=POLICY_TYPES,
+        message_data=message,
+    )
+    signature = holder.sign_message(signable).signature
+    fields = {
+        "policyHolder": holder.address,
+        "protectedWallet": holder.address,
+        "protectedBalance": str(10**9),
+        "duration": "86400",
+        "bundleId": "1",
+        "signatureId": "sig-1",
+        "signature": "0x" + bytes(signature).hex(),
+    }
+    words = "test test test test test test test test test test test junk"
+    script = WORK % {"product": product, "words": words, "fields": fields}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    loaded = set(json.loads(result.stdout))
+    assert "coincurve" in loaded  # the probe saw the signature made
+    assert sorted(NOT_AT_START & loaded) == []
