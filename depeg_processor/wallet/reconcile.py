@@ -51,7 +51,10 @@ def unexplained(
     chain: ChainClient, client: redis.Redis, pool: Sequence[TxRecords]
 ) -> list[Unexplained]:
     """The pool's wallets whose pending nonces the records do not explain (one batch of node
-    calls, then one Redis round trip). Raises NodeUnavailable when the node does not say."""
+    calls, then one Redis round trip reading only the records of the nonces between the mined
+    and the pending count, none when they are equal: the in-flight sets also hold every mined
+    record awaiting its confirmations, hundreds in a burst). Raises NodeUnavailable when the
+    node does not say."""
     wallets = [records for records in pool if records.owner is not None]
     if not wallets:
         return []
@@ -65,13 +68,16 @@ def unexplained(
     failed = [a for a in answers if isinstance(a, Exception)]
     if failed:
         raise errors.NodeUnavailable(f"the wallets' nonces could not be read: {failed[0]}")
+    counts = [(int(answers[2 * n], 16), int(answers[2 * n + 1], 16)) for n in range(len(wallets))]
+    waiting = [(records, mined, pending) for records, (mined, pending) in zip(wallets, counts)]
+    waiting = [(records, mined, pending) for records, mined, pending in waiting if pending > mined]
+    if not waiting:  # nothing in the node's pool: nothing to explain, no Redis read
+        return []
     pipe = client.pipeline(transaction=False)
-    for records in wallets:
-        pipe.zrange(records.inflight_key, 0, -1, withscores=True)
-    recorded = pipe.execute()
+    for records, mined, pending in waiting:  # only the records of the nonces in question
+        pipe.zrangebyscore(records.inflight_key, mined, pending - 1, withscores=True)
     found = []
-    for n, (records, members) in enumerate(zip(wallets, recorded)):
-        mined, pending = int(answers[2 * n], 16), int(answers[2 * n + 1], 16)
+    for (records, mined, pending), members in zip(waiting, pipe.execute()):
         known = {int(score) for _member, score in members}
         missing = tuple(nonce for nonce in range(mined, pending) if nonce not in known)
         if missing:
