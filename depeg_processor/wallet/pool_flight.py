@@ -6,7 +6,8 @@ confirmations (about a hundred on mainnet with 6). Reading each record whole (it
 transaction too) took most of a batch's time, so only what a replay needs is read: each
 record's hashes, and its calldata and gas once per transaction hash (a hash commits to the
 calldata and gas it signed, so what was read for it stays true while it is in flight); and
-not even the hashes of a record found mined at the simulated block last time (see `read`).
+not even the hashes of a record found mined at the simulated block last time (see `read`),
+nor any record of a wallet below the highest one found so (see `_floor`).
 """
 
 from __future__ import annotations
@@ -48,10 +49,29 @@ class PoolInFlight:
         self._pool = pool
         self._redis = client
         self._kept: dict[str, Signed] = {}  # record key -> what the last read found
+        self._senders: dict[str, str] = {}  # record key -> its wallet, as last read
+
+    def _floor(self, sender: str, mined: Callable[[Signed], bool] | None) -> int:
+        """The lowest nonce of `sender` worth reading: that of its highest record read last
+        time that `mined` says the simulated block holds (0: read all). A wallet's nonces are
+        used in order, so every nonce below one the block holds is used at that block: no
+        transaction of a record below it can take effect, and the replay has nothing to take
+        from them (they are most of the set: mined records awaiting their confirmations).
+        The record at the floor itself is read again, so the next batch finds it too; after a
+        reorganisation the block no longer holds it and everything is read once more."""
+        if mined is None:
+            return 0
+        held = [
+            record.nonce
+            for key, record in self._kept.items()
+            if self._senders.get(key) == sender and mined(record)
+        ]
+        return max(held, default=0)
 
     def read(self, *, mined: Callable[[Signed], bool] | None = None) -> list[InFlightTx]:
-        """Every record in flight of every wallet of the pool, in nonce order per wallet (two
-        Redis round trips; three when a transaction is new since the last read).
+        """The records in flight of every wallet of the pool that may still take effect, in nonce
+        order per wallet (two Redis round trips; three when a transaction is new since the
+        last read). Without `mined`, every record in flight.
 
         `mined` says which transactions the simulated block holds (or a block below it): a
         record found so last time, at the same nonce, is not read again. That nonce is used
@@ -62,7 +82,11 @@ class PoolInFlight:
         wallets = [records for records in self._pool if records.owner is not None]
         pipe = self._redis.pipeline(transaction=False)
         for records in wallets:
-            pipe.zrange(records.inflight_key, 0, -1, withscores=True)
+            floor = self._floor(str(records.owner), mined)
+            if floor:
+                pipe.zrangebyscore(records.inflight_key, floor, "+inf", withscores=True)
+            else:
+                pipe.zrange(records.inflight_key, 0, -1, withscores=True)
         wanted = [
             (str(records.owner), records.key(entity_id), int(nonce))
             for records, members in zip(wallets, pipe.execute())
@@ -101,6 +125,7 @@ class PoolInFlight:
             previous_hashes = tuple(h for h in (previous or "").split(",") if h)
             found[key] = (sender, Signed(nonce, data, gas, (*previous_hashes, tx_hash)))
         self._kept = {key: record for key, (_sender, record) in found.items()}
+        self._senders = {key: sender for key, (sender, _record) in found.items()}
         return sorted(
             (InFlightTx(sender, record) for sender, record in found.values()),
             key=lambda tx: (tx.sender, tx.record.nonce),

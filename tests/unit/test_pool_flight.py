@@ -114,3 +114,31 @@ def test_a_record_found_mined_is_not_read_again_until_its_block_is_lost(fake_red
     fake_redis.hset(records.key("a1"), "txHash", "0xa1c")
     first = pool.read(mined=mined)[0]
     assert (first.record.hashes, first.record.gas, counting.data_reads) == (("0xa1c",), 1, 4)
+
+
+def test_records_below_the_highest_one_mined_are_not_read(fake_redis) -> None:
+    """The simulated block holds wallet A's nonces up to 6: the next batch reads A from 6 on
+    (no transaction below a used nonce can take effect), B whole (none of its is mined); a
+    reorganisation that takes the block away has everything read again."""
+    a = TxRecords(fake_redis, prefix="a", stream="s", owner=WALLET_A)
+    b = TxRecords(fake_redis, prefix="b", stream="s", owner=WALLET_B)
+    a.put_many([signed(f"a{n}", n, f"0xa{n}") for n in range(10)])
+    b.put_many([signed(f"b{n}", n, f"0xb{n}") for n in range(20, 23)])
+    block = {f"0xa{n}" for n in range(7)}
+
+    def mined(record) -> bool:  # noqa: ANN001
+        return any(h in block for h in record.hashes)
+
+    pool = PoolInFlight([a, b], fake_redis)
+
+    def nonces() -> list[tuple[str, int]]:
+        return [(t.sender, t.record.nonce) for t in pool.read(mined=mined)]
+
+    everything = [(WALLET_A, n) for n in range(10)] + [(WALLET_B, n) for n in range(20, 23)]
+    assert nonces() == everything
+    assert nonces() == [(WALLET_A, n) for n in range(6, 10)] + [
+        (WALLET_B, n) for n in range(20, 23)
+    ]
+    assert nonces()[:4] == [(WALLET_A, n) for n in range(6, 10)]  # the floor stays found
+    block.clear()
+    assert nonces() == everything
