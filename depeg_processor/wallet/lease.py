@@ -149,6 +149,13 @@ class Lease:
                 self._gained.notify_all()
             return True
 
+    def refused(self) -> None:
+        """A write fenced by this lease was refused: Redis does not have this process as its
+        holder (the key expired, or Redis lost it: a restart from a snapshot). Not held from
+        now until the keeper writes it again (a new generation: taken over afresh), rather
+        than until the local deadline, which would have every batch until then refused."""
+        self._lapse()
+
     def _lapse(self) -> None:
         with self._lock:
             self._valid_until = 0.0

@@ -206,6 +206,7 @@ class Submitter:
             )
         except FenceLost as error:
             self._nonces.sync_later()
+            self._lease.refused()
             raise LeaseLost(str(error)) from None
         except Exception:
             self._nonces.sync_later()

@@ -263,3 +263,17 @@ def test_records_are_not_written_when_the_lease_changed_hands_during_the_batch(h
     assert h.records.get("X") is None
     h.wallet.finish()
     assert len(h.node.sent) == 1, "only the first batch was published"
+
+
+def test_a_lease_key_redis_lost_stops_sending_until_the_keeper_writes_it_again(h) -> None:
+    """Redis restarted from a snapshot without the lease key: the first fenced write is
+    refused, and the lease is not held from then on (not until its local deadline, which
+    would have every batch refused) until the keeper writes it again: a new generation."""
+    h.enqueue(signed_fields())
+    assert h.run_once() == 1
+    h.redis.delete(h.lease.key)  # what the rollback lost
+    app = parse_application("X", signed_fields(signature_id="another-signature"))
+    with pytest.raises(LeaseLost):
+        h.wallet.submit([app], entry_ids=["1-0"])
+    assert not h.lease.held() and h.records.get("X") is None
+    assert h.lease.acquire() and h.lease.generation == 2
