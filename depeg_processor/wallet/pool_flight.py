@@ -48,8 +48,7 @@ class PoolInFlight:
     def __init__(self, pool: Sequence[TxRecords], client: redis.Redis) -> None:
         self._pool = pool
         self._redis = client
-        self._kept: dict[str, Signed] = {}  # record key -> what the last read found
-        self._senders: dict[str, str] = {}  # record key -> its wallet, as last read
+        self._kept: dict[str, InFlightTx] = {}  # record key -> what the last read found
 
     def _floor(self, sender: str, mined: Callable[[Signed], bool] | None) -> int:
         """The lowest nonce of `sender` worth reading: that of its highest record read last
@@ -62,9 +61,9 @@ class PoolInFlight:
         if mined is None:
             return 0
         held = [
-            record.nonce
-            for key, record in self._kept.items()
-            if self._senders.get(key) == sender and mined(record)
+            tx.record.nonce
+            for tx in self._kept.values()
+            if tx.sender == sender and mined(tx.record)
         ]
         return max(held, default=0)
 
@@ -94,9 +93,9 @@ class PoolInFlight:
         ]
         kept, found = self._kept, {}
         for sender, key, nonce in wanted:
-            prior = kept.get(key)
+            prior = kept[key].record if key in kept else None
             if mined is not None and prior is not None and prior.nonce == nonce and mined(prior):
-                found[key] = (sender, prior)
+                found[key] = InFlightTx(sender, prior)
         unsettled = [(sender, key, nonce) for sender, key, nonce in wanted if key not in found]
         pipe = self._redis.pipeline(transaction=False)
         for _sender, key, _nonce in unsettled:
@@ -107,7 +106,7 @@ class PoolInFlight:
             for i, ((_sender, key, _nonce), (tx_hash, _previous)) in enumerate(
                 zip(unsettled, hashes)
             )
-            if tx_hash is not None and (key not in kept or kept[key].hashes[-1] != tx_hash)
+            if tx_hash is not None and (key not in kept or kept[key].record.hashes[-1] != tx_hash)
         ]
         signed: dict[int, tuple[str, int]] = {}  # read now, by index in `unsettled`
         if new:
@@ -121,12 +120,8 @@ class PoolInFlight:
             if tx_hash is None:  # purged since the in-flight set was read
                 continue
             # a hash commits to the calldata and gas it signed: what was read for it holds
-            data, gas = signed[i] if i in signed else (kept[key].data, kept[key].gas)
+            data, gas = signed[i] if i in signed else (kept[key].record.data, kept[key].record.gas)
             previous_hashes = tuple(h for h in (previous or "").split(",") if h)
-            found[key] = (sender, Signed(nonce, data, gas, (*previous_hashes, tx_hash)))
-        self._kept = {key: record for key, (_sender, record) in found.items()}
-        self._senders = {key: sender for key, (sender, _record) in found.items()}
-        return sorted(
-            (InFlightTx(sender, record) for sender, record in found.values()),
-            key=lambda tx: (tx.sender, tx.record.nonce),
-        )
+            found[key] = InFlightTx(sender, Signed(nonce, data, gas, (*previous_hashes, tx_hash)))
+        self._kept = found
+        return sorted(found.values(), key=lambda tx: (tx.sender, tx.record.nonce))

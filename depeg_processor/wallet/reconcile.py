@@ -69,8 +69,9 @@ def unexplained(
     if failed:
         raise errors.NodeUnavailable(f"the wallets' nonces could not be read: {failed[0]}")
     counts = [(int(answers[2 * n], 16), int(answers[2 * n + 1], 16)) for n in range(len(wallets))]
-    waiting = [(records, mined, pending) for records, (mined, pending) in zip(wallets, counts)]
-    waiting = [(records, mined, pending) for records, mined, pending in waiting if pending > mined]
+    waiting = [
+        (r, mined, pending) for r, (mined, pending) in zip(wallets, counts) if pending > mined
+    ]
     if not waiting:  # nothing in the node's pool: nothing to explain, no Redis read
         return []
     pipe = client.pipeline(transaction=False)
