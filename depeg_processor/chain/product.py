@@ -46,7 +46,8 @@ def load_functions(path: Path = ABI_PATH) -> dict[str, Function]:
 
 
 @functools.lru_cache(maxsize=1)
-def _apply_function() -> Function:
+def apply_function() -> Function:
+    """`applyForPolicyWithBundleAndSignature`, read from the ABI once."""
     return load_functions()[APPLY]
 
 
@@ -67,7 +68,7 @@ def holder_in_call(data: str) -> str | None:
 
 
 def _apply_args(data: str) -> tuple | None:
-    function = _apply_function()
+    function = apply_function()
     if not data.startswith("0x" + function.selector.hex()):
         return None
     try:

@@ -18,6 +18,9 @@ import coincurve
 from .hexaddr import checksum_address, keccak256
 
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141  # the curve's order
+# The bound of a low s (EIP-2): for every signature (r, s) there is a twin (r, n - s) of the
+# same signer, and only the one with s at most this is accepted.
+HALF_N = N // 2
 
 
 class BadSignature(ValueError):

@@ -35,9 +35,8 @@ POLICY_TYPEHASH = keccak_text(
     + ")"
 )
 SECP256K1_N = secp256k1.N
-# OpenZeppelin's bound (0x7FFF…5D576E7357A4501DDFE92F46681B20A0): for every signature (r, s)
-# there is a twin (r, n - s) of the same signer; only the lower s is accepted.
-SECP256K1_HALF_N = SECP256K1_N // 2
+# OpenZeppelin's bound (0x7FFF…5D576E7357A4501DDFE92F46681B20A0): EIP-2's low s.
+SECP256K1_HALF_N = secp256k1.HALF_N
 
 
 @functools.lru_cache(maxsize=16)

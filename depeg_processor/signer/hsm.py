@@ -24,7 +24,6 @@ from pkcs11 import exceptions as failed
 
 from ..chain import secp256k1
 from ..errors import ConfigError
-from ..inbound.eip712 import SECP256K1_HALF_N, SECP256K1_N
 
 SECP256K1_OID = bytes.fromhex("06052b8104000a")  # DER of 1.3.132.0.10, as CKA_EC_PARAMS holds it
 MODULE, TOKEN = "PROCESSOR_PKCS11_MODULE", "PROCESSOR_PKCS11_TOKEN_LABEL"
@@ -48,8 +47,8 @@ class TokenKey:
         with self._lock:
             signature = self._private.sign(digest, mechanism=Mechanism.ECDSA)
         r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-        if s > SECP256K1_HALF_N:
-            s = SECP256K1_N - s
+        if s > secp256k1.HALF_N:
+            s = secp256k1.N - s
         for v in (0, 1):
             if secp256k1.recover(digest, v, r, s) == self._public_key:
                 return v, r, s

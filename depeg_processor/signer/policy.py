@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from ..chain.abi import decode, encode
 from ..chain.hexaddr import checksum_address
-from ..chain.product import APPLY, Function, load_functions
+from ..chain.product import APPLY, apply_function
 from ..config import Settings
 from ..errors import PermanentError, SigningRefused
 from ..inbound.eip712 import check_strict, policy_digest, recover
@@ -110,11 +110,12 @@ class SigningPolicy:
         """What is wrong with the transaction, in words that quote no calldata; None: fine."""
         if chain_id is not None and chain_id != self.chain_id:
             return f"chain id {chain_id} is not the node's {self.chain_id}"
-        filler = sender is not None and checksum_address(to) == checksum_address(sender)
+        to = checksum_address(to)
+        filler = sender is not None and to == checksum_address(sender)
         if filler and (value, data.removeprefix("0x"), gas) == (0, "", FILLER_GAS):
             return self._fee_problem(max_fee_per_gas, max_priority_fee_per_gas)
-        if checksum_address(to) != self.product:
-            return f"to {checksum_address(to)} is not DEPEG_PRODUCT_ADDRESS"
+        if to != self.product:
+            return f"to {to} is not DEPEG_PRODUCT_ADDRESS"
         if value != 0:
             return f"value {value} wei is not 0"
         if not 0 < gas <= self.max_gas:
@@ -138,7 +139,7 @@ class SigningPolicy:
 def call_problem(data: str, chain_id: int, verifying_contract: str) -> str | None:
     """The calldata is `applyForPolicyWithBundleAndSignature`, canonically encoded, with a
     signature of its policy holder over its own `Policy` values."""
-    function = _apply()
+    function = apply_function()
     try:
         body = bytes.fromhex(data.removeprefix("0x"))
     except ValueError:
@@ -169,8 +170,3 @@ def call_problem(data: str, chain_id: int, verifying_contract: str) -> str | Non
     if signer != checksum_address(holder):
         return "the application's signature is not the policy holder's"
     return None
-
-
-@functools.cache
-def _apply() -> Function:
-    return load_functions()[APPLY]

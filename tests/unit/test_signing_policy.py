@@ -14,7 +14,7 @@ from eth_abi import encode
 from eth_account import Account
 
 from depeg_processor import errors
-from depeg_processor.chain.product import ProductCalls
+from depeg_processor.chain.product import ProductCalls, apply_function
 from depeg_processor.chain.signing import TransactionSigner
 from depeg_processor.inbound.application import parse_application
 from depeg_processor.signer.policy import SigningPolicy
@@ -77,7 +77,7 @@ def transaction(**changes: object) -> dict:
 
 def with_signature(signature: bytes) -> str:
     """GOOD with its signature argument replaced."""
-    function = ProductCalls()._apply
+    function = apply_function()
     app = parse_application(ENTITY_ID, signed_fields())
     args = list(app.contract_args())
     args[-1] = signature
