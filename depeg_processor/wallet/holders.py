@@ -26,7 +26,6 @@ from collections.abc import Iterable, Sequence
 import redis
 
 from .. import keys
-from ..errors import HolderBusy
 from .signatures import DONE_TTL
 from .txrecord import TxRecord
 
@@ -97,8 +96,8 @@ class HolderState:
 
 
 class Holders:
-    """The holds and busy marks of one applications stream. The write-ahead stages its check
-    and marks into its own transaction through `check` and `stage`."""
+    """The holds and busy marks of one applications stream. The write-ahead checks them (see
+    write_ahead) and stages its marks into its own transaction through `stage`."""
 
     def __init__(
         self, client: redis.Redis, *, stream: str, hold_seconds: int = DEFAULT_HOLD_SECONDS
@@ -139,28 +138,6 @@ class Holders:
             )
             for holder, hold, mark in zip(holders, holds, marks)
         ]
-
-    def check(self, pipe: redis.client.Pipeline, first: Sequence[tuple[TxRecord, str]]) -> None:
-        """Before MULTI: WATCH the marks of these (first record, its key) and refuse them all
-        (HolderBusy) when a holder is held, has another record in flight, or comes twice."""
-        first = [(record, key) for record, key in first if record.holder]
-        if not first:
-            return
-        holders = [record.holder for record, _key in first]
-        held_keys = [self.held_key(h) for h in holders]
-        busy_keys = [self.busy_key(h) for h in holders]
-        pipe.watch(*held_keys, *busy_keys)
-        marks = pipe.mget(busy_keys)
-        held = pipe.exists(*held_keys)
-        busy, seen = [], set()
-        for (record, key), holder, mark in zip(first, holders, marks):
-            if (mark and mark != key and pipe.exists(mark)) or holder in seen:
-                busy.append(record.entity_id)
-            seen.add(holder)
-        if held:
-            busy += [r.entity_id for (r, _k), hk in zip(first, held_keys) if pipe.exists(hk)]
-        if busy:
-            raise HolderBusy(sorted(set(busy)))
 
     def stage(self, pipe: redis.client.Pipeline, first: Sequence[tuple[TxRecord, str]]) -> None:
         """In MULTI: each holder's busy mark names its record."""

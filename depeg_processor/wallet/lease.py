@@ -46,7 +46,14 @@ def owner_id(consumer: str) -> str:
 def check_fence(pipe: redis.client.Pipeline, fence: Fence | None) -> None:
     """Inside a transaction that WATCHes the lease key: refuse the write unless the fence's
     owner holds the lease (the WATCH makes the check hold until EXEC)."""
-    if fence is not None and pipe.get(fence[0]) != fence[1]:
+    if fence is not None:
+        refuse_unless_held(fence, pipe.get(fence[0]))
+
+
+def refuse_unless_held(fence: Fence, holder: str | None) -> None:
+    """FenceLost unless `holder` (the lease key's value, read after its WATCH) is the fence's
+    owner: the check of `check_fence`, for a transaction that reads its keys in one pipeline."""
+    if holder != fence[1]:
         raise FenceLost(f"the lease {fence[0]} is not held by this process")
 
 

@@ -13,15 +13,12 @@ from collections.abc import Callable, Mapping
 import redis
 
 from .. import keys
-from ..errors import (
-    FenceLost,  # noqa: F401 (raised by fenced writes; imported from here too)
-    OwnedElsewhere,
-    PoolChanged,
-)
+from ..errors import FenceLost  # noqa: F401 (raised by fenced writes; imported from here too)
 from .holders import DEFAULT_HOLD_SECONDS, Hold, Holders
 from .lease import Fence, check_fence
 from .signatures import DONE_TTL, SignatureMark, SignatureMarks
 from .txrecord import TxRecord, holder_of, signature_of
+from .write_ahead import WriteAheadChecks
 
 OWNER_TTL = DONE_TTL  # an owner mark outlives any transaction; cleared with its record
 
@@ -80,28 +77,25 @@ class TxRecords:
         (already broadcast) is never refused; its mark follows the current hash. With
         `version` (the pool's version read before the batch was simulated) it commits only if
         no wallet of the pool recorded new transactions since (PoolChanged, nothing written),
-        and counts this write as one."""
+        and counts this write as one. Three round trips (see write_ahead): the WATCH, the
+        checks' reads, MULTI/EXEC; four when a holder's busy mark names another record."""
         owner_keys = (
             [self.owner_key(r.entity_id) for r in records] if self.owner is not None else []
         )
         signed = [r for r in records if r.signature]
-        first = [(r.entity_id, r.signature) for r in signed if not r.previous_hashes]
         first_records = [(r, self.key(r.entity_id)) for r in records if not r.previous_hashes]
+        checks = WriteAheadChecks.of(
+            [(r, self.key(r.entity_id)) for r in records],
+            owners=owner_keys,
+            owner=self.owner,
+            marks=self.marks,
+            holders=self.holders,
+            fence=fence,
+            version=(self.version_key, version) if version is not None else None,
+        )
 
         def write(pipe: redis.client.Pipeline) -> None:
-            check_fence(pipe, fence)
-            if version is not None and (pipe.get(self.version_key) or "0") != version:
-                raise PoolChanged("another wallet of the pool recorded transactions meanwhile")
-            if owner_keys:
-                taken = [
-                    (r.entity_id, owner)
-                    for r, owner in zip(records, pipe.mget(owner_keys))
-                    if owner is not None and owner != self.owner
-                ]
-                if taken:
-                    raise OwnedElsewhere(taken)
-            self.marks.check(pipe, first)
-            self.holders.check(pipe, first_records)
+            checks.check(self._redis)
             pipe.multi()
             for record in records:
                 pipe.delete(self.key(record.entity_id))
@@ -117,9 +111,7 @@ class TxRecords:
             if version is not None:
                 pipe.incr(self.version_key)
 
-        mark_keys = [self.marks.key(r.signature) for r in signed]
-        watched = [*([fence[0]] if fence else []), *([self.version_key] if version else [])]
-        self._redis.transaction(write, *watched, *owner_keys, *mark_keys)
+        self._redis.transaction(write, *checks.watched())
 
     def pool_version(self) -> str:
         """How many batches the pool's wallets recorded so far: a simulation that read it

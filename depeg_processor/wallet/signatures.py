@@ -27,7 +27,6 @@ from collections.abc import Sequence
 import redis
 
 from .. import keys
-from ..errors import SignatureTaken
 
 DONE_TTL = 7 * 24 * 3600  # seconds a completed application is remembered
 
@@ -71,8 +70,8 @@ def mark_lifetime(retention: float) -> int | None:
 
 
 class SignatureMarks:
-    """The marks of one applications stream. The write-ahead stages its checks and writes
-    into its own transaction through `check` and `stage`."""
+    """The marks of one applications stream. The write-ahead checks them (see write_ahead)
+    and stages its marks into its own transaction through `stage`."""
 
     def __init__(self, client: redis.Redis, *, stream: str, ttl: int | None = DONE_TTL) -> None:
         self._redis = client
@@ -91,22 +90,6 @@ class SignatureMarks:
             return []
         values = self._redis.mget([self.key(signature) for signature in signatures])
         return [SignatureMark.from_value(value) for value in values]
-
-    def check(self, pipe: redis.client.Pipeline, first: Sequence[tuple[str, str]]) -> None:
-        """Before MULTI, with the marks' keys WATCHed: SignatureTaken when a signature of
-        these (entity id, signature) is marked by another entity id, or twice among them."""
-        if not first:
-            return
-        found = pipe.mget([self.key(signature) for _entity_id, signature in first])
-        taken, claimed = [], {}
-        for (entity_id, signature), value in zip(first, found):
-            mark = SignatureMark.from_value(value)
-            if mark is not None and mark.entity_id != entity_id:
-                taken.append((entity_id, mark.describe()))
-            elif claimed.setdefault(signature, entity_id) != entity_id:
-                taken.append((entity_id, f"application {claimed[signature]} (this batch)"))
-        if taken:
-            raise SignatureTaken(taken)
 
     def stage(self, pipe: redis.client.Pipeline, mark: SignatureMark, signature: str) -> None:
         """In MULTI: mark `signature` as sent for `mark`'s application, for the lifetime."""
