@@ -47,8 +47,10 @@ def test_the_entry_point_imports_nothing_the_start_does_not_run() -> None:
     assert sorted(NOT_AT_START & set(found["loaded"])) == []
     assert found["stdlib"] == []
     # the keystore and token signers are imported only when chosen, the operator's commands'
-    # own modules only by those commands
-    for module in ("signer.keystore", "signer.hsm", "status", "chain.each_provider"):
+    # own modules only by those commands, the set of several providers only for a list of them
+    lazy = ("signer.keystore", "signer.hsm", "status", "chain.each_provider")
+    lazy += ("chain.providers", "chain.health", "chain.broadcast", "chain.freshness")
+    for module in lazy:
         assert f"depeg_processor.{module}" not in found["modules"]
 
 
