@@ -103,7 +103,7 @@ def command_run(settings: Settings, keys: list) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = cli.parser().parse_args(argv)
+    args = cli.parse_args(sys.argv[1:] if argv is None else argv)
     no_core_dumps()  # before any secret is read
     try:
         settings = load_settings(AutoConfig(search_path=os.getcwd()))

@@ -3,9 +3,10 @@ and the command line's parser. Each builds the clients it needs from the setting
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -22,6 +23,9 @@ from .inbound.stream import StreamQueue
 from .signer import open_keys
 from .startup import build_redis
 from .wallet.holders import Holders
+
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 
@@ -205,7 +209,17 @@ def stream_queue(settings: Settings, client: redis.Redis | None = None) -> Strea
     )
 
 
+def parse_args(argv: Sequence[str]) -> argparse.Namespace | SimpleNamespace:
+    """The command and its options. A start as the service starts it (no arguments: `run`)
+    builds no parser: argparse and the commands' help are an operator's command's alone."""
+    if not argv:
+        return SimpleNamespace(command=None)
+    return parser().parse_args(argv)
+
+
 def parser() -> argparse.ArgumentParser:
+    import argparse  # a plain start parses nothing (parse_args)
+
     top = argparse.ArgumentParser(
         prog="python -m depeg_processor",
         description="Relays gasless depeg applications from the web app's Redis stream to the "

@@ -31,32 +31,47 @@ WORD_COUNTS = (12, 15, 18, 21, 24)
 
 
 @cache
-def wordlists() -> dict[str, tuple[str, ...]]:
-    """Every BIP-39 word list eth-account ships, by language (`english`, ...)."""
+def _texts() -> dict[str, str]:
+    """Every BIP-39 word list eth-account ships, as its file reads (one word a line, no word
+    holds a space), by language (`english`, ...)."""
     spec = importlib.util.find_spec("eth_account")  # finds the package; does not import it
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("eth-account's BIP-39 word lists are not installed")
     folder = Path(spec.submodule_search_locations[0]) / "hdaccount" / "wordlist"
-    lists = {}
-    for file in sorted(folder.glob("*.txt")):  # one word a line, no word holds a space
-        lists[file.stem] = tuple(file.read_text(encoding="utf-8").split())
-    return lists
+    return {file.stem: file.read_text(encoding="utf-8") for file in sorted(folder.glob("*.txt"))}
 
 
 @cache
-def _word_sets() -> dict[str, frozenset[str]]:
-    """The word lists as sets, made once (a start checks the mnemonic twice)."""
-    return {name: frozenset(wordlist) for name, wordlist in wordlists().items()}
+def _words(language: str) -> tuple[str, ...]:
+    return tuple(_texts()[language].split())
+
+
+@cache
+def _word_set(language: str) -> frozenset[str]:
+    return frozenset(_words(language))
+
+
+def wordlists() -> dict[str, tuple[str, ...]]:
+    """Every BIP-39 word list eth-account ships, by language (`english`, ...)."""
+    return {language: _words(language) for language in _texts()}
 
 
 def _language(words: list[str]) -> tuple[str, ...]:
-    """The one word list holding every word (the two Chinese lists overlap: simplified)."""
-    matching = [name for name, word_set in _word_sets().items() if set(words) <= word_set]
+    """The one word list holding every word (the two Chinese lists overlap: simplified). A
+    list whose text does not even contain each word is passed over before it is split into
+    a set: splitting all nine took most of a start's check, for the one or two lists a
+    mnemonic's words can be in."""
+    wanted = set(words)
+    matching = [
+        language
+        for language, text in _texts().items()
+        if all(word in text for word in wanted) and wanted <= _word_set(language)
+    ]
     if len(matching) == 2 and all("chinese" in name for name in matching):
         matching = ["chinese_simplified"]
     if len(matching) != 1:
         raise ValueError("is not a valid BIP-39 mnemonic")
-    return wordlists()[matching[0]]
+    return _words(matching[0])
 
 
 def check(mnemonic: str) -> str:

@@ -66,26 +66,36 @@ def judge(settings: dict[str, str]) -> tuple[str, ...]:
 
 
 def inspect(client: redis.Redis) -> ServerReport:
-    """Read the version and the settings; raises StartupError for a server that is too old
-    (redis.RedisError when it cannot be reached)."""
+    """Read the version and the settings, asked in one round trip (a pipeline, no
+    transaction: each answer judged on its own, as the commands sent one by one would be);
+    raises StartupError for a server that is too old (redis.RedisError when it cannot be
+    reached)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.info("server")
+    for name in SETTINGS:
+        pipe.config_get(name)
+    info, *configs = pipe.execute(raise_on_error=False)
     unchecked: list[str] = []
     version: str | None = None
-    try:
-        version = str(client.info("server").get("redis_version") or "") or None
-    except redis.ResponseError as error:
-        unchecked.append(f"version: INFO refused ({error})")
+    if isinstance(info, redis.ResponseError):
+        unchecked.append(f"version: INFO refused ({info})")
+    elif isinstance(info, Exception):
+        raise info
+    else:
+        version = str(info.get("redis_version") or "") or None
     if version is not None and parse_version(version) < MIN_VERSION:
         raise StartupError(
             f"Redis {version} is too old: the processor needs "
             f"{'.'.join(map(str, MIN_VERSION))} or later"
         )
     settings: dict[str, str] = {}
-    for name in SETTINGS:
-        try:
-            value = client.config_get(name).get(name)
-        except redis.ResponseError as error:
-            unchecked.append(f"{', '.join(SETTINGS)}: CONFIG GET refused ({error})")
+    for name, answer in zip(SETTINGS, configs):
+        if isinstance(answer, redis.ResponseError):
+            unchecked.append(f"{', '.join(SETTINGS)}: CONFIG GET refused ({answer})")
             break
+        if isinstance(answer, Exception):
+            raise answer
+        value = answer.get(name)
         if value is None:
             unchecked.append(f"{name}: not reported by CONFIG GET")
         else:

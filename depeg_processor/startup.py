@@ -48,6 +48,8 @@ from .wallet.wallet import Wallet
 
 log = logging.getLogger(__name__)
 
+DRIVER_INFO = redis.DriverInfo(name="redis-py", lib_version=redis.__version__)
+
 
 @dataclasses.dataclass(frozen=True)
 class Runtime:
@@ -66,12 +68,17 @@ class Runtime:
 
 
 def build_redis(settings: Settings) -> redis.Redis:
+    """The client every part shares. Its driver info (what CLIENT SETINFO tells the server) is
+    the one redis-py would find, given: left to find it, redis-py reads its own version from
+    the installed packages' metadata for every connection it opens (about 2 ms for the first,
+    on the way to the first send, and a few tenths for each thread's after)."""
     return redis.Redis.from_url(
         settings.redis_url,
         **REDIS_DECODING,
         socket_timeout=max(10.0, settings.rpc_timeout),
         socket_connect_timeout=5.0,
         health_check_interval=30,
+        driver_info=DRIVER_INFO,
     )
 
 

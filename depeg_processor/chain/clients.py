@@ -1,19 +1,23 @@
 """The chain client for CHAIN_RPC_URL: a `NodeClient` for one URL (exactly as before there
 could be several), a `Providers` set over one `NodeClient` each for a list; with CHAIN_SEND_URL,
 either behind a `Relayed` that sends every raw transaction to the relay alone. Each is a
-`ChainClient`: nothing that holds one asks which."""
+`ChainClient`: nothing that holds one asks which. `Providers`, with what only several
+providers need (their health, the answers' freshness, the broadcast to each), is imported
+only when a list is given: a start with one URL leaves those modules out."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from .calls import ChainClient
-from .health import ProviderView
-from .providers import Providers
 from .relay import Relayed, relay_name
 from .rpc import DEFAULT_MAX_BATCH, NodeClient
 from .urls import provider_name
+
+if TYPE_CHECKING:
+    from .health import ProviderView
 
 
 def build_chain_client(
@@ -78,6 +82,8 @@ def _reads(
             wait=wait,
             monotonic=monotonic,
         )
+    from .providers import Providers  # several providers only (see above)
+
     nodes = [
         NodeClient(
             url=url,

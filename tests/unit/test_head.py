@@ -55,3 +55,15 @@ def test_block_time_is_bounded_by_the_idle_interval_and_confirmations_refresh_so
     assert not schedule.refresh_due()
     schedule.refresh_soon()
     assert schedule.refresh_due()
+
+
+def test_the_block_time_is_the_median_of_the_recent_intervals() -> None:
+    schedule = HeadSchedule(min_interval=2.0, idle_interval=30.0, monotonic=Clock())
+    timestamp = 1000
+    schedule.asked(head(10, timestamp), busy=True, refreshed=False)  # teaches no interval
+    for number, interval in enumerate([10, 14, 12], start=11):
+        timestamp += interval
+        schedule.asked(head(number, timestamp), busy=True, refreshed=False)
+    assert schedule.block_time == 12.0  # the middle one of 10, 12 and 14
+    schedule.asked(head(14, timestamp + 20), busy=True, refreshed=False)
+    assert schedule.block_time == 13.0  # an even count: between the middle two, 12 and 14

@@ -23,6 +23,11 @@ class StubRedis:
     ) -> None:
         self.version, self.settings = version, dict(SAFE if settings is None else settings)
         self.info_refused, self.config_refused = info_refused, config_refused
+        self.round_trips = 0
+
+    def pipeline(self, transaction: bool = True) -> StubPipeline:
+        assert transaction is False  # each answer on its own: one refusal fails nothing else
+        return StubPipeline(self)
 
     def info(self, section: str) -> dict:
         assert section == "server"
@@ -34,6 +39,37 @@ class StubRedis:
         if self.config_refused:
             raise redis.ResponseError("unknown command 'CONFIG'")
         return {name: self.settings[name]} if name in self.settings else {}
+
+
+class StubPipeline:
+    """The commands queued, answered in one round trip; with raise_on_error=False a refused
+    command's error is its answer, as redis-py's pipeline gives it."""
+
+    def __init__(self, server: StubRedis) -> None:
+        self.server, self.queued = server, []
+
+    def info(self, section: str) -> None:
+        self.queued.append(lambda: self.server.info(section))
+
+    def config_get(self, name: str) -> None:
+        self.queued.append(lambda: self.server.config_get(name))
+
+    def execute(self, raise_on_error: bool = True) -> list:
+        assert raise_on_error is False
+        self.server.round_trips += 1
+        answers = []
+        for command in self.queued:
+            try:
+                answers.append(command())
+            except redis.ResponseError as error:
+                answers.append(error)
+        return answers
+
+
+def test_the_version_and_the_settings_are_asked_in_one_round_trip() -> None:
+    server = StubRedis()
+    inspect(server)
+    assert server.round_trips == 1
 
 
 def test_a_safe_server_has_no_warnings() -> None:
