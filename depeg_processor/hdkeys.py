@@ -43,11 +43,13 @@ def _texts() -> dict[str, str]:
 
 @cache
 def _words(language: str) -> tuple[str, ...]:
+    """One language's word list, in its order (a word's index is its 11 bits)."""
     return tuple(_texts()[language].split())
 
 
 @cache
 def _word_set(language: str) -> frozenset[str]:
+    """One language's words, to tell quickly whether a mnemonic's words are all in it."""
     return frozenset(_words(language))
 
 

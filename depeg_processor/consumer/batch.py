@@ -53,7 +53,6 @@ class BatchResult:
     problem: Exception | None  # the transient failure that kept them
     sent: list[TxRecord]  # the transactions recorded for this batch
     waiting: list[Entry] = dataclasses.field(default_factory=list)  # in `retry`: for a holder
-    held: bool = False  # the rest were not submitted: `ready` held them (in `retry`)
 
 
 class BatchHandler:
@@ -74,9 +73,7 @@ class BatchHandler:
         self._metrics = metrics
         self._now = now
 
-    def handle(self, entries: list[Entry], ready: Callable[[], bool] = lambda: True) -> BatchResult:
-        """Settle `entries`; those left to submit go only once `ready()` (the guard that
-        holds the wallet: see Guards.nonces_explained) says so, else they are kept."""
+    def handle(self, entries: list[Entry]) -> BatchResult:
         batch = read_batch(
             entries,
             load=self._wallet.unsent,
@@ -87,11 +84,8 @@ class BatchHandler:
         unforeseen = self._settle_read(batch, retry)
         result = BatchResult(retry, None, [])
         to_send = self._without_held(self._without_copies(batch.applications, retry), result)
-        if to_send and ready():
+        if to_send:
             self._submit(to_send, result)
-        elif to_send:
-            result.retry.extend(item.entry for item in to_send)
-            result.held = True
         retry.sort(key=lambda e: entries.index(e))
         result.problem = result.problem or unforeseen
         return result

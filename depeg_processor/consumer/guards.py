@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable
 
 from ..state import AT_CAP, STANDBY, SharedState
-from ..wallet.nonce_check import Asked
 from ..wallet.records import TxRecord
 from ..wallet.wallet import Wallet
 from .config import ConsumerConfig
@@ -133,12 +132,11 @@ class Guards:
             return self._config.in_flight_poll
         return min(self._config.in_flight_poll, max(MIN_CAP_WAIT, block_time / 2))
 
-    def nonces_explained(self, asked: Asked | None = None) -> bool:
-        """Before a batch is submitted: hold while a wallet of the pool has transactions in
-        the node's pool that no record explains (Redis lost writes; see wallet.reconcile),
-        looking again every half a block; say so once, and once when they are mined (or
-        dropped). `asked`: the check started when the batch was read (Wallet.ask_nonces)."""
-        why = self._wallet.unexplained(asked)
+    def nonces_explained(self) -> bool:
+        """Before a batch: hold while a wallet of the pool has transactions in the node's pool
+        that no record explains (Redis lost writes; see wallet.reconcile), looking again every
+        half a block; say so once, and once when they are mined (or dropped)."""
+        why = self._wallet.unexplained()
         if why is None:
             if "nonces" in self._holding_for:
                 log.info("the pool's transactions are explained by its records again; sending")

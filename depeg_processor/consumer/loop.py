@@ -108,12 +108,11 @@ class Consumer:
             entries = self.held.entries
             if not entries or self._stop.is_set() or not guards.balance_sufficient(working=True):
                 return 0
-            asked = self._wallet.ask_nonces()  # answered while the batch is read
+            if not guards.nonces_explained():
+                return 0
             against_entries = True
-            result = self._batch.handle(entries, ready=lambda: guards.nonces_explained(asked))
+            result = self._batch.handle(entries)
             self.held.keep(result.retry, result.waiting)
-            if result.held:  # nothing submitted: the guard says why
-                return len(entries) - len(result.retry)
             guards.sent(result.sent)
             if result.problem is None:
                 self._state.node_ok("processor")

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 import redis
 
 from .. import errors
-from ..chain.calls import ChainClient
 from .records import TxRecords
 
 
@@ -45,15 +44,6 @@ class Unexplained:
             f"that no record explains (nonces {shown}; mined {self.mined}, pending "
             f"{self.pending})"
         )
-
-
-def unexplained(
-    chain: ChainClient, client: redis.Redis, pool: Sequence[TxRecords]
-) -> list[Unexplained]:
-    """The pool's wallets whose pending nonces the records do not explain (one batch of node
-    calls, then `explain`). Raises NodeUnavailable when the node does not say."""
-    wallets, calls = count_calls(pool)
-    return explain(client, wallets, chain.batch(calls)) if calls else []
 
 
 def count_calls(pool: Sequence[TxRecords]) -> tuple[list[TxRecords], list[tuple[str, list]]]:

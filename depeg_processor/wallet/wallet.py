@@ -9,9 +9,8 @@ A transaction's life, and the one module for each step:
   `holders.py`;
 - a block reorganised away: `receipts.py` (`verify_canonical`);
 - take-over of a wallet another holder left: `Wallet.take_over` here;
-- what Redis forgot: the node's nonces explained by the records (`reconcile.py`, asked
-  while a batch is read: `nonce_check.py`), an application whose signature the pool's own
-  transaction used completed (`applied.py`).
+- what Redis forgot: the node's nonces explained by the records (`reconcile.py`), an
+  application whose signature the pool's own transaction used completed (`applied.py`).
 
 `Wallet` is the one door: the consumer and the service ask it for what they need (the
 applications of a batch still to send, its holders' state, its balance, what the watcher
@@ -35,9 +34,9 @@ from .holders import HolderState
 from .inflight import InFlight
 from .last_seen import LastSeen
 from .lease import Lease, LeaseKeeper
-from .nonce_check import Asked, NonceCheck
 from .preflight import Preflight
 from .publish import Publisher
+from .reconcile import count_calls, explain
 from .records import TxRecords
 from .replace import Replacer
 from .signatures import SignatureMark
@@ -67,8 +66,6 @@ class Wallet:
             client=shared.redis,
             on_gas_used=shared.room.measured,
         )
-        pool = shared.pool or (ctx.records,)
-        self._nonce_check = NonceCheck(shared.chain, shared.redis, pool, market=self._preflight)
         publisher = Publisher(
             chain=shared.chain,
             address=ctx.address,
@@ -255,14 +252,18 @@ class Wallet:
         with self._adopting:
             self._adopted = None
 
-    def ask_nonces(self) -> Asked:
-        """Start the pool's nonce check of the batch in hand (see nonce_check)."""
-        return self._nonce_check.ask()
-
-    def unexplained(self, asked: Asked | None = None) -> str | None:
+    def unexplained(self) -> str | None:
         """Why the pool may not send now: transactions of its wallets in the node's pool that
-        no record explains (see reconcile), or None; `asked`: the check started already."""
-        return self._nonce_check.explained(asked or self.ask_nonces())
+        no record explains (see reconcile), or None. The same batch of node calls reads the
+        latest block the batch is simulated at (see Preflight.take_market)."""
+        shared, preflight = self.ctx.shared, self._preflight
+        preflight.forget_market()
+        wallets, counts = count_calls(shared.pool or (self.ctx.records,))
+        market = preflight.market_calls()
+        answers = shared.chain.batch(counts + market) if counts or market else []
+        preflight.take_market(answers[len(counts) :])
+        found = explain(shared.redis, wallets, answers[: len(counts)]) if counts else []
+        return "; ".join(map(str, found)) or None
 
     def submit(
         self, apps: Sequence[Application], *, entry_ids: Sequence[str]
@@ -294,6 +295,5 @@ class Wallet:
         self._submitter.finish()
 
     def close(self) -> None:
-        """At shutdown: the last batch out, the publishing and checking threads ended."""
+        """At shutdown: the last batch out, the publishing thread ended."""
         self._submitter.close()
-        self._nonce_check.close()

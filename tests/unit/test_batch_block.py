@@ -4,8 +4,6 @@ that batch's only: the next one reads its own, and a simulation without it reads
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from depeg_processor import errors
@@ -13,8 +11,6 @@ from depeg_processor.chain.calls import MARKET_CALLS, market_of
 from depeg_processor.clock import Clock
 from depeg_processor.fees import FeePolicy
 
-from .consumer_harness import ENTITY_ID, Harness
-from .helpers import signed_fields
 from .test_preflight import apps
 from .wallet_harness import GWEI, build_wallet
 
@@ -147,28 +143,3 @@ def test_without_the_nodes_market_the_nonce_check_reads_only_the_counts(fake_red
     wallet.unexplained()
     assert node.requests == [["eth_getTransactionCount", "eth_getTransactionCount"]]
     wallet.close()
-
-
-def test_the_check_is_answered_while_the_batch_is_read(fake_redis) -> None:
-    """The consumer asks the nonce check as soon as its entries are in hand and takes the
-    answer only to submit: a node that answers only after the batch's applications were read
-    from Redis holds nothing up (a check asked first and awaited would wait here for ever)."""
-    h = Harness(fake_redis)
-    read = threading.Event()
-    load, answer = h.wallet.unsent, h.node.batch
-
-    def reading(*args, **kwargs):
-        found = load(*args, **kwargs)
-        read.set()
-        return found
-
-    def counts_once_read(calls):
-        if {method for method, _params in calls} == {"eth_getTransactionCount"}:
-            assert read.wait(10), "the applications were not read while the node was asked"
-        return answer(calls)
-
-    h.wallet.unsent, h.node.batch = reading, counts_once_read
-    h.enqueue(signed_fields())
-    assert h.run_once() == 1
-    assert h.calls and h.calls[0][0] == ENTITY_ID
-    h.close()

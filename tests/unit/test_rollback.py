@@ -16,7 +16,7 @@ from tests.unit.helpers import HOLDER, signed_fields
 from tests.unit.test_in_flight_cap import Waits
 from tests.unit.test_lifecycle import ENTITY_ID as LIFE_ID
 from tests.unit.test_lifecycle import World, signed_call
-from tests.unit.wallet_harness import build_consumer
+from tests.unit.wallet_harness import STREAM, build_consumer
 
 USED = errors.PermanentError("reverted: ERROR:DMH-001:SIGNATURE_USED", kind="DMH-001")
 OTHER_RELAYER = "0x00000000000000000000000000000000000000aa"
@@ -128,6 +128,37 @@ def test_transactions_no_record_explains_hold_the_wallet_until_they_are_mined(h)
     assert h.calls == [(ENTITY_ID, h.calls[0][1])]
     h.wallet.finish()
     assert len(h.node.sent) == 1
+
+
+def test_a_hold_settles_nothing_and_holds_while_nothing_is_left_to_send(h) -> None:
+    """A hold keeps the batch whole: an application the web app deleted meanwhile is neither
+    set aside nor acknowledged until the pool may send again, and the hold stays reported."""
+    h.enqueue(signed_fields())
+    h.node.pending = 2
+    assert h.run_once() == 0
+    h.redis.delete(f"PendingApplication:{ENTITY_ID}")
+    assert h.run_once() == 0
+    assert "no record explains" in (h.state.snapshot().holding or "")
+    assert h.dead_letters() == [] and h.redis.xpending(STREAM, "g")["pending"] == 1
+
+
+def test_a_nonce_check_that_fails_does_not_count_against_the_application(h) -> None:
+    """A node answering the nonce check with nonsense is the node's fault: the application is
+    neither set aside nor counted as delivered, however often the check fails."""
+    h.enqueue(signed_fields())
+    answer = h.node.batch
+
+    def nonsense(calls):
+        if any(method == "eth_getTransactionCount" for method, _params in calls):
+            return [None for _call in calls]
+        return answer(calls)
+
+    h.node.batch = nonsense
+    for _ in range(10):
+        assert h.run_once() == 0
+    assert h.dead_letters() == [] and h.consumer.held.attempts() == {}
+    h.node.batch = answer
+    assert h.run_once() == 1 and h.calls[0][0] == ENTITY_ID
 
 
 def test_the_wallets_own_records_explain_its_pending_nonces(h) -> None:
