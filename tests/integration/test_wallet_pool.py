@@ -48,13 +48,12 @@ def purged(redis_client, entity_ids) -> bool:
 
 
 def pool_env(redis_server, rpc_url, product, **extra: str) -> dict:
-    # Warnings only: `spawn` reads a process's stderr once it has ended, and a pipe filled by
-    # hundreds of applications' log lines would block the process.
+    # INFO: each process logs to a file of the test's (see `spawn`), read when a test fails.
     return service_env(
         redis_server.url,
         rpc_url,
         product.address,
-        **{"PROCESSOR_WALLETS": "3", "LOG_LEVEL": "WARNING", **extra},
+        **{"PROCESSOR_WALLETS": "3", "LOG_LEVEL": "INFO", **extra},
     )
 
 
