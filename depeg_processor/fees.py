@@ -111,23 +111,11 @@ class FeePolicy:
             cached = self._cached
         if not fresh and cached is not None and self._monotonic() - cached[0] < self._ttl:
             return cached[1]
-        if self.reads_market:
+        if self._tip is None and self._market is not None:
             block, suggested_tip = self._market()
         else:
             latest, suggested_tip = self._base_fee(), self._suggested_tip
             block = latest if isinstance(latest, Block) else Block(None, latest)
-        return self.refresh(block, suggested_tip)
-
-    @property
-    def reads_market(self) -> bool:
-        """Whether a reading of the fees is `market`'s (the latest block and the node's tip),
-        not `base_fee`'s alone: no tip is configured and a market function is given."""
-        return self._tip is None and self._market is not None
-
-    def refresh(self, block: Block, suggested_tip: Callable[[], int]) -> Fees:
-        """The fees from a reading of the market made now (by `current`, or by a caller that
-        asked the node for it in one batch with calls of its own), kept as the current ones;
-        raises what `suggested_tip` raises when the tip is the node's."""
         self.observe(block)
         fees = self.compute(block.base_fee, self._tip if self._tip is not None else suggested_tip())
         with self._lock:

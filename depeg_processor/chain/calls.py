@@ -51,8 +51,21 @@ class ChainClient:
 
     def fee_market(self) -> tuple[Block, Callable[[], int]]:
         """`latest_block` and `max_priority_fee` in one batch (one round trip where there
-        were two, at each refresh of the fees): see `market_of`."""
-        return market_of(*self.batch(MARKET_CALLS))
+        were two, at each refresh of the fees): the block, raising its call's error as
+        `latest_block` does, and the tip as a call that gives it or raises its error as
+        `max_priority_fee` does (so a block read is still taken when the tip failed)."""
+        block, tip = self.batch(
+            [("eth_getBlockByNumber", ["latest", False]), ("eth_maxPriorityFeePerGas", [])]
+        )
+        if isinstance(block, errors.ProcessorError):
+            raise block
+
+        def suggested_tip() -> int:
+            if isinstance(tip, errors.ProcessorError):
+                raise tip
+            return int(tip, 16)
+
+        return block_of(block), suggested_tip
 
     def balance(self, address: str) -> int:
         return int(self.request("eth_getBalance", [address, "latest"]), 16)
@@ -65,25 +78,6 @@ class ChainClient:
 
     def call(self, tx: dict) -> str:
         return self.request("eth_call", [tx, "latest"])
-
-
-MARKET_CALLS = [("eth_getBlockByNumber", ["latest", False]), ("eth_maxPriorityFeePerGas", [])]
-
-
-def market_of(block: object, tip: object) -> tuple[Block, Callable[[], int]]:
-    """The answers to MARKET_CALLS (sent alone or in a batch with other calls): the block,
-    raising its call's error as `latest_block` does, and the tip as a call that gives it or
-    raises its error as `max_priority_fee` does (so a block read is still taken when the tip
-    failed)."""
-    if isinstance(block, errors.ProcessorError):
-        raise block
-
-    def suggested_tip() -> int:
-        if isinstance(tip, errors.ProcessorError):
-            raise tip
-        return int(tip, 16)
-
-    return block_of(block), suggested_tip
 
 
 def block_of(block: dict) -> Block:

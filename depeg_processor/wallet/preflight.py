@@ -27,10 +27,10 @@ from collections.abc import Callable, Sequence
 import redis
 
 from .. import errors
-from ..chain.calls import MARKET_CALLS, ChainClient, block_of, market_of
+from ..chain.calls import ChainClient, block_of
 from ..chain.product import ProductCalls
 from ..chain.simulation import Simulator, fitting
-from ..fees import Block, FeePolicy
+from ..fees import FeePolicy
 from ..inbound.application import Application
 from .alone import held_back, waiting_for_room
 from .mined import MinedBlocks
@@ -68,7 +68,6 @@ class Preflight:
         self._gas_limit: int | None = None  # learned from eth_estimateGas, see check()
         self._mined = MinedBlocks(fetch=self._blocks)
         self._on_gas_used = on_gas_used  # told each application's simulated gasUsed
-        self._read: Block | None = None  # the latest block read for the next simulation
 
     def check(self, apps: Sequence[Application]) -> list[tuple[str, int] | errors.ProcessorError]:
         """Calldata and gas limit per application, or the error in its place (a revert gives
@@ -172,10 +171,8 @@ class Preflight:
         self.replayed = 0
         if not self.replays:
             return simulator.simulate(calls, "pending")
-        latest, self._read = self._read, None
-        if latest is None:
-            fees.current(fresh=True)  # the latest block now: what the web app did is in it
-            latest = fees.latest
+        fees.current(fresh=True)  # the latest block now: what the web app did is in it
+        latest = fees.latest
         if latest is not None:
             tag = block_tag(latest.block_hash, latest.number)
         else:
@@ -213,33 +210,6 @@ class Preflight:
                 continue
             return results + [self._no_room(len(before))] * (len(calls) - fit)
         return [refused] * len(calls)
-
-    def market_calls(self) -> list[tuple[str, list]]:
-        """The node calls that read the latest block (and the node's tip, where the fees take
-        it) for the next simulation, for a caller to send in one batch with its own, after
-        the batch's entries were read (what the web app did before is in that block): one
-        round trip fewer a batch. These are `ChainClient.fee_market`'s, so only where the fees
-        read the node's market (no tip configured), and not without a replay (no block is
-        read for it then)."""
-        return list(MARKET_CALLS) if self.replays and self._fees.reads_market else []
-
-    def take_market(self, answers: Sequence) -> None:
-        """The answers to `market_calls`: the fees follow them and the next simulation is at
-        that block. Where the node did not answer, the simulation reads the block itself (and
-        meets the error where it always did)."""
-        self._read = None
-        if not answers:
-            return
-        try:
-            block, suggested_tip = market_of(*answers)
-            self._fees.refresh(block, suggested_tip)
-        except errors.ProcessorError:
-            return
-        self._read = block
-
-    def forget_market(self) -> None:
-        """A reading not taken for this batch is not the next one's."""
-        self._read = None
 
     def _no_room(self, replayed: int) -> errors.WaitingForRoom:
         return errors.WaitingForRoom(

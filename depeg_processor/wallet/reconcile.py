@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import redis
 
 from .. import errors
+from ..chain.calls import ChainClient
 from .records import TxRecords
 
 
@@ -46,25 +47,24 @@ class Unexplained:
         )
 
 
-def count_calls(pool: Sequence[TxRecords]) -> tuple[list[TxRecords], list[tuple[str, list]]]:
-    """The pool's wallets and the node calls that give their mined and pending counts, in
-    that order (a caller may send them in one batch with calls of its own)."""
-    wallets = [records for records in pool if records.owner is not None]
-    calls = [
-        ("eth_getTransactionCount", [records.owner, tag])
-        for records in wallets
-        for tag in ("latest", "pending")
-    ]
-    return wallets, calls
-
-
-def explain(
-    client: redis.Redis, wallets: Sequence[TxRecords], answers: Sequence
+def unexplained(
+    chain: ChainClient, client: redis.Redis, pool: Sequence[TxRecords]
 ) -> list[Unexplained]:
-    """The node's answers to `count_calls` explained by the records: one Redis round trip
-    reading only the records of the nonces between the mined and the pending count, none when
-    they are equal (the in-flight sets also hold every mined record awaiting its
-    confirmations, hundreds in a burst). Raises NodeUnavailable when the node did not say."""
+    """The pool's wallets whose pending nonces the records do not explain (one batch of node
+    calls, then one Redis round trip reading only the records of the nonces between the mined
+    and the pending count, none when they are equal: the in-flight sets also hold every mined
+    record awaiting its confirmations, hundreds in a burst). Raises NodeUnavailable when the
+    node does not say."""
+    wallets = [records for records in pool if records.owner is not None]
+    if not wallets:
+        return []
+    answers = chain.batch(
+        [
+            ("eth_getTransactionCount", [records.owner, tag])
+            for records in wallets
+            for tag in ("latest", "pending")
+        ]
+    )
     failed = [a for a in answers if isinstance(a, Exception)]
     if failed:
         raise errors.NodeUnavailable(f"the wallets' nonces could not be read: {failed[0]}")

@@ -36,7 +36,7 @@ from .last_seen import LastSeen
 from .lease import Lease, LeaseKeeper
 from .preflight import Preflight
 from .publish import Publisher
-from .reconcile import count_calls, explain
+from .reconcile import unexplained
 from .records import TxRecords
 from .replace import Replacer
 from .signatures import SignatureMark
@@ -56,16 +56,6 @@ class Wallet:
         self.keeper = keeper
         self.in_flight = InFlight(ctx.records, now=ctx.shared.clock.now)
         shared = ctx.shared
-        self._preflight = Preflight(
-            call=ctx.call,
-            product=shared.product,
-            chain=shared.chain,
-            simulator=shared.simulator,
-            fees=shared.fees,
-            pool=shared.pool,
-            client=shared.redis,
-            on_gas_used=shared.room.measured,
-        )
         publisher = Publisher(
             chain=shared.chain,
             address=ctx.address,
@@ -86,7 +76,16 @@ class Wallet:
             clock=shared.clock,
             faults=shared.faults,
             durable=shared.durable,
-            preflight=self._preflight,
+            preflight=Preflight(
+                call=ctx.call,
+                product=shared.product,
+                chain=shared.chain,
+                simulator=shared.simulator,
+                fees=shared.fees,
+                pool=shared.pool,
+                client=shared.redis,
+                on_gas_used=shared.room.measured,
+            ),
             publisher=publisher,
             on_below_base_fee=self.in_flight.refused_below_base_fee,
         )
@@ -254,15 +253,9 @@ class Wallet:
 
     def unexplained(self) -> str | None:
         """Why the pool may not send now: transactions of its wallets in the node's pool that
-        no record explains (see reconcile), or None. The same batch of node calls reads the
-        latest block the batch is simulated at (see Preflight.take_market)."""
-        shared, preflight = self.ctx.shared, self._preflight
-        preflight.forget_market()
-        wallets, counts = count_calls(shared.pool or (self.ctx.records,))
-        market = preflight.market_calls()
-        answers = shared.chain.batch(counts + market) if counts or market else []
-        preflight.take_market(answers[len(counts) :])
-        found = explain(shared.redis, wallets, answers[: len(counts)]) if counts else []
+        no record explains (see reconcile), or None."""
+        shared = self.ctx.shared
+        found = unexplained(shared.chain, shared.redis, shared.pool or (self.ctx.records,))
         return "; ".join(map(str, found)) or None
 
     def submit(
@@ -273,7 +266,6 @@ class Wallet:
         the pool's own transaction created its policy."""
         generation = self._adopted if self._adopted is not None else -1
         outcomes: list = self._submitter.submit(apps, entry_ids=entry_ids, generation=generation)
-        self._preflight.forget_market()  # the next batch reads the block anew
         for i, outcome in enumerate(outcomes):
             if isinstance(outcome, PermanentError) and outcome.kind in SIGNATURE_USED:
                 try:

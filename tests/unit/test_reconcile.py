@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from depeg_processor.wallet.reconcile import count_calls, explain
+from depeg_processor.wallet.reconcile import unexplained
 from depeg_processor.wallet.records import TxRecords
 
 WALLET = "0x00000000000000000000000000000000000000a1"
@@ -21,12 +21,6 @@ class Counts:
 class NoRedis:
     def pipeline(self, **_kwargs: object) -> None:
         raise AssertionError("Redis was read with nothing in the node's pool")
-
-
-def unexplained(node: Counts, client, pool: list[TxRecords]) -> list:
-    """The check as the wallet runs it: the counts asked, then explained by the records."""
-    wallets, calls = count_calls(pool)
-    return explain(client, wallets, node.batch(calls)) if calls else []
 
 
 def records_at(fake_redis, nonces) -> TxRecords:
