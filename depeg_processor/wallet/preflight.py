@@ -141,19 +141,32 @@ class Preflight:
                 )
 
     def _estimate(self, indices: Sequence[int], calldata: list[str], outcomes: list) -> dict:
-        """Gas limits by `eth_estimateGas` against the pending block, with GAS_HEADROOM; an
-        application whose estimate fails gets the error as its outcome."""
+        """Gas limits by `eth_estimateGas` with GAS_HEADROOM, each on the larger of two
+        estimates in one request: against the latest block, the coldest state the transaction
+        can meet (what the pool has in flight mined after it, or never: a storage slot it
+        writes first costs more there), and against the pending block (what is in flight may
+        leave it more to do). An application whose pending estimate fails gets the error as
+        its outcome; one that fails only against the latest block needs what is in flight,
+        and takes the pending estimate (its simulation after the replay decides)."""
         indices = list(indices)
         results = self._chain.batch(
-            [("eth_estimateGas", [self._call(calldata[i]), "pending"]) for i in indices]
+            [
+                ("eth_estimateGas", [self._call(calldata[i]), tag])
+                for i in indices
+                for tag in ("latest", "pending")
+            ]
         )
         limits = {}
-        for i, result in zip(indices, results):
-            if isinstance(result, errors.ProcessorError):
-                outcomes[i] = result
-            else:
-                limits[i] = int(int(result, 16) * GAS_HEADROOM)
-                self._gas_limit = max(self._gas_limit or 0, limits[i])
+        for n, i in enumerate(indices):
+            cold, warm = results[2 * n], results[2 * n + 1]
+            if isinstance(warm, errors.ProcessorError):
+                outcomes[i] = warm
+                continue
+            gas = max(
+                int(warm, 16), 0 if isinstance(cold, errors.ProcessorError) else int(cold, 16)
+            )
+            limits[i] = int(gas * GAS_HEADROOM)
+            self._gas_limit = max(self._gas_limit or 0, limits[i])
         return limits
 
     @property

@@ -188,3 +188,50 @@ def test_the_gas_limit_is_never_cut_to_the_simulated_gas_used(fake_redis) -> Non
     finally:
         wallet.close()
     assert [o.gas for o in outcomes] == [1_800_000, 1_800_000], "1.5 M estimated x 1.2"
+
+
+class PoolWarmedNode(Node):
+    """What the pool has in flight warms storage: a call estimated against the pending block
+    needs less gas than against the latest one (a slot it writes first there); `cold` is the
+    latest block's answer (an error where the call needs what is in flight)."""
+
+    def __init__(self, cold) -> None:
+        super().__init__()
+        self.cold = cold
+
+    def batch(self, calls) -> list:
+        calls = list(calls)
+        answers = super().batch(calls)
+        return [
+            self.cold if method == "eth_estimateGas" and params[1] == "latest" else answer
+            for (method, params), answer in zip(calls, answers)
+        ]
+
+
+@pytest.mark.parametrize(
+    ("cold", "gas"),
+    [
+        pytest.param(hex(1_600_000), 1_920_000, id="colder-latest-sets-the-limit"),
+        pytest.param(hex(1_400_000), 1_800_000, id="warmer-latest-leaves-the-pending-one"),
+        pytest.param(None, 1_800_000, id="latest-refuses-pending-estimate-taken"),
+    ],
+)
+def test_the_gas_limit_covers_a_chain_without_what_is_in_flight(fake_redis, cold, gas) -> None:
+    """A limit estimated only where the pool's transactions in flight warmed storage ran out of
+    gas when replayed before them (and would on chain, mined first): the larger of the latest
+    and the pending block's estimates sets it."""
+    from depeg_processor import errors
+
+    node = PoolWarmedNode(cold or errors.PermanentError("reverted: ERROR:DP-015:ALLOWANCE"))
+    fees = FeePolicy(base_fee=node.latest, suggested_tip=lambda: GWEI, cap=100 * GWEI)
+    wallet = build_wallet(fake_redis, chain=node, clock=Clock(), fees=fees)
+    wallet.lease.acquire()
+    assert wallet.take_over()
+    try:
+        outcomes = wallet.submit(apps(1), entry_ids=["1-0"])
+        wallet.finish()
+    finally:
+        wallet.close()
+    assert [o.gas for o in outcomes] == [gas]
+    tags = [p[1] for m, p in node.calls if m == "eth_estimateGas"]
+    assert tags == ["latest", "pending"], "both in one request"
