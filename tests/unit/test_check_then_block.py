@@ -16,7 +16,7 @@ from .test_preflight import apps
 from .wallet_harness import GWEI, build_wallet
 
 
-class Node:
+class Node(ChainClient):
     """A wallet with two transactions in the pool that no record explains, mined by the block
     that comes as their counts are read; each request's members answered last to first."""
 
@@ -65,7 +65,7 @@ def test_the_batch_is_simulated_at_a_block_holding_what_the_check_saw_mined(fake
     fees = FeePolicy(
         base_fee=lambda: pytest.fail("the market is read, not the block alone"),
         suggested_tip=lambda: pytest.fail("the market is read, not the tip alone"),
-        market=lambda: ChainClient.fee_market(node),
+        market=node.fee_market,
         cap=100 * GWEI,
     )
     wallet = build_wallet(fake_redis, chain=node, clock=Clock(), fees=fees)
